@@ -1,0 +1,222 @@
+#include "kvscope/io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "kvscope/common/error.h"
+#include "kvscope/common/fp16.h"
+
+namespace kvscope::io {
+namespace {
+
+// Headers larger than this are refused: real files have a few KB to a few MB.
+constexpr std::uint64_t kMaxHeaderBytes = 100ull << 20;
+
+}  // namespace
+
+std::size_t safetensors_dtype_size(const std::string& dtype) {
+  static const std::map<std::string, std::size_t> sizes = {
+      {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4},
+      {"I16", 2}, {"I8", 1},  {"U8", 1},  {"BOOL", 1}, {"U16", 2}, {"U32", 4}, {"U64", 8}};
+  auto it = sizes.find(dtype);
+  return it == sizes.end() ? 0 : it->second;
+}
+
+std::int64_t SafetensorsTensor::elements() const {
+  std::int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path), label_(path.string()) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(ErrorCode::Io, label_, std::string("cannot open: ") + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(ErrorCode::Io, label_, "not a regular file");
+  }
+  size_ = static_cast<std::size_t>(st.st_size);
+  if (size_ > 0) {
+    void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED) {
+      ::close(fd);
+      throw Error(ErrorCode::Io, label_, std::string("cannot map: ") + std::strerror(errno));
+    }
+    mapping_ = m;
+    base_ = static_cast<const std::uint8_t*>(m);
+  }
+  ::close(fd);
+  try {
+    parse();
+  } catch (...) {
+    if (mapping_) ::munmap(mapping_, size_);
+    mapping_ = nullptr;
+    throw;
+  }
+}
+
+SafetensorsFile SafetensorsFile::from_bytes(std::span<const std::uint8_t> bytes, const std::string& label) {
+  SafetensorsFile f;
+  f.label_ = label;
+  f.path_ = label;
+  f.owned_.assign(bytes.begin(), bytes.end());
+  f.base_ = f.owned_.data();
+  f.size_ = f.owned_.size();
+  f.parse();
+  return f;
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (mapping_) ::munmap(mapping_, size_);
+}
+
+SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept { *this = std::move(o); }
+
+SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
+  if (this == &o) return *this;
+  if (mapping_) ::munmap(mapping_, size_);
+  path_ = std::move(o.path_);
+  label_ = std::move(o.label_);
+  const bool owned = o.base_ == o.owned_.data() && !o.owned_.empty();
+  owned_ = std::move(o.owned_);
+  base_ = owned ? owned_.data() : o.base_;
+  size_ = o.size_;
+  mapping_ = o.mapping_;
+  tensors_ = std::move(o.tensors_);
+  metadata_ = std::move(o.metadata_);
+  o.mapping_ = nullptr;
+  o.base_ = nullptr;
+  o.size_ = 0;
+  return *this;
+}
+
+void SafetensorsFile::parse() {
+  auto fail = [&](const std::string& what) { throw Error(ErrorCode::Format, label_, "not a valid safetensors file: " + what); };
+  if (size_ < 8) fail("shorter than its 8-byte header length");
+  std::uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base_[i];
+  if (header_len == 0 || header_len > kMaxHeaderBytes) fail("header length " + std::to_string(header_len) + " is implausible");
+  if (header_len > size_ - 8) fail("header length " + std::to_string(header_len) + " runs past the end of the file");
+  const std::size_t data_start = 8 + static_cast<std::size_t>(header_len);
+  const std::size_t data_size = size_ - data_start;
+
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(base_ + 8, base_ + data_start);
+  } catch (const nlohmann::json::exception& e) {
+    fail(std::string("header is not JSON (") + e.what() + ")");
+  }
+  if (!header.is_object()) fail("header is not a JSON object");
+
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      if (!it->is_object()) fail("__metadata__ is not an object");
+      for (auto m = it->begin(); m != it->end(); ++m) {
+        if (!m->is_string()) fail("__metadata__ value '" + m.key() + "' is not a string");
+        metadata_[m.key()] = m->get<std::string>();
+      }
+      continue;
+    }
+    const auto& t = *it;
+    const std::string& name = it.key();
+    if (!t.is_object() || !t.contains("dtype") || !t.contains("shape") || !t.contains("data_offsets"))
+      fail("tensor '" + name + "' lacks dtype, shape or data_offsets");
+    if (!t["dtype"].is_string() || !t["shape"].is_array() || !t["data_offsets"].is_array() ||
+        t["data_offsets"].size() != 2)
+      fail("tensor '" + name + "' has malformed fields");
+    SafetensorsTensor tensor;
+    tensor.name = name;
+    tensor.dtype = t["dtype"].get<std::string>();
+    const std::size_t elem = safetensors_dtype_size(tensor.dtype);
+    if (elem == 0) fail("tensor '" + name + "' has unknown dtype " + tensor.dtype);
+    std::uint64_t count = 1;
+    for (const auto& d : t["shape"]) {
+      if (!d.is_number_unsigned()) fail("tensor '" + name + "' has a negative or non-integer dimension");
+      const std::uint64_t dim = d.get<std::uint64_t>();
+      if (dim != 0 && count > std::numeric_limits<std::uint64_t>::max() / 8 / dim)
+        fail("tensor '" + name + "' is impossibly large");
+      count *= dim;
+      tensor.shape.push_back(static_cast<std::int64_t>(dim));
+    }
+    const auto& off = t["data_offsets"];
+    if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned()) fail("tensor '" + name + "' has bad data_offsets");
+    const std::uint64_t begin = off[0].get<std::uint64_t>();
+    const std::uint64_t end = off[1].get<std::uint64_t>();
+    if (begin > end || end > data_size)
+      fail("tensor '" + name + "' data [" + std::to_string(begin) + ", " + std::to_string(end) +
+           ") lies outside the " + std::to_string(data_size) + "-byte data section (truncated file?)");
+    if (end - begin != count * elem)
+      fail("tensor '" + name + "' holds " + std::to_string(end - begin) + " bytes but its shape needs " +
+           std::to_string(count * elem));
+    tensor.bytes = std::span<const std::uint8_t>(base_ + data_start + begin, end - begin);
+    ranges.emplace_back(begin, end);
+    tensors_.push_back(std::move(tensor));
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (std::size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first < ranges[i - 1].second) fail("tensor data ranges overlap");
+}
+
+const SafetensorsTensor* SafetensorsFile::find(const std::string& name) const {
+  for (const auto& t : tensors_)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+const SafetensorsTensor& SafetensorsFile::get(const std::string& name) const {
+  const auto* t = find(name);
+  if (t == nullptr) throw Error(ErrorCode::Format, label_, "missing tensor '" + name + "'");
+  return *t;
+}
+
+std::vector<float> SafetensorsFile::to_float(const SafetensorsTensor& t) const {
+  const std::size_t n = static_cast<std::size_t>(t.elements());
+  std::vector<float> out(n);
+  const std::uint8_t* p = t.bytes.data();
+  if (t.dtype == "F32") {
+    std::memcpy(out.data(), p, n * 4);
+  } else if (t.dtype == "F16" || t.dtype == "BF16") {
+    const bool bf = t.dtype == "BF16";
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint16_t h = static_cast<std::uint16_t>(p[2 * i] | (p[2 * i + 1] << 8));
+      out[i] = bf ? bf16_to_float(h) : half_to_float(h);
+    }
+  } else {
+    throw Error(ErrorCode::Unsupported, label_, "tensor '" + t.name + "' has dtype " + t.dtype + ", expected F32, F16 or BF16");
+  }
+  return out;
+}
+
+std::vector<std::uint8_t> build_safetensors(const std::vector<SafetensorsWriteTensor>& tensors,
+                                            const std::map<std::string, std::string>& metadata) {
+  std::vector<const SafetensorsWriteTensor*> sorted;
+  for (const auto& t : tensors) sorted.push_back(&t);
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::uint64_t offset = 0;
+  for (const auto* t : sorted) {
+    header[t->name] = {{"dtype", t->dtype}, {"shape", t->shape}, {"data_offsets", {offset, offset + t->bytes.size()}}};
+    offset += t->bytes.size();
+  }
+  std::string text = header.dump();
+  while ((text.size() + 8) % 8 != 0) text.push_back(' ');
+  std::vector<std::uint8_t> out;
+  out.reserve(8 + text.size() + offset);
+  std::uint64_t len = text.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<std::uint8_t>(len >> (8 * i)));
+  out.insert(out.end(), text.begin(), text.end());
+  for (const auto* t : sorted) out.insert(out.end(), t->bytes.begin(), t->bytes.end());
+  return out;
+}
+
+}  // namespace kvscope::io

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up (packages, model, build) and runs the whole test suite. Tests that
+# need the default model fail rather than skip here (KVSCOPE_REQUIRE_MODEL=1).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$root/scripts/setup.sh"
+cd "$root"
+export KVSCOPE_REQUIRE_MODEL=1 QT_QPA_PLATFORM=offscreen
+ctest --preset release -j "${KVSCOPE_JOBS:-$(nproc)}" --timeout 900 "$@"
