@@ -21,7 +21,9 @@
 namespace kvscope::gui {
 
 namespace {
-QString qs(const std::string& s) { return QString::fromStdString(s); }
+QString qs(const std::string& s) {
+  return QString::fromStdString(s);
+}
 
 int toInt(double v, int fallback) {
   return std::isfinite(v) ? static_cast<int>(std::clamp(v, -2.0e9, 2.0e9)) : fallback;
@@ -225,7 +227,8 @@ void CodecPanel::rebuildControls() {
         set = [boxes](const QString& v) {
           const QStringList parts = v.split(QLatin1Char(','), Qt::SkipEmptyParts);
           if (parts.size() != static_cast<int>(boxes->size())) return false;
-          for (int i = 0; i < parts.size(); ++i) (*boxes)[static_cast<std::size_t>(i)]->setValue(parts[i].toInt());
+          for (int i = 0; i < parts.size(); ++i)
+            (*boxes)[static_cast<std::size_t>(i)]->setValue(parts[i].toInt());
           return true;
         };
         control = row;
@@ -268,7 +271,9 @@ bool CodecPanel::setParam(const QString& name, const QString& value) {
   return it != controls_.end() && it->second.second(value);
 }
 
-QString CodecPanel::sizeReadout() const { return readout_->text(); }
+QString CodecPanel::sizeReadout() const {
+  return readout_->text();
+}
 
 void CodecPanel::scheduleEncode() {
   emit configChanged();

@@ -48,9 +48,15 @@ namespace kvscope::gui {
 
 namespace {
 constexpr int kMaxRecent = 8;
-QString qs(const std::string& s) { return QString::fromStdString(s); }
-QString fromPath(const std::filesystem::path& p) { return QString::fromStdString(p.string()); }
-std::filesystem::path toPath(const QString& s) { return std::filesystem::path(s.toStdString()); }
+QString qs(const std::string& s) {
+  return QString::fromStdString(s);
+}
+QString fromPath(const std::filesystem::path& p) {
+  return QString::fromStdString(p.string());
+}
+std::filesystem::path toPath(const QString& s) {
+  return std::filesystem::path(s.toStdString());
+}
 QString humanBytes(double bytes) {
   if (bytes >= 1024.0 * 1024.0) return QStringLiteral("%1 MB").arg(bytes / (1024.0 * 1024.0), 0, 'f', 1);
   return QStringLiteral("%1 KB").arg(bytes / 1024.0, 0, 'f', 1);
@@ -109,9 +115,10 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
           [this](const QString& title, const QString& message) { showError(title, message); });
 
   distributions_ = new DistributionsPanel(session_);
-  addPanel(tr("Model && Context"), QStringLiteral("contextDock"), buildContextPanel(), Qt::LeftDockWidgetArea);
-  QDockWidget* dist_dock =
-      addPanel(tr("Distributions"), QStringLiteral("distributionsDock"), distributions_, Qt::RightDockWidgetArea);
+  addPanel(tr("Model && Context"), QStringLiteral("contextDock"), buildContextPanel(),
+           Qt::LeftDockWidgetArea);
+  QDockWidget* dist_dock = addPanel(tr("Distributions"), QStringLiteral("distributionsDock"), distributions_,
+                                    Qt::RightDockWidgetArea);
 #if KVSCOPE_GUI_HAVE_CODECS
   codec_panel_ = new CodecPanel(session_);
   QDockWidget* codec_dock =
@@ -249,15 +256,15 @@ void MainWindow::buildMenus() {
     if (!path.isEmpty()) loadWorkspace(path);
   });
   file->addAction(tr("&Save Workspace..."), QKeySequence::Save, this, [this] {
-    const QString path = QFileDialog::getSaveFileName(this, tr("Save workspace"), QStringLiteral("workspace.kvscope"),
-                                                      tr("KVScope workspace (*.kvscope)"));
+    const QString path = QFileDialog::getSaveFileName(
+        this, tr("Save workspace"), QStringLiteral("workspace.kvscope"), tr("KVScope workspace (*.kvscope)"));
     if (!path.isEmpty()) saveWorkspace(path);
   });
 #if KVSCOPE_GUI_HAVE_HDF5
   file->addSeparator();
   file->addAction(tr("&Export Encoded Cache to HDF5..."), QKeySequence(Qt::CTRL | Qt::Key_E), this, [this] {
-    const QString path =
-        QFileDialog::getSaveFileName(this, tr("Export HDF5"), QStringLiteral("cache.h5"), tr("HDF5 (*.h5 *.hdf5)"));
+    const QString path = QFileDialog::getSaveFileName(this, tr("Export HDF5"), QStringLiteral("cache.h5"),
+                                                      tr("HDF5 (*.h5 *.hdf5)"));
     if (!path.isEmpty()) exportHdf5(path);
   });
 #endif
@@ -359,7 +366,8 @@ void MainWindow::startDefault() {
     if (!file.isEmpty()) {
       try {
         const std::string text = read_file(toPath(file));
-        session_->setContext(dataset_combo_->currentText(), QString::fromUtf8(text.data(), qsizetype(text.size())));
+        session_->setContext(dataset_combo_->currentText(),
+                             QString::fromUtf8(text.data(), qsizetype(text.size())));
         context_edit_->setPlainText(session_->contextText());
       } catch (const Error& e) {
         showError(tr("Default context"), QString::fromUtf8(e.what()));
@@ -376,25 +384,23 @@ void MainWindow::startDefault() {
 }
 
 void MainWindow::loadDatasetIndex() {
-  // datasets/index.json lists contexts: {"contexts": [{"name"|"id", "file"|"path"}], "default": id}.
+  // datasets/index.json: {"default_context": id, "contexts": [{"id", "title", "file", "approx_tokens"}]}.
   dataset_combo_->clear();
   const QDir dir(fromPath(dataset_dir()));
   QFile index(dir.filePath(QStringLiteral("index.json")));
   if (!index.open(QIODevice::ReadOnly)) return;
   const QJsonObject root = QJsonDocument::fromJson(index.readAll()).object();
-  const QString def = root.value(QStringLiteral("default")).toString();
-  const QJsonArray contexts = root.value(QStringLiteral("contexts")).toArray();
-  for (const QJsonValue& v : contexts) {
+  const QString def = root.value(QStringLiteral("default_context")).toString();
+  for (const QJsonValue& v : root.value(QStringLiteral("contexts")).toArray()) {
     const QJsonObject o = v.toObject();
-    QString name = o.value(QStringLiteral("name")).toString();
-    if (name.isEmpty()) name = o.value(QStringLiteral("id")).toString();
-    QString file = o.value(QStringLiteral("file")).toString();
-    if (file.isEmpty()) file = o.value(QStringLiteral("path")).toString();
+    const QString id = o.value(QStringLiteral("id")).toString();
+    const QString file = o.value(QStringLiteral("file")).toString();
     if (file.isEmpty()) continue;
-    const QString full = QDir::isAbsolutePath(file) ? file : dir.filePath(file);
-    dataset_combo_->addItem(name.isEmpty() ? QFileInfo(file).baseName() : name, full);
-    if (!def.isEmpty() && (def == name || def == o.value(QStringLiteral("id")).toString() || def == file))
-      dataset_combo_->setCurrentIndex(dataset_combo_->count() - 1);
+    const QString title = o.value(QStringLiteral("title")).toString();
+    const int tokens = o.value(QStringLiteral("approx_tokens")).toInt();
+    dataset_combo_->addItem(tokens > 0 ? tr("%1 (~%2 tokens)").arg(id).arg(tokens) : id, dir.filePath(file));
+    dataset_combo_->setItemData(dataset_combo_->count() - 1, title, Qt::ToolTipRole);
+    if (id == def) dataset_combo_->setCurrentIndex(dataset_combo_->count() - 1);
   }
 }
 
@@ -519,8 +525,9 @@ void MainWindow::addRecent(const QString& path) {
 
 void MainWindow::rebuildRecentMenu() {
   recent_menu_->clear();
-  const QStringList recent =
-      options_.use_settings ? QSettings().value(QStringLiteral("recentModels")).toStringList() : QStringList();
+  const QStringList recent = options_.use_settings
+                                 ? QSettings().value(QStringLiteral("recentModels")).toStringList()
+                                 : QStringList();
   for (const QString& path : recent) recent_menu_->addAction(path, this, [this, path] { openModel(path); });
   recent_menu_->setEnabled(!recent.isEmpty());
 }
@@ -539,7 +546,8 @@ bool MainWindow::saveWorkspace(const QString& path) {
     const codec::CodecConfig cfg = codec_panel_->config();
     QJsonObject params;
     for (const auto& [k, v] : cfg.params) params[qs(k)] = qs(v);
-    root[QStringLiteral("codec")] = QJsonObject{{QStringLiteral("name"), qs(cfg.codec)}, {QStringLiteral("params"), params}};
+    root[QStringLiteral("codec")] =
+        QJsonObject{{QStringLiteral("name"), qs(cfg.codec)}, {QStringLiteral("params"), params}};
   }
 #endif
   const QByteArray bytes = QJsonDocument(root).toJson();
@@ -565,7 +573,8 @@ bool MainWindow::loadWorkspace(const QString& path) {
   if (doc.isNull() || root.value(QStringLiteral("format")).toString() != QLatin1String("kvscope-workspace")) {
     showError(tr("Open workspace"),
               tr("%1: not a KVScope workspace (%2)")
-                  .arg(path, doc.isNull() ? parse_error.errorString() : tr("missing format \"kvscope-workspace\"")));
+                  .arg(path, doc.isNull() ? parse_error.errorString()
+                                          : tr("missing format \"kvscope-workspace\"")));
     return false;
   }
 #if KVSCOPE_GUI_HAVE_CODECS

@@ -108,15 +108,16 @@ void PlotWidget::showContextMenu(const QPoint& pos) {
   menu.addAction(tr("Reset zoom"), this, &PlotWidget::resetView);
   menu.addSeparator();
   menu.addAction(tr("Export image (PNG, SVG, PDF)..."), this, [this] {
-    const QString path = QFileDialog::getSaveFileName(this, tr("Export plot"), QStringLiteral("plot.png"),
-                                                      tr("PNG image (*.png);;SVG image (*.svg);;PDF (*.pdf)"));
+    const QString path =
+        QFileDialog::getSaveFileName(this, tr("Export plot"), QStringLiteral("plot.png"),
+                                     tr("PNG image (*.png);;SVG image (*.svg);;PDF (*.pdf)"));
     if (path.isEmpty()) return;
     QString error;
     if (!exportImage(path, &error)) QMessageBox::warning(this, tr("Export failed"), error);
   });
   menu.addAction(tr("Export data (CSV)..."), this, [this] {
-    const QString path = QFileDialog::getSaveFileName(this, tr("Export data"), QStringLiteral("plot.csv"),
-                                                      tr("CSV (*.csv)"));
+    const QString path =
+        QFileDialog::getSaveFileName(this, tr("Export data"), QStringLiteral("plot.csv"), tr("CSV (*.csv)"));
     if (path.isEmpty()) return;
     QString error;
     if (!exportCsv(path, &error)) QMessageBox::warning(this, tr("Export failed"), error);
@@ -187,11 +188,13 @@ bool PlotWidget::exportCsv(const QString& path, QString* error) {
   return true;
 }
 
-bool PlotWidget::darkBackground() const { return palette().color(QPalette::Base).lightness() < 128; }
+bool PlotWidget::darkBackground() const {
+  return palette().color(QPalette::Base).lightness() < 128;
+}
 
 QColor PlotWidget::seriesColor(int index) const {
   // Okabe-Ito: distinguishable for colour-blind readers.
-  static const QColor kBase[] = {QColor(0, 114, 178), QColor(213, 94, 0),   QColor(0, 158, 115),
+  static const QColor kBase[] = {QColor(0, 114, 178),   QColor(213, 94, 0),  QColor(0, 158, 115),
                                  QColor(204, 121, 167), QColor(230, 159, 0), QColor(86, 180, 233),
                                  QColor(240, 228, 66)};
   QColor c = kBase[static_cast<std::size_t>(index) % std::size(kBase)];

@@ -23,21 +23,37 @@ class Session : public QObject {
   using QObject::QObject;
 
 #if KVSCOPE_GUI_HAVE_MODEL
-  std::shared_ptr<const model::Model> model() const { return model_; }
+  std::shared_ptr<const model::Model> model() const {
+    return model_;
+  }
   void setModel(std::shared_ptr<const model::Model> model, const QString& path);
 #endif
-  bool hasModel() const { return has_model_; }
-  QString modelPath() const { return model_path_; }
-  QString modelName() const { return model_name_; }
+  bool hasModel() const {
+    return has_model_;
+  }
+  QString modelPath() const {
+    return model_path_;
+  }
+  QString modelName() const {
+    return model_name_;
+  }
 
-  std::shared_ptr<const kv::KVCache> cache() const { return cache_; }
+  std::shared_ptr<const kv::KVCache> cache() const {
+    return cache_;
+  }
   /// `source` describes where the cache came from (context name or file).
   void setCache(std::shared_ptr<const kv::KVCache> cache, const QString& source);
-  QString cacheSource() const { return cache_source_; }
+  QString cacheSource() const {
+    return cache_source_;
+  }
 
   /// The context text last prefilled (or to prefill) and its label.
-  QString contextText() const { return context_text_; }
-  QString contextName() const { return context_name_; }
+  QString contextText() const {
+    return context_text_;
+  }
+  QString contextName() const {
+    return context_name_;
+  }
   void setContext(const QString& name, const QString& text);
 
  signals:
