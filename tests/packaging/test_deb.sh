@@ -101,6 +101,27 @@ for dir in resources datasets docs; do
   done < <(find "$src/$dir" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0)
   echo "checked: $count files of $dir/ installed"
 done
+# The installed dataset index names only files that are installed.
+index="$share/kvscope/datasets/index.json"
+if [ -f "$src/datasets/index.json" ]; then
+  if out="$(/usr/bin/python3 - "$index" <<'EOF'
+import json, os, sys
+path = sys.argv[1]
+d = json.load(open(path))
+base = os.path.dirname(path)
+entries = d.get("contexts", []) + d.get("tasks", [])
+missing = [e["file"] for e in entries if not os.path.isfile(os.path.join(base, e["file"]))]
+ids = [c["id"] for c in d.get("contexts", [])]
+if missing or d.get("default_context") not in ids or not entries:
+    sys.exit(f"missing {missing}, default_context {d.get('default_context')!r} in {ids}")
+print(len(entries))
+EOF
+  )"; then
+    pass "datasets/index.json: $out entries, all files installed"
+  else
+    fail "installed datasets/index.json: $out"
+  fi
+fi
 for bin in kvscope-cli kvscope; do
   [ -f "$root/usr/bin/$bin" ] || continue
   if ldd "$root/usr/bin/$bin" | grep -q 'not found'; then
