@@ -134,3 +134,44 @@ TEST(MainWindow, RestoreDefaultLayoutShowsPanelsAgain) {
 
 }  // namespace
 }  // namespace kvscope::gui
+
+#if KVSCOPE_GUI_HAVE_CODECS
+#include "codec_panel.h"
+
+namespace kvscope::gui {
+namespace {
+
+// Readout text after the encode that follows a change.
+QString encodeAfter(CodecPanel* panel, const std::function<void()>& change) {
+  QSignalSpy encoded(panel, &CodecPanel::encoded);
+  change();
+  if (!encoded.wait(20000)) return {};
+  return panel->sizeReadout();
+}
+
+TEST(CodecPanel, ParameterChangeReencodesWithoutTheModel) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  CodecPanel* panel = window.codecPanel();
+  ASSERT_NE(panel, nullptr);
+  const QString first = encodeAfter(panel, [&] { window.openCacheFile(writeSyntheticCache(dir)); });
+  ASSERT_TRUE(first.contains(QStringLiteral("bits/element"))) << first.toStdString();
+  ASSERT_NE(panel->lastResult(), nullptr);
+  // Switching codec re-encodes the same cache (no prefill) and changes the size.
+  const QString int8 = encodeAfter(panel, [&] { ASSERT_TRUE(panel->setConfig({"int8", {}})); });
+  ASSERT_FALSE(int8.isEmpty()) << "no encode after switching to int8";
+  EXPECT_NEAR(panel->lastResult()->size.bits_per_element(), 8.0, 1.5);
+  const QString fp16 = encodeAfter(panel, [&] { ASSERT_TRUE(panel->setConfig({"fp16", {}})); });
+  ASSERT_FALSE(fp16.isEmpty()) << "no encode after switching to fp16";
+  EXPECT_NE(int8, fp16);
+  EXPECT_NEAR(panel->lastResult()->size.bits_per_element(), 16.0, 1.5);
+  EXPECT_GT(panel->lastUpdateMs(), 0.0);
+  // Per-layer size bars: K and V of every layer.
+  ASSERT_GE(panel->layerPlot()->plottableCount(), 2);
+  EXPECT_EQ(panel->layerPlot()->plottable(0)->interface1D()->dataCount(), 4);
+}
+
+}  // namespace
+}  // namespace kvscope::gui
+#endif
