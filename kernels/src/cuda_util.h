@@ -15,7 +15,8 @@ namespace kvscope::kernels::cuda {
 
 inline void check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) {
-    throw Error(ErrorCode::Internal, std::string("CUDA error in ") + what + ": " + cudaGetErrorString(status));
+    throw Error(ErrorCode::Internal,
+                std::string("CUDA error in ") + what + ": " + cudaGetErrorString(status));
   }
 }
 

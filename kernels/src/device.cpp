@@ -55,15 +55,24 @@ const Probe& probe() {
 
 }  // namespace
 
-bool cuda_device_available() { return probe().available; }
-std::string device_name() { return probe().name; }
-std::string compute_backend() { return probe().available ? "cuda:" + probe().name : "cpu"; }
-std::string cpu_fallback_reason() { return probe().reason; }
+bool cuda_device_available() {
+  return probe().available;
+}
+std::string device_name() {
+  return probe().name;
+}
+std::string compute_backend() {
+  return probe().available ? "cuda:" + probe().name : "cpu";
+}
+std::string cpu_fallback_reason() {
+  return probe().reason;
+}
 
 namespace cuda {
 void require_device(const char* what) {
   if (!cuda_device_available()) {
-    throw Error(ErrorCode::Unsupported, std::string(what) + ": no CUDA device (" + cpu_fallback_reason() + ")");
+    throw Error(ErrorCode::Unsupported,
+                std::string(what) + ": no CUDA device (" + cpu_fallback_reason() + ")");
   }
 }
 }  // namespace cuda

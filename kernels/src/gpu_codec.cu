@@ -67,8 +67,8 @@ __global__ void delta_steps_kernel(ChannelModel* models, std::uint32_t n, const 
   models[j].delta_step = detail::step_for(__uint_as_float(dmax[j]), models[j].delta_symbols);
 }
 
-__global__ void count_kernel(const float* __restrict__ in, gpu::Geometry g, const ChannelModel* __restrict__ models,
-                             std::uint32_t* counts) {
+__global__ void count_kernel(const float* __restrict__ in, gpu::Geometry g,
+                             const ChannelModel* __restrict__ models, std::uint32_t* counts) {
   const std::uint32_t j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= g.streams_per_chunk) return;
   const int chunk = blockIdx.y;
@@ -97,8 +97,9 @@ __global__ void encode_kernel(const float* __restrict__ in, gpu::Geometry g, int
   const int chunk = first_chunk + static_cast<int>(blockIdx.y);
   const std::uint64_t k = static_cast<std::uint64_t>(blockIdx.y) * g.streams_per_chunk + j;
   std::uint32_t f = 0;
-  lengths[k] = detail::encode_stream(in + gpu::stream_out_offset(g, chunk, j), g.head_dim, gpu::chunk_len(g, chunk),
-                                     g.group_size, models[j], cdfs, scratch + k * capacity, capacity, f);
+  lengths[k] =
+      detail::encode_stream(in + gpu::stream_out_offset(g, chunk, j), g.head_dim, gpu::chunk_len(g, chunk),
+                            g.group_size, models[j], cdfs, scratch + k * capacity, capacity, f);
   if (f != 0) atomicOr(flags, f);
 }
 
@@ -113,9 +114,43 @@ __global__ void compact_kernel(const std::uint8_t* __restrict__ scratch, std::ui
   for (std::uint64_t i = lane; i < len; i += 32) payload[begin + i] = scratch[warp * capacity + i];
 }
 
-unsigned blocks_for(std::uint64_t n, int block) { return static_cast<unsigned>((n + block - 1) / block); }
+unsigned blocks_for(std::uint64_t n, int block) {
+  return static_cast<unsigned>((n + block - 1) / block);
+}
 
 }  // namespace
+
+namespace gpu {
+namespace {
+// Block row y decodes chunk first_chunk + y.
+__global__ void decode_chunks(const std::uint8_t* __restrict__ payload,
+                              const std::uint64_t* __restrict__ offsets, int first_chunk, Geometry g,
+                              const ChannelModel* __restrict__ models, const std::uint16_t* __restrict__ cdfs,
+                              std::uint16_t* __restrict__ out, std::uint32_t* __restrict__ flags) {
+  const std::uint32_t j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= g.streams_per_chunk) return;
+  const int chunk = first_chunk + static_cast<int>(blockIdx.y);
+  const std::uint64_t k = static_cast<std::uint64_t>(blockIdx.y) * g.streams_per_chunk + j;
+  const std::uint64_t begin = offsets[k], end = offsets[k + 1];
+  const ChannelModel m = models[j];
+  const std::uint32_t f = detail::decode_stream(
+      payload + begin, static_cast<std::uint32_t>(end - begin), chunk_len(g, chunk), g.group_size, m, cdfs,
+      out + stream_out_offset(g, chunk, j), static_cast<std::uint32_t>(g.head_dim));
+  if (f != 0) atomicOr(flags, f);
+}
+
+}  // namespace
+
+void launch_decode_chunks(const std::uint8_t* payload, const std::uint64_t* offsets, int first_chunk,
+                          int chunks, const Geometry& g, const ChannelModel* models,
+                          const std::uint16_t* cdfs, std::uint16_t* out, std::uint32_t* flags,
+                          cudaStream_t stream) {
+  if (chunks <= 0) return;
+  decode_chunks<<<dim3(blocks_for(g.streams_per_chunk, kBlock), static_cast<unsigned>(chunks)), kBlock, 0,
+                  stream>>>(payload, offsets, first_chunk, g, models, cdfs, out, flags);
+  cuda::check(cudaGetLastError(), "decode kernel launch");
+}
+}  // namespace gpu
 
 GpuTimings last_gpu_timings() {
   std::lock_guard lock(g_timings_mutex);
@@ -167,16 +202,18 @@ void gpu_decode(const StreamTable& t, DeviceHalfBuffer& out) {
   const gpu::Geometry g = gpu::geometry_of(t);
   cuda::EventTimer timer;
   timer.start();
-  gpu::decode_chunks<<<dim3(blocks_for(g.streams_per_chunk, gpu::kBlock), t.chunks()), gpu::kBlock>>>(
-      d_payload.get(), d_offsets.get(), 0, g, d_models.get(), d_cdfs.get(), out.data(), d_flags.get());
-  cuda::check(cudaGetLastError(), "decode kernel launch");
+  gpu::launch_decode_chunks(d_payload.get(), d_offsets.get(), 0, t.chunks(), g, d_models.get(), d_cdfs.get(),
+                            out.data(), d_flags.get(), nullptr);
   timer.stop();
   std::uint32_t flags = 0;
   d_flags.download(&flags, 1);
   cuda::check(cudaDeviceSynchronize(), "gpu_decode");
   const double kernel_ms = timer.ms();
-  set_timings(kernel_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall0).count());
-  if (flags != 0) throw Error(ErrorCode::Format, "gpu decode: corrupt entropy-coded stream (" + flag_text(flags).substr(1) + ")");
+  set_timings(kernel_ms,
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall0).count());
+  if (flags != 0)
+    throw Error(ErrorCode::Format,
+                "gpu decode: corrupt entropy-coded stream (" + flag_text(flags).substr(1) + ")");
 }
 
 kv::KVCache gpu_decode(const StreamTable& t) {
@@ -207,8 +244,8 @@ StreamTable gpu_encode(const kv::KVCache& cache, const EncodeParams& params) {
   for (std::size_t m = 0; m < n_models; ++m) {
     ChannelModel& cm = t.models[m];
     cm.anchor_symbols = static_cast<std::uint16_t>(params.anchor_bins);
-    cm.delta_symbols = static_cast<std::uint16_t>(
-        delta_bins(params, s.layers, static_cast<int>(m / (2 * channels)), static_cast<kv::Kind>((m / channels) % 2)));
+    cm.delta_symbols = static_cast<std::uint16_t>(delta_bins(
+        params, s.layers, static_cast<int>(m / (2 * channels)), static_cast<kv::Kind>((m / channels) % 2)));
     cm.anchor_cdf = cdf_size;
     cm.delta_cdf = cdf_size + cm.anchor_symbols;
     cdf_size += cm.anchor_symbols + cm.delta_symbols;
@@ -244,7 +281,8 @@ StreamTable gpu_encode(const kv::KVCache& cache, const EncodeParams& params) {
   // slots (bounded scratch), then packed by prefix sums of their lengths.
   const std::uint32_t capacity = detail::stream_capacity(static_cast<std::uint32_t>(params.chunk_tokens));
   const std::uint64_t slot_bytes = static_cast<std::uint64_t>(capacity) * n_models;
-  const int batch = static_cast<int>(std::max<std::uint64_t>(1, std::min<std::uint64_t>(chunks, (512ull << 20) / slot_bytes)));
+  const int batch = static_cast<int>(
+      std::max<std::uint64_t>(1, std::min<std::uint64_t>(chunks, (512ull << 20) / slot_bytes)));
   cuda::DeviceArray<std::uint8_t> d_scratch(slot_bytes * batch);
   cuda::DeviceArray<std::uint32_t> d_lengths(n_models * batch);
   cuda::DeviceArray<std::uint64_t> d_offsets(n_models * batch + 1);
@@ -257,7 +295,8 @@ StreamTable gpu_encode(const kv::KVCache& cache, const EncodeParams& params) {
     const int nc = std::min(batch, chunks - c0);
     const std::uint64_t n = n_models * nc;
     encode_kernel<<<dim3(blocks_for(n_models, gpu::kBlock), nc), gpu::kBlock>>>(
-        d_in.get(), g, c0, d_models.get(), d_cdfs.get(), d_scratch.get(), capacity, d_lengths.get(), d_flags.get());
+        d_in.get(), g, c0, d_models.get(), d_cdfs.get(), d_scratch.get(), capacity, d_lengths.get(),
+        d_flags.get());
     cuda::check(cudaGetLastError(), "encode kernel launch");
     d_lengths.download(lengths.data(), n);
     cuda::check(cudaDeviceSynchronize(), "gpu_encode");
@@ -270,7 +309,8 @@ StreamTable gpu_encode(const kv::KVCache& cache, const EncodeParams& params) {
     const std::uint64_t part = offsets[n] - total;
     d_offsets.upload(offsets.data(), n + 1);
     cuda::DeviceArray<std::uint8_t> d_part(part);
-    compact_kernel<<<blocks_for(n * 32, 256), 256>>>(d_scratch.get(), capacity, d_offsets.get(), n, total, d_part.get());
+    compact_kernel<<<blocks_for(n * 32, 256), 256>>>(d_scratch.get(), capacity, d_offsets.get(), n, total,
+                                                     d_part.get());
     cuda::check(cudaGetLastError(), "compact kernel launch");
     parts.emplace_back(part);
     d_part.download(parts.back().data(), part);
@@ -287,7 +327,9 @@ StreamTable gpu_encode(const kv::KVCache& cache, const EncodeParams& params) {
   if (flags != 0) throw Error(ErrorCode::Internal, "gpu encode: stream exceeded its capacity bound");
   t.payload.reserve(total);
   for (auto& p : parts) t.payload.insert(t.payload.end(), p.begin(), p.end());
-  set_timings(kernel_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall0).count());
+  seal(t);
+  set_timings(kernel_ms,
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - wall0).count());
   return t;
 }
 

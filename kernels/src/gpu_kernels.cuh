@@ -27,8 +27,13 @@ struct Geometry {
 };
 
 inline Geometry geometry_of(const StreamTable& t) {
-  return Geometry{static_cast<std::uint32_t>(t.streams_per_chunk()), t.shape.channels(), t.shape.kv_heads,
-                  t.shape.head_dim, t.shape.tokens, t.chunk_tokens, t.group_size};
+  return Geometry{static_cast<std::uint32_t>(t.streams_per_chunk()),
+                  t.shape.channels(),
+                  t.shape.kv_heads,
+                  t.shape.head_dim,
+                  t.shape.tokens,
+                  t.chunk_tokens,
+                  t.group_size};
 }
 
 // Where stream j of chunk c starts in the output, and its token count.
@@ -36,7 +41,8 @@ __device__ __forceinline__ std::uint64_t stream_out_offset(const Geometry& g, in
   const std::uint32_t lk = j / g.channels;
   const int ch = static_cast<int>(j - lk * g.channels);
   const int head = ch / g.head_dim, dim = ch - head * g.head_dim;
-  return (static_cast<std::uint64_t>(lk) * g.kv_heads + head) * static_cast<std::uint64_t>(g.tokens) * g.head_dim +
+  return (static_cast<std::uint64_t>(lk) * g.kv_heads + head) * static_cast<std::uint64_t>(g.tokens) *
+             g.head_dim +
          static_cast<std::uint64_t>(chunk) * g.chunk_tokens * g.head_dim + dim;
 }
 __device__ __forceinline__ std::uint32_t chunk_len(const Geometry& g, int chunk) {
@@ -44,23 +50,12 @@ __device__ __forceinline__ std::uint32_t chunk_len(const Geometry& g, int chunk)
   return static_cast<std::uint32_t>(rest < g.chunk_tokens ? rest : g.chunk_tokens);
 }
 
-// Decodes chunks first_chunk + blockIdx.y. offsets[(chunk - first_chunk) * S + j]
-// .. offsets[... + 1] are stream j's bytes in `payload` (validated on the host).
-__global__ void decode_chunks(const std::uint8_t* __restrict__ payload, const std::uint64_t* __restrict__ offsets,
-                              int first_chunk, Geometry g, const ChannelModel* __restrict__ models,
-                              const std::uint16_t* __restrict__ cdfs, std::uint16_t* __restrict__ out,
-                              std::uint32_t* __restrict__ flags) {
-  const std::uint32_t j = blockIdx.x * blockDim.x + threadIdx.x;
-  if (j >= g.streams_per_chunk) return;
-  const int chunk = first_chunk + static_cast<int>(blockIdx.y);
-  const std::uint64_t k = static_cast<std::uint64_t>(blockIdx.y) * g.streams_per_chunk + j;
-  const std::uint64_t begin = offsets[k], end = offsets[k + 1];
-  const ChannelModel m = models[j];
-  const std::uint32_t f =
-      detail::decode_stream(payload + begin, static_cast<std::uint32_t>(end - begin), chunk_len(g, chunk),
-                            g.group_size, m, cdfs, out + stream_out_offset(g, chunk, j),
-                            static_cast<std::uint32_t>(g.head_dim));
-  if (f != 0) atomicOr(flags, f);
-}
+// Decodes chunks [first_chunk, first_chunk + chunks) on `stream`.
+// offsets[(chunk - first_chunk) * S + j] .. offsets[... + 1] are stream j's
+// bytes in `payload` (validated on the host). Error flags are OR-ed into *flags.
+void launch_decode_chunks(const std::uint8_t* payload, const std::uint64_t* offsets, int first_chunk,
+                          int chunks, const Geometry& g, const ChannelModel* models,
+                          const std::uint16_t* cdfs, std::uint16_t* out, std::uint32_t* flags,
+                          cudaStream_t stream);
 
 }  // namespace kvscope::kernels::gpu

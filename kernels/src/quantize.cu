@@ -29,13 +29,14 @@ __device__ __forceinline__ std::size_t element_index(const RowGeometry& g, int l
 
 // One block per row: absmax by block reduction (max is order-independent, so
 // the result equals the CPU's), then quantize and pack.
-__global__ void quantize_rows(const float* __restrict__ in, RowGeometry g, int bits, std::uint8_t* __restrict__ values,
-                              std::uint16_t* __restrict__ scales) {
+__global__ void quantize_rows(const float* __restrict__ in, RowGeometry g, int bits,
+                              std::uint8_t* __restrict__ values, std::uint16_t* __restrict__ scales) {
   const std::size_t row = blockIdx.x;
   const int lk = static_cast<int>(row / g.tokens), t = static_cast<int>(row % g.tokens);
   const int qmax = bits == 8 ? detail::kInt8Max : detail::kInt4Max;
   float m = 0.0f;
-  for (int c = threadIdx.x; c < g.channels; c += blockDim.x) m = fmaxf(m, detail::abs_or_zero(in[element_index(g, lk, t, c)]));
+  for (int c = threadIdx.x; c < g.channels; c += blockDim.x)
+    m = fmaxf(m, detail::abs_or_zero(in[element_index(g, lk, t, c)]));
   __shared__ float partial[kBlock / 32];
   for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
   if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = m;
@@ -52,22 +53,25 @@ __global__ void quantize_rows(const float* __restrict__ in, RowGeometry g, int b
   std::uint8_t* out = values + row * g.row_bytes;
   if (bits == 8) {
     for (int c = threadIdx.x; c < g.channels; c += blockDim.x) {
-      out[c] = static_cast<std::uint8_t>(static_cast<std::int8_t>(
-          detail::quantize_symmetric(in[element_index(g, lk, t, c)], scale, qmax)));
+      out[c] = static_cast<std::uint8_t>(
+          static_cast<std::int8_t>(detail::quantize_symmetric(in[element_index(g, lk, t, c)], scale, qmax)));
     }
   } else {
     for (int b = threadIdx.x; b < g.row_bytes; b += blockDim.x) {
       const int c = 2 * b;
       const int lo = detail::quantize_symmetric(in[element_index(g, lk, t, c)], scale, qmax);
-      const int hi = c + 1 < g.channels ? detail::quantize_symmetric(in[element_index(g, lk, t, c + 1)], scale, qmax) : 0;
+      const int hi = c + 1 < g.channels
+                         ? detail::quantize_symmetric(in[element_index(g, lk, t, c + 1)], scale, qmax)
+                         : 0;
       out[b] = detail::pack_nibbles(lo, hi);
     }
   }
 }
 
 // One thread per output element, in output order (coalesced fp16 writes).
-__global__ void dequantize_fp16(const std::uint8_t* __restrict__ values, const std::uint16_t* __restrict__ scales,
-                                RowGeometry g, int bits, std::size_t elements, std::uint16_t* __restrict__ out) {
+__global__ void dequantize_fp16(const std::uint8_t* __restrict__ values,
+                                const std::uint16_t* __restrict__ scales, RowGeometry g, int bits,
+                                std::size_t elements, std::uint16_t* __restrict__ out) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < elements;
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
     const int dim = static_cast<int>(i % g.head_dim);
@@ -79,7 +83,8 @@ __global__ void dequantize_fp16(const std::uint8_t* __restrict__ values, const s
     const std::size_t row = lk * g.tokens + t;
     const int c = head * g.head_dim + dim;
     const std::uint8_t* in = values + row * g.row_bytes;
-    const int v = bits == 8 ? static_cast<int>(static_cast<std::int8_t>(in[c])) : detail::unpack_nibble(in[c >> 1], c & 1);
+    const int v = bits == 8 ? static_cast<int>(static_cast<std::int8_t>(in[c]))
+                            : detail::unpack_nibble(in[c >> 1], c & 1);
     out[i] = detail::float_to_half(detail::dequantize_symmetric(v, detail::half_to_float(scales[row])));
   }
 }

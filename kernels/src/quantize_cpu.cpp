@@ -51,7 +51,8 @@ QuantizedCache cpu_quantize(const kv::KVCache& cache, int bits) {
       }
       std::uint8_t* out = q.values.data() + r * q.row_bytes();
       if (bits == 8) {
-        for (int c = 0; c < channels; ++c) out[c] = static_cast<std::uint8_t>(static_cast<std::int8_t>(row[c]));
+        for (int c = 0; c < channels; ++c)
+          out[c] = static_cast<std::uint8_t>(static_cast<std::int8_t>(row[c]));
       } else {
         for (int c = 0; c < channels; c += 2) {
           out[c / 2] = detail::pack_nibbles(row[c], c + 1 < channels ? row[c + 1] : 0);
@@ -73,7 +74,8 @@ kv::KVCache cpu_dequantize(const QuantizedCache& q) {
       const float scale = detail::half_to_float(q.scales[r]);
       const std::uint8_t* in = q.values.data() + r * q.row_bytes();
       for (int c = 0; c < channels; ++c) {
-        const int v = q.bits == 8 ? static_cast<int>(static_cast<std::int8_t>(in[c])) : detail::unpack_nibble(in[c / 2], c & 1);
+        const int v = q.bits == 8 ? static_cast<int>(static_cast<std::int8_t>(in[c]))
+                                  : detail::unpack_nibble(in[c / 2], c & 1);
         // Stored as fp16, exactly as the GPU path writes it.
         cache.channel_value(lk / 2, static_cast<kv::Kind>(lk % 2), t, c) =
             detail::half_to_float(detail::float_to_half(detail::dequantize_symmetric(v, scale)));

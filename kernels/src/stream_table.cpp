@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "kvscope/common/crc32c.h"
 #include "kvscope/common/error.h"
 #include "kvscope/common/fp16.h"
 #include "kvscope/common/thread_pool.h"
@@ -72,17 +73,19 @@ void validate_header(const StreamTable& t) {
   const auto& s = t.shape;
   require_format(s.layers > 0 && s.kv_heads > 0 && s.head_dim > 0 && s.tokens > 0, "empty or negative shape");
   require_format(t.chunk_tokens > 0 && t.group_size > 0, "chunk and group sizes must be positive");
-  require_format(static_cast<std::uint64_t>(s.layers) * 2 * s.channels() <= (1ull << 31), "too many channels");
+  require_format(static_cast<std::uint64_t>(s.layers) * 2 * s.channels() <= (1ull << 31),
+                 "too many channels");
   const std::size_t n_models = static_cast<std::size_t>(s.layers) * 2 * s.channels();
-  require_format(t.models.size() == n_models, "expected " + std::to_string(n_models) + " channel models, got " +
-                                                  std::to_string(t.models.size()));
+  require_format(t.models.size() == n_models, "expected " + std::to_string(n_models) +
+                                                  " channel models, got " + std::to_string(t.models.size()));
   for (std::size_t i = 0; i < t.models.size(); ++i) {
     const ChannelModel& m = t.models[i];
     const std::string where = "model " + std::to_string(i) + ": ";
     require_format(std::isfinite(m.anchor_step) && m.anchor_step >= 0 && std::isfinite(m.delta_step) &&
                        m.delta_step >= 0,
                    where + "step not finite and >= 0");
-    const std::pair<std::uint32_t, int> cdfs[2] = {{m.anchor_cdf, m.anchor_symbols}, {m.delta_cdf, m.delta_symbols}};
+    const std::pair<std::uint32_t, int> cdfs[2] = {{m.anchor_cdf, m.anchor_symbols},
+                                                   {m.delta_cdf, m.delta_symbols}};
     for (const auto& [begin, n] : cdfs) {
       require_format(n >= 1 && n <= kMaxSymbols, where + "symbol count out of range");
       require_format(static_cast<std::uint64_t>(begin) + n <= t.cdfs.size(), where + "CDF outside the table");
@@ -94,11 +97,14 @@ void validate_header(const StreamTable& t) {
   }
 }
 
-void validate_chunk(const StreamTable& t, int chunk, std::span<const StreamDesc> streams, std::size_t chunk_bytes) {
+void validate_chunk(const StreamTable& t, int chunk, std::span<const StreamDesc> streams,
+                    std::span<const std::uint8_t> bytes, std::uint32_t crc) {
+  const std::size_t chunk_bytes = bytes.size();
   require_format(chunk >= 0 && chunk < t.chunks(), "chunk " + std::to_string(chunk) + " out of range");
   const std::size_t per = t.streams_per_chunk();
-  require_format(streams.size() == per, "chunk " + std::to_string(chunk) + ": expected " + std::to_string(per) +
-                                            " streams, got " + std::to_string(streams.size()));
+  require_format(streams.size() == per, "chunk " + std::to_string(chunk) + ": expected " +
+                                            std::to_string(per) + " streams, got " +
+                                            std::to_string(streams.size()));
   const int channels = t.shape.channels();
   const int t0 = chunk * t.chunk_tokens;
   const auto n = static_cast<std::uint32_t>(std::min(t.chunk_tokens, t.shape.tokens - t0));
@@ -121,14 +127,18 @@ void validate_chunk(const StreamTable& t, int chunk, std::span<const StreamDesc>
     require_format(next <= chunk_bytes, where + "bytes run past the chunk");
   }
   require_format(next == chunk_bytes, "chunk " + std::to_string(chunk) + " has trailing bytes");
+  if (crc32c(bytes) != crc) {
+    throw Error(ErrorCode::Checksum, "stream table: chunk " + std::to_string(chunk) + " fails its CRC-32C");
+  }
 }
 
 void validate(const StreamTable& t) {
   validate_header(t);
   const auto& s = t.shape;
   const auto expected = canonical_streams(s, t.chunk_tokens);
-  require_format(t.streams.size() == expected.size(), "expected " + std::to_string(expected.size()) +
-                                                          " streams, got " + std::to_string(t.streams.size()));
+  require_format(
+      t.streams.size() == expected.size(),
+      "expected " + std::to_string(expected.size()) + " streams, got " + std::to_string(t.streams.size()));
   std::uint64_t next = 0;
   for (std::size_t i = 0; i < expected.size(); ++i) {
     const StreamDesc& d = t.streams[i];
@@ -143,6 +153,17 @@ void validate(const StreamTable& t) {
     require_format(next <= t.payload.size(), where + "bytes run past the payload");
   }
   require_format(next == t.payload.size(), "payload has trailing bytes");
+  require_format(t.chunk_crc.size() == static_cast<std::size_t>(t.chunks()), "one CRC per chunk expected");
+  for (int c = 0; c < t.chunks(); ++c) {
+    if (crc32c(t.chunk_payload(c)) != t.chunk_crc[static_cast<std::size_t>(c)]) {
+      throw Error(ErrorCode::Checksum, "stream table: chunk " + std::to_string(c) + " fails its CRC-32C");
+    }
+  }
+}
+
+void seal(StreamTable& t) {
+  t.chunk_crc.resize(static_cast<std::size_t>(t.chunks()));
+  for (int c = 0; c < t.chunks(); ++c) t.chunk_crc[static_cast<std::size_t>(c)] = crc32c(t.chunk_payload(c));
 }
 
 void validate(const EncodeParams& p, const kv::CacheShape& shape) {
@@ -151,10 +172,10 @@ void validate(const EncodeParams& p, const kv::CacheShape& shape) {
   };
   need(p.chunk_tokens >= 1 && p.chunk_tokens <= 65536, "chunk_tokens", "in [1, 65536]");
   need(p.group_size >= 1 && p.group_size <= 65536, "group_size", "in [1, 65536]");
-  need(p.anchor_bins >= 2 && p.anchor_bins <= kMaxSymbols, "anchor_bins", "in [2, 4096]");
+  need(p.anchor_bins >= 3 && p.anchor_bins <= kMaxSymbols, "anchor_bins", "in [3, 4096]");
   for (int i = 0; i < 3; ++i) {
-    need(p.key_bins[i] >= 2 && p.key_bins[i] <= kMaxSymbols, "key_bins", "in [2, 4096]");
-    need(p.value_bins[i] >= 2 && p.value_bins[i] <= kMaxSymbols, "value_bins", "in [2, 4096]");
+    need(p.key_bins[i] >= 3 && p.key_bins[i] <= kMaxSymbols, "key_bins", "in [3, 4096]");
+    need(p.value_bins[i] >= 3 && p.value_bins[i] <= kMaxSymbols, "value_bins", "in [3, 4096]");
   }
   if (shape.layers <= 0 || shape.kv_heads <= 0 || shape.head_dim <= 0 || shape.tokens <= 0) {
     throw Error(ErrorCode::InvalidArgument, "gpu encode: empty cache");
@@ -202,12 +223,14 @@ StreamTable cpu_encode(const kv::KVCache& cache, const EncodeParams& params, int
     float amax = 0, dmax = 0;
     for (int c = 0; c < chunks; ++c) {
       const StreamDesc& d = t.streams[c * per_chunk + m];
-      amax = std::max(amax, detail::anchor_absmax(data + d.out_offset, d.out_stride, d.tokens, params.group_size));
+      amax = std::max(amax,
+                      detail::anchor_absmax(data + d.out_offset, d.out_stride, d.tokens, params.group_size));
     }
     cm.anchor_step = detail::step_for(amax, cm.anchor_symbols);
     for (int c = 0; c < chunks; ++c) {
       const StreamDesc& d = t.streams[c * per_chunk + m];
-      dmax = std::max(dmax, detail::delta_absmax(data + d.out_offset, d.out_stride, d.tokens, params.group_size, cm));
+      dmax = std::max(
+          dmax, detail::delta_absmax(data + d.out_offset, d.out_stride, d.tokens, params.group_size, cm));
     }
     cm.delta_step = detail::step_for(dmax, cm.delta_symbols);
     std::vector<std::uint32_t> counts(cm.anchor_symbols + cm.delta_symbols, 0);
@@ -228,9 +251,9 @@ StreamTable cpu_encode(const kv::KVCache& cache, const EncodeParams& params, int
     StreamDesc& d = t.streams[i];
     bytes[i].resize(detail::stream_capacity(d.tokens));
     std::uint32_t flags = 0;
-    const std::uint32_t n =
-        detail::encode_stream(data + d.out_offset, d.out_stride, d.tokens, params.group_size, t.models[d.model],
-                              t.cdfs.data(), bytes[i].data(), static_cast<std::uint32_t>(bytes[i].size()), flags);
+    const std::uint32_t n = detail::encode_stream(
+        data + d.out_offset, d.out_stride, d.tokens, params.group_size, t.models[d.model], t.cdfs.data(),
+        bytes[i].data(), static_cast<std::uint32_t>(bytes[i].size()), flags);
     if (flags != 0) throw Error(ErrorCode::Internal, "cpu encode: stream exceeded its capacity bound");
     bytes[i].resize(n);
   });
@@ -242,6 +265,7 @@ StreamTable cpu_encode(const kv::KVCache& cache, const EncodeParams& params, int
   }
   t.payload.reserve(offset);
   for (auto& b : bytes) t.payload.insert(t.payload.end(), b.begin(), b.end());
+  seal(t);
   return t;
 }
 
@@ -251,8 +275,9 @@ std::vector<std::uint16_t> cpu_decode_fp16(const StreamTable& t, int threads) {
   std::vector<std::uint32_t> flags(t.streams.size(), 0);
   parallel_for(t.streams.size(), threads, [&](std::size_t i) {
     const StreamDesc& d = t.streams[i];
-    flags[i] = detail::decode_stream(t.payload.data() + d.byte_offset, d.byte_length, d.tokens, t.group_size,
-                                     t.models[d.model], t.cdfs.data(), out.data() + d.out_offset, d.out_stride);
+    flags[i] =
+        detail::decode_stream(t.payload.data() + d.byte_offset, d.byte_length, d.tokens, t.group_size,
+                              t.models[d.model], t.cdfs.data(), out.data() + d.out_offset, d.out_stride);
   });
   for (std::size_t i = 0; i < flags.size(); ++i) {
     if (flags[i] != 0) {

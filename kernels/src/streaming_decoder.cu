@@ -48,7 +48,8 @@ struct StreamingDecoder::Impl {
 StreamingDecoder::StreamingDecoder(const StreamTable& header, int lanes) : impl_(std::make_unique<Impl>()) {
   validate_header(header);
   cuda::require_device("StreamingDecoder");
-  if (lanes < 1 || lanes > 16) throw Error(ErrorCode::InvalidArgument, "StreamingDecoder: lanes must be in [1, 16]");
+  if (lanes < 1 || lanes > 16)
+    throw Error(ErrorCode::InvalidArgument, "StreamingDecoder: lanes must be in [1, 16]");
   Impl& s = *impl_;
   s.header.shape = header.shape;
   s.header.chunk_tokens = header.chunk_tokens;
@@ -64,17 +65,19 @@ StreamingDecoder::StreamingDecoder(const StreamTable& header, int lanes) : impl_
   s.output = DeviceHalfBuffer(header.shape.elements());
   s.pushed.assign(static_cast<std::size_t>(s.header.chunks()), false);
   s.lanes.resize(static_cast<std::size_t>(lanes));
-  for (auto& lane : s.lanes) cuda::check(cudaStreamCreateWithFlags(&lane.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  for (auto& lane : s.lanes)
+    cuda::check(cudaStreamCreateWithFlags(&lane.stream, cudaStreamNonBlocking), "cudaStreamCreate");
   // Tables and flags were written on the legacy stream; lanes must see them.
   cuda::check(cudaDeviceSynchronize(), "StreamingDecoder setup");
 }
 
 StreamingDecoder::~StreamingDecoder() = default;
 
-void StreamingDecoder::push_chunk(int chunk, std::span<const StreamDesc> streams, std::span<const std::uint8_t> bytes) {
+void StreamingDecoder::push_chunk(int chunk, std::span<const StreamDesc> streams,
+                                  std::span<const std::uint8_t> bytes, std::uint32_t crc) {
   Impl& s = *impl_;
   if (s.finished) throw Error(ErrorCode::InvalidArgument, "StreamingDecoder: push after finish");
-  validate_chunk(s.header, chunk, streams, bytes.size());
+  validate_chunk(s.header, chunk, streams, bytes, crc);
   if (s.pushed[static_cast<std::size_t>(chunk)]) {
     throw Error(ErrorCode::Format, "StreamingDecoder: chunk " + std::to_string(chunk) + " pushed twice");
   }
@@ -98,10 +101,8 @@ void StreamingDecoder::push_chunk(int chunk, std::span<const StreamDesc> streams
   lane.staging_offsets.get()[n] = bytes.size();
   lane.bytes.upload(lane.staging.get(), bytes.size(), lane.stream);
   lane.offsets.upload(lane.staging_offsets.get(), n + 1, lane.stream);
-  gpu::decode_chunks<<<dim3(static_cast<unsigned>((n + gpu::kBlock - 1) / gpu::kBlock), 1), gpu::kBlock, 0,
-                       lane.stream>>>(lane.bytes.get(), lane.offsets.get(), chunk, s.geometry, s.models.get(),
-                                      s.cdfs.get(), s.output.data(), s.flags.get() + chunk);
-  cuda::check(cudaGetLastError(), "StreamingDecoder kernel launch");
+  gpu::launch_decode_chunks(lane.bytes.get(), lane.offsets.get(), chunk, 1, s.geometry, s.models.get(),
+                            s.cdfs.get(), s.output.data(), s.flags.get() + chunk, lane.stream);
 }
 
 void StreamingDecoder::finish() {
@@ -109,7 +110,8 @@ void StreamingDecoder::finish() {
   for (auto& lane : s.lanes) cuda::check(cudaStreamSynchronize(lane.stream), "StreamingDecoder finish");
   s.finished = true;
   for (std::size_t c = 0; c < s.pushed.size(); ++c) {
-    if (!s.pushed[c]) throw Error(ErrorCode::Format, "StreamingDecoder: chunk " + std::to_string(c) + " never arrived");
+    if (!s.pushed[c])
+      throw Error(ErrorCode::Format, "StreamingDecoder: chunk " + std::to_string(c) + " never arrived");
   }
   std::vector<std::uint32_t> flags(s.pushed.size());
   s.flags.download(flags.data(), flags.size());
@@ -117,13 +119,18 @@ void StreamingDecoder::finish() {
   for (std::size_t c = 0; c < flags.size(); ++c) {
     if (flags[c] != 0) {
       throw Error(ErrorCode::Format, "gpu streaming decode: chunk " + std::to_string(c) +
-                                         " has a corrupt entropy-coded stream (flags " + std::to_string(flags[c]) + ")");
+                                         " has a corrupt entropy-coded stream (flags " +
+                                         std::to_string(flags[c]) + ")");
     }
   }
 }
 
-const DeviceHalfBuffer& StreamingDecoder::output() const { return impl_->output; }
+const DeviceHalfBuffer& StreamingDecoder::output() const {
+  return impl_->output;
+}
 
-kv::KVCache StreamingDecoder::download() const { return fp16_to_cache(impl_->header.shape, impl_->output.download()); }
+kv::KVCache StreamingDecoder::download() const {
+  return fp16_to_cache(impl_->header.shape, impl_->output.download());
+}
 
 }  // namespace kvscope::kernels

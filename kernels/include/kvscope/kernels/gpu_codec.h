@@ -75,9 +75,11 @@ class StreamingDecoder {
   StreamingDecoder& operator=(const StreamingDecoder&) = delete;
 
   /// Chunk `chunk`'s descriptors (byte offsets relative to `bytes`) and
-  /// bytes. Validates them against the layout; Error(Format) otherwise or
-  /// when the chunk was already pushed. Returns once the bytes are staged.
-  void push_chunk(int chunk, std::span<const StreamDesc> streams, std::span<const std::uint8_t> bytes);
+  /// bytes and the chunk's CRC-32C. Validates them (validate_chunk);
+  /// Error(Format | Checksum) otherwise or when the chunk was already pushed. Returns once the bytes are
+  /// staged.
+  void push_chunk(int chunk, std::span<const StreamDesc> streams, std::span<const std::uint8_t> bytes,
+                  std::uint32_t crc);
   /// Waits for all pushed chunks; Error(Format) if any stream was corrupt or
   /// a chunk is missing.
   void finish();

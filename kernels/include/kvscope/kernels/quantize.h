@@ -18,9 +18,9 @@ namespace kvscope::kernels {
 /// the low nibble of byte i, each row padded to whole bytes.
 struct QuantizedCache {
   kv::CacheShape shape;
-  int bits = 8;                      ///< 8 or 4
-  std::vector<std::uint8_t> values;  ///< rows * row_bytes()
-  std::vector<std::uint16_t> scales; ///< fp16 bits, one per row
+  int bits = 8;                       ///< 8 or 4
+  std::vector<std::uint8_t> values;   ///< rows * row_bytes()
+  std::vector<std::uint16_t> scales;  ///< fp16 bits, one per row
 
   std::size_t rows() const { return static_cast<std::size_t>(shape.layers) * 2 * shape.tokens; }
   std::size_t row_bytes() const {

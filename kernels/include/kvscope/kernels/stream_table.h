@@ -29,11 +29,11 @@ namespace kvscope::kernels {
 
 /// Quantization and CDFs of one (layer, kind, channel).
 struct ChannelModel {
-  std::uint32_t anchor_cdf = 0;  ///< index of the anchor CDF's first entry in StreamTable::cdfs
-  std::uint32_t delta_cdf = 0;   ///< index of the delta CDF's first entry
+  std::uint32_t anchor_cdf = 0;      ///< index of the anchor CDF's first entry in StreamTable::cdfs
+  std::uint32_t delta_cdf = 0;       ///< index of the delta CDF's first entry
   std::uint16_t anchor_symbols = 0;  ///< n_a, 1..kMaxSymbols
   std::uint16_t delta_symbols = 0;   ///< n_d, 1..kMaxSymbols
-  float anchor_step = 0;  ///< finite, >= 0
+  float anchor_step = 0;             ///< finite, >= 0
   float delta_step = 0;
   bool operator==(const ChannelModel&) const = default;
 };
@@ -42,10 +42,11 @@ struct ChannelModel {
 struct StreamDesc {
   std::uint64_t byte_offset = 0;  ///< into StreamTable::payload
   std::uint32_t byte_length = 0;
-  std::uint32_t model = 0;        ///< index into StreamTable::models
-  std::uint64_t out_offset = 0;   ///< element index of the first value in the [layer][kind][head][token][dim] cache
-  std::uint32_t tokens = 0;       ///< values in this stream (the chunk's token count)
-  std::uint32_t out_stride = 0;   ///< elements between consecutive tokens (head_dim)
+  std::uint32_t model = 0;  ///< index into StreamTable::models
+  std::uint64_t out_offset =
+      0;  ///< element index of the first value in the [layer][kind][head][token][dim] cache
+  std::uint32_t tokens = 0;      ///< values in this stream (the chunk's token count)
+  std::uint32_t out_stride = 0;  ///< elements between consecutive tokens (head_dim)
   bool operator==(const StreamDesc&) const = default;
 };
 
@@ -53,12 +54,16 @@ inline constexpr int kMaxSymbols = 4096;
 
 struct StreamTable {
   kv::CacheShape shape;
-  int chunk_tokens = 256;  ///< tokens per chunk; the last chunk may be shorter
-  int group_size = 10;     ///< tokens per anchor group
-  std::vector<ChannelModel> models;  ///< index (layer * 2 + kind) * channels + channel
-  std::vector<std::uint16_t> cdfs;   ///< all CDFs back to back (see detail/range_coder.h)
-  std::vector<StreamDesc> streams;   ///< chunk-major, see above
-  std::vector<std::uint8_t> payload; ///< every stream's bytes
+  int chunk_tokens = 256;             ///< tokens per chunk; the last chunk may be shorter
+  int group_size = 10;                ///< tokens per anchor group
+  std::vector<ChannelModel> models;   ///< index (layer * 2 + kind) * channels + channel
+  std::vector<std::uint16_t> cdfs;    ///< all CDFs back to back (see detail/range_coder.h)
+  std::vector<StreamDesc> streams;    ///< chunk-major, see above
+  std::vector<std::uint8_t> payload;  ///< every stream's bytes
+  /// CRC-32C of each chunk's bytes (kvscope/common/crc32c.h), checked on the
+  /// host before any byte is decoded: a range coder decodes most corrupted
+  /// bytes into wrong but valid symbols, so only a checksum catches them all.
+  std::vector<std::uint32_t> chunk_crc;
 
   int chunks() const { return shape.tokens == 0 ? 0 : (shape.tokens + chunk_tokens - 1) / chunk_tokens; }
   /// Streams per chunk: layers * 2 * channels.
@@ -78,10 +83,13 @@ std::vector<StreamDesc> canonical_streams(const kv::CacheShape& shape, int chunk
 /// Checks everything the kernels rely on before any byte reaches the GPU:
 /// shape and counts, every model's CDF range and monotonicity, finite steps,
 /// stream descriptors equal to the canonical layout, byte ranges inside the
-/// payload and contiguous in stream order. Throws Error(Format) naming the
-/// first problem. What cannot be checked here (the coded bytes themselves)
-/// is flagged by the decoder (Error(Format) from the decode calls).
+/// payload and contiguous in stream order, then each chunk's CRC. Throws
+/// Error(Format) naming the first problem, Error(Checksum) on a CRC mismatch. What cannot be checked here
+/// (the coded bytes themselves) is flagged by the decoder (Error(Format) from the decode calls).
 void validate(const StreamTable& table);
+
+/// Sets chunk_crc from the payload (what an encoder does last).
+void seal(StreamTable& table);
 
 /// The header part of validate(): shape, sizes, models and CDFs, not the
 /// streams or payload (what a streaming receiver has before the chunks).
@@ -89,9 +97,10 @@ void validate_header(const StreamTable& table);
 
 /// Checks one chunk's descriptors against the layout, with byte offsets
 /// relative to the chunk's own bytes (contiguous from 0, summing to
-/// `chunk_bytes`). Throws Error(Format).
+/// bytes.size()), and the bytes against `crc`. Throws Error(Format) or
+/// Error(Checksum).
 void validate_chunk(const StreamTable& header, int chunk, std::span<const StreamDesc> streams,
-                    std::size_t chunk_bytes);
+                    std::span<const std::uint8_t> bytes, std::uint32_t crc);
 
 /// Encoder settings. Bins are per layer group, separately for K and V.
 struct EncodeParams {

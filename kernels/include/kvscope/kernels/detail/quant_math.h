@@ -36,7 +36,9 @@ KVSCOPE_HD int quantize_symmetric(float x, float scale, int qmax) {
   return static_cast<int>(q);
 }
 
-KVSCOPE_HD float dequantize_symmetric(int q, float scale) { return static_cast<float>(q) * scale; }
+KVSCOPE_HD float dequantize_symmetric(int q, float scale) {
+  return static_cast<float>(q) * scale;
+}
 
 /// |x| ignoring NaN (NaN counts as 0), so a NaN cannot poison a row's scale.
 KVSCOPE_HD float abs_or_zero(float x) {

@@ -13,7 +13,9 @@
 
 namespace kvscope::kernels::detail {
 
-KVSCOPE_HD int symbol_center(int n) { return n / 2; }
+KVSCOPE_HD int symbol_center(int n) {
+  return n / 2;
+}
 
 /// Symbol of value x with step and n symbols: clamp(rint(x/step)) + n/2.
 KVSCOPE_HD int quantize_symbol(float x, float step, int n) {
@@ -46,7 +48,8 @@ KVSCOPE_HD void quantize_stream(const float* in, std::uint32_t stride, std::uint
                                 const ChannelModel& m, Visit&& visit) {
   float anchor = 0.0f;
   std::uint32_t g = 0;
-  for (std::uint32_t t = 0; t < tokens; ++t, g = (g + 1 == static_cast<std::uint32_t>(group_size) ? 0 : g + 1)) {
+  for (std::uint32_t t = 0; t < tokens;
+       ++t, g = (g + 1 == static_cast<std::uint32_t>(group_size) ? 0 : g + 1)) {
     const float x = in[static_cast<std::uint64_t>(t) * stride];
     if (g == 0) {
       const int s = quantize_symbol(x, m.anchor_step, m.anchor_symbols);
@@ -78,7 +81,8 @@ KVSCOPE_HD float delta_absmax(const float* in, std::uint32_t stride, std::uint32
   for (std::uint32_t t = 0; t < tokens; ++t) {
     const float x = in[static_cast<std::uint64_t>(t) * stride];
     if (g == 0) {
-      anchor = symbol_value(quantize_symbol(x, m.anchor_step, m.anchor_symbols), m.anchor_step, m.anchor_symbols);
+      anchor =
+          symbol_value(quantize_symbol(x, m.anchor_step, m.anchor_symbols), m.anchor_step, m.anchor_symbols);
     } else {
       const float a = fabsf(x - anchor);
       if (a == a && a > mx) mx = a;
@@ -90,9 +94,9 @@ KVSCOPE_HD float delta_absmax(const float* in, std::uint32_t stride, std::uint32
 
 /// Encodes one stream into [out, out + capacity); returns its byte length,
 /// or sets kFlagOverflow in `flags` when it does not fit.
-KVSCOPE_HD std::uint32_t encode_stream(const float* in, std::uint32_t stride, std::uint32_t tokens, int group_size,
-                                       const ChannelModel& m, const std::uint16_t* cdfs, std::uint8_t* out,
-                                       std::uint32_t capacity, std::uint32_t& flags) {
+KVSCOPE_HD std::uint32_t encode_stream(const float* in, std::uint32_t stride, std::uint32_t tokens,
+                                       int group_size, const ChannelModel& m, const std::uint16_t* cdfs,
+                                       std::uint8_t* out, std::uint32_t capacity, std::uint32_t& flags) {
   RangeEncoder enc;
   enc.init(out, capacity);
   const std::uint16_t* ca = cdfs + m.anchor_cdf;
@@ -111,7 +115,9 @@ KVSCOPE_HD std::uint32_t encode_stream(const float* in, std::uint32_t stride, st
 
 /// Upper bound of an encoded stream's size: each symbol narrows the range by
 /// at most 2^-16 (<= 2 bytes plus a fraction), plus the 4 flush bytes.
-KVSCOPE_HD std::uint32_t stream_capacity(std::uint32_t tokens) { return tokens * 3u + 8u; }
+KVSCOPE_HD std::uint32_t stream_capacity(std::uint32_t tokens) {
+  return tokens * 3u + 8u;
+}
 
 /// Decodes one stream into fp16 bits at out[t * stride]; returns error flags.
 KVSCOPE_HD std::uint32_t decode_stream(const std::uint8_t* bytes, std::uint32_t length, std::uint32_t tokens,
