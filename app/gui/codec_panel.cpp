@@ -6,6 +6,7 @@
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QLineEdit>
 #include <QProgressBar>
 #include <QSignalBlocker>
 #include <QSpinBox>
@@ -15,6 +16,7 @@
 
 #include "help_text.h"
 #include "job_runner.h"
+#include "kvscope/codec/stage_analysis.h"
 #include "plot_widget.h"
 #include "session.h"
 
@@ -128,9 +130,20 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
 CodecPanel::~CodecPanel() = default;
 
 void CodecPanel::rebuildControls() {
-  // Keep the user's values across a rebuild when the parameter still exists.
+  // Keep the user's values across a rebuild for the same codec and model
+  // geometry (a new context); shape-dependent defaults (layer groups) are
+  // recomputed when the layer count or codec changes.
+  const auto cache_now = session_->cache();
+  const kv::CacheShape geometry =
+      cache_now ? kv::CacheShape{cache_now->shape().layers, cache_now->shape().kv_heads, 0,
+                                 cache_now->shape().head_dim}
+                : kv::CacheShape{};
+  const QString codec_name = codec_combo_->currentText();
   std::map<std::string, QString> previous;
-  for (const auto& [name, accessors] : controls_) previous[name] = accessors.first();
+  if (codec_name == built_codec_ && geometry == built_geometry_)
+    for (const auto& [name, accessors] : controls_) previous[name] = accessors.first();
+  built_codec_ = codec_name;
+  built_geometry_ = geometry;
   controls_.clear();
   while (params_form_->rowCount() > 0) params_form_->removeRow(0);
   if (codec_combo_->currentIndex() < 0) return;
@@ -202,6 +215,17 @@ void CodecPanel::rebuildControls() {
         control = box;
         break;
       }
+      case codec::ParamSpec::Type::Text: {
+        auto* edit = new QLineEdit(qs(spec.default_value));
+        connect(edit, &QLineEdit::editingFinished, this, &CodecPanel::scheduleEncode);
+        get = [edit] { return edit->text(); };
+        set = [edit](const QString& v) {
+          edit->setText(v);
+          return true;
+        };
+        control = edit;
+        break;
+      }
       case codec::ParamSpec::Type::IntList: {
         // One spin box per element: e.g. the bins of each layer group.
         auto* row = new QWidget;
@@ -235,6 +259,7 @@ void CodecPanel::rebuildControls() {
         break;
       }
     }
+    if (!control) continue;  // a parameter type this GUI does not know: the codec uses its default
     control->setObjectName(control->objectName().isEmpty() ? qs(spec.name) : control->objectName());
     control->setToolTip(help);
     auto* label = new QLabel(qs(spec.name));
@@ -284,14 +309,27 @@ void CodecPanel::scheduleEncode() {
   runner_->start(tr("Encoding (%1)").arg(qs(cfg.codec)), [this, cache, cfg](const ProgressFn& progress) {
     codec::EncodeOptions options;
     options.progress = progress;
-    auto result = std::make_shared<const codec::EncodeResult>(codec::encode(*cache, cfg, options));
+    std::shared_ptr<const codec::StageAnalysis> stages;
+    std::shared_ptr<const codec::EncodeResult> result;
+    if (cfg.codec == "cachegen") {
+      // One call gives both the stream and where its bits went, stage by stage.
+      auto analysis =
+          std::make_shared<codec::StageAnalysis>(codec::analyze_stages(*cache, cfg.params, options));
+      result = std::make_shared<const codec::EncodeResult>(std::move(analysis->encoded));
+      analysis->encoded = {};
+      stages = std::move(analysis);
+    } else {
+      result = std::make_shared<const codec::EncodeResult>(codec::encode(*cache, cfg, options));
+    }
     const kv::CacheShape shape = cache->shape();
-    return std::function<void()>([this, result, shape] { showResult(result, shape); });
+    return std::function<void()>([this, result, stages, shape] { showResult(result, stages, shape); });
   });
 }
 
-void CodecPanel::showResult(std::shared_ptr<const codec::EncodeResult> result, const kv::CacheShape& shape) {
+void CodecPanel::showResult(std::shared_ptr<const codec::EncodeResult> result,
+                            std::shared_ptr<const codec::StageAnalysis> stages, const kv::CacheShape& shape) {
   result_ = std::move(result);
+  stages_ = std::move(stages);
   const codec::SizeReport& s = result_->size;
   const std::size_t int8 = codec::int8_reference_bytes(shape);
   const double vs_int8 = s.encoded_bytes == 0 ? 0.0 : double(int8) / double(s.encoded_bytes);
@@ -318,9 +356,18 @@ void CodecPanel::showResult(std::shared_ptr<const codec::EncodeResult> result, c
   const double elements = double(std::max<std::size_t>(s.elements, 1));
   add(tr("fp16"), 16.0);
   add(tr("int8 baseline"), 8.0 * double(int8) / elements);
-  if (s.entropy_bits_per_element > 0) add(tr("symbol entropy"), s.entropy_bits_per_element);
-  add(tr("payload"), 8.0 * double(s.payload_bytes) / elements);
-  add(tr("encoded (all)"), s.bits_per_element());
+  if (stages_) {
+    // cachegen: fixed-length symbols -> their entropy -> after anchor/delta -> what the coder wrote.
+    add(tr("quantized"), stages_->quantized_fixed.overall);
+    add(tr("entropy (raw)"), stages_->raw_entropy.overall);
+    add(tr("entropy (delta)"), stages_->delta_entropy.overall);
+    add(tr("coded payload"), stages_->coded_payload);
+    add(tr("coded (all)"), stages_->coded.overall);
+  } else {
+    if (s.entropy_bits_per_element > 0) add(tr("symbol entropy"), s.entropy_bits_per_element);
+    add(tr("payload"), 8.0 * double(s.payload_bytes) / elements);
+    add(tr("encoded (all)"), s.bits_per_element());
+  }
   stage_bars_->setData(keys, values, true);
   waterfall_->xAxis->setTicker(ticker);
   waterfall_->refresh(true);

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "kvscope/codec/codec.h"
+#include "kvscope/codec/stage_analysis.h"
 
 class QComboBox;
 class QFormLayout;
@@ -42,6 +43,8 @@ class CodecPanel : public QWidget {
 
   /// The last encode of the current cache, or null.
   std::shared_ptr<const codec::EncodeResult> lastResult() const { return result_; }
+  /// Stage analysis of the last encode (cachegen only), or null.
+  std::shared_ptr<const codec::StageAnalysis> lastStages() const { return stages_; }
   QString sizeReadout() const;
   /// Milliseconds from the last parameter change to the redrawn readouts.
   double lastUpdateMs() const { return last_update_ms_; }
@@ -58,7 +61,8 @@ class CodecPanel : public QWidget {
  private:
   void rebuildControls();
   void scheduleEncode();
-  void showResult(std::shared_ptr<const codec::EncodeResult> result, const kv::CacheShape& shape);
+  void showResult(std::shared_ptr<const codec::EncodeResult> result,
+                  std::shared_ptr<const codec::StageAnalysis> stages, const kv::CacheShape& shape);
 
   Session* session_;
   QComboBox* codec_combo_;
@@ -76,6 +80,9 @@ class CodecPanel : public QWidget {
   /// name -> (getter of its text value, setter from text)
   std::map<std::string, std::pair<std::function<QString()>, std::function<bool(const QString&)>>> controls_;
   std::shared_ptr<const codec::EncodeResult> result_;
+  QString built_codec_;
+  kv::CacheShape built_geometry_;  ///< layers, kv_heads, head_dim the controls were built for
+  std::shared_ptr<const codec::StageAnalysis> stages_;
   QElapsedTimer change_timer_;
   double last_update_ms_ = 0;
   std::unique_ptr<JobRunner> runner_;

@@ -40,8 +40,11 @@
 #if KVSCOPE_GUI_HAVE_CODECS
 #include "codec_panel.h"
 #endif
+#if KVSCOPE_GUI_HAVE_EVAL
+#include "quality_panel.h"
+#endif
 #if KVSCOPE_GUI_HAVE_HDF5
-#include "kvscope/io/hdf5_export.h"
+#include "kvscope/io/hdf5_container.h"
 #endif
 
 namespace kvscope::gui {
@@ -69,7 +72,8 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
     : QMainWindow(parent),
       options_(options),
       session_(new Session(this)),
-      model_jobs_(std::make_unique<JobRunner>(QStringLiteral("model"))) {
+      model_jobs_(std::make_unique<JobRunner>(QStringLiteral("model"))),
+      export_jobs_(std::make_unique<JobRunner>(QStringLiteral("export"))) {
   setWindowTitle(QStringLiteral("KVScope"));
   setObjectName(QStringLiteral("MainWindow"));
   setAcceptDrops(true);
@@ -113,6 +117,8 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
           [this](const QString& title) { statusBar()->showMessage(tr("%1: cancelled").arg(title), 10000); });
   connect(model_jobs_.get(), &JobRunner::failed, this,
           [this](const QString& title, const QString& message) { showError(title, message); });
+  connect(export_jobs_.get(), &JobRunner::failed, this,
+          [this](const QString& title, const QString& message) { showError(title, message); });
 
   distributions_ = new DistributionsPanel(session_);
   addPanel(tr("Model && Context"), QStringLiteral("contextDock"), buildContextPanel(),
@@ -126,6 +132,13 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   splitDockWidget(dist_dock, codec_dock, Qt::Horizontal);
   connect(codec_panel_, &CodecPanel::errorOccurred, this,
           [this](const QString& message) { statusBar()->showMessage(message, 10000); });
+#if KVSCOPE_GUI_HAVE_EVAL
+  quality_panel_ = new QualityPanel(session_, [this] { return codec_panel_->config(); });
+  QDockWidget* quality_dock =
+      addPanel(tr("Quality"), QStringLiteral("qualityDock"), quality_panel_, Qt::BottomDockWidgetArea);
+  connect(codec_panel_, &CodecPanel::configChanged, quality_panel_, &QualityPanel::markCurrent);
+  Q_UNUSED(quality_dock);
+#endif
 #else
   Q_UNUSED(dist_dock);
 #endif
@@ -150,6 +163,7 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
 }
 
 MainWindow::~MainWindow() {
+  export_jobs_.reset();
   model_jobs_.reset();  // cancel and join before the panels go away
 }
 
@@ -600,9 +614,33 @@ bool MainWindow::loadWorkspace(const QString& path) {
 }
 
 #if KVSCOPE_GUI_HAVE_HDF5
-bool MainWindow::exportHdf5(const QString& path) {
-  showError(tr("Export HDF5"), tr("%1: not wired yet").arg(path));
-  return false;
+void MainWindow::exportHdf5(const QString& path) {
+  const auto result = codec_panel_ ? codec_panel_->lastResult() : nullptr;
+  const auto cache = session_->cache();
+  if (!result || !cache) {
+    showError(tr("Export HDF5"),
+              tr("%1: nothing to export yet: prefill a context so it gets encoded").arg(path));
+    return;
+  }
+  const codec::CodecConfig config = codec_panel_->config();
+  const std::string text = session_->contextText().toStdString();
+  export_jobs_->start(tr("Exporting %1").arg(QFileInfo(path).fileName()),
+                      [this, result, cache, config, text, path](const ProgressFn& progress) {
+                        // The header-derived contents validate the bitstream; the
+                        // cache adds what the header may omit (token ids, model).
+                        io::Hdf5Contents contents =
+                            io::hdf5_contents_from_bitstream(result->bytes, config.codec + " (KVScope GUI)");
+                        contents.levels.at(0).config = config;
+                        contents.info = cache->info;
+                        io::Hdf5ExportOptions options;
+                        options.overwrite = true;  // the save dialog already asked
+                        options.progress = progress;
+                        io::export_hdf5(toPath(path), contents, options);
+                        return std::function<void()>([this, path] {
+                          statusBar()->showMessage(tr("Exported %1").arg(path), 10000);
+                          emit exported(path);
+                        });
+                      });
 }
 #endif
 

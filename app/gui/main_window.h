@@ -19,6 +19,7 @@ namespace kvscope::gui {
 
 class CodecPanel;
 class DistributionsPanel;
+class QualityPanel;
 class JobRunner;
 class Session;
 
@@ -45,6 +46,8 @@ class MainWindow : public QMainWindow {
   DistributionsPanel* distributionsPanel() const { return distributions_; }
   /// Null when this build has no codec registry.
   CodecPanel* codecPanel() const { return codec_panel_; }
+  /// Null when this build has no quality evaluation (core/eval).
+  QualityPanel* qualityPanel() const { return quality_panel_; }
   QMessageBox* lastErrorBox() const { return last_error_box_; }
 
   /// Loads a model file or folder on a worker, then prefills the current context.
@@ -64,7 +67,9 @@ class MainWindow : public QMainWindow {
   bool saveWorkspace(const QString& path);
   bool loadWorkspace(const QString& path);
 #if KVSCOPE_GUI_HAVE_HDF5
-  bool exportHdf5(const QString& path);
+  /// Writes the current encoded cache (codec panel's last result) to an HDF5
+  /// file on a worker; emits exported() or shows an error naming the file.
+  void exportHdf5(const QString& path);
 #endif
 
   /// Shows a non-blocking error dialog and emits errorShown().
@@ -75,6 +80,7 @@ class MainWindow : public QMainWindow {
   void errorShown(const QString& title, const QString& message);
   void modelLoaded();
   void prefilled();
+  void exported(const QString& path);
 
  protected:
   void closeEvent(QCloseEvent* event) override;
@@ -108,10 +114,12 @@ class MainWindow : public QMainWindow {
   QLabel* progress_label_ = nullptr;
   DistributionsPanel* distributions_ = nullptr;
   CodecPanel* codec_panel_ = nullptr;
+  QualityPanel* quality_panel_ = nullptr;
   QPointer<QMessageBox> last_error_box_;
   bool prefill_after_load_ = true;
   // Declared last: destroyed first, so no job outlives the state it writes to.
   std::unique_ptr<JobRunner> model_jobs_;
+  std::unique_ptr<JobRunner> export_jobs_;
 };
 
 }  // namespace kvscope::gui

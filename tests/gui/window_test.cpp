@@ -144,8 +144,13 @@ namespace {
 // Readout text after the encode that follows a change.
 QString encodeAfter(CodecPanel* panel, const std::function<void()>& change) {
   QSignalSpy encoded(panel, &CodecPanel::encoded);
+  QSignalSpy failed(panel, &CodecPanel::errorOccurred);
   change();
-  if (!encoded.wait(20000)) return {};
+  if (!QTest::qWaitFor([&] { return encoded.count() > 0 || failed.count() > 0; }, 20000)) return {};
+  if (failed.count() > 0) {
+    ADD_FAILURE() << "encode failed: " << failed.at(0).at(0).toString().toStdString();
+    return {};
+  }
   return panel->sizeReadout();
 }
 
@@ -170,6 +175,37 @@ TEST(CodecPanel, ParameterChangeReencodesWithoutTheModel) {
   // Per-layer size bars: K and V of every layer.
   ASSERT_GE(panel->layerPlot()->plottableCount(), 2);
   EXPECT_EQ(panel->layerPlot()->plottable(0)->interface1D()->dataCount(), 4);
+}
+
+}  // namespace
+}  // namespace kvscope::gui
+
+namespace kvscope::gui {
+namespace {
+
+TEST(CodecPanel, ChangingABinCountUpdatesTheSizeReadout) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  CodecPanel* panel = window.codecPanel();
+  ASSERT_NE(panel, nullptr);
+  const QString first = encodeAfter(panel, [&] { window.openCacheFile(writeSyntheticCache(dir)); });
+  ASSERT_FALSE(first.isEmpty());
+  ASSERT_EQ(panel->config().codec, "cachegen");  // the default codec
+  ASSERT_NE(panel->lastStages(), nullptr);
+  const double before = panel->lastResult()->size.bits_per_element();
+  // Coarser key bins in the first layer group: fewer bits, new readout.
+  QStringList bins = QString::fromStdString(panel->config().params.at("key_bins")).split(QLatin1Char(','));
+  ASSERT_FALSE(bins.isEmpty());
+  bins[0] = QStringLiteral("4");
+  const QString after = encodeAfter(
+      panel, [&] { ASSERT_TRUE(panel->setParam(QStringLiteral("key_bins"), bins.join(QLatin1Char(',')))); });
+  ASSERT_FALSE(after.isEmpty()) << "no re-encode after the bin change";
+  EXPECT_NE(first, after);
+  EXPECT_LT(panel->lastResult()->size.bits_per_element(), before);
+  EXPECT_EQ(panel->config().params.at("key_bins").substr(0, 2), "4,");
+  // Waterfall: fp16, int8, quantized, raw entropy, delta entropy, payload, coded.
+  EXPECT_EQ(panel->waterfallPlot()->plottable(0)->interface1D()->dataCount(), 7);
 }
 
 }  // namespace
