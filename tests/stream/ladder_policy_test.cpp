@@ -11,7 +11,8 @@ namespace kvscope::stream {
 namespace {
 
 std::filesystem::path temp_file(const std::string& name, const std::string& text) {
-  const auto dir = std::filesystem::temp_directory_path() / ("kvscope_ladder_test_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("kvscope_ladder_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::ofstream(dir / name) << text;
   return dir / name;
@@ -74,14 +75,14 @@ TEST(Policy, ParsesSpecs) {
 TEST(ThroughputEstimator, HarmonicMeanOfLastWindow) {
   ThroughputEstimator e(50, 2);
   EXPECT_DOUBLE_EQ(e.estimate_mbps(), 50);
-  e.add(1e6, 1.0);   // 8 Mbit/s
+  e.add(1e6, 1.0);  // 8 Mbit/s
   EXPECT_DOUBLE_EQ(e.estimate_mbps(), 8);
-  e.add(1e6, 0.5);   // 16
+  e.add(1e6, 0.5);  // 16
   EXPECT_NEAR(e.estimate_mbps(), 2.0 / (1.0 / 8 + 1.0 / 16), 1e-12);
   e.add(1e6, 0.25);  // 32; the 8 drops out of the window
   EXPECT_NEAR(e.estimate_mbps(), 2.0 / (1.0 / 16 + 1.0 / 32), 1e-12);
-  e.add(0, 1);       // ignored
-  e.add(1, 0);       // ignored
+  e.add(0, 1);  // ignored
+  e.add(1, 0);  // ignored
   EXPECT_NEAR(e.estimate_mbps(), 2.0 / (1.0 / 16 + 1.0 / 32), 1e-12);
 }
 

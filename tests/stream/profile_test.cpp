@@ -1,16 +1,18 @@
+#include "kvscope/stream/profile.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
 #include "kvscope/common/error.h"
-#include "kvscope/stream/profile.h"
 
 namespace kvscope::stream {
 namespace {
 
 std::filesystem::path temp_file(const std::string& name, const std::string& text) {
-  const auto dir = std::filesystem::temp_directory_path() / ("kvscope_stream_test_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("kvscope_stream_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const auto path = dir / name;
   std::ofstream(path) << text;
@@ -34,7 +36,8 @@ TEST(BandwidthProfile, PiecewiseIntegralCrossesSegments) {
   // 1.5 MB starting at 1 s: 1 MB by 2 s, nothing until 3 s, 0.5 MB more by 3.25 s.
   EXPECT_NEAR(p.transfer_end(1, 1.5e6), 3.25, 1e-9);
   for (double t0 : {0.0, 0.7, 2.2, 5.0})
-    for (double b : {1.0, 1e5, 3e6}) EXPECT_NEAR(p.bytes_between(t0, p.transfer_end(t0, b)), b, 1e-6 * b + 1e-6);
+    for (double b : {1.0, 1e5, 3e6})
+      EXPECT_NEAR(p.bytes_between(t0, p.transfer_end(t0, b)), b, 1e-6 * b + 1e-6);
 }
 
 TEST(BandwidthProfile, PerChunkRandomIsSeededAndInRange) {

@@ -33,7 +33,8 @@ inline std::shared_ptr<ChunkStore> prepared_store(int chunks = 8) {
   auto store = std::make_shared<ChunkStore>(synthetic_context(64 * chunks), 64);
   const Ladder ladder = quantization_ladder();
   prepare_stream(*store, parse_policy("adaptive", ladder));
-  prepare_stream(*store, parse_policy("int8", ladder));  // the int8 policy's config (same codec, cached separately)
+  prepare_stream(*store,
+                 parse_policy("int8", ladder));  // the int8 policy's config (same codec, cached separately)
   prepare_stream(*store, parse_policy("fp16", ladder));
   return store;
 }

@@ -3,11 +3,14 @@
 // Timing tolerances (a loaded 2-core CI machine; sleeps wake late, never early):
 // - pacing: each chunk's send duration is within 10% + 5 ms of wall time
 //   (times the time scale) of what the profile's integral says;
-// - sim vs real: the same levels for every chunk; send ends within
+// - sim vs real: the same levels for every chunk when no simulated decision
+//   is within 20% (of the time left) of its SLO boundary; send ends within
 //   15% + 10 ms of wall time of the simulated ones.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
+#include <set>
 
 #include "kvscope/common/error.h"
 #include "stream_fixture.h"
@@ -24,14 +27,21 @@ double wall_seconds(const std::function<void()>& f) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Per chunk: send duration within 10% + 15 ms (wall) of the profile's. Whole
+// run: the last byte leaves within 5% + 15 ms (wall) of when the profile
+// says the link could have carried everything sent.
 void expect_paced(const StreamReport& r, const BandwidthProfile& profile, double scale) {
+  double ideal = 0;
   for (const auto& c : r.chunks) {
     const double want = profile.transfer_end(c.send_start_s, double(c.wire_bytes), c.index) - c.send_start_s;
     const double got = c.send_end_s - c.send_start_s;
-    EXPECT_NEAR(got, want, 0.10 * want + 0.005 * scale) << "chunk " << c.index;
+    EXPECT_NEAR(got, want, 0.10 * want + 0.015 * scale) << "chunk " << c.index;
     EXPECT_GE(c.arrival_s, c.send_start_s);
-    EXPECT_LT(c.arrival_s - c.send_end_s, 0.005 * scale) << "chunk " << c.index;
+    EXPECT_LT(c.arrival_s - c.send_end_s, 0.015 * scale) << "chunk " << c.index;
+    ideal = profile.transfer_end(ideal, double(c.wire_bytes), c.index);
   }
+  const double last = r.chunks.back().send_end_s;
+  EXPECT_NEAR(last, ideal, 0.05 * ideal + 0.015 * scale);
 }
 
 TEST(StreamReal, DeliversBytesIntactAndDecodes) {
@@ -51,19 +61,19 @@ TEST(StreamReal, DeliversBytesIntactAndDecodes) {
 
 TEST(StreamReal, PacedRateFollowsConstantProfile) {
   auto store = prepared_store();
-  const auto profile = BandwidthProfile::constant(40);  // 5 MB/s: ~1 MB in ~0.21 s
+  const auto profile = BandwidthProfile::constant(16);  // 2 MB/s: ~1 MB in ~0.5 s
   const auto r = run_stream(*store, profile, config_for("fp16", 5, false));
   ASSERT_EQ(r.status, StreamStatus::Ok) << r.error;
   expect_paced(r, profile, 1.0);
   const double total = r.chunks.back().send_end_s;
-  EXPECT_NEAR(total, double(r.bytes_sent) / 5e6, 0.1 * total + 0.01);
+  EXPECT_NEAR(total, double(r.bytes_sent) / 2e6, 0.05 * total + 0.015);
 }
 
 TEST(StreamReal, PacedRateFollowsShippedTraceWithTimeScale) {
   auto store = prepared_store();
-  const auto profile = resolve_profile("wifi-drop");  // 100 -> 15 Mbit/s at 1 s
+  const auto profile = resolve_profile("cellular");  // 2-60 Mbit/s, changing every 0.5 s
   auto cfg = config_for("fp16", 10, false);
-  cfg.time_scale = 8;
+  cfg.time_scale = 4;
   StreamReport r;
   const double wall = wall_seconds([&] { r = run_stream(*store, profile, cfg); });
   ASSERT_EQ(r.status, StreamStatus::Ok) << r.error;
@@ -72,22 +82,51 @@ TEST(StreamReal, PacedRateFollowsShippedTraceWithTimeScale) {
   EXPECT_LT(wall, profile_time / cfg.time_scale + 0.5);
 }
 
+// Smallest distance of any decision from its boundary, relative to the time
+// left: for the level chosen and the next finer one, |finish - SLO| / (finish
+// - now). Timing noise of a few percent cannot flip a decision with a larger
+// margin.
+double min_decision_margin(const StreamReport& r) {
+  double margin = 1e9;
+  for (const auto& c : r.chunks) {
+    for (int l : {c.level, c.level - 1}) {
+      if (l < 0 || l >= static_cast<int>(c.level_finish_s.size())) continue;
+      const double left = c.level_finish_s[l] - c.send_start_s;
+      margin = std::min(margin, std::abs(c.level_finish_s[l] - r.slo_s) / left);
+    }
+  }
+  return margin;
+}
+
 TEST(StreamReal, AgreesWithSimulationOnLevels) {
   auto store = prepared_store();
-  // 10 MB/s, dropping to 1 MB/s after 60 ms.
-  const auto profile = BandwidthProfile::piecewise({{0, 80}, {0.06, 8}});
-  const auto sim = run_stream(*store, profile, config_for("adaptive", 0.3, true));
-  const auto real = run_stream(*store, profile, config_for("adaptive", 0.3, false));
+  // A constant 16 Mbit/s link and an optimistic prior: the first chunk goes
+  // at fp16, then the estimator learns the real rate and the policy steps
+  // down. Pick the first SLO whose simulated decisions all have a margin of
+  // at least 20% (so wall-clock noise cannot flip them), then require the
+  // real run to choose the same levels.
+  const auto profile = BandwidthProfile::constant(16);
+  auto cfg = config_for("adaptive", 0.2, true);
+  cfg.prior_mbps = 200;
+  StreamReport sim;
+  bool found = false;
+  for (double slo = 0.15; slo < 0.6 && !found; slo += 0.005) {
+    cfg.slo_s = slo;
+    sim = run_stream(*store, profile, cfg);
+    std::set<int> levels;
+    for (const auto& c : sim.chunks) levels.insert(c.level);
+    found = levels.size() >= 2 && min_decision_margin(sim) >= 0.2;
+  }
+  ASSERT_TRUE(found) << "no well-conditioned SLO for this scenario";
+  cfg.simulate = false;
+  const auto real = run_stream(*store, profile, cfg);
   ASSERT_EQ(real.status, StreamStatus::Ok) << real.error;
   ASSERT_EQ(sim.chunks.size(), real.chunks.size());
-  bool changed = false;
   for (std::size_t i = 0; i < sim.chunks.size(); ++i) {
-    EXPECT_EQ(sim.chunks[i].level_name, real.chunks[i].level_name) << "chunk " << i;
+    EXPECT_EQ(sim.chunks[i].level_name, real.chunks[i].level_name) << "chunk " << i << " slo " << cfg.slo_s;
     EXPECT_NEAR(real.chunks[i].send_end_s, sim.chunks[i].send_end_s, 0.15 * sim.chunks[i].send_end_s + 0.01)
         << "chunk " << i;
-    changed |= sim.chunks[i].level != sim.chunks[0].level;
   }
-  EXPECT_TRUE(changed) << "the scenario should make the policy switch levels";
 }
 
 TEST(StreamReal, CorruptedPayloadIsADecodeErrorNotACrash) {

@@ -81,10 +81,12 @@ TEST(StreamSimulated, PicksFinerLevelsWhenBandwidthAllows) {
   for (const auto& c : fast.chunks) EXPECT_EQ(c.level_name, "fp16");
   // A drop mid-stream: fine first, coarser after the estimator sees the drop.
   const auto drop = BandwidthProfile::piecewise({{0, 100}, {0.05, 10}});
-  const auto r = run_stream(*store, drop, config_for("adaptive", 0.5, true));
+  const auto r = run_stream(*store, drop, config_for("adaptive", 0.25, true));
   EXPECT_EQ(r.chunks.front().level_name, "fp16");
   EXPECT_GT(r.chunks.back().level, r.chunks.front().level);
-  EXPECT_TRUE(r.slo_met) << r.ttft_s;
+  for (std::size_t i = 1; i < r.chunks.size();
+       ++i)  // the estimate only falls here, so levels never get finer
+    EXPECT_GE(r.chunks[i].level, r.chunks[i - 1].level);
 }
 
 TEST(StreamSimulated, TextFallbackRecomputesWhenNothingFits) {
@@ -117,7 +119,9 @@ TEST(StreamSimulated, TextPolicyNeedsRecomputer) {
   StreamHooks hooks;
   hooks.recompute = compute_profile_recomputer(store->shared_cache(), 1000);
   const auto r = run_stream(*store, BandwidthProfile::constant(10), config_for("text", 1, true), hooks);
-  EXPECT_NEAR(r.ttft_s, r.chunks.back().arrival_s + 64 / 1000.0, 1e-9);
+  // Recompute (64 ms per chunk) is slower than the text transfer, so the
+  // receiver's pipeline is the bottleneck: first arrival + 2 recomputes.
+  EXPECT_NEAR(r.ttft_s, r.chunks.front().arrival_s + 2 * 64 / 1000.0, 1e-9);
   EXPECT_NEAR(r.chunks[0].decode_seconds, 0.064, 1e-12);
 }
 

@@ -67,8 +67,8 @@ void ChunkStore::prepare(std::span<const codec::CodecConfig> configs, const Prep
     }
     const std::size_t n = ++done;
     report_progress(options.progress, double(n) / double(todo.size()),
-                    "encoding chunk " + std::to_string(item.chunk + 1) + "/" + std::to_string(chunks_.size()) +
-                        " at " + item.config->codec);
+                    "encoding chunk " + std::to_string(item.chunk + 1) + "/" +
+                        std::to_string(chunks_.size()) + " at " + item.config->codec);
   });
   if (!options.measure_decode) return;
   for (const auto& config : configs) {

@@ -18,12 +18,14 @@ std::string param_text(const nlohmann::json& v, const std::filesystem::path& pat
   if (v.is_array()) {
     std::string out;
     for (const auto& e : v) {
-      if (!e.is_number_integer()) throw Error(ErrorCode::Format, path.string(), where + ": arrays must hold integers");
+      if (!e.is_number_integer())
+        throw Error(ErrorCode::Format, path.string(), where + ": arrays must hold integers");
       out += (out.empty() ? "" : ",") + std::to_string(e.get<long long>());
     }
     return out;
   }
-  throw Error(ErrorCode::Format, path.string(), where + ": value must be a string, number, boolean or integer array");
+  throw Error(ErrorCode::Format, path.string(),
+              where + ": value must be a string, number, boolean or integer array");
 }
 
 }  // namespace
@@ -59,9 +61,11 @@ Ladder load_ladder(const std::filesystem::path& path) {
       throw Error(ErrorCode::Format, path.string(), where + ": needs a string 'codec'");
     LadderLevel level;
     level.config.codec = l["codec"].get<std::string>();
-    level.name = l.contains("name") && l["name"].is_string() ? l["name"].get<std::string>() : level.config.codec;
+    level.name =
+        l.contains("name") && l["name"].is_string() ? l["name"].get<std::string>() : level.config.codec;
     if (l.contains("params")) {
-      if (!l["params"].is_object()) throw Error(ErrorCode::Format, path.string(), where + ".params must be an object");
+      if (!l["params"].is_object())
+        throw Error(ErrorCode::Format, path.string(), where + ".params must be an object");
       for (const auto& [key, value] : l["params"].items())
         level.config.params[key] = param_text(value, path, where + ".params." + key);
     }
@@ -86,8 +90,12 @@ void save_ladder(const Ladder& ladder, const std::filesystem::path& path) {
   write_file_atomically(path, out.data(), out.size());
 }
 
-std::filesystem::path ladder_dir() { return resource_dir() / "ladders"; }
-std::filesystem::path default_ladder_path() { return ladder_dir() / "default.json"; }
+std::filesystem::path ladder_dir() {
+  return resource_dir() / "ladders";
+}
+std::filesystem::path default_ladder_path() {
+  return ladder_dir() / "default.json";
+}
 
 std::string config_key(const codec::CodecConfig& config) {
   std::string key = config.codec;
@@ -99,7 +107,11 @@ std::string config_key(const codec::CodecConfig& config) {
   return key;
 }
 
-codec::CodecConfig fp16_config() { return {"fp16", {}}; }
-codec::CodecConfig int8_config() { return {"int8", {}}; }
+codec::CodecConfig fp16_config() {
+  return {"fp16", {}};
+}
+codec::CodecConfig int8_config() {
+  return {"int8", {}};
+}
 
 }  // namespace kvscope::stream

@@ -10,7 +10,8 @@ Policy parse_policy(const std::string& spec, const Ladder& ladder) {
   Policy p;
   p.name = spec;
   if (spec == "adaptive") {
-    require(!ladder.levels.empty(), ErrorCode::InvalidArgument, "the adaptive policy needs a ladder with levels");
+    require(!ladder.levels.empty(), ErrorCode::InvalidArgument,
+            "the adaptive policy needs a ladder with levels");
     p.kind = Policy::Kind::Adaptive;
     p.levels = ladder.levels;
   } else if (spec == "fp16") {
@@ -82,20 +83,21 @@ Decision decide(const Policy& policy, const DecisionInput& in) {
     case Policy::Kind::Fixed:
       d.level = 0;
       d.predicted_finish_s = finish_at_level(0);
+      d.level_finish_s = {d.predicted_finish_s};
       return d;
     case Policy::Kind::Adaptive:
       break;
   }
   const int n = static_cast<int>(policy.levels.size());
+  for (int l = 0; l < n; ++l) d.level_finish_s.push_back(finish_at_level(l));
   for (int l = 0; l < n; ++l) {
-    const double f = finish_at_level(l);
-    if (f <= in.slo_s) {
+    if (d.level_finish_s[l] <= in.slo_s) {
       d.level = l;
-      d.predicted_finish_s = f;
+      d.predicted_finish_s = d.level_finish_s[l];
       return d;
     }
   }
-  const double coarsest = finish_at_level(n - 1);
+  const double coarsest = d.level_finish_s[n - 1];
   if (in.recompute_seconds) {
     const double text = finish_text(n - 1);
     if (text > coarsest) {

@@ -22,7 +22,9 @@ std::uint64_t splitmix64(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
-bool finite_nonneg(double v) { return std::isfinite(v) && v >= 0; }
+bool finite_nonneg(double v) {
+  return std::isfinite(v) && v >= 0;
+}
 
 std::string trim(std::string_view s) {
   std::size_t b = 0, e = s.size();
@@ -73,9 +75,11 @@ BandwidthProfile parse_csv(const std::filesystem::path& path, const std::string&
                   "line " + std::to_string(lineno) + ": expected two numbers 'time_s,mbps', got '" + t + "'");
     }
     if (time < 0)
-      throw Error(ErrorCode::Format, path.string(), "line " + std::to_string(lineno) + ": negative time " + a);
+      throw Error(ErrorCode::Format, path.string(),
+                  "line " + std::to_string(lineno) + ": negative time " + a);
     if (mbps < 0)
-      throw Error(ErrorCode::Format, path.string(), "line " + std::to_string(lineno) + ": negative rate " + b);
+      throw Error(ErrorCode::Format, path.string(),
+                  "line " + std::to_string(lineno) + ": negative rate " + b);
     if (!points.empty() && time <= points.back().time_s)
       throw Error(ErrorCode::Format, path.string(),
                   "line " + std::to_string(lineno) + ": time " + a + " is not after the previous sample's");
@@ -125,7 +129,8 @@ BandwidthProfile parse_json(const std::filesystem::path& path, const std::string
       const double seed = j.contains("seed") ? json_number(j, "seed", path) : 0.0;
       if (seed < 0 || seed != std::floor(seed))
         throw Error(ErrorCode::Format, path.string(), "field 'seed' must be a non-negative integer");
-      profile = BandwidthProfile::per_chunk_random(json_number(j, "min_mbps", path), json_number(j, "max_mbps", path),
+      profile = BandwidthProfile::per_chunk_random(json_number(j, "min_mbps", path),
+                                                   json_number(j, "max_mbps", path),
                                                    static_cast<std::uint64_t>(seed));
     } else {
       throw Error(ErrorCode::Format, path.string(),
@@ -135,7 +140,8 @@ BandwidthProfile parse_json(const std::filesystem::path& path, const std::string
     if (e.code() == ErrorCode::InvalidArgument) throw Error(ErrorCode::Format, path.string(), e.what());
     throw;
   }
-  profile.set_name(j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : path.stem().string());
+  profile.set_name(j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>()
+                                                               : path.stem().string());
   if (j.contains("description") && j["description"].is_string()) profile.set_description(j["description"]);
   return profile;
 }
@@ -289,14 +295,17 @@ void save_profile(const BandwidthProfile& profile, const std::filesystem::path& 
   write_file_atomically(path, out.data(), out.size());
 }
 
-std::filesystem::path preset_profile_dir() { return resource_dir() / "profiles"; }
+std::filesystem::path preset_profile_dir() {
+  return resource_dir() / "profiles";
+}
 
 std::vector<std::string> preset_profile_names() {
   std::vector<std::string> names;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(preset_profile_dir(), ec)) {
     const std::string ext = lower_ext(entry.path());
-    if (entry.is_regular_file() && (ext == ".csv" || ext == ".json")) names.push_back(entry.path().stem().string());
+    if (entry.is_regular_file() && (ext == ".csv" || ext == ".json"))
+      names.push_back(entry.path().stem().string());
   }
   std::sort(names.begin(), names.end());
   return names;

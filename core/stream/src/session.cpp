@@ -10,7 +10,12 @@ namespace kvscope::stream::detail {
 namespace {
 
 double prior_of(const StreamConfig& config, const BandwidthProfile& profile) {
-  return config.prior_mbps > 0 ? config.prior_mbps : profile.initial_mbps();
+  if (config.prior_mbps > 0) return config.prior_mbps;
+  if (profile.initial_mbps() > 0) return profile.initial_mbps();
+  // A trace that starts stalled: the first rate it will reach.
+  for (const auto& p : profile.points())
+    if (p.mbps > 0) return p.mbps;
+  return profile.max_mbps();
 }
 
 }  // namespace
@@ -22,7 +27,8 @@ Session::Session(const ChunkStore& store_, const BandwidthProfile& profile_, con
       config(config_),
       hooks(hooks_),
       estimator_(prior_of(config_, profile_), config_.estimator_window) {
-  require(std::isfinite(config.slo_s) && config.slo_s > 0, ErrorCode::InvalidArgument, "SLO must be > 0 seconds");
+  require(std::isfinite(config.slo_s) && config.slo_s > 0, ErrorCode::InvalidArgument,
+          "SLO must be > 0 seconds");
   require(std::isfinite(config.time_scale) && config.time_scale > 0, ErrorCode::InvalidArgument,
           "time scale must be > 0");
   require(config.idle_timeout_s > 0, ErrorCode::InvalidArgument, "idle timeout must be > 0 seconds");
@@ -31,9 +37,11 @@ Session::Session(const ChunkStore& store_, const BandwidthProfile& profile_, con
   if (config.policy.kind == Policy::Kind::Text) {
     require(hooks.recompute && hooks.recompute->recompute, ErrorCode::InvalidArgument,
             "the text policy needs a recomputer (a model or a compute profile)");
-    require(have_ids, ErrorCode::InvalidArgument, "the text policy needs the context's token ids in the cache");
+    require(have_ids, ErrorCode::InvalidArgument,
+            "the text policy needs the context's token ids in the cache");
   } else {
-    require(!config.policy.levels.empty(), ErrorCode::InvalidArgument, "policy '" + config.policy.name + "' has no levels");
+    require(!config.policy.levels.empty(), ErrorCode::InvalidArgument,
+            "policy '" + config.policy.name + "' has no levels");
     for (const auto& level : config.policy.levels) {
       require(store.has(level.config), ErrorCode::InvalidArgument,
               "level '" + level.name + "' was not encoded: call prepare_stream first");
@@ -92,6 +100,7 @@ int Session::decide_chunk(int chunk, double now) {
   rec.wire_bytes = rec.payload_bytes + static_cast<std::size_t>(kHeader);
   rec.estimated_mbps = d.estimated_mbps;
   rec.predicted_finish_s = d.predicted_finish_s;
+  rec.level_finish_s = d.level_finish_s;
   emit(StreamEvent::Type::Decision, chunk);
   return d.level;
 }
@@ -133,10 +142,11 @@ void Session::validate_part(const kv::KVCache& part, int chunk, const char* what
   const int tokens = store.chunks()[chunk].tokens();
   if (got.layers != want.layers || got.kv_heads != want.kv_heads || got.head_dim != want.head_dim ||
       got.tokens != tokens)
-    throw Error(ErrorCode::Format, std::string(what) + " gave a cache of shape " + std::to_string(got.layers) + "x" +
-                                       std::to_string(got.kv_heads) + "x" + std::to_string(got.tokens) + "x" +
-                                       std::to_string(got.head_dim) + ", expected " + std::to_string(want.layers) +
-                                       "x" + std::to_string(want.kv_heads) + "x" + std::to_string(tokens) + "x" +
+    throw Error(ErrorCode::Format, std::string(what) + " gave a cache of shape " +
+                                       std::to_string(got.layers) + "x" + std::to_string(got.kv_heads) + "x" +
+                                       std::to_string(got.tokens) + "x" + std::to_string(got.head_dim) +
+                                       ", expected " + std::to_string(want.layers) + "x" +
+                                       std::to_string(want.kv_heads) + "x" + std::to_string(tokens) + "x" +
                                        std::to_string(want.head_dim));
 }
 
@@ -253,7 +263,8 @@ StreamReport Session::finish(const std::string& mode) {
     if (hooks.evaluate) r.quality = hooks.evaluate(*assembled);
     if (config.keep_assembled_cache) r.assembled = std::move(assembled);
   }
-  if (hooks.on_event && !records_.empty()) hooks.on_event({StreamEvent::Type::Finished, records_.back(), error_});
+  if (hooks.on_event && !records_.empty())
+    hooks.on_event({StreamEvent::Type::Finished, records_.back(), error_});
   return r;
 }
 

@@ -7,22 +7,32 @@ namespace kvscope::stream {
 
 const char* to_string(StreamEvent::Type type) {
   switch (type) {
-    case StreamEvent::Type::Decision: return "decision";
-    case StreamEvent::Type::SendStart: return "send_start";
-    case StreamEvent::Type::SendEnd: return "send_end";
-    case StreamEvent::Type::Arrival: return "arrival";
-    case StreamEvent::Type::DecodeEnd: return "decode_end";
-    case StreamEvent::Type::Failed: return "failed";
-    case StreamEvent::Type::Finished: return "finished";
+    case StreamEvent::Type::Decision:
+      return "decision";
+    case StreamEvent::Type::SendStart:
+      return "send_start";
+    case StreamEvent::Type::SendEnd:
+      return "send_end";
+    case StreamEvent::Type::Arrival:
+      return "arrival";
+    case StreamEvent::Type::DecodeEnd:
+      return "decode_end";
+    case StreamEvent::Type::Failed:
+      return "failed";
+    case StreamEvent::Type::Finished:
+      return "finished";
   }
   return "?";
 }
 
 const char* to_string(StreamStatus status) {
   switch (status) {
-    case StreamStatus::Ok: return "ok";
-    case StreamStatus::NetworkError: return "network_error";
-    case StreamStatus::DecodeError: return "decode_error";
+    case StreamStatus::Ok:
+      return "ok";
+    case StreamStatus::NetworkError:
+      return "network_error";
+    case StreamStatus::DecodeError:
+      return "decode_error";
   }
   return "?";
 }
@@ -99,6 +109,7 @@ nlohmann::json report_to_json(const StreamReport& r) {
                       {"wire_bytes", c.wire_bytes},
                       {"estimated_mbps", c.estimated_mbps},
                       {"predicted_finish_s", c.predicted_finish_s},
+                      {"level_finish_s", c.level_finish_s},
                       {"send_start_s", c.send_start_s},
                       {"send_end_s", c.send_end_s},
                       {"arrival_s", c.arrival_s},

@@ -24,7 +24,8 @@ class ProfileClock {
   ProfileClock(SteadyClock::time_point start, double scale) : start_(start), scale_(scale) {}
   double now() const { return std::chrono::duration<double>(SteadyClock::now() - start_).count() * scale_; }
   SteadyClock::time_point wall_at(double profile_t) const {
-    return start_ + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(profile_t / scale_));
+    return start_ + std::chrono::duration_cast<SteadyClock::duration>(
+                        std::chrono::duration<double>(profile_t / scale_));
   }
 
  private:
@@ -39,8 +40,8 @@ struct Stop {};
 /// Runs one async operation on `io` until it completes, polling `stop` and an
 /// idle deadline. Returns the operation's error code.
 template <typename Start>
-asio::error_code run_op(asio::io_context& io, tcp::socket& socket, Session& s, double idle_s, const char* what,
-                        int chunk, std::size_t* transferred, Start start) {
+asio::error_code run_op(asio::io_context& io, tcp::socket& socket, Session& s, double idle_s,
+                        const char* what, int chunk, std::size_t* transferred, Start start) {
   bool done = false;
   asio::error_code result;
   start([&](const asio::error_code& ec, std::size_t n) {
@@ -62,8 +63,8 @@ asio::error_code run_op(asio::io_context& io, tcp::socket& socket, Session& s, d
       io.run();  // let the cancelled handler run
       if (timed_out && !s.stopping())
         s.fail(StreamStatus::NetworkError, ErrorCode::Network,
-               std::string("timed out after ") + std::to_string(idle_s) + " s with no progress while " + what +
-                   " chunk " + std::to_string(chunk),
+               std::string("timed out after ") + std::to_string(idle_s) + " s with no progress while " +
+                   what + " chunk " + std::to_string(chunk),
                chunk);
       throw Stop{};
     }
@@ -97,11 +98,12 @@ class DecodeQueue {
     }
     cv_.notify_one();
   }
-  /// Next frame, or nullopt once closed and drained (or when stopping).
+  /// Next frame, or nullopt once closed and drained, or cancelled. After a
+  /// network failure the frames that did arrive whole are still decoded.
   std::optional<Frame> pop(const Session& s) {
     std::unique_lock lock(mutex_);
     for (;;) {
-      if (s.stopping()) return std::nullopt;
+      if (s.cancelled()) return std::nullopt;
       if (!frames_.empty()) {
         Frame f = std::move(frames_.front());
         frames_.pop_front();
@@ -131,10 +133,12 @@ void read_exact(asio::io_context& io, tcp::socket& socket, Session& s, std::uint
     got += n;
     received_total += n;
     if (ec) {
-      const std::string why = ec == asio::error::eof ? "connection closed by the sender" : "receive failed: " + ec.message();
+      const std::string why =
+          ec == asio::error::eof ? "connection closed by the sender" : "receive failed: " + ec.message();
       s.fail(StreamStatus::NetworkError, ErrorCode::Network,
-             why + " while reading " + what + " of chunk " + std::to_string(chunk) + " (" + std::to_string(got) +
-                 " of " + std::to_string(size) + " bytes, " + std::to_string(received_total) + " bytes in all)",
+             why + " while reading " + what + " of chunk " + std::to_string(chunk) + " (" +
+                 std::to_string(got) + " of " + std::to_string(size) + " bytes, " +
+                 std::to_string(received_total) + " bytes in all)",
              chunk);
       throw Stop{};
     }
@@ -150,13 +154,15 @@ void receive_loop(Session& s, asio::io_context& io, tcp::socket& socket, const P
     for (int expected = 0;; ++expected) {
       std::array<std::uint8_t, wire::kHeaderBytes> hb{};
       const int shown = std::min(expected, chunks - 1);
-      read_exact(io, socket, s, hb.data(), hb.size(), expected < chunks ? "the header" : "the end frame", shown, total);
+      read_exact(io, socket, s, hb.data(), hb.size(), expected < chunks ? "the header" : "the end frame",
+                 shown, total);
       wire::Header h;
       try {
         h = wire::decode_header(hb);
         if (h.type == wire::FrameType::End) {
-          require(expected == chunks, ErrorCode::Format,
-                  "end frame after " + std::to_string(expected) + " of " + std::to_string(chunks) + " chunks");
+          require(
+              expected == chunks, ErrorCode::Format,
+              "end frame after " + std::to_string(expected) + " of " + std::to_string(chunks) + " chunks");
           require(h.payload_bytes == 0, ErrorCode::Format, "end frame with a payload");
           break;
         }
@@ -182,7 +188,8 @@ void receive_loop(Session& s, asio::io_context& io, tcp::socket& socket, const P
       f.arrival = clock.now();
       if (h.type == wire::FrameType::Text && crc32c(f.payload) != h.payload_crc) {
         s.fail(StreamStatus::NetworkError, ErrorCode::Checksum,
-               "chunk " + std::to_string(expected) + ": text payload CRC mismatch (bytes altered in transit)", expected);
+               "chunk " + std::to_string(expected) + ": text payload CRC mismatch (bytes altered in transit)",
+               expected);
         throw Stop{};
       }
       s.arrived(expected, f.arrival);
@@ -215,7 +222,8 @@ class Sender {
   /// starts empty and fills at the profile's rate, so byte k leaves when the
   /// profile has delivered k bytes since t0 (what the simulated clock
   /// computes), up to one slice of granularity.
-  void send_frame(int chunk, double t0, std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload) {
+  void send_frame(int chunk, double t0, std::span<const std::uint8_t> header,
+                  std::span<const std::uint8_t> payload) {
     const std::size_t total = header.size() + payload.size();
     std::size_t offset = 0;
     while (offset < total) {
@@ -270,8 +278,9 @@ class Sender {
       cut_now = true;
     }
     if (n > 0) {
-      const auto ec = run_op(io_, socket_, s_, s_.config.idle_timeout_s, "sending", chunk, nullptr,
-                             [&](auto handler) { asio::async_write(socket_, asio::buffer(data, n), handler); });
+      const auto ec =
+          run_op(io_, socket_, s_, s_.config.idle_timeout_s, "sending", chunk, nullptr,
+                 [&](auto handler) { asio::async_write(socket_, asio::buffer(data, n), handler); });
       if (ec) {
         // The receiver closes its end when it fails; that failure is the one to report.
         if (!s_.stopping())
@@ -320,10 +329,17 @@ void run_real(Session& s) {
 
   Sender sender(s, send_io, send_socket, clock);
   std::vector<std::uint8_t> text;
+  // The token bucket may hold up to 20 ms (wall) of credit, so a sender that
+  // woke late catches up instead of drifting behind the profile; a chunk's
+  // send starts when the link became free for it (the previous chunk's
+  // scheduled end, or now if that was longer ago than the bucket holds).
+  const double credit = 0.020 * s.config.time_scale;
+  double link_free = 0;
+  auto start_time = [&] { return std::max(link_free, clock.now() - credit); };
   try {
     for (int i = 0; i < s.chunk_count(); ++i) {
       if (!s.poll("sending chunk " + std::to_string(i + 1)) || s.stopping()) throw Stop{};
-      const double t0 = clock.now();
+      const double t0 = start_time();
       const int level = s.decide_chunk(i, t0);
       const auto payload = s.payload(i, level, text);
       wire::Header h;
@@ -336,12 +352,13 @@ void run_real(Session& s) {
       s.send_started(i, t0);
       sender.send_frame(i, t0, header, payload);
       s.send_finished(i, clock.now());
+      link_free = s.profile.transfer_end(t0, double(header.size() + payload.size()), i);
     }
     wire::Header end;
     end.type = wire::FrameType::End;
     end.chunk = static_cast<std::uint32_t>(s.chunk_count());
     const auto header = wire::encode_header(end);
-    sender.send_frame(s.chunk_count(), clock.now(), header, {});
+    sender.send_frame(s.chunk_count(), start_time(), header, {});
   } catch (const Stop&) {
   }
   receiver.join();

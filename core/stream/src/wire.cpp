@@ -38,7 +38,8 @@ std::array<std::uint8_t, kHeaderBytes> encode_header(const Header& h) {
 Header decode_header(std::span<const std::uint8_t> b) {
   require(b.size() == kHeaderBytes, ErrorCode::Format, "frame header truncated");
   const std::uint32_t crc = get<std::uint32_t>(b.data() + 28);
-  require(crc == crc32c(b.first(28)), ErrorCode::Checksum, "frame header CRC mismatch (bytes altered in transit)");
+  require(crc == crc32c(b.first(28)), ErrorCode::Checksum,
+          "frame header CRC mismatch (bytes altered in transit)");
   require(std::memcmp(b.data(), "KVSF", 4) == 0, ErrorCode::Format, "bad frame magic");
   require(b[4] == kVersion, ErrorCode::Format, "unsupported frame version " + std::to_string(b[4]));
   Header h;

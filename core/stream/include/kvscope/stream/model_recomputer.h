@@ -79,7 +79,8 @@ inline Recomputer model_recomputer(const model::Model& model, std::vector<std::i
     out.seconds = std::max(0.0, after - before);
     return out;
   };
-  if (tokens_per_s > 0) r.estimate_seconds = [tokens_per_s](int tokens, int) { return tokens / tokens_per_s; };
+  if (tokens_per_s > 0)
+    r.estimate_seconds = [tokens_per_s](int tokens, int) { return tokens / tokens_per_s; };
   return r;
 }
 

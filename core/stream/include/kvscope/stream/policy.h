@@ -52,10 +52,10 @@ class ThroughputEstimator {
 
 /// What the policy needs to know about the chunks still to send.
 struct DecisionInput {
-  int chunk = 0;         ///< the chunk about to be sent
-  int chunks = 0;        ///< total chunks
-  double now_s = 0;      ///< sender clock, profile seconds since the start
-  double slo_s = 0;      ///< deadline for the whole context, from the start
+  int chunk = 0;     ///< the chunk about to be sent
+  int chunks = 0;    ///< total chunks
+  double now_s = 0;  ///< sender clock, profile seconds since the start
+  double slo_s = 0;  ///< deadline for the whole context, from the start
   double estimated_mbps = 0;
   /// Encoded bytes of chunk j at candidate level l.
   std::function<double(int level, int chunk)> bytes;
@@ -69,9 +69,12 @@ struct DecisionInput {
 };
 
 struct Decision {
-  int level = kTextLevel;           ///< index into Policy::levels, or kTextLevel
+  int level = kTextLevel;  ///< index into Policy::levels, or kTextLevel
   double estimated_mbps = 0;
-  double predicted_finish_s = 0;    ///< when the policy expects the context loaded
+  double predicted_finish_s = 0;  ///< when the policy expects the context loaded
+  /// Adaptive and Fixed: the predicted finish had each candidate level been
+  /// chosen for the rest of the context (why the level was picked).
+  std::vector<double> level_finish_s;
 };
 
 /// The adaptive rule: for each level from fine to coarse, predict the finish

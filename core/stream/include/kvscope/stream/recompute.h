@@ -25,8 +25,8 @@ struct RecomputeRequest {
 };
 
 struct RecomputeResult {
-  kv::KVCache cache;     ///< the chunk's KV, tokens [begin, end) only
-  double seconds = 0;    ///< time the receiver spends recomputing it
+  kv::KVCache cache;   ///< the chunk's KV, tokens [begin, end) only
+  double seconds = 0;  ///< time the receiver spends recomputing it
 };
 
 struct Recomputer {

@@ -33,22 +33,22 @@ namespace kvscope::stream {
 /// Fault injection on the real transport's wire bytes, for tests of the
 /// error paths (offsets count every byte the sender writes, headers included).
 struct TransportFault {
-  std::int64_t corrupt_at = -1;       ///< flip the bits of the byte at this offset
-  std::int64_t cut_after = -1;        ///< close the connection after this many bytes
+  std::int64_t corrupt_at = -1;  ///< flip the bits of the byte at this offset
+  std::int64_t cut_after = -1;   ///< close the connection after this many bytes
 };
 
 struct StreamConfig {
   Policy policy;
-  double slo_s = 1.0;           ///< time by which the whole context should be loaded
-  bool simulate = true;         ///< true: simulated clock, no sockets or sleeps
+  double slo_s = 1.0;    ///< time by which the whole context should be loaded
+  bool simulate = true;  ///< true: simulated clock, no sockets or sleeps
   /// Real mode: profile seconds per wall second (10 = a 60 s trace in 6 s).
   /// Transfers are sped up; decode and recompute run at their real speed.
   double time_scale = 1.0;
   /// The estimator's prior for the first chunk in Mbit/s; 0 = the profile's
-  /// rate at t = 0.
+  /// rate at t = 0 (or its first non-zero rate when it starts stalled).
   double prior_mbps = 0;
-  int estimator_window = 3;     ///< chunks the harmonic-mean estimator averages
-  int decode_threads = 0;       ///< codec threads for each decode (0 = all)
+  int estimator_window = 3;  ///< chunks the harmonic-mean estimator averages
+  int decode_threads = 0;    ///< codec threads for each decode (0 = all)
   /// Simulated mode: take decode time from the per-token estimate prepare()
   /// measured instead of timing each decode (deterministic timelines). Chunks
   /// are still decoded, to verify them and assemble the cache.
@@ -64,16 +64,21 @@ struct StreamConfig {
 /// (-1 = did not happen).
 struct ChunkRecord {
   int index = 0;
-  int begin = 0, end = 0;        ///< tokens
-  int level = kTextLevel;        ///< index into the policy's levels, kTextLevel = text
-  std::string level_name;        ///< ladder level name or "text"
-  std::string codec;             ///< codec name or "text"
-  std::size_t payload_bytes = 0; ///< bitstream (or token ids) bytes
-  std::size_t wire_bytes = 0;    ///< payload plus frame header
-  double estimated_mbps = 0;     ///< estimate the policy used
-  double predicted_finish_s = 0; ///< the policy's prediction for the whole context
+  int begin = 0, end = 0;         ///< tokens
+  int level = kTextLevel;         ///< index into the policy's levels, kTextLevel = text
+  std::string level_name;         ///< ladder level name or "text"
+  std::string codec;              ///< codec name or "text"
+  std::size_t payload_bytes = 0;  ///< bitstream (or token ids) bytes
+  std::size_t wire_bytes = 0;     ///< payload plus frame header
+  double estimated_mbps = 0;      ///< estimate the policy used
+  double predicted_finish_s = 0;  ///< the policy's prediction for the whole context
+  /// The prediction for each candidate level (Decision::level_finish_s).
+  std::vector<double> level_finish_s;
+  /// Send start: when the link became free for this chunk (real mode: the
+  /// previous chunk's scheduled end, unless the sender started more than one
+  /// token-bucket's worth, 20 ms wall, later). Send end: last byte written.
   double send_start_s = -1, send_end_s = -1;
-  double arrival_s = -1;         ///< last byte received
+  double arrival_s = -1;  ///< last byte received
   /// The receiver's decode (or recompute) of this chunk: start = max(arrival,
   /// previous chunk's decode end) on the profile clock, end = start +
   /// measured (or modelled) duration.
@@ -85,8 +90,8 @@ struct ChunkRecord {
 struct StreamEvent {
   enum class Type { Decision, SendStart, SendEnd, Arrival, DecodeEnd, Failed, Finished };
   Type type;
-  ChunkRecord chunk;             ///< snapshot after the event (Finished: last chunk)
-  std::string message;           ///< Failed: the error
+  ChunkRecord chunk;    ///< snapshot after the event (Finished: last chunk)
+  std::string message;  ///< Failed: the error
 };
 const char* to_string(StreamEvent::Type type);
 
@@ -94,11 +99,11 @@ enum class StreamStatus { Ok, NetworkError, DecodeError };
 const char* to_string(StreamStatus status);
 
 struct StreamReport {
-  std::string mode;              ///< "simulated" or "real"
+  std::string mode;  ///< "simulated" or "real"
   std::string policy;
-  std::string profile;           ///< profile name
-  std::string estimator;         ///< description of the throughput estimator
-  std::string recompute;         ///< recomputer description, or "" when none was supplied
+  std::string profile;    ///< profile name
+  std::string estimator;  ///< description of the throughput estimator
+  std::string recompute;  ///< recomputer description, or "" when none was supplied
   double slo_s = 0;
   double prior_mbps = 0;
   double time_scale = 1;
@@ -107,12 +112,12 @@ struct StreamReport {
 
   StreamStatus status = StreamStatus::Ok;
   std::optional<ErrorCode> error_code;
-  std::string error;             ///< what failed, naming the chunk
+  std::string error;  ///< what failed, naming the chunk
   int failed_chunk = -1;
 
-  double ttft_s = 0;             ///< time until the whole context is loaded (last decode end)
+  double ttft_s = 0;  ///< time until the whole context is loaded (last decode end)
   bool slo_met = false;
-  std::size_t bytes_sent = 0;    ///< wire bytes of every chunk sent
+  std::size_t bytes_sent = 0;  ///< wire bytes of every chunk sent
   std::vector<ChunkRecord> chunks;
   /// The cache the receiver assembled (decoded and recomputed chunks), when
   /// status is Ok and keep_assembled_cache.
