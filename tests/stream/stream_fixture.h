@@ -45,6 +45,8 @@ inline StreamConfig config_for(const std::string& policy, double slo, bool simul
   c.slo_s = slo;
   c.simulate = simulate;
   c.model_decode_time = true;
+  // 64 us per 64-token chunk: decisions do not depend on this machine's speed.
+  c.modelled_decode_seconds_per_token = 1e-6;
   c.decode_threads = 1;
   return c;
 }

@@ -45,7 +45,9 @@ Session::Session(const ChunkStore& store_, const BandwidthProfile& profile_, con
     for (const auto& level : config.policy.levels) {
       require(store.has(level.config), ErrorCode::InvalidArgument,
               "level '" + level.name + "' was not encoded: call prepare_stream first");
-      decode_per_token_.push_back(store.decode_seconds_per_token(level.config));
+      decode_per_token_.push_back(config.modelled_decode_seconds_per_token > 0
+                                      ? config.modelled_decode_seconds_per_token
+                                      : store.decode_seconds_per_token(level.config));
     }
   }
   for (const auto& r : store.chunks()) {
@@ -182,14 +184,15 @@ bool Session::receive(int chunk, int level, std::span<const std::uint8_t> bytes,
       part = codec::decode(bytes, opt);
       seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       validate_part(part, chunk, "decode");
-      if (config.simulate && config.model_decode_time) seconds = decode_per_token_[level] * range.tokens();
+      if (config.simulate && (config.model_decode_time || config.modelled_decode_seconds_per_token > 0))
+        seconds = decode_per_token_[level] * range.tokens();
     }
     const double start = std::max(arrival, last_decode_end_);
     last_decode_end_ = start + seconds;
     parts_.push_back(std::move(part));
-    ++decoded_;
     {
       std::lock_guard lock(mutex_);
+      ++decoded_;
       ChunkRecord& rec = records_[chunk];
       rec.decode_start_s = start;
       rec.decode_end_s = last_decode_end_;

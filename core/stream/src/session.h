@@ -75,7 +75,7 @@ class Session {
   // Receiver pipeline (only the decoding thread touches these).
   std::vector<kv::KVCache> parts_;
   double last_decode_end_ = 0;
-  int decoded_ = 0;
+  int decoded_ = 0;  // under mutex_ (progress reads it)
 };
 
 }  // namespace kvscope::stream::detail

@@ -53,6 +53,11 @@ struct StreamConfig {
   /// measured instead of timing each decode (deterministic timelines). Chunks
   /// are still decoded, to verify them and assemble the cache.
   bool model_decode_time = false;
+  /// When > 0: the decode-time estimate the policy uses for every level
+  /// (instead of prepare()'s measurement), and in simulated mode also the
+  /// decode time charged per token. Makes simulated runs independent of the
+  /// machine (tests); real mode still measures each decode.
+  double modelled_decode_seconds_per_token = 0;
   bool keep_assembled_cache = true;  ///< put the assembled cache in the report
   /// Real mode: wall seconds without progress on the connection before the
   /// run ends with a network error (no hang).
