@@ -254,6 +254,41 @@ TEST(Hdf5Errors, ExportFailureLeavesNoFile) {
   EXPECT_TRUE(dir.entries().empty());
 }
 
+TEST(Hdf5Errors, ExportRefusesInvalidOrMismatchedBitstreams) {
+  TempDir dir("badbs");
+  const kv::KVCache cache = test::make_cache();
+  const std::string name = codec::all_codecs().front()->name();
+  auto expect_refused = [&](const io::Hdf5Contents& contents, const std::string& needle) {
+    try {
+      io::export_hdf5(dir / "x.h5", contents);
+      ADD_FAILURE() << "exported: " << needle;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::InvalidArgument) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(dir.entries().empty());
+  };
+  auto corrupt = test::contents_for(cache, name);
+  corrupt.levels[0].bitstream[corrupt.levels[0].bitstream.size() / 2] ^= 0x10;
+  expect_refused(corrupt, "not a valid KVScope bitstream");
+  auto truncated = test::contents_for(cache, name);
+  truncated.levels[0].bitstream.resize(truncated.levels[0].bitstream.size() - 1);
+  expect_refused(truncated, "not a valid KVScope bitstream");
+  auto shape = test::contents_for(cache, name);
+  shape.shape.tokens += 1;
+  shape.info.token_ids.clear();
+  shape.info.positions.clear();
+  expect_refused(shape, "shape");
+  if (codec::all_codecs().size() > 1) {
+    auto renamed = test::contents_for(cache, name);
+    renamed.levels[0].config.codec = codec::all_codecs().back()->name();
+    expect_refused(renamed, "encoded by " + name);
+  }
+  io::Hdf5Contents none;
+  none.shape = cache.shape();
+  expect_refused(none, "no encoded level");
+}
+
 TEST(Hdf5Errors, CancelLeavesNoFileAtEveryStage) {
   TempDir dir("cancel");
   const kv::KVCache cache = test::make_cache();

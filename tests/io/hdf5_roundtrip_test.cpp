@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "hdf5_test_util.h"
+#include "kvscope/codec/bitstream.h"
 
 namespace kvscope {
 namespace {
@@ -41,6 +42,52 @@ TEST(Hdf5RoundTrip, EveryRegisteredCodecIsBitExact) {
     for (const auto& s : back.levels[0].sections) covered = std::max(covered, s.offset + s.length);
     EXPECT_EQ(covered, back.levels[0].bitstream.size());
   }
+}
+
+TEST(Hdf5RoundTrip, SectionsFollowTheCodecsDirectory) {
+  TempDir dir("dir");
+  const kv::KVCache cache = test::make_cache({2, 2, 40, 16});
+  for (const codec::Codec* c : codec::all_codecs()) {
+    SCOPED_TRACE(c->name());
+    const auto contents = test::contents_for(cache, c->name());
+    io::export_hdf5(dir / (c->name() + ".h5"), contents);
+    const auto back = io::import_hdf5(dir / (c->name() + ".h5"));
+    const auto info = codec::inspect_stream(contents.levels[0].bitstream);
+    const auto& sections = back.levels[0].sections;
+    ASSERT_FALSE(sections.empty());
+    EXPECT_EQ(sections.front().kind, "header");
+    EXPECT_EQ(sections.front().offset, 0u);
+    std::size_t described = 0;
+    std::uint64_t pos = 0;
+    for (const auto& s : sections) {
+      EXPECT_EQ(s.offset, pos);  // tiles the bitstream
+      pos = s.offset + s.length;
+      EXPECT_NE(s.kind, "other");
+      if (s.kind == "table" || s.kind == "chunk") ++described;
+      if (s.kind == "chunk") {
+        EXPECT_GE(s.chunk, 0);
+        EXPECT_LT(s.token_begin, s.token_end);
+        EXPECT_LE(s.token_end, cache.shape().tokens);
+      }
+    }
+    EXPECT_EQ(pos, contents.levels[0].bitstream.size());
+    EXPECT_EQ(described, info.sections.size());
+  }
+}
+
+TEST(Hdf5RoundTrip, ContentsFromBitstreamCarryTheHeader) {
+  TempDir dir("frombs");
+  const kv::KVCache cache = test::make_cache();
+  const codec::Codec* c = codec::all_codecs().back();
+  auto bytes = codec::encode(cache, codec::CodecConfig{c->name(), {}}).bytes;
+  const auto contents = io::hdf5_contents_from_bitstream(bytes, "cli");
+  EXPECT_EQ(contents.shape, cache.shape());
+  EXPECT_EQ(contents.levels.at(0).config.codec, c->name());
+  io::export_hdf5(dir / "b.h5", contents);
+  const auto back = io::import_hdf5(dir / "b.h5");
+  EXPECT_EQ(back.levels[0].bitstream, bytes);
+  EXPECT_EQ(back.levels[0].label, "cli");
+  EXPECT_TRUE(test::bit_identical(io::decode_hdf5_level(back), codec::decode(bytes)));
 }
 
 TEST(Hdf5RoundTrip, MetadataSurvives) {

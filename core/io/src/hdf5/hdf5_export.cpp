@@ -7,10 +7,12 @@
 #include <cstring>
 #include <ctime>
 #include <random>
+#include <map>
 #include <set>
 
 #include "h5_util.h"
 #include "hdf5_schema.h"
+#include "kvscope/codec/bitstream.h"
 #include "kvscope/common/crc32c.h"
 #include "kvscope/common/fp16.h"
 #include "kvscope/common/version.h"
@@ -57,24 +59,88 @@ fs::path temp_path_for(const fs::path& path) {
          ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
 }
 
-/// Every parameter of the level's codec with its effective value.
-codec::ParamSet complete_params(const codec::CodecConfig& config, const kv::CacheShape& shape) {
-  const codec::Codec& c = codec::find_codec(config.codec);
-  const auto specs = c.params(&shape);
-  codec::ParamSet out;
-  std::set<std::string> known;
-  for (const auto& spec : specs) {
-    known.insert(spec.name);
-    const auto it = config.params.find(spec.name);
-    out[spec.name] = it != config.params.end() ? it->second : spec.default_value;
+/// What export writes for one level besides its bytes.
+struct LevelPlan {
+  std::string codec;       ///< as the bitstream's header names it
+  codec::ParamSet params;  ///< every parameter, effective values
+  std::vector<Hdf5Section> sections;
+};
+
+/// The bitstream's byte ranges, in order and tiling it: the container header,
+/// then each section (section header + payload) the codec lists; any bytes
+/// between or after them become "other" ranges so the table still tiles.
+std::vector<Hdf5Section> sections_from_stream(const codec::StreamInfo& info) {
+  auto listed = info.sections;
+  std::stable_sort(listed.begin(), listed.end(), [](const auto& a, const auto& b) { return a.offset < b.offset; });
+  std::vector<Hdf5Section> out;
+  std::uint64_t pos = 0;
+  auto fill_to = [&](std::uint64_t until) {
+    if (until <= pos) return;
+    Hdf5Section gap;
+    gap.offset = pos;
+    gap.length = until - pos;
+    gap.kind = pos == 0 ? "header" : "other";
+    out.push_back(gap);
+    pos = until;
+  };
+  std::map<std::pair<int, int>, int> chunks_seen;  // per (layer, kv)
+  for (const auto& sec : listed) {
+    const std::uint64_t end = sec.payload_offset + sec.payload_bytes;
+    if (sec.offset < pos || end < sec.offset) continue;  // overlapping: not representable as a tiling
+    fill_to(sec.offset);
+    Hdf5Section s;
+    s.offset = sec.offset;
+    s.length = end - sec.offset;
+    s.layer = sec.layer;
+    s.kv = static_cast<int>(sec.kv);
+    if (sec.kind == codec::SectionKind::Table) {
+      s.kind = "table";
+    } else {
+      s.kind = "chunk";
+      s.chunk = chunks_seen[{sec.layer, s.kv}]++;
+      s.token_begin = sec.token_begin;
+      s.token_end = sec.token_begin + sec.token_count;
+    }
+    out.push_back(s);
+    pos = end;
   }
-  for (const auto& [key, value] : config.params) {
-    if (!known.count(key)) {
-      throw Error(ErrorCode::InvalidArgument,
-                  "codec " + config.codec + " has no parameter '" + key + "' (value '" + value + "')");
+  fill_to(info.total_bytes);
+  return out;
+}
+
+/// Checks a level against its own bitstream header and gathers what is
+/// written besides the bytes. Throws Error(InvalidArgument) before any file
+/// is created.
+LevelPlan plan_level(const Hdf5Level& level, std::size_t index, const kv::CacheShape& shape,
+                     const Hdf5ExportOptions& options) {
+  const std::string which = "HDF5 export: level " + std::to_string(index);
+  codec::StreamInfo info;
+  try {
+    info = codec::inspect_stream(level.bitstream);
+  } catch (const Error& e) {
+    throw Error(ErrorCode::InvalidArgument, which + " is not a valid KVScope bitstream: " + e.what());
+  }
+  require(level.config.codec.empty() || level.config.codec == info.codec, ErrorCode::InvalidArgument,
+          which + " names codec " + level.config.codec + " but its bitstream was encoded by " + info.codec);
+  require(info.shape == shape, ErrorCode::InvalidArgument,
+          which + ": the bitstream's cache shape differs from the file's");
+  LevelPlan plan;
+  plan.codec = info.codec;
+  plan.params = info.params;  // as encoded: the truth
+  if (options.complete_params) {
+    const codec::Codec& c = codec::find_codec(info.codec);
+    std::set<std::string> known;
+    for (const auto& spec : c.params(&shape)) {
+      known.insert(spec.name);
+      plan.params.emplace(spec.name, spec.default_value);  // keeps encoded values
+    }
+    for (const auto& [key, value] : level.config.params) {
+      require(known.count(key) > 0, ErrorCode::InvalidArgument,
+              which + ": codec " + info.codec + " has no parameter '" + key + "' (value '" + value + "')");
     }
   }
-  return out;
+  plan.sections = level.sections.empty() ? sections_from_stream(info) : level.sections;
+  return plan;
 }
 
 void validate(const Hdf5Contents& c, const Hdf5ExportOptions& options) {
@@ -92,8 +158,6 @@ void validate(const Hdf5Contents& c, const Hdf5ExportOptions& options) {
           "HDF5 export: deflate level must be 0-9");
   for (std::size_t i = 0; i < c.levels.size(); ++i) {
     const auto& level = c.levels[i];
-    require(!level.config.codec.empty(), ErrorCode::InvalidArgument,
-            "HDF5 export: level " + std::to_string(i) + " names no codec");
     for (const auto& sec : level.sections) {
       require(sec.offset <= level.bitstream.size() && sec.length <= level.bitstream.size() - sec.offset,
               ErrorCode::InvalidArgument,
@@ -156,36 +220,24 @@ Handle section_file_type(const h5::Ctx& ctx) {
   return t;
 }
 
-std::vector<Hdf5Section> sections_of(const Hdf5Level& level) {
-  if (!level.sections.empty()) return level.sections;
-  Hdf5Section whole;
-  whole.offset = 0;
-  whole.length = level.bitstream.size();
-  whole.kind = "stream";
-  return {whole};
-}
-
-void write_level(const h5::Ctx& ctx, hid_t levels, int index, const Hdf5Level& level, const Hdf5Contents& c,
-                 const Hdf5ExportOptions& options) {
+void write_level(const h5::Ctx& ctx, hid_t levels, int index, const Hdf5Level& level, const LevelPlan& plan,
+                 const Hdf5Contents& c) {
   Handle g = h5::create_group(ctx, levels, std::to_string(index));
   h5::write_attr_i64(ctx, g, "index", index);
-  h5::write_attr_string(ctx, g, "codec", level.config.codec);
+  h5::write_attr_string(ctx, g, "codec", plan.codec);
   h5::write_attr_string(ctx, g, "label", level.label);
   h5::write_attr_i64(ctx, g, "encoded_bytes", static_cast<std::int64_t>(level.bitstream.size()));
   const double elements = double(c.shape.elements());
   h5::write_attr_f64(ctx, g, "bits_per_element",
                      elements > 0 ? 8.0 * double(level.bitstream.size()) / elements : 0.0);
-
-  const codec::ParamSet params =
-      options.complete_params ? complete_params(level.config, c.shape) : level.config.params;
   Handle pg = h5::create_group(ctx, g, "params");
-  for (const auto& [key, value] : params) h5::write_attr_string(ctx, pg, key, value);
+  for (const auto& [key, value] : plan.params) h5::write_attr_string(ctx, pg, key, value);
 
   h5::write_dataset_1d(ctx, g, "bitstream", H5T_STD_U8LE, H5T_NATIVE_UINT8, level.bitstream.data(),
                        level.bitstream.size(), level.bitstream);
 
   std::vector<schema::SectionRow> rows;
-  for (const auto& sec : sections_of(level)) {
+  for (const auto& sec : plan.sections) {
     schema::SectionRow row{};
     row.offset = sec.offset;
     row.length = sec.length;
@@ -285,6 +337,19 @@ void move_into_place(const fs::path& tmp, const fs::path& path, bool overwrite) 
 
 }  // namespace
 
+Hdf5Contents hdf5_contents_from_bitstream(std::vector<std::uint8_t> bitstream, std::string label) {
+  const codec::StreamInfo info = codec::inspect_stream(bitstream);
+  Hdf5Contents c;
+  c.shape = info.shape;
+  c.info = info.info;
+  Hdf5Level level;
+  level.config = {info.codec, info.params};
+  level.bitstream = std::move(bitstream);
+  level.label = std::move(label);
+  c.levels.push_back(std::move(level));
+  return c;
+}
+
 bool is_hdf5_path(const fs::path& path) {
   std::string ext = path.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),
@@ -297,6 +362,10 @@ Hdf5ExportResult export_hdf5(const fs::path& path, const Hdf5Contents& contents,
   const auto t0 = std::chrono::steady_clock::now();
   h5::silence_errors();
   validate(contents, options);
+  std::vector<LevelPlan> plans;
+  for (std::size_t i = 0; i < contents.levels.size(); ++i) {
+    plans.push_back(plan_level(contents.levels[i], i, contents.shape, options));
+  }
   const std::string name = path.string();
   std::error_code ec;
   if (!options.overwrite && fs::exists(path, ec)) {
@@ -328,7 +397,7 @@ Hdf5ExportResult export_hdf5(const fs::path& path, const Hdf5Contents& contents,
     for (std::size_t i = 0; i < contents.levels.size(); ++i) {
       report_progress(options.progress, levels_end * double(i) / double(contents.levels.size()),
                       "writing level " + std::to_string(i));
-      write_level(ctx, levels, int(i), contents.levels[i], contents, options);
+      write_level(ctx, levels, int(i), contents.levels[i], plans[i], contents);
     }
     levels.close();
     if (with_reference) write_reference(ctx, file, *contents.reference, options, levels_end, 0.95);

@@ -49,11 +49,15 @@ struct Hdf5Section {
 /// One encoded version of the cache (a rung of a streaming ladder, or the
 /// only encoding). `bitstream` is exactly what codec::encode returned.
 struct Hdf5Level {
-  codec::CodecConfig config;  ///< codec name and the parameters used
+  /// Codec name and the parameters asked for. The file states the codec and
+  /// every parameter as the bitstream's header records them; `config` may
+  /// leave the codec empty, and a non-empty one must match the header.
+  codec::CodecConfig config;
   std::vector<std::uint8_t> bitstream;
   std::string label;  ///< free text, e.g. "level 2 of 4"; may be empty
-  /// Byte ranges of `bitstream`. Empty = export derives them (one range per
-  /// section the codec lists, or one range "stream" for the whole bitstream).
+  /// Byte ranges of `bitstream`. Empty = export derives them from the
+  /// codec's section list (codec::inspect_stream): "header", then one
+  /// "table" or "chunk" range per section.
   std::vector<Hdf5Section> sections;
 };
 
@@ -91,8 +95,9 @@ struct Hdf5ExportOptions {
   /// Write `contents.reference` (Error(InvalidArgument) when asked but absent).
   bool include_reference = false;
   int deflate_level = 4;  ///< 0-9, for the reference data
-  /// Fill each level's parameters with the codec's defaults for keys not
-  /// given, so the file states every parameter (needs the codec registered).
+  /// Also state the registered codec's default for any parameter the
+  /// bitstream's header omits, and refuse parameter names the codec does not
+  /// declare (needs the codec registered in this build).
   bool complete_params = true;
   ProgressFn progress;  ///< may cancel; nothing is left behind then
 };
@@ -106,12 +111,20 @@ struct Hdf5ExportResult {
 /// Writes `contents` to `path`: built in a temporary file in the same folder,
 /// then renamed into place, so a failure or cancel leaves no file (and an
 /// existing file untouched). Throws Error(InvalidArgument) for inconsistent
-/// contents (no level, token ids not matching the shape, a section outside
-/// its bitstream, unknown parameter), Error(Io) naming the file for
+/// contents (no level, a level that is not a valid bitstream or disagrees
+/// with `shape` or its codec name, token ids not matching the shape, a
+/// section outside its bitstream, unknown parameter), Error(Io) naming the file for
 /// filesystem/HDF5 failures or an existing file without `overwrite`,
 /// Error(Cancelled) when progress says so.
 Hdf5ExportResult export_hdf5(const std::filesystem::path& path, const Hdf5Contents& contents,
                              const Hdf5ExportOptions& options = {});
+
+/// Contents holding one level, `bitstream`, with the shape, model identity,
+/// token ids and positions its header records (codec::inspect_stream): what
+/// the CLI exports when it only has the bitstream. Text, reference and
+/// calibration are left empty for the caller to add. Throws what
+/// codec::inspect_stream throws for an invalid bitstream.
+Hdf5Contents hdf5_contents_from_bitstream(std::vector<std::uint8_t> bitstream, std::string label = {});
 
 struct Hdf5ImportOptions {
   bool load_reference = false;  ///< read /reference/cache into contents.reference
