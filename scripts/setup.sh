@@ -29,7 +29,7 @@ packages=(
   libzstd-dev nlohmann-json3-dev libcli11-dev libasio-dev
   xvfb xauth fonts-dejavu-core
   clang-14 libclang-rt-14-dev
-  appstream desktop-file-utils dpkg-dev
+  appstream desktop-file-utils dpkg-dev librsvg2-bin shared-mime-info
 )
 
 sudo_cmd=()

@@ -50,9 +50,22 @@ std::optional<fs::path> find_default_model() {
 }
 
 std::string missing_model_help() {
-  return "the default model was not found at " + default_model_path().string() +
-         "; run scripts/fetch-model.sh (or scripts/setup.sh) to download it, or set "
-         "KVSCOPE_MODEL to a .gguf file or a Hugging Face model folder";
+  // Installed (the package puts kvscope-fetch-model next to the binaries) or
+  // run from a build of the source tree (scripts/ of data_dir()).
+  std::error_code ec;
+  const fs::path exe_dir = executable_dir();
+  std::string fetch;
+  if (!exe_dir.empty() && fs::is_regular_file(exe_dir / "kvscope-fetch-model", ec)) {
+    fetch = (exe_dir / "kvscope-fetch-model").string();
+  } else {
+    const fs::path scripts = data_dir() / "scripts";
+    fetch = (scripts / "fetch-model.sh").string();
+    if (fs::is_regular_file(scripts / "setup.sh", ec)) {
+      fetch += " (or " + (scripts / "setup.sh").string() + ")";
+    }
+  }
+  return "the default model was not found at " + default_model_path().string() + "; run " + fetch +
+         " to download it, or set KVSCOPE_MODEL to a .gguf file or a Hugging Face model folder";
 }
 
 fs::path data_dir() {

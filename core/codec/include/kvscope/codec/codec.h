@@ -21,13 +21,13 @@ namespace kvscope::codec {
 /// A parameter's self-description, so front ends build controls from it.
 struct ParamSpec {
   enum class Type { Int, Float, Bool, Choice, IntList };
-  std::string name;           ///< key used in ParamSet and on the CLI (--set name=value)
+  std::string name;  ///< key used in ParamSet and on the CLI (--set name=value)
   Type type = Type::Int;
   std::string default_value;  ///< in the same text form ParamSet uses
   double min = 0;             ///< Int/Float/IntList elements: inclusive range
   double max = 0;
   std::vector<std::string> choices;  ///< Choice: the allowed values
-  std::string help;           ///< one line, shown as a tooltip and in --help
+  std::string help;                  ///< one line, shown as a tooltip and in --help
 };
 
 /// Parameter values as text ("32", "0.5", "true", "32,16,16"): the form the
@@ -74,12 +74,16 @@ struct DecodeOptions {
   /// Folder searched for calibration profiles referenced by hash
   /// (empty = calibration::default_profile_dir()).
   std::string profile_dir;
+  /// Largest cache (values) a stream may declare; larger ones are refused
+  /// with Error(Unsupported) before any allocation (bounds memory on
+  /// untrusted input).
+  std::size_t max_elements = std::size_t(1) << 31;
 };
 
 struct EncodeResult {
   std::vector<std::uint8_t> bytes;  ///< the bitstream
   SizeReport size;
-  double seconds = 0;               ///< wall time of the encode
+  double seconds = 0;  ///< wall time of the encode
 };
 
 /// A codec: stateless, thread-safe, found through the registry below.
@@ -105,8 +109,7 @@ std::vector<const Codec*> all_codecs();
 const Codec& find_codec(const std::string& name);
 
 /// Encodes with the codec the config names.
-EncodeResult encode(const kv::KVCache& cache, const CodecConfig& config,
-                    const EncodeOptions& options = {});
+EncodeResult encode(const kv::KVCache& cache, const CodecConfig& config, const EncodeOptions& options = {});
 
 /// Decodes any KVScope bitstream (the codec is read from its header).
 /// Validates every length, index and CRC before use: corrupt, truncated or

@@ -1,0 +1,59 @@
+// `kvscope-cli decode`: a KVScope bitstream -> a raw cache (safetensors).
+#include <chrono>
+#include <iostream>
+#include <memory>
+
+#include "cli_util.h"
+#include "cmd_codec_io.h"
+#include "command_registry.h"
+
+namespace kvscope::cli {
+namespace {
+
+struct Options {
+  std::string in, out, profile_dir;
+  int threads = 0;
+  bool json = false;
+};
+
+const CommandRegistrar decode_command(210, [](CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  auto* cmd =
+      app.add_subcommand("decode", "Decode a KVScope bitstream back into a raw KV cache (safetensors)");
+  cmd->add_option("--in", o->in, "bitstream (.kvc)")->required();
+  cmd->add_option("--out", o->out, "output raw cache (.safetensors)")->required();
+  cmd->add_option("--profile-dir", o->profile_dir, "folder of calibration profiles");
+  cmd->add_option("--threads", o->threads, "worker threads (0 = all)");
+  cmd->add_flag("--json", o->json, "print a JSON summary");
+  cmd->callback([o] {
+    const auto bytes = read_encoded_file(o->in);
+    codec::DecodeOptions d;
+    d.threads = o->threads;
+    d.profile_dir = o->profile_dir;
+    d.progress = o->json ? ProgressFn{} : terminal_progress();
+    const auto t0 = std::chrono::steady_clock::now();
+    kv::KVCache cache;
+    try {
+      cache = codec::decode(bytes, d);
+    } catch (const Error& e) {
+      throw Error(e.code(), o->in, e.what());
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    write_cache_file(cache, o->out);
+    const auto& s = cache.shape();
+    if (o->json) {
+      print_json({{"out", o->out},
+                  {"layers", s.layers},
+                  {"kv_heads", s.kv_heads},
+                  {"tokens", s.tokens},
+                  {"head_dim", s.head_dim},
+                  {"decode_seconds", secs}});
+      return;
+    }
+    std::cout << o->out << ": " << s.layers << " layers, " << s.tokens << " tokens, decoded in " << secs
+              << " s\n";
+  });
+});
+
+}  // namespace
+}  // namespace kvscope::cli

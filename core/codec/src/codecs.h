@@ -1,0 +1,11 @@
+#pragma once
+
+// The built-in codecs, one per file; registry.cpp lists them.
+
+#include "kvscope/codec/codec.h"
+
+namespace kvscope::codec::detail {
+const Codec& fp16_codec();
+const Codec& int8_codec();
+const Codec& int4_codec();
+}  // namespace kvscope::codec::detail
