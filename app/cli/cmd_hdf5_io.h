@@ -60,8 +60,8 @@ inline std::vector<std::uint8_t> read_hdf5_bitstream(const std::filesystem::path
   io::Hdf5Contents contents = io::import_hdf5(path);
   if (level < 0 || std::size_t(level) >= contents.levels.size()) {
     throw Error(ErrorCode::InvalidArgument, path.string(),
-                "has " + std::to_string(contents.levels.size()) + " level(s); --level " + std::to_string(level) +
-                    " does not exist");
+                "has " + std::to_string(contents.levels.size()) + " level(s); --level " +
+                    std::to_string(level) + " does not exist");
   }
   return std::move(contents.levels[std::size_t(level)].bitstream);
 }
@@ -91,7 +91,8 @@ inline nlohmann::json hdf5_summary_json(const std::filesystem::path& path) {
                       {"params", l.config.params},
                       {"encoded_bytes", l.bitstream.size()},
                       {"bits_per_element", elements > 0 ? 8.0 * double(l.bitstream.size()) / elements : 0.0},
-                      {"ratio_vs_fp16", l.bitstream.empty() ? 0.0 : double(c.shape.fp16_bytes()) / double(l.bitstream.size())},
+                      {"ratio_vs_fp16",
+                       l.bitstream.empty() ? 0.0 : double(c.shape.fp16_bytes()) / double(l.bitstream.size())},
                       {"sections", sections}});
   }
   nlohmann::json j = {
@@ -131,14 +132,19 @@ inline nlohmann::json hdf5_summary_json(const std::filesystem::path& path) {
 #else
 
 [[noreturn]] inline void no_hdf5(const std::filesystem::path& path) {
-  throw Error(ErrorCode::Unsupported, path.string(), "this build has no HDF5 support (KVSCOPE_WITH_HDF5=OFF)");
+  throw Error(ErrorCode::Unsupported, path.string(),
+              "this build has no HDF5 support (KVSCOPE_WITH_HDF5=OFF)");
 }
-inline void write_hdf5_file(const std::vector<std::uint8_t>&, const kv::KVCache&, const std::filesystem::path& path,
-                            const Hdf5WriteOptions&) {
+inline void write_hdf5_file(const std::vector<std::uint8_t>&, const kv::KVCache&,
+                            const std::filesystem::path& path, const Hdf5WriteOptions&) {
   no_hdf5(path);
 }
-inline std::vector<std::uint8_t> read_hdf5_bitstream(const std::filesystem::path& path, int) { no_hdf5(path); }
-inline nlohmann::json hdf5_summary_json(const std::filesystem::path& path) { no_hdf5(path); }
+inline std::vector<std::uint8_t> read_hdf5_bitstream(const std::filesystem::path& path, int) {
+  no_hdf5(path);
+}
+inline nlohmann::json hdf5_summary_json(const std::filesystem::path& path) {
+  no_hdf5(path);
+}
 
 #endif
 

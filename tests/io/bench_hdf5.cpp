@@ -24,7 +24,8 @@ const kv::KVCache& cache_2k() {
 }
 
 std::filesystem::path scratch(const std::string& tag) {
-  return std::filesystem::temp_directory_path() / ("kvscope-bench-" + tag + "-" + std::to_string(::getpid()) + ".h5");
+  return std::filesystem::temp_directory_path() /
+         ("kvscope-bench-" + tag + "-" + std::to_string(::getpid()) + ".h5");
 }
 
 io::Hdf5Contents contents_for(const codec::Codec& c) {
@@ -70,9 +71,12 @@ void BM_Import(benchmark::State& state, const codec::Codec* c, bool decode) {
 
 void register_all() {
   for (const codec::Codec* c : codec::all_codecs()) {
-    benchmark::RegisterBenchmark(("Hdf5Export/" + c->name()).c_str(), BM_Export, c, false)->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("Hdf5Import/" + c->name()).c_str(), BM_Import, c, false)->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("Hdf5ImportDecode/" + c->name()).c_str(), BM_Import, c, true)->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("Hdf5Export/" + c->name()).c_str(), BM_Export, c, false)
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("Hdf5Import/" + c->name()).c_str(), BM_Import, c, false)
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("Hdf5ImportDecode/" + c->name()).c_str(), BM_Import, c, true)
+        ->Unit(benchmark::kMillisecond);
   }
   const codec::Codec* first = codec::all_codecs().front();
   benchmark::RegisterBenchmark(("Hdf5ExportWithReference/" + first->name()).c_str(), BM_Export, first, true)

@@ -6,8 +6,8 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
-#include <random>
 #include <map>
+#include <random>
 #include <set>
 
 #include "h5_util.h"
@@ -71,7 +71,8 @@ struct LevelPlan {
 /// between or after them become "other" ranges so the table still tiles.
 std::vector<Hdf5Section> sections_from_stream(const codec::StreamInfo& info) {
   auto listed = info.sections;
-  std::stable_sort(listed.begin(), listed.end(), [](const auto& a, const auto& b) { return a.offset < b.offset; });
+  std::stable_sort(listed.begin(), listed.end(),
+                   [](const auto& a, const auto& b) { return a.offset < b.offset; });
   std::vector<Hdf5Section> out;
   std::uint64_t pos = 0;
   auto fill_to = [&](std::uint64_t until) {
