@@ -166,7 +166,8 @@ def main():
         with open(os.path.join(HERE, rel), "w", encoding="utf-8") as f:
             f.write(c["text"])
         index["contexts"].append({k: c[k] for k in ("id", "title", "kind", "source", "licence")}
-                                 | {"file": rel, "chars": len(c["text"]), "approx_tokens": round(len(c["text"]) / 4)})
+                                 | {"file": rel, "chars": len(c["text"]),
+                                    "bytes": len(c["text"].encode("utf-8")), "approx_tokens": round(len(c["text"]) / 4)})
     for name, tasks, desc in (
         ("passkey", passkey_tasks(), "5-digit pass key hidden at depth 0..1 in filler text"),
         ("line-retrieval", line_tasks(), "LongChat-style: value of one numbered line among 30 or 60"),

@@ -26,7 +26,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   libhdf5-dev hdf5-tools python3-h5py python3-numpy python3-pip
   libgtest-dev libgmock-dev libbenchmark-dev
-  libzstd-dev nlohmann-json3-dev libcli11-dev libasio-dev
+  libzstd-dev nlohmann-json3-dev libcli11-dev libasio-dev libpcre2-dev
   xvfb xauth fonts-dejavu-core
   clang-14 libclang-rt-14-dev
   appstream desktop-file-utils dpkg-dev librsvg2-bin shared-mime-info
@@ -56,6 +56,9 @@ fi
 
 if [ "$build" = 1 ]; then
   cd "$root"
+  # Paths relative to the checkout, so every clone (CI's too) shares ccache hits.
+  export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
+  export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-20G}"
   if [ ! -f "build/$preset/CMakeCache.txt" ]; then
     cmake --preset "$preset" >/dev/null
   fi

@@ -1,0 +1,75 @@
+#include "kvscope/eval/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kvscope/common/error.h"
+
+namespace kvscope::eval {
+namespace {
+
+// log-sum-exp of one row, in double.
+double log_sum_exp(const float* row, int vocab) {
+  float mx = row[0];
+  for (int i = 1; i < vocab; ++i) mx = std::max(mx, row[i]);
+  double s = 0;
+  for (int i = 0; i < vocab; ++i) s += std::exp(double(row[i]) - mx);
+  return double(mx) + std::log(s);
+}
+
+int argmax(const float* row, int vocab) {
+  return int(std::max_element(row, row + vocab) - row);
+}
+
+std::size_t rows_of(const std::vector<float>& logits, int vocab) {
+  require(vocab > 0 && logits.size() % std::size_t(vocab) == 0, ErrorCode::InvalidArgument,
+          "logits size is not a multiple of the vocabulary size");
+  return logits.size() / std::size_t(vocab);
+}
+
+}  // namespace
+
+double perplexity(const std::vector<float>& logits, int vocab, const std::vector<std::int32_t>& targets) {
+  const std::size_t rows = rows_of(logits, vocab);
+  require(rows == targets.size() && rows > 0, ErrorCode::InvalidArgument,
+          "perplexity: rows and targets differ");
+  double nll = 0;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* row = logits.data() + r * std::size_t(vocab);
+    require(targets[r] >= 0 && targets[r] < vocab, ErrorCode::InvalidArgument,
+            "perplexity: target id out of range");
+    nll += log_sum_exp(row, vocab) - double(row[targets[r]]);
+  }
+  return std::exp(nll / double(rows));
+}
+
+double mean_kl(const std::vector<float>& a, const std::vector<float>& b, int vocab) {
+  const std::size_t rows = rows_of(a, vocab);
+  require(rows == rows_of(b, vocab) && rows > 0, ErrorCode::InvalidArgument, "mean_kl: row counts differ");
+  double total = 0;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* pa = a.data() + r * std::size_t(vocab);
+    const float* pb = b.data() + r * std::size_t(vocab);
+    const double la = log_sum_exp(pa, vocab), lb = log_sum_exp(pb, vocab);
+    double kl = 0;
+    for (int i = 0; i < vocab; ++i) {
+      const double lpa = double(pa[i]) - la, lpb = double(pb[i]) - lb;
+      kl += std::exp(lpa) * (lpa - lpb);
+    }
+    total += std::max(0.0, kl);  // rounding can give -1e-17
+  }
+  return total / double(rows);
+}
+
+double top1_agreement(const std::vector<float>& a, const std::vector<float>& b, int vocab) {
+  const std::size_t rows = rows_of(a, vocab);
+  require(rows == rows_of(b, vocab) && rows > 0, ErrorCode::InvalidArgument,
+          "top1_agreement: row counts differ");
+  std::size_t same = 0;
+  for (std::size_t r = 0; r < rows; ++r)
+    same +=
+        argmax(a.data() + r * std::size_t(vocab), vocab) == argmax(b.data() + r * std::size_t(vocab), vocab);
+  return double(same) / double(rows);
+}
+
+}  // namespace kvscope::eval
