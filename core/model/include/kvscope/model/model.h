@@ -37,7 +37,10 @@ struct ModelConfig {
   double rms_eps = 1e-5;
   bool tied_embeddings = false;
   bool qkv_bias = false;  ///< Qwen2
-  /// Llama-3 rope scaling ("rope_type": "llama3"); factor 0 = none.
+  /// RoPE scaling: "" (none), "linear" (positions / factor) or "llama3"
+  /// (per-frequency, Llama 3.1 style, with the low/high factors and the
+  /// original context length).
+  std::string rope_scaling_type;
   double rope_scaling_factor = 0.0, rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
   int rope_original_context = 0;
   std::int64_t parameter_count = 0;
@@ -107,6 +110,8 @@ class Model {
   const Tokenizer& tokenizer() const;
   /// "cpu" or "cuda".
   std::string device() const;
+  /// Torch intra-op threads in use (set at load; a process-wide setting).
+  int threads() const;
   /// SHA-256 of the model file; computed on first call (reads the file) if
   /// not done at load.
   std::string file_sha256() const;
