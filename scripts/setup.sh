@@ -56,6 +56,9 @@ fi
 
 if [ "$build" = 1 ]; then
   cd "$root"
+  # Paths relative to the checkout, so every clone (CI's too) shares ccache hits.
+  export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=1
+  export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-20G}"
   if [ ! -f "build/$preset/CMakeCache.txt" ]; then
     cmake --preset "$preset" >/dev/null
   fi

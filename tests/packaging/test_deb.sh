@@ -4,18 +4,21 @@
 # integration, then runs the unpacked kvscope-cli (which must find its data
 # relative to itself, inside that root). Any failed check fails the test.
 #
-#   test_deb.sh CPACK BUILD_DIR SOURCE_DIR VERSION WITH_GUI(ON|OFF)
+#   test_deb.sh CPACK BUILD_DIR SOURCE_DIR VERSION WITH_GUI(ON|OFF) WORK_DIR
+#
+# WORK_DIR is emptied first; the package (WORK_DIR/out) and the unpacked root
+# (WORK_DIR/root) stay there for test_deb_dataset.sh.
 set -euo pipefail
-if [ $# -ne 5 ]; then
-  echo "usage: $0 CPACK BUILD_DIR SOURCE_DIR VERSION WITH_GUI" >&2
+if [ $# -ne 6 ]; then
+  echo "usage: $0 CPACK BUILD_DIR SOURCE_DIR VERSION WITH_GUI WORK_DIR" >&2
   exit 2
 fi
-cpack="$1" build="$2" src="$3" version="$4" gui="$5"
+cpack="$1" build="$2" src="$3" version="$4" gui="$5" work="$6"
 app_id=io.github.kvscope.KVScope
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/kvscope-deb-test.XXXXXX")"
+rm -rf "$work"
+mkdir -p "$work"
 work="$(realpath "$work")"
-trap 'rm -rf "$work"' EXIT
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 pass() { echo "ok:   $*"; }
@@ -162,18 +165,18 @@ if [ "$gui" = ON ]; then
     fail "metainfo has no <release version=\"$version\">"
 
   # The MIME package compiles and maps *.kvscope; x-hdf5 resolves to HDF.
-  mkdir -p "$work/mime/packages"
-  [ -f /usr/share/mime/packages/freedesktop.org.xml ] && cp /usr/share/mime/packages/freedesktop.org.xml "$work/mime/packages/"
-  cp "$share/mime/packages/$app_id.xml" "$work/mime/packages/"
-  if update-mime-database "$work/mime" >/dev/null 2>"$work/mime.log" &&
-    grep -q '^50:application/x-kvscope-workspace:\*\.kvscope$' "$work/mime/globs2"; then
+  mkdir -p "$work/tmp/mime/packages"
+  [ -f /usr/share/mime/packages/freedesktop.org.xml ] && cp /usr/share/mime/packages/freedesktop.org.xml "$work/tmp/mime/packages/"
+  cp "$share/mime/packages/$app_id.xml" "$work/tmp/mime/packages/"
+  if update-mime-database "$work/tmp/mime" >/dev/null 2>"$work/tmp/mime.log" &&
+    grep -q '^50:application/x-kvscope-workspace:\*\.kvscope$' "$work/tmp/mime/globs2"; then
     pass "MIME: *.kvscope is application/x-kvscope-workspace"
   else
-    cat "$work/mime.log" >&2
+    cat "$work/tmp/mime.log" >&2
     fail "MIME package does not compile or does not map *.kvscope"
   fi
   if [ -f /usr/share/mime/packages/freedesktop.org.xml ]; then
-    grep -q '^application/x-hdf5 application/x-hdf$' "$work/mime/aliases" && pass "MIME: application/x-hdf5 is an alias of application/x-hdf" ||
+    grep -q '^application/x-hdf5 application/x-hdf$' "$work/tmp/mime/aliases" && pass "MIME: application/x-hdf5 is an alias of application/x-hdf" ||
       fail "MIME: application/x-hdf5 does not resolve to the *.h5 type"
   fi
 fi
@@ -215,9 +218,9 @@ help="$(run env KVSCOPE_MODEL="$work/no-such-model.gguf" "$cli" doctor)"
 model_dir="${KVSCOPE_MODEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvscope/models}"
 model="$model_dir/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [ -f "$model" ]; then
-  mkdir -p "$work/models"
-  ln -s "$model" "$work/models/"
-  if out="$(KVSCOPE_MODEL_DIR="$work/models" timeout 60 "$root/usr/bin/kvscope-fetch-model" 2>&1)" && [ -z "$out" ]; then
+  mkdir -p "$work/tmp/models"
+  ln -s "$model" "$work/tmp/models/"
+  if out="$(KVSCOPE_MODEL_DIR="$work/tmp/models" timeout 60 "$root/usr/bin/kvscope-fetch-model" 2>&1)" && [ -z "$out" ]; then
     pass "kvscope-fetch-model verifies the present model against the installed hash"
   else
     fail "kvscope-fetch-model with the model present: $out"
@@ -226,6 +229,7 @@ else
   echo "note: default model absent, kvscope-fetch-model not exercised"
 fi
 
+rm -rf "$work/out/_CPack_Packages" "$work/tmp"
 if [ "$failures" -ne 0 ]; then
   echo "$failures check(s) failed" >&2
   exit 1
