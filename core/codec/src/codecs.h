@@ -8,4 +8,5 @@ namespace kvscope::codec::detail {
 const Codec& fp16_codec();
 const Codec& int8_codec();
 const Codec& int4_codec();
+const Codec& cachegen_codec();
 }  // namespace kvscope::codec::detail

@@ -8,6 +8,7 @@ std::vector<const Codec*> all_codecs() {
       &detail::fp16_codec(),
       &detail::int8_codec(),
       &detail::int4_codec(),
+      &detail::cachegen_codec(),
   };
   return codecs;
 }
