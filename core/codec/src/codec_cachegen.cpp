@@ -216,7 +216,8 @@ class CachegenDecoder : public ChunkDecoder {
     const int C = layout_.channels, D = out.head_dim, n = s.token_count;
     const int M = layout_.M(s.layer, int(s.kv));
     const auto& lm = models_[std::size_t(s.layer) * 2 + int(s.kv)];
-    if (lm.anchor.empty()) throw Error(ErrorCode::Internal, "cachegen: models of this layer were not loaded");
+    if (lm.anchor.empty())
+      throw Error(ErrorCode::Format, "cachegen: the table of this layer is missing or empty");
     ByteReader r(payload, "cachegen chunk (layer " + std::to_string(s.layer) + ")");
     std::vector<float> step(C);
     for (int c = 0; c < C; ++c) {
