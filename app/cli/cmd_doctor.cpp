@@ -24,7 +24,10 @@ const CommandRegistrar doctor_command(900, [](CLI::App& app) {
         {"default_model", default_model_path().string()},
         {"default_model_present", model.has_value()},
         {"data_dir", data_dir().string()},
-        {"features", {{"torch", bool(KVSCOPE_HAVE_TORCH)}, {"hdf5", bool(KVSCOPE_HAVE_HDF5)}, {"cuda", bool(KVSCOPE_HAVE_CUDA)}}},
+        {"features",
+         {{"torch", bool(KVSCOPE_HAVE_TORCH)},
+          {"hdf5", bool(KVSCOPE_HAVE_HDF5)},
+          {"cuda", bool(KVSCOPE_HAVE_CUDA)}}},
     };
     if (*as_json) {
       print_json(j);
