@@ -41,7 +41,7 @@ const CommandRegistrar codecs_command(230, [](CLI::App& app) {
             {"name", p.name}, {"type", type_name(p.type)}, {"default", p.default_value}, {"help", p.help}};
         if (p.type == codec::ParamSpec::Type::Choice)
           pj["choices"] = p.choices;
-        else if (p.type != codec::ParamSpec::Type::Bool)
+        else if (p.type != codec::ParamSpec::Type::Bool && p.type != codec::ParamSpec::Type::Text)
           pj["min"] = p.min, pj["max"] = p.max;
         ps.push_back(pj);
       }

@@ -9,6 +9,9 @@
 #include "kvscope/codec/codec.h"
 #include "kvscope/common/paths.h"
 #include "kvscope/common/version.h"
+#if defined(KVSCOPE_HAVE_KERNELS)
+#include "kvscope/kernels/device.h"
+#endif
 
 namespace kvscope::cli {
 namespace {
@@ -19,11 +22,17 @@ const CommandRegistrar doctor_command(900, [](CLI::App& app) {
   cmd->add_flag("--json", *as_json, "print JSON");
   cmd->callback([as_json] {
     const auto model = find_default_model();
+#if defined(KVSCOPE_HAVE_KERNELS)
+    const std::string compute = kernels::compute_backend();  // "cuda:<device>" or "cpu"
+#else
+    const std::string compute = "cpu";
+#endif
     nlohmann::json j = {
         {"version", kVersion},
         {"default_model", default_model_path().string()},
         {"default_model_present", model.has_value()},
         {"data_dir", data_dir().string()},
+        {"compute", compute},
         {"features",
          {{"torch", bool(KVSCOPE_HAVE_TORCH)},
           {"hdf5", bool(KVSCOPE_HAVE_HDF5)},
@@ -37,7 +46,8 @@ const CommandRegistrar doctor_command(900, [](CLI::App& app) {
               << "default model: " << default_model_path().string() << (model ? "" : "  (missing)") << "\n"
               << "data dir:      " << data_dir().string() << "\n"
               << "features:      torch=" << KVSCOPE_HAVE_TORCH << " hdf5=" << KVSCOPE_HAVE_HDF5
-              << " cuda=" << KVSCOPE_HAVE_CUDA << "\n";
+              << " cuda=" << KVSCOPE_HAVE_CUDA << "\n"
+              << "compute:       " << compute << "\n";
     if (!model) std::cout << missing_model_help() << "\n";
   });
 });

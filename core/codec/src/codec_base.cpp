@@ -89,8 +89,12 @@ std::string canonical(const std::string& codec, const ParamSpec& spec, const std
       }
       return t;
     }
+    case ParamSpec::Type::Text:
+      if (value.size() > 4096) throw Error(ErrorCode::InvalidArgument, where + ": text too long");
+      return value;
     case ParamSpec::Type::IntList: {
       std::string out;
+      if (trim(value).empty()) return out;  // an empty list (e.g. no layer splits)
       std::stringstream ss(value);
       std::string item;
       int n = 0;
@@ -105,7 +109,6 @@ std::string canonical(const std::string& codec, const ParamSpec& spec, const std
         out += (n++ ? "," : "") + std::to_string(v);
         if (n > 4096) throw Error(ErrorCode::InvalidArgument, where + ": list too long");
       }
-      if (n == 0) throw Error(ErrorCode::InvalidArgument, where + ": empty list");
       return out;
     }
   }

@@ -20,14 +20,15 @@ namespace kvscope::codec {
 
 /// A parameter's self-description, so front ends build controls from it.
 struct ParamSpec {
-  enum class Type { Int, Float, Bool, Choice, IntList };
+  enum class Type { Int, Float, Bool, Choice, IntList, Text };
   std::string name;  ///< key used in ParamSet and on the CLI (--set name=value)
   Type type = Type::Int;
   std::string default_value;  ///< in the same text form ParamSet uses
   double min = 0;             ///< Int/Float/IntList elements: inclusive range
   double max = 0;
   std::vector<std::string> choices;  ///< Choice: the allowed values
-  std::string help;                  ///< one line, shown as a tooltip and in --help
+  // Text: free text (e.g. a file path), no range.
+  std::string help;  ///< one line, shown as a tooltip and in --help
 };
 
 /// Parameter values as text ("32", "0.5", "true", "32,16,16"): the form the

@@ -1,0 +1,40 @@
+#pragma once
+
+// Per-model symbol distributions for `cachegen` ("profile" mode): computed
+// once from calibration caches, stored as a file named by its hash, and
+// referenced from each bitstream by that hash, so no tables are shipped.
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvscope/codec/codec.h"
+
+namespace kvscope::codec::calibration {
+
+/// Where profiles live by default: $KVSCOPE_PROFILE_DIR if set, else
+/// $XDG_CACHE_HOME/kvscope/profiles, else ~/.cache/kvscope/profiles.
+std::filesystem::path default_profile_dir();
+
+/// File name extension of profiles.
+inline constexpr const char* kProfileExtension = ".kvsprof";
+
+/// Builds a cachegen profile (file bytes) from calibration caches using the
+/// cachegen parameters `params` (bins, layer splits, group size, chunk size;
+/// `profile` must be empty). All caches must share layers, kv_heads and
+/// head_dim (Error(InvalidArgument) otherwise, or when `caches` is empty).
+std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, const ParamSet& params,
+                                        const ProgressFn& progress = {});
+
+/// The hash a bitstream uses to reference a profile: 16 lowercase hex digits
+/// (FNV-1a 64 of the file bytes).
+std::string profile_hash(std::span<const std::uint8_t> profile_bytes);
+
+/// Writes the profile to `dir`/<hash>.kvsprof atomically (creating `dir`)
+/// and returns the path. Error(Io) on failure.
+std::filesystem::path save_profile(std::span<const std::uint8_t> profile_bytes,
+                                   const std::filesystem::path& dir);
+
+}  // namespace kvscope::codec::calibration

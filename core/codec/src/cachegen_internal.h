@@ -1,0 +1,78 @@
+#pragma once
+
+// Pieces of `cachegen` shared by the codec, calibration profiles and the
+// stage analysis: the parameter layout, the quantizer and symbol mapping,
+// and the profile file.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "codec_base.h"
+#include "entropy.h"
+
+namespace kvscope::codec::detail::cachegen {
+
+/// Resolved cachegen settings for one cache shape.
+struct Layout {
+  int layers = 0;
+  int channels = 0;
+  int group_size = 10;
+  int chunk_tokens = 1024;
+  std::vector<int> bins[2];  ///< per layer, for K (0) and V (1)
+  int M(int layer, int kind) const { return bins[kind][layer] / 2 - 1; }
+};
+
+/// Cachegen's parameter specs for a shape (defaults scale with layers).
+std::vector<ParamSpec> param_specs(const kv::CacheShape* shape);
+/// Builds the layout; Error(InvalidArgument) naming the parameter when the
+/// layer splits do not fit the bins lists or the layer count.
+Layout make_layout(const Params& p, const kv::CacheShape& shape);
+
+/// Anchor symbols are q + M in [0, 2M]; delta symbols d + 2M in [0, 4M].
+inline int anchor_alphabet(int M) {
+  return 2 * M + 1;
+}
+inline int delta_alphabet(int M) {
+  return 4 * M + 1;
+}
+
+/// Quantized symbols of one (layer, kind) for one chunk of tokens.
+struct ChunkSymbols {
+  int begin = 0, count = 0;
+  std::vector<std::uint16_t> steps;  ///< fp16 step per channel
+  std::vector<std::uint16_t> sym;    ///< channel-major [channel][token], alphabet indices
+};
+
+/// Quantizes tokens [begin, begin+count) of (layer, kind): per channel step =
+/// fp16-up(absmax / M); Q = round(x / step); anchor tokens (every group_size-th
+/// from the chunk start) keep Q, others store Q - Q_anchor.
+ChunkSymbols quantize_chunk(const kv::KVCache& cache, int layer, kv::Kind kind, int begin, int count,
+                            const Layout& layout);
+
+/// Adds a chunk's symbols to per-channel counts ([c*A + s] and [c*B + s]).
+void count_symbols(const ChunkSymbols& cs, const Layout& layout, int layer, int kind,
+                   std::vector<std::uint64_t>& anchor_counts, std::vector<std::uint64_t>& delta_counts);
+
+/// A parsed profile.
+struct Profile {
+  Layout layout;                  ///< layers, channels, group size, bins
+  std::vector<FreqModel> anchor;  ///< index (layer*2+kind)*channels + channel
+  std::vector<FreqModel> delta;
+  std::string hash;
+};
+
+/// Parses and validates profile file bytes (Error(Format|Checksum)).
+Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& label);
+
+/// Loads the profile with this hash from `dir` (Error(Io) naming the file if missing).
+Profile load_profile_by_hash(const std::string& hash, const std::string& dir);
+
+/// Loads a profile from a path.
+Profile load_profile_file(const std::string& path);
+
+/// FNV-1a 64 of bytes, as 16 hex digits.
+std::string fnv_hex(std::span<const std::uint8_t> bytes);
+
+}  // namespace kvscope::codec::detail::cachegen

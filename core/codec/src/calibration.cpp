@@ -1,0 +1,185 @@
+#include "kvscope/codec/calibration.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "cachegen_internal.h"
+#include "kvscope/common/crc32c.h"
+#include "kvscope/common/paths.h"
+#include "kvscope/common/thread_pool.h"
+
+namespace kvscope::codec {
+
+namespace detail::cachegen {
+
+namespace {
+constexpr std::uint8_t kProfileMagic[4] = {'K', 'V', 'S', 'P'};
+}
+
+std::string fnv_hex(std::span<const std::uint8_t> bytes) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (auto b : bytes) {
+    h ^= b;
+    h *= 1099511628211ull;
+  }
+  static const char* hex = "0123456789abcdef";
+  std::string s(16, '0');
+  for (int i = 15; i >= 0; --i, h >>= 4) s[i] = hex[h & 15];
+  return s;
+}
+
+Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& label) {
+  ByteReader r(bytes, label);
+  auto magic = r.bytes(4);
+  if (std::memcmp(magic.data(), kProfileMagic, 4) != 0) r.fail("not a KVScope calibration profile");
+  if (r.u16() != 1) throw Error(ErrorCode::Unsupported, label + ": unsupported profile version");
+  if (r.u16() != 0) r.fail("bad flags");
+  const std::uint32_t len = r.u32();
+  const std::uint32_t crc = r.u32();
+  auto body = r.bytes(len);
+  if (!r.done()) r.fail("trailing bytes");
+  if (crc32c(body) != crc) throw Error(ErrorCode::Checksum, label + ": profile checksum mismatch");
+  ByteReader b(body, label);
+  Profile p;
+  auto& L = p.layout;
+  L.layers = int(b.u32());
+  L.channels = int(b.u32());
+  L.group_size = int(b.u32());
+  L.chunk_tokens = int(b.u32());
+  if (L.layers < 1 || L.layers > 4096 || L.channels < 1 || L.channels > (1 << 20) || L.group_size < 1 ||
+      L.chunk_tokens < 1)
+    b.fail("bad profile shape");
+  for (int k = 0; k < 2; ++k) {
+    L.bins[k].resize(L.layers);
+    for (auto& v : L.bins[k]) {
+      v = b.u16();
+      if (v < 4 || v > 256) b.fail("bins out of range");
+    }
+  }
+  const std::size_t n = std::size_t(L.layers) * 2 * L.channels;
+  if (n * 4 > b.remaining()) b.fail("profile too short for its shape");
+  p.anchor.resize(n);
+  p.delta.resize(n);
+  for (int l = 0; l < L.layers; ++l)
+    for (int k = 0; k < 2; ++k) {
+      const int M = L.M(l, k);
+      for (int c = 0; c < L.channels; ++c) {
+        const std::size_t i = (std::size_t(l) * 2 + k) * L.channels + c;
+        p.anchor[i] = FreqModel::read(b, anchor_alphabet(M));
+        p.delta[i] = FreqModel::read(b, delta_alphabet(M));
+        // Profiles must be able to code any symbol.
+        for (const auto* m : {&p.anchor[i], &p.delta[i]}) {
+          if (m->empty()) b.fail("profile model is empty");
+          for (int s = 0; s < m->size(); ++s)
+            if (m->freq(s) == 0) b.fail("profile model has a zero frequency");
+        }
+      }
+    }
+  if (!b.done()) b.fail("trailing bytes in profile body");
+  p.hash = fnv_hex(bytes);
+  return p;
+}
+
+Profile load_profile_file(const std::string& path) {
+  const std::string data = read_file(path);
+  return parse_profile({reinterpret_cast<const std::uint8_t*>(data.data()), data.size()}, path);
+}
+
+Profile load_profile_by_hash(const std::string& hash, const std::string& dir) {
+  const std::filesystem::path d =
+      dir.empty() ? calibration::default_profile_dir() : std::filesystem::path(dir);
+  const auto path = d / (hash + calibration::kProfileExtension);
+  if (!std::filesystem::exists(path))
+    throw Error(ErrorCode::Io, path.string(),
+                "calibration profile " + hash + " not found (pass its folder as the profile dir)");
+  Profile p = load_profile_file(path.string());
+  if (p.hash != hash)
+    throw Error(ErrorCode::Checksum, path.string(), "profile content does not match its hash");
+  return p;
+}
+
+}  // namespace detail::cachegen
+
+namespace calibration {
+
+std::filesystem::path default_profile_dir() {
+  if (const char* e = std::getenv("KVSCOPE_PROFILE_DIR"); e && *e) return e;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x)
+    return std::filesystem::path(x) / "kvscope/profiles";
+  const char* home = std::getenv("HOME");
+  return std::filesystem::path(home ? home : ".") / ".cache/kvscope/profiles";
+}
+
+std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, const ParamSet& params,
+                                        const ProgressFn& progress) {
+  using namespace detail;
+  using namespace detail::cachegen;
+  if (caches.empty()) throw Error(ErrorCode::InvalidArgument, "calibration needs at least one cache");
+  const auto shape = caches[0].shape();
+  for (const auto& c : caches)
+    if (c.shape().layers != shape.layers || c.shape().kv_heads != shape.kv_heads ||
+        c.shape().head_dim != shape.head_dim)
+      throw Error(ErrorCode::InvalidArgument, "calibration caches differ in layers, kv_heads or head_dim");
+  const Params p("cachegen", param_specs(&shape), params);
+  if (!p.get("profile").empty())
+    throw Error(ErrorCode::InvalidArgument, "calibration: parameter 'profile' must be empty");
+  const Layout L = make_layout(p, shape);
+  const int C = L.channels;
+  std::vector<std::vector<std::uint8_t>> parts(std::size_t(L.layers) * 2);
+  parallel_for(parts.size(), 0, [&](std::size_t lk) {
+    const int l = int(lk / 2), k = int(lk % 2);
+    const int M = L.M(l, k);
+    std::vector<std::uint64_t> ac(std::size_t(C) * anchor_alphabet(M)),
+        dc(std::size_t(C) * delta_alphabet(M));
+    for (const auto& cache : caches)
+      for (int b = 0; b < cache.shape().tokens; b += L.chunk_tokens) {
+        const auto cs =
+            quantize_chunk(cache, l, kv::Kind(k), b, std::min(L.chunk_tokens, cache.shape().tokens - b), L);
+        count_symbols(cs, L, l, k, ac, dc);
+      }
+    ByteWriter w(parts[lk]);
+    for (int c = 0; c < C; ++c) {
+      FreqModel::from_counts(
+          {ac.data() + std::size_t(c) * anchor_alphabet(M), std::size_t(anchor_alphabet(M))}, true)
+          .write(w);
+      FreqModel::from_counts({dc.data() + std::size_t(c) * delta_alphabet(M), std::size_t(delta_alphabet(M))},
+                             true)
+          .write(w);
+    }
+    report_progress(progress, 0.5, "calibrating");
+  });
+  std::vector<std::uint8_t> body;
+  ByteWriter b(body);
+  b.u32(L.layers);
+  b.u32(C);
+  b.u32(L.group_size);
+  b.u32(L.chunk_tokens);
+  for (int k = 0; k < 2; ++k)
+    for (int v : L.bins[k]) b.u16(std::uint16_t(v));
+  for (const auto& part : parts) b.bytes(part.data(), part.size());
+  std::vector<std::uint8_t> out;
+  ByteWriter w(out);
+  w.bytes("KVSP", 4);
+  w.u16(1);
+  w.u16(0);
+  w.u32(std::uint32_t(body.size()));
+  w.u32(crc32c(body));
+  w.bytes(body.data(), body.size());
+  return out;
+}
+
+std::string profile_hash(std::span<const std::uint8_t> bytes) {
+  return detail::cachegen::fnv_hex(bytes);
+}
+
+std::filesystem::path save_profile(std::span<const std::uint8_t> bytes, const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw Error(ErrorCode::Io, dir.string(), "cannot create folder: " + ec.message());
+  const auto path = dir / (profile_hash(bytes) + kProfileExtension);
+  write_file_atomically(path, bytes.data(), bytes.size());
+  return path;
+}
+
+}  // namespace calibration
+}  // namespace kvscope::codec

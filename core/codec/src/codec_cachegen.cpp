@@ -1,0 +1,444 @@
+// `cachegen`: the encoder of the CacheGen paper (DESIGN.md 1.2).
+// Per (layer, kind, chunk, channel): step = fp16-up(absmax/M) with M from the
+// layer group's bins; Q = round(x/step); every group_size-th token of a chunk
+// is an anchor coded as Q, the others as Q - Q_anchor (so a group decodes in
+// parallel); symbols are range coded with per-(layer, kind, channel) 16-bit
+// models, shipped per object (Table sections) or taken from a calibration
+// profile referenced by hash. One coded stream per (layer, kind, channel, chunk).
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+
+#include "cachegen_internal.h"
+#include "codecs.h"
+#include "kvscope/codec/calibration.h"
+#include "kvscope/common/fp16.h"
+#include "kvscope/common/thread_pool.h"
+
+namespace kvscope::codec::detail {
+namespace cachegen {
+
+namespace {
+
+std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+std::vector<int> layer_bins(const std::vector<int>& bins, const std::vector<int>& splits, int layers,
+                            const std::string& bins_name, const std::string& splits_name) {
+  if (splits.size() + 1 != bins.size())
+    throw Error(ErrorCode::InvalidArgument, "cachegen: '" + splits_name + "' needs " +
+                                                std::to_string(bins.size() - 1) +
+                                                " layer indices (one fewer than '" + bins_name +
+                                                "' has bins), got " + std::to_string(splits.size()));
+  for (std::size_t i = 0; i < splits.size(); ++i)
+    if (splits[i] < 1 || splits[i] >= layers || (i > 0 && splits[i] <= splits[i - 1]))
+      throw Error(ErrorCode::InvalidArgument, "cachegen: '" + splits_name +
+                                                  "' must be increasing layer indices in [1, " +
+                                                  std::to_string(layers - 1) + "]");
+  std::vector<int> out(layers);
+  std::size_t g = 0;
+  for (int l = 0; l < layers; ++l) {
+    while (g < splits.size() && l >= splits[g]) ++g;
+    out[l] = bins[g];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
+  const int L = shape && shape->layers > 0 ? shape->layers : 32;
+  std::vector<int> ksplits, vsplits;
+  std::vector<int> kbins = {32, 16, 16}, vbins = {32, 16};
+  if (L >= 3) {
+    ksplits = {std::max(1, L / 3), std::max(2, 2 * L / 3)};
+  } else {
+    kbins = {32};
+  }
+  if (L >= 2) {
+    vsplits = {std::max(1, (L + 8) / 16)};
+  } else {
+    vbins = {32};
+  }
+  using T = ParamSpec::Type;
+  return {
+      chunk_tokens_spec(1024),
+      {"group_size",
+       T::Int,
+       "10",
+       1,
+       1024,
+       {},
+       "tokens per anchor group: the first is coded on its own, the rest as deltas to it"},
+      {"key_bins",
+       T::IntList,
+       join(kbins),
+       4,
+       256,
+       {},
+       "quantization bins of keys per layer group (shallow to deep)"},
+      {"key_layer_splits",
+       T::IntList,
+       ksplits.empty() ? "" : join(ksplits),
+       1,
+       4095,
+       {},
+       "first layer of each key layer group after the first (one fewer than key_bins)"},
+      {"value_bins",
+       T::IntList,
+       join(vbins),
+       4,
+       256,
+       {},
+       "quantization bins of values per layer group (shallow to deep)"},
+      {"value_layer_splits",
+       T::IntList,
+       vsplits.empty() ? "" : join(vsplits),
+       1,
+       4095,
+       {},
+       "first layer of each value layer group after the first (one fewer than value_bins)"},
+      {"profile",
+       T::Text,
+       "",
+       0,
+       0,
+       {},
+       "calibration profile file (.kvsprof) giving per-model symbol tables; empty = ship tables with the "
+       "object"},
+  };
+}
+
+Layout make_layout(const Params& p, const kv::CacheShape& shape) {
+  Layout L;
+  L.layers = shape.layers;
+  L.channels = shape.channels();
+  L.group_size = p.get_int("group_size");
+  L.chunk_tokens = p.get_int("chunk_tokens");
+  auto list = [&](const std::string& name) {
+    return p.get(name).empty() ? std::vector<int>{} : p.get_int_list(name);
+  };
+  L.bins[0] =
+      layer_bins(list("key_bins"), list("key_layer_splits"), shape.layers, "key_bins", "key_layer_splits");
+  L.bins[1] = layer_bins(list("value_bins"), list("value_layer_splits"), shape.layers, "value_bins",
+                         "value_layer_splits");
+  return L;
+}
+
+ChunkSymbols quantize_chunk(const kv::KVCache& cache, int layer, kv::Kind kind, int begin, int count,
+                            const Layout& layout) {
+  const auto& sh = cache.shape();
+  const int C = sh.channels(), D = sh.head_dim, H = sh.kv_heads;
+  const int M = layout.M(layer, int(kind));
+  ChunkSymbols cs;
+  cs.begin = begin;
+  cs.count = count;
+  cs.steps.resize(C);
+  cs.sym.resize(std::size_t(C) * count);
+  const float* base = cache.tensor(layer, kind).data();
+  std::vector<float> amax(D), step(D), inv(D);
+  std::vector<int> q(std::size_t(count) * D);
+  for (int h = 0; h < H; ++h) {
+    const float* head = base + std::size_t(h) * sh.tokens * D;
+    std::fill(amax.begin(), amax.end(), 0.0f);
+    for (int t = 0; t < count; ++t) {
+      const float* row = head + std::size_t(begin + t) * D;
+      for (int d = 0; d < D; ++d) amax[d] = std::max(amax[d], std::fabs(row[d]));
+    }
+    for (int d = 0; d < D; ++d) {
+      if (!std::isfinite(amax[d]))
+        throw Error(ErrorCode::InvalidArgument, "codec 'cachegen' cannot encode NaN or infinite values");
+      const std::uint16_t hs = half_scale_up(amax[d] / float(M), "cachegen");
+      cs.steps[h * D + d] = hs;
+      step[d] = half_to_float(hs);
+    }
+    for (int t = 0; t < count; ++t) {
+      const float* row = head + std::size_t(begin + t) * D;
+      int* qr = q.data() + std::size_t(t) * D;
+      for (int d = 0; d < D; ++d) {
+        const int v = step[d] > 0 ? int(std::nearbyint(row[d] / step[d])) : 0;
+        qr[d] = std::clamp(v, -M, M);
+      }
+    }
+    for (int d = 0; d < D; ++d) {
+      std::uint16_t* out = cs.sym.data() + std::size_t(h * D + d) * count;
+      int anchor = 0;
+      for (int t = 0; t < count; ++t) {
+        const int v = q[std::size_t(t) * D + d];
+        if (t % layout.group_size == 0) {
+          anchor = v;
+          out[t] = std::uint16_t(v + M);
+        } else {
+          out[t] = std::uint16_t(v - anchor + 2 * M);
+        }
+      }
+    }
+  }
+  return cs;
+}
+
+void count_symbols(const ChunkSymbols& cs, const Layout& layout, int layer, int kind,
+                   std::vector<std::uint64_t>& ac, std::vector<std::uint64_t>& dc) {
+  const int M = layout.M(layer, kind);
+  const int A = anchor_alphabet(M), B = delta_alphabet(M);
+  for (int c = 0; c < layout.channels; ++c) {
+    const std::uint16_t* s = cs.sym.data() + std::size_t(c) * cs.count;
+    for (int t = 0; t < cs.count; ++t) {
+      if (t % layout.group_size == 0)
+        ++ac[std::size_t(c) * A + s[t]];
+      else
+        ++dc[std::size_t(c) * B + s[t]];
+    }
+  }
+}
+
+namespace {
+
+constexpr std::uint8_t kCoderRange = 0;
+constexpr std::uint8_t kTablesObject = 0;
+constexpr std::uint8_t kTablesProfile = 1;
+
+// Models of one (layer, kind): anchor and delta per channel.
+struct LayerModels {
+  std::vector<FreqModel> anchor, delta;
+};
+
+class CachegenDecoder : public ChunkDecoder {
+ public:
+  CachegenDecoder(Layout layout, std::vector<LayerModels> models)
+      : layout_(std::move(layout)), models_(std::move(models)) {}
+
+  void decode(const SectionInfo& s, std::span<const std::uint8_t> payload,
+              const TensorOut& out) const override {
+    const int C = layout_.channels, D = out.head_dim, n = s.token_count;
+    const int M = layout_.M(s.layer, int(s.kv));
+    const auto& lm = models_[std::size_t(s.layer) * 2 + int(s.kv)];
+    if (lm.anchor.empty())
+      throw Error(ErrorCode::Format, "cachegen: the table of this layer is missing or empty");
+    ByteReader r(payload, "cachegen chunk (layer " + std::to_string(s.layer) + ")");
+    std::vector<float> step(C);
+    for (int c = 0; c < C; ++c) {
+      step[c] = half_to_float(r.u16());
+      if (!std::isfinite(step[c]) || step[c] < 0) r.fail("invalid step");
+    }
+    std::vector<std::size_t> len(C);
+    std::size_t total = 0;
+    for (int c = 0; c < C; ++c) {
+      const std::uint64_t v = r.varint();
+      if (v > r.remaining()) r.fail("stream length exceeds the section");
+      len[c] = std::size_t(v);
+      total += len[c];
+      if (total > r.remaining()) r.fail("stream lengths exceed the section");
+    }
+    if (total != r.remaining()) r.fail("stream lengths do not add up to the section size");
+    auto streams = r.bytes(total);
+    std::size_t off = 0;
+    DecodeTable at, dt;
+    for (int c = 0; c < C; ++c) {
+      const FreqModel& am = lm.anchor[c];
+      const FreqModel& dm = lm.delta[c];
+      const bool need_delta = n > 1 && layout_.group_size > 1;
+      if (am.empty() || (need_delta && dm.empty())) r.fail("chunk needs a model that is empty");
+      at.build(am);
+      if (need_delta) dt.build(dm);
+      RangeDecoder rd(streams.subspan(off, len[c]));
+      off += len[c];
+      const int h = c / D, d = c % D;
+      float* dst = out.data + (std::size_t(h) * out.tokens + out.token_offset) * D + d;
+      const float st = step[c];
+      int anchor = 0;
+      for (int t = 0; t < n; ++t) {
+        int q;
+        if (t % layout_.group_size == 0) {
+          anchor = rd.decode(at) - M;
+          q = anchor;
+        } else {
+          q = anchor + rd.decode(dt) - 2 * M;
+          if (q < -M || q > M) r.fail("decoded value out of range (corrupt stream)");
+        }
+        dst[std::size_t(t) * D] = float(q) * st;
+      }
+    }
+  }
+
+ private:
+  Layout layout_;
+  std::vector<LayerModels> models_;
+};
+
+class CachegenCodec : public CodecBase {
+ public:
+  std::string name() const override { return "cachegen"; }
+  std::string description() const override {
+    return "CacheGen (paper): anchor/delta token groups, layer-wise bins, per-channel arithmetic coding.";
+  }
+  std::vector<ParamSpec> params(const kv::CacheShape* shape) const override { return param_specs(shape); }
+
+  EncodedParts encode_parts(const kv::KVCache& cache, const Params& p,
+                            const EncodeOptions& o) const override {
+    const auto& sh = cache.shape();
+    const Layout L = make_layout(p, sh);
+    const int C = L.channels;
+    const int chunks = chunk_count(sh.tokens, L.chunk_tokens);
+    Profile profile;
+    const bool use_profile = !p.get("profile").empty();
+    if (use_profile) {
+      profile = load_profile_file(p.get("profile"));
+      if (profile.layout.layers != L.layers || profile.layout.channels != C ||
+          profile.layout.bins[0] != L.bins[0] || profile.layout.bins[1] != L.bins[1])
+        throw Error(ErrorCode::InvalidArgument, p.get("profile"),
+                    "calibration profile was built for another model shape or other bins");
+    }
+    EncodedParts parts;
+    ByteWriter hw(parts.codec_header);
+    hw.u8(kCoderRange);
+    hw.u8(use_profile ? kTablesProfile : kTablesObject);
+    if (use_profile) {
+      hw.bytes(profile.hash.data(), 16);
+    }
+    const int per_lk = chunks + (use_profile ? 0 : 1);
+    parts.sections.resize(std::size_t(L.layers) * 2 * per_lk);
+    std::vector<double> bits(std::size_t(L.layers) * 2, 0.0);
+    std::atomic<int> done{0};
+    parallel_for(std::size_t(L.layers) * 2, o.threads, [&](std::size_t lk) {
+      const int l = int(lk / 2), k = int(lk % 2);
+      const int M = L.M(l, k);
+      const int A = anchor_alphabet(M), B = delta_alphabet(M);
+      std::vector<ChunkSymbols> cs(chunks);
+      std::vector<std::uint64_t> ac(std::size_t(C) * A), dc(std::size_t(C) * B);
+      for (int ci = 0; ci < chunks; ++ci) {
+        const int b = ci * L.chunk_tokens;
+        cs[ci] = quantize_chunk(cache, l, kv::Kind(k), b, std::min(L.chunk_tokens, sh.tokens - b), L);
+        count_symbols(cs[ci], L, l, k, ac, dc);
+      }
+      std::vector<FreqModel> am(C), dm(C);
+      double b = 0;
+      for (int c = 0; c < C; ++c) {
+        std::span<const std::uint64_t> a{ac.data() + std::size_t(c) * A, std::size_t(A)};
+        std::span<const std::uint64_t> d{dc.data() + std::size_t(c) * B, std::size_t(B)};
+        if (use_profile) {
+          am[c] = profile.anchor[lk * C + c];
+          dm[c] = profile.delta[lk * C + c];
+        } else {
+          am[c] = FreqModel::from_counts(a);
+          dm[c] = FreqModel::from_counts(d);
+        }
+        b += am[c].cost_bits(a) + dm[c].cost_bits(d);
+      }
+      bits[lk] = b;
+      std::size_t si = lk * per_lk;
+      if (!use_profile) {
+        auto& t = parts.sections[si++];
+        t.kind = SectionKind::Table;
+        t.layer = l;
+        t.kv = kv::Kind(k);
+        ByteWriter w(t.payload);
+        for (int c = 0; c < C; ++c) {
+          am[c].write(w);
+          dm[c].write(w);
+        }
+        t.table_bytes = t.payload.size();
+      }
+      std::vector<std::uint8_t> streams;
+      std::vector<std::size_t> lens(C);
+      std::vector<std::uint32_t> acum, afreq;
+      for (int ci = 0; ci < chunks; ++ci, ++si) {
+        const auto& q = cs[ci];
+        auto& s = parts.sections[si];
+        s.layer = l;
+        s.kv = kv::Kind(k);
+        s.token_begin = q.begin;
+        s.token_count = q.count;
+        ByteWriter w(s.payload);
+        for (auto st : q.steps) w.u16(st);
+        streams.clear();
+        for (int c = 0; c < C; ++c) {
+          const std::size_t before = streams.size();
+          RangeEncoder enc(streams);
+          const std::uint16_t* sy = q.sym.data() + std::size_t(c) * q.count;
+          const auto& ac_ = am[c].cdf;
+          const auto& dc_ = dm[c].cdf;
+          for (int t = 0; t < q.count; ++t) {
+            const auto& cdf = (t % L.group_size == 0) ? ac_ : dc_;
+            enc.encode(cdf[sy[t]], cdf[sy[t] + 1] - cdf[sy[t]]);
+          }
+          enc.finish();
+          lens[c] = streams.size() - before;
+        }
+        for (int c = 0; c < C; ++c) w.varint(lens[c]);
+        s.table_bytes = s.payload.size();  // steps and lengths are side info
+        w.bytes(streams.data(), streams.size());
+      }
+      report_progress(o.progress, double(++done) / double(L.layers * 2), "encoding cachegen");
+    });
+    for (double b : bits) parts.entropy_bits += b;
+    return parts;
+  }
+
+  bool has_tables(const StreamHeader& header) const override {
+    return header.codec_header.size() >= 2 && header.codec_header[1] == kTablesObject;
+  }
+
+  std::unique_ptr<ChunkDecoder> make_decoder(const StreamHeader& header,
+                                             const std::vector<std::span<const std::uint8_t>>& tables,
+                                             const DecodeOptions& options) const override {
+    const Params p = stream_params(*this, header);
+    Layout L;
+    try {
+      L = make_layout(p, header.info.shape);
+    } catch (const Error& e) {
+      throw Error(ErrorCode::Format, std::string("bitstream: ") + e.what());
+    }
+    ByteReader r(header.codec_header, "cachegen header");
+    if (r.u8() != kCoderRange) r.fail("unknown entropy coder");
+    const std::uint8_t mode = r.u8();
+    std::vector<LayerModels> models(std::size_t(L.layers) * 2);
+    if (mode == kTablesProfile) {
+      auto h = r.bytes(16);
+      std::string hash(reinterpret_cast<const char*>(h.data()), 16);
+      if (hash.find_first_not_of("0123456789abcdef") != std::string::npos) r.fail("bad profile hash");
+      const Profile prof = load_profile_by_hash(hash, options.profile_dir);
+      if (prof.layout.layers != L.layers || prof.layout.channels != L.channels ||
+          prof.layout.bins[0] != L.bins[0] || prof.layout.bins[1] != L.bins[1])
+        throw Error(ErrorCode::Format,
+                    "bitstream: calibration profile " + hash + " does not match the stream");
+      for (std::size_t lk = 0; lk < models.size(); ++lk) {
+        models[lk].anchor.assign(prof.anchor.begin() + lk * L.channels,
+                                 prof.anchor.begin() + (lk + 1) * L.channels);
+        models[lk].delta.assign(prof.delta.begin() + lk * L.channels,
+                                prof.delta.begin() + (lk + 1) * L.channels);
+      }
+    } else if (mode == kTablesObject) {
+      for (std::size_t lk = 0; lk < models.size(); ++lk) {
+        if (tables[lk].empty()) continue;  // decode_section loads only what it needs
+        const int M = L.M(int(lk / 2), int(lk % 2));
+        ByteReader t(tables[lk], "cachegen table (layer " + std::to_string(lk / 2) + ")");
+        auto& m = models[lk];
+        m.anchor.resize(L.channels);
+        m.delta.resize(L.channels);
+        for (int c = 0; c < L.channels; ++c) {
+          m.anchor[c] = FreqModel::read(t, anchor_alphabet(M));
+          m.delta[c] = FreqModel::read(t, delta_alphabet(M));
+        }
+        if (!t.done()) t.fail("trailing bytes");
+      }
+    } else {
+      r.fail("unknown table mode");
+    }
+    if (!r.done()) r.fail("trailing bytes");
+    return std::make_unique<CachegenDecoder>(L, std::move(models));
+  }
+};
+
+}  // namespace
+}  // namespace cachegen
+
+const Codec& cachegen_codec() {
+  static const cachegen::CachegenCodec c;
+  return c;
+}
+
+}  // namespace kvscope::codec::detail

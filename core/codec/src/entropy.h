@@ -1,0 +1,115 @@
+#pragma once
+
+// Entropy coding on 16-bit CDF models (docs/bitstream.md "Range coder"):
+// frequency normalisation, the compact table serialisation, and a byte-wise
+// range coder with carry propagation (LZMA style) whose flush emits the
+// fewest bytes that still decode.
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "byte_io.h"
+
+namespace kvscope::codec::detail {
+
+inline constexpr int kProbBits = 16;
+inline constexpr std::uint32_t kProbTotal = 1u << kProbBits;
+
+/// A symbol model over symbols [0, size): cdf has size+1 entries, cdf[0] = 0,
+/// cdf[size] = 65536, non-decreasing. Symbols with zero frequency cannot be coded.
+struct FreqModel {
+  std::vector<std::uint32_t> cdf;
+  int size() const { return cdf.empty() ? 0 : int(cdf.size()) - 1; }
+  bool empty() const { return cdf.empty(); }
+  std::uint32_t freq(int s) const { return cdf[s + 1] - cdf[s]; }
+
+  /// Normalises counts to a total of 65536, every counted symbol keeping a
+  /// frequency >= 1; `floor_all` gives every symbol >= 1 (for models that must
+  /// code symbols unseen in calibration). All-zero counts give an empty model
+  /// (unless floor_all). Deterministic.
+  static FreqModel from_counts(std::span<const std::uint64_t> counts, bool floor_all = false);
+
+  /// Compact form: varint first, varint n, then n varint frequencies of
+  /// symbols [first, first+n); n = 0 is the empty model.
+  void write(ByteWriter& w) const;
+  /// Reads a model over `alphabet` symbols; Error(Format) unless the
+  /// frequencies sum to 65536 and lie inside the alphabet.
+  static FreqModel read(ByteReader& r, int alphabet);
+
+  /// Cross-entropy in bits of coding `counts` with this model (inf if a
+  /// counted symbol has zero frequency).
+  double cost_bits(std::span<const std::uint64_t> counts) const;
+};
+
+/// Lookup accelerator for decoding: bucket[v >> 8] = first candidate symbol.
+struct DecodeTable {
+  std::uint16_t bucket[256];
+  const std::uint32_t* cdf = nullptr;
+  int size = 0;
+  void build(const FreqModel& m);
+  /// The symbol s with cdf[s] <= v < cdf[s+1]; v < 65536.
+  int find(std::uint32_t v) const {
+    int s = bucket[v >> 8];
+    while (cdf[s + 1] <= v) ++s;
+    return s;
+  }
+};
+
+class RangeEncoder {
+ public:
+  explicit RangeEncoder(std::vector<std::uint8_t>& out) : out_(out), start_(out.size()) {}
+  void encode(std::uint32_t cum, std::uint32_t freq) {
+    const std::uint32_t r = range_ >> kProbBits;
+    low_ += std::uint64_t(r) * cum;
+    range_ = r * freq;
+    while (range_ < (1u << 24)) {
+      range_ <<= 8;
+      shift_low();
+    }
+  }
+  /// Ends the stream: picks the value in [low, low+range) with the most
+  /// trailing zero bytes, writes it, drops the always-zero first byte and
+  /// trailing zero bytes (the decoder reads zeros past the end).
+  void finish();
+
+ private:
+  void shift_low();
+  std::vector<std::uint8_t>& out_;
+  std::size_t start_;
+  std::uint64_t low_ = 0;
+  std::uint32_t range_ = 0xFFFFFFFFu;
+  std::uint8_t cache_ = 0;
+  std::uint64_t cache_size_ = 1;
+};
+
+class RangeDecoder {
+ public:
+  explicit RangeDecoder(std::span<const std::uint8_t> in) : p_(in.data()), end_(in.data() + in.size()) {
+    for (int i = 0; i < 4; ++i) code_ = (code_ << 8) | next();
+  }
+  /// Decodes one symbol. Never reads outside the input; on corrupt input the
+  /// symbols are garbage but always valid indices of `t`.
+  int decode(const DecodeTable& t) {
+    const std::uint32_t r = range_ >> kProbBits;
+    std::uint32_t v = code_ / r;
+    if (v >= kProbTotal) v = kProbTotal - 1;
+    const int s = t.find(v);
+    code_ -= r * t.cdf[s];
+    range_ = r * (t.cdf[s + 1] - t.cdf[s]);
+    while (range_ < (1u << 24)) {
+      range_ <<= 8;
+      code_ = (code_ << 8) | next();
+    }
+    return s;
+  }
+
+ private:
+  std::uint32_t next() { return p_ < end_ ? *p_++ : 0u; }
+  const std::uint8_t* p_;
+  const std::uint8_t* end_;
+  std::uint32_t code_ = 0;
+  std::uint32_t range_ = 0xFFFFFFFFu;
+};
+
+}  // namespace kvscope::codec::detail

@@ -1,0 +1,240 @@
+// kvscope-gpu-bench: GPU codec throughput on a Mistral-7B-shaped cache
+// (32 layers, 8 KV heads, head_dim 128, 8192 tokens by default) with
+// realistic synthetic statistics, plus a bit-exactness cross-check against
+// the CPU reference. A plain main (no Google Benchmark) so it builds in the
+// codec-only configuration. Prints "SKIP ..." and exits 0 without a device.
+//
+// Usage: kvscope-gpu-bench [--layers N] [--heads N] [--dim N] [--tokens N]
+//                          [--reps N] [--check-tokens N] [--lanes N]
+//        kvscope-gpu-bench --check     (the GPU-vs-CPU checks of tools/gpu_checks.h)
+//        kvscope-gpu-bench --backend   (prints the backend; exit 3 without a device)
+// Exit status: 0 on success or skip, 1 when a check fails, 2 on bad usage.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gpu_checks.h"
+#include "kvscope/common/error.h"
+#include "kvscope/kernels/device.h"
+#include "kvscope/kernels/gpu_codec.h"
+#include "kvscope/kernels/quantize.h"
+#include "synthetic_cache.h"
+
+namespace {
+
+using namespace kvscope;
+using namespace kvscope::kernels;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+struct Options {
+  bool check = false;
+  bool backend = false;
+  kv::CacheShape shape{32, 8, 8192, 128};
+  int reps = 3;
+  int check_tokens = 1024;
+  int lanes = 3;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; i += 2) {
+    const std::string key = argv[i];
+    if (key == "--check" || key == "--backend") {
+      (key == "--check" ? o.check : o.backend) = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "option %s needs a value\n", key.c_str());
+      std::exit(2);
+    }
+    const int v = std::atoi(argv[i + 1]);
+    if (key == "--layers")
+      o.shape.layers = v;
+    else if (key == "--heads")
+      o.shape.kv_heads = v;
+    else if (key == "--dim")
+      o.shape.head_dim = v;
+    else if (key == "--tokens")
+      o.shape.tokens = v;
+    else if (key == "--reps")
+      o.reps = std::max(1, v);
+    else if (key == "--check-tokens")
+      o.check_tokens = v;
+    else if (key == "--lanes")
+      o.lanes = v;
+    else {
+      std::fprintf(stderr, "unknown option %s\n", key.c_str());
+      std::exit(2);
+    }
+  }
+  return o;
+}
+
+bool same_bits(const kv::KVCache& a, const kv::KVCache& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data().data(), b.data().data(), a.data().size_bytes()) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows through pipes (tee)
+  const Options opt = parse(argc, argv);
+  std::printf("backend: %s\n", compute_backend().c_str());
+  if (opt.backend) {
+    if (!cuda_device_available()) std::printf("reason: %s\n", cpu_fallback_reason().c_str());
+    return cuda_device_available() ? 0 : 3;
+  }
+  if (!cuda_device_available()) {
+    std::printf("SKIP: no CUDA device (%s)\n", cpu_fallback_reason().c_str());
+    return 0;
+  }
+  if (opt.check) {
+    int failed = 0;
+    for (const auto& c : checks::all_checks()) {
+      const auto t = Clock::now();
+      std::string failure;
+      try {
+        failure = c.run();
+      } catch (const Error& e) {
+        failure = std::string("threw: ") + e.what();
+      }
+      std::printf("%s %-24s %6.2f s  %s%s%s\n", failure.empty() ? "PASS" : "FAIL", c.name.c_str(),
+                  seconds_since(t), c.what.c_str(), failure.empty() ? "" : ": ", failure.c_str());
+      failed += failure.empty() ? 0 : 1;
+    }
+    std::printf("RESULT checks=%s failed=%d of %zu\n", failed ? "FAIL" : "pass", failed,
+                checks::all_checks().size());
+    return failed ? 1 : 0;
+  }
+  if (opt.shape.layers <= 0 || opt.shape.kv_heads <= 0 || opt.shape.head_dim <= 0 || opt.shape.tokens <= 0) {
+    std::fprintf(stderr, "shape must be positive\n");
+    return 2;
+  }
+  const kv::CacheShape& s = opt.shape;
+  const double fp16_gb = double(s.fp16_bytes()) / 1e9;
+  std::printf("cache: %d layers x %d kv heads x %d tokens x %d dim = %.3f GB at fp16\n", s.layers, s.kv_heads,
+              s.tokens, s.head_dim, fp16_gb);
+  auto t0 = Clock::now();
+  const kv::KVCache cache = testing::make_cache(s, testing::Pattern::Realistic, 2024);
+  std::printf("synthetic cache generated in %.2f s\n", seconds_since(t0));
+
+  bool ok = true;
+  EncodeParams params;  // defaults: chunks of 256 tokens, groups of 10, 64 anchor bins, 32/16/16 delta bins
+
+  // ---- encode --------------------------------------------------------
+  StreamTable table;
+  double enc_kernel = 1e30, enc_total = 1e30;
+  for (int r = 0; r < opt.reps + 1; ++r) {  // first run warms up
+    table = gpu_encode(cache, params);
+    if (r == 0) continue;
+    enc_kernel = std::min(enc_kernel, last_gpu_timings().kernel_ms);
+    enc_total = std::min(enc_total, last_gpu_timings().total_ms);
+  }
+  const double bpe = 8.0 * double(table.payload.size() + table.cdfs.size() * 2 + table.models.size() * 16) /
+                     double(s.elements());
+  std::printf("encoded: payload %.1f MB, tables %.1f MB, %.3f bits/element, %.2fx vs fp16\n",
+              table.payload.size() / 1e6, (table.cdfs.size() * 2 + table.models.size() * 16) / 1e6, bpe,
+              16.0 / bpe);
+  std::printf(
+      "gpu encode: %.2f ms on the GPU (%.1f GB/s of fp16 input), %.2f ms end to end incl. copies (%.1f "
+      "GB/s)\n",
+      enc_kernel, fp16_gb / (enc_kernel / 1e3), enc_total, fp16_gb / (enc_total / 1e3));
+
+  // ---- decode --------------------------------------------------------
+  DeviceHalfBuffer out;
+  double dec_kernel = 1e30, dec_total = 1e30;
+  for (int r = 0; r < opt.reps + 1; ++r) {
+    gpu_decode(table, out);
+    if (r == 0) continue;
+    dec_kernel = std::min(dec_kernel, last_gpu_timings().kernel_ms);
+    dec_total = std::min(dec_total, last_gpu_timings().total_ms);
+  }
+  std::printf(
+      "gpu decode: %.2f ms kernel (%.1f GB/s of fp16 output), %.2f ms end to end incl. validation, CRC and "
+      "upload (%.1f GB/s)\n",
+      dec_kernel, fp16_gb / (dec_kernel / 1e3), dec_total, fp16_gb / (dec_total / 1e3));
+
+  // ---- streaming decode: chunks pushed one by one --------------------
+  StreamTable header = table;
+  header.streams.clear();
+  header.payload.clear();
+  double stream_s = 1e30;
+  for (int r = 0; r < opt.reps; ++r) {
+    StreamingDecoder dec(header, opt.lanes);
+    std::vector<StreamDesc> rel;
+    t0 = Clock::now();
+    for (int c = 0; c < table.chunks(); ++c) {
+      const auto cs = table.chunk_streams(c);
+      rel.assign(cs.begin(), cs.end());
+      const std::uint64_t base = rel.front().byte_offset;
+      for (auto& d : rel) d.byte_offset -= base;
+      dec.push_chunk(c, rel, table.chunk_payload(c), table.chunk_crc[c]);
+    }
+    dec.finish();
+    stream_s = std::min(stream_s, seconds_since(t0));
+    if (r == 0 && dec.output().download() != out.download()) {
+      std::printf("FAIL: streaming decode differs from whole decode\n");
+      ok = false;
+    }
+  }
+  std::printf("gpu streaming decode (%d chunks, %d lanes, incl. CRC, staging and H2D): %.2f ms (%.1f GB/s)\n",
+              table.chunks(), opt.lanes, stream_s * 1e3, fp16_gb / stream_s);
+
+  // ---- int8 baseline --------------------------------------------------
+  t0 = Clock::now();
+  const QuantizedCache q8 = gpu_quantize(cache, 8);
+  const double q8_s = seconds_since(t0);
+  std::printf("gpu int8 quantize incl. copies: %.2f ms\n", q8_s * 1e3);
+
+  // ---- cross-checks against the CPU reference ------------------------
+  t0 = Clock::now();
+  const kv::KVCache gpu_full = fp16_to_cache(s, out.download());
+  const kv::KVCache cpu_full = cpu_decode(table);
+  const double cpu_dec_s = seconds_since(t0);
+  if (!same_bits(gpu_full, cpu_full)) {
+    std::printf("FAIL: gpu decode differs from cpu decode\n");
+    ok = false;
+  }
+  std::printf("check: gpu decode == cpu decode on the full cache: %s (cpu decode %.2f s, %.2f GB/s)\n",
+              same_bits(gpu_full, cpu_full) ? "yes" : "NO", cpu_dec_s, fp16_gb / cpu_dec_s);
+  const int ct = std::min(opt.check_tokens, s.tokens);
+  if (ct > 0) {
+    const kv::KVCache part = cache.slice_tokens(0, ct);
+    t0 = Clock::now();
+    const StreamTable cpu_t = cpu_encode(part, params);
+    const double cpu_enc_s = seconds_since(t0);
+    const StreamTable gpu_t = gpu_encode(part, params);
+    const bool same = cpu_t.payload == gpu_t.payload && cpu_t.cdfs == gpu_t.cdfs &&
+                      cpu_t.models == gpu_t.models && cpu_t.streams == gpu_t.streams;
+    std::printf(
+        "check: gpu encode == cpu encode byte for byte on the first %d tokens: %s (cpu encode %.2f GB/s)\n",
+        ct, same ? "yes" : "NO", double(part.shape().fp16_bytes()) / 1e9 / cpu_enc_s);
+    if (!same) ok = false;
+    const QuantizedCache c8 = cpu_quantize(part, 8), g8 = gpu_quantize(part, 8);
+    const QuantizedCache c4 = cpu_quantize(part, 4), g4 = gpu_quantize(part, 4);
+    const bool qsame =
+        c8.values == g8.values && c8.scales == g8.scales && c4.values == g4.values && c4.scales == g4.scales;
+    std::printf("check: gpu int8/int4 == cpu: %s\n", qsame ? "yes" : "NO");
+    if (!qsame) ok = false;
+  }
+  (void)q8;
+  std::printf(
+      "RESULT device=\"%s\" decode_kernel_GBps=%.1f decode_end_to_end_GBps=%.1f streaming_GBps=%.1f "
+      "encode_gpu_GBps=%.1f encode_end_to_end_GBps=%.1f bits_per_element=%.3f checks=%s\n",
+      device_name().c_str(), fp16_gb / (dec_kernel / 1e3), fp16_gb / (dec_total / 1e3), fp16_gb / stream_s,
+      fp16_gb / (enc_kernel / 1e3), fp16_gb / (enc_total / 1e3), bpe, ok ? "pass" : "FAIL");
+  return ok ? 0 : 1;
+} catch (const kvscope::Error& e) {
+  std::fprintf(stderr, "kvscope-gpu-bench: %s\n", e.what());
+  return 1;
+}

@@ -1,0 +1,88 @@
+// Encode/decode throughput of every codec in MB/s of fp16 KV (the cache's
+// fp16 size per second), with 1 thread and all threads, plus sizes.
+// The cache: $KVSCOPE_BENCH_CACHE (a safetensors raw cache, e.g. from
+// `kvscope-cli prefill`) when set and readable by the codec's test loader,
+// else a synthetic cache of the default model's shape (30 layers, 3 kv
+// heads, head_dim 64) with 2048 tokens.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "kvscope/codec/codec.h"
+#include "kvscope/codec/synthetic.h"
+
+namespace {
+
+using namespace kvscope;
+
+const kv::KVCache& bench_cache() {
+  static const kv::KVCache cache = [] {
+    int tokens = 2048;
+    if (const char* t = std::getenv("KVSCOPE_BENCH_TOKENS")) tokens = std::atoi(t);
+    return codec::synthetic_cache({30, 3, tokens, 64}, 1);
+  }();
+  return cache;
+}
+
+void set_counters(benchmark::State& state, const codec::EncodeResult& r) {
+  const auto& c = bench_cache();
+  state.counters["bits_per_element"] = r.size.bits_per_element();
+  state.counters["entropy_bpe"] = r.size.entropy_bits_per_element;
+  state.counters["ratio_vs_fp16"] = r.size.ratio_vs_fp16();
+  const double el = double(r.size.elements);
+  state.counters["payload_bpe"] = 8.0 * double(r.size.payload_bytes) / el;
+  state.counters["table_bpe"] = 8.0 * double(r.size.table_bytes) / el;
+  state.counters["header_bpe"] = 8.0 * double(r.size.header_bytes) / el;
+  state.counters["ratio_vs_int8"] =
+      double(codec::int8_reference_bytes(c.shape())) / double(r.size.encoded_bytes);
+  state.counters["fp16_MB/s"] = benchmark::Counter(
+      double(c.shape().fp16_bytes()) * double(state.iterations()) / 1e6, benchmark::Counter::kIsRate);
+}
+
+void BM_Encode(benchmark::State& state, const std::string& codec) {
+  const auto& cache = bench_cache();
+  codec::EncodeOptions o;
+  o.threads = int(state.range(0));
+  codec::EncodeResult r;
+  for (auto _ : state) {
+    r = codec::find_codec(codec).encode(cache, {}, o);
+    benchmark::DoNotOptimize(r.bytes.data());
+  }
+  set_counters(state, r);
+}
+
+void BM_Decode(benchmark::State& state, const std::string& codec) {
+  const auto& cache = bench_cache();
+  const auto r = codec::find_codec(codec).encode(cache, {});
+  codec::DecodeOptions o;
+  o.threads = int(state.range(0));
+  for (auto _ : state) {
+    auto d = codec::decode(r.bytes, o);
+    benchmark::DoNotOptimize(d.data().data());
+  }
+  set_counters(state, r);
+}
+
+const int registered = [] {
+  const int all = int(std::max(1u, std::thread::hardware_concurrency()));
+  for (const codec::Codec* c : codec::all_codecs()) {
+    const std::string name = c->name();
+    for (const char* what : {"encode", "decode"}) {
+      auto* b = benchmark::RegisterBenchmark((std::string(what) + "/" + name).c_str(),
+                                             [name, what](benchmark::State& s) {
+                                               if (std::string(what) == "encode")
+                                                 BM_Encode(s, name);
+                                               else
+                                                 BM_Decode(s, name);
+                                             });
+      b->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
+      if (all > 1) b->Arg(all);
+    }
+  }
+  return 0;
+}();
+
+}  // namespace
+
+BENCHMARK_MAIN();

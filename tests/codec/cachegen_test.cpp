@@ -1,0 +1,156 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include "kvscope/codec/bitstream.h"
+#include "kvscope/codec/calibration.h"
+#include "kvscope/common/error.h"
+#include "test_util.h"
+
+namespace kvscope::codec {
+namespace {
+
+// Recomputes the per-(layer, kind, chunk, channel) step the encoder uses.
+void expect_within_half_step(const kv::KVCache& cache, const kv::KVCache& dec, const ParamSet& params) {
+  const auto info = inspect_stream(find_codec("cachegen").encode(cache, params).bytes);
+  const auto& sh = cache.shape();
+  auto bins_of = [&](const std::string& b, const std::string& s, int l) {
+    std::vector<int> bins, splits;
+    std::stringstream bs(info.params.at(b)), ss(info.params.at(s));
+    std::string x;
+    while (std::getline(bs, x, ',')) bins.push_back(std::stoi(x));
+    while (std::getline(ss, x, ',')) splits.push_back(std::stoi(x));
+    std::size_t g = 0;
+    while (g < splits.size() && l >= splits[g]) ++g;
+    return bins[g];
+  };
+  const int ct = std::stoi(info.params.at("chunk_tokens"));
+  for (int l = 0; l < sh.layers; ++l)
+    for (auto k : kv::kKinds) {
+      const int bins = k == kv::Kind::Key ? bins_of("key_bins", "key_layer_splits", l)
+                                          : bins_of("value_bins", "value_layer_splits", l);
+      const int M = bins / 2 - 1;
+      for (int b = 0; b < sh.tokens; b += ct)
+        for (int c = 0; c < sh.channels(); ++c) {
+          float amax = 0;
+          const int e = std::min(sh.tokens, b + ct);
+          for (int t = b; t < e; ++t) amax = std::max(amax, std::fabs(cache.channel_value(l, k, t, c)));
+          const float step = test::int_step(amax, M);
+          for (int t = b; t < e; ++t)
+            ASSERT_LE(std::fabs(cache.channel_value(l, k, t, c) - dec.channel_value(l, k, t, c)),
+                      0.5f * step * (1 + 1e-5f))
+                << "layer " << l << " channel " << c << " token " << t;
+        }
+    }
+}
+
+TEST(Cachegen, ErrorWithinHalfStepForSeveralSettings) {
+  const auto cache = synthetic_cache({5, 2, 70, 8}, 21);
+  for (const ParamSet& p : std::vector<ParamSet>{
+           {},
+           {{"group_size", "1"}},
+           {{"group_size", "7"}, {"chunk_tokens", "32"}},
+           {{"key_bins", "256,4"},
+            {"key_layer_splits", "2"},
+            {"value_bins", "8"},
+            {"value_layer_splits", ""}},
+       }) {
+    const auto r = find_codec("cachegen").encode(cache, p);
+    expect_within_half_step(cache, decode(r.bytes), p);
+  }
+}
+
+TEST(Cachegen, DefaultsScaleWithTheLayerCount) {
+  kv::CacheShape s30{30, 3, 0, 64}, s12{12, 3, 0, 64};
+  auto get = [](const std::vector<ParamSpec>& ps, const std::string& n) {
+    for (const auto& p : ps)
+      if (p.name == n) return p.default_value;
+    return std::string("?");
+  };
+  const Codec& c = find_codec("cachegen");
+  EXPECT_EQ(get(c.params(&s30), "key_layer_splits"), "10,20");
+  EXPECT_EQ(get(c.params(&s12), "key_layer_splits"), "4,8");
+  EXPECT_EQ(get(c.params(&s30), "value_layer_splits"), "2");
+  EXPECT_EQ(get(c.params(&s30), "group_size"), "10");
+}
+
+TEST(Cachegen, MismatchedSplitsNameTheParameter) {
+  const auto cache = synthetic_cache({5, 1, 10, 4}, 2);
+  try {
+    find_codec("cachegen").encode(cache, {{"key_bins", "32,16"}});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("key_layer_splits"), std::string::npos);
+  }
+}
+
+TEST(Cachegen, CodedPayloadWithinOnePercentOfEntropy) {
+  const auto cache = synthetic_cache({4, 3, 1024, 64}, 5);
+  const auto r = find_codec("cachegen").encode(cache, {});
+  const double entropy_bytes = r.size.entropy_bits_per_element * double(r.size.elements) / 8.0;
+  EXPECT_GT(entropy_bytes, 0);
+  EXPECT_LE(double(r.size.payload_bytes), 1.01 * entropy_bytes);
+  EXPECT_GE(double(r.size.payload_bytes), 0.99 * entropy_bytes);
+  EXPECT_LT(r.size.bits_per_element(), 8.0);
+}
+
+TEST(Cachegen, DeltaCodingBeatsCodingRawSymbols) {
+  // group_size 1 = every token an anchor: no token-locality gain.
+  const auto cache = synthetic_cache({4, 2, 400, 32}, 6);
+  const auto delta = find_codec("cachegen").encode(cache, {});
+  const auto raw = find_codec("cachegen").encode(cache, {{"group_size", "1"}});
+  EXPECT_LT(delta.size.entropy_bits_per_element, raw.size.entropy_bits_per_element);
+}
+
+TEST(Cachegen, ProfileModeShipsNoTablesAndDecodesFromProfileDir) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("kvscope_profile_test_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const kv::CacheShape shape{4, 2, 300, 16};
+  std::vector<kv::KVCache> calib = {synthetic_cache(shape, 100), synthetic_cache(shape, 101)};
+  const auto bytes = calibration::build_profile(calib, {});
+  const auto path = calibration::save_profile(bytes, dir);
+  EXPECT_EQ(path.filename().string(), calibration::profile_hash(bytes) + ".kvsprof");
+
+  const auto cache = synthetic_cache(shape, 7);
+  const auto with_tables = find_codec("cachegen").encode(cache, {});
+  const auto with_profile = find_codec("cachegen").encode(cache, {{"profile", path.string()}});
+  EXPECT_LT(with_profile.size.encoded_bytes, with_tables.size.encoded_bytes);
+  const auto info = inspect_stream(with_profile.bytes);
+  for (const auto& s : info.sections) EXPECT_EQ(s.kind, SectionKind::Chunk);
+
+  DecodeOptions o;
+  o.profile_dir = dir.string();
+  const auto a = decode(with_profile.bytes, o);
+  const auto b = decode(with_tables.bytes);
+  EXPECT_EQ(test::hash_values(a.data()), test::hash_values(b.data())) << "same symbols either way";
+  EXPECT_EQ(decode_section(with_profile.bytes, 3, o).values.size(), 2u * 300 * 16);
+
+  o.profile_dir = (dir / "elsewhere").string();
+  try {
+    decode(with_profile.bytes, o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Io);
+    EXPECT_NE(std::string(e.what()).find(calibration::profile_hash(bytes)), std::string::npos);
+  }
+  // A profile for another shape is refused at encode time.
+  const auto other = synthetic_cache({3, 2, 50, 16}, 7);
+  EXPECT_THROW(find_codec("cachegen").encode(other, {{"profile", path.string()}}), Error);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Cachegen, ConstantChannelsAndZerosRoundTrip) {
+  kv::KVCache cache(kv::CacheShape{2, 1, 25, 4});
+  for (int t = 0; t < 25; ++t) cache.at(1, kv::Kind::Value, 0, t, 2) = 3.5f;
+  const auto d = decode(find_codec("cachegen").encode(cache, {}).bytes);
+  EXPECT_LE(kv::max_abs_difference(cache, d), 3.5f / 15 / 2 * 1.001f);
+  EXPECT_EQ(d.at(0, kv::Kind::Key, 0, 3, 1), 0.0f);
+}
+
+}  // namespace
+}  // namespace kvscope::codec

@@ -1,0 +1,34 @@
+#include "kvscope/codec/stage_analysis.h"
+
+#include <gtest/gtest.h>
+
+#include "kvscope/common/error.h"
+#include "test_util.h"
+
+namespace kvscope::codec {
+namespace {
+
+TEST(StageAnalysis, BitsShrinkThroughTheStages) {
+  const auto cache = synthetic_cache({4, 2, 300, 16}, 8);
+  const auto a = analyze_stages(cache, {});
+  EXPECT_EQ(a.fp16.overall, 16.0);
+  EXPECT_GT(a.quantized_fixed.overall, a.raw_entropy.overall);
+  EXPECT_GT(a.raw_entropy.overall, a.delta_entropy.overall) << "token locality makes deltas cheaper";
+  EXPECT_GE(a.coded.overall, a.coded_payload);
+  EXPECT_NEAR(a.coded_payload, a.delta_entropy.overall, 0.15 * a.delta_entropy.overall);
+  ASSERT_EQ(a.coded.per_layer.size(), 8u);
+  // Layer 0 keys use 32 bins, the last layer 16.
+  EXPECT_DOUBLE_EQ(a.quantized_fixed.per_layer[0], 5.0);
+  EXPECT_DOUBLE_EQ(a.quantized_fixed.per_layer[6], 4.0);
+  std::size_t sum = 0;
+  for (auto b : a.encoded.size.layer_bytes) sum += b;
+  EXPECT_GT(sum, a.encoded.size.payload_bytes);
+}
+
+TEST(StageAnalysis, BadParameterIsInvalidArgument) {
+  const auto cache = synthetic_cache({4, 1, 20, 4}, 8);
+  EXPECT_THROW(analyze_stages(cache, {{"group_size", "0"}}), Error);
+}
+
+}  // namespace
+}  // namespace kvscope::codec
