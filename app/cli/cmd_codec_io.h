@@ -12,6 +12,7 @@
 #include "kvscope/common/error.h"
 #include "kvscope/common/paths.h"
 #include "kvscope/io/raw_cache.h"
+#include "cmd_hdf5_io.h"
 
 namespace kvscope::cli {
 
@@ -25,8 +26,10 @@ inline void write_cache_file(const kv::KVCache& cache, const std::filesystem::pa
   io::save_cache(cache, path, io::RawDtype::F16);
 }
 
-/// The bitstream held in `path` (a .kvc file).
-inline std::vector<std::uint8_t> read_encoded_file(const std::filesystem::path& path) {
+/// The bitstream held in `path`: a .kvc file, or level `level` of a .h5
+/// container (checksums verified).
+inline std::vector<std::uint8_t> read_encoded_file(const std::filesystem::path& path, int level = 0) {
+  if (is_hdf5_file(path)) return read_hdf5_bitstream(path, level);
   const std::string bytes = read_file(path);
   return std::vector<std::uint8_t>(bytes.begin(), bytes.end());
 }

@@ -13,6 +13,7 @@ namespace {
 struct Options {
   std::string in, out, profile_dir;
   int threads = 0;
+  int level = 0;
   bool json = false;
 };
 
@@ -20,13 +21,14 @@ const CommandRegistrar decode_command(210, [](CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd =
       app.add_subcommand("decode", "Decode a KVScope bitstream back into a raw KV cache (safetensors)");
-  cmd->add_option("--in", o->in, "bitstream (.kvc)")->required();
+  cmd->add_option("--in", o->in, "bitstream (.kvc) or HDF5 container (.h5)")->required();
   cmd->add_option("--out", o->out, "output raw cache (.safetensors)")->required();
   cmd->add_option("--profile-dir", o->profile_dir, "folder of calibration profiles");
   cmd->add_option("--threads", o->threads, "worker threads (0 = all)");
   cmd->add_flag("--json", o->json, "print a JSON summary");
+  cmd->add_option("--level", o->level, "with --in FILE.h5: which level to decode (default 0)");
   cmd->callback([o] {
-    const auto bytes = read_encoded_file(o->in);
+    const auto bytes = read_encoded_file(o->in, o->level);
     codec::DecodeOptions d;
     d.threads = o->threads;
     d.profile_dir = o->profile_dir;

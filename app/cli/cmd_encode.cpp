@@ -34,17 +34,22 @@ struct Options {
   std::vector<std::string> settings;
   int threads = 0;
   bool json = false;
+  Hdf5WriteOptions h5;  // only for --out FILE.h5
 };
 
 const CommandRegistrar encode_command(200, [](CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("encode", "Encode a raw KV cache (safetensors) into a KVScope bitstream");
   cmd->add_option("--in", o->in, "raw cache (.safetensors)")->required();
-  cmd->add_option("--out", o->out, "output bitstream (.kvc)")->required();
+  cmd->add_option("--out", o->out, "output bitstream (.kvc), or HDF5 container (.h5)")->required();
   cmd->add_option("--codec", o->codec, "codec name (see `kvscope-cli codecs`)")->required();
   cmd->add_option("--set", o->settings, "codec parameter key=value (repeatable)");
   cmd->add_option("--threads", o->threads, "worker threads (0 = all)");
   cmd->add_flag("--json", o->json, "print the size report as JSON");
+  cmd->add_flag("--force,--overwrite", o->h5.force, "replace an existing .h5 file");
+  cmd->add_flag("--include-reference", o->h5.include_reference,
+                "with --out FILE.h5: also store the original cache (fp16, compressed)");
+  cmd->add_option("--text", o->h5.text_file, "with --out FILE.h5: store this file's text as the context text");
   cmd->callback([o] {
     const auto cache = read_cache_file(o->in);
     const codec::CodecConfig config{o->codec, parse_settings(o->settings)};
@@ -52,7 +57,11 @@ const CommandRegistrar encode_command(200, [](CLI::App& app) {
     eo.threads = o->threads;
     eo.progress = o->json ? ProgressFn{} : terminal_progress();
     const auto r = codec::encode(cache, config, eo);
-    write_encoded_file(r, config, o->out);
+    if (is_hdf5_file(o->out)) {
+      write_hdf5_file(r.bytes, cache, o->out, o->h5);  // docs/hdf5-format.md
+    } else {
+      write_encoded_file(r, config, o->out);
+    }
     auto j = size_json(r, o->codec, cache.shape());
     j["out"] = o->out;
     if (o->json) {

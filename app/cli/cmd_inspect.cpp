@@ -20,10 +20,29 @@ struct Options {
 const CommandRegistrar inspect_command(220, [](CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("inspect", "Show a bitstream's header, sections and sizes by part");
-  cmd->add_option("file", o->in, "bitstream (.kvc)")->required();
+  cmd->add_option("file", o->in, "bitstream (.kvc) or HDF5 container (.h5)")->required();
   cmd->add_flag("--json", o->json, "print JSON (always includes every section)");
   cmd->add_flag("--sections", o->sections, "list every section in text output");
   cmd->callback([o] {
+    if (is_hdf5_file(o->in)) {  // the container's own summary (docs/hdf5-format.md)
+      const auto j = hdf5_summary_json(o->in);
+      if (o->json) {
+        print_json(j);
+        return;
+      }
+      const auto& m = j["model"];
+      std::cout << o->in << ": KVScope HDF5 container, format " << j["format_version"] << ", written "
+                << j["created_utc"].get<std::string>() << " by KVScope " << j["kvscope_version"].get<std::string>()
+                << "\nmodel " << m["name"].get<std::string>() << ": " << m["layers"] << " layers x "
+                << m["kv_heads"] << " kv heads x " << m["tokens"] << " tokens x " << m["head_dim"] << " dim\n";
+      for (const auto& l : j["levels"])
+        std::cout << "level " << l["index"] << ": " << l["codec"].get<std::string>() << ", " << l["encoded_bytes"]
+                  << " bytes, " << l["bits_per_element"].get<double>() << " bits/element, " << l["sections"].size()
+                  << " sections\n";
+      std::cout << "reference data: " << (j["has_reference"].get<bool>() ? "yes" : "no")
+                << "; all checksums verified\n";
+      return;
+    }
     const auto bytes = read_encoded_file(o->in);
     codec::StreamInfo info;
     try {

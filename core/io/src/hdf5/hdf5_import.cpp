@@ -1,0 +1,265 @@
+// Import of the HDF5 container (docs/hdf5-format.md). Every value is checked
+// before use: types, ranks and sizes before reading, CRC32C after.
+#include <cstring>
+#include <limits>
+
+#include "h5_util.h"
+#include "hdf5_schema.h"
+#include "kvscope/common/crc32c.h"
+#include "kvscope/common/fp16.h"
+#include "kvscope/io/hdf5_container.h"
+
+namespace kvscope::io {
+namespace fs = std::filesystem;
+using h5::Handle;
+
+namespace {
+
+constexpr std::int64_t kMaxDim = 1 << 24;
+
+int read_dim(const h5::Ctx& ctx, hid_t g, const char* name) {
+  const std::int64_t v = h5::read_attr_int(ctx, g, schema::kModel, name);
+  if (v < 0 || v > kMaxDim) {
+    throw Error(ErrorCode::Format, ctx.file,
+                std::string("/model@") + name + " is out of range: " + std::to_string(v));
+  }
+  return static_cast<int>(v);
+}
+
+void read_model(const h5::Ctx& ctx, hid_t file, Hdf5Contents& c) {
+  Handle g = h5::open_group(ctx, file, schema::kModel);
+  c.info.model_name = h5::read_attr_string(ctx, g, schema::kModel, "name");
+  c.info.architecture = h5::read_attr_string(ctx, g, schema::kModel, "architecture");
+  c.info.model_sha256 = h5::read_attr_string(ctx, g, schema::kModel, "sha256");
+  c.shape.layers = read_dim(ctx, g, "layers");
+  c.shape.kv_heads = read_dim(ctx, g, "kv_heads");
+  c.shape.head_dim = read_dim(ctx, g, "head_dim");
+  c.shape.tokens = read_dim(ctx, g, "tokens");
+  const double elements = 2.0 * c.shape.layers * c.shape.kv_heads * double(c.shape.tokens) * c.shape.head_dim;
+  if (elements > double(std::int64_t(1) << 40)) {
+    throw Error(ErrorCode::Format, ctx.file, "/model describes an implausibly large cache");
+  }
+  c.info.rope_applied = h5::read_attr_int(ctx, g, schema::kModel, "rope_applied") != 0;
+  c.info.rope_theta = h5::read_attr_f64(ctx, g, schema::kModel, "rope_theta");
+}
+
+void read_context(const h5::Ctx& ctx, hid_t file, Hdf5Contents& c) {
+  Handle g = h5::open_group(ctx, file, schema::kContext);
+  const auto tokens = std::uint64_t(c.shape.tokens);
+  c.info.token_ids = h5::read_i32(ctx, g, "/context/token_ids", tokens);
+  c.info.positions = h5::read_i32(ctx, g, "/context/positions", tokens);
+  if (!c.info.token_ids.empty() && c.info.token_ids.size() != tokens) {
+    throw Error(ErrorCode::Format, ctx.file, "/context/token_ids does not match /model@tokens");
+  }
+  if (!c.info.positions.empty() && c.info.positions.size() != tokens) {
+    throw Error(ErrorCode::Format, ctx.file, "/context/positions does not match /model@tokens");
+  }
+  if (h5::read_attr_int(ctx, g, schema::kContext, "has_text") != 0) {
+    c.text = h5::read_string_dataset(ctx, g, "/context/text");
+  }
+}
+
+Handle section_memory_type(const h5::Ctx& ctx) {
+  Handle kind(ctx.check(H5Tcopy(H5T_C_S1), "cannot create a string type"), H5Tclose);
+  H5Tset_size(kind, 16);
+  H5Tset_strpad(kind, H5T_STR_NULLPAD);
+  using R = schema::SectionRow;
+  Handle t(ctx.check(H5Tcreate(H5T_COMPOUND, sizeof(R)), "cannot create the section type"), H5Tclose);
+  H5Tinsert(t, "offset", offsetof(R, offset), H5T_NATIVE_UINT64);
+  H5Tinsert(t, "length", offsetof(R, length), H5T_NATIVE_UINT64);
+  H5Tinsert(t, "crc32c", offsetof(R, crc32c), H5T_NATIVE_UINT32);
+  H5Tinsert(t, "chunk", offsetof(R, chunk), H5T_NATIVE_INT32);
+  H5Tinsert(t, "layer", offsetof(R, layer), H5T_NATIVE_INT32);
+  H5Tinsert(t, "kv", offsetof(R, kv), H5T_NATIVE_INT32);
+  H5Tinsert(t, "token_begin", offsetof(R, token_begin), H5T_NATIVE_INT32);
+  H5Tinsert(t, "token_end", offsetof(R, token_end), H5T_NATIVE_INT32);
+  H5Tinsert(t, "kind", offsetof(R, kind), kind);
+  return t;
+}
+
+std::vector<Hdf5Section> read_sections(const h5::Ctx& ctx, hid_t level, const std::string& where,
+                                       const std::vector<std::uint8_t>& bitstream) {
+  const std::string path = where + "/sections";
+  Handle dset = h5::open_dataset(ctx, level, path);
+  const std::uint64_t n =
+      h5::check_1d(ctx, dset, path, H5T_COMPOUND, sizeof(schema::SectionRow), bitstream.size() + 1);
+  std::vector<schema::SectionRow> rows(n);
+  std::memset(rows.data(), 0, rows.size() * sizeof(schema::SectionRow));
+  Handle mem = section_memory_type(ctx);
+  if (n > 0 && H5Dread(dset, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows.data()) < 0) {
+    h5::fail(ErrorCode::Format, ctx.file, "cannot read " + path + " (wrong record layout?)");
+  }
+  h5::verify_crc(ctx, dset, path,
+                 crc32c(std::span(reinterpret_cast<const std::uint8_t*>(rows.data()),
+                                  rows.size() * sizeof(schema::SectionRow))));
+  std::vector<Hdf5Section> out;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    if (r.offset > bitstream.size() || r.length > bitstream.size() - r.offset) {
+      throw Error(ErrorCode::Format, ctx.file,
+                  path + "[" + std::to_string(i) + "] lies outside the bitstream");
+    }
+    const std::uint32_t crc = crc32c(std::span(bitstream).subspan(r.offset, r.length));
+    if (crc != r.crc32c) {
+      throw Error(ErrorCode::Checksum, ctx.file,
+                  path + "[" + std::to_string(i) + "]: section CRC32C mismatch");
+    }
+    Hdf5Section s;
+    s.offset = r.offset;
+    s.length = r.length;
+    s.crc32c = r.crc32c;
+    s.chunk = r.chunk;
+    s.layer = r.layer;
+    s.kv = r.kv;
+    s.token_begin = r.token_begin;
+    s.token_end = r.token_end;
+    s.kind.assign(r.kind, strnlen(r.kind, sizeof r.kind));
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Hdf5Level read_level(const h5::Ctx& ctx, hid_t levels, int index, std::uint64_t max_bytes) {
+  const std::string where = schema::level_path(index);
+  Handle g = h5::open_group(ctx, levels, where);
+  Hdf5Level level;
+  if (h5::read_attr_int(ctx, g, where, "index") != index) {
+    throw Error(ErrorCode::Format, ctx.file, where + "@index does not match the group name");
+  }
+  level.config.codec = h5::read_attr_string(ctx, g, where, "codec");
+  level.label = h5::read_attr_string(ctx, g, where, "label");
+  Handle params = h5::open_group(ctx, g, where + "/params");
+  for (const auto& key : h5::attr_names(ctx, params, where + "/params")) {
+    level.config.params[key] = h5::read_attr_string(ctx, params, where + "/params", key);
+  }
+  level.bitstream = h5::read_bytes(ctx, g, where + "/bitstream", max_bytes);
+  if (h5::read_attr_int(ctx, g, where, "encoded_bytes") !=
+      static_cast<std::int64_t>(level.bitstream.size())) {
+    throw Error(ErrorCode::Format, ctx.file, where + "@encoded_bytes does not match the bitstream's size");
+  }
+  level.sections = read_sections(ctx, g, where, level.bitstream);
+  return level;
+}
+
+void read_calibration(const h5::Ctx& ctx, hid_t file, Hdf5Contents& c, std::uint64_t max_bytes) {
+  Handle g = h5::open_group(ctx, file, schema::kCalibration);
+  Hdf5Calibration cal;
+  cal.name = h5::read_attr_string(ctx, g, schema::kCalibration, "name");
+  cal.sha256 = h5::read_attr_string(ctx, g, schema::kCalibration, "sha256");
+  cal.bytes = h5::read_bytes(ctx, g, std::string(schema::kCalibration) + "/profile", max_bytes);
+  c.calibration = std::move(cal);
+}
+
+void read_reference(const h5::Ctx& ctx, hid_t file, Hdf5Contents& c, const ProgressFn& progress) {
+  const std::string path = std::string(schema::kReference) + "/cache";
+  Handle dset = h5::open_dataset(ctx, file, path);
+  Handle type(H5Dget_type(dset), H5Tclose);
+  if (type.get() < 0 || H5Tget_class(type) != H5T_FLOAT || H5Tget_size(type) != 2) {
+    h5::take_error_message();
+    throw Error(ErrorCode::Format, ctx.file, path + " has the wrong type (expected float16)");
+  }
+  const auto& s = c.shape;
+  Handle space(H5Dget_space(dset), H5Sclose);
+  hsize_t dims[5] = {};
+  if (space.get() < 0 || H5Sget_simple_extent_ndims(space) != 5 ||
+      H5Sget_simple_extent_dims(space, dims, nullptr) != 5 || dims[0] != hsize_t(s.layers) || dims[1] != 2 ||
+      dims[2] != hsize_t(s.kv_heads) || dims[3] != hsize_t(s.tokens) || dims[4] != hsize_t(s.head_dim)) {
+    h5::take_error_message();
+    throw Error(ErrorCode::Format, ctx.file, path + " does not have the shape /model describes");
+  }
+  kv::KVCache ref(s);
+  ref.info = c.info;
+  Handle fp16 = h5::make_fp16_type(ctx);
+  const hsize_t slab[5] = {1, 1, hsize_t(s.kv_heads), hsize_t(s.tokens), hsize_t(s.head_dim)};
+  Handle mem_space(ctx.check(H5Screate_simple(5, slab, nullptr), "cannot create a dataspace"), H5Sclose);
+  std::vector<std::uint16_t> half(s.tensor_elements());
+  std::uint32_t crc = 0;
+  const int slabs = s.layers * 2;
+  for (int i = 0; i < slabs && s.elements() > 0; ++i) {
+    report_progress(progress, 0.5 + 0.5 * i / slabs, "reading reference data");
+    const hsize_t start[5] = {hsize_t(i / 2), hsize_t(i % 2), 0, 0, 0};
+    if (H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, slab, nullptr) < 0 ||
+        H5Dread(dset, fp16, mem_space, space, H5P_DEFAULT, half.data()) < 0) {
+      h5::fail(ErrorCode::Format, ctx.file, "cannot read " + path);
+    }
+    crc = crc32c(std::span(reinterpret_cast<const std::uint8_t*>(half.data()), half.size() * 2), crc);
+    auto out = ref.tensor(i / 2, kv::kKinds[i % 2]);
+    for (std::size_t j = 0; j < half.size(); ++j) out[j] = half_to_float(half[j]);
+  }
+  h5::verify_crc(ctx, dset, path, crc);
+  c.reference = std::move(ref);
+}
+
+}  // namespace
+
+Hdf5Contents import_hdf5(const fs::path& path, const Hdf5ImportOptions& options) {
+  const std::string name = path.string();
+  h5::silence_errors();
+  report_progress(options.progress, 0.0, "checking HDF5 file");
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw Error(ErrorCode::Io, name, "no such file");
+  const std::uint64_t file_bytes = options.verify_file_checksum
+                                       ? schema::verify_user_block(path, kHdf5FormatVersion)
+                                       : fs::file_size(path, ec);
+  const h5::Ctx ctx{name, ErrorCode::Format};
+
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (file.get() < 0) h5::fail(ErrorCode::Format, name, "not a readable HDF5 file");
+
+  Hdf5Contents c;
+  if (h5::read_attr_string(ctx, file, "/", "format") != kHdf5FormatName) {
+    throw Error(ErrorCode::Format, name,
+                std::string("not a KVScope encoded-cache file (/@format is not '") + kHdf5FormatName + "')");
+  }
+  const std::int64_t version = h5::read_attr_int(ctx, file, "/", "format_version");
+  if (version > kHdf5FormatVersion) {
+    throw Error(ErrorCode::Unsupported, name,
+                "written in HDF5 format version " + std::to_string(version) +
+                    " by a newer KVScope; this build reads up to version " +
+                    std::to_string(kHdf5FormatVersion));
+  }
+  if (version < 1)
+    throw Error(ErrorCode::Format, name, "/@format_version is invalid: " + std::to_string(version));
+  c.format_version = static_cast<int>(version);
+  c.kvscope_version = h5::read_attr_string(ctx, file, "/", "kvscope_version");
+  c.created_utc = h5::read_attr_string(ctx, file, "/", "created_utc");
+
+  read_model(ctx, file, c);
+  read_context(ctx, file, c);
+  if (h5::exists(file, schema::kCalibration)) read_calibration(ctx, file, c, file_bytes);
+
+  Handle levels = h5::open_group(ctx, file, schema::kLevels);
+  const std::int64_t count = h5::read_attr_int(ctx, levels, schema::kLevels, "count");
+  if (count < 1 || count > 4096) {
+    throw Error(ErrorCode::Format, name, "/levels@count is out of range: " + std::to_string(count));
+  }
+  for (int i = 0; i < count; ++i) {
+    report_progress(options.progress, 0.1 + 0.4 * i / double(count), "reading level " + std::to_string(i));
+    c.levels.push_back(read_level(ctx, levels, i, file_bytes));
+  }
+  c.has_reference = h5::exists(file, std::string(schema::kReference) + "/cache");
+  if (c.has_reference && options.load_reference) read_reference(ctx, file, c, options.progress);
+  report_progress(options.progress, 1.0, "done");
+  return c;
+}
+
+kv::KVCache decode_hdf5_level(const Hdf5Contents& contents, int level, const codec::DecodeOptions& options) {
+  require(level >= 0 && std::size_t(level) < contents.levels.size(), ErrorCode::InvalidArgument,
+          "HDF5 file has " + std::to_string(contents.levels.size()) + " level(s); level " +
+              std::to_string(level) + " does not exist");
+  kv::KVCache cache = codec::decode(contents.levels[std::size_t(level)].bitstream, options);
+  if (!(cache.shape() == contents.shape)) {
+    throw Error(ErrorCode::Format,
+                "level " + std::to_string(level) +
+                    " decodes to a cache whose shape differs from the one /model describes");
+  }
+  auto& info = cache.info;
+  if (info.model_name.empty()) info.model_name = contents.info.model_name;
+  if (info.architecture.empty()) info.architecture = contents.info.architecture;
+  if (info.model_sha256.empty()) info.model_sha256 = contents.info.model_sha256;
+  if (info.token_ids.empty()) info.token_ids = contents.info.token_ids;
+  if (info.positions.empty()) info.positions = contents.info.positions;
+  return cache;
+}
+
+}  // namespace kvscope::io

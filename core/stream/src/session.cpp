@@ -1,0 +1,274 @@
+#include "session.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "kvscope/common/crc32c.h"
+
+namespace kvscope::stream::detail {
+namespace {
+
+double prior_of(const StreamConfig& config, const BandwidthProfile& profile) {
+  if (config.prior_mbps > 0) return config.prior_mbps;
+  if (profile.initial_mbps() > 0) return profile.initial_mbps();
+  // A trace that starts stalled: the first rate it will reach.
+  for (const auto& p : profile.points())
+    if (p.mbps > 0) return p.mbps;
+  return profile.max_mbps();
+}
+
+}  // namespace
+
+Session::Session(const ChunkStore& store_, const BandwidthProfile& profile_, const StreamConfig& config_,
+                 const StreamHooks& hooks_)
+    : store(store_),
+      profile(profile_),
+      config(config_),
+      hooks(hooks_),
+      estimator_(prior_of(config_, profile_), config_.estimator_window) {
+  require(std::isfinite(config.slo_s) && config.slo_s > 0, ErrorCode::InvalidArgument,
+          "SLO must be > 0 seconds");
+  require(std::isfinite(config.time_scale) && config.time_scale > 0, ErrorCode::InvalidArgument,
+          "time scale must be > 0");
+  require(config.idle_timeout_s > 0, ErrorCode::InvalidArgument, "idle timeout must be > 0 seconds");
+  const bool have_ids = !store.chunk_token_ids(0).empty();
+  text_possible_ = hooks.recompute.has_value() && hooks.recompute->recompute && have_ids;
+  if (config.policy.kind == Policy::Kind::Text) {
+    require(hooks.recompute && hooks.recompute->recompute, ErrorCode::InvalidArgument,
+            "the text policy needs a recomputer (a model or a compute profile)");
+    require(have_ids, ErrorCode::InvalidArgument,
+            "the text policy needs the context's token ids in the cache");
+  } else {
+    require(!config.policy.levels.empty(), ErrorCode::InvalidArgument,
+            "policy '" + config.policy.name + "' has no levels");
+    for (const auto& level : config.policy.levels) {
+      require(store.has(level.config), ErrorCode::InvalidArgument,
+              "level '" + level.name + "' was not encoded: call prepare_stream first");
+      decode_per_token_.push_back(config.modelled_decode_seconds_per_token > 0
+                                      ? config.modelled_decode_seconds_per_token
+                                      : store.decode_seconds_per_token(level.config));
+    }
+  }
+  for (const auto& r : store.chunks()) {
+    ChunkRecord rec;
+    rec.index = r.index;
+    rec.begin = r.begin;
+    rec.end = r.end;
+    records_.push_back(rec);
+  }
+}
+
+double Session::payload_bytes(int level, int chunk) const {
+  if (level == kTextLevel) return 4.0 * store.chunks()[chunk].tokens();
+  return double(store.get(chunk, config.policy.levels[level].config).bytes.size());
+}
+
+int Session::decide_chunk(int chunk, double now) {
+  DecisionInput in;
+  in.chunk = chunk;
+  in.chunks = chunk_count();
+  in.now_s = now;
+  in.slo_s = config.slo_s;
+  {
+    std::lock_guard lock(mutex_);
+    in.estimated_mbps = estimator_.estimate_mbps();
+  }
+  in.bytes = [this](int level, int j) { return payload_bytes(level, j) + kHeader; };
+  in.decode_seconds = [this](int level, int j) {
+    return decode_per_token_[level] * store.chunks()[j].tokens();
+  };
+  in.text_bytes = [this](int j) { return payload_bytes(kTextLevel, j) + kHeader; };
+  if (hooks.recompute && hooks.recompute->estimate_seconds)
+    in.recompute_seconds = [this](int j) {
+      const auto& r = store.chunks()[j];
+      return hooks.recompute->estimate_seconds(r.tokens(), r.begin);
+    };
+  Decision d = decide(config.policy, in);
+  // Text is a candidate only when the receiver can recompute.
+  if (d.level == kTextLevel && config.policy.kind == Policy::Kind::Adaptive && !text_possible_) {
+    d.level = static_cast<int>(config.policy.levels.size()) - 1;
+  }
+  std::lock_guard lock(mutex_);
+  ChunkRecord& rec = records_[chunk];
+  rec.level = d.level;
+  if (d.level == kTextLevel) {
+    rec.level_name = rec.codec = "text";
+  } else {
+    rec.level_name = config.policy.levels[d.level].name;
+    rec.codec = config.policy.levels[d.level].config.codec;
+  }
+  rec.payload_bytes = static_cast<std::size_t>(payload_bytes(d.level, chunk));
+  rec.wire_bytes = rec.payload_bytes + static_cast<std::size_t>(kHeader);
+  rec.estimated_mbps = d.estimated_mbps;
+  rec.predicted_finish_s = d.predicted_finish_s;
+  rec.level_finish_s = d.level_finish_s;
+  emit(StreamEvent::Type::Decision, chunk);
+  return d.level;
+}
+
+std::span<const std::uint8_t> Session::payload(int chunk, int level, std::vector<std::uint8_t>& text) const {
+  if (level != kTextLevel) return store.get(chunk, config.policy.levels[level].config).bytes;
+  const auto ids = store.chunk_token_ids(chunk);
+  text.resize(ids.size() * 4);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const auto v = static_cast<std::uint32_t>(ids[i]);
+    for (int b = 0; b < 4; ++b) text[i * 4 + b] = static_cast<std::uint8_t>(v >> (8 * b));
+  }
+  return text;
+}
+
+void Session::send_started(int chunk, double t) {
+  std::lock_guard lock(mutex_);
+  records_[chunk].send_start_s = t;
+  emit(StreamEvent::Type::SendStart, chunk);
+}
+
+void Session::send_finished(int chunk, double t) {
+  std::lock_guard lock(mutex_);
+  ChunkRecord& rec = records_[chunk];
+  rec.send_end_s = t;
+  estimator_.add(double(rec.wire_bytes), t - rec.send_start_s);
+  emit(StreamEvent::Type::SendEnd, chunk);
+}
+
+void Session::arrived(int chunk, double t) {
+  std::lock_guard lock(mutex_);
+  records_[chunk].arrival_s = t;
+  emit(StreamEvent::Type::Arrival, chunk);
+}
+
+void Session::validate_part(const kv::KVCache& part, int chunk, const char* what) const {
+  const auto& want = store.cache().shape();
+  const auto& got = part.shape();
+  const int tokens = store.chunks()[chunk].tokens();
+  if (got.layers != want.layers || got.kv_heads != want.kv_heads || got.head_dim != want.head_dim ||
+      got.tokens != tokens)
+    throw Error(ErrorCode::Format, std::string(what) + " gave a cache of shape " +
+                                       std::to_string(got.layers) + "x" + std::to_string(got.kv_heads) + "x" +
+                                       std::to_string(got.tokens) + "x" + std::to_string(got.head_dim) +
+                                       ", expected " + std::to_string(want.layers) + "x" +
+                                       std::to_string(want.kv_heads) + "x" + std::to_string(tokens) + "x" +
+                                       std::to_string(want.head_dim));
+}
+
+bool Session::receive(int chunk, int level, std::span<const std::uint8_t> bytes, double arrival) {
+  const ChunkRange& range = store.chunks()[chunk];
+  std::string what = "chunk " + std::to_string(chunk);
+  try {
+    kv::KVCache part;
+    double seconds = 0;
+    if (level == kTextLevel) {
+      what += " (text recompute)";
+      require(bytes.size() == std::size_t(range.tokens()) * 4, ErrorCode::Format,
+              "text payload has " + std::to_string(bytes.size()) + " bytes, expected " +
+                  std::to_string(range.tokens() * 4));
+      std::vector<std::int32_t> ids(range.tokens());
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        std::uint32_t v = 0;
+        for (int b = 0; b < 4; ++b) v |= std::uint32_t(bytes[i * 4 + b]) << (8 * b);
+        ids[i] = static_cast<std::int32_t>(v);
+      }
+      kv::KVCache preceding;
+      if (!parts_.empty()) preceding = kv::KVCache::concat_tokens(parts_);
+      RecomputeRequest req{range, ids, &preceding};
+      RecomputeResult res = hooks.recompute->recompute(req);
+      validate_part(res.cache, chunk, "recompute");
+      part = std::move(res.cache);
+      seconds = res.seconds;
+    } else {
+      what += " (" + config.policy.levels[level].name + ")";
+      codec::DecodeOptions opt;
+      opt.threads = config.decode_threads;
+      const auto t0 = std::chrono::steady_clock::now();
+      part = codec::decode(bytes, opt);
+      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      validate_part(part, chunk, "decode");
+      if (config.simulate && (config.model_decode_time || config.modelled_decode_seconds_per_token > 0))
+        seconds = decode_per_token_[level] * range.tokens();
+    }
+    const double start = std::max(arrival, last_decode_end_);
+    last_decode_end_ = start + seconds;
+    parts_.push_back(std::move(part));
+    {
+      std::lock_guard lock(mutex_);
+      ++decoded_;
+      ChunkRecord& rec = records_[chunk];
+      rec.decode_start_s = start;
+      rec.decode_end_s = last_decode_end_;
+      rec.decode_seconds = seconds;
+      rec.decoded = true;
+      emit(StreamEvent::Type::DecodeEnd, chunk);
+    }
+    return true;
+  } catch (const Error& e) {
+    fail(StreamStatus::DecodeError, e.code(), what + ": " + e.what(), chunk);
+  } catch (const std::exception& e) {
+    fail(StreamStatus::DecodeError, ErrorCode::Internal, what + ": " + e.what(), chunk);
+  }
+  return false;
+}
+
+void Session::fail(StreamStatus status, ErrorCode code, const std::string& message, int chunk) {
+  std::lock_guard lock(mutex_);
+  if (failed_.load() || cancelled_.load()) return;
+  status_ = status;
+  error_code_ = code;
+  error_ = message;
+  failed_chunk_ = chunk;
+  failed_.store(true);
+  emit(StreamEvent::Type::Failed, std::max(0, std::min(chunk, chunk_count() - 1)), message);
+}
+
+bool Session::poll(std::string_view stage) {
+  if (cancelled_.load()) return false;
+  if (!hooks.progress) return true;
+  std::lock_guard lock(mutex_);
+  const double fraction = double(decoded_) / double(chunk_count());
+  if (!hooks.progress(std::min(1.0, fraction), stage)) cancelled_.store(true);
+  return !cancelled_.load();
+}
+
+void Session::emit(StreamEvent::Type type, int chunk, const std::string& message) {
+  if (!hooks.on_event) return;
+  StreamEvent e{type, records_[chunk], message};
+  hooks.on_event(e);
+}
+
+StreamReport Session::finish(const std::string& mode) {
+  StreamReport r;
+  r.mode = mode;
+  r.policy = config.policy.name;
+  r.profile = profile.name();
+  r.estimator = "harmonic mean of the last " + std::to_string(std::max(1, config.estimator_window)) +
+                " chunks' throughput (bytes / send time); first chunk: prior";
+  r.recompute = hooks.recompute ? hooks.recompute->description : "";
+  r.slo_s = config.slo_s;
+  r.prior_mbps = prior_of(config, profile);
+  r.time_scale = mode == "real" ? config.time_scale : 1.0;
+  r.chunk_tokens = store.chunk_tokens();
+  r.tokens = store.cache().shape().tokens;
+  std::lock_guard lock(mutex_);
+  r.status = status_;
+  r.error_code = error_code_;
+  r.error = error_;
+  r.failed_chunk = failed_chunk_;
+  r.chunks = records_;
+  for (const auto& c : records_) {
+    if (c.send_end_s >= 0) r.bytes_sent += c.wire_bytes;
+    r.ttft_s = std::max(r.ttft_s, c.decode_end_s);
+  }
+  const bool all = decoded_ == chunk_count();
+  r.slo_met = status_ == StreamStatus::Ok && all && r.ttft_s <= config.slo_s;
+  if (status_ == StreamStatus::Ok && all) {
+    auto assembled = std::make_shared<kv::KVCache>(kv::KVCache::concat_tokens(parts_));
+    assembled->info = store.cache().info;
+    if (hooks.evaluate) r.quality = hooks.evaluate(*assembled);
+    if (config.keep_assembled_cache) r.assembled = std::move(assembled);
+  }
+  if (hooks.on_event && !records_.empty())
+    hooks.on_event({StreamEvent::Type::Finished, records_.back(), error_});
+  return r;
+}
+
+}  // namespace kvscope::stream::detail

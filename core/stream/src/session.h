@@ -1,0 +1,81 @@
+#pragma once
+
+// State shared by the simulated and the real streaming drivers (internal):
+// the policy's decisions, the per-chunk records, the receiver's decode
+// pipeline, events and failure bookkeeping. Both drivers call the same code
+// here, so they cannot disagree on anything but timing.
+
+#include <atomic>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvscope/stream/streamer.h"
+
+namespace kvscope::stream::detail {
+
+class Session {
+ public:
+  Session(const ChunkStore& store, const BandwidthProfile& profile, const StreamConfig& config,
+          const StreamHooks& hooks);
+
+  const ChunkStore& store;
+  const BandwidthProfile& profile;
+  const StreamConfig& config;
+  const StreamHooks& hooks;
+
+  int chunk_count() const { return static_cast<int>(store.chunks().size()); }
+  bool text_possible() const { return text_possible_; }
+
+  /// Sender side: decides chunk i's level at sender time `now`, fills its
+  /// record and emits Decision. Returns the level.
+  int decide_chunk(int chunk, double now);
+  /// The payload to send for chunk i at `level` (a view into the store, or
+  /// the token ids serialised into `text_storage`).
+  std::span<const std::uint8_t> payload(int chunk, int level, std::vector<std::uint8_t>& text_storage) const;
+  /// Sender side: records and emits SendStart / SendEnd (feeds the estimator).
+  void send_started(int chunk, double t);
+  void send_finished(int chunk, double t);
+  /// Receiver side: records and emits Arrival.
+  void arrived(int chunk, double t);
+  /// Receiver side: decodes (or recomputes) chunk i, composes its decode
+  /// times after `arrival`, keeps the part. Failures are recorded with
+  /// fail(DecodeError); returns false then.
+  bool receive(int chunk, int level, std::span<const std::uint8_t> payload, double arrival);
+
+  /// Records the first failure (later ones are ignored) and emits Failed.
+  void fail(StreamStatus status, ErrorCode code, const std::string& message, int chunk);
+  bool failed() const { return failed_.load(); }
+  /// Calls the progress hook (serialised); false -> cancelled.
+  bool poll(std::string_view stage);
+  bool cancelled() const { return cancelled_.load(); }
+  bool stopping() const { return failed() || cancelled(); }
+
+  /// Builds the report after the drivers are done (no threads left running).
+  StreamReport finish(const std::string& mode);
+
+  double payload_bytes(int level, int chunk) const;
+  static constexpr double kHeader = 32;
+
+ private:
+  void emit(StreamEvent::Type type, int chunk, const std::string& message = {});  // caller holds mutex_
+  void validate_part(const kv::KVCache& part, int chunk, const char* what) const;
+
+  std::vector<ChunkRecord> records_;
+  std::vector<double> decode_per_token_;  // per policy level
+  ThroughputEstimator estimator_;
+  bool text_possible_ = false;
+  mutable std::mutex mutex_;  // records_, estimator_, failure fields, hooks
+  std::atomic<bool> failed_{false}, cancelled_{false};
+  StreamStatus status_ = StreamStatus::Ok;
+  std::optional<ErrorCode> error_code_;
+  std::string error_;
+  int failed_chunk_ = -1;
+  // Receiver pipeline (only the decoding thread touches these).
+  std::vector<kv::KVCache> parts_;
+  double last_decode_end_ = 0;
+  int decoded_ = 0;  // under mutex_ (progress reads it)
+};
+
+}  // namespace kvscope::stream::detail

@@ -1,0 +1,164 @@
+#include <gtest/gtest.h>
+
+#include "kvscope/common/error.h"
+#include "stream_fixture.h"
+
+namespace kvscope::stream {
+namespace {
+
+using testing::config_for;
+using testing::prepared_store;
+
+TEST(ChunkStore, SplitsAndEncodesOnce) {
+  const auto chunks = split_into_chunks(1000, 300);
+  ASSERT_EQ(chunks.size(), 4u);
+  EXPECT_EQ(chunks[3].begin, 900);
+  EXPECT_EQ(chunks[3].tokens(), 100);
+  EXPECT_THROW(split_into_chunks(10, 0), Error);
+
+  auto store = prepared_store(3);
+  const codec::CodecConfig int8{"int8", {}};
+  ASSERT_TRUE(store->has(int8));
+  const auto* first = &store->get(0, int8);
+  store->prepare(std::span(&int8, 1));  // nothing left to do: same objects
+  EXPECT_EQ(first, &store->get(0, int8));
+  EXPECT_GT(store->decode_seconds_per_token(int8), 0);
+  EXPECT_THROW(store->get(0, {"int4", {{"chunk_tokens", "32"}}}), Error);
+  EXPECT_EQ(store->chunk_token_ids(1).front(), 100 + 64);
+}
+
+TEST(StreamSimulated, FixedInt8AccountsBytesAndTimes) {
+  auto store = prepared_store();
+  const auto profile = BandwidthProfile::constant(8);  // 1 MB/s
+  const auto r = run_stream(*store, profile, config_for("int8", 10, true));
+  ASSERT_EQ(r.status, StreamStatus::Ok) << r.error;
+  ASSERT_EQ(r.chunks.size(), 8u);
+  std::size_t bytes = 0;
+  double t = 0;
+  for (const auto& c : r.chunks) {
+    EXPECT_EQ(c.codec, "int8");
+    EXPECT_EQ(c.wire_bytes, store->get(c.index, {"int8", {}}).bytes.size() + 32);
+    EXPECT_DOUBLE_EQ(c.send_start_s, t);
+    EXPECT_NEAR(c.send_end_s - c.send_start_s, c.wire_bytes / 1e6, 1e-9);
+    EXPECT_GE(c.decode_start_s, c.arrival_s);
+    EXPECT_TRUE(c.decoded);
+    t = c.send_end_s;
+    bytes += c.wire_bytes;
+  }
+  EXPECT_EQ(r.bytes_sent, bytes);
+  EXPECT_DOUBLE_EQ(r.ttft_s, r.chunks.back().decode_end_s);
+  EXPECT_TRUE(r.slo_met);
+  // The assembled cache is the int8 decode of each chunk.
+  ASSERT_TRUE(r.assembled);
+  EXPECT_EQ(r.assembled->shape(), store->cache().shape());
+  EXPECT_LT(kv::max_abs_difference(*r.assembled, store->cache()), 0.5f);
+  const auto j = report_to_json(r);
+  EXPECT_TRUE(j.contains("ttft_seconds"));
+  EXPECT_EQ(j["chunks"].size(), 8u);
+}
+
+// The adaptive policy meets an SLO that the fixed int8 policy misses on a
+// shipped profile (issue #7's acceptance test).
+TEST(StreamSimulated, AdaptiveMeetsSloThatInt8MissesOnShippedProfile) {
+  auto store = prepared_store();
+  const auto profile = resolve_profile("constant-20mbps");
+  const auto int8 = run_stream(*store, profile, config_for("int8", 1, true));
+  ASSERT_EQ(int8.status, StreamStatus::Ok);
+  const double slo = 0.75 * int8.ttft_s;
+  const auto missed = run_stream(*store, profile, config_for("int8", slo, true));
+  EXPECT_FALSE(missed.slo_met);
+  const auto adaptive = run_stream(*store, profile, config_for("adaptive", slo, true));
+  EXPECT_TRUE(adaptive.slo_met) << "ttft " << adaptive.ttft_s << " slo " << slo;
+  EXPECT_LT(adaptive.bytes_sent, int8.bytes_sent);
+  bool used_int4 = false;
+  for (const auto& c : adaptive.chunks) used_int4 |= c.codec == "int4";
+  EXPECT_TRUE(used_int4);
+}
+
+TEST(StreamSimulated, PicksFinerLevelsWhenBandwidthAllows) {
+  auto store = prepared_store();
+  const auto fast = run_stream(*store, BandwidthProfile::constant(1000), config_for("adaptive", 1, true));
+  for (const auto& c : fast.chunks) EXPECT_EQ(c.level_name, "fp16");
+  // A drop mid-stream: fine first, coarser after the estimator sees the drop.
+  const auto drop = BandwidthProfile::piecewise({{0, 100}, {0.05, 10}});
+  const auto r = run_stream(*store, drop, config_for("adaptive", 0.25, true));
+  EXPECT_EQ(r.chunks.front().level_name, "fp16");
+  EXPECT_GT(r.chunks.back().level, r.chunks.front().level);
+  for (std::size_t i = 1; i < r.chunks.size();
+       ++i)  // the estimate only falls here, so levels never get finer
+    EXPECT_GE(r.chunks[i].level, r.chunks[i - 1].level);
+}
+
+TEST(StreamSimulated, TextFallbackRecomputesWhenNothingFits) {
+  auto store = prepared_store();
+  StreamHooks hooks;
+  hooks.recompute = compute_profile_recomputer(store->shared_cache(), 1e6);
+  // 2 Mbit/s: even int4 (~33 kB/chunk) needs ~1 s; text (256 B/chunk) fits.
+  auto cfg = config_for("adaptive", 0.2, true);
+  const auto r = run_stream(*store, BandwidthProfile::constant(2), cfg, hooks);
+  ASSERT_EQ(r.status, StreamStatus::Ok) << r.error;
+  int text = 0;
+  for (const auto& c : r.chunks) text += c.level == kTextLevel;
+  EXPECT_GT(text, 0);
+  EXPECT_TRUE(r.slo_met) << r.ttft_s;
+  EXPECT_NE(r.recompute.find("compute profile"), std::string::npos);
+  // Text chunks carry the recomputed (exact) KV.
+  for (const auto& c : r.chunks)
+    if (c.level == kTextLevel) {
+      const auto got = r.assembled->slice_tokens(c.begin, c.end);
+      EXPECT_EQ(kv::max_abs_difference(got, store->cache().slice_tokens(c.begin, c.end)), 0.0f);
+    }
+  // Without a recomputer the adaptive policy falls back to its coarsest level.
+  const auto no_text = run_stream(*store, BandwidthProfile::constant(2), cfg);
+  for (const auto& c : no_text.chunks) EXPECT_EQ(c.level_name, "int4");
+}
+
+TEST(StreamSimulated, TextPolicyNeedsRecomputer) {
+  auto store = prepared_store(2);
+  EXPECT_THROW(run_stream(*store, BandwidthProfile::constant(10), config_for("text", 1, true)), Error);
+  StreamHooks hooks;
+  hooks.recompute = compute_profile_recomputer(store->shared_cache(), 1000);
+  const auto r = run_stream(*store, BandwidthProfile::constant(10), config_for("text", 1, true), hooks);
+  // Recompute (64 ms per chunk) is slower than the text transfer, so the
+  // receiver's pipeline is the bottleneck: first arrival + 2 recomputes.
+  EXPECT_NEAR(r.ttft_s, r.chunks.front().arrival_s + 2 * 64 / 1000.0, 1e-9);
+  EXPECT_NEAR(r.chunks[0].decode_seconds, 0.064, 1e-12);
+}
+
+TEST(StreamSimulated, EventsAndCancel) {
+  auto store = prepared_store(4);
+  int decisions = 0, decoded = 0, finished = 0;
+  StreamHooks hooks;
+  hooks.on_event = [&](const StreamEvent& e) {
+    decisions += e.type == StreamEvent::Type::Decision;
+    decoded += e.type == StreamEvent::Type::DecodeEnd;
+    finished += e.type == StreamEvent::Type::Finished;
+  };
+  run_stream(*store, BandwidthProfile::constant(10), config_for("int8", 1, true), hooks);
+  EXPECT_EQ(decisions, 4);
+  EXPECT_EQ(decoded, 4);
+  EXPECT_EQ(finished, 1);
+  hooks.progress = [](double fraction, std::string_view) { return fraction < 0.5; };
+  try {
+    run_stream(*store, BandwidthProfile::constant(10), config_for("int8", 1, true), hooks);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Cancelled);
+  }
+}
+
+TEST(StreamSimulated, RejectsBadConfig) {
+  auto store = prepared_store(2);
+  EXPECT_THROW(run_stream(*store, BandwidthProfile::constant(10), config_for("int8", 0, true)), Error);
+  auto cfg = config_for("int8", 1, false);
+  cfg.time_scale = 0;
+  EXPECT_THROW(run_stream(*store, BandwidthProfile::constant(10), cfg), Error);
+  Ladder other;
+  other.levels = {{"unprepared", {"int4", {{"chunk_tokens", "16"}}}}};
+  auto cfg2 = config_for("int8", 1, true);
+  cfg2.policy = parse_policy("fixed:unprepared", other);
+  EXPECT_THROW(run_stream(*store, BandwidthProfile::constant(10), cfg2), Error);
+}
+
+}  // namespace
+}  // namespace kvscope::stream
