@@ -327,3 +327,44 @@ TEST_F(TinyModel, ProgressReportsAndCancels) {
   }
   EXPECT_EQ(layers_seen, 1);
 }
+
+TEST(SentencePieceTokenizer, MergesByScoreAndFallsBackToBytes) {
+  using kvscope::model::Tokenizer;
+  using kvscope::model::TokenizerSpec;
+  TokenizerSpec s;
+  s.kind = TokenizerSpec::Kind::SentencePieceBpe;
+  s.tokens = {"<unk>", "<s>", "</s>"};
+  s.token_types = {2, 3, 3};
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    s.tokens.emplace_back(name);
+    s.token_types.push_back(6);
+  }
+  const std::vector<std::pair<std::string, float>> pieces = {
+      {"▁", -10}, {"h", -10}, {"e", -10},  {"l", -10},  {"o", -10},     {"w", -10}, {"r", -10}, {"d", -10},
+      {"he", -1}, {"ll", -2}, {"▁he", -3}, {"llo", -4}, {"▁hello", -5}, {"or", -6}, {"▁w", -7}};
+  s.scores.assign(s.tokens.size(), 0.f);
+  for (const auto& [p, score] : pieces) {
+    s.tokens.push_back(p);
+    s.token_types.push_back(1);
+    s.scores.push_back(score);
+  }
+  s.bos_id = 1;
+  s.eos_id = 2;
+  s.unk_id = 0;
+  s.add_bos = true;
+  s.add_space_prefix = true;
+  const Tokenizer tok(s);
+  auto id = [&](const std::string& t) {
+    return static_cast<std::int32_t>(std::find(s.tokens.begin(), s.tokens.end(), t) - s.tokens.begin());
+  };
+  // Highest score first: he, ll, ▁he, llo, ▁hello, then or, ▁w.
+  EXPECT_EQ(tok.encode("hello world", true),
+            (std::vector<std::int32_t>{1, id("▁hello"), id("▁w"), id("or"), id("l"), id("d")}));
+  // "é" is not in the vocabulary: its UTF-8 bytes become <0xC3> <0xA9>.
+  EXPECT_EQ(tok.encode("hé"), (std::vector<std::int32_t>{id("▁"), id("h"), id("<0xC3>"), id("<0xA9>")}));
+  EXPECT_EQ(tok.decode(tok.encode("hello world", true)), "hello world");
+  EXPECT_EQ(tok.decode(tok.encode("hé wor")), "hé wor");
+  EXPECT_TRUE(tok.adds_bos());
+}
