@@ -152,6 +152,10 @@ void launch_decode_chunks(const std::uint8_t* payload, const std::uint64_t* offs
 }
 }  // namespace gpu
 
+void record_gpu_timings(double kernel_ms, double total_ms) {
+  set_timings(kernel_ms, total_ms);
+}
+
 GpuTimings last_gpu_timings() {
   std::lock_guard lock(g_timings_mutex);
   return g_timings;

@@ -1,0 +1,90 @@
+#pragma once
+
+// Decoding core/codec bitstreams (docs/bitstream.md; codecs cachegen with
+// tables shipped in the stream, int8, int4, fp16) on the GPU, straight into
+// an fp16 cache in device memory, and the automatic choice between the GPU
+// and the CPU path. Plain C++ header (includable without nvcc).
+//
+// Every structural check the CPU decoder makes (header and section CRCs,
+// section order, sizes, steps, tables, lengths, empty models) is made on the
+// host before any byte reaches the GPU; what only decoding reveals (a delta
+// that leaves [-M, M]) is flagged by the kernel. Either way the call throws
+// kvscope::Error (Format | Checksum | Unsupported), never crashes, and never
+// writes outside the output.
+//
+// Values: the GPU writes fp16, the CPU decoder floats; GPU output ==
+// round_to_half(codec::decode(bytes)) bit for bit.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvscope/codec/bitstream.h"
+#include "kvscope/codec/codec.h"
+#include "kvscope/kernels/gpu_codec.h"
+#include "kvscope/kv/kv_cache.h"
+
+namespace kvscope::kernels {
+
+/// True when the GPU decoder handles this stream's codec and mode. Throws
+/// like codec::inspect_stream on a malformed header.
+bool gpu_can_decode(std::span<const std::uint8_t> bitstream);
+
+/// Decodes into `out` (resized to the cache's element count), layout
+/// [layer][kind][head][token][dim]. Error(Unsupported) without a device or
+/// for an unsupported codec.
+void gpu_decode_bitstream(std::span<const std::uint8_t> bitstream, DeviceHalfBuffer& out);
+
+/// Same, copied to a host cache (values are fp16-exact). Info and token ids
+/// are taken from the header as codec::decode does.
+kv::KVCache gpu_decode_bitstream(std::span<const std::uint8_t> bitstream);
+
+/// Runs the GPU decoder's host planning and the kernels' per-stream code on
+/// the CPU: the same fp16 result gpu_decode_bitstream gives, with no GPU.
+/// For tests (CI checks the kernel logic against codec::decode this way).
+std::vector<std::uint16_t> emulate_gpu_decode_fp16(std::span<const std::uint8_t> bitstream);
+
+/// Decode on the best backend: the GPU when a device is present and the
+/// codec is supported there, the CPU (codec::decode) otherwise.
+struct AutoDecodeResult {
+  kv::KVCache cache;
+  std::string backend;  ///< "cuda:<device>" or "cpu"
+};
+AutoDecodeResult decode_auto(std::span<const std::uint8_t> bitstream,
+                             const codec::DecodeOptions& options = {});
+
+/// Decodes sections as they arrive. Construct from the stream's directory
+/// (codec::inspect_stream of the header, e.g. sent ahead) and codec header;
+/// push every section (its 24-byte header and payload, as in the container)
+/// in container order; each push checks the section's CRC, plans it on the
+/// host and stages it in pinned memory; once `batch_bytes` are staged, the
+/// batch's host-to-device copy and decode kernel are queued on one of
+/// `lanes` CUDA streams, so copies overlap the decoding of earlier batches.
+class GpuSectionDecoder {
+ public:
+  GpuSectionDecoder(const codec::StreamInfo& info, std::span<const std::uint8_t> codec_header, int lanes = 3,
+                    std::size_t batch_bytes = 32u << 20);
+  ~GpuSectionDecoder();
+  GpuSectionDecoder(const GpuSectionDecoder&) = delete;
+  GpuSectionDecoder& operator=(const GpuSectionDecoder&) = delete;
+
+  /// Section `index` of info.sections. Error(Format | Checksum) on a bad
+  /// section, a wrong order or a repeated index.
+  void push_section(std::size_t index, std::span<const std::uint8_t> section);
+  /// Decodes what is staged, waits for everything; Error(Format) when a
+  /// section is missing or the device flagged a corrupt stream.
+  void finish();
+  /// Time the decode kernels took, summed over batches (valid after finish()).
+  double kernel_ms() const;
+  const DeviceHalfBuffer& output() const;
+  DeviceHalfBuffer take_output();
+
+ private:
+  friend void gpu_decode_bitstream(std::span<const std::uint8_t> bitstream, DeviceHalfBuffer& out);
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvscope::kernels

@@ -1,0 +1,88 @@
+#pragma once
+
+// Host side of decoding core/codec bitstreams on the GPU: reads the header
+// and tables, validates every section exactly as the CPU decoder does, and
+// turns each chunk section into descriptors the kernels consume (one per
+// cachegen stream, one per int/fp16 section). Also used by the CPU
+// emulation (emulate_gpu_decode_fp16), so the host test covers it.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvscope/codec/bitstream.h"
+#include "kvscope/kv/kv_cache.h"
+
+namespace kvscope::kernels::plan {
+
+enum class CodecId : std::uint8_t { Cachegen, Int8, Int4, Fp16 };
+
+struct Layout {
+  kv::CacheShape shape;
+  CodecId codec = CodecId::Cachegen;
+  int chunk_tokens = 0;
+  int group_size = 1;
+  std::vector<int> M;  ///< cachegen: per (layer * 2 + kind)
+};
+
+/// Reads the layout from a parsed header; Error(Unsupported) for codecs or
+/// modes the GPU path lacks (e.g. cachegen with a calibration profile),
+/// Error(Format) for inconsistent parameters.
+Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> codec_header);
+
+/// The codec-private header bytes inside a complete bitstream.
+std::span<const std::uint8_t> codec_header_of(const codec::StreamInfo& info,
+                                              std::span<const std::uint8_t> bytes);
+
+/// Checks the section directory's order and token ranges (as the CPU does).
+void check_sections(const codec::StreamInfo& info, const Layout& layout);
+
+/// Where a model's CDF lies in the pool; n = 0 is the empty model.
+struct ModelRef {
+  std::uint32_t anchor_offset = 0, delta_offset = 0;
+  std::int32_t anchor_n = 0, delta_n = 0;
+};
+
+/// Every cachegen model of a stream: index (layer * 2 + kind) * channels + channel.
+struct ModelPool {
+  std::vector<std::uint32_t> cdf;
+  std::vector<ModelRef> models;
+  std::vector<bool> table_loaded;  ///< per (layer, kind)
+};
+
+/// Sizes the pool for the layout (all models empty until tables are read).
+ModelPool make_pool(const Layout& layout);
+
+/// Parses one Table section payload into the pool (Error(Format) like the CPU).
+void read_table(const Layout& layout, int lk, std::span<const std::uint8_t> payload, ModelPool& pool);
+
+/// One cachegen stream.
+struct StreamDesc {
+  std::uint64_t out_offset;   ///< element index of token 0 in the fp16 output
+  std::uint32_t byte_offset;  ///< into the batch's bytes
+  std::uint32_t byte_length;
+  std::uint32_t model;
+  std::uint32_t tokens;
+  std::uint16_t step;  ///< fp16 bits
+  std::int16_t M;
+};
+
+/// One int8/int4/fp16 chunk section.
+struct SectionDesc {
+  std::uint64_t out_offset;   ///< element index of (head 0, token_begin, dim 0)
+  std::uint32_t byte_offset;  ///< payload start in the batch's bytes
+  std::uint32_t tokens;
+};
+
+/// Validates a Chunk section's payload (at `batch_offset` in the batch) and
+/// appends its descriptors. Needs the table of its (layer, kind) for cachegen.
+void plan_chunk(const Layout& layout, const ModelPool& pool, const codec::SectionInfo& section,
+                std::span<const std::uint8_t> payload, std::uint32_t batch_offset,
+                std::vector<StreamDesc>& streams, std::vector<SectionDesc>& sections);
+
+/// CRC-32C of a section as the container computes it (header fields + payload);
+/// `section` is the whole section, header included.
+std::uint32_t section_crc(std::span<const std::uint8_t> section, std::size_t header_bytes);
+
+}  // namespace kvscope::kernels::plan
