@@ -245,6 +245,28 @@ std::string bitstream_decode_equals_cpu() {
   return "";
 }
 
+std::string cachegen_encode_equals_cpu() {
+  for (const auto& c : bitstream_cases()) {
+    if (c.config.codec != "cachegen") continue;
+    for (Pattern p : {Pattern::Realistic, Pattern::Random}) {
+      const auto cache = make_cache(c.shape, p, 41);
+      const auto bytes = codec::encode(cache, c.config).bytes;
+      const auto info = codec::inspect_stream(bytes);
+      const auto gpu = gpu_encode_cachegen_sections(cache, c.config);
+      const std::string where = " for " + describe({c.shape, 0, 0}, p);
+      if (gpu.size() != info.sections.size()) return "section count differs" + where;
+      for (std::size_t i = 0; i < gpu.size(); ++i) {
+        const auto& s = info.sections[i];
+        if (gpu[i].size() != s.payload_bytes ||
+            !std::equal(gpu[i].begin(), gpu[i].end(),
+                        bytes.begin() + static_cast<std::ptrdiff_t>(s.payload_offset)))
+          return "section " + std::to_string(i) + " payload differs from codec::encode" + where;
+      }
+    }
+  }
+  return "";
+}
+
 std::string bitstream_corruption_detected() {
   const auto cache = make_cache({2, 2, 200, 8}, Pattern::Realistic, 5);
   for (const char* name : {"cachegen", "int8", "int4"}) {
@@ -316,6 +338,9 @@ const std::vector<Check>& all_checks() {
        "round_to_half(codec::decode), "
        "whole and streamed",
        bitstream_decode_equals_cpu},
+      {"CachegenEncodeEqualsCpu",
+       "GPU cachegen encode == codec::encode's Table and Chunk payloads, byte for byte",
+       cachegen_encode_equals_cpu},
       {"BitstreamCorruptionDetected", "tampered core/codec bitstreams: GPU verdict == CPU verdict",
        bitstream_corruption_detected},
   };

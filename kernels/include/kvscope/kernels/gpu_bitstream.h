@@ -57,6 +57,11 @@ std::vector<std::uint16_t> emulate_gpu_decode_fp16(std::span<const std::uint8_t>
 std::vector<std::vector<std::uint8_t>> emulate_gpu_encode_cachegen_sections(const kv::KVCache& cache,
                                                                             const codec::CodecConfig& config);
 
+/// The same payloads computed on the GPU (kernel timings in
+/// last_gpu_timings()). Error(Unsupported) without a device.
+std::vector<std::vector<std::uint8_t>> gpu_encode_cachegen_sections(const kv::KVCache& cache,
+                                                                    const codec::CodecConfig& config);
+
 /// Decode on the best backend: the GPU when a device is present and the
 /// codec is supported there, the CPU (codec::decode) otherwise.
 struct AutoDecodeResult {
