@@ -54,7 +54,7 @@ __device__ __forceinline__ std::uint32_t tokens_of(const Geom& g, std::uint32_t 
 __global__ void quantize_count_kernel(const float* __restrict__ in, Geom g, std::uint64_t streams,
                                       const int* __restrict__ M, const plan::ModelRef* __restrict__ models,
                                       std::uint16_t* __restrict__ steps, std::uint32_t* counts,
-                                      std::uint32_t* flags) {
+                                      std::uint32_t* rcounts, std::uint32_t* flags) {
   const std::uint64_t i = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x;
   if (i >= streams) return;
   std::uint32_t lk, chunk, c;
@@ -76,13 +76,18 @@ __global__ void quantize_count_kernel(const float* __restrict__ in, Geom g, std:
     const bool anchor = k == 0;
     const int s = detail::cachegen_symbol(p[static_cast<std::uint64_t>(t) * g.D], step, m, anchor, aq);
     atomicAdd(counts + (anchor ? ref.anchor_offset : ref.delta_offset) + s, 1u);
+    int unused = 0;  // raw coding: every token an anchor
+    atomicAdd(rcounts + ref.anchor_offset +
+                  detail::cachegen_symbol(p[static_cast<std::uint64_t>(t) * g.D], step, m, true, unused),
+              1u);
     if (++k == g.group) k = 0;
   }
 }
 
 __global__ void normalise_kernel(std::uint32_t n_models, std::uint32_t C, const int* __restrict__ M,
                                  const plan::ModelRef* __restrict__ models,
-                                 const std::uint32_t* __restrict__ counts, std::uint32_t* __restrict__ freq,
+                                 const std::uint32_t* __restrict__ counts,
+                                 const std::uint32_t* __restrict__ rcounts, std::uint32_t* __restrict__ freq,
                                  std::uint32_t* __restrict__ cdf, std::uint8_t* __restrict__ empty,
                                  std::uint32_t* flags) {
   const std::uint32_t j = blockIdx.x * blockDim.x + threadIdx.x;
@@ -93,7 +98,10 @@ __global__ void normalise_kernel(std::uint32_t n_models, std::uint32_t C, const 
   const int sizes[2] = {2 * m + 1, 4 * m + 1};
   for (int w = 0; w < 2; ++w) {
     bool bad = false;
-    const bool ok = detail::normalise_counts(counts + offs[w], sizes[w], freq + offs[w], bad);
+    // Raw channels: the anchor model counts every token; no delta model.
+    const std::uint32_t* src = (w == 0 && ref.raw) ? rcounts : counts;
+    const bool ok =
+        !(w == 1 && ref.raw) && detail::normalise_counts(src + offs[w], sizes[w], freq + offs[w], bad);
     if (bad) atomicOr(flags, 2u);
     empty[2 * j + w] = ok ? 0 : 1;
     std::uint32_t acc = 0;
@@ -122,6 +130,7 @@ __global__ void encode_kernel(const float* __restrict__ in, Geom g, std::uint64_
   const plan::ModelRef ref = models[static_cast<std::uint64_t>(lk) * g.C + c];
   detail::CodecRangeEncoder enc;
   enc.init(scratch + k * capacity, capacity);
+  const std::uint32_t group = ref.raw ? 1u : g.group;
   int aq = 0;
   std::uint32_t gpos = 0;
   for (std::uint32_t t = 0; t < n; ++t) {
@@ -129,7 +138,7 @@ __global__ void encode_kernel(const float* __restrict__ in, Geom g, std::uint64_
     const int s = detail::cachegen_symbol(p[static_cast<std::uint64_t>(t) * g.D], step, m, anchor, aq);
     const std::uint32_t* q = cdf + (anchor ? ref.anchor_offset : ref.delta_offset);
     enc.encode(q[s], q[s + 1] - q[s]);
-    if (++gpos == g.group) gpos = 0;
+    if (++gpos == group) gpos = 0;
   }
   enc.finish();
   if (enc.overflow) atomicOr(flags, 4u);
@@ -166,13 +175,14 @@ std::vector<std::vector<std::uint8_t>> gpu_encode_cachegen_sections(const kv::KV
                static_cast<std::uint32_t>(L.group_size)};
   const std::uint32_t lks = static_cast<std::uint32_t>(sh.layers) * 2;
   const std::uint64_t S = static_cast<std::uint64_t>(lks) * g.chunks * g.C;
-  const plan::ModelPool pool = plan::make_pool(L);  // offsets only: A+1 / B+1 slots per model
+  plan::ModelPool pool = plan::make_pool(L);  // offsets only: A+1 / B+1 slots per model
   const std::uint32_t n_models = static_cast<std::uint32_t>(pool.models.size());
 
   cuda::DeviceArray<float> d_in(cache.data().size());
   cuda::DeviceArray<int> d_M(L.M.size());
   cuda::DeviceArray<plan::ModelRef> d_models(n_models);
-  cuda::DeviceArray<std::uint32_t> d_counts(pool.cdf.size()), d_freq(pool.cdf.size()), d_cdf(pool.cdf.size());
+  cuda::DeviceArray<std::uint32_t> d_counts(pool.cdf.size()), d_rcounts(pool.cdf.size()),
+      d_freq(pool.cdf.size()), d_cdf(pool.cdf.size());
   cuda::DeviceArray<std::uint16_t> d_steps(S);
   cuda::DeviceArray<std::uint8_t> d_empty(static_cast<std::size_t>(n_models) * 2);
   cuda::DeviceArray<std::uint32_t> d_flags(1);
@@ -180,16 +190,38 @@ std::vector<std::vector<std::uint8_t>> gpu_encode_cachegen_sections(const kv::KV
   d_M.upload(L.M.data(), L.M.size());
   d_models.upload(pool.models.data(), n_models);
   d_counts.zero();
+  d_rcounts.zero();
   d_freq.zero();
   d_flags.zero();
 
   cuda::EventTimer timer;
   timer.start();
   quantize_count_kernel<<<blocks(S, kBlock), kBlock>>>(d_in.get(), g, S, d_M.get(), d_models.get(),
-                                                       d_steps.get(), d_counts.get(), d_flags.get());
+                                                       d_steps.get(), d_counts.get(), d_rcounts.get(),
+                                                       d_flags.get());
+  cuda::check(cudaGetLastError(), "gpu quantize kernel");
+  {
+    // Raw or anchor/delta per channel: decided on the host with the host's
+    // log2, exactly as the CPU codec decides.
+    std::vector<std::uint32_t> counts(pool.cdf.size()), rcounts(pool.cdf.size());
+    d_counts.download(counts.data(), counts.size());
+    d_rcounts.download(rcounts.data(), rcounts.size());
+    cuda::check(cudaDeviceSynchronize(), "gpu encode counts");
+    for (std::uint32_t j = 0; j < n_models; ++j) {
+      plan::ModelRef& ref = pool.models[j];
+      const auto A = static_cast<std::size_t>(2 * L.M[j / g.C] + 1);
+      const auto B = static_cast<std::size_t>(4 * L.M[j / g.C] + 1);
+      ref.raw =
+          encode::choose_raw(L.delta, {rcounts.data() + ref.anchor_offset, A},
+                             {counts.data() + ref.anchor_offset, A}, {counts.data() + ref.delta_offset, B})
+              ? 1u
+              : 0u;
+    }
+    d_models.upload(pool.models.data(), n_models);
+  }
   normalise_kernel<<<blocks(n_models, kBlock), kBlock>>>(n_models, g.C, d_M.get(), d_models.get(),
-                                                         d_counts.get(), d_freq.get(), d_cdf.get(),
-                                                         d_empty.get(), d_flags.get());
+                                                         d_counts.get(), d_rcounts.get(), d_freq.get(),
+                                                         d_cdf.get(), d_empty.get(), d_flags.get());
   cuda::check(cudaGetLastError(), "gpu encode model kernels");
   std::uint32_t flags = 0;
   d_flags.download(&flags, 1);
@@ -248,6 +280,7 @@ std::vector<std::vector<std::uint8_t>> gpu_encode_cachegen_sections(const kv::KV
     for (std::uint32_t c = 0; c < g.C; ++c) {
       const std::size_t j = static_cast<std::size_t>(lk) * g.C + c;
       const plan::ModelRef& ref = pool.models[j];
+      table.push_back(static_cast<std::uint8_t>(ref.raw));
       encode::write_model(table, freq.data() + ref.anchor_offset, 2 * M + 1, empty[2 * j] != 0);
       encode::write_model(table, freq.data() + ref.delta_offset, 4 * M + 1, empty[2 * j + 1] != 0);
     }

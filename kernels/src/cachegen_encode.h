@@ -25,4 +25,11 @@ void write_model(std::vector<std::uint8_t>& out, const std::uint32_t* freq, int 
 
 void write_varint(std::vector<std::uint8_t>& out, std::uint64_t v);
 
+/// core/codec's choose_raw with tables shipped: whether a channel codes raw
+/// symbols (every token as an anchor) rather than anchor/delta groups, from
+/// its raw, anchor and delta symbol counts (Auto: fewer ideal bits including
+/// the serialised tables). Host-only: it uses the host's log2 like the codec.
+bool choose_raw(plan::Layout::Delta mode, std::span<const std::uint32_t> raw,
+                std::span<const std::uint32_t> anchor, std::span<const std::uint32_t> delta);
+
 }  // namespace kvscope::kernels::encode

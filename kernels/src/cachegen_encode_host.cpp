@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -28,12 +30,52 @@ plan::Layout cachegen_layout(const kv::CacheShape& shape, const codec::CodecConf
     throw Error(ErrorCode::Unsupported, "gpu encode: calibration profiles are encoded on the CPU");
   }
   const std::uint8_t header[2] = {0, 0};  // range coder, tables shipped
+  plan::Layout L;
   try {
-    return plan::read_layout(info, header);
+    L = plan::read_layout(info, header);
   } catch (const Error& e) {
     if (e.code() == ErrorCode::Format) throw Error(ErrorCode::InvalidArgument, e.what());
     throw;
   }
+  const std::string delta = info.params.count("delta") ? info.params["delta"] : "auto";
+  if (delta != "auto" && delta != "always" && delta != "never") {
+    throw Error(ErrorCode::InvalidArgument, "gpu encode: parameter 'delta' must be auto, always or never");
+  }
+  L.delta = delta == "always"  ? plan::Layout::Delta::Always
+            : delta == "never" ? plan::Layout::Delta::Never
+                               : plan::Layout::Delta::Auto;
+  return L;
+}
+
+namespace {
+double entropy_bits(std::span<const std::uint32_t> counts) {  // codec_base.cpp's, same order of operations
+  std::uint64_t total = 0;
+  for (auto c : counts) total += c;
+  if (total == 0) return 0;
+  double bits = 0;
+  const double lt = std::log2(double(total));
+  for (auto c : counts)
+    if (c) bits += double(c) * (lt - std::log2(double(c)));
+  return bits;
+}
+double table_bits(std::span<const std::uint32_t> counts) {
+  std::vector<std::uint32_t> freq(counts.size());
+  bool bad = false;
+  const bool ok = detail::normalise_counts(counts.data(), static_cast<int>(counts.size()), freq.data(), bad);
+  std::vector<std::uint8_t> tmp;
+  write_model(tmp, freq.data(), static_cast<int>(freq.size()), !ok);
+  return 8.0 * double(tmp.size());
+}
+}  // namespace
+
+bool choose_raw(plan::Layout::Delta mode, std::span<const std::uint32_t> raw,
+                std::span<const std::uint32_t> anchor, std::span<const std::uint32_t> delta) {
+  if (mode == plan::Layout::Delta::Never) return true;
+  if (mode == plan::Layout::Delta::Always) return false;
+  const double raw_bits = entropy_bits(raw) + table_bits(raw);
+  const double delta_bits =
+      entropy_bits(anchor) + entropy_bits(delta) + table_bits(anchor) + table_bits(delta);
+  return raw_bits < delta_bits;
 }
 
 void write_varint(std::vector<std::uint8_t>& out, std::uint64_t v) {
@@ -80,7 +122,8 @@ std::vector<std::vector<std::uint8_t>> emulate_gpu_encode_cachegen_sections(
     };
     // Pass 1 (kernel "quantize and count"): steps and symbol counts.
     std::vector<std::uint16_t> steps(static_cast<std::size_t>(chunks) * C);
-    std::vector<std::uint32_t> ac(static_cast<std::size_t>(C) * A, 0), dc(static_cast<std::size_t>(C) * B, 0);
+    std::vector<std::uint32_t> ac(static_cast<std::size_t>(C) * A, 0), dc(static_cast<std::size_t>(C) * B, 0),
+        rc(static_cast<std::size_t>(C) * A, 0);
     for (int ch = 0; ch < chunks; ++ch) {
       const auto n = static_cast<std::uint32_t>(std::min(L.chunk_tokens, sh.tokens - ch * L.chunk_tokens));
       for (int c = 0; c < C; ++c) {
@@ -95,6 +138,9 @@ std::vector<std::vector<std::uint8_t>> emulate_gpu_encode_cachegen_sections(
           const bool anchor = t % static_cast<std::uint32_t>(L.group_size) == 0;
           const int s = detail::cachegen_symbol(p[static_cast<std::size_t>(t) * D], step, M, anchor, aq);
           ++(anchor ? ac[static_cast<std::size_t>(c) * A + s] : dc[static_cast<std::size_t>(c) * B + s]);
+          int unused = 0;  // raw coding: every token an anchor
+          ++rc[static_cast<std::size_t>(c) * A +
+               detail::cachegen_symbol(p[static_cast<std::size_t>(t) * D], step, M, true, unused)];
         }
       }
     }
@@ -104,19 +150,25 @@ std::vector<std::vector<std::uint8_t>> emulate_gpu_encode_cachegen_sections(
         dcdf(static_cast<std::size_t>(C) * (B + 1));
     std::vector<std::uint8_t> table;
     bool bad = false;
+    std::vector<std::uint8_t> raw(static_cast<std::size_t>(C));
     for (int c = 0; c < C; ++c) {
-      const bool a_ok = detail::normalise_counts(&ac[static_cast<std::size_t>(c) * A], A,
-                                                 &af[static_cast<std::size_t>(c) * A], bad);
-      const bool d_ok = detail::normalise_counts(&dc[static_cast<std::size_t>(c) * B], B,
-                                                 &df[static_cast<std::size_t>(c) * B], bad);
-      encode::write_model(table, &af[static_cast<std::size_t>(c) * A], A, !a_ok);
-      encode::write_model(table, &df[static_cast<std::size_t>(c) * B], B, !d_ok);
+      const std::size_t ca = static_cast<std::size_t>(c) * A, cb = static_cast<std::size_t>(c) * B;
+      const bool r =
+          encode::choose_raw(L.delta, {&rc[ca], static_cast<std::size_t>(A)},
+                             {&ac[ca], static_cast<std::size_t>(A)}, {&dc[cb], static_cast<std::size_t>(B)});
+      raw[static_cast<std::size_t>(c)] = r ? 1 : 0;
+      const bool a_ok = detail::normalise_counts(r ? &rc[ca] : &ac[ca], A, &af[ca], bad);
+      const bool d_ok = !r && detail::normalise_counts(&dc[cb], B, &df[cb], bad);
+      if (!d_ok) std::fill(&df[cb], &df[cb] + B, 0u);
+      table.push_back(raw[static_cast<std::size_t>(c)]);
+      encode::write_model(table, &af[ca], A, !a_ok);
+      encode::write_model(table, &df[cb], B, !d_ok);
       for (int s = 0; s < A; ++s)
         acdf[static_cast<std::size_t>(c) * (A + 1) + s + 1] =
-            acdf[static_cast<std::size_t>(c) * (A + 1) + s] + af[static_cast<std::size_t>(c) * A + s];
+            acdf[static_cast<std::size_t>(c) * (A + 1) + s] + af[ca + s];
       for (int s = 0; s < B; ++s)
         dcdf[static_cast<std::size_t>(c) * (B + 1) + s + 1] =
-            dcdf[static_cast<std::size_t>(c) * (B + 1) + s] + df[static_cast<std::size_t>(c) * B + s];
+            dcdf[static_cast<std::size_t>(c) * (B + 1) + s] + df[cb + s];
     }
     if (bad) throw Error(ErrorCode::Internal, "gpu encode: frequency normalisation failed");
     out.push_back(std::move(table));
@@ -139,9 +191,11 @@ std::vector<std::vector<std::uint8_t>> emulate_gpu_encode_cachegen_sections(
         const float step = detail::half_to_float(steps[static_cast<std::size_t>(ch) * C + c]);
         const std::uint32_t* a = &acdf[static_cast<std::size_t>(c) * (A + 1)];
         const std::uint32_t* d = &dcdf[static_cast<std::size_t>(c) * (B + 1)];
+        const std::uint32_t group =
+            raw[static_cast<std::size_t>(c)] ? 1u : static_cast<std::uint32_t>(L.group_size);
         int aq = 0;
         for (std::uint32_t t = 0; t < n; ++t) {
-          const bool anchor = t % static_cast<std::uint32_t>(L.group_size) == 0;
+          const bool anchor = t % group == 0;
           const int s = detail::cachegen_symbol(p[static_cast<std::size_t>(t) * D], step, M, anchor, aq);
           const std::uint32_t* cdf = anchor ? a : d;
           enc.encode(cdf[s], cdf[s + 1] - cdf[s]);

@@ -202,6 +202,8 @@ std::vector<BitstreamCase> bitstream_cases() {
       {{3, 1, 37, 7}, {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "4"}}}},
       {{4, 2, 257, 16}, {"cachegen", {{"chunk_tokens", "64"}, {"group_size", "1"}}}},  // last chunk 1 token
       {{4, 8, 1000, 128}, {"cachegen", {{"chunk_tokens", "256"}}}},  // Mistral heads, last chunk 232
+      {{2, 2, 100, 6}, {"cachegen", {{"chunk_tokens", "32"}, {"delta", "always"}}}},
+      {{2, 2, 100, 6}, {"cachegen", {{"chunk_tokens", "32"}, {"delta", "never"}}}},
       {{2, 3, 99, 5}, {"int8", {{"chunk_tokens", "32"}}}},
       {{2, 3, 99, 5}, {"int4", {{"chunk_tokens", "32"}}}},
       {{2, 3, 99, 5}, {"fp16", {{"chunk_tokens", "32"}}}},

@@ -45,6 +45,9 @@ std::vector<Case> cases() {
   v.push_back({{3, 1, 37, 7}, {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "4"}}}});
   v.push_back({{4, 2, 257, 16}, {"cachegen", {{"chunk_tokens", "64"}, {"group_size", "1"}}}});
   v.push_back({{6, 2, 129, 32}, {"cachegen", {{"chunk_tokens", "128"}, {"key_bins", "64,32,16"}}}});
+  // Per-channel mode forced both ways (auto above mixes raw and anchor/delta channels).
+  v.push_back({{2, 2, 100, 6}, {"cachegen", {{"chunk_tokens", "32"}, {"delta", "always"}}}});
+  v.push_back({{2, 2, 100, 6}, {"cachegen", {{"chunk_tokens", "32"}, {"delta", "never"}}}});
   for (const char* c : {"int8", "int4", "fp16"}) {
     v.push_back({{2, 3, 99, 5}, {c, {{"chunk_tokens", "32"}}}});
   }
