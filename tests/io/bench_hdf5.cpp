@@ -5,17 +5,24 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "kvscope/codec/codec.h"
 #include "kvscope/codec/synthetic.h"
 #include "kvscope/io/hdf5_container.h"
+#include "kvscope/io/raw_cache.h"
 
 namespace kvscope {
 namespace {
 
+// $KVSCOPE_BENCH_CACHE names a raw cache (.safetensors, e.g. from
+// `kvscope-cli prefill --max-tokens 2048`); otherwise a synthetic one.
 const kv::KVCache& cache_2k() {
   static const kv::KVCache cache = [] {
+    if (const char* file = std::getenv("KVSCOPE_BENCH_CACHE"); file != nullptr && *file != '\0') {
+      return io::load_cache(file);
+    }
     kv::KVCache c = codec::synthetic_cache({30, 3, 2048, 64}, 1);
     for (int t = 0; t < 2048; ++t) c.info.token_ids.push_back(t), c.info.positions.push_back(t);
     return c;

@@ -119,7 +119,8 @@ std::string canonical(const std::string& codec, const ParamSpec& spec, const std
 
 Params::Params(const std::string& codec, const std::vector<ParamSpec>& specs, const ParamSet& given)
     : codec_(codec) {
-  for (const auto& [k, v] : given) {
+  for (const auto& entry : given) {
+    const std::string& k = entry.first;
     if (std::none_of(specs.begin(), specs.end(), [&](const ParamSpec& s) { return s.name == k; })) {
       std::string list;
       for (const auto& s : specs) list += (list.empty() ? "" : ", ") + s.name;

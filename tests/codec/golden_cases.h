@@ -1,0 +1,37 @@
+#pragma once
+
+// The golden bitstreams: which cache and parameters each was made from.
+// tests/codec/make_golden.cpp writes them; golden_test.cpp checks them.
+
+#include <string>
+#include <vector>
+
+#include "kvscope/codec/codec.h"
+#include "kvscope/codec/synthetic.h"
+
+namespace kvscope::codec::test {
+
+struct GoldenCase {
+  std::string file;  ///< under tests/codec/golden/
+  CodecConfig config;
+};
+
+inline kv::KVCache golden_cache() {
+  auto c = synthetic_cache({3, 2, 24, 8}, 2024);
+  c.info.model_name = "golden";
+  for (int t = 0; t < 24; ++t) c.info.token_ids.push_back(1000 + t);
+  return c;
+}
+
+inline std::vector<GoldenCase> golden_cases() {
+  return {
+      {"fp16.kvc", {"fp16", {{"chunk_tokens", "16"}}}},
+      {"int8.kvc", {"int8", {{"chunk_tokens", "16"}}}},
+      {"int4.kvc", {"int4", {{"chunk_tokens", "16"}}}},
+      {"cachegen.kvc", {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "5"}}}},
+      {"cachegen-lmcache.kvc", {"cachegen-lmcache", {{"chunk_tokens", "16"}}}},
+      {"kivi2.kvc", {"kivi2", {{"chunk_tokens", "16"}, {"group_size", "4"}, {"residual_tokens", "6"}}}},
+  };
+}
+
+}  // namespace kvscope::codec::test
