@@ -219,8 +219,18 @@ void GpuSectionDecoder::push_section(std::size_t index, std::span<const std::uin
     cuda::check(cudaMemcpy(s.d_cdf.get() + c0, s.pool.cdf.data() + c0, (c1 - c0) * sizeof(std::uint32_t),
                            cudaMemcpyHostToDevice),
                 "upload CDFs");
+    // A pageable cudaMemcpy may return before its DMA lands; the lanes are
+    // non-blocking streams, so wait for the legacy stream before any batch
+    // of this (layer, kind) can run.
+    cuda::check(cudaStreamSynchronize(nullptr), "upload tables");
     return;
   }
+  if (payload.size() > 0xffffffffu - (64u << 20)) {
+    throw Error(ErrorCode::Unsupported, "gpu decode: section larger than the 4 GiB batch limit");
+  }
+  // Batch offsets are 32-bit and grid rows are limited to 65535 sections.
+  if (s.lanes[s.lane].n_bytes + payload.size() > 0xffffffffu || s.lanes[s.lane].n_sections >= 65535)
+    s.flush();
   Impl::Lane& l = s.lanes[s.lane];
   std::vector<plan::StreamDesc> streams;
   std::vector<plan::SectionDesc> sections;

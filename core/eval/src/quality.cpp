@@ -93,7 +93,10 @@ const std::vector<TaskReference>& Evaluator::task_references(const DatasetIndex&
                                                              const std::string& task_set) {
   const std::string key = task_set + "|" + std::to_string(config_.task_greedy_tokens);
   if (auto it = task_refs_.find(key); it != task_refs_.end()) return it->second;
-  const auto tasks = load_tasks(index, task_set);
+  return task_refs_.emplace(key, make_task_references(load_tasks(index, task_set))).first->second;
+}
+
+std::vector<TaskReference> Evaluator::make_task_references(const std::vector<Task>& tasks) {
   const auto& tok = model_.tokenizer();
   std::vector<TaskReference> refs;
   for (std::size_t i = 0; i < tasks.size(); ++i) {
@@ -105,13 +108,14 @@ const std::vector<TaskReference>& Evaluator::task_references(const DatasetIndex&
     model::PrefillOptions po;
     po.want_last_logits = false;
     r.cache = model_.prefill(ctx, po).cache;
+    r.cache.round_to_fp16();  // the fp16 reference, as for contexts
     r.question = tok.encode(r.task.question, false);
     require(!r.question.empty(), ErrorCode::Format, "task " + r.task.id + " has an empty question");
     r.output = tok.decode(model_.generate(r.cache, r.question, config_.task_greedy_tokens));
     r.correct = r.output.find(r.task.answer) != std::string::npos;
     refs.push_back(std::move(r));
   }
-  return task_refs_.emplace(key, std::move(refs)).first->second;
+  return refs;
 }
 
 QualityResult Evaluator::evaluate(const Reference& ref, const codec::CodecConfig& config,

@@ -104,6 +104,8 @@ class Evaluator {
 
   /// References for a task set (prefilled once, cached by task set id).
   const std::vector<TaskReference>& task_references(const DatasetIndex& index, const std::string& task_set);
+  /// References for the given tasks (not cached): prefill, question, greedy output.
+  std::vector<TaskReference> make_task_references(const std::vector<Task>& tasks);
 
   /// Encodes ref.cache with `config`, decodes it, and measures the metrics
   /// above; with `tasks`, also the retrieval accuracy over them. Errors from
