@@ -1,5 +1,6 @@
 #include "gpu_checks.h"
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -171,6 +172,18 @@ std::string quantize_equals_cpu() {
       if (gpu.values != cpu.values) return "quantized values" + where;
       if (gpu.scales != cpu.scales) return "scales" + where;
       if (!same_bits(gpu_dequantize(cpu), cpu_dequantize(cpu))) return "dequantized values" + where;
+      // And the codec's own bytes for int8/int4 chunks.
+      const auto bytes = codec::encode(cache, {bits == 8 ? "int8" : "int4", {{"chunk_tokens", "64"}}}).bytes;
+      const auto info = codec::inspect_stream(bytes);
+      const auto mine = codec_section_payloads(gpu, 64);
+      if (mine.size() != info.sections.size()) return "section count" + where;
+      for (std::size_t i = 0; i < mine.size(); ++i) {
+        const auto& s = info.sections[i];
+        if (mine[i].size() != s.payload_bytes ||
+            !std::equal(mine[i].begin(), mine[i].end(),
+                        bytes.begin() + static_cast<std::ptrdiff_t>(s.payload_offset)))
+          return "codec section payload " + std::to_string(i) + where;
+      }
     }
   }
   return "";
