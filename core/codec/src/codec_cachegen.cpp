@@ -279,32 +279,45 @@ class CachegenDecoder : public ChunkDecoder {
     if (total != r.remaining()) r.fail("stream lengths do not add up to the section size");
     auto streams = r.bytes(total);
     std::size_t off = 0;
-    DecodeTable at, dt;
-    for (int c = 0; c < C; ++c) {
-      const FreqModel& am = lm.anchor[c];
-      const FreqModel& dm = lm.delta[c];
-      const bool raw = lm.raw[c] != 0;
-      const int group = raw ? 1 : layout_.group_size;
-      const bool need_delta = n > 1 && group > 1;
-      if (am.empty() || (need_delta && dm.empty())) r.fail("chunk needs a model that is empty");
-      at.build(am);
-      if (need_delta) dt.build(dm);
-      RangeDecoder rd(streams.subspan(off, len[c]));
-      off += len[c];
-      const int h = c / D, d = c % D;
-      float* dst = out.data + (std::size_t(h) * out.tokens + out.token_offset) * D + d;
-      const float st = step[c];
-      int anchor = 0;
+    // Channels decode in lanes of 8 independent streams, token by token, so
+    // the divisions of different streams overlap in the CPU.
+    constexpr int kLanes = 8;
+    DecodeTable at[kLanes], dt[kLanes];
+    RangeDecoder rd[kLanes];
+    int group[kLanes], phase[kLanes], anchor[kLanes];
+    float st[kLanes];
+    float* dst[kLanes];
+    for (int c0 = 0; c0 < C; c0 += kLanes) {
+      const int nb = std::min(kLanes, C - c0);
+      for (int j = 0; j < nb; ++j) {
+        const int c = c0 + j;
+        const FreqModel& am = lm.anchor[c];
+        const FreqModel& dm = lm.delta[c];
+        group[j] = lm.raw[c] != 0 ? 1 : layout_.group_size;
+        const bool need_delta = n > 1 && group[j] > 1;
+        if (am.empty() || (need_delta && dm.empty())) r.fail("chunk needs a model that is empty");
+        at[j].build(am);
+        if (need_delta) dt[j].build(dm);
+        rd[j] = RangeDecoder(streams.subspan(off, len[c]));
+        off += len[c];
+        dst[j] = out.data + (std::size_t(c / D) * out.tokens + out.token_offset) * D + c % D;
+        st[j] = step[c];
+        phase[j] = 0;
+        anchor[j] = 0;
+      }
       for (int t = 0; t < n; ++t) {
-        int q;
-        if (t % group == 0) {
-          anchor = rd.decode(at) - M;
-          q = anchor;
-        } else {
-          q = anchor + rd.decode(dt) - 2 * M;
-          if (q < -M || q > M) r.fail("decoded value out of range (corrupt stream)");
+        for (int j = 0; j < nb; ++j) {
+          int q;
+          if (phase[j] == 0) {
+            anchor[j] = rd[j].decode(at[j]) - M;
+            q = anchor[j];
+          } else {
+            q = anchor[j] + rd[j].decode(dt[j]) - 2 * M;
+            if (q < -M || q > M) r.fail("decoded value out of range (corrupt stream)");
+          }
+          if (++phase[j] == group[j]) phase[j] = 0;
+          dst[j][std::size_t(t) * D] = float(q) * st[j];
         }
-        dst[std::size_t(t) * D] = float(q) * st;
       }
     }
   }
