@@ -435,6 +435,9 @@ void StreamPanel::onEvent(const stream::StreamEvent& e, const QString& policy) {
       decoded_graph_->addData(c.decode_end_s, decoded_tokens_);
     }
     timeline_->refresh();
+    // Chunk bars are items, which rescaling ignores: keep every lane (levels
+    // 0..7, text at 8) in view unless the user zoomed.
+    if (!timeline_->userZoomed()) timeline_->yAxis->setRange(-0.6, 8.6);
   }
   status_->setText(tr("%1: chunk %2 (%3) %4 at %5 s, estimate %6 Mbit/s")
                        .arg(policy)
