@@ -134,10 +134,10 @@ void CodecPanel::rebuildControls() {
   // geometry (a new context); shape-dependent defaults (layer groups) are
   // recomputed when the layer count or codec changes.
   const auto cache_now = session_->cache();
-  const kv::CacheShape geometry =
-      cache_now ? kv::CacheShape{cache_now->shape().layers, cache_now->shape().kv_heads, 0,
-                                 cache_now->shape().head_dim}
-                : kv::CacheShape{};
+  const kv::CacheShape geometry = cache_now
+                                      ? kv::CacheShape{cache_now->shape().layers, cache_now->shape().kv_heads,
+                                                       0, cache_now->shape().head_dim}
+                                      : kv::CacheShape{};
   const QString codec_name = codec_combo_->currentText();
   std::map<std::string, QString> previous;
   if (codec_name == built_codec_ && geometry == built_geometry_)

@@ -43,6 +43,9 @@
 #if KVSCOPE_GUI_HAVE_EVAL
 #include "quality_panel.h"
 #endif
+#if KVSCOPE_GUI_HAVE_STREAM
+#include "stream_panel.h"
+#endif
 #if KVSCOPE_GUI_HAVE_HDF5
 #include "kvscope/io/hdf5_container.h"
 #endif
@@ -137,6 +140,14 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   QDockWidget* quality_dock =
       addPanel(tr("Quality"), QStringLiteral("qualityDock"), quality_panel_, Qt::BottomDockWidgetArea);
   connect(codec_panel_, &CodecPanel::configChanged, quality_panel_, &QualityPanel::markCurrent);
+#if KVSCOPE_GUI_HAVE_STREAM
+  stream_panel_ = new StreamPanel(session_);
+  QDockWidget* stream_dock = addPanel(tr("Bandwidth && Streaming"), QStringLiteral("streamDock"),
+                                      stream_panel_, Qt::BottomDockWidgetArea);
+  tabifyDockWidget(quality_dock, stream_dock);
+  stream_dock->raise();
+  connect(stream_panel_, &StreamPanel::errorOccurred, this, &MainWindow::showError);
+#endif
   Q_UNUSED(quality_dock);
 #endif
 #else
@@ -370,6 +381,9 @@ void MainWindow::cancelJobs() {
   model_jobs_->cancel();
 #if KVSCOPE_GUI_HAVE_CODECS
   if (codec_panel_) codec_panel_->runner()->cancel();
+#endif
+#if KVSCOPE_GUI_HAVE_STREAM
+  if (stream_panel_) stream_panel_->stop();
 #endif
 }
 

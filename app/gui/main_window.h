@@ -20,6 +20,7 @@ namespace kvscope::gui {
 class CodecPanel;
 class DistributionsPanel;
 class QualityPanel;
+class StreamPanel;
 class JobRunner;
 class Session;
 
@@ -48,6 +49,8 @@ class MainWindow : public QMainWindow {
   CodecPanel* codecPanel() const { return codec_panel_; }
   /// Null when this build has no quality evaluation (core/eval).
   QualityPanel* qualityPanel() const { return quality_panel_; }
+  /// Null when this build has no streamer (core/stream).
+  StreamPanel* streamPanel() const { return stream_panel_; }
   QMessageBox* lastErrorBox() const { return last_error_box_; }
 
   /// Loads a model file or folder on a worker, then prefills the current context.
@@ -115,6 +118,7 @@ class MainWindow : public QMainWindow {
   DistributionsPanel* distributions_ = nullptr;
   CodecPanel* codec_panel_ = nullptr;
   QualityPanel* quality_panel_ = nullptr;
+  StreamPanel* stream_panel_ = nullptr;
   QPointer<QMessageBox> last_error_box_;
   bool prefill_after_load_ = true;
   // Declared last: destroyed first, so no job outlives the state it writes to.

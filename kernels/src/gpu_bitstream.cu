@@ -36,7 +36,7 @@ __global__ void cachegen_kernel(const std::uint8_t* __restrict__ bytes,
   const plan::StreamDesc d = streams[i];
   const plan::ModelRef m = models[d.model];
   const std::uint32_t f = detail::decode_cachegen_stream(
-      bytes + d.byte_offset, d.byte_length, d.tokens, group_size, d.M, d.step,
+      bytes + d.byte_offset, d.byte_length, d.tokens, m.raw ? 1u : group_size, d.M, d.step,
       {cdf + m.anchor_offset, m.anchor_n}, {cdf + m.delta_offset, m.delta_n}, out + d.out_offset, stride);
   if (f != 0) atomicOr(flags, f);
 }

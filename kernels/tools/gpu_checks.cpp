@@ -202,6 +202,8 @@ std::vector<BitstreamCase> bitstream_cases() {
       {{3, 1, 37, 7}, {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "4"}}}},
       {{4, 2, 257, 16}, {"cachegen", {{"chunk_tokens", "64"}, {"group_size", "1"}}}},  // last chunk 1 token
       {{4, 8, 1000, 128}, {"cachegen", {{"chunk_tokens", "256"}}}},  // Mistral heads, last chunk 232
+      {{2, 2, 100, 6}, {"cachegen", {{"chunk_tokens", "32"}, {"delta", "always"}}}},
+      {{2, 2, 100, 6}, {"cachegen", {{"chunk_tokens", "32"}, {"delta", "never"}}}},
       {{2, 3, 99, 5}, {"int8", {{"chunk_tokens", "32"}}}},
       {{2, 3, 99, 5}, {"int4", {{"chunk_tokens", "32"}}}},
       {{2, 3, 99, 5}, {"fp16", {{"chunk_tokens", "32"}}}},
@@ -240,6 +242,28 @@ std::string bitstream_decode_equals_cpu() {
       if (streamed(bytes, 3, 4096) != cpu) return "section streaming (small batches) != CPU" + where;
       if (streamed(bytes, 1, 1) != cpu)
         return "section streaming (one lane, batch per section) != CPU" + where;
+    }
+  }
+  return "";
+}
+
+std::string cachegen_encode_equals_cpu() {
+  for (const auto& c : bitstream_cases()) {
+    if (c.config.codec != "cachegen") continue;
+    for (Pattern p : {Pattern::Realistic, Pattern::Random}) {
+      const auto cache = make_cache(c.shape, p, 41);
+      const auto bytes = codec::encode(cache, c.config).bytes;
+      const auto info = codec::inspect_stream(bytes);
+      const auto gpu = gpu_encode_cachegen_sections(cache, c.config);
+      const std::string where = " for " + describe({c.shape, 0, 0}, p);
+      if (gpu.size() != info.sections.size()) return "section count differs" + where;
+      for (std::size_t i = 0; i < gpu.size(); ++i) {
+        const auto& s = info.sections[i];
+        if (gpu[i].size() != s.payload_bytes ||
+            !std::equal(gpu[i].begin(), gpu[i].end(),
+                        bytes.begin() + static_cast<std::ptrdiff_t>(s.payload_offset)))
+          return "section " + std::to_string(i) + " payload differs from codec::encode" + where;
+      }
     }
   }
   return "";
@@ -316,6 +340,9 @@ const std::vector<Check>& all_checks() {
        "round_to_half(codec::decode), "
        "whole and streamed",
        bitstream_decode_equals_cpu},
+      {"CachegenEncodeEqualsCpu",
+       "GPU cachegen encode == codec::encode's Table and Chunk payloads, byte for byte",
+       cachegen_encode_equals_cpu},
       {"BitstreamCorruptionDetected", "tampered core/codec bitstreams: GPU verdict == CPU verdict",
        bitstream_corruption_detected},
   };

@@ -1,6 +1,7 @@
 // Drives the real MainWindow without a model: raw caches, errors, workspace, layout.
 #include <gtest/gtest.h>
 
+#include <QCheckBox>
 #include <QDockWidget>
 #include <QFile>
 #include <QSignalSpy>
@@ -206,6 +207,75 @@ TEST(CodecPanel, ChangingABinCountUpdatesTheSizeReadout) {
   EXPECT_EQ(panel->config().params.at("key_bins").substr(0, 2), "4,");
   // Waterfall: fp16, int8, quantized, raw entropy, delta entropy, payload, coded.
   EXPECT_EQ(panel->waterfallPlot()->plottable(0)->interface1D()->dataCount(), 7);
+}
+
+}  // namespace
+}  // namespace kvscope::gui
+#endif
+
+#if KVSCOPE_GUI_HAVE_HDF5 && defined(KVSCOPE_CLI_PATH)
+#include <QProcess>
+
+namespace kvscope::gui {
+namespace {
+
+TEST(MainWindow, Hdf5ExportIsDecodedByTheCli) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  CodecPanel* panel = window.codecPanel();
+  ASSERT_FALSE(encodeAfter(panel, [&] { window.openCacheFile(writeSyntheticCache(dir)); }).isEmpty());
+  const QString h5 = dir.filePath(QStringLiteral("export.h5"));
+  QSignalSpy exported(&window, &MainWindow::exported);
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  window.exportHdf5(h5);
+  ASSERT_TRUE(QTest::qWaitFor([&] { return exported.count() > 0 || errors.count() > 0; }, 30000));
+  ASSERT_EQ(errors.count(), 0) << errors.at(0).at(1).toString().toStdString();
+  ASSERT_TRUE(QFileInfo::exists(h5));
+  const QString out = dir.filePath(QStringLiteral("decoded.safetensors"));
+  QProcess cli;
+  cli.start(QStringLiteral(KVSCOPE_CLI_PATH),
+            {QStringLiteral("decode"), QStringLiteral("--in"), h5, QStringLiteral("--out"), out});
+  ASSERT_TRUE(cli.waitForFinished(60000));
+  ASSERT_EQ(cli.exitCode(), 0) << cli.readAllStandardError().toStdString();
+  const kv::KVCache decoded = io::load_cache(out.toStdString());
+  EXPECT_EQ(decoded.shape(), window.session()->cache()->shape());
+  // cachegen is lossy but close: within the coarsest bin of the synthetic values.
+  EXPECT_LT(kv::max_abs_difference(decoded, *window.session()->cache()), 5.0f);
+}
+
+}  // namespace
+}  // namespace kvscope::gui
+#endif
+
+#if KVSCOPE_GUI_HAVE_STREAM
+#include "stream_panel.h"
+
+namespace kvscope::gui {
+namespace {
+
+TEST(StreamPanel, RunsTheStreamerAndDrawsTheTimeline) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  QSignalSpy loaded(&window, &MainWindow::prefilled);
+  window.openCacheFile(writeSyntheticCache(dir));
+  ASSERT_TRUE(loaded.wait(10000));
+  StreamPanel* panel = window.streamPanel();
+  ASSERT_NE(panel, nullptr);
+  panel->setChunkTokens(16);
+  panel->setRunBaselines(false);
+  panel->setProfile(stream::BandwidthProfile::constant(50));
+  QSignalSpy finished(panel, &StreamPanel::finished);
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  panel->findChild<QCheckBox*>()->setChecked(true);  // simulated clock: instant
+  panel->run();
+  ASSERT_TRUE(QTest::qWaitFor([&] { return finished.count() > 0 || errors.count() > 0; }, 60000));
+  ASSERT_EQ(errors.count(), 0) << errors.at(0).at(1).toString().toStdString();
+  ASSERT_EQ(panel->reports().size(), 1u);
+  EXPECT_EQ(panel->reports()[0].chunks.size(), 4u);  // 64 tokens / 16
+  EXPECT_GT(panel->reports()[0].ttft_s, 0.0);
+  EXPECT_GE(panel->timelinePlot()->itemCount(), 4);  // one bar per chunk (+ labels, SLO line)
 }
 
 }  // namespace
