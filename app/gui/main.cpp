@@ -9,6 +9,10 @@
 #include "distributions_panel.h"
 #include "kvscope/common/version.h"
 #include "main_window.h"
+#include "session.h"
+#if KVSCOPE_GUI_HAVE_STREAM
+#include "stream_panel.h"
+#endif
 #if KVSCOPE_GUI_HAVE_CODECS
 #include "codec_panel.h"
 #endif
@@ -33,6 +37,9 @@ int main(int argc, char** argv) {
                             QStringLiteral("Print launch-to-first-plot and re-encode times to stdout."));
   QCommandLineOption fresh({QStringLiteral("default-layout")},
                            QStringLiteral("Ignore the saved window geometry and dock layout."));
+  QCommandLineOption run_stream({QStringLiteral("run-stream")},
+                                QStringLiteral("Start a streaming run once the first cache is encoded."));
+  parser.addOption(run_stream);
   parser.addOption(show);
   parser.addOption(timing);
   parser.addOption(fresh);
@@ -60,13 +67,42 @@ int main(int argc, char** argv) {
       bool encoded = !KVSCOPE_GUI_HAVE_CODECS;
     };
     auto t = std::make_shared<Timing>();
-    auto check = [&window, &launch, t] {
+    const bool stream_after = parser.isSet(run_stream);
+    auto check = [&window, &launch, t, stream_after] {
       if (t->printed || !t->encoded || !window.distributionsPanel()->stats()) return;
       t->printed = true;
-      std::printf("ready: first plot %.2f s after launch\n", launch.nsecsElapsed() / 1e9);
+      const auto cache = window.session()->cache();
+      std::printf("ready: first plot %.2f s after launch (%d tokens)\n", launch.nsecsElapsed() / 1e9,
+                  cache ? cache->shape().tokens : 0);
       std::fflush(stdout);
+#if KVSCOPE_GUI_HAVE_CODECS
+      // Measure re-encode + redraw after parameter changes through the same
+      // path a spin box takes: a few coarser/finer first-group key bins.
+      if (window.codecPanel()->config().codec == "cachegen") {
+        for (int i = 0; i < 4; ++i) {
+          QTimer::singleShot(1500 * (i + 1), &window, [&window, i] {
+            QStringList bins = QString::fromStdString(window.codecPanel()->config().params.at("key_bins"))
+                                   .split(QLatin1Char(','));
+            bins[0] = QString::number(i % 2 == 0 ? 16 : 32);
+            window.codecPanel()->setParam(QStringLiteral("key_bins"), bins.join(QLatin1Char(',')));
+          });
+        }
+      }
+#endif
+#if KVSCOPE_GUI_HAVE_STREAM
+      if (stream_after) QTimer::singleShot(8000, &window, [&window] { window.streamPanel()->run(); });
+#endif
     };
     QObject::connect(window.distributionsPanel(), &kvscope::gui::DistributionsPanel::redrawn, &window, check);
+#if KVSCOPE_GUI_HAVE_STREAM
+    QObject::connect(window.streamPanel(), &kvscope::gui::StreamPanel::finished, &window, [&window] {
+      for (const auto& r : window.streamPanel()->reports())
+        std::printf("stream %s: %.3f s to load (SLO %.2f s, %s), %.2f MB\n", r.policy.c_str(), r.ttft_s, r.slo_s,
+                    r.slo_met ? "met" : "missed", double(r.bytes_sent) / 1e6);
+      std::printf("stream: done\n");
+      std::fflush(stdout);
+    });
+#endif
 #if KVSCOPE_GUI_HAVE_CODECS
     QObject::connect(window.codecPanel(), &kvscope::gui::CodecPanel::encoded, &window, [&window, t, check] {
       if (t->printed) {
