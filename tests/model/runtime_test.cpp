@@ -368,3 +368,53 @@ TEST(SentencePieceTokenizer, MergesByScoreAndFallsBackToBytes) {
   EXPECT_EQ(tok.decode(tok.encode("hé wor")), "hé wor");
   EXPECT_TRUE(tok.adds_bos());
 }
+
+TEST_F(TinyModel, ShardedHuggingFaceFolderLoadsThroughItsIndex) {
+  TinyWeights w{TinyDims{}};
+  write_tiny_hf(w, dir_ / "one");
+  const auto single = Model::load(dir_ / "one")->prefill(kTokens).last_logits;
+  // Split model.safetensors into two shards listed by model.safetensors.index.json.
+  const auto full = kvscope::io::SafetensorsFile(dir_ / "one" / "model.safetensors");
+  std::vector<kvscope::io::SafetensorsWriteTensor> a, b;
+  nlohmann::json map = nlohmann::json::object();
+  for (const auto& t : full.tensors()) {
+    const bool first = t.name.find("layers.1.") == std::string::npos;
+    (first ? a : b)
+        .push_back({t.name, t.dtype, t.shape, std::vector<std::uint8_t>(t.bytes.begin(), t.bytes.end())});
+    map[t.name] = first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+  }
+  std::filesystem::create_directories(dir_ / "sharded");
+  for (const char* f : {"config.json", "tokenizer.json"})
+    std::filesystem::copy(dir_ / "one" / f, dir_ / "sharded" / f);
+  write_bytes(dir_ / "sharded" / "model-00001-of-00002.safetensors", kvscope::io::build_safetensors(a, {}));
+  write_bytes(dir_ / "sharded" / "model-00002-of-00002.safetensors", kvscope::io::build_safetensors(b, {}));
+  std::ofstream(dir_ / "sharded" / "model.safetensors.index.json")
+      << nlohmann::json{{"weight_map", map}}.dump();
+  const auto m = Model::load(dir_ / "sharded");
+  EXPECT_EQ(max_diff(m->prefill(kTokens).last_logits, single), 0.f);
+  EXPECT_EQ(m->config().parameter_count, Model::load(dir_ / "one")->config().parameter_count);
+}
+
+TEST_F(TinyModel, Llama3RopeScalingIsReadFromConfig) {
+  TinyWeights w{TinyDims{}};
+  write_tiny_hf(w, dir_ / "hf");
+  const auto plain = Model::load(dir_ / "hf")->prefill(kTokens).last_logits;
+  auto set_scaling = [&](double factor) {
+    auto cfg = nlohmann::json::parse(std::ifstream(dir_ / "hf" / "config.json"));
+    cfg["rope_scaling"] = {{"rope_type", "llama3"},
+                           {"factor", factor},
+                           {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0},
+                           {"original_max_position_embeddings", 16}};
+    std::ofstream(dir_ / "hf" / "config.json") << cfg.dump();
+  };
+  set_scaling(1.0);  // factor 1 leaves every frequency unchanged
+  auto m = Model::load(dir_ / "hf");
+  EXPECT_EQ(m->config().rope_scaling_type, "llama3");
+  EXPECT_EQ(m->config().rope_original_context, 16);
+  EXPECT_LT(max_diff(m->prefill(kTokens).last_logits, plain), 1e-5f);
+  set_scaling(8.0);  // low frequencies slowed down: different logits
+  m = Model::load(dir_ / "hf");
+  EXPECT_DOUBLE_EQ(m->config().rope_scaling_factor, 8.0);
+  EXPECT_GT(max_diff(m->prefill(kTokens).last_logits, plain), 1e-4f);
+}

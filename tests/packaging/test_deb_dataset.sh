@@ -71,6 +71,18 @@ echo "ok:   inspect"
 out="$(run decode --in "$tmp/cache.kvc" --out "$tmp/decoded.safetensors" --json)"
 [ "$(json_get tokens <<<"$out")" = "$tokens" ] || { echo "FAIL: decode: $out" >&2; exit 1; }
 echo "ok:   decode: $tokens tokens back"
+# HDF5 export (the *.h5 files the desktop entry opens) and back.
+run encode --in "$tmp/cache.safetensors" --out "$tmp/cache.h5" --codec cachegen --text "$context" --json >/dev/null
+# HDF5 signature at offset 0 or after a user block (512, 1024, 2048, ...).
+is_hdf5=0
+for off in 0 512 1024 2048 4096; do
+  [ "$(od -An -tx1 -j "$off" -N8 "$tmp/cache.h5" | tr -d ' ')" = 894844460d0a1a0a ] && is_hdf5=1
+done
+[ "$is_hdf5" = 1 ] || { echo "FAIL: encode --out cache.h5 did not write an HDF5 file" >&2; exit 1; }
+out="$(run decode --in "$tmp/cache.h5" --out "$tmp/from-h5.safetensors" --json)"
+[ "$(json_get tokens <<<"$out")" = "$tokens" ] || { echo "FAIL: decode of .h5: $out" >&2; exit 1; }
+echo "ok:   HDF5 export and decode: $tokens tokens back"
+
 # Streaming reads a bandwidth-profile preset and the default codec ladder
 # from the installed resources/.
 out="$(run stream --cache "$tmp/cache.safetensors" --profile wifi-drop --slo 1 --simulate --chunk-tokens 32 \
