@@ -138,6 +138,12 @@ def main():
     L.append("- Size: encoded bytes with every header and table, as bits per element and ratios vs fp16 and vs the paper's "
              "8-bit per-token quantization baseline (`int8_reference_bytes`).\n")
 
+    L.append("- Caveats of this run: with 256-token contexts the symbol tables that cachegen ships with each object "
+             "are a large share of its bytes (its bits/element fall as contexts grow); 32 scored tokens make dppl noisy "
+             "(it can be negative), so top-1 agreement and KL are the steadier quality signals; greedy match is over 8 "
+             "tokens." + ("" if any(r["task_count"] for rows in per_ctx.values() for r in rows) else
+                          " Retrieval tasks were not run in this pass (`--no-tasks`; they need about 20 prefills of "
+                          "550-1100 tokens per codec): `kvscope-cli sweep --tasks passkey,line-retrieval` measures them."))
     if missing:
         L.append(f"- Not measured (the shared 2-core machine ran out of time before the deadline): {', '.join(missing)}. "
                  "Rerun the script on an idle machine to fill them in.")
