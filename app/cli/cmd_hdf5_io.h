@@ -122,9 +122,8 @@ inline nlohmann::json hdf5_summary_json(const std::filesystem::path& path) {
       {"checksums_verified", true},
   };
   if (c.calibration) {
-    j["calibration"] = {{"name", c.calibration->name},
-                        {"sha256", c.calibration->sha256},
-                        {"bytes", c.calibration->bytes.size()}};
+    j["calibration"] = {
+        {"name", c.calibration->name}, {"hash", c.calibration->hash}, {"bytes", c.calibration->bytes.size()}};
   }
   return j;
 }

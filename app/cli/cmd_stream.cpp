@@ -15,8 +15,16 @@
 #include "kvscope/model/model.h"
 #include "kvscope/stream/model_recomputer.h"
 #define KVSCOPE_STREAM_HAVE_MODEL 1
+#if __has_include("kvscope/eval/quality.h")
+#include "kvscope/eval/metrics.h"
+#include "kvscope/eval/quality.h"
+#define KVSCOPE_STREAM_HAVE_EVAL 1
+#endif
 #else
 #define KVSCOPE_STREAM_HAVE_MODEL 0
+#endif
+#ifndef KVSCOPE_STREAM_HAVE_EVAL
+#define KVSCOPE_STREAM_HAVE_EVAL 0
 #endif
 
 namespace kvscope::cli {
@@ -36,6 +44,8 @@ struct Options {
   double compute_profile = 0;
   double prior_mbps = 0;
   int max_tokens = 0;
+  bool quality = false;
+  int continuation_tokens = 64;
   bool json = false;
 };
 
@@ -66,6 +76,13 @@ void run(const Options& o) {
 #if KVSCOPE_STREAM_HAVE_MODEL
   std::unique_ptr<model::Model> model;
 #endif
+#if KVSCOPE_STREAM_HAVE_EVAL
+  std::unique_ptr<eval::Evaluator> evaluator;
+  const eval::Reference* reference = nullptr;
+#endif
+  if (o.quality && o.context.empty())
+    throw Error(ErrorCode::InvalidArgument,
+                "--quality needs --context (the held-out continuation comes from it)");
   if (!o.cache.empty()) {
     cache = std::make_shared<kv::KVCache>(io::load_cache(o.cache));
     source = {{"cache", o.cache}};
@@ -77,21 +94,45 @@ void run(const Options& o) {
     lo.progress = progress;
     model = model::Model::load(resolve_model(o.model), lo);
     const std::string text = read_file(o.context);
-    auto ids = model->tokenizer().encode(text, true);
-    if (o.max_tokens > 0 && static_cast<int>(ids.size()) > o.max_tokens) ids.resize(o.max_tokens);
-    if (ids.empty()) throw Error(ErrorCode::InvalidArgument, o.context, "the context has no tokens");
-    model::PrefillOptions po;
-    po.want_last_logits = false;
-    po.progress = progress;
-    auto pre = model->prefill(ids, po);
-    cache = std::make_shared<kv::KVCache>(std::move(pre.cache));
+    std::vector<std::int32_t> ids;
+    double prefill_seconds = 0;
+    if (o.quality) {
+#if KVSCOPE_STREAM_HAVE_EVAL
+      // The evaluator's split: the cache covers x[0..N-1), and the model then
+      // continues from the assembled cache over M held-out tokens.
+      eval::EvalConfig ec;
+      ec.max_context_tokens = o.max_tokens;
+      ec.continuation_tokens = o.continuation_tokens;
+      ec.greedy_tokens = 0;
+      ec.progress = progress;
+      evaluator = std::make_unique<eval::Evaluator>(*model, ec);
+      const eval::Reference& ref = evaluator->reference(text, o.context);
+      reference = &ref;
+      ids.assign(ref.context_tokens.begin(), ref.context_tokens.end() - 1);
+      cache = std::make_shared<kv::KVCache>(ref.cache);
+      cache->info.token_ids = ids;
+      prefill_seconds = ref.prefill_seconds;
+#else
+      throw Error(ErrorCode::Unsupported, "this build has no evaluation library (core/eval): drop --quality");
+#endif
+    } else {
+      ids = model->tokenizer().encode(text, model->tokenizer().adds_bos());
+      if (o.max_tokens > 0 && static_cast<int>(ids.size()) > o.max_tokens) ids.resize(o.max_tokens);
+      if (ids.empty()) throw Error(ErrorCode::InvalidArgument, o.context, "the context has no tokens");
+      model::PrefillOptions po;
+      po.want_last_logits = false;
+      po.progress = progress;
+      auto pre = model->prefill(ids, po);
+      prefill_seconds = pre.seconds;
+      cache = std::make_shared<kv::KVCache>(std::move(pre.cache));
+    }
     source = {{"context", o.context},
               {"model", model->config().name},
-              {"prefill_seconds", pre.seconds},
+              {"prefill_seconds", prefill_seconds},
               {"device", model->device()}};
     if (o.compute_profile <= 0)
-      recomputer =
-          stream::model_recomputer(*model, ids, pre.seconds > 0 ? double(ids.size()) / pre.seconds : 0.0);
+      recomputer = stream::model_recomputer(*model, ids,
+                                            prefill_seconds > 0 ? double(ids.size()) / prefill_seconds : 0.0);
 #else
     throw Error(ErrorCode::Unsupported, "this build has no model runtime: use --cache FILE");
 #endif
@@ -114,6 +155,25 @@ void run(const Options& o) {
   stream::prepare_stream(store, cfg.policy, prep);
   stream::StreamHooks hooks;
   hooks.recompute = recomputer;
+#if KVSCOPE_STREAM_HAVE_EVAL
+  if (reference) {
+    hooks.evaluate = [&](const kv::KVCache& assembled) {
+      const eval::Reference& ref = *reference;
+      std::vector<std::int32_t> fed{ref.context_tokens.back()};
+      fed.insert(fed.end(), ref.continuation_tokens.begin(), ref.continuation_tokens.end() - 1);
+      const auto logits = model->continue_logits(assembled, fed);
+      const int vocab = model->config().vocab;
+      const double ppl = eval::perplexity(logits, vocab, ref.continuation_tokens);
+      return nlohmann::json{{"continuation_tokens", ref.continuation_tokens.size()},
+                            {"ppl_ref", ref.ppl},
+                            {"ppl", ppl},
+                            {"delta_ppl_pct", 100.0 * (ppl - ref.ppl) / ref.ppl},
+                            {"top1_agreement", eval::top1_agreement(ref.logits, logits, vocab)},
+                            {"kl", eval::mean_kl(ref.logits, logits, vocab)},
+                            {"max_abs_error", kv::max_abs_difference(ref.cache, assembled)}};
+    };
+  }
+#endif
   const auto report = stream::run_stream(store, profile, cfg, hooks);
   if (o.json) {
     auto j = stream::report_to_json(report);
@@ -150,6 +210,11 @@ const CommandRegistrar stream_command(60, [](CLI::App& app) {
   cmd->add_option("--prior-mbps", o->prior_mbps,
                   "throughput guess for the first chunk (default: the profile's initial rate)");
   cmd->add_option("--max-tokens", o->max_tokens, "truncate the context to this many tokens");
+  cmd->add_flag("--quality", o->quality,
+                "measure the assembled cache's quality (perplexity, top-1, KL of a held-out continuation)");
+  cmd->add_option("--continuation-tokens", o->continuation_tokens, "--quality: held-out tokens scored")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   cmd->add_flag("--json", o->json, "print the report as JSON");
   cmd->callback([o] { run(*o); });
 });

@@ -1,14 +1,119 @@
 #include <QApplication>
+#include <QCommandLineParser>
+#include <QDockWidget>
+#include <QElapsedTimer>
+#include <QTimer>
+#include <cstdio>
+#include <memory>
 
+#include "distributions_panel.h"
 #include "kvscope/common/version.h"
 #include "main_window.h"
+#include "session.h"
+#if KVSCOPE_GUI_HAVE_STREAM
+#include "stream_panel.h"
+#endif
+#if KVSCOPE_GUI_HAVE_CODECS
+#include "codec_panel.h"
+#endif
 
 int main(int argc, char** argv) {
+  QElapsedTimer launch;
+  launch.start();
   QApplication app(argc, argv);
   QApplication::setApplicationName(QStringLiteral("KVScope"));
   QApplication::setOrganizationName(QStringLiteral("KVScope"));
   QApplication::setApplicationVersion(QString::fromLatin1(kvscope::kVersion));
-  kvscope::gui::MainWindow window;
+
+  QCommandLineParser parser;
+  parser.setApplicationDescription(QStringLiteral("KVScope: explore KV-cache compression and streaming"));
+  parser.addHelpOption();
+  parser.addVersionOption();
+  QCommandLineOption show({QStringLiteral("show")},
+                          QStringLiteral("Raise a panel at startup (dock object name, "
+                                         "e.g. codecDock, qualityDock)."),
+                          QStringLiteral("panel"));
+  QCommandLineOption timing({QStringLiteral("timing")},
+                            QStringLiteral("Print launch-to-first-plot and re-encode times to stdout."));
+  QCommandLineOption fresh({QStringLiteral("default-layout")},
+                           QStringLiteral("Ignore the saved window geometry and dock layout."));
+  QCommandLineOption run_stream({QStringLiteral("run-stream")},
+                                QStringLiteral("Start a streaming run once the first cache is encoded."));
+  parser.addOption(run_stream);
+  parser.addOption(show);
+  parser.addOption(timing);
+  parser.addOption(fresh);
+  parser.addPositionalArgument(
+      QStringLiteral("file"),
+      QStringLiteral("A model (.gguf), text, KV cache (.safetensors) or workspace (.kvscope)."));
+  parser.process(app);
+
+  kvscope::gui::MainWindow::Options options;
+  options.use_settings = !parser.isSet(fresh);
+  kvscope::gui::MainWindow window(options);
   window.show();
+  if (parser.isSet(show)) {
+    if (auto* dock = window.findChild<QDockWidget*>(parser.value(show))) {
+      dock->show();
+      dock->raise();
+    }
+  }
+  for (const QString& file : parser.positionalArguments()) window.openPath(file);
+
+  if (parser.isSet(timing)) {
+    // "ready" once the first cache has its statistics drawn and its first encode shown.
+    struct Timing {
+      bool printed = false;
+      bool encoded = !KVSCOPE_GUI_HAVE_CODECS;
+    };
+    auto t = std::make_shared<Timing>();
+    const bool stream_after = parser.isSet(run_stream);
+    auto check = [&window, &launch, t, stream_after] {
+      if (t->printed || !t->encoded || !window.distributionsPanel()->stats()) return;
+      t->printed = true;
+      const auto cache = window.session()->cache();
+      std::printf("ready: first plot %.2f s after launch (%d tokens)\n", launch.nsecsElapsed() / 1e9,
+                  cache ? cache->shape().tokens : 0);
+      std::fflush(stdout);
+#if KVSCOPE_GUI_HAVE_CODECS
+      // Measure re-encode + redraw after parameter changes through the same
+      // path a spin box takes: a few coarser/finer first-group key bins.
+      if (window.codecPanel()->config().codec == "cachegen") {
+        for (int i = 0; i < 4; ++i) {
+          QTimer::singleShot(1500 * (i + 1), &window, [&window, i] {
+            QStringList bins = QString::fromStdString(window.codecPanel()->config().params.at("key_bins"))
+                                   .split(QLatin1Char(','));
+            bins[0] = QString::number(i % 2 == 0 ? 16 : 32);
+            window.codecPanel()->setParam(QStringLiteral("key_bins"), bins.join(QLatin1Char(',')));
+          });
+        }
+      }
+#endif
+#if KVSCOPE_GUI_HAVE_STREAM
+      if (stream_after) QTimer::singleShot(8000, &window, [&window] { window.streamPanel()->run(); });
+#endif
+    };
+    QObject::connect(window.distributionsPanel(), &kvscope::gui::DistributionsPanel::redrawn, &window, check);
+#if KVSCOPE_GUI_HAVE_STREAM
+    QObject::connect(window.streamPanel(), &kvscope::gui::StreamPanel::finished, &window, [&window] {
+      for (const auto& r : window.streamPanel()->reports())
+        std::printf("stream %s: %.3f s to load (SLO %.2f s, %s), %.2f MB\n", r.policy.c_str(), r.ttft_s, r.slo_s,
+                    r.slo_met ? "met" : "missed", double(r.bytes_sent) / 1e6);
+      std::printf("stream: done\n");
+      std::fflush(stdout);
+    });
+#endif
+#if KVSCOPE_GUI_HAVE_CODECS
+    QObject::connect(window.codecPanel(), &kvscope::gui::CodecPanel::encoded, &window, [&window, t, check] {
+      if (t->printed) {
+        std::printf("re-encode + redraw: %.1f ms (%s)\n", window.codecPanel()->lastUpdateMs(),
+                    window.codecPanel()->config().codec.c_str());
+        std::fflush(stdout);
+      }
+      t->encoded = true;
+      check();
+    });
+#endif
+  }
   return QApplication::exec();
 }

@@ -222,8 +222,11 @@ void read_table(const Layout& L, int lk, std::span<const std::uint8_t> payload, 
   Reader r{payload, 0, "cachegen table (layer " + std::to_string(lk / 2) + ")"};
   for (int c = 0; c < C; ++c) {
     ModelRef& m = pool.models[static_cast<std::size_t>(lk) * C + c];
+    m.raw = r.u8();  // channel mode: 0 anchor/delta groups, 1 raw
+    if (m.raw > 1) fail(r.what + ": bad channel mode");
     m.anchor_n = read_model(r, 2 * M + 1, pool.cdf.data() + m.anchor_offset);
     m.delta_n = read_model(r, 4 * M + 1, pool.cdf.data() + m.delta_offset);
+    if (m.raw && m.delta_n != 0) fail(r.what + ": raw channel with a delta model");
   }
   if (r.remaining() != 0) fail(r.what + ": trailing bytes");
   pool.table_loaded[static_cast<std::size_t>(lk)] = true;
@@ -276,11 +279,11 @@ void plan_chunk(const Layout& L, const ModelPool& pool, const codec::SectionInfo
     if (total > r.remaining()) fail(r.what + ": stream lengths exceed the section");
   }
   if (total != r.remaining()) fail(r.what + ": stream lengths do not add up to the section size");
-  const bool need_delta = n > 1 && L.group_size > 1;
   std::uint32_t off = batch_offset + static_cast<std::uint32_t>(r.pos);
   for (int c = 0; c < C; ++c) {
     const std::uint32_t model = static_cast<std::uint32_t>(lk * C + c);
     const ModelRef& m = pool.models[model];
+    const bool need_delta = n > 1 && !m.raw && L.group_size > 1;  // raw channels have no delta model
     if (m.anchor_n == 0 || (need_delta && m.delta_n == 0))
       fail(r.what + ": chunk needs a model that is empty");
     StreamDesc& d = streams[first + c];

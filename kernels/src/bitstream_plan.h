@@ -23,7 +23,8 @@ struct Layout {
   CodecId codec = CodecId::Cachegen;
   int chunk_tokens = 0;
   int group_size = 1;
-  std::vector<int> M;  ///< cachegen: per (layer * 2 + kind)
+  std::vector<int> M;                                            ///< cachegen: per (layer * 2 + kind)
+  enum class Delta { Auto, Always, Never } delta = Delta::Auto;  ///< encoder only
 };
 
 /// Reads the layout from a parsed header; Error(Unsupported) for codecs or
@@ -42,6 +43,7 @@ void check_sections(const codec::StreamInfo& info, const Layout& layout);
 struct ModelRef {
   std::uint32_t anchor_offset = 0, delta_offset = 0;
   std::int32_t anchor_n = 0, delta_n = 0;
+  std::uint32_t raw = 0;  ///< 1: the channel codes every token as an anchor (no groups)
 };
 
 /// Every cachegen model of a stream: index (layer * 2 + kind) * channels + channel.

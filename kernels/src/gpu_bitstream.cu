@@ -36,7 +36,7 @@ __global__ void cachegen_kernel(const std::uint8_t* __restrict__ bytes,
   const plan::StreamDesc d = streams[i];
   const plan::ModelRef m = models[d.model];
   const std::uint32_t f = detail::decode_cachegen_stream(
-      bytes + d.byte_offset, d.byte_length, d.tokens, group_size, d.M, d.step,
+      bytes + d.byte_offset, d.byte_length, d.tokens, m.raw ? 1u : group_size, d.M, d.step,
       {cdf + m.anchor_offset, m.anchor_n}, {cdf + m.delta_offset, m.delta_n}, out + d.out_offset, stride);
   if (f != 0) atomicOr(flags, f);
 }
@@ -219,8 +219,18 @@ void GpuSectionDecoder::push_section(std::size_t index, std::span<const std::uin
     cuda::check(cudaMemcpy(s.d_cdf.get() + c0, s.pool.cdf.data() + c0, (c1 - c0) * sizeof(std::uint32_t),
                            cudaMemcpyHostToDevice),
                 "upload CDFs");
+    // A pageable cudaMemcpy may return before its DMA lands; the lanes are
+    // non-blocking streams, so wait for the legacy stream before any batch
+    // of this (layer, kind) can run.
+    cuda::check(cudaStreamSynchronize(nullptr), "upload tables");
     return;
   }
+  if (payload.size() > 0xffffffffu - (64u << 20)) {
+    throw Error(ErrorCode::Unsupported, "gpu decode: section larger than the 4 GiB batch limit");
+  }
+  // Batch offsets are 32-bit and grid rows are limited to 65535 sections.
+  if (s.lanes[s.lane].n_bytes + payload.size() > 0xffffffffu || s.lanes[s.lane].n_sections >= 65535)
+    s.flush();
   Impl::Lane& l = s.lanes[s.lane];
   std::vector<plan::StreamDesc> streams;
   std::vector<plan::SectionDesc> sections;

@@ -36,15 +36,15 @@ __global__ void quantize_rows(const float* __restrict__ in, RowGeometry g, int b
   const int qmax = bits == 8 ? detail::kInt8Max : detail::kInt4Max;
   float m = 0.0f;
   for (int c = threadIdx.x; c < g.channels; c += blockDim.x)
-    m = fmaxf(m, detail::abs_or_zero(in[element_index(g, lk, t, c)]));
+    m = detail::max_nan(m, detail::abs_value(in[element_index(g, lk, t, c)]));
   __shared__ float partial[kBlock / 32];
-  for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+  for (int off = 16; off > 0; off >>= 1) m = detail::max_nan(m, __shfl_xor_sync(0xffffffffu, m, off));
   if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = m;
   __syncthreads();
   __shared__ std::uint16_t scale_bits;
   if (threadIdx.x == 0) {
     float r = 0.0f;
-    for (int w = 0; w < kBlock / 32; ++w) r = fmaxf(r, partial[w]);
+    for (int w = 0; w < kBlock / 32; ++w) r = detail::max_nan(r, partial[w]);
     scale_bits = detail::symmetric_scale(r, qmax);
     scales[row] = scale_bits;
   }
@@ -135,6 +135,12 @@ QuantizedCache gpu_quantize(const kv::KVCache& cache, int bits) {
   d_values.download(q.values.data(), q.values.size());
   d_scales.download(q.scales.data(), q.scales.size());
   cuda::check(cudaDeviceSynchronize(), "gpu_quantize");
+  for (std::size_t r = 0; r < q.scales.size(); ++r) {
+    if (q.scales[r] == detail::kInvalidScale) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "gpu_quantize: NaN, infinite or too large values in row " + std::to_string(r));
+    }
+  }
   return q;
 }
 

@@ -1,9 +1,15 @@
 #include "gpu_checks.h"
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
+#include "kvscope/codec/bitstream.h"
+#include "kvscope/codec/codec.h"
+#include "kvscope/common/crc32c.h"
 #include "kvscope/common/error.h"
+#include "kvscope/common/fp16.h"
+#include "kvscope/kernels/gpu_bitstream.h"
 #include "kvscope/kernels/gpu_codec.h"
 #include "kvscope/kernels/quantize.h"
 #include "synthetic_cache.h"
@@ -166,7 +172,153 @@ std::string quantize_equals_cpu() {
       if (gpu.values != cpu.values) return "quantized values" + where;
       if (gpu.scales != cpu.scales) return "scales" + where;
       if (!same_bits(gpu_dequantize(cpu), cpu_dequantize(cpu))) return "dequantized values" + where;
+      // And the codec's own bytes for int8/int4 chunks.
+      const auto bytes = codec::encode(cache, {bits == 8 ? "int8" : "int4", {{"chunk_tokens", "64"}}}).bytes;
+      const auto info = codec::inspect_stream(bytes);
+      const auto mine = codec_section_payloads(gpu, 64);
+      if (mine.size() != info.sections.size()) return "section count" + where;
+      for (std::size_t i = 0; i < mine.size(); ++i) {
+        const auto& s = info.sections[i];
+        if (mine[i].size() != s.payload_bytes ||
+            !std::equal(mine[i].begin(), mine[i].end(),
+                        bytes.begin() + static_cast<std::ptrdiff_t>(s.payload_offset)))
+          return "codec section payload " + std::to_string(i) + where;
+      }
     }
+  }
+  return "";
+}
+
+// ---- core/codec bitstreams ------------------------------------------------
+
+struct BitstreamCase {
+  kv::CacheShape shape;
+  codec::CodecConfig config;
+};
+
+std::vector<BitstreamCase> bitstream_cases() {
+  return {
+      {{2, 3, 300, 5}, {"cachegen", {{"chunk_tokens", "128"}}}},  // odd channels, last chunk 44
+      {{3, 1, 37, 7}, {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "4"}}}},
+      {{4, 2, 257, 16}, {"cachegen", {{"chunk_tokens", "64"}, {"group_size", "1"}}}},  // last chunk 1 token
+      {{4, 8, 1000, 128}, {"cachegen", {{"chunk_tokens", "256"}}}},  // Mistral heads, last chunk 232
+      {{2, 2, 100, 6}, {"cachegen", {{"chunk_tokens", "32"}, {"delta", "always"}}}},
+      {{2, 2, 100, 6}, {"cachegen", {{"chunk_tokens", "32"}, {"delta", "never"}}}},
+      {{2, 3, 99, 5}, {"int8", {{"chunk_tokens", "32"}}}},
+      {{2, 3, 99, 5}, {"int4", {{"chunk_tokens", "32"}}}},
+      {{2, 3, 99, 5}, {"fp16", {{"chunk_tokens", "32"}}}},
+  };
+}
+
+std::vector<std::uint16_t> cpu_fp16(std::span<const std::uint8_t> bytes) {
+  const kv::KVCache c = codec::decode(bytes);
+  std::vector<std::uint16_t> out(c.data().size());
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = float_to_half(c.data()[i]);
+  return out;
+}
+
+std::vector<std::uint16_t> streamed(std::span<const std::uint8_t> bytes, int lanes, std::size_t batch) {
+  const auto info = codec::inspect_stream(bytes);
+  const auto header_end = info.header_bytes - 4;
+  GpuSectionDecoder dec(info, bytes.subspan(header_end - info.codec_header_bytes, info.codec_header_bytes),
+                        lanes, batch);
+  for (std::size_t i = 0; i < info.sections.size(); ++i) {
+    const auto& s = info.sections[i];
+    dec.push_section(i, bytes.subspan(s.offset, s.header_bytes + s.payload_bytes));
+  }
+  dec.finish();
+  return dec.output().download();
+}
+
+std::string bitstream_decode_equals_cpu() {
+  for (const auto& c : bitstream_cases()) {
+    for (Pattern p : {Pattern::Realistic, Pattern::Random}) {
+      const auto bytes = codec::encode(make_cache(c.shape, p, 31), c.config).bytes;
+      const std::string where = " for " + c.config.codec + " " + describe({c.shape, 0, 0}, p);
+      const auto cpu = cpu_fp16(bytes);
+      DeviceHalfBuffer out;
+      gpu_decode_bitstream(bytes, out);
+      if (out.download() != cpu) return "gpu_decode_bitstream != round_to_half(codec::decode)" + where;
+      if (streamed(bytes, 3, 4096) != cpu) return "section streaming (small batches) != CPU" + where;
+      if (streamed(bytes, 1, 1) != cpu)
+        return "section streaming (one lane, batch per section) != CPU" + where;
+    }
+  }
+  return "";
+}
+
+std::string cachegen_encode_equals_cpu() {
+  for (const auto& c : bitstream_cases()) {
+    if (c.config.codec != "cachegen") continue;
+    for (Pattern p : {Pattern::Realistic, Pattern::Random}) {
+      const auto cache = make_cache(c.shape, p, 41);
+      const auto bytes = codec::encode(cache, c.config).bytes;
+      const auto info = codec::inspect_stream(bytes);
+      const auto gpu = gpu_encode_cachegen_sections(cache, c.config);
+      const std::string where = " for " + describe({c.shape, 0, 0}, p);
+      if (gpu.size() != info.sections.size()) return "section count differs" + where;
+      for (std::size_t i = 0; i < gpu.size(); ++i) {
+        const auto& s = info.sections[i];
+        if (gpu[i].size() != s.payload_bytes ||
+            !std::equal(gpu[i].begin(), gpu[i].end(),
+                        bytes.begin() + static_cast<std::ptrdiff_t>(s.payload_offset)))
+          return "section " + std::to_string(i) + " payload differs from codec::encode" + where;
+      }
+    }
+  }
+  return "";
+}
+
+std::string bitstream_corruption_detected() {
+  const auto cache = make_cache({2, 2, 200, 8}, Pattern::Realistic, 5);
+  for (const char* name : {"cachegen", "int8", "int4"}) {
+    const auto good = codec::encode(cache, {name, {{"chunk_tokens", "64"}}}).bytes;
+    const auto info = codec::inspect_stream(good);
+    testing::Rng rng(23);
+    for (int i = 0; i < 120; ++i) {
+      std::vector<std::uint8_t> bad = good;
+      const auto& s = info.sections[rng.next() % info.sections.size()];
+      if (s.payload_bytes == 0) continue;
+      bad[s.payload_offset + rng.next() % s.payload_bytes] ^=
+          static_cast<std::uint8_t>(1u << (rng.next() % 8));
+      if (i % 3 != 0) {  // reseal, so the decoders' own checks are tested
+        const std::span<const std::uint8_t> b(bad);
+        const std::uint32_t crc =
+            crc32c(b.subspan(s.payload_offset, s.payload_bytes), crc32c(b.subspan(s.offset, 20)));
+        std::memcpy(bad.data() + s.offset + 20, &crc, 4);
+      }
+      bool cpu_ok = true, gpu_ok = true;
+      std::vector<std::uint16_t> a, g;
+      try {
+        a = cpu_fp16(bad);
+      } catch (const Error&) {
+        cpu_ok = false;
+      }
+      try {
+        DeviceHalfBuffer out;
+        gpu_decode_bitstream(bad, out);
+        g = out.download();
+      } catch (const Error&) {
+        gpu_ok = false;
+      }
+      if (cpu_ok != gpu_ok)
+        return std::string(name) + ": GPU and CPU disagree on mutation " + std::to_string(i);
+      if (cpu_ok && a != g)
+        return std::string(name) + ": GPU and CPU decode mutation " + std::to_string(i) + " differently";
+    }
+    // Out-of-order and missing sections in the streaming decoder.
+    const auto header_end = info.header_bytes - 4;
+    const std::span<const std::uint8_t> gb(good);
+    const auto ch = gb.subspan(header_end - info.codec_header_bytes, info.codec_header_bytes);
+    GpuSectionDecoder dec(info, ch);
+    const auto& s1 = info.sections[1];
+    if (!throws_code([&] { dec.push_section(1, gb.subspan(s1.offset, s1.header_bytes + s1.payload_bytes)); },
+                     ErrorCode::Format))
+      return std::string(name) + ": out-of-order section accepted";
+    const auto& s0 = info.sections[0];
+    dec.push_section(0, gb.subspan(s0.offset, s0.header_bytes + s0.payload_bytes));
+    if (!throws_code([&] { dec.finish(); }, ErrorCode::Format))
+      return std::string(name) + ": missing sections not reported";
   }
   return "";
 }
@@ -183,6 +335,16 @@ const std::vector<Check>& all_checks() {
       {"CorruptStreamsDetected", "corrupt or tampered streams are errors on the GPU path",
        corrupt_streams_detected},
       {"QuantizeEqualsCpu", "GPU int8/int4 quantize and dequantize == CPU", quantize_equals_cpu},
+      {"BitstreamDecodeEqualsCpu",
+       "core/codec bitstreams (cachegen, int8, int4, fp16) decoded on the GPU == "
+       "round_to_half(codec::decode), "
+       "whole and streamed",
+       bitstream_decode_equals_cpu},
+      {"CachegenEncodeEqualsCpu",
+       "GPU cachegen encode == codec::encode's Table and Chunk payloads, byte for byte",
+       cachegen_encode_equals_cpu},
+      {"BitstreamCorruptionDetected", "tampered core/codec bitstreams: GPU verdict == CPU verdict",
+       bitstream_corruption_detected},
   };
   return checks;
 }

@@ -1,9 +1,8 @@
 // Encode/decode throughput of every codec in MB/s of fp16 KV (the cache's
 // fp16 size per second), with 1 thread and all threads, plus sizes.
 // The cache: $KVSCOPE_BENCH_CACHE (a safetensors raw cache, e.g. from
-// `kvscope-cli prefill`) when set and readable by the codec's test loader,
-// else a synthetic cache of the default model's shape (30 layers, 3 kv
-// heads, head_dim 64) with 2048 tokens.
+// `kvscope-cli prefill --max-tokens 2048`) when set, else a synthetic cache of the default model's shape (30
+// layers, 3 kv heads, head_dim 64) with 2048 tokens.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -11,6 +10,7 @@
 
 #include "kvscope/codec/codec.h"
 #include "kvscope/codec/synthetic.h"
+#include "kvscope/io/raw_cache.h"
 
 namespace {
 
@@ -18,6 +18,7 @@ using namespace kvscope;
 
 const kv::KVCache& bench_cache() {
   static const kv::KVCache cache = [] {
+    if (const char* path = std::getenv("KVSCOPE_BENCH_CACHE"); path && *path) return io::load_cache(path);
     int tokens = 2048;
     if (const char* t = std::getenv("KVSCOPE_BENCH_TOKENS")) tokens = std::atoi(t);
     return codec::synthetic_cache({30, 3, tokens, 64}, 1);

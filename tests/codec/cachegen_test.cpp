@@ -154,3 +154,21 @@ TEST(Cachegen, ConstantChannelsAndZerosRoundTrip) {
 
 }  // namespace
 }  // namespace kvscope::codec
+
+namespace kvscope::codec {
+namespace {
+TEST(Cachegen, AutoDeltaIsNeverWorseThanEitherFixedChoice) {
+  const auto cache = synthetic_cache({3, 2, 200, 16}, 12);
+  const auto size = [&](const char* mode) {
+    return find_codec("cachegen").encode(cache, {{"delta", mode}}).size.encoded_bytes;
+  };
+  const auto a = size("auto"), d = size("always"), n = size("never");
+  EXPECT_LE(a, d);
+  EXPECT_LE(a, n + n / 100);
+  for (const char* mode : {"always", "never"}) {
+    const auto r = find_codec("cachegen").encode(cache, {{"delta", mode}});
+    expect_within_half_step(cache, decode(r.bytes), {{"delta", mode}});
+  }
+}
+}  // namespace
+}  // namespace kvscope::codec

@@ -14,6 +14,12 @@ namespace {
 
 using test::small_shape;
 
+DecodeOptions decode_threads(int n) {
+  DecodeOptions o;
+  o.threads = n;
+  return o;
+}
+
 class EveryCodec : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(EveryCodec, RoundTripKeepsShapeInfoAndIsDeterministic) {
@@ -22,8 +28,8 @@ TEST_P(EveryCodec, RoundTripKeepsShapeInfoAndIsDeterministic) {
   for (int i = 0; i < cache.shape().tokens; ++i) cache.info.token_ids[i] = 100 + i;
   cache.info.model_name = "unit";
   const Codec& c = find_codec(GetParam());
-  auto a = c.encode(cache, {{"chunk_tokens", "16"}}, {.threads = 1});
-  auto b = c.encode(cache, {{"chunk_tokens", "16"}}, {.threads = 4});
+  auto a = c.encode(cache, {{"chunk_tokens", "16"}}, {.threads = 1, .progress = {}});
+  auto b = c.encode(cache, {{"chunk_tokens", "16"}}, {.threads = 4, .progress = {}});
   EXPECT_EQ(a.bytes, b.bytes) << "encoding must not depend on the thread count";
   EXPECT_EQ(a.size.encoded_bytes, a.bytes.size());
   EXPECT_EQ(a.size.header_bytes + a.size.table_bytes + a.size.payload_bytes, a.size.encoded_bytes);
@@ -32,14 +38,14 @@ TEST_P(EveryCodec, RoundTripKeepsShapeInfoAndIsDeterministic) {
   EXPECT_LE(lsum, a.size.encoded_bytes);
   EXPECT_EQ(a.size.layer_bytes.size(), std::size_t(cache.shape().layers) * 2);
 
-  auto d1 = decode(a.bytes, {.threads = 1});
-  auto d3 = decode(a.bytes, {.threads = 3});
+  auto d1 = decode(a.bytes, decode_threads(1));
+  auto d3 = decode(a.bytes, decode_threads(3));
   ASSERT_EQ(d1.shape(), cache.shape());
   EXPECT_EQ(test::hash_values(d1.data()), test::hash_values(d3.data()));
   EXPECT_EQ(d1.info.token_ids, cache.info.token_ids);
   EXPECT_EQ(d1.info.model_name, "unit");
   // Re-encoding the decoded cache reproduces the same symbols, hence the same bytes.
-  auto again = c.encode(d1, {{"chunk_tokens", "16"}}, {.threads = 2});
+  auto again = c.encode(d1, {{"chunk_tokens", "16"}}, {.threads = 2, .progress = {}});
   auto d2 = decode(again.bytes);
   EXPECT_EQ(test::hash_values(d2.data()), test::hash_values(d1.data())) << "symbol-exact round trip";
 }

@@ -60,7 +60,7 @@ TEST(Golden, CommittedStreamsDecodeToTheExpectedValues) {
 TEST(Golden, EncoderReproducesTheCommittedBytes) {
   const auto cache = test::golden_cache();
   for (const auto& g : test::golden_cases()) {
-    const auto r = encode(cache, g.config, {.threads = 2});
+    const auto r = encode(cache, g.config, {.threads = 2, .progress = {}});
     EXPECT_TRUE(r.bytes == load(g.file)) << g.file << " changed: if intended, rerun codec_make_golden";
   }
 }

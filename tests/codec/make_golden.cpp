@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   std::ofstream expected(dir / "expected.txt");
   expected << "# file bytes fnv1a64-of-decoded-float32-values (written by make_golden.cpp)\n";
   for (const auto& g : test::golden_cases()) {
-    const auto r = encode(cache, g.config, {.threads = 1});
+    const auto r = encode(cache, g.config, {.threads = 1, .progress = {}});
     kvscope::write_file_atomically(dir / g.file, r.bytes.data(), r.bytes.size());
     const auto d = decode(r.bytes);
     expected << g.file << " " << r.bytes.size() << " " << std::hex << std::setw(16) << std::setfill('0')

@@ -103,7 +103,7 @@ with h5py.File(path, "r") as f:
         assert crc32c(ref[...].astype("<f2").tobytes()) == int(ref.attrs["crc32c"])
     if "calibration" in f:
         c = f["calibration"]
-        s(c, "name"); s(c, "sha256")
+        s(c, "name"); s(c, "hash")
         assert crc32c(c["profile"][...].tobytes()) == int(c["profile"].attrs["crc32c"])
 print("STRUCTURE OK")
 )PY";

@@ -6,6 +6,7 @@
 
 #include "hdf5_test_util.h"
 #include "kvscope/codec/bitstream.h"
+#include "kvscope/codec/calibration.h"
 
 namespace kvscope {
 namespace {
@@ -155,6 +156,43 @@ TEST(Hdf5RoundTrip, SeveralLevelsAndCalibration) {
   EXPECT_EQ(back.calibration->name, "test-profile");
   EXPECT_EQ(back.calibration->bytes, (std::vector<std::uint8_t>{1, 2, 3, 4, 5}));
   EXPECT_THROW(io::decode_hdf5_level(back, int(back.levels.size())), Error);
+}
+
+TEST(Hdf5RoundTrip, CalibrationProfileIsEmbeddedAndUsed) {
+  bool have_cachegen = false;
+  for (const codec::Codec* c : codec::all_codecs()) have_cachegen |= c->name() == "cachegen";
+  if (!have_cachegen) GTEST_SKIP() << "no cachegen codec registered";
+  TempDir dir("calib");
+  const kv::CacheShape shape{2, 2, 32, 16};
+  const std::vector<kv::KVCache> calib = {test::make_cache(shape, 1), test::make_cache(shape, 2)};
+  const auto profile = codec::calibration::build_profile(calib, {});
+  const auto profile_path = codec::calibration::save_profile(profile, dir / "profiles");
+  const kv::KVCache cache = test::make_cache(shape, 3);
+  io::Hdf5Contents contents;
+  contents.shape = shape;
+  contents.info = cache.info;
+  io::Hdf5Level level;
+  level.config = {"cachegen", {{"profile", profile_path.string()}}};
+  level.bitstream = codec::encode(cache, level.config).bytes;
+  contents.levels.push_back(level);
+  codec::DecodeOptions with_dir;
+  with_dir.profile_dir = (dir / "profiles").string();
+  const kv::KVCache expected = codec::decode(level.bitstream, with_dir);
+  io::export_hdf5(dir / "embedded.h5", contents);
+  io::Hdf5ExportOptions no_embed;
+  no_embed.embed_calibration = false;
+  io::export_hdf5(dir / "bare.h5", contents, no_embed);
+  std::filesystem::remove_all(dir / "profiles");  // only the file's copy is left
+
+  const auto back = io::import_hdf5(dir / "embedded.h5");
+  ASSERT_TRUE(back.calibration.has_value());
+  EXPECT_EQ(back.calibration->bytes, profile);
+  EXPECT_EQ(back.calibration->hash, codec::calibration::profile_hash(profile));
+  EXPECT_TRUE(test::bit_identical(io::decode_hdf5_level(back), expected));
+  // Without the embedded profile the same bitstream cannot be decoded here.
+  const auto bare = io::import_hdf5(dir / "bare.h5");
+  EXPECT_FALSE(bare.calibration.has_value());
+  EXPECT_THROW(io::decode_hdf5_level(bare, 0, with_dir), Error);
 }
 
 TEST(Hdf5RoundTrip, CallerSectionsAreKeptAndChecked) {

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "kvscope/common/error.h"
 #include "kvscope/common/fp16.h"
 #include "kvscope/kernels/gpu_bitstream.h"
+#include "kvscope/kernels/quantize.h"
 #include "synthetic_cache.h"
 
 namespace kvscope::kernels {
@@ -42,6 +45,9 @@ std::vector<Case> cases() {
   v.push_back({{3, 1, 37, 7}, {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "4"}}}});
   v.push_back({{4, 2, 257, 16}, {"cachegen", {{"chunk_tokens", "64"}, {"group_size", "1"}}}});
   v.push_back({{6, 2, 129, 32}, {"cachegen", {{"chunk_tokens", "128"}, {"key_bins", "64,32,16"}}}});
+  // Per-channel mode forced both ways (auto above mixes raw and anchor/delta channels).
+  v.push_back({{2, 2, 100, 6}, {"cachegen", {{"chunk_tokens", "32"}, {"delta", "always"}}}});
+  v.push_back({{2, 2, 100, 6}, {"cachegen", {{"chunk_tokens", "32"}, {"delta", "never"}}}});
   for (const char* c : {"int8", "int4", "fp16"}) {
     v.push_back({{2, 3, 99, 5}, {c, {{"chunk_tokens", "32"}}}});
   }
@@ -117,6 +123,60 @@ TEST(BitstreamEmulation, TruncatedStreamsAreErrors) {
   for (std::size_t cut = 0; cut < good.size(); cut += 7) {
     EXPECT_THROW(emulate_gpu_decode_fp16(std::span<const std::uint8_t>(good).first(cut)), Error) << cut;
   }
+}
+
+// The GPU cachegen encoder's logic, run on the CPU, writes exactly the
+// codec's Table and Chunk payloads.
+TEST(CachegenEncodeEmulation, SectionPayloadsEqualTheCodecs) {
+  for (const auto& c : cases()) {
+    if (c.config.codec != "cachegen") continue;
+    for (Pattern p : {Pattern::Realistic, Pattern::Random}) {
+      const auto cache = make_cache(c.shape, p, 41, 2);
+      const auto bytes = codec::encode(cache, c.config).bytes;
+      const auto info = codec::inspect_stream(bytes);
+      const auto mine = emulate_gpu_encode_cachegen_sections(cache, c.config);
+      ASSERT_EQ(mine.size(), info.sections.size());
+      for (std::size_t i = 0; i < mine.size(); ++i) {
+        const auto& s = info.sections[i];
+        ASSERT_TRUE(mine[i].size() == s.payload_bytes &&
+                    std::equal(mine[i].begin(), mine[i].end(),
+                               bytes.begin() + static_cast<std::ptrdiff_t>(s.payload_offset)))
+            << "section " << i << " (" << codec::to_string(s.kind) << " layer " << s.layer << ") of "
+            << c.shape.layers << "x" << c.shape.kv_heads << "x" << c.shape.tokens << "x" << c.shape.head_dim;
+      }
+    }
+  }
+  EXPECT_THROW(emulate_gpu_encode_cachegen_sections(make_cache({1, 1, 4, 2}, Pattern::Realistic, 1, 1),
+                                                    {"cachegen", {{"no_such_param", "1"}}}),
+               Error);
+}
+
+// The int8/int4 quantizer the GPU runs (its CPU reference, bit-exact with
+// the kernels) produces exactly the codec's chunk payloads.
+TEST(IntQuantizer, SectionPayloadsEqualTheCodecs) {
+  for (const kv::CacheShape shape :
+       {kv::CacheShape{2, 3, 99, 5}, kv::CacheShape{1, 1, 7, 3}, kv::CacheShape{2, 8, 70, 16}}) {
+    const auto cache = make_cache(shape, Pattern::Realistic, 12, 2);
+    for (int bits : {8, 4}) {
+      for (int ct : {1, 32, 256}) {
+        const auto bytes =
+            codec::encode(cache, {bits == 8 ? "int8" : "int4", {{"chunk_tokens", std::to_string(ct)}}}).bytes;
+        const auto info = codec::inspect_stream(bytes);
+        const auto mine = codec_section_payloads(cpu_quantize(cache, bits), ct);
+        ASSERT_EQ(mine.size(), info.sections.size());
+        for (std::size_t i = 0; i < mine.size(); ++i) {
+          const auto& s = info.sections[i];
+          ASSERT_TRUE(std::equal(mine[i].begin(), mine[i].end(), bytes.begin() + s.payload_offset,
+                                 bytes.begin() + s.payload_offset + s.payload_bytes) &&
+                      mine[i].size() == s.payload_bytes)
+              << "int" << bits << " chunk " << ct << " section " << i;
+        }
+      }
+    }
+  }
+  kv::KVCache bad({1, 1, 2, 2});
+  bad.data()[1] = std::nanf("");
+  EXPECT_THROW(cpu_quantize(bad, 8), Error);
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the kvscope-cli unpacked by test_deb.sh (fixture) over the default
 # dataset context it installed: prefill a short prefix with the default
-# model, then stats, encode, inspect and decode on that cache. The binary must
-# find everything relative to itself (KVSCOPE_DATA_DIR unset).
+# model, then stats, encode (cachegen), inspect, decode and a simulated
+# stream (preset profile and ladder from the installed resources) on that
+# cache. The binary must find everything relative to itself
+# (KVSCOPE_DATA_DIR unset).
 #
 #   test_deb_dataset.sh WORK_DIR
 #
@@ -58,10 +60,10 @@ out="$(run stats --in "$tmp/cache.safetensors" --json)"
 [ "$(json_get shape tokens <<<"$out")" = "$tokens" ] || { echo "FAIL: stats: $out" >&2; exit 1; }
 echo "ok:   stats: $(json_get shape layers <<<"$out") layers x $tokens tokens"
 
-out="$(run encode --in "$tmp/cache.safetensors" --out "$tmp/cache.kvc" --codec int8 --json)"
-"$py" -c 'import json,sys; d=json.load(sys.stdin); assert 0 < d["encoded_bytes"] < d["original_bytes"], d' <<<"$out" ||
+out="$(run encode --in "$tmp/cache.safetensors" --out "$tmp/cache.kvc" --codec cachegen --json)"
+"$py" -c 'import json,sys; d=json.load(sys.stdin); assert d["codec"] == "cachegen" and 0 < d["encoded_bytes"], d' <<<"$out" ||
   { echo "FAIL: encode: $out" >&2; exit 1; }
-echo "ok:   encode int8: $(json_get encoded_bytes <<<"$out") of $(json_get original_bytes <<<"$out") bytes"
+echo "ok:   encode cachegen: $(json_get encoded_bytes <<<"$out") of $(json_get original_bytes <<<"$out") bytes"
 
 run inspect "$tmp/cache.kvc" --json >/dev/null || { echo "FAIL: inspect" >&2; exit 1; }
 echo "ok:   inspect"
@@ -69,4 +71,23 @@ echo "ok:   inspect"
 out="$(run decode --in "$tmp/cache.kvc" --out "$tmp/decoded.safetensors" --json)"
 [ "$(json_get tokens <<<"$out")" = "$tokens" ] || { echo "FAIL: decode: $out" >&2; exit 1; }
 echo "ok:   decode: $tokens tokens back"
+# HDF5 export (the *.h5 files the desktop entry opens) and back.
+run encode --in "$tmp/cache.safetensors" --out "$tmp/cache.h5" --codec cachegen --text "$context" --json >/dev/null
+# HDF5 signature at offset 0 or after a user block (512, 1024, 2048, ...).
+is_hdf5=0
+for off in 0 512 1024 2048 4096; do
+  [ "$(od -An -tx1 -j "$off" -N8 "$tmp/cache.h5" | tr -d ' ')" = 894844460d0a1a0a ] && is_hdf5=1
+done
+[ "$is_hdf5" = 1 ] || { echo "FAIL: encode --out cache.h5 did not write an HDF5 file" >&2; exit 1; }
+out="$(run decode --in "$tmp/cache.h5" --out "$tmp/from-h5.safetensors" --json)"
+[ "$(json_get tokens <<<"$out")" = "$tokens" ] || { echo "FAIL: decode of .h5: $out" >&2; exit 1; }
+echo "ok:   HDF5 export and decode: $tokens tokens back"
+
+# Streaming reads a bandwidth-profile preset and the default codec ladder
+# from the installed resources/.
+out="$(run stream --cache "$tmp/cache.safetensors" --profile wifi-drop --slo 1 --simulate --chunk-tokens 32 \
+  --compute-profile 2000 --json)"
+"$py" -c 'import json,sys; d=json.load(sys.stdin); assert d["profile"] == "wifi-drop" and d["ladder"] == "default" and len(d["chunks"]) == 2, d' <<<"$out" ||
+  { echo "FAIL: stream: $out" >&2; exit 1; }
+echo "ok:   stream (simulated, preset wifi-drop, default ladder): 2 chunks"
 echo "installed kvscope-cli ran on dataset context $(basename "$context")"

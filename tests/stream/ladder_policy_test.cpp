@@ -123,6 +123,21 @@ TEST(Policy, AdaptivePicksFinestLevelThatMeetsSlo) {
   EXPECT_EQ(decide(p, late).level, 1);
 }
 
+// Regression (found on the default model, where CPU decode of a chunk is
+// slower than its transfer at 100 Mbit/s): the prediction must account for a
+// decode pipeline that cannot keep up, not just the last chunk's decode.
+TEST(Policy, PredictionIncludesDecodeBacklog) {
+  Policy p;
+  p.kind = Policy::Kind::Adaptive;
+  p.levels = {{"l0", {"a", {}}}};
+  auto in = input(10);
+  in.decode_seconds = [](int, int) { return 0.5; };  // slower than the 0.1 s transfer
+  // Transfers end at 0.1 .. 0.4 s, but decodes queue: 0.1 + 4 * 0.5.
+  EXPECT_NEAR(decide(p, in).predicted_finish_s, 2.1, 1e-9);
+  in.receiver_free_s = 1.0;  // still decoding earlier chunks
+  EXPECT_NEAR(decide(p, in).predicted_finish_s, 3.0, 1e-9);
+}
+
 TEST(Policy, FixedAndTextIgnoreTheEstimate) {
   Policy fixed;
   fixed.kind = Policy::Kind::Fixed;

@@ -20,6 +20,7 @@ struct Layout {
   int channels = 0;
   int group_size = 10;
   int chunk_tokens = 1024;
+  enum class Delta { Auto, Always, Never } delta = Delta::Auto;
   std::vector<int> bins[2];  ///< per layer, for K (0) and V (1)
   int M(int layer, int kind) const { return bins[kind][layer] / 2 - 1; }
 };
@@ -42,8 +43,20 @@ inline int delta_alphabet(int M) {
 struct ChunkSymbols {
   int begin = 0, count = 0;
   std::vector<std::uint16_t> steps;  ///< fp16 step per channel
-  std::vector<std::uint16_t> sym;    ///< channel-major [channel][token], alphabet indices
+  std::vector<std::uint16_t> sym;    ///< channel-major [channel][token], anchor/delta alphabet indices
+  std::vector<std::uint16_t> raw;    ///< channel-major [channel][token], Q + M (every token as an anchor)
 };
+
+/// Adds a chunk's raw symbols (Q + M) to per-channel counts [c*A + s].
+void count_raw(const ChunkSymbols& cs, const Layout& layout, int layer, int kind,
+               std::vector<std::uint64_t>& raw_counts);
+
+/// Whether channel c codes raw symbols (1) or anchor/delta groups (0), for
+/// the layout's delta setting: Auto picks the cheaper, counting the ideal
+/// code length plus the serialised tables when `tables_shipped`.
+std::uint8_t choose_raw(const Layout& layout, std::span<const std::uint64_t> raw,
+                        std::span<const std::uint64_t> anchor, std::span<const std::uint64_t> delta,
+                        bool tables_shipped);
 
 /// Quantizes tokens [begin, begin+count) of (layer, kind): per channel step =
 /// fp16-up(absmax / M); Q = round(x / step); anchor tokens (every group_size-th
@@ -59,7 +72,8 @@ void count_symbols(const ChunkSymbols& cs, const Layout& layout, int layer, int 
 struct Profile {
   Layout layout;                  ///< layers, channels, group size, bins
   std::vector<FreqModel> anchor;  ///< index (layer*2+kind)*channels + channel
-  std::vector<FreqModel> delta;
+  std::vector<FreqModel> delta;   ///< empty for raw channels
+  std::vector<std::uint8_t> raw;  ///< 1 = channel codes every token as an anchor
   std::string hash;
 };
 

@@ -60,15 +60,20 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
   if (n * 4 > b.remaining()) b.fail("profile too short for its shape");
   p.anchor.resize(n);
   p.delta.resize(n);
+  p.raw.resize(n);
   for (int l = 0; l < L.layers; ++l)
     for (int k = 0; k < 2; ++k) {
       const int M = L.M(l, k);
       for (int c = 0; c < L.channels; ++c) {
         const std::size_t i = (std::size_t(l) * 2 + k) * L.channels + c;
+        p.raw[i] = b.u8();
+        if (p.raw[i] > 1) b.fail("bad channel mode");
         p.anchor[i] = FreqModel::read(b, anchor_alphabet(M));
         p.delta[i] = FreqModel::read(b, delta_alphabet(M));
+        if (p.raw[i] && !p.delta[i].empty()) b.fail("raw channel with a delta model");
         // Profiles must be able to code any symbol.
         for (const auto* m : {&p.anchor[i], &p.delta[i]}) {
+          if (m == &p.delta[i] && p.raw[i]) continue;
           if (m->empty()) b.fail("profile model is empty");
           for (int s = 0; s < m->size(); ++s)
             if (m->freq(s) == 0) b.fail("profile model has a zero frequency");
@@ -129,22 +134,27 @@ std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, con
   parallel_for(parts.size(), 0, [&](std::size_t lk) {
     const int l = int(lk / 2), k = int(lk % 2);
     const int M = L.M(l, k);
-    std::vector<std::uint64_t> ac(std::size_t(C) * anchor_alphabet(M)),
-        dc(std::size_t(C) * delta_alphabet(M));
+    const int A = anchor_alphabet(M), B = delta_alphabet(M);
+    std::vector<std::uint64_t> ac(std::size_t(C) * A), dc(std::size_t(C) * B), rc(std::size_t(C) * A);
     for (const auto& cache : caches)
       for (int b = 0; b < cache.shape().tokens; b += L.chunk_tokens) {
         const auto cs =
             quantize_chunk(cache, l, kv::Kind(k), b, std::min(L.chunk_tokens, cache.shape().tokens - b), L);
         count_symbols(cs, L, l, k, ac, dc);
+        count_raw(cs, L, l, k, rc);
       }
     ByteWriter w(parts[lk]);
     for (int c = 0; c < C; ++c) {
-      FreqModel::from_counts(
-          {ac.data() + std::size_t(c) * anchor_alphabet(M), std::size_t(anchor_alphabet(M))}, true)
-          .write(w);
-      FreqModel::from_counts({dc.data() + std::size_t(c) * delta_alphabet(M), std::size_t(delta_alphabet(M))},
-                             true)
-          .write(w);
+      std::span<const std::uint64_t> a{ac.data() + std::size_t(c) * A, std::size_t(A)};
+      std::span<const std::uint64_t> d{dc.data() + std::size_t(c) * B, std::size_t(B)};
+      std::span<const std::uint64_t> rw{rc.data() + std::size_t(c) * A, std::size_t(A)};
+      const std::uint8_t raw = choose_raw(L, rw, a, d, false);
+      w.u8(raw);
+      FreqModel::from_counts(raw ? rw : a, true).write(w);
+      if (raw)
+        FreqModel().write(w);
+      else
+        FreqModel::from_counts(d, true).write(w);
     }
     report_progress(progress, 0.5, "calibrating");
   });

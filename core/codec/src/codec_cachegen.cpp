@@ -101,6 +101,14 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        4095,
        {},
        "first layer of each value layer group after the first (one fewer than value_bins)"},
+      {"delta",
+       T::Choice,
+       "auto",
+       0,
+       0,
+       {"auto", "always", "never"},
+       "anchor/delta coding per channel: always (the paper), never (raw quantized values), auto (the cheaper "
+       "per channel)"},
       {"profile",
        T::Text,
        "",
@@ -118,6 +126,10 @@ Layout make_layout(const Params& p, const kv::CacheShape& shape) {
   L.channels = shape.channels();
   L.group_size = p.get_int("group_size");
   L.chunk_tokens = p.get_int("chunk_tokens");
+  const std::string delta = p.get("delta");
+  L.delta = delta == "always"  ? Layout::Delta::Always
+            : delta == "never" ? Layout::Delta::Never
+                               : Layout::Delta::Auto;
   auto list = [&](const std::string& name) {
     return p.get(name).empty() ? std::vector<int>{} : p.get_int_list(name);
   };
@@ -138,6 +150,7 @@ ChunkSymbols quantize_chunk(const kv::KVCache& cache, int layer, kv::Kind kind, 
   cs.count = count;
   cs.steps.resize(C);
   cs.sym.resize(std::size_t(C) * count);
+  cs.raw.resize(std::size_t(C) * count);
   const float* base = cache.tensor(layer, kind).data();
   std::vector<float> amax(D), step(D), inv(D);
   std::vector<int> q(std::size_t(count) * D);
@@ -165,9 +178,11 @@ ChunkSymbols quantize_chunk(const kv::KVCache& cache, int layer, kv::Kind kind, 
     }
     for (int d = 0; d < D; ++d) {
       std::uint16_t* out = cs.sym.data() + std::size_t(h * D + d) * count;
+      std::uint16_t* raw = cs.raw.data() + std::size_t(h * D + d) * count;
       int anchor = 0;
       for (int t = 0; t < count; ++t) {
         const int v = q[std::size_t(t) * D + d];
+        raw[t] = std::uint16_t(v + M);
         if (t % layout.group_size == 0) {
           anchor = v;
           out[t] = std::uint16_t(v + M);
@@ -195,6 +210,33 @@ void count_symbols(const ChunkSymbols& cs, const Layout& layout, int layer, int 
   }
 }
 
+void count_raw(const ChunkSymbols& cs, const Layout& layout, int layer, int kind,
+               std::vector<std::uint64_t>& rc) {
+  const int A = anchor_alphabet(layout.M(layer, kind));
+  for (int c = 0; c < layout.channels; ++c) {
+    const std::uint16_t* s = cs.raw.data() + std::size_t(c) * cs.count;
+    for (int t = 0; t < cs.count; ++t) ++rc[std::size_t(c) * A + s[t]];
+  }
+}
+
+std::uint8_t choose_raw(const Layout& layout, std::span<const std::uint64_t> raw,
+                        std::span<const std::uint64_t> anchor, std::span<const std::uint64_t> delta,
+                        bool tables_shipped) {
+  if (layout.delta == Layout::Delta::Never) return 1;
+  if (layout.delta == Layout::Delta::Always) return 0;
+  auto table_bits = [&](std::span<const std::uint64_t> counts) {
+    if (!tables_shipped) return 0.0;
+    std::vector<std::uint8_t> tmp;
+    ByteWriter w(tmp);
+    FreqModel::from_counts(counts).write(w);
+    return 8.0 * double(tmp.size());
+  };
+  const double raw_bits = entropy_bits(raw) + table_bits(raw);
+  const double delta_bits =
+      entropy_bits(anchor) + entropy_bits(delta) + table_bits(anchor) + table_bits(delta);
+  return raw_bits < delta_bits ? 1 : 0;
+}
+
 namespace {
 
 constexpr std::uint8_t kCoderRange = 0;
@@ -204,6 +246,7 @@ constexpr std::uint8_t kTablesProfile = 1;
 // Models of one (layer, kind): anchor and delta per channel.
 struct LayerModels {
   std::vector<FreqModel> anchor, delta;
+  std::vector<std::uint8_t> raw;
 };
 
 class CachegenDecoder : public ChunkDecoder {
@@ -236,30 +279,45 @@ class CachegenDecoder : public ChunkDecoder {
     if (total != r.remaining()) r.fail("stream lengths do not add up to the section size");
     auto streams = r.bytes(total);
     std::size_t off = 0;
-    DecodeTable at, dt;
-    for (int c = 0; c < C; ++c) {
-      const FreqModel& am = lm.anchor[c];
-      const FreqModel& dm = lm.delta[c];
-      const bool need_delta = n > 1 && layout_.group_size > 1;
-      if (am.empty() || (need_delta && dm.empty())) r.fail("chunk needs a model that is empty");
-      at.build(am);
-      if (need_delta) dt.build(dm);
-      RangeDecoder rd(streams.subspan(off, len[c]));
-      off += len[c];
-      const int h = c / D, d = c % D;
-      float* dst = out.data + (std::size_t(h) * out.tokens + out.token_offset) * D + d;
-      const float st = step[c];
-      int anchor = 0;
+    // Channels decode in lanes of 8 independent streams, token by token, so
+    // the divisions of different streams overlap in the CPU.
+    constexpr int kLanes = 8;
+    DecodeTable at[kLanes], dt[kLanes];
+    RangeDecoder rd[kLanes];
+    int group[kLanes], phase[kLanes], anchor[kLanes];
+    float st[kLanes];
+    float* dst[kLanes];
+    for (int c0 = 0; c0 < C; c0 += kLanes) {
+      const int nb = std::min(kLanes, C - c0);
+      for (int j = 0; j < nb; ++j) {
+        const int c = c0 + j;
+        const FreqModel& am = lm.anchor[c];
+        const FreqModel& dm = lm.delta[c];
+        group[j] = lm.raw[c] != 0 ? 1 : layout_.group_size;
+        const bool need_delta = n > 1 && group[j] > 1;
+        if (am.empty() || (need_delta && dm.empty())) r.fail("chunk needs a model that is empty");
+        at[j].build(am);
+        if (need_delta) dt[j].build(dm);
+        rd[j] = RangeDecoder(streams.subspan(off, len[c]));
+        off += len[c];
+        dst[j] = out.data + (std::size_t(c / D) * out.tokens + out.token_offset) * D + c % D;
+        st[j] = step[c];
+        phase[j] = 0;
+        anchor[j] = 0;
+      }
       for (int t = 0; t < n; ++t) {
-        int q;
-        if (t % layout_.group_size == 0) {
-          anchor = rd.decode(at) - M;
-          q = anchor;
-        } else {
-          q = anchor + rd.decode(dt) - 2 * M;
-          if (q < -M || q > M) r.fail("decoded value out of range (corrupt stream)");
+        for (int j = 0; j < nb; ++j) {
+          int q;
+          if (phase[j] == 0) {
+            anchor[j] = rd[j].decode(at[j]) - M;
+            q = anchor[j];
+          } else {
+            q = anchor[j] + rd[j].decode(dt[j]) - 2 * M;
+            if (q < -M || q > M) r.fail("decoded value out of range (corrupt stream)");
+          }
+          if (++phase[j] == group[j]) phase[j] = 0;
+          dst[j][std::size_t(t) * D] = float(q) * st[j];
         }
-        dst[std::size_t(t) * D] = float(q) * st;
       }
     }
   }
@@ -308,25 +366,29 @@ class CachegenCodec : public CodecBase {
       const int M = L.M(l, k);
       const int A = anchor_alphabet(M), B = delta_alphabet(M);
       std::vector<ChunkSymbols> cs(chunks);
-      std::vector<std::uint64_t> ac(std::size_t(C) * A), dc(std::size_t(C) * B);
+      std::vector<std::uint64_t> ac(std::size_t(C) * A), dc(std::size_t(C) * B), rc(std::size_t(C) * A);
       for (int ci = 0; ci < chunks; ++ci) {
         const int b = ci * L.chunk_tokens;
         cs[ci] = quantize_chunk(cache, l, kv::Kind(k), b, std::min(L.chunk_tokens, sh.tokens - b), L);
         count_symbols(cs[ci], L, l, k, ac, dc);
+        count_raw(cs[ci], L, l, k, rc);
       }
       std::vector<FreqModel> am(C), dm(C);
+      std::vector<std::uint8_t> raw(C);
       double b = 0;
       for (int c = 0; c < C; ++c) {
         std::span<const std::uint64_t> a{ac.data() + std::size_t(c) * A, std::size_t(A)};
         std::span<const std::uint64_t> d{dc.data() + std::size_t(c) * B, std::size_t(B)};
+        std::span<const std::uint64_t> rw{rc.data() + std::size_t(c) * A, std::size_t(A)};
+        raw[c] = use_profile ? profile.raw[lk * C + c] : choose_raw(L, rw, a, d, true);
         if (use_profile) {
           am[c] = profile.anchor[lk * C + c];
           dm[c] = profile.delta[lk * C + c];
         } else {
-          am[c] = FreqModel::from_counts(a);
-          dm[c] = FreqModel::from_counts(d);
+          am[c] = FreqModel::from_counts(raw[c] ? rw : a);
+          if (!raw[c]) dm[c] = FreqModel::from_counts(d);
         }
-        b += am[c].cost_bits(a) + dm[c].cost_bits(d);
+        b += raw[c] ? am[c].cost_bits(rw) : am[c].cost_bits(a) + dm[c].cost_bits(d);
       }
       bits[lk] = b;
       std::size_t si = lk * per_lk;
@@ -337,6 +399,7 @@ class CachegenCodec : public CodecBase {
         t.kv = kv::Kind(k);
         ByteWriter w(t.payload);
         for (int c = 0; c < C; ++c) {
+          w.u8(raw[c]);
           am[c].write(w);
           dm[c].write(w);
         }
@@ -358,11 +421,12 @@ class CachegenCodec : public CodecBase {
         for (int c = 0; c < C; ++c) {
           const std::size_t before = streams.size();
           RangeEncoder enc(streams);
-          const std::uint16_t* sy = q.sym.data() + std::size_t(c) * q.count;
+          const std::uint16_t* sy = (raw[c] ? q.raw.data() : q.sym.data()) + std::size_t(c) * q.count;
           const auto& ac_ = am[c].cdf;
           const auto& dc_ = dm[c].cdf;
+          const int group = raw[c] ? 1 : L.group_size;
           for (int t = 0; t < q.count; ++t) {
-            const auto& cdf = (t % L.group_size == 0) ? ac_ : dc_;
+            const auto& cdf = (t % group == 0) ? ac_ : dc_;
             enc.encode(cdf[sy[t]], cdf[sy[t] + 1] - cdf[sy[t]]);
           }
           enc.finish();
@@ -410,6 +474,7 @@ class CachegenCodec : public CodecBase {
                                  prof.anchor.begin() + (lk + 1) * L.channels);
         models[lk].delta.assign(prof.delta.begin() + lk * L.channels,
                                 prof.delta.begin() + (lk + 1) * L.channels);
+        models[lk].raw.assign(prof.raw.begin() + lk * L.channels, prof.raw.begin() + (lk + 1) * L.channels);
       }
     } else if (mode == kTablesObject) {
       for (std::size_t lk = 0; lk < models.size(); ++lk) {
@@ -419,9 +484,13 @@ class CachegenCodec : public CodecBase {
         auto& m = models[lk];
         m.anchor.resize(L.channels);
         m.delta.resize(L.channels);
+        m.raw.resize(L.channels);
         for (int c = 0; c < L.channels; ++c) {
+          m.raw[c] = t.u8();
+          if (m.raw[c] > 1) t.fail("bad channel mode");
           m.anchor[c] = FreqModel::read(t, anchor_alphabet(M));
           m.delta[c] = FreqModel::read(t, delta_alphabet(M));
+          if (m.raw[c] && !m.delta[c].empty()) t.fail("raw channel with a delta model");
         }
         if (!t.done()) t.fail("trailing bytes");
       }

@@ -17,12 +17,6 @@
 namespace kvscope::codec::detail {
 namespace {
 
-std::string join(const std::vector<int>& v) {
-  std::string s;
-  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
-  return s;
-}
-
 struct LmLayout {
   int channels = 0;
   std::vector<int> bins[2];

@@ -85,6 +85,7 @@ class RangeEncoder {
 
 class RangeDecoder {
  public:
+  RangeDecoder() = default;
   explicit RangeDecoder(std::span<const std::uint8_t> in) : p_(in.data()), end_(in.data() + in.size()) {
     for (int i = 0; i < 4; ++i) code_ = (code_ << 8) | next();
   }
@@ -106,8 +107,8 @@ class RangeDecoder {
 
  private:
   std::uint32_t next() { return p_ < end_ ? *p_++ : 0u; }
-  const std::uint8_t* p_;
-  const std::uint8_t* end_;
+  const std::uint8_t* p_ = nullptr;
+  const std::uint8_t* end_ = nullptr;
   std::uint32_t code_ = 0;
   std::uint32_t range_ = 0xFFFFFFFFu;
 };

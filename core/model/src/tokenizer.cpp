@@ -102,7 +102,7 @@ struct Tokenizer::Impl {
 
   void split_regex(const Regex& re, std::string_view text, std::vector<std::string_view>& out) const;
   void bpe(std::string_view piece, std::vector<std::int32_t>& out) const;
-  int pair_rank(const std::string& a, const std::string& b) const;
+  double pair_rank(const std::string& a, const std::string& b) const;
   void encode_segment(std::string_view text, bool at_start, std::vector<std::int32_t>& out) const;
 };
 
@@ -216,17 +216,17 @@ void Tokenizer::Impl::split_regex(const Regex& re, std::string_view text,
   pcre2_match_data_free(md);
 }
 
-int Tokenizer::Impl::pair_rank(const std::string& a, const std::string& b) const {
+double Tokenizer::Impl::pair_rank(const std::string& a, const std::string& b) const {
+  constexpr double kNone = std::numeric_limits<double>::infinity();
   if (!merge_rank.empty()) {
     auto it = merge_rank.find(a + " " + b);
-    return it == merge_rank.end() ? INT_MAX : it->second;
+    return it == merge_rank.end() ? kNone : it->second;
   }
   // SentencePiece without merges: merge the pair whose result has the
-  // highest score (ranks compare ascending, so negate; scores are small floats).
+  // highest score (lower rank wins, so negate).
   auto it = ids.find(a + b);
-  if (it == ids.end() || spec.scores.empty()) return INT_MAX;
-  const double sc = spec.scores[it->second];
-  return static_cast<int>(std::clamp(-sc * 1000.0, -2e9, 2e9));
+  if (it == ids.end() || spec.scores.empty()) return kNone;
+  return -static_cast<double>(spec.scores[it->second]);
 }
 
 void Tokenizer::Impl::bpe(std::string_view piece, std::vector<std::int32_t>& out) const {
@@ -243,16 +243,16 @@ void Tokenizer::Impl::bpe(std::string_view piece, std::vector<std::int32_t>& out
     }
   }
   while (sym.size() > 1) {
-    int best = INT_MAX;
+    double best = std::numeric_limits<double>::infinity();
     std::size_t at = 0;
     for (std::size_t i = 0; i + 1 < sym.size(); ++i) {
-      const int r = pair_rank(sym[i], sym[i + 1]);
+      const double r = pair_rank(sym[i], sym[i + 1]);
       if (r < best) {
         best = r;
         at = i;
       }
     }
-    if (best == INT_MAX) break;
+    if (best == std::numeric_limits<double>::infinity()) break;
     sym[at] += sym[at + 1];
     sym.erase(sym.begin() + static_cast<std::ptrdiff_t>(at) + 1);
   }

@@ -61,19 +61,26 @@ Decision decide(const Policy& policy, const DecisionInput& in) {
   Decision d;
   d.estimated_mbps = in.estimated_mbps;
   const double bytes_per_s = in.estimated_mbps * 1e6 / 8.0;
+  // Transfer back to back from now; decode in order on a receiver that is
+  // busy until receiver_free_s.
   auto finish_at_level = [&](int level) {
-    double bytes = 0;
-    for (int j = in.chunk; j < in.chunks; ++j) bytes += in.bytes(level, j);
-    return in.now_s + bytes / bytes_per_s + in.decode_seconds(level, in.chunks - 1);
+    double t = in.now_s, free = in.receiver_free_s;
+    for (int j = in.chunk; j < in.chunks; ++j) {
+      t += in.bytes(level, j) / bytes_per_s;
+      free = std::max(t, free) + in.decode_seconds(level, j);
+    }
+    return free;
   };
+  // This chunk as text (recomputed on the receiver), the rest at `coarsest`.
   auto finish_text = [&](int coarsest) {
-    // This chunk as text, the rest at the coarsest level; recompute runs on
-    // the receiver's pipeline, so it adds after this chunk's arrival.
-    double bytes = in.text_bytes(in.chunk);
-    for (int j = in.chunk + 1; j < in.chunks; ++j) bytes += in.bytes(coarsest, j);
-    const double recompute = in.recompute_seconds ? in.recompute_seconds(in.chunk) : 0.0;
-    const double tail = in.chunk + 1 < in.chunks ? in.decode_seconds(coarsest, in.chunks - 1) : 0.0;
-    return in.now_s + std::max(bytes / bytes_per_s + tail, in.text_bytes(in.chunk) / bytes_per_s + recompute);
+    double t = in.now_s + in.text_bytes(in.chunk) / bytes_per_s;
+    double free =
+        std::max(t, in.receiver_free_s) + (in.recompute_seconds ? in.recompute_seconds(in.chunk) : 0.0);
+    for (int j = in.chunk + 1; j < in.chunks; ++j) {
+      t += in.bytes(coarsest, j) / bytes_per_s;
+      free = std::max(t, free) + in.decode_seconds(coarsest, j);
+    }
+    return free;
   };
   switch (policy.kind) {
     case Policy::Kind::Text:

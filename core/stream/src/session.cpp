@@ -73,6 +73,7 @@ int Session::decide_chunk(int chunk, double now) {
   {
     std::lock_guard lock(mutex_);
     in.estimated_mbps = estimator_.estimate_mbps();
+    in.receiver_free_s = receiver_free_est_;
   }
   in.bytes = [this](int level, int j) { return payload_bytes(level, j) + kHeader; };
   in.decode_seconds = [this](int level, int j) {
@@ -129,7 +130,16 @@ void Session::send_finished(int chunk, double t) {
   ChunkRecord& rec = records_[chunk];
   rec.send_end_s = t;
   estimator_.add(double(rec.wire_bytes), t - rec.send_start_s);
+  receiver_free_est_ = std::max(t, receiver_free_est_) + estimated_decode_seconds(rec.level, chunk);
   emit(StreamEvent::Type::SendEnd, chunk);
+}
+
+double Session::estimated_decode_seconds(int level, int chunk) const {
+  const ChunkRange& r = store.chunks()[chunk];
+  if (level != kTextLevel) return decode_per_token_[level] * r.tokens();
+  if (hooks.recompute && hooks.recompute->estimate_seconds)
+    return hooks.recompute->estimate_seconds(r.tokens(), r.begin);
+  return 0.0;
 }
 
 void Session::arrived(int chunk, double t) {

@@ -65,6 +65,8 @@ class Session {
   std::vector<ChunkRecord> records_;
   std::vector<double> decode_per_token_;  // per policy level
   ThroughputEstimator estimator_;
+  double receiver_free_est_ = 0;  // sender's estimate of the receiver's pipeline (under mutex_)
+  double estimated_decode_seconds(int level, int chunk) const;
   bool text_possible_ = false;
   mutable std::mutex mutex_;  // records_, estimator_, failure fields, hooks
   std::atomic<bool> failed_{false}, cancelled_{false};

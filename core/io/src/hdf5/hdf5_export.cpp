@@ -7,14 +7,17 @@
 #include <cstring>
 #include <ctime>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 
 #include "h5_util.h"
 #include "hdf5_schema.h"
 #include "kvscope/codec/bitstream.h"
+#include "kvscope/codec/calibration.h"
 #include "kvscope/common/crc32c.h"
 #include "kvscope/common/fp16.h"
+#include "kvscope/common/paths.h"
 #include "kvscope/common/version.h"
 #include "kvscope/io/hdf5_container.h"
 
@@ -257,10 +260,35 @@ void write_level(const h5::Ctx& ctx, hid_t levels, int index, const Hdf5Level& l
                                  rows.size() * sizeof(schema::SectionRow)));
 }
 
+/// The calibration profile a level was encoded with: a parameter named
+/// "profile" (cachegen's) naming an existing file. Levels using different
+/// profiles cannot share the one /calibration group.
+std::optional<Hdf5Calibration> find_calibration(const Hdf5Contents& c, const std::vector<LevelPlan>& plans) {
+  std::optional<Hdf5Calibration> found;
+  for (std::size_t i = 0; i < c.levels.size(); ++i) {
+    std::string file;
+    for (const codec::ParamSet* params : {&c.levels[i].config.params, &plans[i].params}) {
+      const auto it = params->find("profile");
+      if (file.empty() && it != params->end()) file = it->second;
+    }
+    std::error_code ec;
+    if (file.empty() || !fs::is_regular_file(file, ec)) continue;
+    const std::string data = read_file(file);
+    Hdf5Calibration cal;
+    cal.name = fs::path(file).filename().string();
+    cal.bytes.assign(data.begin(), data.end());
+    cal.hash = codec::calibration::profile_hash(cal.bytes);
+    require(!found || found->hash == cal.hash, ErrorCode::InvalidArgument,
+            "HDF5 export: levels use different calibration profiles; a file holds one");
+    found = std::move(cal);
+  }
+  return found;
+}
+
 void write_calibration(const h5::Ctx& ctx, hid_t file, const Hdf5Calibration& cal) {
   Handle g = h5::create_group(ctx, file, schema::kCalibration);
   h5::write_attr_string(ctx, g, "name", cal.name);
-  h5::write_attr_string(ctx, g, "sha256", cal.sha256);
+  h5::write_attr_string(ctx, g, "hash", cal.hash);
   h5::write_dataset_1d(ctx, g, "profile", H5T_STD_U8LE, H5T_NATIVE_UINT8, cal.bytes.data(), cal.bytes.size(),
                        cal.bytes);
 }
@@ -368,6 +396,9 @@ Hdf5ExportResult export_hdf5(const fs::path& path, const Hdf5Contents& contents,
     plans.push_back(plan_level(contents.levels[i], i, contents.shape, options));
   }
   const std::string name = path.string();
+  const std::optional<Hdf5Calibration> calibration = contents.calibration || !options.embed_calibration
+                                                         ? contents.calibration
+                                                         : find_calibration(contents, plans);
   std::error_code ec;
   if (!options.overwrite && fs::exists(path, ec)) {
     throw Error(ErrorCode::Io, name, "file exists (pass the overwrite flag, --force, to replace it)");
@@ -389,7 +420,7 @@ Hdf5ExportResult export_hdf5(const fs::path& path, const Hdf5Contents& contents,
     h5::write_attr_string(ctx, file, "created_utc", utc_now_iso8601());
     write_model(ctx, file, contents);
     write_context(ctx, file, contents, options.include_text);
-    if (contents.calibration) write_calibration(ctx, file, *contents.calibration);
+    if (calibration) write_calibration(ctx, file, *calibration);
 
     const bool with_reference = options.include_reference;
     const double levels_end = with_reference ? 0.3 : 0.95;

@@ -1,10 +1,15 @@
 // Import of the HDF5 container (docs/hdf5-format.md). Every value is checked
 // before use: types, ranks and sizes before reading, CRC32C after.
+#include <unistd.h>
+
 #include <cstring>
 #include <limits>
+#include <optional>
+#include <random>
 
 #include "h5_util.h"
 #include "hdf5_schema.h"
+#include "kvscope/codec/calibration.h"
 #include "kvscope/common/crc32c.h"
 #include "kvscope/common/fp16.h"
 #include "kvscope/io/hdf5_container.h"
@@ -145,7 +150,7 @@ void read_calibration(const h5::Ctx& ctx, hid_t file, Hdf5Contents& c, std::uint
   Handle g = h5::open_group(ctx, file, schema::kCalibration);
   Hdf5Calibration cal;
   cal.name = h5::read_attr_string(ctx, g, schema::kCalibration, "name");
-  cal.sha256 = h5::read_attr_string(ctx, g, schema::kCalibration, "sha256");
+  cal.hash = h5::read_attr_string(ctx, g, schema::kCalibration, "hash");
   cal.bytes = h5::read_bytes(ctx, g, std::string(schema::kCalibration) + "/profile", max_bytes);
   c.calibration = std::move(cal);
 }
@@ -189,6 +194,27 @@ void read_reference(const h5::Ctx& ctx, hid_t file, Hdf5Contents& c, const Progr
   h5::verify_crc(ctx, dset, path, crc);
   c.reference = std::move(ref);
 }
+
+/// A private temporary folder, removed with its contents at scope exit.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::random_device rd;
+    path_ = fs::temp_directory_path() / ("kvscope-profiles-" + std::to_string(::getpid()) + "-" +
+                                         std::to_string(rd()) + std::to_string(rd()));
+    fs::create_directories(path_);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
 
 }  // namespace
 
@@ -247,7 +273,14 @@ kv::KVCache decode_hdf5_level(const Hdf5Contents& contents, int level, const cod
   require(level >= 0 && std::size_t(level) < contents.levels.size(), ErrorCode::InvalidArgument,
           "HDF5 file has " + std::to_string(contents.levels.size()) + " level(s); level " +
               std::to_string(level) + " does not exist");
-  kv::KVCache cache = codec::decode(contents.levels[std::size_t(level)].bitstream, options);
+  codec::DecodeOptions effective = options;
+  std::optional<ScratchDir> profiles;
+  if (contents.calibration && options.profile_dir.empty()) {
+    profiles.emplace();
+    codec::calibration::save_profile(contents.calibration->bytes, profiles->path());
+    effective.profile_dir = profiles->path().string();
+  }
+  kv::KVCache cache = codec::decode(contents.levels[std::size_t(level)].bitstream, effective);
   if (!(cache.shape() == contents.shape)) {
     throw Error(ErrorCode::Format,
                 "level " + std::to_string(level) +

@@ -46,6 +46,22 @@ kv::KVCache gpu_decode_bitstream(std::span<const std::uint8_t> bitstream);
 /// For tests (CI checks the kernel logic against codec::decode this way).
 std::vector<std::uint16_t> emulate_gpu_decode_fp16(std::span<const std::uint8_t> bitstream);
 
+/// The section payloads codec::encode(cache, config) writes for codec
+/// "cachegen" with tables shipped in the stream, in container order (per
+/// layer and kind: the Table section, then its chunks), computed by the
+/// encoder's per-channel and per-stream logic (detail/cachegen_encode.h) on
+/// the CPU: what the GPU encoder computes, byte for byte. The container
+/// header is core/codec's (see kernels/README.md). Error(InvalidArgument)
+/// for bad parameters or NaN/infinite values, Error(Unsupported) for
+/// calibration profiles or other codecs.
+std::vector<std::vector<std::uint8_t>> emulate_gpu_encode_cachegen_sections(const kv::KVCache& cache,
+                                                                            const codec::CodecConfig& config);
+
+/// The same payloads computed on the GPU (kernel timings in
+/// last_gpu_timings()). Error(Unsupported) without a device.
+std::vector<std::vector<std::uint8_t>> gpu_encode_cachegen_sections(const kv::KVCache& cache,
+                                                                    const codec::CodecConfig& config);
+
 /// Decode on the best backend: the GPU when a device is present and the
 /// codec is supported there, the CPU (codec::decode) otherwise.
 struct AutoDecodeResult {

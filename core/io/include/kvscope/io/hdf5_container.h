@@ -64,7 +64,7 @@ struct Hdf5Level {
 /// A calibration profile the codec used, embedded so the file is complete.
 struct Hdf5Calibration {
   std::string name;
-  std::string sha256;               ///< hex, as the codec references it
+  std::string hash;                 ///< as the bitstream references it (codec::calibration::profile_hash)
   std::vector<std::uint8_t> bytes;  ///< the profile file's bytes
 };
 
@@ -94,6 +94,10 @@ struct Hdf5ExportOptions {
   bool include_text = false;
   /// Write `contents.reference` (Error(InvalidArgument) when asked but absent).
   bool include_reference = false;
+  /// When `contents.calibration` is empty, embed the profile file a level's
+  /// "profile" parameter names (cachegen's calibration mode), so the file
+  /// decodes anywhere.
+  bool embed_calibration = true;
   int deflate_level = 4;  ///< 0-9, for the reference data
   /// Also state the registered codec's default for any parameter the
   /// bitstream's header omits, and refuse parameter names the codec does not
@@ -146,7 +150,9 @@ Hdf5Contents import_hdf5(const std::filesystem::path& path, const Hdf5ImportOpti
 
 /// Decodes level `level` of imported contents with codec::decode (bit-exact
 /// with decoding the original bitstream) and checks that the decoded shape
-/// matches the file's. Info fields the bitstream leaves empty (model name,
+/// matches the file's. When the file embeds a calibration profile and
+/// `options.profile_dir` is empty, the decoder finds it in a temporary
+/// folder (removed afterwards). Info fields the bitstream leaves empty (model name,
 /// token ids, ...) are taken from the file. Throws Error(InvalidArgument) for
 /// a bad level index, Error(Format) for a shape mismatch, and whatever
 /// codec::decode throws.

@@ -57,6 +57,9 @@ struct DecisionInput {
   double now_s = 0;  ///< sender clock, profile seconds since the start
   double slo_s = 0;  ///< deadline for the whole context, from the start
   double estimated_mbps = 0;
+  /// When the receiver is expected to have decoded every chunk sent so far
+  /// (the sender's own estimate from its decode-time estimates; no feedback).
+  double receiver_free_s = 0;
   /// Encoded bytes of chunk j at candidate level l.
   std::function<double(int level, int chunk)> bytes;
   /// Estimated decode seconds of chunk j at level l.
@@ -77,13 +80,15 @@ struct Decision {
   std::vector<double> level_finish_s;
 };
 
-/// The adaptive rule: for each level from fine to coarse, predict the finish
-/// as now + (bytes of this and all later chunks at that level) / estimate +
-/// decode time of the last chunk (decode is pipelined with transfer, so only
-/// the last chunk's decode adds); pick the first level predicted to finish by
-/// the SLO. If none does, send this chunk as text, unless a recompute
-/// estimate says text would finish later than the coarsest level (then the
-/// coarsest level). Fixed and Text policies ignore the estimate.
+/// The adaptive rule: for each level from fine to coarse, predict when the
+/// context would be loaded if this and every later chunk went at that level:
+/// chunks arrive back to back at the estimated throughput, and the receiver
+/// decodes them in order as they arrive (decode pipelined with transfer,
+/// starting when it is free), so the finish is the last chunk's decode end.
+/// Pick the first level predicted to finish by the SLO. If none does, send
+/// this chunk as text, unless a recompute estimate says text would finish
+/// later than the coarsest level (then the coarsest level). Fixed and Text
+/// policies ignore the estimate.
 Decision decide(const Policy& policy, const DecisionInput& input);
 
 }  // namespace kvscope::stream

@@ -1,0 +1,470 @@
+#include "stream_panel.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDir>
+#include <QDoubleSpinBox>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QMouseEvent>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QTableWidget>
+#include <QVBoxLayout>
+#include <cmath>
+
+#include "help_text.h"
+#include "job_runner.h"
+#include "kvscope/stream/ladder.h"
+#include "kvscope/stream/model_recomputer.h"
+#include "plot_widget.h"
+#include "session.h"
+
+namespace kvscope::gui {
+
+namespace {
+QString qs(const std::string& s) {
+  return QString::fromStdString(s);
+}
+std::filesystem::path toPath(const QString& s) {
+  return std::filesystem::path(s.toStdString());
+}
+}  // namespace
+
+StreamPanel::StreamPanel(Session* session, QWidget* parent)
+    : QWidget(parent), session_(session), runner_(std::make_unique<JobRunner>(QStringLiteral("stream"))) {
+  preset_ = new QComboBox;
+  preset_->setObjectName(QStringLiteral("profilePreset"));
+  for (const std::string& name : stream::preset_profile_names()) preset_->addItem(qs(name));
+  auto* import_csv = new QPushButton(tr("Import..."));
+  auto* export_csv = new QPushButton(tr("Export..."));
+  slo_ = new QDoubleSpinBox;
+  slo_->setRange(0.01, 3600);
+  slo_->setDecimals(2);
+  slo_->setValue(2.0);
+  slo_->setSuffix(tr(" s"));
+  slo_->setToolTip(help::text(help::Concept::Slo));
+  chunk_tokens_ = new QSpinBox;
+  chunk_tokens_->setRange(16, 65536);
+  chunk_tokens_->setValue(512);
+  chunk_tokens_->setSuffix(tr(" tokens"));
+  chunk_tokens_->setToolTip(tr("Tokens per chunk; each chunk is encoded independently at every level."));
+  ladder_ = new QComboBox;
+  ladder_->setToolTip(help::text(help::Concept::Level));
+  const QDir ladders(QString::fromStdString(stream::ladder_dir().string()));
+  for (const QFileInfo& f : ladders.entryInfoList({QStringLiteral("*.json")}, QDir::Files, QDir::Name))
+    ladder_->addItem(f.completeBaseName(), f.absoluteFilePath());
+  time_scale_ = new QDoubleSpinBox;
+  time_scale_->setRange(0.1, 1000);
+  time_scale_->setValue(1.0);
+  time_scale_->setPrefix(tr("x"));
+  time_scale_->setToolTip(
+      tr("Real transport: profile seconds per wall second (transfers sped up, decode real)."));
+  simulate_ = new QCheckBox(tr("simulated clock"));
+  simulate_->setToolTip(
+      tr("Off: chunks go over a real TCP connection on 127.0.0.1 paced by the profile. "
+         "On: the same policy and decoder on a simulated clock (instant)."));
+  baselines_ = new QCheckBox(tr("also run fp16, int8, text baselines"));
+  baselines_->setChecked(true);
+  run_ = new QPushButton(tr("Run stream"));
+  run_->setObjectName(QStringLiteral("runStreamButton"));
+  stop_ = new QPushButton(tr("Stop"));
+  stop_->setEnabled(false);
+  progress_ = new QProgressBar;
+  progress_->setRange(0, 1000);
+  status_ = new QLabel(tr("Prefill a context, pick a profile and Run."));
+  status_->setWordWrap(true);
+
+  profile_plot_ = new PlotWidget;
+  profile_plot_->setObjectName(QStringLiteral("profilePlot"));
+  profile_plot_->xAxis->setLabel(tr("time (s)"));
+  profile_plot_->yAxis->setLabel(tr("Mbit/s"));
+  profile_graph_ = profile_plot_->addGraph();
+  profile_graph_->setName(tr("bandwidth"));
+  profile_graph_->setLineStyle(QCPGraph::lsStepLeft);
+  profile_plot_->setToolTip(tr("Drag a point up or down to change the rate from that time on."));
+  profile_plot_->installEventFilter(this);
+
+  timeline_ = new PlotWidget;
+  timeline_->setObjectName(QStringLiteral("timelinePlot"));
+  timeline_->xAxis->setLabel(tr("time (s)"));
+  timeline_->yAxis->setLabel(tr("level (lane; text at top)"));
+  timeline_->yAxis2->setVisible(true);
+  timeline_->yAxis2->setLabel(tr("tokens decoded / Mbit/s"));
+  decoded_graph_ = timeline_->addGraph(timeline_->xAxis, timeline_->yAxis2);
+  decoded_graph_->setName(tr("tokens decoded"));
+  decoded_graph_->setLineStyle(QCPGraph::lsStepLeft);
+  bandwidth_graph_ = timeline_->addGraph(timeline_->xAxis, timeline_->yAxis2);
+  bandwidth_graph_->setName(tr("bandwidth (Mbit/s)"));
+  bandwidth_graph_->setLineStyle(QCPGraph::lsStepLeft);
+  slo_line_ = new QCPItemStraightLine(timeline_);
+  timeline_->legend->setVisible(true);
+  auto recolour = [this] {
+    profile_graph_->setPen(QPen(profile_plot_->seriesColor(0), 2));
+    profile_graph_->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, 7));
+    decoded_graph_->setPen(QPen(timeline_->seriesColor(2), 2));
+    bandwidth_graph_->setPen(QPen(timeline_->seriesColor(0), 1, Qt::DashLine));
+    slo_line_->setPen(QPen(timeline_->seriesColor(1), 2, Qt::DashDotLine));
+    profile_plot_->replot(QCustomPlot::rpQueuedReplot);
+    timeline_->replot(QCustomPlot::rpQueuedReplot);
+  };
+  connect(timeline_, &PlotWidget::paletteApplied, this, recolour);
+  recolour();
+
+  table_ = new QTableWidget(0, 7);
+  table_->setObjectName(QStringLiteral("streamTable"));
+  table_->setHorizontalHeaderLabels({tr("policy"), tr("mode"), tr("time to load (s)"), tr("SLO met"),
+                                     tr("MB sent"), tr("chunks as text"), tr("levels used")});
+  table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+
+  auto* form = new QFormLayout;
+  auto* profile_row = new QHBoxLayout;
+  profile_row->addWidget(preset_, 1);
+  profile_row->addWidget(import_csv);
+  profile_row->addWidget(export_csv);
+  form->addRow(tr("Profile"), profile_row);
+  auto* slo_row = new QHBoxLayout;
+  slo_row->addWidget(slo_);
+  slo_row->addWidget(new QLabel(tr("chunk")));
+  slo_row->addWidget(chunk_tokens_);
+  slo_row->addWidget(new QLabel(tr("ladder")));
+  slo_row->addWidget(ladder_, 1);
+  form->addRow(tr("SLO"), slo_row);
+  auto* run_row = new QHBoxLayout;
+  run_row->addWidget(simulate_);
+  run_row->addWidget(new QLabel(tr("speed")));
+  run_row->addWidget(time_scale_);
+  run_row->addWidget(baselines_);
+  form->addRow(tr("Run"), run_row);
+  auto* buttons = new QHBoxLayout;
+  buttons->addWidget(run_);
+  buttons->addWidget(stop_);
+  buttons->addWidget(progress_, 1);
+  auto* splitter = new QSplitter(Qt::Vertical);
+  splitter->addWidget(profile_plot_);
+  splitter->addWidget(timeline_);
+  splitter->addWidget(table_);
+  splitter->setStretchFactor(1, 2);
+  auto* layout = new QVBoxLayout(this);
+  layout->addLayout(form);
+  layout->addLayout(buttons);
+  layout->addWidget(status_);
+  layout->addWidget(splitter, 1);
+
+  connect(preset_, &QComboBox::currentIndexChanged, this, [this] {
+    try {
+      setProfile(stream::resolve_profile(preset_->currentText().toStdString()));
+    } catch (const Error& e) {
+      emit errorOccurred(tr("Bandwidth profile"), QString::fromUtf8(e.what()));
+    }
+  });
+  connect(import_csv, &QPushButton::clicked, this, [this] {
+    const QString path = QFileDialog::getOpenFileName(this, tr("Import bandwidth profile"), QString(),
+                                                      tr("Profiles (*.csv *.json)"));
+    QString error;
+    if (!path.isEmpty() && !loadProfileFile(path, &error)) emit errorOccurred(tr("Import profile"), error);
+  });
+  connect(export_csv, &QPushButton::clicked, this, [this] {
+    const QString path = QFileDialog::getSaveFileName(
+        this, tr("Export bandwidth profile"), QStringLiteral("profile.csv"), tr("Profiles (*.csv *.json)"));
+    if (path.isEmpty()) return;
+    try {
+      stream::save_profile(profile_, toPath(path));
+    } catch (const Error& e) {
+      emit errorOccurred(tr("Export profile"), QString::fromUtf8(e.what()));
+    }
+  });
+  connect(slo_, &QDoubleSpinBox::valueChanged, this, [this](double s) {
+    slo_line_->point1->setCoords(s, 0);
+    slo_line_->point2->setCoords(s, 1);
+    timeline_->replot(QCustomPlot::rpQueuedReplot);
+  });
+  connect(chunk_tokens_, &QSpinBox::valueChanged, this, [this] { store_.reset(); });
+  connect(session_, &Session::cacheChanged, this, [this] { store_.reset(); });
+  connect(run_, &QPushButton::clicked, this, &StreamPanel::run);
+  connect(stop_, &QPushButton::clicked, this, &StreamPanel::stop);
+  connect(runner_.get(), &JobRunner::busyChanged, this, [this](bool busy) {
+    stop_->setEnabled(busy);
+    run_->setEnabled(!busy);
+  });
+  connect(runner_.get(), &JobRunner::progress, this, [this](double f, const QString& stage) {
+    progress_->setValue(static_cast<int>(f * 1000));
+    progress_->setFormat(stage);
+  });
+  connect(runner_.get(), &JobRunner::failed, this,
+          [this](const QString& title, const QString& message) { emit errorOccurred(title, message); });
+  connect(runner_.get(), &JobRunner::cancelled, this, [this] { status_->setText(tr("Stopped.")); });
+
+  const int def = preset_->findText(QStringLiteral("wifi-drop"));
+  if (def >= 0) preset_->setCurrentIndex(def);
+  if (preset_->count() > 0 && profile_graph_->dataCount() == 0) {
+    try {
+      setProfile(stream::resolve_profile(preset_->currentText().toStdString()));
+    } catch (const Error&) {
+    }
+  }
+  slo_->valueChanged(slo_->value());
+}
+
+StreamPanel::~StreamPanel() {
+  runner_.reset();
+}
+
+void StreamPanel::setSlo(double seconds) {
+  slo_->setValue(seconds);
+}
+void StreamPanel::setChunkTokens(int tokens) {
+  chunk_tokens_->setValue(tokens);
+}
+void StreamPanel::setRunBaselines(bool on) {
+  baselines_->setChecked(on);
+}
+
+void StreamPanel::setProfile(const stream::BandwidthProfile& profile) {
+  profile_ = profile;
+  redrawProfile();
+}
+
+bool StreamPanel::loadProfileFile(const QString& path, QString* error) {
+  try {
+    setProfile(stream::load_profile(toPath(path)));
+    return true;
+  } catch (const Error& e) {
+    if (error) *error = QString::fromUtf8(e.what());
+    return false;
+  }
+}
+
+void StreamPanel::redrawProfile() {
+  QVector<double> x, y;
+  if (profile_.kind() == stream::BandwidthProfile::Kind::PerChunkRandom) {
+    profile_plot_->yAxis->setLabel(
+        tr("Mbit/s (per chunk, uniform %1-%2)").arg(profile_.min_mbps()).arg(profile_.max_mbps()));
+    for (int c = 0; c < 16; ++c) x << c, y << profile_.mbps_at(0, c);
+    profile_plot_->xAxis->setLabel(tr("chunk"));
+  } else {
+    profile_plot_->xAxis->setLabel(tr("time (s)"));
+    profile_plot_->yAxis->setLabel(tr("Mbit/s"));
+    for (const auto& p : profile_.points()) x << p.time_s, y << p.mbps;
+    // Show the last rate holding on for a while.
+    if (!x.isEmpty()) x << x.back() + std::max(1.0, 0.2 * profile_.span_s()), y << y.back();
+  }
+  profile_graph_->setData(x, y, true);
+  profile_plot_->refresh();
+  status_->setText(qs(profile_.name()) + QStringLiteral(": ") + qs(profile_.description()));
+}
+
+bool StreamPanel::eventFilter(QObject* watched, QEvent* event) {
+  // Drag a profile point vertically: a new piecewise profile with that rate.
+  if (watched != profile_plot_ || profile_.kind() != stream::BandwidthProfile::Kind::Piecewise)
+    return QWidget::eventFilter(watched, event);
+  auto* mouse = dynamic_cast<QMouseEvent*>(event);
+  if (!mouse) return QWidget::eventFilter(watched, event);
+  const QPointF pos = mouse->position();
+  if (event->type() == QEvent::MouseButtonPress && mouse->button() == Qt::LeftButton) {
+    const auto& points = profile_.points();
+    for (int i = 0; i < static_cast<int>(points.size()); ++i) {
+      const double px = profile_plot_->xAxis->coordToPixel(points[std::size_t(i)].time_s);
+      const double py = profile_plot_->yAxis->coordToPixel(points[std::size_t(i)].mbps);
+      if (std::hypot(px - pos.x(), py - pos.y()) < 8) {
+        drag_index_ = i;
+        return true;  // not a pan
+      }
+    }
+  } else if (event->type() == QEvent::MouseMove && drag_index_ >= 0) {
+    auto points = profile_.points();
+    points[std::size_t(drag_index_)].mbps = std::max(0.01, profile_plot_->yAxis->pixelToCoord(pos.y()));
+    try {
+      auto edited = stream::BandwidthProfile::piecewise(points);
+      edited.set_name(profile_.name() + (profile_.name().ends_with(" (edited)") ? "" : " (edited)"));
+      edited.set_description(profile_.description());
+      profile_ = edited;
+      QVector<double> x, y;
+      for (const auto& p : profile_.points()) x << p.time_s, y << p.mbps;
+      x << x.back() + std::max(1.0, 0.2 * profile_.span_s()), y << y.back();
+      profile_graph_->setData(x, y, true);
+      profile_plot_->replot(QCustomPlot::rpQueuedReplot);
+    } catch (const Error&) {
+    }
+    return true;
+  } else if (event->type() == QEvent::MouseButtonRelease && drag_index_ >= 0) {
+    drag_index_ = -1;
+    redrawProfile();
+    return true;
+  }
+  return QWidget::eventFilter(watched, event);
+}
+
+void StreamPanel::clearTimeline() {
+  for (int i = timeline_->itemCount() - 1; i >= 0; --i)
+    if (timeline_->item(i) != slo_line_) timeline_->removeItem(i);
+  decoded_graph_->data()->clear();
+  bandwidth_graph_->data()->clear();
+  decoded_tokens_ = 0;
+}
+
+void StreamPanel::run() {
+  const auto cache = session_->cache();
+  if (!cache || cache->empty()) {
+    status_->setText(tr("Prefill a context first."));
+    return;
+  }
+  stream::Ladder ladder;
+  try {
+    ladder = stream::load_ladder(toPath(ladder_->currentData().toString()));
+  } catch (const Error& e) {
+    emit errorOccurred(tr("Ladder"), QString::fromUtf8(e.what()));
+    return;
+  }
+  std::vector<std::pair<QString, stream::Policy>> policies;
+  policies.emplace_back(QStringLiteral("adaptive"), stream::parse_policy("adaptive", ladder));
+  if (baselines_->isChecked())
+    for (const char* name : {"fp16", "int8", "text"})
+      policies.emplace_back(QString::fromLatin1(name), stream::parse_policy(name, ladder));
+  if (!store_ || store_->shared_cache() != cache)
+    store_ = std::make_shared<stream::ChunkStore>(cache, chunk_tokens_->value());
+  auto store = store_;
+  stream::StreamConfig config;
+  config.slo_s = slo_->value();
+  config.simulate = simulate_->isChecked();
+  config.time_scale = time_scale_->value();
+  config.keep_assembled_cache = false;
+  const stream::BandwidthProfile profile = profile_;
+  std::optional<stream::Recomputer> recompute;
+#if KVSCOPE_GUI_HAVE_MODEL
+  if (auto model = session_->model(); model && !cache->info.token_ids.empty()) {
+    // The model must outlive the recomputer: the job keeps its shared_ptr.
+    recompute = stream::model_recomputer(*model, cache->info.token_ids, 0);
+  }
+  auto model_keepalive = session_->model();
+#endif
+  reports_.clear();
+  table_->setRowCount(0);
+  clearTimeline();
+  timeline_->resetView();
+  const quint64 gen = runner_->generation() + 1;  // the job about to start
+  runner_->start(tr("Streaming"), [=, this](const ProgressFn& progress) {
+#if KVSCOPE_GUI_HAVE_MODEL
+    (void)model_keepalive;
+#endif
+    std::vector<stream::StreamReport> reports;
+    for (const auto& [name, policy] : policies) {
+      if (policy.kind == stream::Policy::Kind::Text && !recompute) continue;
+      stream::PrepareOptions prep;
+      prep.progress = [&](double f, std::string_view) {
+        return progress(f, "encoding chunks for " + name.toStdString());
+      };
+      stream::prepare_stream(*store, policy, prep);
+      // Live view: events are queued to the GUI thread (dropped if a newer run started).
+      QMetaObject::invokeMethod(
+          this,
+          [this, gen, name] {
+            if (gen == runner_->generation()) {
+              clearTimeline();
+              live_policy_ = name;
+            }
+          },
+          Qt::QueuedConnection);
+      stream::StreamHooks hooks;
+      hooks.recompute = recompute;
+      hooks.progress = [&](double f, std::string_view) {
+        return progress(f, "streaming " + name.toStdString());
+      };
+      hooks.on_event = [this, gen, name](const stream::StreamEvent& e) {
+        QMetaObject::invokeMethod(
+            this,
+            [this, gen, e, name] {
+              if (gen == runner_->generation()) onEvent(e, name);
+            },
+            Qt::QueuedConnection);
+      };
+      stream::StreamConfig run_config = config;
+      run_config.policy = policy;
+      stream::StreamReport report = stream::run_stream(*store, profile, run_config, hooks);
+      report.policy = name.toStdString();
+      QMetaObject::invokeMethod(
+          this,
+          [this, gen, report] {
+            if (gen == runner_->generation()) addReport(report);
+          },
+          Qt::QueuedConnection);
+      reports.push_back(std::move(report));
+    }
+    return std::function<void()>([this] {
+      status_->setText(tr("Done: %1 run(s).").arg(reports_.size()));
+      emit finished();
+    });
+  });
+}
+
+void StreamPanel::stop() {
+  runner_->cancel();
+}
+
+void StreamPanel::onEvent(const stream::StreamEvent& e, const QString& policy) {
+  const stream::ChunkRecord& c = e.chunk;
+  using T = stream::StreamEvent::Type;
+  if (e.type == T::Arrival || e.type == T::DecodeEnd) {
+    // One bar per chunk in the lane of its level, from send start to arrival.
+    if (e.type == T::Arrival) {
+      const int lanes = 8;
+      const double lane = c.level == stream::kTextLevel ? lanes : c.level;
+      auto* rect = new QCPItemRect(timeline_);
+      rect->topLeft->setCoords(c.send_start_s, lane + 0.4);
+      rect->bottomRight->setCoords(c.arrival_s, lane - 0.4);
+      const QColor colour = c.level == stream::kTextLevel ? timeline_->seriesColor(1)
+                                                          : timeline_->seriesColor(3 + std::max(0, c.level));
+      rect->setBrush(colour);
+      rect->setPen(QPen(colour.darker(130)));
+      auto* label = new QCPItemText(timeline_);
+      label->position->setCoords((c.send_start_s + c.arrival_s) / 2, lane);
+      label->setText(qs(c.level_name));
+      label->setColor(timeline_->palette().color(QPalette::Text));
+      const double end = c.arrival_s;
+      bandwidth_graph_->addData(c.send_start_s, profile_.mbps_at(c.send_start_s, c.index));
+      bandwidth_graph_->addData(end, profile_.mbps_at(end, c.index));
+    } else {
+      decoded_tokens_ += c.end - c.begin;
+      decoded_graph_->addData(c.decode_end_s, decoded_tokens_);
+    }
+    timeline_->refresh();
+  }
+  status_->setText(tr("%1: chunk %2 (%3) %4 at %5 s, estimate %6 Mbit/s")
+                       .arg(policy)
+                       .arg(c.index)
+                       .arg(qs(c.level_name))
+                       .arg(QString::fromLatin1(stream::to_string(e.type)))
+                       .arg(std::max({c.send_start_s, c.arrival_s, c.decode_end_s}), 0, 'f', 3)
+                       .arg(c.estimated_mbps, 0, 'f', 1));
+}
+
+void StreamPanel::addReport(const stream::StreamReport& r) {
+  reports_.push_back(r);
+  const int row = table_->rowCount();
+  table_->insertRow(row);
+  int text_chunks = 0;
+  QStringList levels;
+  for (const auto& c : r.chunks) {
+    if (c.level == stream::kTextLevel) ++text_chunks;
+    if (!levels.contains(qs(c.level_name))) levels << qs(c.level_name);
+  }
+  const QString status = r.status == stream::StreamStatus::Ok ? (r.slo_met ? tr("yes") : tr("no"))
+                                                              : tr("failed: %1").arg(qs(r.error));
+  const QStringList cells = {qs(r.policy),
+                             qs(r.mode),
+                             QString::number(r.ttft_s, 'f', 3),
+                             status,
+                             QString::number(double(r.bytes_sent) / 1e6, 'f', 2),
+                             QString::number(text_chunks),
+                             levels.join(QStringLiteral(", "))};
+  for (int i = 0; i < cells.size(); ++i) table_->setItem(row, i, new QTableWidgetItem(cells[i]));
+}
+
+}  // namespace kvscope::gui

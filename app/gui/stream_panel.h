@@ -1,0 +1,100 @@
+#pragma once
+
+#include <QWidget>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "kvscope/stream/profile.h"
+#include "kvscope/stream/streamer.h"
+
+class QCheckBox;
+class QComboBox;
+class QDoubleSpinBox;
+class QLabel;
+class QProgressBar;
+class QPushButton;
+class QSpinBox;
+class QTableWidget;
+class QCPGraph;
+class QCPItemStraightLine;
+
+namespace kvscope::gui {
+
+class JobRunner;
+class PlotWidget;
+class Session;
+
+/// Bandwidth & SLO and the streaming run (core/stream):
+/// - a bandwidth profile (presets from resources/profiles, CSV import and
+///   export) plotted as Mbit/s over time, whose points can be dragged;
+/// - SLO, chunk size, ladder;
+/// - Run streams the current cache with the real streamer (adaptive policy,
+///   then the fixed baselines fp16, int8 and text) on a worker; the timeline
+///   shows each chunk as a bar from send start to arrival in the lane of its
+///   level, the decoded tokens over time and the SLO; Stop cancels.
+/// Chunks are encoded once per (cache, chunk size, level) and kept, so a new
+/// profile or SLO never re-encodes.
+class StreamPanel : public QWidget {
+  Q_OBJECT
+
+ public:
+  explicit StreamPanel(Session* session, QWidget* parent = nullptr);
+  ~StreamPanel() override;
+
+  void run();
+  void stop();
+  const stream::BandwidthProfile& profile() const { return profile_; }
+  /// Uses a profile (from a preset, a file or an edit) and redraws it.
+  void setProfile(const stream::BandwidthProfile& profile);
+  bool loadProfileFile(const QString& path, QString* error);
+  const std::vector<stream::StreamReport>& reports() const { return reports_; }
+  JobRunner* runner() const { return runner_.get(); }
+  PlotWidget* timelinePlot() const { return timeline_; }
+  PlotWidget* profilePlot() const { return profile_plot_; }
+  void setSlo(double seconds);
+  void setChunkTokens(int tokens);
+  /// Runs only the adaptive policy (baselines off); for tests.
+  void setRunBaselines(bool on);
+
+ signals:
+  void finished();
+  void errorOccurred(const QString& title, const QString& message);
+
+ private:
+  void redrawProfile();
+  void clearTimeline();
+  void onEvent(const stream::StreamEvent& event, const QString& policy);
+  void addReport(const stream::StreamReport& report);
+  bool eventFilter(QObject* watched, QEvent* event) override;
+
+  Session* session_;
+  QComboBox* preset_;
+  QDoubleSpinBox* slo_;
+  QSpinBox* chunk_tokens_;
+  QComboBox* ladder_;
+  QDoubleSpinBox* time_scale_;
+  QCheckBox* simulate_;
+  QCheckBox* baselines_;
+  QPushButton* run_;
+  QPushButton* stop_;
+  QProgressBar* progress_;
+  QLabel* status_;
+  PlotWidget* profile_plot_;
+  QCPGraph* profile_graph_;
+  PlotWidget* timeline_;
+  QCPGraph* decoded_graph_;
+  QCPGraph* bandwidth_graph_;
+  QCPItemStraightLine* slo_line_;
+  QTableWidget* table_;
+  stream::BandwidthProfile profile_;
+  std::vector<stream::StreamReport> reports_;
+  int drag_index_ = -1;
+  int decoded_tokens_ = 0;
+  QString live_policy_;
+  // Encoded chunks, kept across runs for the same cache and chunk size.
+  std::shared_ptr<stream::ChunkStore> store_;
+  std::unique_ptr<JobRunner> runner_;
+};
+
+}  // namespace kvscope::gui

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Takes the README screenshots from the real app under Xvfb and prints the
+# launch-to-first-plot and re-encode timings the app measures (--timing).
+#   docs/screenshots/take.sh [BUILD_DIR]   (default build/release)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+build="${1:-$root/build/release}"
+out="${KVSCOPE_SHOT_DIR:-$root/docs/screenshots}"
+log="$(mktemp)"
+export KVSCOPE_DATA_DIR="$root"
+xvfb-run -a -s "-screen 0 1600x1350x24" bash -c '
+  set -e
+  "$0" -qwindowgeometry 1600x1350+0+0 --default-layout --timing --run-stream >"$1" 2>&1 &
+  app=$!
+  for i in $(seq 1 600); do grep -q "^ready" "$1" && break; sleep 0.5; done
+  sleep 7   # the re-encode measurements run 1.5 s apart after ready
+  import -window root "$2/distributions-tuning.png"
+  for i in $(seq 1 600); do grep -q "^stream: done" "$1" && break; sleep 0.5; done
+  sleep 2
+  import -window root "$2/streaming.png"
+  kill $app
+' "$build/app/gui/kvscope" "$log" "$out"
+cat "$log" | grep -E "ready|re-encode|stream" || true
+rm -f "$log"

@@ -1,0 +1,215 @@
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "cachegen_encode.h"
+#include "kvscope/common/error.h"
+#include "kvscope/kernels/detail/cachegen_encode.h"
+#include "kvscope/kernels/gpu_bitstream.h"
+
+namespace kvscope::kernels {
+namespace encode {
+
+plan::Layout cachegen_layout(const kv::CacheShape& shape, const codec::CodecConfig& config) {
+  if (config.codec != "cachegen") {
+    throw Error(ErrorCode::Unsupported,
+                "gpu encode: codec '" + config.codec + "' has no GPU cachegen encoder");
+  }
+  codec::StreamInfo info;
+  info.codec = "cachegen";
+  info.shape = shape;
+  for (const auto& spec : codec::find_codec("cachegen").params(&shape))
+    info.params[spec.name] = spec.default_value;
+  for (const auto& [k, v] : config.params) {
+    if (!info.params.count(k))
+      throw Error(ErrorCode::InvalidArgument, "gpu encode: unknown parameter '" + k + "'");
+    info.params[k] = v;
+  }
+  if (info.params.count("profile") && !info.params["profile"].empty()) {
+    throw Error(ErrorCode::Unsupported, "gpu encode: calibration profiles are encoded on the CPU");
+  }
+  const std::uint8_t header[2] = {0, 0};  // range coder, tables shipped
+  plan::Layout L;
+  try {
+    L = plan::read_layout(info, header);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Format) throw Error(ErrorCode::InvalidArgument, e.what());
+    throw;
+  }
+  const std::string delta = info.params.count("delta") ? info.params["delta"] : "auto";
+  if (delta != "auto" && delta != "always" && delta != "never") {
+    throw Error(ErrorCode::InvalidArgument, "gpu encode: parameter 'delta' must be auto, always or never");
+  }
+  L.delta = delta == "always"  ? plan::Layout::Delta::Always
+            : delta == "never" ? plan::Layout::Delta::Never
+                               : plan::Layout::Delta::Auto;
+  return L;
+}
+
+namespace {
+double entropy_bits(std::span<const std::uint32_t> counts) {  // codec_base.cpp's, same order of operations
+  std::uint64_t total = 0;
+  for (auto c : counts) total += c;
+  if (total == 0) return 0;
+  double bits = 0;
+  const double lt = std::log2(double(total));
+  for (auto c : counts)
+    if (c) bits += double(c) * (lt - std::log2(double(c)));
+  return bits;
+}
+double table_bits(std::span<const std::uint32_t> counts) {
+  std::vector<std::uint32_t> freq(counts.size());
+  bool bad = false;
+  const bool ok = detail::normalise_counts(counts.data(), static_cast<int>(counts.size()), freq.data(), bad);
+  std::vector<std::uint8_t> tmp;
+  write_model(tmp, freq.data(), static_cast<int>(freq.size()), !ok);
+  return 8.0 * double(tmp.size());
+}
+}  // namespace
+
+bool choose_raw(plan::Layout::Delta mode, std::span<const std::uint32_t> raw,
+                std::span<const std::uint32_t> anchor, std::span<const std::uint32_t> delta) {
+  if (mode == plan::Layout::Delta::Never) return true;
+  if (mode == plan::Layout::Delta::Always) return false;
+  const double raw_bits = entropy_bits(raw) + table_bits(raw);
+  const double delta_bits =
+      entropy_bits(anchor) + entropy_bits(delta) + table_bits(anchor) + table_bits(delta);
+  return raw_bits < delta_bits;
+}
+
+void write_varint(std::vector<std::uint8_t>& out, std::uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<std::uint8_t>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<std::uint8_t>(v));
+}
+
+void write_model(std::vector<std::uint8_t>& out, const std::uint32_t* freq, int n, bool empty) {
+  if (empty) {
+    write_varint(out, 0);
+    write_varint(out, 0);
+    return;
+  }
+  int first = 0, last = n - 1;
+  while (freq[first] == 0) ++first;
+  while (freq[last] == 0) --last;
+  write_varint(out, static_cast<std::uint64_t>(first));
+  write_varint(out, static_cast<std::uint64_t>(last - first + 1));
+  for (int s = first; s <= last; ++s) write_varint(out, freq[s]);
+}
+
+}  // namespace encode
+
+std::vector<std::vector<std::uint8_t>> emulate_gpu_encode_cachegen_sections(
+    const kv::KVCache& cache, const codec::CodecConfig& config) {
+  const plan::Layout L = encode::cachegen_layout(cache.shape(), config);
+  const auto& sh = L.shape;
+  const int C = sh.channels(), D = sh.head_dim;
+  const int chunks = (sh.tokens + L.chunk_tokens - 1) / L.chunk_tokens;
+  std::vector<std::vector<std::uint8_t>> out;
+  for (int lk = 0; lk < sh.layers * 2; ++lk) {
+    const int M = L.M[static_cast<std::size_t>(lk)];
+    const int A = 2 * M + 1, B = 4 * M + 1;
+    const float* tensor = cache.data().data() + static_cast<std::size_t>(lk) * sh.tensor_elements();
+    auto channel_ptr = [&](int chunk, int c) {
+      return tensor +
+             (static_cast<std::size_t>(c / D) * sh.tokens +
+              static_cast<std::size_t>(chunk) * L.chunk_tokens) *
+                 D +
+             c % D;
+    };
+    // Pass 1 (kernel "quantize and count"): steps and symbol counts.
+    std::vector<std::uint16_t> steps(static_cast<std::size_t>(chunks) * C);
+    std::vector<std::uint32_t> ac(static_cast<std::size_t>(C) * A, 0), dc(static_cast<std::size_t>(C) * B, 0),
+        rc(static_cast<std::size_t>(C) * A, 0);
+    for (int ch = 0; ch < chunks; ++ch) {
+      const auto n = static_cast<std::uint32_t>(std::min(L.chunk_tokens, sh.tokens - ch * L.chunk_tokens));
+      for (int c = 0; c < C; ++c) {
+        const float* p = channel_ptr(ch, c);
+        const std::uint16_t st = detail::cachegen_step(p, D, n, M);
+        if (st == 0xffffu)
+          throw Error(ErrorCode::InvalidArgument, "gpu encode: NaN, infinite or too large values");
+        steps[static_cast<std::size_t>(ch) * C + c] = st;
+        const float step = detail::half_to_float(st);
+        int aq = 0;
+        for (std::uint32_t t = 0; t < n; ++t) {
+          const bool anchor = t % static_cast<std::uint32_t>(L.group_size) == 0;
+          const int s = detail::cachegen_symbol(p[static_cast<std::size_t>(t) * D], step, M, anchor, aq);
+          ++(anchor ? ac[static_cast<std::size_t>(c) * A + s] : dc[static_cast<std::size_t>(c) * B + s]);
+          int unused = 0;  // raw coding: every token an anchor
+          ++rc[static_cast<std::size_t>(c) * A +
+               detail::cachegen_symbol(p[static_cast<std::size_t>(t) * D], step, M, true, unused)];
+        }
+      }
+    }
+    // Pass 2 (kernel "normalise"): models, and the Table payload.
+    std::vector<std::uint32_t> af(static_cast<std::size_t>(C) * A), df(static_cast<std::size_t>(C) * B);
+    std::vector<std::uint32_t> acdf(static_cast<std::size_t>(C) * (A + 1)),
+        dcdf(static_cast<std::size_t>(C) * (B + 1));
+    std::vector<std::uint8_t> table;
+    bool bad = false;
+    std::vector<std::uint8_t> raw(static_cast<std::size_t>(C));
+    for (int c = 0; c < C; ++c) {
+      const std::size_t ca = static_cast<std::size_t>(c) * A, cb = static_cast<std::size_t>(c) * B;
+      const bool r =
+          encode::choose_raw(L.delta, {&rc[ca], static_cast<std::size_t>(A)},
+                             {&ac[ca], static_cast<std::size_t>(A)}, {&dc[cb], static_cast<std::size_t>(B)});
+      raw[static_cast<std::size_t>(c)] = r ? 1 : 0;
+      const bool a_ok = detail::normalise_counts(r ? &rc[ca] : &ac[ca], A, &af[ca], bad);
+      const bool d_ok = !r && detail::normalise_counts(&dc[cb], B, &df[cb], bad);
+      if (!d_ok) std::fill(&df[cb], &df[cb] + B, 0u);
+      table.push_back(raw[static_cast<std::size_t>(c)]);
+      encode::write_model(table, &af[ca], A, !a_ok);
+      encode::write_model(table, &df[cb], B, !d_ok);
+      for (int s = 0; s < A; ++s)
+        acdf[static_cast<std::size_t>(c) * (A + 1) + s + 1] =
+            acdf[static_cast<std::size_t>(c) * (A + 1) + s] + af[ca + s];
+      for (int s = 0; s < B; ++s)
+        dcdf[static_cast<std::size_t>(c) * (B + 1) + s + 1] =
+            dcdf[static_cast<std::size_t>(c) * (B + 1) + s] + df[cb + s];
+    }
+    if (bad) throw Error(ErrorCode::Internal, "gpu encode: frequency normalisation failed");
+    out.push_back(std::move(table));
+    // Pass 3 (kernel "encode"): one range-coded stream per channel and chunk.
+    for (int ch = 0; ch < chunks; ++ch) {
+      const auto n = static_cast<std::uint32_t>(std::min(L.chunk_tokens, sh.tokens - ch * L.chunk_tokens));
+      std::vector<std::uint8_t> payload;
+      for (int c = 0; c < C; ++c) {
+        const std::uint16_t st = steps[static_cast<std::size_t>(ch) * C + c];
+        payload.push_back(static_cast<std::uint8_t>(st & 0xff));
+        payload.push_back(static_cast<std::uint8_t>(st >> 8));
+      }
+      std::vector<std::vector<std::uint8_t>> streams(static_cast<std::size_t>(C));
+      for (int c = 0; c < C; ++c) {
+        auto& buf = streams[static_cast<std::size_t>(c)];
+        buf.resize(n * 3 + 8);
+        detail::CodecRangeEncoder enc;
+        enc.init(buf.data(), static_cast<std::uint32_t>(buf.size()));
+        const float* p = channel_ptr(ch, c);
+        const float step = detail::half_to_float(steps[static_cast<std::size_t>(ch) * C + c]);
+        const std::uint32_t* a = &acdf[static_cast<std::size_t>(c) * (A + 1)];
+        const std::uint32_t* d = &dcdf[static_cast<std::size_t>(c) * (B + 1)];
+        const std::uint32_t group =
+            raw[static_cast<std::size_t>(c)] ? 1u : static_cast<std::uint32_t>(L.group_size);
+        int aq = 0;
+        for (std::uint32_t t = 0; t < n; ++t) {
+          const bool anchor = t % group == 0;
+          const int s = detail::cachegen_symbol(p[static_cast<std::size_t>(t) * D], step, M, anchor, aq);
+          const std::uint32_t* cdf = anchor ? a : d;
+          enc.encode(cdf[s], cdf[s + 1] - cdf[s]);
+        }
+        enc.finish();
+        if (enc.overflow) throw Error(ErrorCode::Internal, "gpu encode: stream exceeded its capacity bound");
+        buf.resize(enc.size);
+      }
+      for (const auto& s : streams) encode::write_varint(payload, s.size());
+      for (const auto& s : streams) payload.insert(payload.end(), s.begin(), s.end());
+      out.push_back(std::move(payload));
+    }
+  }
+  return out;
+}
+
+}  // namespace kvscope::kernels

@@ -1,0 +1,71 @@
+// The real window with the default model (label `model`).
+#include <gtest/gtest.h>
+
+#include <QFile>
+#include <QSignalSpy>
+#include <QTemporaryDir>
+#include <QTest>
+
+#include "job_runner.h"
+#include "main_window.h"
+#include "session.h"
+#include "test_model.h"
+
+namespace kvscope::gui {
+namespace {
+
+const QString kShortContext = QStringLiteral(
+    "The quick brown fox jumps over the lazy dog. Token locality means nearby tokens have similar keys.");
+
+#if KVSCOPE_GUI_HAVE_MODEL
+TEST(ModelWindow, StartsWithDefaultModelAndPrefillsShortContext) {
+  KVSCOPE_REQUIRE_DEFAULT_MODEL(model_path);
+  MainWindow::Options options;
+  options.use_settings = false;
+  options.load_default = true;  // what a user gets at launch
+  MainWindow window(options);
+  // Short context instead of the 2K-token default, so the test stays fast.
+  window.setContextText(QStringLiteral("short"), kShortContext, false);
+  QSignalSpy loaded(&window, &MainWindow::modelLoaded);
+  QSignalSpy prefilled(&window, &MainWindow::prefilled);
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  window.show();
+  ASSERT_TRUE(loaded.wait(120000)) << "model did not load";
+  EXPECT_EQ(window.session()->modelPath().toStdString(), model_path.string());
+  ASSERT_TRUE(prefilled.count() > 0 || prefilled.wait(120000)) << "context did not prefill";
+  EXPECT_EQ(errors.count(), 0);
+  const auto cache = window.session()->cache();
+  ASSERT_NE(cache, nullptr);
+  EXPECT_EQ(cache->shape().layers, 30);
+  EXPECT_EQ(cache->shape().kv_heads, 3);
+  EXPECT_GT(cache->shape().tokens, 10);
+  EXPECT_LT(cache->shape().tokens, 40);
+}
+#endif
+
+TEST(ModelWindow, BadModelFileGivesErrorDialog) {
+#if !KVSCOPE_GUI_HAVE_MODEL
+  GTEST_SKIP() << "this build has no model runtime";
+#else
+  MainWindow::Options options;
+  options.use_settings = false;
+  options.load_default = false;
+  MainWindow window(options);
+  QTemporaryDir dir;
+  const QString bad = dir.filePath(QStringLiteral("garbage.gguf"));
+  QFile f(bad);
+  ASSERT_TRUE(f.open(QIODevice::WriteOnly));
+  f.write("GGUF\x03\x00\x00\x00 this is not a model", 28);
+  f.close();
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  window.openPath(bad);
+  ASSERT_TRUE(errors.wait(20000));
+  EXPECT_TRUE(errors.at(0).at(1).toString().contains(QStringLiteral("garbage.gguf")))
+      << errors.at(0).at(1).toString().toStdString();
+  ASSERT_NE(window.lastErrorBox(), nullptr);
+  EXPECT_FALSE(window.session()->hasModel());
+#endif
+}
+
+}  // namespace
+}  // namespace kvscope::gui

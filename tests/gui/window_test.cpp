@@ -1,0 +1,283 @@
+// Drives the real MainWindow without a model: raw caches, errors, workspace, layout.
+#include <gtest/gtest.h>
+
+#include <QCheckBox>
+#include <QDockWidget>
+#include <QFile>
+#include <QSignalSpy>
+#include <QTemporaryDir>
+#include <QTest>
+#include <cmath>
+
+#include "distributions_panel.h"
+#include "job_runner.h"
+#include "kvscope/io/raw_cache.h"
+#include "main_window.h"
+#include "plot_widget.h"
+#include "session.h"
+
+namespace kvscope::gui {
+namespace {
+
+MainWindow::Options testOptions() {
+  MainWindow::Options o;
+  o.load_default = false;
+  o.use_settings = false;
+  return o;
+}
+
+// A small cache with token locality (slow sines) and one outlier channel.
+QString writeSyntheticCache(const QTemporaryDir& dir) {
+  kv::KVCache cache(kv::CacheShape{4, 2, 64, 16});
+  const auto& s = cache.shape();
+  for (int l = 0; l < s.layers; ++l)
+    for (kv::Kind k : kv::kKinds)
+      for (int h = 0; h < s.kv_heads; ++h)
+        for (int t = 0; t < s.tokens; ++t)
+          for (int d = 0; d < s.head_dim; ++d)
+            cache.at(l, k, h, t, d) = float(std::sin(0.1 * t + d + l) * (d == 3 ? 20.0 : 1.0));
+  cache.info.model_name = "synthetic";
+  const QString path = dir.filePath(QStringLiteral("synthetic.safetensors"));
+  io::save_cache(cache, path.toStdString());
+  return path;
+}
+
+TEST(MainWindow, BadCacheFileShowsErrorDialogNamingTheFile) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  const QString bad = dir.filePath(QStringLiteral("broken.safetensors"));
+  QFile f(bad);
+  ASSERT_TRUE(f.open(QIODevice::WriteOnly));
+  f.write("\x05\x00\x00\x00\x00\x00\x00\x00{bad", 12);
+  f.close();
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  window.openPath(bad);
+  ASSERT_TRUE(errors.wait(10000));
+  EXPECT_TRUE(errors.at(0).at(1).toString().contains(QStringLiteral("broken.safetensors")))
+      << errors.at(0).at(1).toString().toStdString();
+  ASSERT_NE(window.lastErrorBox(), nullptr);
+  EXPECT_TRUE(window.lastErrorBox()->isVisible());
+  EXPECT_EQ(window.session()->cache(), nullptr);
+  window.lastErrorBox()->accept();
+}
+
+TEST(MainWindow, MissingTextAndBadWorkspaceAreErrors) {
+  MainWindow window(testOptions());
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  QTemporaryDir dir;
+  window.openTextFile(dir.filePath(QStringLiteral("nope.txt")));
+  ASSERT_EQ(errors.count(), 1);
+  EXPECT_TRUE(errors.at(0).at(1).toString().contains(QStringLiteral("nope.txt")));
+  const QString ws = dir.filePath(QStringLiteral("bad.kvscope"));
+  QFile f(ws);
+  ASSERT_TRUE(f.open(QIODevice::WriteOnly));
+  f.write("{ not json");
+  f.close();
+  EXPECT_FALSE(window.loadWorkspace(ws));
+  ASSERT_EQ(errors.count(), 2);
+  EXPECT_TRUE(errors.at(1).at(1).toString().contains(QStringLiteral("bad.kvscope")));
+}
+
+TEST(MainWindow, RawCacheFillsDistributions) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  QSignalSpy loaded(&window, &MainWindow::prefilled);
+  window.openCacheFile(writeSyntheticCache(dir));
+  ASSERT_TRUE(loaded.wait(10000));
+  ASSERT_NE(window.session()->cache(), nullptr);
+  EXPECT_EQ(window.session()->cache()->shape().tokens, 64);
+  DistributionsPanel* dist = window.distributionsPanel();
+  ASSERT_TRUE(QTest::qWaitFor([dist] { return dist->stats() != nullptr; }, 20000));
+  // Three overlaid histograms (raw, delta to anchor, delta to previous) with data.
+  ASSERT_EQ(dist->histogramPlot()->graphCount(), 3);
+  for (int i = 0; i < 3; ++i) EXPECT_GT(dist->histogramPlot()->graph(i)->dataCount(), 0) << i;
+  // Token locality: deltas are narrower than raw values.
+  const auto& t = dist->stats()->tensor(0, kv::Kind::Key);
+  EXPECT_LT(t.moments[2].std, t.moments[0].std);
+  // The outlier channel (dim 3 of each head) is found by core stats.
+  EXPECT_FALSE(t.outlier_channels.empty());
+  EXPECT_GT(dist->summaryPlot()->plottableCount(), 0);
+  // Heatmap shows tokens x dims of the selected head.
+  dist->setSelection(1, 1, 1);
+  const auto* map = qobject_cast<QCPColorMap*>(dist->heatmapPlot()->plottable(0));
+  ASSERT_NE(map, nullptr);
+  EXPECT_EQ(map->data()->keySize(), 64);
+  EXPECT_EQ(map->data()->valueSize(), 16);
+  EXPECT_FLOAT_EQ(float(map->data()->cell(5, 3)), window.session()->cache()->at(1, kv::Kind::Value, 1, 5, 3));
+}
+
+TEST(MainWindow, WorkspaceRoundTrip) {
+  QTemporaryDir dir;
+  const QString path = dir.filePath(QStringLiteral("w.kvscope"));
+  {
+    MainWindow window(testOptions());
+    window.setContextText(QStringLiteral("greeting"), QStringLiteral("Hello KV cache."), false);
+    ASSERT_TRUE(window.saveWorkspace(path));
+  }
+  MainWindow window(testOptions());
+  ASSERT_TRUE(window.loadWorkspace(path));
+  EXPECT_EQ(window.session()->contextName(), QStringLiteral("greeting"));
+  EXPECT_EQ(window.session()->contextText(), QStringLiteral("Hello KV cache."));
+}
+
+TEST(MainWindow, RestoreDefaultLayoutShowsPanelsAgain) {
+  MainWindow window(testOptions());
+  window.show();
+  auto* dock = window.findChild<QDockWidget*>(QStringLiteral("distributionsDock"));
+  ASSERT_NE(dock, nullptr);
+  dock->hide();
+  EXPECT_FALSE(dock->isVisible());
+  window.restoreDefaultLayout();
+  EXPECT_TRUE(dock->isVisible());
+}
+
+}  // namespace
+}  // namespace kvscope::gui
+
+#if KVSCOPE_GUI_HAVE_CODECS
+#include "codec_panel.h"
+
+namespace kvscope::gui {
+namespace {
+
+// Readout text after the encode that follows a change.
+QString encodeAfter(CodecPanel* panel, const std::function<void()>& change) {
+  QSignalSpy encoded(panel, &CodecPanel::encoded);
+  QSignalSpy failed(panel, &CodecPanel::errorOccurred);
+  change();
+  if (!QTest::qWaitFor([&] { return encoded.count() > 0 || failed.count() > 0; }, 20000)) return {};
+  if (failed.count() > 0) {
+    ADD_FAILURE() << "encode failed: " << failed.at(0).at(0).toString().toStdString();
+    return {};
+  }
+  return panel->sizeReadout();
+}
+
+TEST(CodecPanel, ParameterChangeReencodesWithoutTheModel) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  CodecPanel* panel = window.codecPanel();
+  ASSERT_NE(panel, nullptr);
+  const QString first = encodeAfter(panel, [&] { window.openCacheFile(writeSyntheticCache(dir)); });
+  ASSERT_TRUE(first.contains(QStringLiteral("bits/element"))) << first.toStdString();
+  ASSERT_NE(panel->lastResult(), nullptr);
+  // Switching codec re-encodes the same cache (no prefill) and changes the size.
+  const QString int8 = encodeAfter(panel, [&] { ASSERT_TRUE(panel->setConfig({"int8", {}})); });
+  ASSERT_FALSE(int8.isEmpty()) << "no encode after switching to int8";
+  EXPECT_NEAR(panel->lastResult()->size.bits_per_element(), 8.0, 1.5);
+  const QString fp16 = encodeAfter(panel, [&] { ASSERT_TRUE(panel->setConfig({"fp16", {}})); });
+  ASSERT_FALSE(fp16.isEmpty()) << "no encode after switching to fp16";
+  EXPECT_NE(int8, fp16);
+  EXPECT_NEAR(panel->lastResult()->size.bits_per_element(), 16.0, 1.5);
+  EXPECT_GT(panel->lastUpdateMs(), 0.0);
+  // Per-layer size bars: K and V of every layer.
+  ASSERT_GE(panel->layerPlot()->plottableCount(), 2);
+  EXPECT_EQ(panel->layerPlot()->plottable(0)->interface1D()->dataCount(), 4);
+}
+
+}  // namespace
+}  // namespace kvscope::gui
+
+namespace kvscope::gui {
+namespace {
+
+TEST(CodecPanel, ChangingABinCountUpdatesTheSizeReadout) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  CodecPanel* panel = window.codecPanel();
+  ASSERT_NE(panel, nullptr);
+  const QString first = encodeAfter(panel, [&] { window.openCacheFile(writeSyntheticCache(dir)); });
+  ASSERT_FALSE(first.isEmpty());
+  ASSERT_EQ(panel->config().codec, "cachegen");  // the default codec
+  ASSERT_NE(panel->lastStages(), nullptr);
+  const double before = panel->lastResult()->size.bits_per_element();
+  // Coarser key bins in the first layer group: fewer bits, new readout.
+  QStringList bins = QString::fromStdString(panel->config().params.at("key_bins")).split(QLatin1Char(','));
+  ASSERT_FALSE(bins.isEmpty());
+  bins[0] = QStringLiteral("4");
+  const QString after = encodeAfter(
+      panel, [&] { ASSERT_TRUE(panel->setParam(QStringLiteral("key_bins"), bins.join(QLatin1Char(',')))); });
+  ASSERT_FALSE(after.isEmpty()) << "no re-encode after the bin change";
+  EXPECT_NE(first, after);
+  EXPECT_LT(panel->lastResult()->size.bits_per_element(), before);
+  EXPECT_EQ(panel->config().params.at("key_bins").substr(0, 2), "4,");
+  // Waterfall: fp16, int8, quantized, raw entropy, delta entropy, payload, coded.
+  EXPECT_EQ(panel->waterfallPlot()->plottable(0)->interface1D()->dataCount(), 7);
+}
+
+}  // namespace
+}  // namespace kvscope::gui
+#endif
+
+#if KVSCOPE_GUI_HAVE_HDF5 && defined(KVSCOPE_CLI_PATH)
+#include <QProcess>
+
+namespace kvscope::gui {
+namespace {
+
+TEST(MainWindow, Hdf5ExportIsDecodedByTheCli) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  CodecPanel* panel = window.codecPanel();
+  ASSERT_FALSE(encodeAfter(panel, [&] { window.openCacheFile(writeSyntheticCache(dir)); }).isEmpty());
+  const QString h5 = dir.filePath(QStringLiteral("export.h5"));
+  QSignalSpy exported(&window, &MainWindow::exported);
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  window.exportHdf5(h5);
+  ASSERT_TRUE(QTest::qWaitFor([&] { return exported.count() > 0 || errors.count() > 0; }, 30000));
+  ASSERT_EQ(errors.count(), 0) << errors.at(0).at(1).toString().toStdString();
+  ASSERT_TRUE(QFileInfo::exists(h5));
+  const QString out = dir.filePath(QStringLiteral("decoded.safetensors"));
+  QProcess cli;
+  cli.start(QStringLiteral(KVSCOPE_CLI_PATH),
+            {QStringLiteral("decode"), QStringLiteral("--in"), h5, QStringLiteral("--out"), out});
+  ASSERT_TRUE(cli.waitForFinished(60000));
+  ASSERT_EQ(cli.exitCode(), 0) << cli.readAllStandardError().toStdString();
+  const kv::KVCache decoded = io::load_cache(out.toStdString());
+  EXPECT_EQ(decoded.shape(), window.session()->cache()->shape());
+  // cachegen is lossy but close: within the coarsest bin of the synthetic values.
+  EXPECT_LT(kv::max_abs_difference(decoded, *window.session()->cache()), 5.0f);
+}
+
+}  // namespace
+}  // namespace kvscope::gui
+#endif
+
+#if KVSCOPE_GUI_HAVE_STREAM
+#include "stream_panel.h"
+
+namespace kvscope::gui {
+namespace {
+
+TEST(StreamPanel, RunsTheStreamerAndDrawsTheTimeline) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  QSignalSpy loaded(&window, &MainWindow::prefilled);
+  window.openCacheFile(writeSyntheticCache(dir));
+  ASSERT_TRUE(loaded.wait(10000));
+  StreamPanel* panel = window.streamPanel();
+  ASSERT_NE(panel, nullptr);
+  panel->setChunkTokens(16);
+  panel->setRunBaselines(false);
+  panel->setProfile(stream::BandwidthProfile::constant(50));
+  QSignalSpy finished(panel, &StreamPanel::finished);
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  panel->findChild<QCheckBox*>()->setChecked(true);  // simulated clock: instant
+  panel->run();
+  ASSERT_TRUE(QTest::qWaitFor([&] { return finished.count() > 0 || errors.count() > 0; }, 60000));
+  ASSERT_EQ(errors.count(), 0) << errors.at(0).at(1).toString().toStdString();
+  ASSERT_EQ(panel->reports().size(), 1u);
+  EXPECT_EQ(panel->reports()[0].chunks.size(), 4u);  // 64 tokens / 16
+  EXPECT_GT(panel->reports()[0].ttft_s, 0.0);
+  EXPECT_GE(panel->timelinePlot()->itemCount(), 4);  // one bar per chunk (+ labels, SLO line)
+}
+
+}  // namespace
+}  // namespace kvscope::gui
+#endif

@@ -1,0 +1,51 @@
+// Prefill throughput of the default model at 512 and 2048 tokens, and peak
+// resident memory (counters: tokens_per_second, peak_rss_mb).
+//   build/release/tests/model/bench_prefill --benchmark_repetitions=1
+#include <benchmark/benchmark.h>
+#include <sys/resource.h>
+
+#include "kvscope/common/paths.h"
+#include "kvscope/model/model.h"
+
+namespace {
+
+const kvscope::model::Model* model() {
+  static std::unique_ptr<kvscope::model::Model> m = [] {
+    auto path = kvscope::find_default_model();
+    return path ? kvscope::model::Model::load(*path) : nullptr;
+  }();
+  return m.get();
+}
+
+void BM_Prefill(benchmark::State& state) {
+  const auto* m = model();
+  if (!m) {
+    state.SkipWithError("default model absent");
+    return;
+  }
+  std::vector<std::int32_t> ids;
+  // Real text tokens, repeated: deterministic and representative.
+  const auto base = m->tokenizer().encode(
+      "KV-cache compression lets a server stream the context of a long document to a GPU faster than "
+      "recomputing it. CacheGen encodes keys and values with delta coding, layer-wise quantization and "
+      "arithmetic coding, adapting the level to the bandwidth. ");
+  while (static_cast<int>(ids.size()) < state.range(0)) ids.insert(ids.end(), base.begin(), base.end());
+  ids.resize(static_cast<std::size_t>(state.range(0)));
+  for (auto _ : state) {
+    auto r = m->prefill(ids);
+    benchmark::DoNotOptimize(r.cache.data().data());
+  }
+  state.counters["tokens_per_second"] =
+      benchmark::Counter(static_cast<double>(state.range(0)) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  state.counters["peak_rss_mb"] = static_cast<double>(ru.ru_maxrss) / 1024.0;
+  state.counters["threads"] = m->threads();
+}
+
+BENCHMARK(BM_Prefill)->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->Iterations(1);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,57 @@
+// libFuzzer target for the GGUF reader: any bytes must either parse or throw
+// kvscope::Error; never crash, hang or read out of bounds.
+#include <cstdint>
+#include <vector>
+
+#include "kvscope/common/error.h"
+#include "kvscope/io/gguf.h"
+#include "tiny_model.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  try {
+    const auto f = kvscope::io::GgufFile::from_bytes({data, size}, "fuzz.gguf");
+    for (const auto& [key, value] : f.metadata()) {
+      (void)f.get_float(key == "general.alignment" ? key : "x");
+      (void)value;
+    }
+    for (const auto& t : f.tensors()) {
+      if (t.elements <= (1u << 20)) {
+        try {
+          (void)f.dequantize(t);
+        } catch (const kvscope::Error&) {
+        }
+      }
+    }
+  } catch (const kvscope::Error&) {
+  }
+  return 0;
+}
+
+std::vector<std::vector<std::uint8_t>> kvscope_fuzz_seeds() {
+  using namespace kvscope::test;
+  std::vector<float> x(64);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i) * 0.1f - 3.f;
+  std::vector<std::vector<std::uint8_t>> seeds;
+  seeds.push_back(build_gguf({{"general.architecture", 8, std::string("llama")},
+                              {"general.alignment", 4, std::uint64_t(32)},
+                              {"n", 4, std::uint64_t(3)},
+                              {"f", 6, 1.5},
+                              {"b", 7, true},
+                              {"s", 9, std::vector<std::string>{"a", "bc"}},
+                              {"i", 9, std::vector<std::int32_t>{1, -1}},
+                              {"r", 9, std::vector<float>{0.5f}}},
+                             {{"f32", {64}, 0, encode_f32(x)},
+                              {"f16", {32, 2}, 1, encode_f16(x)},
+                              {"bf16", {64}, 30, encode_bf16(x)},
+                              {"q8", {64}, 8, encode_q8_0(x)},
+                              {"q40", {64}, 2, encode_q4_0(x)},
+                              {"q41", {32, 2}, 3, encode_q4_1(x)}}));
+  TinyDims d;
+  d.layers = 1;
+  d.hidden = 32;
+  d.heads = 2;
+  d.kv_heads = 1;
+  d.intermediate = 32;
+  seeds.push_back(tiny_gguf_bytes(TinyWeights(d), 8));
+  return seeds;
+}
