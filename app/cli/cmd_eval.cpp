@@ -51,7 +51,8 @@ void list_datasets(const Options& o) {
   }
   if (json) {
     nlohmann::json j = {{"root", idx.root.string()}, {"default_context", idx.default_context}};
-    for (const auto& c : idx.contexts)
+    for (std::size_t i = 0; i < idx.contexts.size(); ++i) {
+      const auto& c = idx.contexts[i];
       j["contexts"].push_back({{"id", c.id},
                                {"title", c.title},
                                {"kind", c.kind},
@@ -59,14 +60,19 @@ void list_datasets(const Options& o) {
                                {"chars", c.chars},
                                {"approx_tokens", c.approx_tokens},
                                {"licence", c.licence}});
+      if (tokens[i] >= 0) j["contexts"].back()["tokens"] = tokens[i];
+    }
     for (const auto& t : idx.task_sets)
       j["tasks"].push_back({{"id", t.id}, {"description", t.description}, {"count", t.count}});
     print_json(j);
     return;
   }
-  for (const auto& c : idx.contexts)
-    std::printf("%-22s %-10s ~%5zu tokens  %s%s\n", c.id.c_str(), c.kind.c_str(), c.approx_tokens,
-                c.title.c_str(), c.id == idx.default_context ? "  (default)" : "");
+  for (std::size_t i = 0; i < idx.contexts.size(); ++i) {
+    const auto& c = idx.contexts[i];
+    std::printf("%-22s %-10s %c%5ld tokens  %s%s\n", c.id.c_str(), c.kind.c_str(), tokens[i] >= 0 ? ' ' : '~',
+                tokens[i] >= 0 ? tokens[i] : long(c.approx_tokens), c.title.c_str(),
+                c.id == idx.default_context ? "  (default)" : "");
+  }
   for (const auto& t : idx.task_sets)
     std::printf("task %-17s %3zu tasks  %s\n", t.id.c_str(), t.count, t.description.c_str());
 }
