@@ -4,10 +4,12 @@
 #include <iostream>
 
 #include "command_registry.h"
+#include "kvscope/common/blas_environment.h"
 #include "kvscope/common/error.h"
 #include "kvscope/common/version.h"
 
 int main(int argc, char** argv) {
+  kvscope::select_blas_kernels(argv);  // may re-execute this program; before any thread
   CLI::App app{"kvscope-cli: compute, compress, stream and inspect LLM KV caches", "kvscope-cli"};
   app.set_version_flag("--version", std::string("kvscope-cli ") + kvscope::kVersion);
   app.require_subcommand(1);

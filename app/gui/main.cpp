@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "distributions_panel.h"
+#include "kvscope/common/blas_environment.h"
 #include "kvscope/common/version.h"
 #include "main_window.h"
 #include "session.h"
@@ -18,6 +19,7 @@
 #endif
 
 int main(int argc, char** argv) {
+  kvscope::select_blas_kernels(argv);  // may re-execute this program; before any thread
   QElapsedTimer launch;
   launch.start();
   QApplication app(argc, argv);

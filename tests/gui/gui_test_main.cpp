@@ -5,7 +5,10 @@
 #include <QApplication>
 #include <QStandardPaths>
 
+#include "kvscope/common/blas_environment.h"
+
 int main(int argc, char** argv) {
+  kvscope::select_blas_kernels(argv);  // may re-execute; see blas_environment.h
   if (qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM")) qputenv("QT_QPA_PLATFORM", "offscreen");
   QStandardPaths::setTestModeEnabled(true);
   QApplication app(argc, argv);

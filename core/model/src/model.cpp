@@ -225,8 +225,11 @@ Model::Model() : impl_(std::make_unique<Impl>()) {}
 Model::~Model() = default;
 
 std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const LoadOptions& options) {
-  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-  torch::set_num_threads(options.threads > 0 ? options.threads : static_cast<int>(hw));
+  // Matrix products dominate prefill and run on OpenBLAS's own threads (all
+  // cores). Torch's OpenMP threads, when also set to all cores, spin-wait
+  // against those BLAS threads: 2048 tokens took 9.1 s that way and 5.4 s with
+  // one intra-op thread on a 2-core machine (see docs/performance.md).
+  torch::set_num_threads(options.threads > 0 ? options.threads : 1);
   torch::Device device(torch::kCPU);
   if (options.device == "cuda" || options.device == "auto") {
     if (torch::cuda::is_available()) {

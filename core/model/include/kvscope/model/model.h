@@ -59,7 +59,8 @@ std::string model_file_sha256(const std::filesystem::path& path);
 struct LoadOptions {
   /// "auto" (CUDA if this libtorch has it and a GPU is present, else CPU), "cpu" or "cuda".
   std::string device = "auto";
-  /// Torch intra-op threads; 0 = std::thread::hardware_concurrency().
+  /// Torch intra-op threads; 0 = one, leaving every core to the BLAS library's
+  /// threads, which do the matrix products (faster than both at full width).
   int threads = 0;
   /// Compute the file's SHA-256 at load (stored in config and cache info).
   bool hash_file = false;
