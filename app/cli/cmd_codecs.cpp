@@ -21,6 +21,8 @@ const char* type_name(codec::ParamSpec::Type t) {
       return "choice";
     case codec::ParamSpec::Type::IntList:
       return "int_list";
+    case codec::ParamSpec::Type::Text:
+      return "text";
   }
   return "?";
 }

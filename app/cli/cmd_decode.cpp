@@ -6,6 +6,9 @@
 #include "cli_util.h"
 #include "cmd_codec_io.h"
 #include "command_registry.h"
+#if KVSCOPE_HAVE_CUDA
+#include "kvscope/kernels/gpu_bitstream.h"
+#endif
 
 namespace kvscope::cli {
 namespace {
@@ -15,7 +18,23 @@ struct Options {
   int threads = 0;
   int level = 0;
   bool json = false;
+  bool cpu = false;
 };
+
+// Decodes on the GPU when this build has the CUDA kernels and a device is
+// present (and the codec runs there), on the CPU otherwise; says which.
+kv::KVCache decode_on_best_backend(std::span<const std::uint8_t> bytes, const codec::DecodeOptions& d,
+                                   bool force_cpu, std::string& backend) {
+#if KVSCOPE_HAVE_CUDA
+  if (!force_cpu) {
+    auto r = kernels::decode_auto(bytes, d);
+    backend = r.backend;
+    return std::move(r.cache);
+  }
+#endif
+  backend = "cpu";
+  return codec::decode(bytes, d);
+}
 
 const CommandRegistrar decode_command(210, [](CLI::App& app) {
   auto o = std::make_shared<Options>();
@@ -26,6 +45,7 @@ const CommandRegistrar decode_command(210, [](CLI::App& app) {
   cmd->add_option("--profile-dir", o->profile_dir, "folder of calibration profiles");
   cmd->add_option("--threads", o->threads, "worker threads (0 = all)");
   cmd->add_flag("--json", o->json, "print a JSON summary");
+  cmd->add_flag("--cpu", o->cpu, "decode on the CPU even when a CUDA device is present");
   cmd->add_option("--level", o->level, "with --in FILE.h5: which level to decode (default 0)");
   cmd->callback([o] {
     const auto bytes = read_encoded_file(o->in, o->level);
@@ -35,8 +55,9 @@ const CommandRegistrar decode_command(210, [](CLI::App& app) {
     d.progress = o->json ? ProgressFn{} : terminal_progress();
     const auto t0 = std::chrono::steady_clock::now();
     kv::KVCache cache;
+    std::string backend;
     try {
-      cache = codec::decode(bytes, d);
+      cache = decode_on_best_backend(bytes, d, o->cpu, backend);
     } catch (const Error& e) {
       throw Error(e.code(), o->in, e.what());
     }
@@ -49,11 +70,12 @@ const CommandRegistrar decode_command(210, [](CLI::App& app) {
                   {"kv_heads", s.kv_heads},
                   {"tokens", s.tokens},
                   {"head_dim", s.head_dim},
-                  {"decode_seconds", secs}});
+                  {"decode_seconds", secs},
+                  {"backend", backend}});
       return;
     }
     std::cout << o->out << ": " << s.layers << " layers, " << s.tokens << " tokens, decoded in " << secs
-              << " s\n";
+              << " s on " << backend << "\n";
   });
 });
 
