@@ -39,6 +39,7 @@
 #include "session.h"
 #if KVSCOPE_GUI_HAVE_CODECS
 #include "codec_panel.h"
+#include "pipeline_panel.h"
 #endif
 #if KVSCOPE_GUI_HAVE_EVAL
 #include "quality_panel.h"
@@ -135,6 +136,12 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   splitDockWidget(dist_dock, codec_dock, Qt::Horizontal);
   connect(codec_panel_, &CodecPanel::errorOccurred, this,
           [this](const QString& message) { statusBar()->showMessage(message, 10000); });
+  pipeline_panel_ = new PipelinePanel(session_, [this] { return codec_panel_->config(); });
+  QDockWidget* pipeline_dock =
+      addPanel(tr("Pipeline"), QStringLiteral("pipelineDock"), pipeline_panel_, Qt::RightDockWidgetArea);
+  tabifyDockWidget(dist_dock, pipeline_dock);
+  dist_dock->raise();
+  connect(codec_panel_, &CodecPanel::configChanged, pipeline_panel_, &PipelinePanel::refresh);
 #if KVSCOPE_GUI_HAVE_EVAL
   quality_panel_ = new QualityPanel(session_, [this] { return codec_panel_->config(); });
   QDockWidget* quality_dock =

@@ -137,7 +137,11 @@ TEST(MainWindow, RestoreDefaultLayoutShowsPanelsAgain) {
 }  // namespace kvscope::gui
 
 #if KVSCOPE_GUI_HAVE_CODECS
+#include <QTableWidget>
+
 #include "codec_panel.h"
+#include "kvscope/codec/codec.h"
+#include "pipeline_panel.h"
 
 namespace kvscope::gui {
 namespace {
@@ -207,6 +211,44 @@ TEST(CodecPanel, ChangingABinCountUpdatesTheSizeReadout) {
   EXPECT_EQ(panel->config().params.at("key_bins").substr(0, 2), "4,");
   // Waterfall: fp16, int8, quantized, raw entropy, delta entropy, payload, coded.
   EXPECT_EQ(panel->waterfallPlot()->plottable(0)->interface1D()->dataCount(), 7);
+}
+
+// The pipeline view traces the codec panel's current settings and agrees
+// with the real decoder on the encoded object.
+TEST(PipelinePanel, TracesOneTokenThroughTheCurrentCachegenSettings) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  CodecPanel* codec = window.codecPanel();
+  PipelinePanel* pipe = window.pipelinePanel();
+  ASSERT_NE(pipe, nullptr);
+  ASSERT_FALSE(encodeAfter(codec, [&] { window.openCacheFile(writeSyntheticCache(dir)); }).isEmpty());
+  pipe->setSelection(0, 0, 13, 1, 6);  // token 13: a delta of anchor token 10 (groups of 10)
+  const auto& tr = pipe->trace();
+  ASSERT_EQ(tr.elements.size(), 6u);
+  EXPECT_EQ(tr.token, 13);
+  EXPECT_EQ(pipe->table()->columnCount(), 6);
+  EXPECT_EQ(pipe->table()->rowCount(), 11);
+  const auto cache = window.session()->cache();
+  const kv::KVCache decoded = codec::decode(codec->lastResult()->bytes);
+  for (const auto& e : tr.elements) {
+    EXPECT_FLOAT_EQ(e.original, cache->channel_value(0, kv::Kind::Key, 13, e.channel));
+    EXPECT_EQ(e.reconstructed, decoded.channel_value(0, kv::Kind::Key, 13, e.channel)) << e.channel;
+    if (!e.raw) {
+      EXPECT_EQ(e.anchor_token, 10);
+    }
+  }
+  EXPECT_EQ(pipe->table()->item(2, 0)->text(), QString::number(tr.elements[0].q));
+  EXPECT_GT(pipe->modelPlot()->plottable(0)->interface1D()->dataCount(), 0);
+  EXPECT_TRUE(pipe->explanation().contains(QStringLiteral("bits")));
+  // A bin change in the codec panel re-traces with the new bins.
+  QStringList bins = QString::fromStdString(codec->config().params.at("key_bins")).split(QLatin1Char(','));
+  bins[0] = QStringLiteral("8");
+  QSignalSpy traced(pipe, &PipelinePanel::traced);
+  ASSERT_TRUE(codec->setParam(QStringLiteral("key_bins"), bins.join(QLatin1Char(','))));
+  ASSERT_TRUE(traced.count() > 0 || traced.wait(5000));
+  EXPECT_EQ(pipe->trace().bins, 8);
+  EXPECT_EQ(pipe->trace().M, 3);
 }
 
 }  // namespace
