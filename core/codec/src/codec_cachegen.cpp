@@ -280,16 +280,34 @@ class CachegenDecoder : public ChunkDecoder {
     auto streams = r.bytes(total);
     std::size_t off = 0;
     // Channels decode in lanes of 8 independent streams, token by token, so
-    // the divisions of different streams overlap in the CPU.
+    // the divisions of different streams overlap in the CPU. The anchor/delta
+    // choice is a table select, not a branch; a last partial block pads its
+    // unused lanes with empty streams writing into a scratch row.
     constexpr int kLanes = 8;
     DecodeTable at[kLanes], dt[kLanes];
     RangeDecoder rd[kLanes];
-    int group[kLanes], phase[kLanes], anchor[kLanes];
+    const DecodeTable* tab[kLanes][2];
+    int group[kLanes], phase[kLanes], base[kLanes];
     float st[kLanes];
     float* dst[kLanes];
+    std::size_t stride[kLanes];
+    std::vector<float> scratch;
+    const int lo = -M, hi = M;
     for (int c0 = 0; c0 < C; c0 += kLanes) {
       const int nb = std::min(kLanes, C - c0);
-      for (int j = 0; j < nb; ++j) {
+      for (int j = 0; j < kLanes; ++j) {
+        if (j >= nb) {  // padding lane: an anchor-only empty stream
+          if (scratch.empty()) scratch.assign(std::size_t(n), 0.0f);
+          rd[j] = RangeDecoder(std::span<const std::uint8_t>());
+          tab[j][0] = tab[j][1] = &at[0];
+          group[j] = 1;
+          dst[j] = scratch.data();
+          stride[j] = 1;
+          st[j] = 0.0f;
+          phase[j] = 0;
+          base[j] = -M;
+          continue;
+        }
         const int c = c0 + j;
         const FreqModel& am = lm.anchor[c];
         const FreqModel& dm = lm.delta[c];
@@ -298,27 +316,32 @@ class CachegenDecoder : public ChunkDecoder {
         if (am.empty() || (need_delta && dm.empty())) r.fail("chunk needs a model that is empty");
         at[j].build(am);
         if (need_delta) dt[j].build(dm);
+        tab[j][0] = &at[j];
+        tab[j][1] = need_delta ? &dt[j] : &at[j];
         rd[j] = RangeDecoder(streams.subspan(off, len[c]));
         off += len[c];
         dst[j] = out.data + (std::size_t(c / D) * out.tokens + out.token_offset) * D + c % D;
+        stride[j] = std::size_t(D);
         st[j] = step[c];
         phase[j] = 0;
-        anchor[j] = 0;
+        base[j] = -M;
       }
+      bool bad = false;
       for (int t = 0; t < n; ++t) {
-        for (int j = 0; j < nb; ++j) {
-          int q;
-          if (phase[j] == 0) {
-            anchor[j] = rd[j].decode(at[j]) - M;
-            q = anchor[j];
-          } else {
-            q = anchor[j] + rd[j].decode(dt[j]) - 2 * M;
-            if (q < -M || q > M) r.fail("decoded value out of range (corrupt stream)");
-          }
-          if (++phase[j] == group[j]) phase[j] = 0;
-          dst[j][std::size_t(t) * D] = float(q) * st[j];
+        for (int j = 0; j < kLanes; ++j) {
+          // Anchor: q = s - M, and it becomes the base of the group's deltas
+          // (q = anchor + s - 2M). base[j] holds -M or anchor - 2M.
+          const int is_delta = phase[j] != 0;
+          const int q = base[j] + rd[j].decode(*tab[j][is_delta]);
+          bad |= (q < lo) | (q > hi);
+          base[j] = is_delta ? base[j] : q - 2 * M;
+          const int next = phase[j] + 1;
+          phase[j] = next == group[j] ? 0 : next;
+          if (phase[j] == 0) base[j] = -M;
+          dst[j][std::size_t(t) * stride[j]] = float(q) * st[j];
         }
       }
+      if (bad) r.fail("decoded value out of range (corrupt stream)");
     }
   }
 
