@@ -327,6 +327,36 @@ class CachegenDecoder : public ChunkDecoder {
         base[j] = -M;
       }
       bool bad = false;
+      if (nb == kLanes && D % kLanes == 0) {
+        // Fast path: the block's 8 channels are adjacent in one head, so a
+        // token's 8 values are one contiguous run; tokens go group by group
+        // (anchor row, then delta rows), so no per-symbol phase bookkeeping.
+        // Raw channels decode every row with the anchor table (base -M).
+        float* row = dst[0];
+        const int G = layout_.group_size;
+        int qv[kLanes];
+        for (int t0 = 0; t0 < n; t0 += G) {
+          for (int j = 0; j < kLanes; ++j) {
+            const int q = rd[j].decode(at[j]) - M;
+            base[j] = group[j] == 1 ? -M : q - 2 * M;
+            qv[j] = q;
+          }
+          for (int j = 0; j < kLanes; ++j) row[j] = float(qv[j]) * st[j];
+          row += D;
+          const int tend = std::min(t0 + G, n);
+          for (int t = t0 + 1; t < tend; ++t) {
+            for (int j = 0; j < kLanes; ++j) {
+              const int q = base[j] + rd[j].decode(*tab[j][1]);
+              bad |= (q < lo) | (q > hi);
+              qv[j] = q;
+            }
+            for (int j = 0; j < kLanes; ++j) row[j] = float(qv[j]) * st[j];
+            row += D;
+          }
+        }
+        if (bad) r.fail("decoded value out of range (corrupt stream)");
+        continue;
+      }
       for (int t = 0; t < n; ++t) {
         for (int j = 0; j < kLanes; ++j) {
           // Anchor: q = s - M, and it becomes the base of the group's deltas

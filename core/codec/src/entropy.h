@@ -42,15 +42,22 @@ struct FreqModel {
   double cost_bits(std::span<const std::uint64_t> counts) const;
 };
 
-/// Lookup accelerator for decoding: bucket[v >> 8] = first candidate symbol.
+/// Lookup accelerator for decoding: bucket[v >> kShift] = the symbol that
+/// holds the bucket's first value. A bucket holds at most one symbol boundary
+/// unless a symbol has a frequency below the bucket width (rare by
+/// definition), so find() takes one branchless step and then a loop that
+/// almost never runs (a data-dependent loop mispredicts on most symbols).
 struct DecodeTable {
-  std::uint16_t bucket[256];
+  static constexpr int kShift = 8;
+  static constexpr int kBuckets = int(kProbTotal >> kShift);
+  std::uint16_t bucket[kBuckets];
   const std::uint32_t* cdf = nullptr;
   int size = 0;
   void build(const FreqModel& m);
   /// The symbol s with cdf[s] <= v < cdf[s+1]; v < 65536.
   int find(std::uint32_t v) const {
-    int s = bucket[v >> 8];
+    int s = bucket[v >> kShift];
+    s += int(cdf[s + 1] <= v);
     while (cdf[s + 1] <= v) ++s;
     return s;
   }
