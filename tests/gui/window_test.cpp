@@ -320,6 +320,60 @@ TEST(StreamPanel, RunsTheStreamerAndDrawsTheTimeline) {
   EXPECT_GE(panel->timelinePlot()->itemCount(), 4);  // one bar per chunk (+ labels, SLO line)
 }
 
+// The workspace keeps the streaming setup: profile (every kind), SLO, chunk size, ladder.
+TEST(StreamPanel, WorkspaceRestoresProfileSloChunkAndLadder) {
+  QTemporaryDir dir;
+  const QString path = dir.filePath(QStringLiteral("s.kvscope"));
+  const QString random_path = dir.filePath(QStringLiteral("r.kvscope"));
+  {
+    MainWindow window(testOptions());
+    StreamPanel* panel = window.streamPanel();
+    ASSERT_NE(panel, nullptr);
+    auto bp = stream::BandwidthProfile::piecewise({{0, 40}, {1.5, 7.5}, {3, 0}, {4, 90}});
+    bp.set_name("edited");
+    panel->setProfile(bp);
+    panel->setSlo(3.25);
+    panel->setChunkTokens(96);
+    ASSERT_TRUE(panel->setLadder(QStringLiteral("quantization")));
+    ASSERT_TRUE(window.saveWorkspace(path));
+    panel->setProfile(stream::BandwidthProfile::per_chunk_random(5, 80, 0xFFFFFFFFFFFFFFF1ull));
+    ASSERT_TRUE(window.saveWorkspace(random_path));
+  }
+  MainWindow window(testOptions());
+  StreamPanel* panel = window.streamPanel();
+  ASSERT_NE(panel->ladder(), QStringLiteral("quantization")) << "the test needs a non-default ladder";
+  ASSERT_TRUE(window.loadWorkspace(path));
+  EXPECT_DOUBLE_EQ(panel->slo(), 3.25);
+  EXPECT_EQ(panel->chunkTokens(), 96);
+  EXPECT_EQ(panel->ladder(), QStringLiteral("quantization"));
+  const auto& p = panel->profile();
+  EXPECT_EQ(p.kind(), stream::BandwidthProfile::Kind::Piecewise);
+  EXPECT_EQ(p.name(), "edited");
+  ASSERT_EQ(p.points().size(), 4u);
+  EXPECT_DOUBLE_EQ(p.points()[1].time_s, 1.5);
+  EXPECT_DOUBLE_EQ(p.points()[1].mbps, 7.5);
+  EXPECT_DOUBLE_EQ(p.points()[3].mbps, 90);
+  ASSERT_TRUE(window.loadWorkspace(random_path));
+  EXPECT_EQ(panel->profile().kind(), stream::BandwidthProfile::Kind::PerChunkRandom);
+  EXPECT_EQ(panel->profile().seed(), 0xFFFFFFFFFFFFFFF1ull);
+  EXPECT_DOUBLE_EQ(panel->profile().max_mbps(), 80);
+  // A bad profile in a workspace is an error dialog naming the file, not a crash.
+  QFile f(random_path);
+  ASSERT_TRUE(f.open(QIODevice::ReadOnly));
+  QByteArray bytes = f.readAll();
+  f.close();
+  bytes.replace("per_chunk_random", "sideways");
+  const QString bad = dir.filePath(QStringLiteral("bad.kvscope"));
+  QFile out(bad);
+  ASSERT_TRUE(out.open(QIODevice::WriteOnly));
+  out.write(bytes);
+  out.close();
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  EXPECT_FALSE(window.loadWorkspace(bad));
+  ASSERT_EQ(errors.count(), 1);
+  EXPECT_TRUE(errors.at(0).at(1).toString().contains(bad));
+}
+
 }  // namespace
 }  // namespace kvscope::gui
 #endif
