@@ -320,6 +320,63 @@ TEST(StreamPanel, RunsTheStreamerAndDrawsTheTimeline) {
   EXPECT_GE(panel->timelinePlot()->itemCount(), 4);  // one bar per chunk (+ labels, SLO line)
 }
 
+// The fixed baselines are drawn beside the adaptive run, one lane each, with the SLO.
+TEST(StreamPanel, BaselinesShownSideBySideWithTheAdaptiveRun) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  QSignalSpy loaded(&window, &MainWindow::prefilled);
+  window.openCacheFile(writeSyntheticCache(dir));
+  ASSERT_TRUE(loaded.wait(10000));
+  StreamPanel* panel = window.streamPanel();
+  panel->setChunkTokens(16);
+  panel->setRunBaselines(true);  // fp16, int8 (text needs the model, which a raw cache has not)
+  panel->setProfile(stream::BandwidthProfile::constant(0.5));
+  panel->setSlo(0.05);
+  QSignalSpy finished(panel, &StreamPanel::finished);
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  panel->findChild<QCheckBox*>()->setChecked(true);  // simulated clock: instant
+  panel->run();
+  ASSERT_TRUE(QTest::qWaitFor([&] { return finished.count() > 0 || errors.count() > 0; }, 60000));
+  ASSERT_EQ(errors.count(), 0) << errors.at(0).at(1).toString().toStdString();
+  ASSERT_EQ(panel->reports().size(), 3u);
+  PlotWidget* cmp = panel->comparisonPlot();
+  const auto ticker = cmp->yAxis->ticker().dynamicCast<QCPAxisTickerText>();
+  ASSERT_TRUE(ticker);
+  ASSERT_EQ(ticker->ticks().size(), 3);
+  EXPECT_EQ(ticker->ticks().value(0), QStringLiteral("adaptive"));
+  EXPECT_EQ(ticker->ticks().value(1), QStringLiteral("fp16"));
+  EXPECT_EQ(ticker->ticks().value(2), QStringLiteral("int8"));
+  // Per lane: 4 chunk bars, and one load-time mark, all at their report's times.
+  int bars[3] = {0, 0, 0}, marks[3] = {0, 0, 0};
+  for (int i = 0; i < cmp->itemCount(); ++i) {
+    if (auto* r = qobject_cast<QCPItemRect*>(cmp->item(i))) {
+      const int lane = int(std::lround((r->topLeft->coords().y() + r->bottomRight->coords().y()) / 2));
+      ASSERT_GE(lane, 0);
+      ASSERT_LT(lane, 3);
+      ++bars[lane];
+    } else if (auto* l = qobject_cast<QCPItemLine*>(cmp->item(i))) {
+      const int lane = int(std::lround((l->start->coords().y() + l->end->coords().y()) / 2));
+      ASSERT_GE(lane, 0);
+      ASSERT_LT(lane, 3);
+      EXPECT_DOUBLE_EQ(l->start->coords().x(), panel->reports()[std::size_t(lane)].ttft_s);
+      ++marks[lane];
+    }
+  }
+  for (int lane = 0; lane < 3; ++lane) {
+    EXPECT_EQ(bars[lane], 4) << lane;
+    EXPECT_EQ(marks[lane], 1) << lane;
+  }
+  // fp16 sends more bytes than int8 on the same link, so it loads later.
+  EXPECT_GT(panel->reports()[1].ttft_s, panel->reports()[2].ttft_s);
+  // The SLO line spans every lane at the SLO.
+  bool slo = false;
+  for (int i = 0; i < cmp->itemCount(); ++i)
+    if (auto* line = qobject_cast<QCPItemStraightLine*>(cmp->item(i)))
+      slo = slo || (line->point1->coords().x() == 0.05 && line->point2->coords().x() == 0.05);
+  EXPECT_TRUE(slo);
+}
+
 // The workspace keeps the streaming setup: profile (every kind), SLO, chunk size, ladder.
 TEST(StreamPanel, WorkspaceRestoresProfileSloChunkAndLadder) {
   QTemporaryDir dir;
