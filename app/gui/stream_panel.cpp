@@ -223,6 +223,21 @@ void StreamPanel::setSlo(double seconds) {
 void StreamPanel::setChunkTokens(int tokens) {
   chunk_tokens_->setValue(tokens);
 }
+double StreamPanel::slo() const {
+  return slo_->value();
+}
+int StreamPanel::chunkTokens() const {
+  return chunk_tokens_->value();
+}
+QString StreamPanel::ladder() const {
+  return ladder_->currentText();
+}
+bool StreamPanel::setLadder(const QString& name) {
+  const int i = ladder_->findText(name);
+  if (i < 0) return false;
+  ladder_->setCurrentIndex(i);
+  return true;
+}
 void StreamPanel::setRunBaselines(bool on) {
   baselines_->setChecked(on);
 }

@@ -53,7 +53,13 @@ class StreamPanel : public QWidget {
   PlotWidget* timelinePlot() const { return timeline_; }
   PlotWidget* profilePlot() const { return profile_plot_; }
   void setSlo(double seconds);
+  double slo() const;
   void setChunkTokens(int tokens);
+  int chunkTokens() const;
+  /// The ladder's name (a file stem in resources/ladders).
+  QString ladder() const;
+  /// Selects a ladder by name; false if there is none of that name.
+  bool setLadder(const QString& name);
   /// Runs only the adaptive policy (baselines off); for tests.
   void setRunBaselines(bool on);
 
