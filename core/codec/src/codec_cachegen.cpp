@@ -152,7 +152,7 @@ ChunkSymbols quantize_chunk(const kv::KVCache& cache, int layer, kv::Kind kind, 
   cs.sym.resize(std::size_t(C) * count);
   cs.raw.resize(std::size_t(C) * count);
   const float* base = cache.tensor(layer, kind).data();
-  std::vector<float> amax(D), step(D), inv(D);
+  std::vector<float> amax(D), step(D), den(D);
   std::vector<int> q(std::size_t(count) * D);
   for (int h = 0; h < H; ++h) {
     const float* head = base + std::size_t(h) * sh.tokens * D;
@@ -168,12 +168,20 @@ ChunkSymbols quantize_chunk(const kv::KVCache& cache, int layer, kv::Kind kind, 
       cs.steps[h * D + d] = hs;
       step[d] = half_to_float(hs);
     }
+    // Same values as clamp(int(nearbyint(x / step)), -M, M) in the default
+    // rounding mode, but inline and vectorisable (nearbyint is a libm call
+    // here): x / step is clamped to +-(M + 1) first, and adding and
+    // subtracting 1.5 * 2^23 rounds to nearest-even for |x| < 2^22.
+    constexpr float kRound = 12582912.0f;
+    const float lim = float(M + 1);
+    for (int d = 0; d < D; ++d) den[d] = step[d] > 0 ? step[d] : 1.0f;  // divisor; 0-step gives 0
     for (int t = 0; t < count; ++t) {
       const float* row = head + std::size_t(begin + t) * D;
       int* qr = q.data() + std::size_t(t) * D;
       for (int d = 0; d < D; ++d) {
-        const int v = step[d] > 0 ? int(std::nearbyint(row[d] / step[d])) : 0;
-        qr[d] = std::clamp(v, -M, M);
+        const float x = std::min(std::max(row[d] / den[d], -lim), lim);
+        const int v = int((x + kRound) - kRound);
+        qr[d] = step[d] > 0 ? std::clamp(v, -M, M) : 0;
       }
     }
     for (int d = 0; d < D; ++d) {
