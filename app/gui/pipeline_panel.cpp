@@ -67,6 +67,7 @@ PipelinePanel::PipelinePanel(Session* session, std::function<codec::CodecConfig(
   add(tr("K|V"), kind_, tr("Keys or values"));
   token_ = new QSpinBox;
   token_->setObjectName(QStringLiteral("pipelineToken"));
+  token_->setValue(1);  // a delta token by default: it shows every stage
   add(tr("Token"), token_, tr("Token whose values are traced"));
   first_channel_ = new QSpinBox;
   add(tr("Channels from"), first_channel_, tr("First channel (kv_head x head_dim + dim)"));

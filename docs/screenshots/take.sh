@@ -19,6 +19,13 @@ xvfb-run -a -s "-screen 0 1600x1350x24" bash -c '
   sleep 2
   import -window root "$2/streaming.png"
   kill $app
+  wait $app || true
+  "$0" -qwindowgeometry 1600x1350+0+0 --default-layout --timing --show pipelineDock >"$1.pipeline" 2>&1 &
+  app=$!
+  for i in $(seq 1 600); do grep -q "^ready" "$1.pipeline" && break; sleep 0.5; done
+  sleep 3
+  import -window root "$2/pipeline.png"
+  kill $app
 ' "$build/app/gui/kvscope" "$log" "$out"
 cat "$log" | grep -E "ready|re-encode|stream" || true
-rm -f "$log"
+rm -f "$log" "$log.pipeline"
