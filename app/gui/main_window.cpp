@@ -39,6 +39,7 @@
 #include "session.h"
 #if KVSCOPE_GUI_HAVE_CODECS
 #include "codec_panel.h"
+#include "pipeline_panel.h"
 #endif
 #if KVSCOPE_GUI_HAVE_EVAL
 #include "quality_panel.h"
@@ -135,6 +136,12 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   splitDockWidget(dist_dock, codec_dock, Qt::Horizontal);
   connect(codec_panel_, &CodecPanel::errorOccurred, this,
           [this](const QString& message) { statusBar()->showMessage(message, 10000); });
+  pipeline_panel_ = new PipelinePanel(session_, [this] { return codec_panel_->config(); });
+  QDockWidget* pipeline_dock =
+      addPanel(tr("Pipeline"), QStringLiteral("pipelineDock"), pipeline_panel_, Qt::RightDockWidgetArea);
+  tabifyDockWidget(dist_dock, pipeline_dock);
+  dist_dock->raise();
+  connect(codec_panel_, &CodecPanel::configChanged, pipeline_panel_, &PipelinePanel::refresh);
 #if KVSCOPE_GUI_HAVE_EVAL
   quality_panel_ = new QualityPanel(session_, [this] { return codec_panel_->config(); });
   QDockWidget* quality_dock =
@@ -578,6 +585,30 @@ bool MainWindow::saveWorkspace(const QString& path) {
         QJsonObject{{QStringLiteral("name"), qs(cfg.codec)}, {QStringLiteral("params"), params}};
   }
 #endif
+#if KVSCOPE_GUI_HAVE_STREAM
+  if (stream_panel_) {
+    const stream::BandwidthProfile& bp = stream_panel_->profile();
+    QJsonObject prof;
+    const auto kind = bp.kind();
+    prof[QStringLiteral("kind")] =
+        kind == stream::BandwidthProfile::Kind::Constant    ? QStringLiteral("constant")
+        : kind == stream::BandwidthProfile::Kind::Piecewise ? QStringLiteral("piecewise")
+                                                            : QStringLiteral("per_chunk_random");
+    prof[QStringLiteral("name")] = qs(bp.name());
+    prof[QStringLiteral("description")] = qs(bp.description());
+    QJsonArray points;
+    for (const auto& pt : bp.points()) points.append(QJsonArray{pt.time_s, pt.mbps});
+    prof[QStringLiteral("points")] = points;
+    prof[QStringLiteral("min_mbps")] = bp.min_mbps();
+    prof[QStringLiteral("max_mbps")] = bp.max_mbps();
+    prof[QStringLiteral("seed")] = QString::number(bp.seed());  // 64-bit: a double would round it
+    root[QStringLiteral("stream")] =
+        QJsonObject{{QStringLiteral("profile"), prof},
+                    {QStringLiteral("slo_s"), stream_panel_->slo()},
+                    {QStringLiteral("chunk_tokens"), stream_panel_->chunkTokens()},
+                    {QStringLiteral("ladder"), stream_panel_->ladder()}};
+  }
+#endif
   const QByteArray bytes = QJsonDocument(root).toJson();
   try {
     write_file_atomically(toPath(path), bytes.constData(), static_cast<std::size_t>(bytes.size()));
@@ -615,6 +646,57 @@ bool MainWindow::loadWorkspace(const QString& path) {
       cfg.params[it.key().toStdString()] = it.value().toString().toStdString();
     if (!codec_panel_->setConfig(cfg))
       showError(tr("Open workspace"), tr("%1: unknown codec \"%2\"").arg(path, qs(cfg.codec)));
+  }
+#endif
+#if KVSCOPE_GUI_HAVE_STREAM
+  const QJsonObject st = root.value(QStringLiteral("stream")).toObject();
+  if (stream_panel_ && !st.isEmpty()) {
+    const QJsonObject prof = st.value(QStringLiteral("profile")).toObject();
+    if (!prof.isEmpty()) {
+      try {
+        const QString kind = prof.value(QStringLiteral("kind")).toString();
+        stream::BandwidthProfile bp;
+        if (kind == QLatin1String("constant") || kind == QLatin1String("piecewise")) {
+          std::vector<stream::ProfilePoint> pts;
+          for (const QJsonValue& v : prof.value(QStringLiteral("points")).toArray()) {
+            const QJsonArray a = v.toArray();
+            if (a.size() != 2 || !a[0].isDouble() || !a[1].isDouble())
+              throw Error(ErrorCode::Format, "stream.profile.points: each point must be [time_s, mbps]");
+            pts.push_back({a[0].toDouble(), a[1].toDouble()});
+          }
+          if (kind == QLatin1String("constant")) {
+            if (pts.size() != 1)
+              throw Error(ErrorCode::Format, "stream.profile: a constant profile has one point");
+            bp = stream::BandwidthProfile::constant(pts[0].mbps);
+          } else {
+            bp = stream::BandwidthProfile::piecewise(std::move(pts));
+          }
+        } else if (kind == QLatin1String("per_chunk_random")) {
+          bool ok = false;
+          const std::uint64_t seed = prof.value(QStringLiteral("seed")).toString().toULongLong(&ok);
+          if (!ok) throw Error(ErrorCode::Format, "stream.profile.seed: not an unsigned integer");
+          bp = stream::BandwidthProfile::per_chunk_random(prof.value(QStringLiteral("min_mbps")).toDouble(),
+                                                          prof.value(QStringLiteral("max_mbps")).toDouble(),
+                                                          seed);
+        } else {
+          throw Error(ErrorCode::Format, "stream.profile.kind: unknown kind \"" + kind.toStdString() + "\"");
+        }
+        bp.set_name(prof.value(QStringLiteral("name")).toString().toStdString());
+        bp.set_description(prof.value(QStringLiteral("description")).toString().toStdString());
+        stream_panel_->setProfile(bp);
+      } catch (const Error& e) {
+        showError(tr("Open workspace"),
+                  tr("%1: bad bandwidth profile: %2").arg(path, QString::fromUtf8(e.what())));
+        return false;
+      }
+    }
+    if (st.contains(QStringLiteral("slo_s")))
+      stream_panel_->setSlo(st.value(QStringLiteral("slo_s")).toDouble());
+    if (st.contains(QStringLiteral("chunk_tokens")))
+      stream_panel_->setChunkTokens(st.value(QStringLiteral("chunk_tokens")).toInt());
+    const QString ladder = st.value(QStringLiteral("ladder")).toString();
+    if (!ladder.isEmpty() && !stream_panel_->setLadder(ladder))
+      showError(tr("Open workspace"), tr("%1: unknown ladder \"%2\"").arg(path, ladder));
   }
 #endif
   const QJsonObject context = root.value(QStringLiteral("context")).toObject();

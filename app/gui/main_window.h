@@ -18,6 +18,7 @@ class QTextBrowser;
 namespace kvscope::gui {
 
 class CodecPanel;
+class PipelinePanel;
 class DistributionsPanel;
 class QualityPanel;
 class StreamPanel;
@@ -47,6 +48,7 @@ class MainWindow : public QMainWindow {
   DistributionsPanel* distributionsPanel() const { return distributions_; }
   /// Null when this build has no codec registry.
   CodecPanel* codecPanel() const { return codec_panel_; }
+  PipelinePanel* pipelinePanel() const { return pipeline_panel_; }
   /// Null when this build has no quality evaluation (core/eval).
   QualityPanel* qualityPanel() const { return quality_panel_; }
   /// Null when this build has no streamer (core/stream).
@@ -117,6 +119,7 @@ class MainWindow : public QMainWindow {
   QLabel* progress_label_ = nullptr;
   DistributionsPanel* distributions_ = nullptr;
   CodecPanel* codec_panel_ = nullptr;
+  PipelinePanel* pipeline_panel_ = nullptr;
   QualityPanel* quality_panel_ = nullptr;
   StreamPanel* stream_panel_ = nullptr;
   QPointer<QMessageBox> last_error_box_;

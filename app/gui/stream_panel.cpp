@@ -115,6 +115,23 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
     timeline_->replot(QCustomPlot::rpQueuedReplot);
   };
   connect(timeline_, &PlotWidget::paletteApplied, this, recolour);
+
+  comparison_ = new PlotWidget;
+  comparison_->setObjectName(QStringLiteral("comparisonPlot"));
+  comparison_->setMinimumHeight(140);
+  comparison_->xAxis->setLabel(tr("time (s): each finished run, same clock; | = loaded, dashed = SLO"));
+  comparison_->yAxis->setLabel(tr("policy"));
+  comparison_->yAxis->setRangeReversed(true);  // adaptive on top
+  comparison_->yAxis->setTicker(QSharedPointer<QCPAxisTickerText>(new QCPAxisTickerText));
+  comparison_->setToolTip(
+      tr("The adaptive run and the fixed baselines side by side: bars are chunks from send "
+         "start to arrival, coloured and labelled by level."));
+  comparison_slo_ = new QCPItemStraightLine(comparison_);
+  connect(comparison_, &PlotWidget::paletteApplied, this, [this] {
+    comparison_slo_->setPen(QPen(comparison_->seriesColor(1), 2, Qt::DashDotLine));
+    comparison_->replot(QCustomPlot::rpQueuedReplot);
+  });
+  comparison_slo_->setPen(QPen(comparison_->seriesColor(1), 2, Qt::DashDotLine));
   recolour();
 
   table_ = new QTableWidget(0, 7);
@@ -150,8 +167,10 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   auto* splitter = new QSplitter(Qt::Vertical);
   splitter->addWidget(profile_plot_);
   splitter->addWidget(timeline_);
+  splitter->addWidget(comparison_);
   splitter->addWidget(table_);
   splitter->setStretchFactor(1, 2);
+  splitter->setStretchFactor(2, 1);
   auto* layout = new QVBoxLayout(this);
   layout->addLayout(form);
   layout->addLayout(buttons);
@@ -184,6 +203,9 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   connect(slo_, &QDoubleSpinBox::valueChanged, this, [this](double s) {
     slo_line_->point1->setCoords(s, 0);
     slo_line_->point2->setCoords(s, 1);
+    comparison_slo_->point1->setCoords(s, 0);
+    comparison_slo_->point2->setCoords(s, 1);
+    comparison_->replot(QCustomPlot::rpQueuedReplot);
     timeline_->replot(QCustomPlot::rpQueuedReplot);
   });
   connect(chunk_tokens_, &QSpinBox::valueChanged, this, [this] { store_.reset(); });
@@ -222,6 +244,21 @@ void StreamPanel::setSlo(double seconds) {
 }
 void StreamPanel::setChunkTokens(int tokens) {
   chunk_tokens_->setValue(tokens);
+}
+double StreamPanel::slo() const {
+  return slo_->value();
+}
+int StreamPanel::chunkTokens() const {
+  return chunk_tokens_->value();
+}
+QString StreamPanel::ladder() const {
+  return ladder_->currentText();
+}
+bool StreamPanel::setLadder(const QString& name) {
+  const int i = ladder_->findText(name);
+  if (i < 0) return false;
+  ladder_->setCurrentIndex(i);
+  return true;
 }
 void StreamPanel::setRunBaselines(bool on) {
   baselines_->setChecked(on);
@@ -348,6 +385,7 @@ void StreamPanel::run() {
   reports_.clear();
   table_->setRowCount(0);
   clearTimeline();
+  clearComparison();
   timeline_->resetView();
   const quint64 gen = runner_->generation() + 1;  // the job about to start
   runner_->start(tr("Streaming"), [=, this](const ProgressFn& progress) {
@@ -448,8 +486,65 @@ void StreamPanel::onEvent(const stream::StreamEvent& e, const QString& policy) {
                        .arg(c.estimated_mbps, 0, 'f', 1));
 }
 
+void StreamPanel::clearComparison() {
+  for (int i = comparison_->itemCount() - 1; i >= 0; --i)
+    if (comparison_->item(i) != comparison_slo_) comparison_->removeItem(i);
+  static_cast<QCPAxisTickerText*>(comparison_->yAxis->ticker().data())->clear();
+  comparison_->resetView();
+  comparison_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+void StreamPanel::drawComparisonLane(const stream::StreamReport& r, int lane) {
+  auto ticker = comparison_->yAxis->ticker().staticCast<QCPAxisTickerText>();
+  ticker->addTick(lane, qs(r.policy));
+  const QColor text_colour = comparison_->palette().color(QPalette::Text);
+  double end = 0;
+  for (const auto& c : r.chunks) {
+    if (c.send_start_s < 0 || c.arrival_s < 0) continue;  // never sent (stopped or failed)
+    auto* rect = new QCPItemRect(comparison_);
+    rect->topLeft->setCoords(c.send_start_s, lane - 0.35);
+    rect->bottomRight->setCoords(c.arrival_s, lane + 0.35);
+    const QColor colour = c.level == stream::kTextLevel ? comparison_->seriesColor(1)
+                                                        : comparison_->seriesColor(3 + std::max(0, c.level));
+    rect->setBrush(colour);
+    rect->setPen(QPen(colour.darker(130)));
+    rect->setClipToAxisRect(true);
+    auto* label = new QCPItemText(comparison_);
+    label->position->setCoords((c.send_start_s + c.arrival_s) / 2, lane);
+    label->setText(qs(c.level_name));
+    label->setColor(text_colour);
+    end = std::max({end, c.arrival_s, c.decode_end_s});
+  }
+  // Time to load: a tick at the end of the lane and its value, green or red against the SLO.
+  const double ttft = r.status == stream::StreamStatus::Ok ? r.ttft_s : end;
+  auto* mark = new QCPItemLine(comparison_);
+  mark->start->setCoords(ttft, lane - 0.45);
+  mark->end->setCoords(ttft, lane + 0.45);
+  const QColor verdict = r.slo_met ? QColor(40, 160, 60) : QColor(210, 50, 40);
+  mark->setPen(QPen(verdict, 3));
+  auto* ttft_label = new QCPItemText(comparison_);
+  ttft_label->setPositionAlignment(Qt::AlignLeft | Qt::AlignVCenter);
+  ttft_label->position->setCoords(ttft, lane);
+  ttft_label->setPadding(QMargins(6, 0, 0, 0));
+  ttft_label->setText(
+      r.status == stream::StreamStatus::Ok
+          ? tr(" %1 s %2").arg(r.ttft_s, 0, 'f', 2).arg(r.slo_met ? tr("(SLO met)") : tr("(SLO missed)"))
+          : tr(" failed"));
+  ttft_label->setColor(verdict);
+  // Items are ignored by rescaling: fit every lane, the longest run and the SLO.
+  if (!comparison_->userZoomed()) {
+    double x_max = slo_->value();
+    for (const auto& rep : reports_) x_max = std::max(x_max, rep.ttft_s);
+    x_max = std::max(x_max, ttft);
+    comparison_->xAxis->setRange(0, x_max * 1.25 + 1e-3);
+    comparison_->yAxis->setRange(-0.6, std::max(0, lane) + 0.6);
+  }
+  comparison_->replot(QCustomPlot::rpQueuedReplot);
+}
+
 void StreamPanel::addReport(const stream::StreamReport& r) {
   reports_.push_back(r);
+  drawComparisonLane(r, int(reports_.size()) - 1);
   const int row = table_->rowCount();
   table_->insertRow(row);
   int text_chunks = 0;

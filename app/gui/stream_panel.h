@@ -51,9 +51,20 @@ class StreamPanel : public QWidget {
   const std::vector<stream::StreamReport>& reports() const { return reports_; }
   JobRunner* runner() const { return runner_.get(); }
   PlotWidget* timelinePlot() const { return timeline_; }
+  /// Every finished run of the last Run side by side: one lane per policy
+  /// (adaptive on top, then the fixed baselines), chunks as bars from send
+  /// start to arrival coloured by level, each run's time to load marked, and
+  /// the SLO across all lanes.
+  PlotWidget* comparisonPlot() const { return comparison_; }
   PlotWidget* profilePlot() const { return profile_plot_; }
   void setSlo(double seconds);
+  double slo() const;
   void setChunkTokens(int tokens);
+  int chunkTokens() const;
+  /// The ladder's name (a file stem in resources/ladders).
+  QString ladder() const;
+  /// Selects a ladder by name; false if there is none of that name.
+  bool setLadder(const QString& name);
   /// Runs only the adaptive policy (baselines off); for tests.
   void setRunBaselines(bool on);
 
@@ -66,6 +77,8 @@ class StreamPanel : public QWidget {
   void clearTimeline();
   void onEvent(const stream::StreamEvent& event, const QString& policy);
   void addReport(const stream::StreamReport& report);
+  void clearComparison();
+  void drawComparisonLane(const stream::StreamReport& report, int lane);
   bool eventFilter(QObject* watched, QEvent* event) override;
 
   Session* session_;
@@ -86,6 +99,8 @@ class StreamPanel : public QWidget {
   QCPGraph* decoded_graph_;
   QCPGraph* bandwidth_graph_;
   QCPItemStraightLine* slo_line_;
+  PlotWidget* comparison_;
+  QCPItemStraightLine* comparison_slo_;
   QTableWidget* table_;
   stream::BandwidthProfile profile_;
   std::vector<stream::StreamReport> reports_;

@@ -137,7 +137,11 @@ TEST(MainWindow, RestoreDefaultLayoutShowsPanelsAgain) {
 }  // namespace kvscope::gui
 
 #if KVSCOPE_GUI_HAVE_CODECS
+#include <QTableWidget>
+
 #include "codec_panel.h"
+#include "kvscope/codec/codec.h"
+#include "pipeline_panel.h"
 
 namespace kvscope::gui {
 namespace {
@@ -209,6 +213,44 @@ TEST(CodecPanel, ChangingABinCountUpdatesTheSizeReadout) {
   EXPECT_EQ(panel->waterfallPlot()->plottable(0)->interface1D()->dataCount(), 7);
 }
 
+// The pipeline view traces the codec panel's current settings and agrees
+// with the real decoder on the encoded object.
+TEST(PipelinePanel, TracesOneTokenThroughTheCurrentCachegenSettings) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  CodecPanel* codec = window.codecPanel();
+  PipelinePanel* pipe = window.pipelinePanel();
+  ASSERT_NE(pipe, nullptr);
+  ASSERT_FALSE(encodeAfter(codec, [&] { window.openCacheFile(writeSyntheticCache(dir)); }).isEmpty());
+  pipe->setSelection(0, 0, 13, 1, 6);  // token 13: a delta of anchor token 10 (groups of 10)
+  const auto& tr = pipe->trace();
+  ASSERT_EQ(tr.elements.size(), 6u);
+  EXPECT_EQ(tr.token, 13);
+  EXPECT_EQ(pipe->table()->columnCount(), 6);
+  EXPECT_EQ(pipe->table()->rowCount(), 11);
+  const auto cache = window.session()->cache();
+  const kv::KVCache decoded = codec::decode(codec->lastResult()->bytes);
+  for (const auto& e : tr.elements) {
+    EXPECT_FLOAT_EQ(e.original, cache->channel_value(0, kv::Kind::Key, 13, e.channel));
+    EXPECT_EQ(e.reconstructed, decoded.channel_value(0, kv::Kind::Key, 13, e.channel)) << e.channel;
+    if (!e.raw) {
+      EXPECT_EQ(e.anchor_token, 10);
+    }
+  }
+  EXPECT_EQ(pipe->table()->item(2, 0)->text(), QString::number(tr.elements[0].q));
+  EXPECT_GT(pipe->modelPlot()->plottable(0)->interface1D()->dataCount(), 0);
+  EXPECT_TRUE(pipe->explanation().contains(QStringLiteral("bits")));
+  // A bin change in the codec panel re-traces with the new bins.
+  QStringList bins = QString::fromStdString(codec->config().params.at("key_bins")).split(QLatin1Char(','));
+  bins[0] = QStringLiteral("8");
+  QSignalSpy traced(pipe, &PipelinePanel::traced);
+  ASSERT_TRUE(codec->setParam(QStringLiteral("key_bins"), bins.join(QLatin1Char(','))));
+  ASSERT_TRUE(traced.count() > 0 || traced.wait(5000));
+  EXPECT_EQ(pipe->trace().bins, 8);
+  EXPECT_EQ(pipe->trace().M, 3);
+}
+
 }  // namespace
 }  // namespace kvscope::gui
 #endif
@@ -276,6 +318,117 @@ TEST(StreamPanel, RunsTheStreamerAndDrawsTheTimeline) {
   EXPECT_EQ(panel->reports()[0].chunks.size(), 4u);  // 64 tokens / 16
   EXPECT_GT(panel->reports()[0].ttft_s, 0.0);
   EXPECT_GE(panel->timelinePlot()->itemCount(), 4);  // one bar per chunk (+ labels, SLO line)
+}
+
+// The fixed baselines are drawn beside the adaptive run, one lane each, with the SLO.
+TEST(StreamPanel, BaselinesShownSideBySideWithTheAdaptiveRun) {
+  MainWindow window(testOptions());
+  window.show();
+  QTemporaryDir dir;
+  QSignalSpy loaded(&window, &MainWindow::prefilled);
+  window.openCacheFile(writeSyntheticCache(dir));
+  ASSERT_TRUE(loaded.wait(10000));
+  StreamPanel* panel = window.streamPanel();
+  panel->setChunkTokens(16);
+  panel->setRunBaselines(true);  // fp16, int8 (text needs the model, which a raw cache has not)
+  panel->setProfile(stream::BandwidthProfile::constant(0.5));
+  panel->setSlo(0.05);
+  QSignalSpy finished(panel, &StreamPanel::finished);
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  panel->findChild<QCheckBox*>()->setChecked(true);  // simulated clock: instant
+  panel->run();
+  ASSERT_TRUE(QTest::qWaitFor([&] { return finished.count() > 0 || errors.count() > 0; }, 60000));
+  ASSERT_EQ(errors.count(), 0) << errors.at(0).at(1).toString().toStdString();
+  ASSERT_EQ(panel->reports().size(), 3u);
+  PlotWidget* cmp = panel->comparisonPlot();
+  const auto ticker = cmp->yAxis->ticker().dynamicCast<QCPAxisTickerText>();
+  ASSERT_TRUE(ticker);
+  ASSERT_EQ(ticker->ticks().size(), 3);
+  EXPECT_EQ(ticker->ticks().value(0), QStringLiteral("adaptive"));
+  EXPECT_EQ(ticker->ticks().value(1), QStringLiteral("fp16"));
+  EXPECT_EQ(ticker->ticks().value(2), QStringLiteral("int8"));
+  // Per lane: 4 chunk bars, and one load-time mark, all at their report's times.
+  int bars[3] = {0, 0, 0}, marks[3] = {0, 0, 0};
+  for (int i = 0; i < cmp->itemCount(); ++i) {
+    if (auto* r = qobject_cast<QCPItemRect*>(cmp->item(i))) {
+      const int lane = int(std::lround((r->topLeft->coords().y() + r->bottomRight->coords().y()) / 2));
+      ASSERT_GE(lane, 0);
+      ASSERT_LT(lane, 3);
+      ++bars[lane];
+    } else if (auto* l = qobject_cast<QCPItemLine*>(cmp->item(i))) {
+      const int lane = int(std::lround((l->start->coords().y() + l->end->coords().y()) / 2));
+      ASSERT_GE(lane, 0);
+      ASSERT_LT(lane, 3);
+      EXPECT_DOUBLE_EQ(l->start->coords().x(), panel->reports()[std::size_t(lane)].ttft_s);
+      ++marks[lane];
+    }
+  }
+  for (int lane = 0; lane < 3; ++lane) {
+    EXPECT_EQ(bars[lane], 4) << lane;
+    EXPECT_EQ(marks[lane], 1) << lane;
+  }
+  // fp16 sends more bytes than int8 on the same link, so it loads later.
+  EXPECT_GT(panel->reports()[1].ttft_s, panel->reports()[2].ttft_s);
+  // The SLO line spans every lane at the SLO.
+  bool slo = false;
+  for (int i = 0; i < cmp->itemCount(); ++i)
+    if (auto* line = qobject_cast<QCPItemStraightLine*>(cmp->item(i)))
+      slo = slo || (line->point1->coords().x() == 0.05 && line->point2->coords().x() == 0.05);
+  EXPECT_TRUE(slo);
+}
+
+// The workspace keeps the streaming setup: profile (every kind), SLO, chunk size, ladder.
+TEST(StreamPanel, WorkspaceRestoresProfileSloChunkAndLadder) {
+  QTemporaryDir dir;
+  const QString path = dir.filePath(QStringLiteral("s.kvscope"));
+  const QString random_path = dir.filePath(QStringLiteral("r.kvscope"));
+  {
+    MainWindow window(testOptions());
+    StreamPanel* panel = window.streamPanel();
+    ASSERT_NE(panel, nullptr);
+    auto bp = stream::BandwidthProfile::piecewise({{0, 40}, {1.5, 7.5}, {3, 0}, {4, 90}});
+    bp.set_name("edited");
+    panel->setProfile(bp);
+    panel->setSlo(3.25);
+    panel->setChunkTokens(96);
+    ASSERT_TRUE(panel->setLadder(QStringLiteral("quantization")));
+    ASSERT_TRUE(window.saveWorkspace(path));
+    panel->setProfile(stream::BandwidthProfile::per_chunk_random(5, 80, 0xFFFFFFFFFFFFFFF1ull));
+    ASSERT_TRUE(window.saveWorkspace(random_path));
+  }
+  MainWindow window(testOptions());
+  StreamPanel* panel = window.streamPanel();
+  ASSERT_NE(panel->ladder(), QStringLiteral("quantization")) << "the test needs a non-default ladder";
+  ASSERT_TRUE(window.loadWorkspace(path));
+  EXPECT_DOUBLE_EQ(panel->slo(), 3.25);
+  EXPECT_EQ(panel->chunkTokens(), 96);
+  EXPECT_EQ(panel->ladder(), QStringLiteral("quantization"));
+  const auto& p = panel->profile();
+  EXPECT_EQ(p.kind(), stream::BandwidthProfile::Kind::Piecewise);
+  EXPECT_EQ(p.name(), "edited");
+  ASSERT_EQ(p.points().size(), 4u);
+  EXPECT_DOUBLE_EQ(p.points()[1].time_s, 1.5);
+  EXPECT_DOUBLE_EQ(p.points()[1].mbps, 7.5);
+  EXPECT_DOUBLE_EQ(p.points()[3].mbps, 90);
+  ASSERT_TRUE(window.loadWorkspace(random_path));
+  EXPECT_EQ(panel->profile().kind(), stream::BandwidthProfile::Kind::PerChunkRandom);
+  EXPECT_EQ(panel->profile().seed(), 0xFFFFFFFFFFFFFFF1ull);
+  EXPECT_DOUBLE_EQ(panel->profile().max_mbps(), 80);
+  // A bad profile in a workspace is an error dialog naming the file, not a crash.
+  QFile f(random_path);
+  ASSERT_TRUE(f.open(QIODevice::ReadOnly));
+  QByteArray bytes = f.readAll();
+  f.close();
+  bytes.replace("per_chunk_random", "sideways");
+  const QString bad = dir.filePath(QStringLiteral("bad.kvscope"));
+  QFile out(bad);
+  ASSERT_TRUE(out.open(QIODevice::WriteOnly));
+  out.write(bytes);
+  out.close();
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  EXPECT_FALSE(window.loadWorkspace(bad));
+  ASSERT_EQ(errors.count(), 1);
+  EXPECT_TRUE(errors.at(0).at(1).toString().contains(bad));
 }
 
 }  // namespace

@@ -152,7 +152,7 @@ ChunkSymbols quantize_chunk(const kv::KVCache& cache, int layer, kv::Kind kind, 
   cs.sym.resize(std::size_t(C) * count);
   cs.raw.resize(std::size_t(C) * count);
   const float* base = cache.tensor(layer, kind).data();
-  std::vector<float> amax(D), step(D), inv(D);
+  std::vector<float> amax(D), step(D), den(D);
   std::vector<int> q(std::size_t(count) * D);
   for (int h = 0; h < H; ++h) {
     const float* head = base + std::size_t(h) * sh.tokens * D;
@@ -168,12 +168,20 @@ ChunkSymbols quantize_chunk(const kv::KVCache& cache, int layer, kv::Kind kind, 
       cs.steps[h * D + d] = hs;
       step[d] = half_to_float(hs);
     }
+    // Same values as clamp(int(nearbyint(x / step)), -M, M) in the default
+    // rounding mode, but inline and vectorisable (nearbyint is a libm call
+    // here): x / step is clamped to +-(M + 1) first, and adding and
+    // subtracting 1.5 * 2^23 rounds to nearest-even for |x| < 2^22.
+    constexpr float kRound = 12582912.0f;
+    const float lim = float(M + 1);
+    for (int d = 0; d < D; ++d) den[d] = step[d] > 0 ? step[d] : 1.0f;  // divisor; 0-step gives 0
     for (int t = 0; t < count; ++t) {
       const float* row = head + std::size_t(begin + t) * D;
       int* qr = q.data() + std::size_t(t) * D;
       for (int d = 0; d < D; ++d) {
-        const int v = step[d] > 0 ? int(std::nearbyint(row[d] / step[d])) : 0;
-        qr[d] = std::clamp(v, -M, M);
+        const float x = std::min(std::max(row[d] / den[d], -lim), lim);
+        const int v = int((x + kRound) - kRound);
+        qr[d] = step[d] > 0 ? std::clamp(v, -M, M) : 0;
       }
     }
     for (int d = 0; d < D; ++d) {
@@ -280,16 +288,34 @@ class CachegenDecoder : public ChunkDecoder {
     auto streams = r.bytes(total);
     std::size_t off = 0;
     // Channels decode in lanes of 8 independent streams, token by token, so
-    // the divisions of different streams overlap in the CPU.
+    // the divisions of different streams overlap in the CPU. The anchor/delta
+    // choice is a table select, not a branch; a last partial block pads its
+    // unused lanes with empty streams writing into a scratch row.
     constexpr int kLanes = 8;
     DecodeTable at[kLanes], dt[kLanes];
     RangeDecoder rd[kLanes];
-    int group[kLanes], phase[kLanes], anchor[kLanes];
+    const DecodeTable* tab[kLanes][2];
+    int group[kLanes], phase[kLanes], base[kLanes];
     float st[kLanes];
     float* dst[kLanes];
+    std::size_t stride[kLanes];
+    std::vector<float> scratch;
+    const int lo = -M, hi = M;
     for (int c0 = 0; c0 < C; c0 += kLanes) {
       const int nb = std::min(kLanes, C - c0);
-      for (int j = 0; j < nb; ++j) {
+      for (int j = 0; j < kLanes; ++j) {
+        if (j >= nb) {  // padding lane: an anchor-only empty stream
+          if (scratch.empty()) scratch.assign(std::size_t(n), 0.0f);
+          rd[j] = RangeDecoder(std::span<const std::uint8_t>());
+          tab[j][0] = tab[j][1] = &at[0];
+          group[j] = 1;
+          dst[j] = scratch.data();
+          stride[j] = 1;
+          st[j] = 0.0f;
+          phase[j] = 0;
+          base[j] = -M;
+          continue;
+        }
         const int c = c0 + j;
         const FreqModel& am = lm.anchor[c];
         const FreqModel& dm = lm.delta[c];
@@ -298,27 +324,62 @@ class CachegenDecoder : public ChunkDecoder {
         if (am.empty() || (need_delta && dm.empty())) r.fail("chunk needs a model that is empty");
         at[j].build(am);
         if (need_delta) dt[j].build(dm);
+        tab[j][0] = &at[j];
+        tab[j][1] = need_delta ? &dt[j] : &at[j];
         rd[j] = RangeDecoder(streams.subspan(off, len[c]));
         off += len[c];
         dst[j] = out.data + (std::size_t(c / D) * out.tokens + out.token_offset) * D + c % D;
+        stride[j] = std::size_t(D);
         st[j] = step[c];
         phase[j] = 0;
-        anchor[j] = 0;
+        base[j] = -M;
+      }
+      bool bad = false;
+      if (nb == kLanes && D % kLanes == 0) {
+        // Fast path: the block's 8 channels are adjacent in one head, so a
+        // token's 8 values are one contiguous run; tokens go group by group
+        // (anchor row, then delta rows), so no per-symbol phase bookkeeping.
+        // Raw channels decode every row with the anchor table (base -M).
+        float* row = dst[0];
+        const int G = layout_.group_size;
+        int qv[kLanes];
+        for (int t0 = 0; t0 < n; t0 += G) {
+          for (int j = 0; j < kLanes; ++j) {
+            const int q = rd[j].decode(at[j]) - M;
+            base[j] = group[j] == 1 ? -M : q - 2 * M;
+            qv[j] = q;
+          }
+          for (int j = 0; j < kLanes; ++j) row[j] = float(qv[j]) * st[j];
+          row += D;
+          const int tend = std::min(t0 + G, n);
+          for (int t = t0 + 1; t < tend; ++t) {
+            for (int j = 0; j < kLanes; ++j) {
+              const int q = base[j] + rd[j].decode(*tab[j][1]);
+              bad |= (q < lo) | (q > hi);
+              qv[j] = q;
+            }
+            for (int j = 0; j < kLanes; ++j) row[j] = float(qv[j]) * st[j];
+            row += D;
+          }
+        }
+        if (bad) r.fail("decoded value out of range (corrupt stream)");
+        continue;
       }
       for (int t = 0; t < n; ++t) {
-        for (int j = 0; j < nb; ++j) {
-          int q;
-          if (phase[j] == 0) {
-            anchor[j] = rd[j].decode(at[j]) - M;
-            q = anchor[j];
-          } else {
-            q = anchor[j] + rd[j].decode(dt[j]) - 2 * M;
-            if (q < -M || q > M) r.fail("decoded value out of range (corrupt stream)");
-          }
-          if (++phase[j] == group[j]) phase[j] = 0;
-          dst[j][std::size_t(t) * D] = float(q) * st[j];
+        for (int j = 0; j < kLanes; ++j) {
+          // Anchor: q = s - M, and it becomes the base of the group's deltas
+          // (q = anchor + s - 2M). base[j] holds -M or anchor - 2M.
+          const int is_delta = phase[j] != 0;
+          const int q = base[j] + rd[j].decode(*tab[j][is_delta]);
+          bad |= (q < lo) | (q > hi);
+          base[j] = is_delta ? base[j] : q - 2 * M;
+          const int next = phase[j] + 1;
+          phase[j] = next == group[j] ? 0 : next;
+          if (phase[j] == 0) base[j] = -M;
+          dst[j][std::size_t(t) * stride[j]] = float(q) * st[j];
         }
       }
+      if (bad) r.fail("decoded value out of range (corrupt stream)");
     }
   }
 

@@ -42,15 +42,22 @@ struct FreqModel {
   double cost_bits(std::span<const std::uint64_t> counts) const;
 };
 
-/// Lookup accelerator for decoding: bucket[v >> 8] = first candidate symbol.
+/// Lookup accelerator for decoding: bucket[v >> kShift] = the symbol that
+/// holds the bucket's first value. A bucket holds at most one symbol boundary
+/// unless a symbol has a frequency below the bucket width (rare by
+/// definition), so find() takes one branchless step and then a loop that
+/// almost never runs (a data-dependent loop mispredicts on most symbols).
 struct DecodeTable {
-  std::uint16_t bucket[256];
+  static constexpr int kShift = 8;
+  static constexpr int kBuckets = int(kProbTotal >> kShift);
+  std::uint16_t bucket[kBuckets];
   const std::uint32_t* cdf = nullptr;
   int size = 0;
   void build(const FreqModel& m);
   /// The symbol s with cdf[s] <= v < cdf[s+1]; v < 65536.
   int find(std::uint32_t v) const {
-    int s = bucket[v >> 8];
+    int s = bucket[v >> kShift];
+    s += int(cdf[s + 1] <= v);
     while (cdf[s + 1] <= v) ++s;
     return s;
   }
@@ -98,13 +105,27 @@ class RangeDecoder {
     const int s = t.find(v);
     code_ -= r * t.cdf[s];
     range_ = r * (t.cdf[s + 1] - t.cdf[s]);
-    while (range_ < (1u << 24)) {
-      range_ <<= 8;
-      code_ = (code_ << 8) | next();
-    }
+    renormalize();
     return s;
   }
 
+ private:
+  // Same effect as `while (range_ < 2^24) { range_ <<= 8; code_ = code_ << 8 | next(); }`
+  // without data-dependent branches: range_ = r * freq >= 2^8 (r >= 2^8 and
+  // freq >= 1 because find() returns a symbol with cdf[s] <= v < cdf[s+1]), so
+  // at most two bytes are shifted in.
+  void renormalize() {
+    const unsigned n = unsigned(range_ < (1u << 24)) + unsigned(range_ < (1u << 16));
+    const std::size_t left = std::size_t(end_ - p_);
+    const std::uint32_t b0 = left > 0 ? p_[0] : 0u;
+    const std::uint32_t b1 = left > 1 ? p_[1] : 0u;
+    const std::uint64_t in = (std::uint64_t(code_) << 16) | (b0 << 8) | b1;
+    code_ = std::uint32_t(in >> (16 - 8 * n));
+    range_ = std::uint32_t(std::uint64_t(range_) << (8 * n));
+    p_ += n < left ? n : left;
+  }
+
+ public:
  private:
   std::uint32_t next() { return p_ < end_ ? *p_++ : 0u; }
   const std::uint8_t* p_ = nullptr;

@@ -1,10 +1,5 @@
 #include "kvscope/io/gguf.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -409,79 +404,30 @@ std::vector<std::int64_t> GgufTensor::shape() const {
   return s;
 }
 
-GgufFile::GgufFile(const std::filesystem::path& path) : path_(path), label_(path.string()) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(ErrorCode::Io, label_, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(ErrorCode::Io, label_, "not a regular file");
-  }
-  size_ = static_cast<std::size_t>(st.st_size);
-  if (size_ > 0) {
-    void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-      ::close(fd);
-      throw Error(ErrorCode::Io, label_, std::string("cannot map: ") + std::strerror(errno));
-    }
-    mapping_ = m;
-    base_ = static_cast<const std::uint8_t*>(m);
-  }
-  ::close(fd);
-  try {
-    parse();
-  } catch (...) {
-    if (mapping_) ::munmap(mapping_, size_);
-    mapping_ = nullptr;
-    throw;
-  }
+GgufFile::GgufFile(const std::filesystem::path& path)
+    : path_(path), label_(path.string()), bytes_(FileBytes::map(path)) {
+  parse();
 }
 
 GgufFile GgufFile::from_bytes(std::span<const std::uint8_t> bytes, const std::string& label) {
   GgufFile f;
   f.label_ = label;
   f.path_ = label;
-  f.owned_.assign(bytes.begin(), bytes.end());
-  f.base_ = f.owned_.data();
-  f.size_ = f.owned_.size();
+  f.bytes_ = FileBytes::copy(bytes);
   f.parse();
   return f;
 }
 
-GgufFile::~GgufFile() {
-  if (mapping_) ::munmap(mapping_, size_);
-}
-
-GgufFile::GgufFile(GgufFile&& o) noexcept {
-  *this = std::move(o);
-}
-
-GgufFile& GgufFile::operator=(GgufFile&& o) noexcept {
-  if (this == &o) return *this;
-  if (mapping_) ::munmap(mapping_, size_);
-  path_ = std::move(o.path_);
-  label_ = std::move(o.label_);
-  const bool was_owned = o.mapping_ == nullptr;
-  owned_ = std::move(o.owned_);
-  base_ = was_owned ? owned_.data() : o.base_;
-  size_ = o.size_;
-  mapping_ = o.mapping_;
-  version_ = o.version_;
-  alignment_ = o.alignment_;
-  metadata_ = std::move(o.metadata_);
-  tensors_ = std::move(o.tensors_);
-  tensor_index_ = std::move(o.tensor_index_);
-  o.mapping_ = nullptr;
-  o.base_ = nullptr;
-  o.size_ = 0;
-  // Tensor byte views point into base_; moving a vector keeps its buffer, so
-  // views into owned_ stay valid.
-  return *this;
-}
+GgufFile::~GgufFile() = default;
+// Tensor byte views point into bytes_, whose address survives moves.
+GgufFile::GgufFile(GgufFile&&) noexcept = default;
+GgufFile& GgufFile::operator=(GgufFile&&) noexcept = default;
 
 void GgufFile::parse() {
-  Reader r(base_, size_, label_);
-  if (size_ < 4) throw Error(ErrorCode::Format, label_, "not a GGUF file (too short for the magic)");
+  const std::uint8_t* const base = bytes_.data();
+  const std::size_t size = bytes_.size();
+  Reader r(base, size, label_);
+  if (size < 4) throw Error(ErrorCode::Format, label_, "not a GGUF file (too short for the magic)");
   const auto magic = r.read<std::uint32_t>("magic");
   if (magic != kMagic) throw Error(ErrorCode::Format, label_, "not a GGUF file (bad magic)");
   version_ = r.read<std::uint32_t>("version");
@@ -551,8 +497,8 @@ void GgufFile::parse() {
   // Data section starts at the next multiple of the alignment.
   const std::uint64_t header_end = r.pos();
   const std::uint64_t data_start = (header_end + alignment_ - 1) / alignment_ * alignment_;
-  const std::uint64_t data_size = data_start <= size_ ? size_ - data_start : 0;
-  if (!tensors_.empty() && data_start > size_) {
+  const std::uint64_t data_size = data_start <= size ? size - data_start : 0;
+  if (!tensors_.empty() && data_start > size) {
     throw Error(ErrorCode::Format, label_, "truncated: file ends before the tensor data");
   }
   for (auto& t : tensors_) {
@@ -564,7 +510,7 @@ void GgufFile::parse() {
                       ") extends past the end of the file");
     }
     t.bytes =
-        std::span<const std::uint8_t>(base_ + data_start + t.offset, static_cast<std::size_t>(t.nbytes));
+        std::span<const std::uint8_t>(base + data_start + t.offset, static_cast<std::size_t>(t.nbytes));
   }
 }
 

@@ -1,9 +1,5 @@
 #include "kvscope/io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -35,82 +31,39 @@ std::int64_t SafetensorsTensor::elements() const {
   return n;
 }
 
-SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path), label_(path.string()) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(ErrorCode::Io, label_, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(ErrorCode::Io, label_, "not a regular file");
-  }
-  size_ = static_cast<std::size_t>(st.st_size);
-  if (size_ > 0) {
-    void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-      ::close(fd);
-      throw Error(ErrorCode::Io, label_, std::string("cannot map: ") + std::strerror(errno));
-    }
-    mapping_ = m;
-    base_ = static_cast<const std::uint8_t*>(m);
-  }
-  ::close(fd);
-  try {
-    parse();
-  } catch (...) {
-    if (mapping_) ::munmap(mapping_, size_);
-    mapping_ = nullptr;
-    throw;
-  }
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
+    : path_(path), label_(path.string()), bytes_(FileBytes::map(path)) {
+  parse();
 }
 
 SafetensorsFile SafetensorsFile::from_bytes(std::span<const std::uint8_t> bytes, const std::string& label) {
   SafetensorsFile f;
   f.label_ = label;
   f.path_ = label;
-  f.owned_.assign(bytes.begin(), bytes.end());
-  f.base_ = f.owned_.data();
-  f.size_ = f.owned_.size();
+  f.bytes_ = FileBytes::copy(bytes);
   f.parse();
   return f;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (mapping_) ::munmap(mapping_, size_);
-}
-
-SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept { *this = std::move(o); }
-
-SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
-  if (this == &o) return *this;
-  if (mapping_) ::munmap(mapping_, size_);
-  path_ = std::move(o.path_);
-  label_ = std::move(o.label_);
-  const bool owned = o.base_ == o.owned_.data() && !o.owned_.empty();
-  owned_ = std::move(o.owned_);
-  base_ = owned ? owned_.data() : o.base_;
-  size_ = o.size_;
-  mapping_ = o.mapping_;
-  tensors_ = std::move(o.tensors_);
-  metadata_ = std::move(o.metadata_);
-  o.mapping_ = nullptr;
-  o.base_ = nullptr;
-  o.size_ = 0;
-  return *this;
-}
+SafetensorsFile::~SafetensorsFile() = default;
+SafetensorsFile::SafetensorsFile(SafetensorsFile&&) noexcept = default;
+SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&&) noexcept = default;
 
 void SafetensorsFile::parse() {
+  const std::uint8_t* const base = bytes_.data();
+  const std::size_t size = bytes_.size();
   auto fail = [&](const std::string& what) { throw Error(ErrorCode::Format, label_, "not a valid safetensors file: " + what); };
-  if (size_ < 8) fail("shorter than its 8-byte header length");
+  if (size < 8) fail("shorter than its 8-byte header length");
   std::uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base_[i];
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base[i];
   if (header_len == 0 || header_len > kMaxHeaderBytes) fail("header length " + std::to_string(header_len) + " is implausible");
-  if (header_len > size_ - 8) fail("header length " + std::to_string(header_len) + " runs past the end of the file");
+  if (header_len > size - 8) fail("header length " + std::to_string(header_len) + " runs past the end of the file");
   const std::size_t data_start = 8 + static_cast<std::size_t>(header_len);
-  const std::size_t data_size = size_ - data_start;
+  const std::size_t data_size = size - data_start;
 
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(base_ + 8, base_ + data_start);
+    header = nlohmann::json::parse(base + 8, base + data_start);
   } catch (const nlohmann::json::exception& e) {
     fail(std::string("header is not JSON (") + e.what() + ")");
   }
@@ -157,7 +110,7 @@ void SafetensorsFile::parse() {
     if (end - begin != count * elem)
       fail("tensor '" + name + "' holds " + std::to_string(end - begin) + " bytes but its shape needs " +
            std::to_string(count * elem));
-    tensor.bytes = std::span<const std::uint8_t>(base_ + data_start + begin, end - begin);
+    tensor.bytes = std::span<const std::uint8_t>(base + data_start + begin, end - begin);
     ranges.emplace_back(begin, end);
     tensors_.push_back(std::move(tensor));
   }

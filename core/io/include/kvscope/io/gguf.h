@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "kvscope/io/file_bytes.h"
+
 namespace kvscope::io {
 
 /// Metadata value types as GGUF numbers them.
@@ -138,10 +140,7 @@ class GgufFile {
 
   std::filesystem::path path_;
   std::string label_;
-  const std::uint8_t* base_ = nullptr;
-  std::size_t size_ = 0;
-  void* mapping_ = nullptr;
-  std::vector<std::uint8_t> owned_;
+  FileBytes bytes_;
   std::uint32_t version_ = 0;
   std::uint64_t alignment_ = 32;
   std::map<std::string, GgufValue> metadata_;

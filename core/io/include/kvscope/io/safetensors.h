@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "kvscope/io/file_bytes.h"
+
 namespace kvscope::io {
 
 /// One tensor's entry in a safetensors header.
@@ -53,10 +55,7 @@ class SafetensorsFile {
 
   std::filesystem::path path_;
   std::string label_;
-  const std::uint8_t* base_ = nullptr;
-  std::size_t size_ = 0;
-  void* mapping_ = nullptr;             // mmap base when mapped from disk
-  std::vector<std::uint8_t> owned_;     // storage when parsed from bytes
+  FileBytes bytes_;
   std::vector<SafetensorsTensor> tensors_;
   std::map<std::string, std::string> metadata_;
 };

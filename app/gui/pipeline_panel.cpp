@@ -1,0 +1,305 @@
+#include "pipeline_panel.h"
+
+#include <QComboBox>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QSignalBlocker>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QTableWidget>
+#include <QTextBrowser>
+#include <QVBoxLayout>
+#include <algorithm>
+#include <cmath>
+
+#include "kvscope/common/error.h"
+#include "plot_widget.h"
+#include "session.h"
+
+namespace kvscope::gui {
+
+namespace {
+
+// One row per stage: its label and what it means (shown as the row's tooltip).
+struct StageRow {
+  const char* label;
+  const char* tip;
+};
+const StageRow kRows[] = {
+    {"1 original value", "The value the model wrote into the KV cache (fp16 precision)."},
+    {"2 bin step", "Per channel and chunk: step = absmax / M rounded up to fp16, so Q fits in [-M, M]."},
+    {"2 quantized Q", "Q = round(value / step), clamped to [-M, M]: one of the layer group's bins."},
+    {"3 anchor token", "Every group_size-th token of a chunk is an anchor; the others are coded against it."},
+    {"3 anchor Q", "The anchor token's Q in this channel."},
+    {"3 delta", "Q - anchor Q: small numbers, because neighbouring tokens are similar (0 for an anchor)."},
+    {"4 coded symbol", "What the range coder codes: Q + M for an anchor, delta + 2M for a delta."},
+    {"4 probability p",
+     "The symbol's share of the channel's 16-bit frequency table (the CDF the coder uses)."},
+    {"4 bits = -log2 p",
+     "What the range coder spends on this symbol: frequent symbols cost less than a bit."},
+    {"5 reconstructed", "What decode() returns: Q x step."},
+    {"5 error", "reconstructed - original: at most half a step."},
+};
+constexpr int kRowCount = int(sizeof(kRows) / sizeof(kRows[0]));
+
+QString num(double v, int prec = 4) {
+  return QString::number(v, 'g', prec);
+}
+
+}  // namespace
+
+PipelinePanel::PipelinePanel(Session* session, std::function<codec::CodecConfig()> config, QWidget* parent)
+    : QWidget(parent), session_(session), config_(std::move(config)) {
+  auto* controls = new QHBoxLayout;
+  auto add = [&](const QString& label, QWidget* w, const QString& tip) {
+    auto* l = new QLabel(label);
+    l->setToolTip(tip);
+    w->setToolTip(tip);
+    controls->addWidget(l);
+    controls->addWidget(w);
+  };
+  layer_ = new QSpinBox;
+  layer_->setObjectName(QStringLiteral("pipelineLayer"));
+  add(tr("Layer"), layer_, tr("Transformer layer to trace"));
+  kind_ = new QComboBox;
+  kind_->addItems({tr("K"), tr("V")});
+  add(tr("K|V"), kind_, tr("Keys or values"));
+  token_ = new QSpinBox;
+  token_->setObjectName(QStringLiteral("pipelineToken"));
+  add(tr("Token"), token_, tr("Token whose values are traced"));
+  first_channel_ = new QSpinBox;
+  add(tr("Channels from"), first_channel_, tr("First channel (kv_head x head_dim + dim)"));
+  channel_count_ = new QSpinBox;
+  channel_count_->setRange(1, 32);
+  channel_count_->setValue(8);
+  add(tr("count"), channel_count_, tr("How many channels to show"));
+  controls->addStretch(1);
+
+  header_ = new QLabel;
+  header_->setWordWrap(true);
+  header_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+
+  table_ = new QTableWidget(kRowCount, 0);
+  table_->setObjectName(QStringLiteral("pipelineTable"));
+  table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  for (int r = 0; r < kRowCount; ++r) {
+    auto* item = new QTableWidgetItem(tr(kRows[r].label));
+    item->setToolTip(tr(kRows[r].tip));
+    table_->setVerticalHeaderItem(r, item);
+  }
+  table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+
+  explain_ = new QTextBrowser;
+  explain_->setObjectName(QStringLiteral("pipelineExplanation"));
+
+  model_plot_ = new PlotWidget;
+  model_plot_->setObjectName(QStringLiteral("pipelineModelPlot"));
+  model_plot_->setMinimumHeight(160);
+  model_bars_ = new QCPBars(model_plot_->xAxis, model_plot_->yAxis);
+  model_bars_->setName(tr("coder probability"));
+  coded_bar_ = new QCPBars(model_plot_->xAxis, model_plot_->yAxis);
+  coded_bar_->setName(tr("this token's symbol"));
+  model_plot_->yAxis->setLabel(tr("probability p"));
+  model_plot_->legend->setVisible(true);
+  auto recolour = [this] {
+    model_bars_->setBrush(model_plot_->seriesColor(0));
+    model_bars_->setPen(Qt::NoPen);
+    coded_bar_->setBrush(model_plot_->seriesColor(1));
+    coded_bar_->setPen(Qt::NoPen);
+    model_plot_->replot(QCustomPlot::rpQueuedReplot);
+  };
+  recolour();
+  connect(model_plot_, &PlotWidget::paletteApplied, this, recolour);
+
+  auto* lower = new QSplitter(Qt::Horizontal);
+  lower->addWidget(explain_);
+  lower->addWidget(model_plot_);
+  auto* split = new QSplitter(Qt::Vertical);
+  split->addWidget(table_);
+  split->addWidget(lower);
+
+  auto* layout = new QVBoxLayout(this);
+  layout->addLayout(controls);
+  layout->addWidget(header_);
+  layout->addWidget(split, 1);
+
+  for (QSpinBox* s : {layer_, token_, first_channel_, channel_count_})
+    connect(s, qOverload<int>(&QSpinBox::valueChanged), this, [this] {
+      if (!updating_) refresh();
+    });
+  connect(kind_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] {
+    if (!updating_) refresh();
+  });
+  connect(session_, &Session::cacheChanged, this, &PipelinePanel::onCacheChanged);
+  onCacheChanged();
+}
+
+void PipelinePanel::onCacheChanged() {
+  const auto cache = session_->cache();
+  updating_ = true;
+  if (cache) {
+    const auto& sh = cache->shape();
+    layer_->setRange(0, std::max(0, sh.layers - 1));
+    token_->setRange(0, std::max(0, sh.tokens - 1));
+    first_channel_->setRange(0, std::max(0, sh.channels() - 1));
+    channel_count_->setRange(1, std::clamp(sh.channels(), 1, 32));
+  }
+  updating_ = false;
+  refresh();
+}
+
+void PipelinePanel::setSelection(int layer, int kind, int token, int first_channel, int channel_count) {
+  updating_ = true;
+  layer_->setValue(layer);
+  kind_->setCurrentIndex(kind ? 1 : 0);
+  token_->setValue(token);
+  first_channel_->setValue(first_channel);
+  channel_count_->setValue(channel_count);
+  updating_ = false;
+  refresh();
+}
+
+void PipelinePanel::refresh() {
+  trace_ = {};
+  table_->setColumnCount(0);
+  model_bars_->data()->clear();
+  coded_bar_->data()->clear();
+  const auto cache = session_->cache();
+  if (!cache) {
+    header_->setText(tr("Prefill a context to trace a token through the codec."));
+    explain_->clear();
+    model_plot_->refresh();
+    emit traced();
+    return;
+  }
+  const codec::CodecConfig cfg = config_ ? config_() : codec::CodecConfig{};
+  const bool is_cachegen = cfg.codec == "cachegen";
+  const int C = cache->shape().channels();
+  const int first = first_channel_->value();
+  const int count = std::min(channel_count_->value(), C - first);
+  try {
+    trace_ = codec::trace_pipeline(*cache, is_cachegen ? cfg.params : codec::ParamSet{}, layer_->value(),
+                                   kind_->currentIndex() ? kv::Kind::Value : kv::Kind::Key, token_->value(),
+                                   first, std::max(1, count));
+  } catch (const Error& e) {
+    header_->setText(tr("Cannot trace: %1").arg(QString::fromUtf8(e.what())));
+    explain_->clear();
+    model_plot_->refresh();
+    emit traced();
+    return;
+  }
+  const auto& t = trace_;
+  QString head = tr("cachegen, layer %1 %2, token %3: %4 bins (Q in [-%5, %5]), anchor groups of %6 tokens, "
+                    "chunk of tokens %7-%8 (steps are per chunk), symbol tables %9.")
+                     .arg(t.layer)
+                     .arg(t.kind == kv::Kind::Key ? tr("keys") : tr("values"))
+                     .arg(t.token)
+                     .arg(t.bins)
+                     .arg(t.M)
+                     .arg(t.group_size)
+                     .arg(t.chunk_begin)
+                     .arg(t.chunk_begin + t.chunk_tokens - 1)
+                     .arg(t.from_profile ? tr("from the calibration profile") : tr("built from this cache"));
+  if (!is_cachegen)
+    head.prepend(tr("The current codec is '%1'; this view traces cachegen with its default settings. ")
+                     .arg(QString::fromStdString(cfg.codec)));
+  header_->setText(head);
+
+  table_->setColumnCount(int(t.elements.size()));
+  double bits = 0, max_err = 0;
+  for (int col = 0; col < int(t.elements.size()); ++col) {
+    const auto& e = t.elements[col];
+    table_->setHorizontalHeaderItem(col, new QTableWidgetItem(tr("ch %1").arg(e.channel)));
+    const QString cells[kRowCount] = {
+        num(e.original),
+        num(e.step),
+        QString::number(e.q),
+        e.raw ? tr("%1 (raw channel)").arg(e.anchor_token) : QString::number(e.anchor_token),
+        QString::number(e.anchor_q),
+        e.is_anchor ? tr("— (anchor)") : QString::number(e.delta),
+        tr("%1 (%2)").arg(e.symbol).arg(e.is_anchor ? tr("anchor") : tr("delta")),
+        num(double(e.freq) / 65536.0),
+        num(e.bits, 3),
+        num(e.reconstructed),
+        num(e.error, 3),
+    };
+    for (int r = 0; r < kRowCount; ++r) table_->setItem(r, col, new QTableWidgetItem(cells[r]));
+    bits += e.bits;
+    max_err = std::max(max_err, double(std::fabs(e.error)));
+  }
+
+  // The coder's model of the first traced channel, on the value axis (Q for
+  // anchors, delta for deltas), with this token's symbol highlighted.
+  const auto& e0 = t.elements.front();
+  const int offset = e0.is_anchor ? t.M : 2 * t.M;
+  QVector<double> keys, probs;
+  for (int s = 0; s + 1 < int(e0.cdf.size()); ++s) {
+    keys.push_back(s - offset);
+    probs.push_back(double(e0.cdf[s + 1] - e0.cdf[s]) / 65536.0);
+  }
+  model_bars_->setData(keys, probs, true);
+  coded_bar_->setData({double(e0.symbol - offset)}, {double(e0.freq) / 65536.0}, true);
+  model_plot_->xAxis->setLabel(e0.is_anchor ? tr("Q of channel %1 (anchor model)").arg(e0.channel)
+                                            : tr("delta of channel %1 (delta model)").arg(e0.channel));
+  model_plot_->refresh();
+
+  const int n = int(t.elements.size());
+  QString html;
+  html += tr("<p><b>1. Original.</b> Channel %1 holds %2 in fp16: 16 bits per value, %3 bits for these %4 "
+             "values.</p>")
+              .arg(e0.channel)
+              .arg(num(e0.original))
+              .arg(16 * n)
+              .arg(n);
+  html += tr("<p><b>2. Quantize.</b> The step is the chunk's largest |value| in this channel over M = %1, "
+             "here %2; Q = round(%3 / %2) = %4, one of %5 bins.</p>")
+              .arg(t.M)
+              .arg(num(e0.step))
+              .arg(num(e0.original))
+              .arg(e0.q)
+              .arg(t.bins);
+  if (e0.raw)
+    html +=
+        tr("<p><b>3. Anchor / delta.</b> For this channel deltas would cost more than the quantized "
+           "values themselves, so the encoder codes every token as an anchor (raw).</p>");
+  else if (e0.is_anchor)
+    html += tr("<p><b>3. Anchor / delta.</b> Token %1 is an anchor (every %2th token of the chunk): its Q is "
+               "coded on its own. The next %3 tokens are coded as deltas to it.</p>")
+                .arg(t.token)
+                .arg(t.group_size)
+                .arg(t.group_size - 1);
+  else
+    html +=
+        tr("<p><b>3. Anchor / delta.</b> The anchor is token %1 with Q = %2, so this token codes the delta "
+           "%3 - %2 = %4: neighbouring tokens are alike, so deltas cluster near 0.</p>")
+            .arg(e0.anchor_token)
+            .arg(e0.anchor_q)
+            .arg(e0.q)
+            .arg(e0.delta);
+  html += tr("<p><b>4. Entropy code.</b> The range coder codes symbol %1 with the channel's frequency table "
+             "(the CDF, right): p = %2/65536 = %3, so it costs -log2 p = %4 bits. The %5 traced values cost "
+             "%6 bits in all, %7 bits each, against 16 in fp16.</p>")
+              .arg(e0.symbol)
+              .arg(e0.freq)
+              .arg(num(double(e0.freq) / 65536.0))
+              .arg(num(e0.bits, 3))
+              .arg(n)
+              .arg(num(bits, 4))
+              .arg(num(bits / n, 3));
+  html += tr("<p><b>5. Decode.</b> The decoder reads the symbol back, adds the anchor, and multiplies by the "
+             "step: %1 x %2 = %3, error %4. The largest error here is %5 (at most half a step).</p>")
+              .arg(e0.q)
+              .arg(num(e0.step))
+              .arg(num(e0.reconstructed))
+              .arg(num(e0.error, 3))
+              .arg(num(max_err, 3));
+  explain_->setHtml(html);
+  emit traced();
+}
+
+QString PipelinePanel::explanation() const {
+  return explain_->toPlainText();
+}
+
+}  // namespace kvscope::gui

@@ -1,0 +1,60 @@
+#pragma once
+
+// One token's values through cachegen, element by element, for the GUI's
+// pipeline (teaching) view: original value -> per-channel bin step ->
+// quantized Q -> anchor or delta symbol -> the probability the range coder
+// gives that symbol (its cost, -log2 p) -> the decoded value and its error.
+// Computed with the same quantizer, symbol mapping, raw/delta choice and
+// symbol models as the cachegen encoder (core/codec/src/codec_cachegen.cpp).
+
+#include <cstdint>
+#include <vector>
+
+#include "kvscope/codec/codec.h"
+
+namespace kvscope::codec {
+
+/// One channel of the traced token.
+struct TracedElement {
+  int channel = 0;         ///< flat channel kv_head * head_dim + dim
+  float original = 0;      ///< the cache value
+  float step = 0;          ///< bin step of this channel in the token's chunk (fp16, >= 0)
+  int q = 0;               ///< quantized value round(original / step), clamped to [-M, M]
+  bool raw = false;        ///< the channel codes every token as an anchor (delta=never, or auto chose it)
+  int anchor_token = 0;    ///< token whose Q this one is coded against (itself for anchors)
+  int anchor_q = 0;        ///< that token's Q
+  bool is_anchor = false;  ///< coded with the anchor model (symbol = Q + M)
+  int delta = 0;           ///< q - anchor_q (0 for anchors)
+  int symbol = 0;          ///< coded symbol: Q + M (anchor) or delta + 2M (delta)
+  std::uint32_t freq = 0;  ///< its frequency in the 16-bit model (out of 65536)
+  double bits = 0;         ///< -log2(freq / 65536): what the range coder spends on it
+  /// The model the coder uses for this element: cdf[s]..cdf[s+1] is symbol s's
+  /// share of 65536 (alphabet 2M+1 for anchors, 4M+1 for deltas).
+  std::vector<std::uint32_t> cdf;
+  float reconstructed = 0;  ///< q * step, what decode() returns
+  float error = 0;          ///< reconstructed - original
+};
+
+struct PipelineTrace {
+  int layer = 0;
+  kv::Kind kind = kv::Kind::Key;
+  int token = 0;
+  int bins = 0;                         ///< the layer group's bins for this kind
+  int M = 0;                            ///< bins / 2 - 1: Q lies in [-M, M]
+  int group_size = 0;                   ///< tokens per anchor group
+  int chunk_begin = 0;                  ///< first token of the token's chunk (steps are per chunk)
+  int chunk_tokens = 0;                 ///< tokens in that chunk
+  bool from_profile = false;            ///< models come from a calibration profile, not from this cache
+  std::vector<TracedElement> elements;  ///< channels [first, first + count)
+};
+
+/// Traces `token` of (`layer`, `kind`) for channels [first_channel,
+/// first_channel + channel_count) through cachegen with `params` (validated
+/// as encode() does). Models are built from the whole (layer, kind) exactly
+/// as the encoder builds them (or taken from the `profile` parameter's file).
+/// Errors: Error(InvalidArgument) for a bad parameter, a layer, token or
+/// channel range outside the cache, or non-finite values.
+PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, int layer, kv::Kind kind,
+                             int token, int first_channel, int channel_count);
+
+}  // namespace kvscope::codec

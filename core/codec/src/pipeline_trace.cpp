@@ -1,0 +1,100 @@
+#include "kvscope/codec/pipeline_trace.h"
+
+#include <cmath>
+#include <string>
+
+#include "cachegen_internal.h"
+#include "kvscope/common/error.h"
+#include "kvscope/common/fp16.h"
+
+namespace kvscope::codec {
+
+PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, int layer, kv::Kind kind,
+                             int token, int first_channel, int channel_count) {
+  using namespace detail;
+  using namespace detail::cachegen;
+  const Codec& codec = find_codec("cachegen");
+  const auto& sh = cache.shape();
+  const Params p("cachegen", codec.params(&sh), params);
+  const Layout L = make_layout(p, sh);
+  const int C = L.channels;
+  if (layer < 0 || layer >= sh.layers)
+    throw Error(ErrorCode::InvalidArgument, "pipeline trace: layer " + std::to_string(layer) +
+                                                " outside [0, " + std::to_string(sh.layers) + ")");
+  if (token < 0 || token >= sh.tokens)
+    throw Error(ErrorCode::InvalidArgument, "pipeline trace: token " + std::to_string(token) +
+                                                " outside [0, " + std::to_string(sh.tokens) + ")");
+  if (first_channel < 0 || channel_count < 1 || first_channel > C - channel_count)
+    throw Error(ErrorCode::InvalidArgument, "pipeline trace: channels [" + std::to_string(first_channel) +
+                                                ", +" + std::to_string(channel_count) + ") outside [0, " +
+                                                std::to_string(C) + ")");
+  const int k = int(kind);
+  const int M = L.M(layer, k), A = anchor_alphabet(M), B = delta_alphabet(M);
+
+  PipelineTrace tr;
+  tr.layer = layer;
+  tr.kind = kind;
+  tr.token = token;
+  tr.bins = L.bins[k][layer];
+  tr.M = M;
+  tr.group_size = L.group_size;
+  tr.chunk_begin = (token / L.chunk_tokens) * L.chunk_tokens;
+  tr.chunk_tokens = std::min(L.chunk_tokens, sh.tokens - tr.chunk_begin);
+
+  // The encoder's models: counts over every chunk of this (layer, kind), or the profile's.
+  ChunkSymbols mine;
+  std::vector<std::uint64_t> ac(std::size_t(C) * A), dc(std::size_t(C) * B), rc(std::size_t(C) * A);
+  for (int b = 0; b < sh.tokens; b += L.chunk_tokens) {
+    ChunkSymbols cs = quantize_chunk(cache, layer, kind, b, std::min(L.chunk_tokens, sh.tokens - b), L);
+    count_symbols(cs, L, layer, k, ac, dc);
+    count_raw(cs, L, layer, k, rc);
+    if (b == tr.chunk_begin) mine = std::move(cs);
+  }
+  const bool use_profile = !p.get("profile").empty();
+  Profile profile;
+  if (use_profile) {
+    profile = load_profile_file(p.get("profile"));
+    if (profile.layout.layers != L.layers || profile.layout.channels != C ||
+        profile.layout.bins[0] != L.bins[0] || profile.layout.bins[1] != L.bins[1])
+      throw Error(ErrorCode::InvalidArgument, p.get("profile"),
+                  "calibration profile was built for another model shape or other bins");
+  }
+  tr.from_profile = use_profile;
+
+  const std::size_t lk = std::size_t(layer) * 2 + k;
+  const int t = token - tr.chunk_begin;  // position inside the chunk
+  const float* base = cache.tensor(layer, kind).data();
+  for (int c = first_channel; c < first_channel + channel_count; ++c) {
+    std::span<const std::uint64_t> a{ac.data() + std::size_t(c) * A, std::size_t(A)};
+    std::span<const std::uint64_t> d{dc.data() + std::size_t(c) * B, std::size_t(B)};
+    std::span<const std::uint64_t> rw{rc.data() + std::size_t(c) * A, std::size_t(A)};
+    TracedElement e;
+    e.channel = c;
+    e.raw = use_profile ? profile.raw[lk * C + c] != 0 : choose_raw(L, rw, a, d, true) != 0;
+    const int group = e.raw ? 1 : L.group_size;
+    e.is_anchor = t % group == 0;
+    FreqModel model;
+    if (use_profile)
+      model = e.is_anchor ? profile.anchor[lk * C + c] : profile.delta[lk * C + c];
+    else
+      model = FreqModel::from_counts(e.raw ? rw : (e.is_anchor ? a : d));
+    const int h = c / sh.head_dim, dim = c % sh.head_dim;
+    e.original = base[(std::size_t(h) * sh.tokens + token) * sh.head_dim + dim];
+    e.step = half_to_float(mine.steps[c]);
+    e.q = int(mine.raw[std::size_t(c) * mine.count + t]) - M;
+    const int at = t - t % group;
+    e.anchor_token = tr.chunk_begin + at;
+    e.anchor_q = int(mine.raw[std::size_t(c) * mine.count + at]) - M;
+    e.delta = e.q - e.anchor_q;
+    e.symbol = e.is_anchor ? e.q + M : e.delta + 2 * M;
+    e.cdf = model.cdf;
+    e.freq = e.symbol < model.size() ? model.freq(e.symbol) : 0;
+    e.bits = e.freq > 0 ? -std::log2(double(e.freq) / double(kProbTotal)) : INFINITY;
+    e.reconstructed = float(e.q) * e.step;
+    e.error = e.reconstructed - e.original;
+    tr.elements.push_back(std::move(e));
+  }
+  return tr;
+}
+
+}  // namespace kvscope::codec

@@ -1,0 +1,79 @@
+#include "kvscope/codec/pipeline_trace.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kvscope/common/error.h"
+#include "test_util.h"
+
+namespace kvscope::codec {
+namespace {
+
+// The trace must describe what the codec really does: its reconstructed
+// values are exactly what decode() returns for every traced element, in
+// anchor and delta positions, across chunks, for each delta mode.
+TEST(PipelineTrace, ReconstructionMatchesTheRealDecoder) {
+  const auto cache = synthetic_cache({3, 2, 90, 8}, 5);
+  for (const char* mode : {"auto", "always", "never"}) {
+    const ParamSet params{{"delta", mode}, {"chunk_tokens", "40"}, {"group_size", "7"}};
+    const auto decoded = decode(find_codec("cachegen").encode(cache, params).bytes);
+    for (int layer : {0, 2})
+      for (kv::Kind kind : kv::kKinds)
+        for (int token : {0, 3, 7, 41, 89}) {
+          const auto tr = trace_pipeline(cache, params, layer, kind, token, 2, 12);
+          ASSERT_EQ(tr.elements.size(), 12u);
+          EXPECT_EQ(tr.chunk_begin, token / 40 * 40);
+          for (const auto& e : tr.elements) {
+            EXPECT_EQ(e.reconstructed, decoded.channel_value(layer, kind, token, e.channel))
+                << mode << " layer " << layer << " token " << token << " channel " << e.channel;
+            EXPECT_FLOAT_EQ(e.original, cache.channel_value(layer, kind, token, e.channel));
+            EXPECT_FLOAT_EQ(e.error, e.reconstructed - e.original);
+            EXPECT_LE(std::fabs(e.error), 0.5f * e.step * 1.0001f + 1e-7f);
+            EXPECT_LE(std::abs(e.q), tr.M);
+          }
+        }
+  }
+}
+
+TEST(PipelineTrace, AnchorsDeltasSymbolsAndCost) {
+  const auto cache = synthetic_cache({2, 1, 30, 4}, 3);
+  const ParamSet params{
+      {"delta", "always"}, {"group_size", "10"}, {"key_bins", "32"}, {"key_layer_splits", ""}};
+  const auto anchor = trace_pipeline(cache, params, 0, kv::Kind::Key, 20, 0, 4);
+  const auto inner = trace_pipeline(cache, params, 0, kv::Kind::Key, 24, 0, 4);
+  EXPECT_EQ(anchor.bins, 32);
+  EXPECT_EQ(anchor.M, 15);
+  for (std::size_t i = 0; i < 4; ++i) {
+    const auto& a = anchor.elements[i];
+    const auto& d = inner.elements[i];
+    EXPECT_TRUE(a.is_anchor);
+    EXPECT_EQ(a.anchor_token, 20);
+    EXPECT_EQ(a.symbol, a.q + 15);
+    EXPECT_EQ(a.cdf.size(), 32u) << "anchor alphabet 2M+1 plus the leading 0";
+    EXPECT_FALSE(d.is_anchor);
+    EXPECT_EQ(d.anchor_token, 20);
+    EXPECT_EQ(d.anchor_q, a.q);
+    EXPECT_EQ(d.delta, d.q - a.q);
+    EXPECT_EQ(d.symbol, d.delta + 30);
+    EXPECT_EQ(d.cdf.size(), 62u) << "delta alphabet 4M+1 plus the leading 0";
+    for (const auto* e : {&a, &d}) {
+      ASSERT_GT(e->freq, 0u) << "a coded symbol always has a frequency";
+      EXPECT_EQ(e->freq, e->cdf[e->symbol + 1] - e->cdf[e->symbol]);
+      EXPECT_NEAR(e->bits, -std::log2(e->freq / 65536.0), 1e-12);
+      EXPECT_EQ(e->cdf.back(), 65536u);
+    }
+  }
+}
+
+TEST(PipelineTrace, OutOfRangeRequestsAreInvalidArgument) {
+  const auto cache = synthetic_cache({2, 1, 30, 4}, 3);
+  EXPECT_THROW(trace_pipeline(cache, {}, 2, kv::Kind::Key, 0, 0, 1), Error);
+  EXPECT_THROW(trace_pipeline(cache, {}, 0, kv::Kind::Key, 30, 0, 1), Error);
+  EXPECT_THROW(trace_pipeline(cache, {}, 0, kv::Kind::Key, 0, 3, 2), Error);
+  EXPECT_THROW(trace_pipeline(cache, {}, 0, kv::Kind::Key, 0, 0, 0), Error);
+  EXPECT_THROW(trace_pipeline(cache, {{"group_size", "0"}}, 0, kv::Kind::Key, 0, 0, 1), Error);
+}
+
+}  // namespace
+}  // namespace kvscope::codec
