@@ -6,10 +6,10 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
-#include <sstream>
 
 #include "cli_util.h"
 #include "command_registry.h"
+#include "eval_setup.h"
 #include "kvscope/common/paths.h"
 #include "kvscope/eval/dataset.h"
 #include "kvscope/eval/quality.h"
@@ -19,22 +19,11 @@
 namespace kvscope::cli {
 namespace {
 
-struct Options {
-  std::string model, context, codec, device = "auto";
+struct Options : EvalSetupOptions {
+  std::string codec;
   std::vector<std::string> settings;
-  std::string tasks;
-  int max_tokens = 0, continuation = 64, greedy = 32, task_tokens = 8, threads = 0;
   bool json = false, list = false, count_tokens = false;
 };
-
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 void list_datasets(const Options& o) {
   const bool json = o.json;
@@ -80,27 +69,9 @@ void list_datasets(const Options& o) {
 void run(const Options& o) {
   if (o.list) return list_datasets(o);
   require(!o.codec.empty(), ErrorCode::InvalidArgument, "eval: --codec is required");
-  std::string label;
-  const std::string context_arg = o.context.empty() ? eval::load_dataset_index().default_context : o.context;
-  const std::string text = eval::load_context_text(context_arg, &label);
-  model::LoadOptions lo;
-  lo.device = o.device;
-  const auto m = model::Model::load(resolve_model(o.model), lo);
-  eval::EvalConfig cfg;
-  cfg.max_context_tokens = o.max_tokens;
-  cfg.continuation_tokens = o.continuation;
-  cfg.greedy_tokens = o.greedy;
-  cfg.task_greedy_tokens = o.task_tokens;
-  cfg.threads = o.threads;
-  cfg.progress = terminal_progress();
-  eval::Evaluator ev(*m, cfg);
-  const auto& ref = ev.reference(text, label);
-  std::vector<const std::vector<eval::TaskReference>*> tasks;
-  if (!o.tasks.empty()) {
-    const auto idx = eval::load_dataset_index();
-    for (const auto& id : split_commas(o.tasks)) tasks.push_back(&ev.task_references(idx, id));
-  }
-  const auto r = ev.evaluate(ref, codec::CodecConfig{o.codec, parse_settings(o.settings)}, tasks);
+  auto setup = prepare_evaluation(o);
+  const auto r = setup.evaluator->evaluate(
+      *setup.reference, codec::CodecConfig{o.codec, parse_settings(o.settings)}, setup.tasks);
   if (o.json) {
     std::cout << eval::result_json(r) << std::endl;
     return;
@@ -118,28 +89,13 @@ void run(const Options& o) {
                 100 * r.task_accuracy_ref, r.tasks.size());
 }
 
-void add_common(CLI::App* cmd, Options& o) {
-  cmd->add_option("--model", o.model, "model file (default: the default model)");
-  cmd->add_option("--device", o.device, "auto, cpu or cuda")->capture_default_str();
-  cmd->add_option("--context", o.context,
-                  "context text file, or a dataset id (default: the index's default)");
-  cmd->add_option("--max-tokens", o.max_tokens, "keep at most N context tokens (0 = all)")
-      ->capture_default_str();
-  cmd->add_option("--continuation-tokens", o.continuation, "held-out continuation tokens scored")
-      ->capture_default_str();
-  cmd->add_option("--greedy-tokens", o.greedy, "tokens of greedy generation compared")->capture_default_str();
-  cmd->add_option("--tasks", o.tasks, "comma-separated task sets to run (passkey,line-retrieval)");
-  cmd->add_option("--task-tokens", o.task_tokens, "tokens generated per task")->capture_default_str();
-  cmd->add_option("--set", o.settings, "codec parameter key=value (repeatable)");
-  cmd->add_option("--threads", o.threads, "codec threads (0 = all)")->capture_default_str();
-  cmd->add_flag("--json", o.json, "print JSON");
-}
-
 const CommandRegistrar eval_command(400, [](CLI::App& app) {
   auto* cmd =
       app.add_subcommand("eval", "Quality of a codec configuration: size, perplexity, agreement, KL, tasks");
   auto o = std::make_shared<Options>();
-  add_common(cmd, *o);
+  add_eval_setup_options(cmd, *o);
+  cmd->add_option("--set", o->settings, "codec parameter key=value (repeatable)");
+  cmd->add_flag("--json", o->json, "print JSON");
   cmd->add_option("--codec", o->codec, "codec name (see `kvscope-cli codecs`)");
   cmd->add_flag("--list", o->list, "list the dataset contexts and task sets, then exit");
   cmd->add_flag("--count-tokens", o->count_tokens, "with --list: count tokens with the model's tokenizer");
