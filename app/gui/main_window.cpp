@@ -125,7 +125,7 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
           [this](const QString& title, const QString& message) { showError(title, message); });
 
   distributions_ = new DistributionsPanel(session_);
-  addPanel(tr("Model && Context"), QStringLiteral("contextDock"), buildContextPanel(),
+  addPanel(tr("Model & Context"), QStringLiteral("contextDock"), buildContextPanel(),
            Qt::LeftDockWidgetArea);
   QDockWidget* dist_dock = addPanel(tr("Distributions"), QStringLiteral("distributionsDock"), distributions_,
                                     Qt::RightDockWidgetArea);
@@ -149,7 +149,7 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   connect(codec_panel_, &CodecPanel::configChanged, quality_panel_, &QualityPanel::markCurrent);
 #if KVSCOPE_GUI_HAVE_STREAM
   stream_panel_ = new StreamPanel(session_);
-  QDockWidget* stream_dock = addPanel(tr("Bandwidth && Streaming"), QStringLiteral("streamDock"),
+  QDockWidget* stream_dock = addPanel(tr("Bandwidth & Streaming"), QStringLiteral("streamDock"),
                                       stream_panel_, Qt::BottomDockWidgetArea);
   tabifyDockWidget(quality_dock, stream_dock);
   stream_dock->raise();
@@ -189,6 +189,8 @@ QDockWidget* MainWindow::addPanel(const QString& title, const QString& object_na
                                   Qt::DockWidgetArea area) {
   auto* dock = new QDockWidget(title, this);
   dock->setObjectName(object_name);  // restoreState() matches docks by name
+  // Title bars show '&' as is; menus (View) would read it as a mnemonic.
+  dock->toggleViewAction()->setText(QString(title).replace(QLatin1Char('&'), QStringLiteral("&&")));
   dock->setWidget(widget);
   addDockWidget(area, dock);
   return dock;
