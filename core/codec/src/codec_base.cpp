@@ -214,4 +214,26 @@ Params stream_params(const Codec& codec, const StreamHeader& header) {
     throw Error(ErrorCode::Format, std::string("bitstream: ") + e.what());
   }
 }
+std::vector<int> bins_per_layer(const std::string& codec, const std::vector<int>& bins,
+                                const std::vector<int>& splits, int layers, const std::string& bins_name,
+                                const std::string& splits_name) {
+  if (splits.size() + 1 != bins.size())
+    throw Error(ErrorCode::InvalidArgument, codec + ": '" + splits_name + "' needs " +
+                                                std::to_string(bins.size() - 1) +
+                                                " layer indices (one fewer than '" + bins_name +
+                                                "' has bins), got " + std::to_string(splits.size()));
+  for (std::size_t i = 0; i < splits.size(); ++i)
+    if (splits[i] < 1 || splits[i] >= layers || (i > 0 && splits[i] <= splits[i - 1]))
+      throw Error(ErrorCode::InvalidArgument, codec + ": '" + splits_name +
+                                                  "' must be increasing layer indices in [1, " +
+                                                  std::to_string(layers - 1) + "]");
+  std::vector<int> out(layers);
+  std::size_t g = 0;
+  for (int l = 0; l < layers; ++l) {
+    while (g < splits.size() && l >= splits[g]) ++g;
+    out[l] = bins[g];
+  }
+  return out;
+}
+
 }  // namespace kvscope::codec::detail

@@ -120,6 +120,14 @@ TensorOut tensor_out(kv::KVCache& cache, const SectionInfo& s);
 /// Empirical entropy, in bits, of symbols with these counts.
 double entropy_bits(std::span<const std::uint64_t> counts);
 
+/// Bin count of every layer from layer groups: `bins[g]` applies from layer
+/// `splits[g-1]` (0 for g = 0) up to the next split. Error(InvalidArgument),
+/// prefixed with `codec` and naming the parameters, unless splits has one
+/// entry fewer than bins and is strictly increasing within [1, layers-1].
+std::vector<int> bins_per_layer(const std::string& codec, const std::vector<int>& bins,
+                                const std::vector<int>& splits, int layers, const std::string& bins_name,
+                                const std::string& splits_name);
+
 }  // namespace kvscope::codec::detail
 
 namespace kvscope::codec::detail {

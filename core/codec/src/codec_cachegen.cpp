@@ -26,27 +26,6 @@ std::string join(const std::vector<int>& v) {
   return s;
 }
 
-std::vector<int> layer_bins(const std::vector<int>& bins, const std::vector<int>& splits, int layers,
-                            const std::string& bins_name, const std::string& splits_name) {
-  if (splits.size() + 1 != bins.size())
-    throw Error(ErrorCode::InvalidArgument, "cachegen: '" + splits_name + "' needs " +
-                                                std::to_string(bins.size() - 1) +
-                                                " layer indices (one fewer than '" + bins_name +
-                                                "' has bins), got " + std::to_string(splits.size()));
-  for (std::size_t i = 0; i < splits.size(); ++i)
-    if (splits[i] < 1 || splits[i] >= layers || (i > 0 && splits[i] <= splits[i - 1]))
-      throw Error(ErrorCode::InvalidArgument, "cachegen: '" + splits_name +
-                                                  "' must be increasing layer indices in [1, " +
-                                                  std::to_string(layers - 1) + "]");
-  std::vector<int> out(layers);
-  std::size_t g = 0;
-  for (int l = 0; l < layers; ++l) {
-    while (g < splits.size() && l >= splits[g]) ++g;
-    out[l] = bins[g];
-  }
-  return out;
-}
-
 }  // namespace
 
 std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
@@ -133,10 +112,10 @@ Layout make_layout(const Params& p, const kv::CacheShape& shape) {
   auto list = [&](const std::string& name) {
     return p.get(name).empty() ? std::vector<int>{} : p.get_int_list(name);
   };
-  L.bins[0] =
-      layer_bins(list("key_bins"), list("key_layer_splits"), shape.layers, "key_bins", "key_layer_splits");
-  L.bins[1] = layer_bins(list("value_bins"), list("value_layer_splits"), shape.layers, "value_bins",
-                         "value_layer_splits");
+  L.bins[0] = bins_per_layer("cachegen", list("key_bins"), list("key_layer_splits"), shape.layers, "key_bins",
+                             "key_layer_splits");
+  L.bins[1] = bins_per_layer("cachegen", list("value_bins"), list("value_layer_splits"), shape.layers,
+                             "value_bins", "value_layer_splits");
   return L;
 }
 

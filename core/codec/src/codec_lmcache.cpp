@@ -27,21 +27,7 @@ std::vector<int> per_layer(const Params& p, const std::string& bins_name, const 
                            int layers) {
   const auto bins = p.get(bins_name).empty() ? std::vector<int>{} : p.get_int_list(bins_name);
   const auto splits = p.get(splits_name).empty() ? std::vector<int>{} : p.get_int_list(splits_name);
-  if (splits.size() + 1 != bins.size())
-    throw Error(ErrorCode::InvalidArgument, "cachegen-lmcache: '" + splits_name +
-                                                "' needs one layer index fewer than '" + bins_name +
-                                                "' has bins");
-  for (std::size_t i = 0; i < splits.size(); ++i)
-    if (splits[i] < 1 || splits[i] >= layers || (i && splits[i] <= splits[i - 1]))
-      throw Error(ErrorCode::InvalidArgument, "cachegen-lmcache: '" + splits_name +
-                                                  "' must be increasing layer indices in [1, layers-1]");
-  std::vector<int> out(layers);
-  std::size_t g = 0;
-  for (int l = 0; l < layers; ++l) {
-    while (g < splits.size() && l >= splits[g]) ++g;
-    out[l] = bins[g];
-  }
-  return out;
+  return bins_per_layer("cachegen-lmcache", bins, splits, layers, bins_name, splits_name);
 }
 
 class LmDecoder : public ChunkDecoder {
