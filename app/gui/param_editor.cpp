@@ -7,6 +7,7 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
+#include <QPointer>
 #include <QSpinBox>
 #include <QToolButton>
 #include <algorithm>
@@ -27,7 +28,8 @@ int toInt(double v, int fallback) {
   return std::isfinite(v) ? static_cast<int>(std::clamp(v, -2.0e9, 2.0e9)) : fallback;
 }
 
-// Blocks the signals of a control and of every child (IntList rows hold several spin boxes).
+// Blocks the signals of a control and of every child (IntList rows hold
+// several spin boxes, some of which a set() may delete: hence QPointer).
 class DeepSignalBlocker {
  public:
   explicit DeepSignalBlocker(QWidget* w) {
@@ -36,11 +38,12 @@ class DeepSignalBlocker {
     for (QObject* o : objects_) previous_.push_back(o->blockSignals(true));
   }
   ~DeepSignalBlocker() {
-    for (std::size_t i = 0; i < objects_.size(); ++i) objects_[i]->blockSignals(previous_[i]);
+    for (std::size_t i = 0; i < objects_.size(); ++i)
+      if (objects_[i]) objects_[i]->blockSignals(previous_[i]);
   }
 
  private:
-  std::vector<QObject*> objects_;
+  std::vector<QPointer<QObject>> objects_;
   std::vector<bool> previous_;
 };
 
@@ -65,8 +68,7 @@ void ParamEditor::build(const std::string& codec_name, const kv::CacheShape* sha
   std::map<std::string, QString> previous;
   if (keep_values)
     for (const auto& [name, c] : controls_) previous[name] = c.get();
-  controls_.clear();
-  while (form_->rowCount() > 0) form_->removeRow(0);
+  clear();
   codec_ = codec_name;
   for (const codec::ParamSpec& spec : codec.params(shape)) {
     Control c;
@@ -82,6 +84,12 @@ void ParamEditor::build(const std::string& codec_name, const kv::CacheShape* sha
     controls_[spec.name] = c;
     if (auto it = previous.find(spec.name); it != previous.end()) setValue(qs(spec.name), it->second, true);
   }
+}
+
+void ParamEditor::clear() {
+  controls_.clear();
+  while (form_->rowCount() > 0) form_->removeRow(0);
+  codec_.clear();
 }
 
 QWidget* ParamEditor::makeControl(const codec::ParamSpec& spec, Control& c) {

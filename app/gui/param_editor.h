@@ -28,6 +28,8 @@ class ParamEditor : public QWidget {
   /// Errors: Error(InvalidArgument) when the codec is unknown.
   void build(const std::string& codec, const kv::CacheShape* shape, bool keep_values);
   const std::string& codec() const { return codec_; }
+  /// Removes every control (e.g. for a level whose codec is unknown).
+  void clear();
 
   /// Every parameter's current value, in the codec's text form.
   codec::ParamSet values() const;
