@@ -111,6 +111,8 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   bandwidth_graph_->setName(tr("bandwidth (Mbit/s)"));
   bandwidth_graph_->setLineStyle(QCPGraph::lsStepLeft);
   slo_line_ = new QCPItemStraightLine(timeline_);
+  // Every lane (levels 0..7, text at 8) in the home view: the bars are items.
+  timeline_->setHomeView([this] { timeline_->yAxis->setRange(-0.6, 8.6); });
   timeline_->legend->setVisible(true);
   auto recolour = [this] {
     profile_graph_->setPen(QPen(profile_plot_->seriesColor(0), 2));
@@ -134,6 +136,14 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
       tr("The adaptive run and the fixed baselines side by side: bars are chunks from send "
          "start to arrival, coloured and labelled by level."));
   comparison_slo_ = new QCPItemStraightLine(comparison_);
+  // Rescaling ignores items (the chunk bars): the home view shows every lane,
+  // the longest run and the SLO; double-click returns to it.
+  comparison_->setHomeView([this] {
+    double x_max = slo_->value();
+    for (const auto& r : reports_) x_max = std::max({x_max, r.ttft_s, r.slo_s});
+    comparison_->xAxis->setRange(0, x_max * 1.25 + 1e-3);
+    comparison_->yAxis->setRange(-0.6, std::max<double>(0, double(reports_.size()) - 1) + 0.6);
+  });
   connect(comparison_, &PlotWidget::paletteApplied, this, [this] {
     comparison_slo_->setPen(QPen(comparison_->seriesColor(1), 2, Qt::DashDotLine));
     comparison_->replot(QCustomPlot::rpQueuedReplot);
@@ -545,9 +555,6 @@ void StreamPanel::onEvent(const stream::StreamEvent& e, const QString& policy) {
       decoded_graph_->addData(c.decode_end_s, decoded_tokens_);
     }
     timeline_->refresh();
-    // Chunk bars are items, which rescaling ignores: keep every lane (levels
-    // 0..7, text at 8) in view unless the user zoomed.
-    if (!timeline_->userZoomed()) timeline_->yAxis->setRange(-0.6, 8.6);
   }
   status_->setText(tr("%1: chunk %2 (%3) %4 at %5 s, estimate %6 Mbit/s")
                        .arg(policy)
@@ -603,15 +610,7 @@ void StreamPanel::drawComparisonLane(const stream::StreamReport& r, int lane) {
           ? tr(" %1 s %2").arg(r.ttft_s, 0, 'f', 2).arg(r.slo_met ? tr("(SLO met)") : tr("(SLO missed)"))
           : tr(" failed"));
   ttft_label->setColor(verdict);
-  // Items are ignored by rescaling: fit every lane, the longest run and the SLO.
-  if (!comparison_->userZoomed()) {
-    double x_max = slo_->value();
-    for (const auto& rep : reports_) x_max = std::max(x_max, rep.ttft_s);
-    x_max = std::max(x_max, ttft);
-    comparison_->xAxis->setRange(0, x_max * 1.25 + 1e-3);
-    comparison_->yAxis->setRange(-0.6, std::max(0, lane) + 0.6);
-  }
-  comparison_->replot(QCustomPlot::rpQueuedReplot);
+  comparison_->refresh();  // the home view below, unless the user zoomed
 }
 
 void StreamPanel::addReport(const stream::StreamReport& r) {

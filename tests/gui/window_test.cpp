@@ -4,6 +4,7 @@
 
 #include "distributions_panel.h"
 #include "job_runner.h"
+#include "plot_checks.h"
 #include "plot_widget.h"
 #include "window_fixture.h"
 
@@ -139,6 +140,28 @@ TEST_F(CodecPanelTest, ChangingABinCountUpdatesTheSizeReadout) {
   EXPECT_EQ(panel->config().params.at("key_bins").substr(0, 2), "4,");
   // Waterfall: fp16, int8, quantized, raw entropy, delta entropy, payload, coded.
   EXPECT_EQ(panel->waterfallPlot()->plottable(0)->interface1D()->dataCount(), 7);
+}
+
+// Issue 8: the heatmap's token axis and the stage waterfall's labels overlapped
+// (docs/screenshots); at a small and a large window neither does.
+TEST_F(CodecPanelTest, HeatmapAndWaterfallTickLabelsNeverOverlap) {
+  ASSERT_FALSE(encodeAfter([&] { window().openCacheFile(syntheticCache()); }).isEmpty());
+  DistributionsPanel* dist = window().distributionsPanel();
+  ASSERT_TRUE(QTest::qWaitFor([dist] { return dist->stats() != nullptr; }, 20000));
+  for (QSize size : {QSize(900, 600), QSize(2400, 1500)}) {
+    window().resize(size);
+    QTest::qWait(20);
+    for (PlotWidget* plot : {dist->heatmapPlot(), window().codecPanel()->waterfallPlot()}) {
+      plot->replot(QCustomPlot::rpImmediateRefresh);
+      for (QCPAxis* axis : {plot->xAxis, plot->yAxis}) {
+        EXPECT_EQ(tickLabelOverlap(axis), "")
+            << plot->objectName().toStdString() << " at " << plot->width() << "x" << plot->height();
+        EXPECT_GE(visibleTicks(axis), 1) << plot->objectName().toStdString();
+      }
+    }
+    EXPECT_EQ(visibleTicks(window().codecPanel()->waterfallPlot()->xAxis), 7)
+        << "every stage keeps its label";
+  }
 }
 
 // The pipeline view traces the codec panel's current settings and agrees
@@ -277,6 +300,37 @@ TEST_F(StreamPanelTest, BaselinesShownSideBySideWithTheAdaptiveRun) {
     if (auto* line = qobject_cast<QCPItemStraightLine*>(cmp->item(i)))
       slo = slo || (line->point1->coords().x() == 0.05 && line->point2->coords().x() == 0.05);
   EXPECT_TRUE(slo);
+}
+
+// The comparison lanes are items; double-click still returns to the view of
+// every lane, the longest run and the SLO, like the other plots.
+TEST_F(StreamPanelTest, ComparisonPlotResetsOnDoubleClick) {
+  ASSERT_TRUE(loadSyntheticCache());
+  StreamPanel* panel = window().streamPanel();
+  panel->setChunkTokens(16);
+  panel->setRunBaselines(true);
+  panel->setProfile(stream::BandwidthProfile::constant(0.5));
+  panel->setSlo(0.05);
+  ASSERT_TRUE(runStream());
+  PlotWidget* cmp = panel->comparisonPlot();
+  ASSERT_TRUE(QTest::qWaitForWindowExposed(cmp));
+  QTest::qWait(20);
+  const QCPRange home_x = cmp->xAxis->range(), home_y = cmp->yAxis->range();
+  double longest = 0;
+  for (const auto& r : panel->reports()) longest = std::max(longest, r.ttft_s);
+  EXPECT_GT(home_x.upper, longest);
+  EXPECT_LT(home_y.lower, 0);
+  EXPECT_GT(home_y.upper, 2);  // three lanes
+  const QPoint centre = cmp->axisRect()->center();
+  QWheelEvent wheel(centre, cmp->mapToGlobal(centre), QPoint(), QPoint(0, 480), Qt::NoButton, Qt::NoModifier,
+                    Qt::NoScrollPhase, false);
+  QApplication::sendEvent(cmp, &wheel);
+  ASSERT_TRUE(cmp->userZoomed());
+  ASSERT_NE(cmp->xAxis->range(), home_x);
+  QTest::mouseDClick(cmp, Qt::LeftButton, Qt::NoModifier, centre);
+  EXPECT_FALSE(cmp->userZoomed());
+  EXPECT_EQ(cmp->xAxis->range(), home_x);
+  EXPECT_EQ(cmp->yAxis->range(), home_y);
 }
 
 // The workspace keeps the streaming setup: profile (every kind), SLO, chunk size, ladder.
