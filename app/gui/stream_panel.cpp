@@ -101,9 +101,10 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   timeline_ = new PlotWidget;
   timeline_->setObjectName(QStringLiteral("timelinePlot"));
   timeline_->xAxis->setLabel(tr("time (s)"));
-  timeline_->yAxis->setLabel(tr("level (lane; text at top)"));
+  // Short axis titles: the timeline is low, and a longer title is cut off.
+  timeline_->yAxis->setLabel(tr("level"));  // one lane per level, finest at 0; text on top
   timeline_->yAxis2->setVisible(true);
-  timeline_->yAxis2->setLabel(tr("tokens decoded / Mbit/s"));
+  timeline_->yAxis2->setLabel(tr("tokens, Mbit/s"));
   decoded_graph_ = timeline_->addGraph(timeline_->xAxis, timeline_->yAxis2);
   decoded_graph_->setName(tr("tokens decoded"));
   decoded_graph_->setLineStyle(QCPGraph::lsStepLeft);
@@ -544,7 +545,10 @@ void StreamPanel::onEvent(const stream::StreamEvent& e, const QString& policy) {
       rect->setBrush(colour);
       rect->setPen(QPen(colour.darker(130)));
       auto* label = new QCPItemText(timeline_);
-      label->position->setCoords((c.send_start_s + c.arrival_s) / 2, lane);
+      // From the bar's start: a short bar (a text chunk at 0 s) keeps its label whole.
+      label->setPositionAlignment(Qt::AlignLeft | Qt::AlignVCenter);
+      label->position->setCoords(c.send_start_s, lane);
+      label->setPadding(QMargins(3, 0, 0, 0));
       label->setText(qs(c.level_name));
       label->setColor(timeline_->palette().color(QPalette::Text));
       const double end = c.arrival_s;
@@ -589,7 +593,10 @@ void StreamPanel::drawComparisonLane(const stream::StreamReport& r, int lane) {
     rect->setPen(QPen(colour.darker(130)));
     rect->setClipToAxisRect(true);
     auto* label = new QCPItemText(comparison_);
-    label->position->setCoords((c.send_start_s + c.arrival_s) / 2, lane);
+    // From the bar's start: a short bar (a text chunk at 0 s) keeps its label whole.
+    label->setPositionAlignment(Qt::AlignLeft | Qt::AlignVCenter);
+    label->position->setCoords(c.send_start_s, lane);
+    label->setPadding(QMargins(3, 0, 0, 0));
     label->setText(qs(c.level_name));
     label->setColor(text_colour);
     end = std::max({end, c.arrival_s, c.decode_end_s});
