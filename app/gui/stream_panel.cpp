@@ -103,6 +103,10 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   timeline_->xAxis->setLabel(tr("time (s)"));
   // Short axis titles: the timeline is low, and a longer title is cut off.
   timeline_->yAxis->setLabel(tr("level"));  // one lane per level, finest at 0; text on top
+  QSharedPointer<QCPAxisTickerFixed> lanes(new QCPAxisTickerFixed);  // lanes are whole numbers
+  lanes->setTickStep(1);
+  lanes->setScaleStrategy(QCPAxisTickerFixed::ssMultiples);
+  timeline_->yAxis->setTicker(lanes);
   timeline_->yAxis2->setVisible(true);
   timeline_->yAxis2->setLabel(tr("tokens, Mbit/s"));
   decoded_graph_ = timeline_->addGraph(timeline_->xAxis, timeline_->yAxis2);
