@@ -146,7 +146,7 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   comparison_->setHomeView([this] {
     double x_max = slo_->value();
     for (const auto& r : reports_) x_max = std::max({x_max, r.ttft_s, r.slo_s});
-    comparison_->xAxis->setRange(0, x_max * 1.25 + 1e-3);
+    comparison_->xAxis->setRange(0, x_max * 1.3 + 1e-3);
     comparison_->yAxis->setRange(-0.6, std::max<double>(0, double(reports_.size()) - 1) + 0.6);
   });
   connect(comparison_, &PlotWidget::paletteApplied, this, [this] {
@@ -613,9 +613,13 @@ void StreamPanel::drawComparisonLane(const stream::StreamReport& r, int lane) {
   const QColor verdict = r.slo_met ? QColor(40, 160, 60) : QColor(210, 50, 40);
   mark->setPen(QPen(verdict, 3));
   auto* ttft_label = new QCPItemText(comparison_);
-  ttft_label->setPositionAlignment(Qt::AlignLeft | Qt::AlignVCenter);
-  ttft_label->position->setCoords(ttft, lane);
-  ttft_label->setPadding(QMargins(6, 0, 0, 0));
+  // In a column at the right edge (the home view leaves it free of bars), so
+  // it never covers the last chunk's label.
+  ttft_label->setPositionAlignment(Qt::AlignRight | Qt::AlignVCenter);
+  ttft_label->position->setTypeX(QCPItemPosition::ptAxisRectRatio);
+  ttft_label->position->setCoords(1.0, lane);
+  ttft_label->setPadding(QMargins(0, 0, 6, 0));
+  ttft_label->setBrush(comparison_->palette().color(QPalette::Base));
   ttft_label->setText(
       r.status == stream::StreamStatus::Ok
           ? tr(" %1 s %2").arg(r.ttft_s, 0, 'f', 2).arg(r.slo_met ? tr("(SLO met)") : tr("(SLO missed)"))
