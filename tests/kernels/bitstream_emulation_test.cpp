@@ -224,32 +224,28 @@ std::vector<std::uint8_t> with_header_edit(std::vector<std::uint8_t> bytes, std:
   // (u16 length + bytes) and the u16 codec layout version.
   std::uint32_t body_len;
   std::memcpy(&body_len, bytes.data() + 8, 4);
-  std::vector<std::uint8_t> body(bytes.begin() + 16, bytes.begin() + 16 + body_len);
-  const std::vector<std::uint8_t> rest(bytes.begin() + 16 + body_len, bytes.end());
+  const auto body = bytes.begin() + 16, body_end = body + body_len;
   // The codec name "cachegen" is followed by the u16 codec version.
   const std::string name = "cachegen";
-  const auto it = std::search(body.begin(), body.end(), name.begin(), name.end());
-  if (it == body.end()) throw std::runtime_error("no codec name");
-  const std::size_t vpos = static_cast<std::size_t>(it - body.begin()) + name.size();
-  std::memcpy(body.data() + vpos, &version, 2);
+  const auto it = std::search(body, body_end, name.begin(), name.end());
+  if (it == body_end) throw std::runtime_error("no codec name");
+  const auto vpos = it + static_cast<std::ptrdiff_t>(name.size());
+  vpos[0] = static_cast<std::uint8_t>(version & 0xff);
+  vpos[1] = static_cast<std::uint8_t>(version >> 8);
   if (!scale_value.empty()) {
     // The scale value is stored as a string after the key "scale"; replace a
     // same-length value only (keeps every length field valid).
-    const std::string key = "scale";
-    const auto k = std::search(body.begin() + vpos, body.end(), key.begin(), key.end());
-    if (k == body.end()) throw std::runtime_error("no scale parameter");
-    const std::string old = "token";
-    const auto v =
-        std::search(k + static_cast<std::ptrdiff_t>(key.size()), body.end(), old.begin(), old.end());
-    if (v == body.end() || scale_value.size() != 5) throw std::runtime_error("cannot edit scale");
+    const std::string key = "scale", old = "token";
+    const auto k = std::search(vpos, body_end, key.begin(), key.end());
+    if (k == body_end) throw std::runtime_error("no scale parameter");
+    const auto v = std::search(k + static_cast<std::ptrdiff_t>(key.size()), body_end, old.begin(), old.end());
+    if (v == body_end || scale_value.size() != old.size()) throw std::runtime_error("cannot edit scale");
     std::copy(scale_value.begin(), scale_value.end(), v);
   }
-  const std::uint32_t crc = crc32c(body);
-  std::vector<std::uint8_t> out(bytes.begin(), bytes.begin() + 16);
-  std::memcpy(out.data() + 12, &crc, 4);
-  out.insert(out.end(), body.begin(), body.end());
-  out.insert(out.end(), rest.begin(), rest.end());
-  return out;
+  const std::uint32_t crc = crc32c(std::span<const std::uint8_t>(bytes).subspan(16, body_len));
+  for (int i = 0; i < 4; ++i)
+    bytes[12 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(crc >> (8 * i));
+  return bytes;
 }
 
 TEST(BitstreamEmulation, VersionAndScaleRulesMatchTheCpu) {
@@ -265,6 +261,20 @@ TEST(BitstreamEmulation, VersionAndScaleRulesMatchTheCpu) {
   }
   expect_same_verdict(with_header_edit(good, 2, "tokex"), "scale tokex", rejected);
   EXPECT_EQ(rejected, 4);
+  // ... and those codes are the rules' (not a stale CRC).
+  auto code_of = [](const std::vector<std::uint8_t>& b) {
+    try {
+      emulate_gpu_decode_fp16(b);
+    } catch (const Error& e) {
+      return e.code();
+    }
+    return ErrorCode::Internal;
+  };
+  EXPECT_EQ(code_of(with_header_edit(good, 1, "")), ErrorCode::Format);
+  EXPECT_EQ(code_of(with_header_edit(good, 3, "")), ErrorCode::Unsupported);
+  EXPECT_EQ(code_of(with_header_edit(good, 2, "tokex")), ErrorCode::Format);
+  EXPECT_EQ(emulate_gpu_decode_fp16(with_header_edit(good, 2, "")),
+            cpu_fp16(good));  // an edit that keeps it valid
   EXPECT_THROW(emulate_gpu_decode_fp16(with_header_edit(good, 1, "")), Error);
   EXPECT_FALSE(gpu_can_decode(with_header_edit(good, 3, "")));  // Unsupported: the CPU decides
 }
