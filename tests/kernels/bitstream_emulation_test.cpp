@@ -311,6 +311,24 @@ TEST(CachegenEncodeEmulation, SectionPayloadsEqualTheCodecs) {
   EXPECT_THROW(emulate_gpu_encode_cachegen_sections(make_cache({1, 1, 4, 2}, Pattern::Realistic, 1, 1),
                                                     {"cachegen", {{"no_such_param", "1"}}}),
                Error);
+  // A bad scale and NaN values are the caller's errors, at every scale.
+  const auto small = make_cache({1, 2, 6, 2}, Pattern::Realistic, 1, 1);
+  try {
+    emulate_gpu_encode_cachegen_sections(small, cachegen({{"scale", "row"}}));
+    ADD_FAILURE() << "scale=row accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument) << e.what();
+  }
+  kv::KVCache nan = small;
+  nan.data()[5] = std::nanf("");
+  for (const char* scale : {"token", "head", "channel"}) {
+    try {
+      emulate_gpu_encode_cachegen_sections(nan, cachegen({{"scale", scale}}));
+      ADD_FAILURE() << "NaN accepted at scale " << scale;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::InvalidArgument) << e.what();
+    }
+  }
 }
 
 // Zero steps: tokens (and single heads of tokens) that are all zero get a
