@@ -14,6 +14,9 @@ namespace kvscope::codec::test {
 struct GoldenCase {
   std::string file;  ///< under tests/codec/golden/
   CodecConfig config;
+  /// Written by an older encoder (an older codec layout version): it must keep
+  /// decoding, but today's encoder no longer produces it.
+  bool legacy = false;
 };
 
 inline kv::KVCache golden_cache() {
@@ -28,7 +31,11 @@ inline std::vector<GoldenCase> golden_cases() {
       {"fp16.kvc", {"fp16", {{"chunk_tokens", "16"}}}},
       {"int8.kvc", {"int8", {{"chunk_tokens", "16"}}}},
       {"int4.kvc", {"int4", {{"chunk_tokens", "16"}}}},
+      {"cachegen-v1.kvc", {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "5"}}}, true},
       {"cachegen.kvc", {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "5"}}}},
+      {"cachegen-head-delta.kvc",
+       {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "5"}, {"scale", "head"}, {"delta", "always"}}}},
+      {"cachegen-channel.kvc", {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "5"}, {"scale", "channel"}}}},
       {"cachegen-lmcache.kvc", {"cachegen-lmcache", {{"chunk_tokens", "16"}}}},
       {"kivi2.kvc", {"kivi2", {{"chunk_tokens", "16"}, {"group_size", "4"}, {"residual_tokens", "6"}}}},
   };

@@ -22,12 +22,18 @@ int main(int argc, char** argv) {
   std::ofstream expected(dir / "expected.txt");
   expected << "# file bytes fnv1a64-of-decoded-float32-values (written by make_golden.cpp)\n";
   for (const auto& g : test::golden_cases()) {
-    const auto r = encode(cache, g.config, {.threads = 1, .progress = {}});
-    kvscope::write_file_atomically(dir / g.file, r.bytes.data(), r.bytes.size());
-    const auto d = decode(r.bytes);
-    expected << g.file << " " << r.bytes.size() << " " << std::hex << std::setw(16) << std::setfill('0')
+    std::vector<std::uint8_t> bytes;
+    if (g.legacy) {  // kept as committed: only its expected line is rewritten
+      const std::string s = kvscope::read_file(dir / g.file);
+      bytes.assign(s.begin(), s.end());
+    } else {
+      bytes = encode(cache, g.config, {.threads = 1, .progress = {}}).bytes;
+      kvscope::write_file_atomically(dir / g.file, bytes.data(), bytes.size());
+    }
+    const auto d = decode(bytes);
+    expected << g.file << " " << bytes.size() << " " << std::hex << std::setw(16) << std::setfill('0')
              << test::hash_values(d.data()) << std::dec << "\n";
-    std::cout << g.file << ": " << r.bytes.size() << " bytes\n";
+    std::cout << g.file << ": " << bytes.size() << " bytes" << (g.legacy ? " (legacy, kept)" : "") << "\n";
   }
   return 0;
 }

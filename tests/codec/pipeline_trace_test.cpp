@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cmath>
 
 #include "kvscope/common/error.h"
@@ -54,7 +56,11 @@ TEST(PipelineTrace, AnchorsDeltasSymbolsAndCost) {
     EXPECT_FALSE(d.is_anchor);
     EXPECT_EQ(d.anchor_token, 20);
     EXPECT_EQ(d.anchor_q, a.q);
-    EXPECT_EQ(d.delta, d.q - a.q);
+    EXPECT_EQ(d.anchor_step, a.step);
+    // The anchor's Q re-expressed in this token's step (per-token scale).
+    const float pred = std::nearbyint(std::clamp(float(a.q) * (a.step / d.step), -15.0f, 15.0f));
+    EXPECT_EQ(d.prediction, int(pred));
+    EXPECT_EQ(d.delta, d.q - d.prediction);
     EXPECT_EQ(d.symbol, d.delta + 30);
     EXPECT_EQ(d.cdf.size(), 62u) << "delta alphabet 4M+1 plus the leading 0";
     for (const auto* e : {&a, &d}) {
@@ -63,6 +69,19 @@ TEST(PipelineTrace, AnchorsDeltasSymbolsAndCost) {
       EXPECT_NEAR(e->bits, -std::log2(e->freq / 65536.0), 1e-12);
       EXPECT_EQ(e->cdf.back(), 65536u);
     }
+  }
+}
+
+TEST(PipelineTrace, ChannelScaleDeltasAreToTheAnchorQ) {
+  const auto cache = synthetic_cache({2, 1, 30, 4}, 3);
+  const ParamSet params{{"delta", "always"},  {"group_size", "10"}, {"key_bins", "32"},
+                        {"key_layer_splits", ""}, {"scale", "channel"}};
+  const auto tr = trace_pipeline(cache, params, 0, kv::Kind::Key, 24, 0, 4);
+  EXPECT_EQ(tr.scale, "channel");
+  for (const auto& d : tr.elements) {
+    EXPECT_EQ(d.step, d.anchor_step) << "one step per channel and chunk";
+    EXPECT_EQ(d.prediction, d.anchor_q);
+    EXPECT_EQ(d.delta, d.q - d.anchor_q);
   }
 }
 

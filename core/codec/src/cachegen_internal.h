@@ -21,9 +21,44 @@ struct Layout {
   int group_size = 10;
   int chunk_tokens = 1024;
   enum class Delta { Auto, Always, Never } delta = Delta::Auto;
+  /// What one quantization step covers: one token's values over all
+  /// channels of the layer (Token), over one KV head's channels (Head), or
+  /// one channel over the whole chunk (Channel, the only scale of layout
+  /// version 1).
+  enum class Scale { Token, Head, Channel } scale = Scale::Token;
+  int heads = 1, head_dim = 1;
   std::vector<int> bins[2];  ///< per layer, for K (0) and V (1)
   int M(int layer, int kind) const { return bins[kind][layer] / 2 - 1; }
+  /// Number of steps a chunk of `count` tokens carries.
+  int step_count(int count) const {
+    return scale == Scale::Channel ? channels : scale == Scale::Token ? count : count * heads;
+  }
+  /// Step index of channel c at token t of the chunk (0-based):
+  /// step_base(c) + t * step_stride().
+  int step_base(int c) const { return scale == Scale::Channel ? c : scale == Scale::Token ? 0 : c / head_dim; }
+  int step_stride() const { return scale == Scale::Channel ? 0 : scale == Scale::Token ? 1 : heads; }
+  int step_index(int c, int t) const { return step_base(c) + t * step_stride(); }
 };
+
+/// The delta of a non-anchor token is coded against this prediction of its
+/// Q from the anchor's: the anchor's value re-expressed in the token's step,
+/// clamp(round_half_even(float(q_anchor) * (step_anchor / step_token)), -M, M)
+/// (0 when step_token is 0). With equal steps (Scale::Channel) it is q_anchor
+/// exactly, the paper's Q - Q_anchor. `ratio` is step_anchor / step_token
+/// computed in float (1 when the steps are equal).
+inline int predict_from_anchor(int q_anchor, float ratio, int M) {
+  constexpr float kRound = 12582912.0f;  // adding and subtracting 1.5 * 2^23 rounds half-even
+  float x = float(q_anchor) * ratio;
+  x = x < -float(M) ? -float(M) : (x > float(M) ? float(M) : x);
+  return int((x + kRound) - kRound);
+}
+/// step_anchor / step_token, or 0 when step_token is 0 (then every Q is 0).
+inline float anchor_ratio(float step_anchor, float step_token) {
+  return step_token > 0 ? (step_anchor == step_token ? 1.0f : step_anchor / step_token) : 0.0f;
+}
+
+/// The scale parameter's text form ("channel", "group", "group-head").
+const char* to_string(Layout::Scale s);
 
 /// Cachegen's parameter specs for a shape (defaults scale with layers).
 std::vector<ParamSpec> param_specs(const kv::CacheShape* shape);
@@ -31,7 +66,7 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape);
 /// layer splits do not fit the bins lists or the layer count.
 Layout make_layout(const Params& p, const kv::CacheShape& shape);
 
-/// Anchor symbols are q + M in [0, 2M]; delta symbols d + 2M in [0, 4M].
+/// Anchor symbols are q + M in [0, 2M]; delta symbols q - prediction + 2M in [0, 4M].
 inline int anchor_alphabet(int M) {
   return 2 * M + 1;
 }
@@ -42,7 +77,7 @@ inline int delta_alphabet(int M) {
 /// Quantized symbols of one (layer, kind) for one chunk of tokens.
 struct ChunkSymbols {
   int begin = 0, count = 0;
-  std::vector<std::uint16_t> steps;  ///< fp16 step per channel
+  std::vector<std::uint16_t> steps;  ///< fp16 steps, Layout::step_count(count), see Layout::step_index
   std::vector<std::uint16_t> sym;    ///< channel-major [channel][token], anchor/delta alphabet indices
   std::vector<std::uint16_t> raw;    ///< channel-major [channel][token], Q + M (every token as an anchor)
 };
@@ -58,9 +93,10 @@ std::uint8_t choose_raw(const Layout& layout, std::span<const std::uint64_t> raw
                         std::span<const std::uint64_t> anchor, std::span<const std::uint64_t> delta,
                         bool tables_shipped);
 
-/// Quantizes tokens [begin, begin+count) of (layer, kind): per channel step =
-/// fp16-up(absmax / M); Q = round(x / step); anchor tokens (every group_size-th
-/// from the chunk start) keep Q, others store Q - Q_anchor.
+/// Quantizes tokens [begin, begin+count) of (layer, kind): per step slot
+/// (Layout::Scale) step = fp16-up(absmax over the slot's values / M);
+/// Q = round(x / step); anchor tokens (every group_size-th from the chunk
+/// start) keep Q, others store Q - predict_from_anchor().
 ChunkSymbols quantize_chunk(const kv::KVCache& cache, int layer, kv::Kind kind, int begin, int count,
                             const Layout& layout);
 
@@ -76,6 +112,13 @@ struct Profile {
   std::vector<std::uint8_t> raw;  ///< 1 = channel codes every token as an anchor
   std::string hash;
 };
+
+/// Whether a profile's models fit streams of this layout (same layers,
+/// channels, bins and scale).
+inline bool profile_fits(const Profile& p, const Layout& L) {
+  return p.layout.layers == L.layers && p.layout.channels == L.channels && p.layout.bins[0] == L.bins[0] &&
+         p.layout.bins[1] == L.bins[1] && p.layout.scale == L.scale;
+}
 
 /// Parses and validates profile file bytes (Error(Format|Checksum)).
 Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& label);

@@ -32,7 +32,8 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
   ByteReader r(bytes, label);
   auto magic = r.bytes(4);
   if (std::memcmp(magic.data(), kProfileMagic, 4) != 0) r.fail("not a KVScope calibration profile");
-  if (r.u16() != 1) throw Error(ErrorCode::Unsupported, label + ": unsupported profile version");
+  const std::uint16_t version = r.u16();
+  if (version < 1 || version > 2) throw Error(ErrorCode::Unsupported, label + ": unsupported profile version");
   if (r.u16() != 0) r.fail("bad flags");
   const std::uint32_t len = r.u32();
   const std::uint32_t crc = r.u32();
@@ -49,6 +50,12 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
   if (L.layers < 1 || L.layers > 4096 || L.channels < 1 || L.channels > (1 << 20) || L.group_size < 1 ||
       L.chunk_tokens < 1)
     b.fail("bad profile shape");
+  L.scale = Layout::Scale::Channel;  // version 1 profiles predate the scale choice
+  if (version >= 2) {
+    const std::uint8_t scale = b.u8();
+    if (scale > 2) b.fail("bad scale");
+    L.scale = Layout::Scale(scale);
+  }
   for (int k = 0; k < 2; ++k) {
     L.bins[k].resize(L.layers);
     for (auto& v : L.bins[k]) {
@@ -164,13 +171,14 @@ std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, con
   b.u32(C);
   b.u32(L.group_size);
   b.u32(L.chunk_tokens);
+  b.u8(std::uint8_t(L.scale));
   for (int k = 0; k < 2; ++k)
     for (int v : L.bins[k]) b.u16(std::uint16_t(v));
   for (const auto& part : parts) b.bytes(part.data(), part.size());
   std::vector<std::uint8_t> out;
   ByteWriter w(out);
   w.bytes("KVSP", 4);
-  w.u16(1);
+  w.u16(2);
   w.u16(0);
   w.u32(std::uint32_t(body.size()));
   w.u32(crc32c(body));

@@ -79,6 +79,9 @@ class CodecBase : public Codec {
  public:
   /// Version of this codec's private header/payload layout.
   virtual std::uint16_t codec_version() const { return 1; }
+  /// The oldest codec layout version this build still decodes (streams with
+  /// a version in [oldest_codec_version(), codec_version()] are accepted).
+  virtual std::uint16_t oldest_codec_version() const { return codec_version(); }
 
   EncodeResult encode(const kv::KVCache& cache, const ParamSet& params,
                       const EncodeOptions& options = {}) const final;

@@ -88,6 +88,14 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        {"auto", "always", "never"},
        "anchor/delta coding per channel: always (the paper), never (raw quantized values), auto (the cheaper "
        "per channel)"},
+      {"scale",
+       T::Choice,
+       "token",
+       0,
+       0,
+       {"token", "head", "channel"},
+       "what one quantization step (absmax / M) covers: one token over all channels of the layer (token), "
+       "one token in one KV head (head), or one channel over the whole chunk (channel)"},
       {"profile",
        T::Text,
        "",
@@ -105,6 +113,12 @@ Layout make_layout(const Params& p, const kv::CacheShape& shape) {
   L.channels = shape.channels();
   L.group_size = p.get_int("group_size");
   L.chunk_tokens = p.get_int("chunk_tokens");
+  L.heads = shape.kv_heads;
+  L.head_dim = shape.head_dim;
+  const std::string scale = p.get("scale");
+  L.scale = scale == "channel" ? Layout::Scale::Channel
+            : scale == "head"  ? Layout::Scale::Head
+                               : Layout::Scale::Token;
   const std::string delta = p.get("delta");
   L.delta = delta == "always"  ? Layout::Delta::Always
             : delta == "never" ? Layout::Delta::Never
@@ -119,62 +133,94 @@ Layout make_layout(const Params& p, const kv::CacheShape& shape) {
   return L;
 }
 
+const char* to_string(Layout::Scale s) {
+  switch (s) {
+    case Layout::Scale::Token:
+      return "token";
+    case Layout::Scale::Head:
+      return "head";
+    case Layout::Scale::Channel:
+      return "channel";
+  }
+  return "?";
+}
+
 ChunkSymbols quantize_chunk(const kv::KVCache& cache, int layer, kv::Kind kind, int begin, int count,
                             const Layout& layout) {
   const auto& sh = cache.shape();
   const int C = sh.channels(), D = sh.head_dim, H = sh.kv_heads;
   const int M = layout.M(layer, int(kind));
+  const int stride = layout.step_stride();
   ChunkSymbols cs;
   cs.begin = begin;
   cs.count = count;
-  cs.steps.resize(C);
+  cs.steps.resize(std::size_t(layout.step_count(count)));
   cs.sym.resize(std::size_t(C) * count);
   cs.raw.resize(std::size_t(C) * count);
   const float* base = cache.tensor(layer, kind).data();
-  std::vector<float> amax(D), step(D), den(D);
-  std::vector<int> q(std::size_t(count) * D);
+  // Absmax per step slot.
+  std::vector<float> amax(cs.steps.size(), 0.0f), step(cs.steps.size());
   for (int h = 0; h < H; ++h) {
     const float* head = base + std::size_t(h) * sh.tokens * D;
-    std::fill(amax.begin(), amax.end(), 0.0f);
     for (int t = 0; t < count; ++t) {
       const float* row = head + std::size_t(begin + t) * D;
-      for (int d = 0; d < D; ++d) amax[d] = std::max(amax[d], std::fabs(row[d]));
+      float* a = amax.data() + std::size_t(layout.step_index(h * D, t));
+      if (stride == 0) {  // per channel: D slots
+        for (int d = 0; d < D; ++d) a[d] = std::max(a[d], std::fabs(row[d]));
+      } else {
+        float m = 0.0f;
+        for (int d = 0; d < D; ++d) m = std::max(m, std::fabs(row[d]));
+        *a = std::max(*a, m);
+      }
     }
-    for (int d = 0; d < D; ++d) {
-      if (!std::isfinite(amax[d]))
-        throw Error(ErrorCode::InvalidArgument, "codec 'cachegen' cannot encode NaN or infinite values");
-      const std::uint16_t hs = half_scale_up(amax[d] / float(M), "cachegen");
-      cs.steps[h * D + d] = hs;
-      step[d] = half_to_float(hs);
-    }
-    // Same values as clamp(int(nearbyint(x / step)), -M, M) in the default
-    // rounding mode, but inline and vectorisable (nearbyint is a libm call
-    // here): x / step is clamped to +-(M + 1) first, and adding and
-    // subtracting 1.5 * 2^23 rounds to nearest-even for |x| < 2^22.
-    constexpr float kRound = 12582912.0f;
-    const float lim = float(M + 1);
-    for (int d = 0; d < D; ++d) den[d] = step[d] > 0 ? step[d] : 1.0f;  // divisor; 0-step gives 0
+  }
+  for (std::size_t i = 0; i < amax.size(); ++i) {
+    if (!std::isfinite(amax[i]))
+      throw Error(ErrorCode::InvalidArgument, "codec 'cachegen' cannot encode NaN or infinite values");
+    cs.steps[i] = half_scale_up(amax[i] / float(M), "cachegen");
+    step[i] = half_to_float(cs.steps[i]);
+  }
+  // Same values as clamp(int(nearbyint(x / step)), -M, M) in the default
+  // rounding mode, but inline and vectorisable (nearbyint is a libm call
+  // here): x / step is clamped to +-(M + 1) first, and adding and
+  // subtracting 1.5 * 2^23 rounds to nearest-even for |x| < 2^22.
+  constexpr float kRound = 12582912.0f;
+  const float lim = float(M + 1);
+  std::vector<int> q(std::size_t(count) * D);
+  std::vector<float> den(D), stp(D);
+  for (int h = 0; h < H; ++h) {
+    const float* head = base + std::size_t(h) * sh.tokens * D;
     for (int t = 0; t < count; ++t) {
+      if (t == 0 || stride != 0) {  // the steps of this token's slots
+        for (int d = 0; d < D; ++d) {
+          stp[d] = step[std::size_t(layout.step_index(h * D + d, t))];
+          den[d] = stp[d] > 0 ? stp[d] : 1.0f;  // divisor; 0-step gives 0
+        }
+      }
       const float* row = head + std::size_t(begin + t) * D;
       int* qr = q.data() + std::size_t(t) * D;
       for (int d = 0; d < D; ++d) {
         const float x = std::min(std::max(row[d] / den[d], -lim), lim);
         const int v = int((x + kRound) - kRound);
-        qr[d] = step[d] > 0 ? std::clamp(v, -M, M) : 0;
+        qr[d] = stp[d] > 0 ? std::clamp(v, -M, M) : 0;
       }
     }
     for (int d = 0; d < D; ++d) {
-      std::uint16_t* out = cs.sym.data() + std::size_t(h * D + d) * count;
-      std::uint16_t* raw = cs.raw.data() + std::size_t(h * D + d) * count;
+      const int c = h * D + d;
+      std::uint16_t* out = cs.sym.data() + std::size_t(c) * count;
+      std::uint16_t* raw = cs.raw.data() + std::size_t(c) * count;
       int anchor = 0;
+      float anchor_step = 0.0f;
       for (int t = 0; t < count; ++t) {
         const int v = q[std::size_t(t) * D + d];
         raw[t] = std::uint16_t(v + M);
+        const float st = step[std::size_t(layout.step_index(c, t))];
         if (t % layout.group_size == 0) {
           anchor = v;
+          anchor_step = st;
           out[t] = std::uint16_t(v + M);
         } else {
-          out[t] = std::uint16_t(v - anchor + 2 * M);
+          out[t] = std::uint16_t(v - predict_from_anchor(anchor, anchor_ratio(anchor_step, st), M) + 2 * M);
         }
       }
     }
@@ -249,11 +295,12 @@ class CachegenDecoder : public ChunkDecoder {
     if (lm.anchor.empty())
       throw Error(ErrorCode::Format, "cachegen: the table of this layer is missing or empty");
     ByteReader r(payload, "cachegen chunk (layer " + std::to_string(s.layer) + ")");
-    std::vector<float> step(C);
-    for (int c = 0; c < C; ++c) {
-      step[c] = half_to_float(r.u16());
-      if (!std::isfinite(step[c]) || step[c] < 0) r.fail("invalid step");
+    std::vector<float> step(std::size_t(layout_.step_count(n)));
+    for (float& v : step) {
+      v = half_to_float(r.u16());
+      if (!std::isfinite(v) || v < 0) r.fail("invalid step");
     }
+    const int S = layout_.step_stride(), G = layout_.group_size;
     std::vector<std::size_t> len(C);
     std::size_t total = 0;
     for (int c = 0; c < C; ++c) {
@@ -274,8 +321,8 @@ class CachegenDecoder : public ChunkDecoder {
     DecodeTable at[kLanes], dt[kLanes];
     RangeDecoder rd[kLanes];
     const DecodeTable* tab[kLanes][2];
-    int group[kLanes], phase[kLanes], base[kLanes];
-    float st[kLanes];
+    int group[kLanes], phase[kLanes], sbase[kLanes], anchor_q[kLanes];
+    float anchor_s[kLanes], st_row[kLanes];
     float* dst[kLanes];
     std::size_t stride[kLanes];
     std::vector<float> scratch;
@@ -290,9 +337,10 @@ class CachegenDecoder : public ChunkDecoder {
           group[j] = 1;
           dst[j] = scratch.data();
           stride[j] = 1;
-          st[j] = 0.0f;
+          sbase[j] = 0;
           phase[j] = 0;
-          base[j] = -M;
+          anchor_q[j] = 0;
+          anchor_s[j] = 0.0f;
           continue;
         }
         const int c = c0 + j;
@@ -309,35 +357,41 @@ class CachegenDecoder : public ChunkDecoder {
         off += len[c];
         dst[j] = out.data + (std::size_t(c / D) * out.tokens + out.token_offset) * D + c % D;
         stride[j] = std::size_t(D);
-        st[j] = step[c];
+        sbase[j] = layout_.step_base(c);
         phase[j] = 0;
-        base[j] = -M;
+        anchor_q[j] = 0;
+        anchor_s[j] = 0.0f;
       }
       bool bad = false;
+      auto step_at = [&](int j, int t) { return step[std::size_t(sbase[j] + t * S)]; };
       if (nb == kLanes && D % kLanes == 0) {
         // Fast path: the block's 8 channels are adjacent in one head, so a
         // token's 8 values are one contiguous run; tokens go group by group
         // (anchor row, then delta rows), so no per-symbol phase bookkeeping.
-        // Raw channels decode every row with the anchor table (base -M).
+        // Raw channels decode every row with the anchor table (prediction
+        // -M, i.e. q = s - M).
         float* row = dst[0];
-        const int G = layout_.group_size;
-        int qv[kLanes];
+        int qa[kLanes], qv[kLanes];
+        float sa[kLanes];
         for (int t0 = 0; t0 < n; t0 += G) {
           for (int j = 0; j < kLanes; ++j) {
-            const int q = rd[j].decode(at[j]) - M;
-            base[j] = group[j] == 1 ? -M : q - 2 * M;
-            qv[j] = q;
+            qa[j] = rd[j].decode(at[j]) - M;
+            sa[j] = step_at(j, t0);
           }
-          for (int j = 0; j < kLanes; ++j) row[j] = float(qv[j]) * st[j];
+          for (int j = 0; j < kLanes; ++j) row[j] = float(qa[j]) * sa[j];
           row += D;
           const int tend = std::min(t0 + G, n);
           for (int t = t0 + 1; t < tend; ++t) {
             for (int j = 0; j < kLanes; ++j) {
-              const int q = base[j] + rd[j].decode(*tab[j][1]);
+              const float st = step_at(j, t);
+              const int base =
+                  group[j] == 1 ? -M : predict_from_anchor(qa[j], anchor_ratio(sa[j], st), M) - 2 * M;
+              const int q = base + rd[j].decode(*tab[j][1]);
               bad |= (q < lo) | (q > hi);
               qv[j] = q;
+              st_row[j] = st;
             }
-            for (int j = 0; j < kLanes; ++j) row[j] = float(qv[j]) * st[j];
+            for (int j = 0; j < kLanes; ++j) row[j] = float(qv[j]) * st_row[j];
             row += D;
           }
         }
@@ -346,16 +400,20 @@ class CachegenDecoder : public ChunkDecoder {
       }
       for (int t = 0; t < n; ++t) {
         for (int j = 0; j < kLanes; ++j) {
-          // Anchor: q = s - M, and it becomes the base of the group's deltas
-          // (q = anchor + s - 2M). base[j] holds -M or anchor - 2M.
+          // Anchor: q = s - M; a delta token: q = prediction + s - 2M.
           const int is_delta = phase[j] != 0;
-          const int q = base[j] + rd[j].decode(*tab[j][is_delta]);
+          const float st = j < nb ? step_at(j, t) : 0.0f;
+          const int pred =
+              is_delta ? predict_from_anchor(anchor_q[j], anchor_ratio(anchor_s[j], st), M) - 2 * M : -M;
+          const int q = pred + rd[j].decode(*tab[j][is_delta]);
           bad |= (q < lo) | (q > hi);
-          base[j] = is_delta ? base[j] : q - 2 * M;
+          if (!is_delta) {
+            anchor_q[j] = q;
+            anchor_s[j] = st;
+          }
           const int next = phase[j] + 1;
           phase[j] = next == group[j] ? 0 : next;
-          if (phase[j] == 0) base[j] = -M;
-          dst[j][std::size_t(t) * stride[j]] = float(q) * st[j];
+          dst[j][std::size_t(t) * stride[j]] = float(q) * st;
         }
       }
       if (bad) r.fail("decoded value out of range (corrupt stream)");
@@ -374,6 +432,10 @@ class CachegenCodec : public CodecBase {
     return "CacheGen (paper): anchor/delta token groups, layer-wise bins, per-channel arithmetic coding.";
   }
   std::vector<ParamSpec> params(const kv::CacheShape* shape) const override { return param_specs(shape); }
+  // Version 2 added the `scale` parameter and the scaled anchor prediction;
+  // version 1 streams have no `scale` and decode as scale=channel.
+  std::uint16_t codec_version() const override { return 2; }
+  std::uint16_t oldest_codec_version() const override { return 1; }
 
   EncodedParts encode_parts(const kv::KVCache& cache, const Params& p,
                             const EncodeOptions& o) const override {
@@ -385,10 +447,9 @@ class CachegenCodec : public CodecBase {
     const bool use_profile = !p.get("profile").empty();
     if (use_profile) {
       profile = load_profile_file(p.get("profile"));
-      if (profile.layout.layers != L.layers || profile.layout.channels != C ||
-          profile.layout.bins[0] != L.bins[0] || profile.layout.bins[1] != L.bins[1])
+      if (!profile_fits(profile, L))
         throw Error(ErrorCode::InvalidArgument, p.get("profile"),
-                    "calibration profile was built for another model shape or other bins");
+                    "calibration profile was built for another model shape, other bins or another scale");
     }
     EncodedParts parts;
     ByteWriter hw(parts.codec_header);
@@ -496,6 +557,11 @@ class CachegenCodec : public CodecBase {
     } catch (const Error& e) {
       throw Error(ErrorCode::Format, std::string("bitstream: ") + e.what());
     }
+    if (header.info.codec_version == 1) {
+      if (header.info.params.count("scale"))
+        throw Error(ErrorCode::Format, "bitstream: a cachegen layout version 1 stream with a scale parameter");
+      L.scale = Layout::Scale::Channel;
+    }
     ByteReader r(header.codec_header, "cachegen header");
     if (r.u8() != kCoderRange) r.fail("unknown entropy coder");
     const std::uint8_t mode = r.u8();
@@ -505,8 +571,7 @@ class CachegenCodec : public CodecBase {
       std::string hash(reinterpret_cast<const char*>(h.data()), 16);
       if (hash.find_first_not_of("0123456789abcdef") != std::string::npos) r.fail("bad profile hash");
       const Profile prof = load_profile_by_hash(hash, options.profile_dir);
-      if (prof.layout.layers != L.layers || prof.layout.channels != L.channels ||
-          prof.layout.bins[0] != L.bins[0] || prof.layout.bins[1] != L.bins[1])
+      if (!profile_fits(prof, L))
         throw Error(ErrorCode::Format,
                     "bitstream: calibration profile " + hash + " does not match the stream");
       for (std::size_t lk = 0; lk < models.size(); ++lk) {

@@ -88,10 +88,14 @@ const detail::CodecBase& codec_for(const StreamInfo& info) {
   if (!found) throw Error(ErrorCode::Unsupported, "bitstream: unknown codec '" + info.codec + "'");
   const auto* base = dynamic_cast<const detail::CodecBase*>(found);
   if (!base) throw Error(ErrorCode::Internal, "codec '" + info.codec + "' has no decoder");
-  if (info.codec_version != base->codec_version())
-    throw Error(ErrorCode::Unsupported,
-                "bitstream: codec '" + info.codec + "' layout version " + std::to_string(info.codec_version) +
-                    " is not supported (this build reads " + std::to_string(base->codec_version()) + ")");
+  if (info.codec_version < base->oldest_codec_version() || info.codec_version > base->codec_version()) {
+    std::string range = std::to_string(base->codec_version());
+    if (base->oldest_codec_version() != base->codec_version())
+      range = std::to_string(base->oldest_codec_version()) + " to " + range;
+    throw Error(ErrorCode::Unsupported, "bitstream: codec '" + info.codec + "' layout version " +
+                                            std::to_string(info.codec_version) +
+                                            " is not supported (this build reads " + range + ")");
+  }
   return *base;
 }
 

@@ -38,6 +38,7 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
   tr.bins = L.bins[k][layer];
   tr.M = M;
   tr.group_size = L.group_size;
+  tr.scale = to_string(L.scale);
   tr.chunk_begin = (token / L.chunk_tokens) * L.chunk_tokens;
   tr.chunk_tokens = std::min(L.chunk_tokens, sh.tokens - tr.chunk_begin);
 
@@ -54,10 +55,9 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
   Profile profile;
   if (use_profile) {
     profile = load_profile_file(p.get("profile"));
-    if (profile.layout.layers != L.layers || profile.layout.channels != C ||
-        profile.layout.bins[0] != L.bins[0] || profile.layout.bins[1] != L.bins[1])
+    if (!profile_fits(profile, L))
       throw Error(ErrorCode::InvalidArgument, p.get("profile"),
-                  "calibration profile was built for another model shape or other bins");
+                  "calibration profile was built for another model shape, other bins or another scale");
   }
   tr.from_profile = use_profile;
 
@@ -80,12 +80,14 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
       model = FreqModel::from_counts(e.raw ? rw : (e.is_anchor ? a : d));
     const int h = c / sh.head_dim, dim = c % sh.head_dim;
     e.original = base[(std::size_t(h) * sh.tokens + token) * sh.head_dim + dim];
-    e.step = half_to_float(mine.steps[c]);
+    e.step = half_to_float(mine.steps[std::size_t(L.step_index(c, t))]);
     e.q = int(mine.raw[std::size_t(c) * mine.count + t]) - M;
     const int at = t - t % group;
     e.anchor_token = tr.chunk_begin + at;
     e.anchor_q = int(mine.raw[std::size_t(c) * mine.count + at]) - M;
-    e.delta = e.q - e.anchor_q;
+    e.anchor_step = half_to_float(mine.steps[std::size_t(L.step_index(c, at))]);
+    e.prediction = e.is_anchor ? e.anchor_q : predict_from_anchor(e.anchor_q, anchor_ratio(e.anchor_step, e.step), M);
+    e.delta = e.q - e.prediction;
     e.symbol = e.is_anchor ? e.q + M : e.delta + 2 * M;
     e.cdf = model.cdf;
     e.freq = e.symbol < model.size() ? model.freq(e.symbol) : 0;

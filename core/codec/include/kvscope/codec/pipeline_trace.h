@@ -1,13 +1,15 @@
 #pragma once
 
 // One token's values through cachegen, element by element, for the GUI's
-// pipeline (teaching) view: original value -> per-channel bin step ->
+// pipeline (teaching) view: original value -> bin step (per token, head or
+// channel, the `scale` parameter) ->
 // quantized Q -> anchor or delta symbol -> the probability the range coder
 // gives that symbol (its cost, -log2 p) -> the decoded value and its error.
 // Computed with the same quantizer, symbol mapping, raw/delta choice and
 // symbol models as the cachegen encoder (core/codec/src/codec_cachegen.cpp).
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kvscope/codec/codec.h"
@@ -18,13 +20,15 @@ namespace kvscope::codec {
 struct TracedElement {
   int channel = 0;         ///< flat channel kv_head * head_dim + dim
   float original = 0;      ///< the cache value
-  float step = 0;          ///< bin step of this channel in the token's chunk (fp16, >= 0)
+  float step = 0;          ///< bin step of this element (fp16, >= 0): the token's, head's or channel's
+  float anchor_step = 0;   ///< bin step of the anchor token's element (= step for anchors)
   int q = 0;               ///< quantized value round(original / step), clamped to [-M, M]
   bool raw = false;        ///< the channel codes every token as an anchor (delta=never, or auto chose it)
   int anchor_token = 0;    ///< token whose Q this one is coded against (itself for anchors)
   int anchor_q = 0;        ///< that token's Q
   bool is_anchor = false;  ///< coded with the anchor model (symbol = Q + M)
-  int delta = 0;           ///< q - anchor_q (0 for anchors)
+  int prediction = 0;      ///< anchor_q re-expressed in this step, round(anchor_q * anchor_step / step)
+  int delta = 0;           ///< q - prediction (0 for anchors)
   int symbol = 0;          ///< coded symbol: Q + M (anchor) or delta + 2M (delta)
   std::uint32_t freq = 0;  ///< its frequency in the 16-bit model (out of 65536)
   double bits = 0;         ///< -log2(freq / 65536): what the range coder spends on it
@@ -42,7 +46,8 @@ struct PipelineTrace {
   int bins = 0;                         ///< the layer group's bins for this kind
   int M = 0;                            ///< bins / 2 - 1: Q lies in [-M, M]
   int group_size = 0;                   ///< tokens per anchor group
-  int chunk_begin = 0;                  ///< first token of the token's chunk (steps are per chunk)
+  std::string scale;                    ///< what a step covers: "token", "head" or "channel"
+  int chunk_begin = 0;                  ///< first token of the token's chunk
   int chunk_tokens = 0;                 ///< tokens in that chunk
   bool from_profile = false;            ///< models come from a calibration profile, not from this cache
   std::vector<TracedElement> elements;  ///< channels [first, first + count)
