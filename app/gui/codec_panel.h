@@ -49,6 +49,9 @@ class CodecPanel : public QWidget {
   QString sizeReadout() const;
   /// Milliseconds from the last parameter change to the redrawn readouts.
   double lastUpdateMs() const { return last_update_ms_; }
+  /// Where lastUpdateMs() went: synchronous listeners of configChanged(), the
+  /// encode (and stage analysis) on the worker, and the redraw.
+  QString timingBreakdown() const;
   JobRunner* runner() const { return runner_.get(); }
   PlotWidget* layerPlot() const { return layer_plot_; }
   PlotWidget* waterfallPlot() const { return waterfall_; }
@@ -83,6 +86,7 @@ class CodecPanel : public QWidget {
   std::shared_ptr<const codec::StageAnalysis> stages_;
   QElapsedTimer change_timer_;
   double last_update_ms_ = 0;
+  double listeners_ms_ = 0, worker_ms_ = 0, redraw_ms_ = 0;
   std::unique_ptr<JobRunner> runner_;
 };
 

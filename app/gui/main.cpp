@@ -116,8 +116,9 @@ int main(int argc, char** argv) {
 #if KVSCOPE_GUI_HAVE_CODECS
     QObject::connect(window.codecPanel(), &kvscope::gui::CodecPanel::encoded, &window, [&window, t, check] {
       if (t->printed) {
-        std::printf("re-encode + redraw: %.1f ms (%s)\n", window.codecPanel()->lastUpdateMs(),
-                    window.codecPanel()->config().codec.c_str());
+        std::printf("re-encode + redraw: %.1f ms (%s; %s)\n", window.codecPanel()->lastUpdateMs(),
+                    window.codecPanel()->config().codec.c_str(),
+                    window.codecPanel()->timingBreakdown().toUtf8().constData());
         std::fflush(stdout);
       }
       t->encoded = true;
