@@ -1,15 +1,9 @@
 #include "codec_panel.h"
 
-#include <QCheckBox>
 #include <QComboBox>
-#include <QDoubleSpinBox>
-#include <QFormLayout>
 #include <QHBoxLayout>
 #include <QLabel>
-#include <QLineEdit>
 #include <QProgressBar>
-#include <QSignalBlocker>
-#include <QSpinBox>
 #include <QSplitter>
 #include <QVBoxLayout>
 #include <cmath>
@@ -17,6 +11,7 @@
 #include "help_text.h"
 #include "job_runner.h"
 #include "kvscope/codec/stage_analysis.h"
+#include "param_editor.h"
 #include "plot_widget.h"
 #include "session.h"
 
@@ -25,10 +20,6 @@ namespace kvscope::gui {
 namespace {
 QString qs(const std::string& s) {
   return QString::fromStdString(s);
-}
-
-int toInt(double v, int fallback) {
-  return std::isfinite(v) ? static_cast<int>(std::clamp(v, -2.0e9, 2.0e9)) : fallback;
 }
 }  // namespace
 
@@ -42,8 +33,8 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
   }
   codec_help_ = new QLabel;
   codec_help_->setWordWrap(true);
-  params_box_ = new QWidget;
-  params_form_ = new QFormLayout(params_box_);
+  params_ = new ParamEditor;
+  params_->setObjectName(QStringLiteral("codecParams"));
   readout_ = new QLabel(tr("No cache yet."));
   readout_->setObjectName(QStringLiteral("sizeReadout"));
   readout_->setTextInteractionFlags(Qt::TextSelectableByMouse);
@@ -96,7 +87,7 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
   picker->addWidget(codec_combo_, 1);
   top_layout->addLayout(picker);
   top_layout->addWidget(codec_help_);
-  top_layout->addWidget(params_box_);
+  top_layout->addWidget(params_);
   top_layout->addWidget(readout_);
   top_layout->addWidget(timing_);
   top_layout->addWidget(progress_);
@@ -111,6 +102,7 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
     rebuildControls();
     scheduleEncode();
   });
+  connect(params_, &ParamEditor::changed, this, &CodecPanel::scheduleEncode);
   connect(session_, &Session::cacheChanged, this, [this] {
     rebuildControls();  // defaults may depend on the cache shape
     scheduleEncode();
@@ -133,153 +125,24 @@ void CodecPanel::rebuildControls() {
   // Keep the user's values across a rebuild for the same codec and model
   // geometry (a new context); shape-dependent defaults (layer groups) are
   // recomputed when the layer count or codec changes.
-  const auto cache_now = session_->cache();
-  const kv::CacheShape geometry = cache_now
-                                      ? kv::CacheShape{cache_now->shape().layers, cache_now->shape().kv_heads,
-                                                       0, cache_now->shape().head_dim}
-                                      : kv::CacheShape{};
+  const auto cache = session_->cache();
+  const kv::CacheShape geometry =
+      cache ? kv::CacheShape{cache->shape().layers, cache->shape().kv_heads, 0, cache->shape().head_dim}
+            : kv::CacheShape{};
   const QString codec_name = codec_combo_->currentText();
-  std::map<std::string, QString> previous;
-  if (codec_name == built_codec_ && geometry == built_geometry_)
-    for (const auto& [name, accessors] : controls_) previous[name] = accessors.first();
+  const bool keep = codec_name == built_codec_ && geometry == built_geometry_;
   built_codec_ = codec_name;
   built_geometry_ = geometry;
-  controls_.clear();
-  while (params_form_->rowCount() > 0) params_form_->removeRow(0);
   if (codec_combo_->currentIndex() < 0) return;
-  const codec::Codec& codec = codec::find_codec(codec_combo_->currentText().toStdString());
+  const codec::Codec& codec = codec::find_codec(codec_name.toStdString());
   codec_help_->setText(qs(codec.description()));
-  const auto cache = session_->cache();
-  const kv::CacheShape* shape = cache ? &cache->shape() : nullptr;
-  for (const codec::ParamSpec& spec : codec.params(shape)) {
-    const QString help = qs(spec.help);
-    QWidget* control = nullptr;
-    std::function<QString()> get;
-    std::function<bool(const QString&)> set;
-    switch (spec.type) {
-      case codec::ParamSpec::Type::Int: {
-        auto* box = new QSpinBox;
-        box->setRange(toInt(spec.min, 0), toInt(spec.max, 1 << 30));
-        box->setValue(qs(spec.default_value).toInt());
-        connect(box, &QSpinBox::valueChanged, this, &CodecPanel::scheduleEncode);
-        get = [box] { return QString::number(box->value()); };
-        set = [box](const QString& v) {
-          bool ok = false;
-          const int i = v.toInt(&ok);
-          if (ok) box->setValue(i);
-          return ok;
-        };
-        control = box;
-        break;
-      }
-      case codec::ParamSpec::Type::Float: {
-        auto* box = new QDoubleSpinBox;
-        box->setDecimals(4);
-        box->setRange(spec.min, spec.max);
-        box->setSingleStep((spec.max - spec.min) / 100.0);
-        box->setValue(qs(spec.default_value).toDouble());
-        connect(box, &QDoubleSpinBox::valueChanged, this, &CodecPanel::scheduleEncode);
-        get = [box] { return QString::number(box->value(), 'g', 8); };
-        set = [box](const QString& v) {
-          bool ok = false;
-          const double d = v.toDouble(&ok);
-          if (ok) box->setValue(d);
-          return ok;
-        };
-        control = box;
-        break;
-      }
-      case codec::ParamSpec::Type::Bool: {
-        auto* box = new QCheckBox;
-        box->setChecked(spec.default_value == "true" || spec.default_value == "1");
-        connect(box, &QCheckBox::toggled, this, &CodecPanel::scheduleEncode);
-        get = [box] { return box->isChecked() ? QStringLiteral("true") : QStringLiteral("false"); };
-        set = [box](const QString& v) {
-          box->setChecked(v == QLatin1String("true") || v == QLatin1String("1"));
-          return true;
-        };
-        control = box;
-        break;
-      }
-      case codec::ParamSpec::Type::Choice: {
-        auto* box = new QComboBox;
-        for (const auto& c : spec.choices) box->addItem(qs(c));
-        box->setCurrentText(qs(spec.default_value));
-        connect(box, &QComboBox::currentIndexChanged, this, &CodecPanel::scheduleEncode);
-        get = [box] { return box->currentText(); };
-        set = [box](const QString& v) {
-          const int i = box->findText(v);
-          if (i >= 0) box->setCurrentIndex(i);
-          return i >= 0;
-        };
-        control = box;
-        break;
-      }
-      case codec::ParamSpec::Type::Text: {
-        auto* edit = new QLineEdit(qs(spec.default_value));
-        connect(edit, &QLineEdit::editingFinished, this, &CodecPanel::scheduleEncode);
-        get = [edit] { return edit->text(); };
-        set = [edit](const QString& v) {
-          edit->setText(v);
-          return true;
-        };
-        control = edit;
-        break;
-      }
-      case codec::ParamSpec::Type::IntList: {
-        // One spin box per element: e.g. the bins of each layer group.
-        auto* row = new QWidget;
-        auto* row_layout = new QHBoxLayout(row);
-        row_layout->setContentsMargins(0, 0, 0, 0);
-        auto boxes = std::make_shared<std::vector<QSpinBox*>>();
-        const QStringList defaults = qs(spec.default_value).split(QLatin1Char(','), Qt::SkipEmptyParts);
-        for (int i = 0; i < defaults.size(); ++i) {
-          auto* box = new QSpinBox;
-          box->setRange(toInt(spec.min, 0), toInt(spec.max, 1 << 30));
-          box->setValue(defaults[i].trimmed().toInt());
-          box->setToolTip(tr("%1, element %2: %3").arg(qs(spec.name)).arg(i + 1).arg(help));
-          box->setObjectName(qs(spec.name) + QStringLiteral("_%1").arg(i));
-          connect(box, &QSpinBox::valueChanged, this, &CodecPanel::scheduleEncode);
-          row_layout->addWidget(box);
-          boxes->push_back(box);
-        }
-        get = [boxes] {
-          QStringList parts;
-          for (QSpinBox* b : *boxes) parts << QString::number(b->value());
-          return parts.join(QLatin1Char(','));
-        };
-        set = [boxes](const QString& v) {
-          const QStringList parts = v.split(QLatin1Char(','), Qt::SkipEmptyParts);
-          if (parts.size() != static_cast<int>(boxes->size())) return false;
-          for (int i = 0; i < parts.size(); ++i)
-            (*boxes)[static_cast<std::size_t>(i)]->setValue(parts[i].toInt());
-          return true;
-        };
-        control = row;
-        break;
-      }
-    }
-    if (!control) continue;  // a parameter type this GUI does not know: the codec uses its default
-    control->setObjectName(control->objectName().isEmpty() ? qs(spec.name) : control->objectName());
-    control->setToolTip(help);
-    auto* label = new QLabel(qs(spec.name));
-    label->setToolTip(help);
-    params_form_->addRow(label, control);
-    controls_[spec.name] = {get, set};
-    auto it = previous.find(spec.name);
-    if (it != previous.end()) {
-      QSignalBlocker block(control);
-      for (QObject* child : control->findChildren<QObject*>()) child->blockSignals(true);
-      set(it->second);
-      for (QObject* child : control->findChildren<QObject*>()) child->blockSignals(false);
-    }
-  }
+  params_->build(codec_name.toStdString(), cache ? &cache->shape() : nullptr, keep);
 }
 
 codec::CodecConfig CodecPanel::config() const {
   codec::CodecConfig c;
   c.codec = codec_combo_->currentText().toStdString();
-  for (const auto& [name, accessors] : controls_) c.params[name] = accessors.first().toStdString();
+  c.params = params_->values();
   return c;
 }
 
@@ -292,8 +155,7 @@ bool CodecPanel::setConfig(const codec::CodecConfig& config) {
 }
 
 bool CodecPanel::setParam(const QString& name, const QString& value) {
-  auto it = controls_.find(name.toStdString());
-  return it != controls_.end() && it->second.second(value);
+  return params_->setValue(name, value);
 }
 
 QString CodecPanel::sizeReadout() const {

@@ -10,7 +10,6 @@
 #include "kvscope/codec/stage_analysis.h"
 
 class QComboBox;
-class QFormLayout;
 class QLabel;
 class QPushButton;
 class QProgressBar;
@@ -19,12 +18,13 @@ class QCPBars;
 namespace kvscope::gui {
 
 class JobRunner;
+class ParamEditor;
 class PlotWidget;
 class Session;
 
-/// Codec tuning: a codec picker, controls generated from the codec's own
-/// ParamSpecs (ranges, defaults, help as tooltips; IntList parameters such
-/// as per-layer-group bins get one spin box per group), and live readouts of
+/// Codec tuning: a codec picker, a ParamEditor (controls generated from the
+/// codec's own ParamSpecs: ranges, defaults, help as tooltips, one spin box
+/// per layer group for the bins), and live readouts of
 /// the real encoder's output. Every change re-encodes the cached KV on a
 /// worker (the model is never rerun); results of superseded encodes are dropped.
 class CodecPanel : public QWidget {
@@ -38,7 +38,8 @@ class CodecPanel : public QWidget {
   /// Selects the codec and sets the given parameters (others keep their defaults).
   /// Unknown parameter names are ignored; returns false if the codec is unknown.
   bool setConfig(const codec::CodecConfig& config);
-  /// Sets one parameter's control from its text form; false if no such control.
+  /// Sets one parameter's control from its text form (an IntList takes the
+  /// number of elements given); false if no such control or the text does not parse.
   bool setParam(const QString& name, const QString& value);
 
   /// The last encode of the current cache, or null.
@@ -67,8 +68,7 @@ class CodecPanel : public QWidget {
   Session* session_;
   QComboBox* codec_combo_;
   QLabel* codec_help_;
-  QWidget* params_box_;
-  QFormLayout* params_form_;
+  ParamEditor* params_;
   QLabel* readout_;
   QLabel* timing_;
   QProgressBar* progress_;
@@ -77,8 +77,6 @@ class CodecPanel : public QWidget {
   QCPBars* k_bars_;
   QCPBars* v_bars_;
   QCPBars* stage_bars_;
-  /// name -> (getter of its text value, setter from text)
-  std::map<std::string, std::pair<std::function<QString()>, std::function<bool(const QString&)>>> controls_;
   std::shared_ptr<const codec::EncodeResult> result_;
   QString built_codec_;
   kv::CacheShape built_geometry_;  ///< layers, kv_heads, head_dim the controls were built for

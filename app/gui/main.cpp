@@ -99,8 +99,8 @@ int main(int argc, char** argv) {
 #if KVSCOPE_GUI_HAVE_STREAM
     QObject::connect(window.streamPanel(), &kvscope::gui::StreamPanel::finished, &window, [&window] {
       for (const auto& r : window.streamPanel()->reports())
-        std::printf("stream %s: %.3f s to load (SLO %.2f s, %s), %.2f MB\n", r.policy.c_str(), r.ttft_s, r.slo_s,
-                    r.slo_met ? "met" : "missed", double(r.bytes_sent) / 1e6);
+        std::printf("stream %s: %.3f s to load (SLO %.2f s, %s), %.2f MB\n", r.policy.c_str(), r.ttft_s,
+                    r.slo_s, r.slo_met ? "met" : "missed", double(r.bytes_sent) / 1e6);
       std::printf("stream: done\n");
       std::fflush(stdout);
     });

@@ -28,6 +28,9 @@
 #include <QTextBrowser>
 #include <QTimer>
 #include <QVBoxLayout>
+#include <cmath>
+#include <filesystem>
+#include <optional>
 
 #include "distributions_panel.h"
 #include "help_text.h"
@@ -39,12 +42,15 @@
 #include "session.h"
 #if KVSCOPE_GUI_HAVE_CODECS
 #include "codec_panel.h"
+#include "param_editor.h"
 #include "pipeline_panel.h"
 #endif
 #if KVSCOPE_GUI_HAVE_EVAL
 #include "quality_panel.h"
 #endif
 #if KVSCOPE_GUI_HAVE_STREAM
+#include "kvscope/stream/ladder.h"
+#include "ladder_editor.h"
 #include "stream_panel.h"
 #endif
 #if KVSCOPE_GUI_HAVE_HDF5
@@ -125,8 +131,7 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
           [this](const QString& title, const QString& message) { showError(title, message); });
 
   distributions_ = new DistributionsPanel(session_);
-  addPanel(tr("Model & Context"), QStringLiteral("contextDock"), buildContextPanel(),
-           Qt::LeftDockWidgetArea);
+  addPanel(tr("Model & Context"), QStringLiteral("contextDock"), buildContextPanel(), Qt::LeftDockWidgetArea);
   QDockWidget* dist_dock = addPanel(tr("Distributions"), QStringLiteral("distributionsDock"), distributions_,
                                     Qt::RightDockWidgetArea);
 #if KVSCOPE_GUI_HAVE_CODECS
@@ -604,11 +609,13 @@ bool MainWindow::saveWorkspace(const QString& path) {
     prof[QStringLiteral("min_mbps")] = bp.min_mbps();
     prof[QStringLiteral("max_mbps")] = bp.max_mbps();
     prof[QStringLiteral("seed")] = QString::number(bp.seed());  // 64-bit: a double would round it
-    root[QStringLiteral("stream")] =
-        QJsonObject{{QStringLiteral("profile"), prof},
-                    {QStringLiteral("slo_s"), stream_panel_->slo()},
-                    {QStringLiteral("chunk_tokens"), stream_panel_->chunkTokens()},
-                    {QStringLiteral("ladder"), stream_panel_->ladder()}};
+    root[QStringLiteral("stream")] = QJsonObject{
+        {QStringLiteral("profile"), prof},
+        {QStringLiteral("slo_s"), stream_panel_->slo()},
+        {QStringLiteral("chunk_tokens"), stream_panel_->chunkTokens()},
+        {QStringLiteral("ladder"), QJsonDocument::fromJson(QByteArray::fromStdString(stream::ladder_to_json(
+                                                               stream_panel_->currentLadder())))
+                                       .object()}};
   }
 #endif
   const QByteArray bytes = QJsonDocument(root).toJson();
@@ -621,6 +628,150 @@ bool MainWindow::saveWorkspace(const QString& path) {
   statusBar()->showMessage(tr("Workspace saved to %1").arg(path), 5000);
   return true;
 }
+
+namespace {
+
+// Everything a workspace file restores, parsed and validated before any of
+// it is applied.
+struct Workspace {
+  QString model;
+  bool has_context = false;
+  QString context_name, context_text;
+#if KVSCOPE_GUI_HAVE_CODECS
+  std::optional<codec::CodecConfig> codec;
+#endif
+#if KVSCOPE_GUI_HAVE_STREAM
+  std::optional<stream::BandwidthProfile> profile;
+  std::optional<double> slo_s;
+  std::optional<int> chunk_tokens;
+  QString ladder_file;                   // a shipped ladder by name (older workspaces)
+  std::optional<stream::Ladder> ladder;  // an embedded ladder
+#endif
+};
+
+[[noreturn]] void bad(const std::string& message) {
+  throw Error(ErrorCode::Format, message);
+}
+
+QJsonObject objectAt(const QJsonObject& o, const char* key, const char* where) {
+  const QJsonValue v = o.value(QLatin1String(key));
+  if (!v.isUndefined() && !v.isObject()) bad(std::string(where) + ": must be an object");
+  return v.toObject();
+}
+
+QString stringAt(const QJsonObject& o, const char* key, const char* where) {
+  const QJsonValue v = o.value(QLatin1String(key));
+  if (!v.isUndefined() && !v.isString()) bad(std::string(where) + ": must be a string");
+  return v.toString();
+}
+
+#if KVSCOPE_GUI_HAVE_STREAM
+stream::BandwidthProfile parseProfile(const QJsonObject& prof) {
+  const QString kind = stringAt(prof, "kind", "stream.profile.kind");
+  stream::BandwidthProfile bp;
+  if (kind == QLatin1String("constant") || kind == QLatin1String("piecewise")) {
+    std::vector<stream::ProfilePoint> pts;
+    for (const QJsonValue& v : prof.value(QStringLiteral("points")).toArray()) {
+      const QJsonArray a = v.toArray();
+      if (a.size() != 2 || !a[0].isDouble() || !a[1].isDouble())
+        bad("stream.profile.points: each point must be [time_s, mbps]");
+      pts.push_back({a[0].toDouble(), a[1].toDouble()});
+    }
+    if (kind == QLatin1String("constant")) {
+      if (pts.size() != 1) bad("stream.profile: a constant profile has one point");
+      bp = stream::BandwidthProfile::constant(pts[0].mbps);
+    } else {
+      bp = stream::BandwidthProfile::piecewise(std::move(pts));
+    }
+  } else if (kind == QLatin1String("per_chunk_random")) {
+    bool ok = false;
+    const std::uint64_t seed = prof.value(QStringLiteral("seed")).toString().toULongLong(&ok);
+    if (!ok) bad("stream.profile.seed: not an unsigned integer");
+    bp = stream::BandwidthProfile::per_chunk_random(prof.value(QStringLiteral("min_mbps")).toDouble(),
+                                                    prof.value(QStringLiteral("max_mbps")).toDouble(), seed);
+  } else {
+    bad("stream.profile.kind: unknown kind \"" + kind.toStdString() + "\"");
+  }
+  bp.set_name(stringAt(prof, "name", "stream.profile.name").toStdString());
+  bp.set_description(stringAt(prof, "description", "stream.profile.description").toStdString());
+  return bp;
+}
+#endif
+
+// Parses and validates a workspace document; throws Error naming the field.
+Workspace parseWorkspace(const QJsonObject& root, const QString& path) {
+  Workspace w;
+  w.model = stringAt(root, "model", "model");
+  if (root.contains(QStringLiteral("context"))) {
+    const QJsonObject context = objectAt(root, "context", "context");
+    w.has_context = true;
+    w.context_name = stringAt(context, "name", "context.name");
+    w.context_text = stringAt(context, "text", "context.text");
+  }
+#if KVSCOPE_GUI_HAVE_CODECS
+  if (const QJsonObject c = objectAt(root, "codec", "codec"); !c.isEmpty()) {
+    codec::CodecConfig cfg;
+    cfg.codec = stringAt(c, "name", "codec.name").toStdString();
+    const QJsonObject params = objectAt(c, "params", "codec.params");
+    for (auto it = params.begin(); it != params.end(); ++it) {
+      if (!it.value().isString()) bad("codec.params." + it.key().toStdString() + ": must be a string");
+      cfg.params[it.key().toStdString()] = it.value().toString().toStdString();
+    }
+    if (const std::string problem = checkConfig(cfg, nullptr); !problem.empty()) bad("codec: " + problem);
+    w.codec = std::move(cfg);
+  }
+#endif
+#if KVSCOPE_GUI_HAVE_STREAM
+  const QJsonObject st = objectAt(root, "stream", "stream");
+  if (const QJsonObject prof = objectAt(st, "profile", "stream.profile"); !prof.isEmpty()) {
+    try {
+      w.profile = parseProfile(prof);
+    } catch (const Error& e) {
+      bad(std::string("bad bandwidth profile: ") + e.what());
+    }
+  }
+  if (st.contains(QStringLiteral("slo_s"))) {
+    const QJsonValue v = st.value(QStringLiteral("slo_s"));
+    if (!v.isDouble() || v.toDouble() < StreamPanel::kMinSlo || v.toDouble() > StreamPanel::kMaxSlo)
+      bad("stream.slo_s: must be a number of seconds in [" + std::to_string(StreamPanel::kMinSlo) + ", " +
+          std::to_string(StreamPanel::kMaxSlo) + "]");
+    w.slo_s = v.toDouble();
+  }
+  if (st.contains(QStringLiteral("chunk_tokens"))) {
+    const QJsonValue v = st.value(QStringLiteral("chunk_tokens"));
+    const double d = v.toDouble();
+    if (!v.isDouble() || d != std::floor(d) || d < StreamPanel::kMinChunkTokens ||
+        d > StreamPanel::kMaxChunkTokens)
+      bad("stream.chunk_tokens: must be an integer in [" + std::to_string(StreamPanel::kMinChunkTokens) +
+          ", " + std::to_string(StreamPanel::kMaxChunkTokens) + "]");
+    w.chunk_tokens = static_cast<int>(d);
+  }
+  const QJsonValue ladder = st.value(QStringLiteral("ladder"));
+  if (ladder.isString()) {
+    w.ladder_file = ladder.toString();
+    const auto file = stream::ladder_dir() / (w.ladder_file.toStdString() + ".json");
+    if (w.ladder_file.isEmpty() || w.ladder_file.contains(QLatin1Char('/')) || !std::filesystem::exists(file))
+      bad("stream.ladder: unknown ladder \"" + w.ladder_file.toStdString() + "\"");
+  } else if (ladder.isObject()) {
+    const std::string text = QJsonDocument(ladder.toObject()).toJson().toStdString();
+    stream::Ladder l;
+    try {
+      l = stream::parse_ladder(text, "stream.ladder");
+    } catch (const Error& e) {
+      bad(e.what());
+    }
+    if (const QString problem = validateLadder(l, nullptr); !problem.isEmpty())
+      bad("stream.ladder: " + problem.toStdString());
+    w.ladder = std::move(l);
+  } else if (!ladder.isUndefined()) {
+    bad("stream.ladder: must be a ladder name or a ladder object");
+  }
+#endif
+  Q_UNUSED(path);
+  return w;
+}
+
+}  // namespace
 
 bool MainWindow::loadWorkspace(const QString& path) {
   QFile file(path);
@@ -638,75 +789,30 @@ bool MainWindow::loadWorkspace(const QString& path) {
                                           : tr("missing format \"kvscope-workspace\"")));
     return false;
   }
-#if KVSCOPE_GUI_HAVE_CODECS
-  const QJsonObject c = root.value(QStringLiteral("codec")).toObject();
-  if (codec_panel_ && !c.isEmpty()) {
-    codec::CodecConfig cfg;
-    cfg.codec = c.value(QStringLiteral("name")).toString().toStdString();
-    const QJsonObject params = c.value(QStringLiteral("params")).toObject();
-    for (auto it = params.begin(); it != params.end(); ++it)
-      cfg.params[it.key().toStdString()] = it.value().toString().toStdString();
-    if (!codec_panel_->setConfig(cfg))
-      showError(tr("Open workspace"), tr("%1: unknown codec \"%2\"").arg(path, qs(cfg.codec)));
+  // Validate every part first: a bad part leaves the window exactly as it was.
+  Workspace w;
+  try {
+    w = parseWorkspace(root, path);
+  } catch (const Error& e) {
+    showError(tr("Open workspace"), tr("%1: %2").arg(path, QString::fromUtf8(e.what())));
+    return false;
   }
+#if KVSCOPE_GUI_HAVE_CODECS
+  if (codec_panel_ && w.codec) codec_panel_->setConfig(*w.codec);
 #endif
 #if KVSCOPE_GUI_HAVE_STREAM
-  const QJsonObject st = root.value(QStringLiteral("stream")).toObject();
-  if (stream_panel_ && !st.isEmpty()) {
-    const QJsonObject prof = st.value(QStringLiteral("profile")).toObject();
-    if (!prof.isEmpty()) {
-      try {
-        const QString kind = prof.value(QStringLiteral("kind")).toString();
-        stream::BandwidthProfile bp;
-        if (kind == QLatin1String("constant") || kind == QLatin1String("piecewise")) {
-          std::vector<stream::ProfilePoint> pts;
-          for (const QJsonValue& v : prof.value(QStringLiteral("points")).toArray()) {
-            const QJsonArray a = v.toArray();
-            if (a.size() != 2 || !a[0].isDouble() || !a[1].isDouble())
-              throw Error(ErrorCode::Format, "stream.profile.points: each point must be [time_s, mbps]");
-            pts.push_back({a[0].toDouble(), a[1].toDouble()});
-          }
-          if (kind == QLatin1String("constant")) {
-            if (pts.size() != 1)
-              throw Error(ErrorCode::Format, "stream.profile: a constant profile has one point");
-            bp = stream::BandwidthProfile::constant(pts[0].mbps);
-          } else {
-            bp = stream::BandwidthProfile::piecewise(std::move(pts));
-          }
-        } else if (kind == QLatin1String("per_chunk_random")) {
-          bool ok = false;
-          const std::uint64_t seed = prof.value(QStringLiteral("seed")).toString().toULongLong(&ok);
-          if (!ok) throw Error(ErrorCode::Format, "stream.profile.seed: not an unsigned integer");
-          bp = stream::BandwidthProfile::per_chunk_random(prof.value(QStringLiteral("min_mbps")).toDouble(),
-                                                          prof.value(QStringLiteral("max_mbps")).toDouble(),
-                                                          seed);
-        } else {
-          throw Error(ErrorCode::Format, "stream.profile.kind: unknown kind \"" + kind.toStdString() + "\"");
-        }
-        bp.set_name(prof.value(QStringLiteral("name")).toString().toStdString());
-        bp.set_description(prof.value(QStringLiteral("description")).toString().toStdString());
-        stream_panel_->setProfile(bp);
-      } catch (const Error& e) {
-        showError(tr("Open workspace"),
-                  tr("%1: bad bandwidth profile: %2").arg(path, QString::fromUtf8(e.what())));
-        return false;
-      }
-    }
-    if (st.contains(QStringLiteral("slo_s")))
-      stream_panel_->setSlo(st.value(QStringLiteral("slo_s")).toDouble());
-    if (st.contains(QStringLiteral("chunk_tokens")))
-      stream_panel_->setChunkTokens(st.value(QStringLiteral("chunk_tokens")).toInt());
-    const QString ladder = st.value(QStringLiteral("ladder")).toString();
-    if (!ladder.isEmpty() && !stream_panel_->setLadder(ladder))
-      showError(tr("Open workspace"), tr("%1: unknown ladder \"%2\"").arg(path, ladder));
+  if (stream_panel_) {
+    if (w.profile) stream_panel_->setProfile(*w.profile);
+    if (w.slo_s) stream_panel_->setSlo(*w.slo_s);
+    if (w.chunk_tokens) stream_panel_->setChunkTokens(*w.chunk_tokens);
+    if (w.ladder) stream_panel_->setLadder(*w.ladder);
+    if (!w.ladder_file.isEmpty() && !stream_panel_->setLadder(w.ladder_file))
+      showError(tr("Open workspace"), tr("%1: ladder \"%2\" does not load").arg(path, w.ladder_file));
   }
 #endif
-  const QJsonObject context = root.value(QStringLiteral("context")).toObject();
-  const QString text = context.value(QStringLiteral("text")).toString();
-  const QString model = root.value(QStringLiteral("model")).toString();
-  const bool new_model = !model.isEmpty() && model != session_->modelPath();
-  if (!text.isEmpty()) setContextText(context.value(QStringLiteral("name")).toString(), text, !new_model);
-  if (new_model) openModel(model);  // prefills the restored context once loaded
+  const bool new_model = !w.model.isEmpty() && w.model != session_->modelPath();
+  if (w.has_context && !w.context_text.isEmpty()) setContextText(w.context_name, w.context_text, !new_model);
+  if (new_model) openModel(w.model);  // prefills the restored context once loaded
   statusBar()->showMessage(tr("Workspace %1 restored").arg(path), 5000);
   return true;
 }

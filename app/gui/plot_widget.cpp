@@ -2,11 +2,13 @@
 
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QFontMetricsF>
 #include <QMenu>
 #include <QMessageBox>
 #include <QSvgGenerator>
 #include <QTextStream>
 #include <QToolTip>
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -25,14 +27,98 @@ PlotWidget::PlotWidget(QWidget* parent) : QCustomPlot(parent) {
 }
 
 void PlotWidget::refresh(bool immediate) {
-  if (!user_zoomed_) rescaleAxes();
+  if (!user_zoomed_) fitView();
   replot(immediate ? QCustomPlot::rpImmediateRefresh : QCustomPlot::rpQueuedReplot);
 }
 
 void PlotWidget::resetView() {
   user_zoomed_ = false;
-  rescaleAxes();
+  fitView();
   replot(QCustomPlot::rpQueuedReplot);
+}
+
+void PlotWidget::fitView() {
+  rescaleAxes();
+  if (home_view_) home_view_();
+}
+
+void PlotWidget::updateLayout() {
+  QCustomPlot::updateLayout();
+  // Tick labels depend on the axis length, which the layout just computed;
+  // a changed tick count or rotation changes the margins: lay out again
+  // (bounded: lengths settle after a pass or two).
+  for (int pass = 0; pass < 3; ++pass) {
+    bool changed = false;
+    for (QCPAxisRect* rect : axisRects())
+      for (QCPAxis* axis : rect->axes())
+        if (axis->visible() && axis->tickLabels()) changed = fitTickLabels(axis) || changed;
+    if (!changed) break;
+    QCustomPlot::updateLayout();
+  }
+}
+
+bool PlotWidget::fitTickLabels(QCPAxis* axis) {
+  const bool horizontal = axis->orientation() == Qt::Horizontal;
+  const double length = horizontal ? axis->axisRect()->width() : axis->axisRect()->height();
+  const QSharedPointer<QCPAxisTicker> ticker = axis->ticker();
+  if (length <= 1 || !ticker) return false;
+  const QFontMetricsF fm(axis->tickLabelFont());
+  const double gap = fm.averageCharWidth() * 1.5;
+  const QCPRange range = axis->range();
+  const QString format = axis->numberFormat();
+  const QChar format_char = format.isEmpty() ? QLatin1Char('g') : format.at(0);
+  // Ticks and their labels inside the range, as the axis will draw them.
+  auto visible = [&](QVector<double>& ticks, QVector<QString>& labels) {
+    ticks.clear();
+    labels.clear();
+    ticker->generate(range, locale(), format_char, axis->numberPrecision(), ticks, nullptr, &labels);
+    QVector<double> t;
+    QVector<QString> l;
+    for (int i = 0; i < ticks.size(); ++i)
+      if (range.contains(ticks[i]) && i < labels.size()) t << axis->coordToPixel(ticks[i]), l << labels[i];
+    ticks = t;
+    labels = l;
+  };
+  // Smallest pixel distance between neighbours minus what their labels need.
+  auto fits = [&](const QVector<double>& px, const QVector<QString>& labels, double angle) {
+    const double rad = std::abs(angle) * M_PI / 180.0;
+    for (int i = 1; i < px.size(); ++i) {
+      const double d = std::abs(px[i] - px[i - 1]);
+      double need = fm.height() + gap / 2;  // stacked text lines, or labels turned 90 degrees
+      if (horizontal && angle == 0)
+        need = (fm.horizontalAdvance(labels[i]) + fm.horizontalAdvance(labels[i - 1])) / 2 + gap;
+      else if (horizontal)
+        need = (fm.height() + gap / 2) / std::sin(rad);  // parallel turned labels: perpendicular distance
+      if (d < need) return false;
+    }
+    return true;
+  };
+  QVector<double> px;
+  QVector<QString> labels;
+  if (ticker.dynamicCast<QCPAxisTickerText>()) {
+    if (!horizontal) return false;  // one line per label stacked vertically: the count is the owner's
+    visible(px, labels);
+    double angle = -90;
+    for (double a : {0.0, -45.0})
+      if (fits(px, labels, a)) {
+        angle = a;
+        break;
+      }
+    if (axis->tickLabelRotation() == angle) return false;
+    axis->setTickLabelRotation(angle);
+    return true;
+  }
+  // Numeric: the most ticks (up to about one per 60 px, or 30 px vertically)
+  // whose labels keep a gap to their neighbours.
+  const int before = ticker->tickCount();
+  int count = std::clamp(static_cast<int>(length / (horizontal ? 60.0 : 30.0)), 1, 12);
+  for (; count > 1; --count) {
+    ticker->setTickCount(count);
+    visible(px, labels);
+    if (fits(px, labels, 0)) break;
+  }
+  ticker->setTickCount(count);
+  return count != before;
 }
 
 void PlotWidget::mouseDoubleClickEvent(QMouseEvent* event) {

@@ -8,11 +8,16 @@
 namespace kvscope::gui {
 
 /// A QCustomPlot with the habits users expect from an explorer:
-/// - drag to pan, wheel to zoom, double-click resets the view;
+/// - drag to pan, wheel to zoom, double-click resets the view (to the data,
+///   or to the owner's home view for plots drawn with items);
 /// - the user's zoom is kept when the data changes (refresh()), until reset;
 /// - hovering shows the value under the cursor;
 /// - right-click exports the plot to PNG/SVG/PDF and its data to CSV;
-/// - colours follow the application palette (light or dark) when it changes.
+/// - colours follow the application palette (light or dark) when it changes;
+/// - tick labels never overlap: at every layout, numeric axes get as many
+///   ticks as their labels' widths allow in the axis length, and text axes
+///   (QCPAxisTickerText) along x turn their labels 45 or 90 degrees when
+///   they do not fit flat.
 class PlotWidget : public QCustomPlot {
   Q_OBJECT
 
@@ -25,6 +30,10 @@ class PlotWidget : public QCustomPlot {
   /// Rescales all axes to the data and forgets the user's zoom.
   void resetView();
   bool userZoomed() const { return user_zoomed_; }
+  /// The view resetView() (double-click, Reset zoom) and refresh() return to,
+  /// for plots whose content rescaleAxes() cannot see (items such as bars
+  /// drawn as rectangles): called after rescaleAxes() to set the ranges.
+  void setHomeView(std::function<void()> fn) { home_view_ = std::move(fn); }
 
   /// Writes the plot as an image; the format follows the suffix (.png, .svg, .pdf).
   /// Returns false and sets `error` when the file cannot be written.
@@ -53,14 +62,21 @@ class PlotWidget : public QCustomPlot {
   void mouseDoubleClickEvent(QMouseEvent* event) override;
   void wheelEvent(QWheelEvent* event) override;
   void mouseMoveEvent(QMouseEvent* event) override;
+  /// Lays out, then fits tick counts and label rotation to the axis lengths
+  /// just computed, and lays out again when that changed anything.
+  void updateLayout() override;
 
  private:
   void showContextMenu(const QPoint& pos);
+  void fitView();
+  /// Adjusts one axis's tick count or label rotation; true if it changed.
+  bool fitTickLabels(QCPAxis* axis);
   QString defaultHoverText(const QPoint& pos);
 
   bool user_zoomed_ = false;
   bool applying_palette_ = false;
   std::function<QString(double, double)> hover_text_;
+  std::function<void()> home_view_;
 };
 
 }  // namespace kvscope::gui

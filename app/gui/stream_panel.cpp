@@ -13,6 +13,7 @@
 #include <QMouseEvent>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QSignalBlocker>
 #include <QSpinBox>
 #include <QSplitter>
 #include <QTableWidget>
@@ -21,8 +22,10 @@
 
 #include "help_text.h"
 #include "job_runner.h"
+#include "kvscope/common/error.h"
 #include "kvscope/stream/ladder.h"
 #include "kvscope/stream/model_recomputer.h"
+#include "ladder_editor.h"
 #include "plot_widget.h"
 #include "session.h"
 
@@ -45,21 +48,25 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   auto* import_csv = new QPushButton(tr("Import..."));
   auto* export_csv = new QPushButton(tr("Export..."));
   slo_ = new QDoubleSpinBox;
-  slo_->setRange(0.01, 3600);
+  slo_->setRange(kMinSlo, kMaxSlo);
   slo_->setDecimals(2);
   slo_->setValue(2.0);
   slo_->setSuffix(tr(" s"));
   slo_->setToolTip(help::text(help::Concept::Slo));
   chunk_tokens_ = new QSpinBox;
-  chunk_tokens_->setRange(16, 65536);
+  chunk_tokens_->setRange(kMinChunkTokens, kMaxChunkTokens);
   chunk_tokens_->setValue(512);
   chunk_tokens_->setSuffix(tr(" tokens"));
   chunk_tokens_->setToolTip(tr("Tokens per chunk; each chunk is encoded independently at every level."));
-  ladder_ = new QComboBox;
-  ladder_->setToolTip(help::text(help::Concept::Level));
+  ladder_combo_ = new QComboBox;
+  ladder_combo_->setObjectName(QStringLiteral("ladderCombo"));
+  ladder_combo_->setToolTip(help::text(help::Concept::Level));
   const QDir ladders(QString::fromStdString(stream::ladder_dir().string()));
   for (const QFileInfo& f : ladders.entryInfoList({QStringLiteral("*.json")}, QDir::Files, QDir::Name))
-    ladder_->addItem(f.completeBaseName(), f.absoluteFilePath());
+    ladder_combo_->addItem(f.completeBaseName(), f.absoluteFilePath());
+  auto* edit_ladder = new QPushButton(tr("Edit..."));
+  edit_ladder->setObjectName(QStringLiteral("editLadderButton"));
+  edit_ladder->setToolTip(tr("Edit the ladder's levels, codecs and parameters; load or save ladder files."));
   time_scale_ = new QDoubleSpinBox;
   time_scale_->setRange(0.1, 1000);
   time_scale_->setValue(1.0);
@@ -104,6 +111,8 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   bandwidth_graph_->setName(tr("bandwidth (Mbit/s)"));
   bandwidth_graph_->setLineStyle(QCPGraph::lsStepLeft);
   slo_line_ = new QCPItemStraightLine(timeline_);
+  // Every lane (levels 0..7, text at 8) in the home view: the bars are items.
+  timeline_->setHomeView([this] { timeline_->yAxis->setRange(-0.6, 8.6); });
   timeline_->legend->setVisible(true);
   auto recolour = [this] {
     profile_graph_->setPen(QPen(profile_plot_->seriesColor(0), 2));
@@ -127,6 +136,14 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
       tr("The adaptive run and the fixed baselines side by side: bars are chunks from send "
          "start to arrival, coloured and labelled by level."));
   comparison_slo_ = new QCPItemStraightLine(comparison_);
+  // Rescaling ignores items (the chunk bars): the home view shows every lane,
+  // the longest run and the SLO; double-click returns to it.
+  comparison_->setHomeView([this] {
+    double x_max = slo_->value();
+    for (const auto& r : reports_) x_max = std::max({x_max, r.ttft_s, r.slo_s});
+    comparison_->xAxis->setRange(0, x_max * 1.25 + 1e-3);
+    comparison_->yAxis->setRange(-0.6, std::max<double>(0, double(reports_.size()) - 1) + 0.6);
+  });
   connect(comparison_, &PlotWidget::paletteApplied, this, [this] {
     comparison_slo_->setPen(QPen(comparison_->seriesColor(1), 2, Qt::DashDotLine));
     comparison_->replot(QCustomPlot::rpQueuedReplot);
@@ -152,7 +169,8 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   slo_row->addWidget(new QLabel(tr("chunk")));
   slo_row->addWidget(chunk_tokens_);
   slo_row->addWidget(new QLabel(tr("ladder")));
-  slo_row->addWidget(ladder_, 1);
+  slo_row->addWidget(ladder_combo_, 1);
+  slo_row->addWidget(edit_ladder);
   form->addRow(tr("SLO"), slo_row);
   auto* run_row = new QHBoxLayout;
   run_row->addWidget(simulate_);
@@ -208,6 +226,11 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
     comparison_->replot(QCustomPlot::rpQueuedReplot);
     timeline_->replot(QCustomPlot::rpQueuedReplot);
   });
+  connect(ladder_combo_, &QComboBox::currentIndexChanged, this, [this](int index) {
+    QString error;
+    if (!loadLadderItem(index, &error)) emit errorOccurred(tr("Ladder"), error);
+  });
+  connect(edit_ladder, &QPushButton::clicked, this, &StreamPanel::editLadder);
   connect(chunk_tokens_, &QSpinBox::valueChanged, this, [this] { store_.reset(); });
   connect(session_, &Session::cacheChanged, this, [this] { store_.reset(); });
   connect(run_, &QPushButton::clicked, this, &StreamPanel::run);
@@ -233,6 +256,12 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
     }
   }
   slo_->valueChanged(slo_->value());
+  const int default_ladder = ladder_combo_->findText(QStringLiteral("default"));
+  if (default_ladder >= 0) ladder_combo_->setCurrentIndex(default_ladder);
+  QString error;
+  if (ladder_combo_->count() > 0 && ladder_.levels.empty() &&
+      !loadLadderItem(ladder_combo_->currentIndex(), &error))
+    status_->setText(error);
 }
 
 StreamPanel::~StreamPanel() {
@@ -252,13 +281,68 @@ int StreamPanel::chunkTokens() const {
   return chunk_tokens_->value();
 }
 QString StreamPanel::ladder() const {
-  return ladder_->currentText();
+  return ladder_combo_->currentText();
 }
 bool StreamPanel::setLadder(const QString& name) {
-  const int i = ladder_->findText(name);
-  if (i < 0) return false;
-  ladder_->setCurrentIndex(i);
+  const int i = ladder_combo_->findText(name);
+  if (i < 0 || ladder_combo_->itemData(i).toString().isEmpty()) return false;
+  // Edited entries sit after the shipped ones, so dropping them keeps index i.
+  if (!loadLadderItem(i, nullptr)) return false;
+  QSignalBlocker block(ladder_combo_);
+  ladder_combo_->setCurrentIndex(i);
   return true;
+}
+
+bool StreamPanel::loadLadderItem(int index, QString* error) {
+  const QString file = ladder_combo_->itemData(index).toString();
+  if (file.isEmpty()) return true;  // the edited ladder: already in ladder_
+  try {
+    ladder_ = stream::load_ladder(toPath(file));
+  } catch (const Error& e) {
+    if (error) *error = QString::fromUtf8(e.what());
+    return false;
+  }
+  // A shipped ladder replaces an edited one: drop its entry.
+  for (int i = ladder_combo_->count() - 1; i >= 0; --i)
+    if (ladder_combo_->itemData(i).toString().isEmpty()) {
+      QSignalBlocker block(ladder_combo_);
+      ladder_combo_->removeItem(i);
+    }
+  return true;
+}
+
+void StreamPanel::setLadder(const stream::Ladder& ladder) {
+  // The same ladder as a shipped file of that name is shown as that file.
+  const int shipped = ladder_combo_->findText(qs(ladder.name));
+  if (shipped >= 0 && !ladder_combo_->itemData(shipped).toString().isEmpty()) {
+    try {
+      if (stream::ladder_to_json(stream::load_ladder(toPath(ladder_combo_->itemData(shipped).toString()))) ==
+          stream::ladder_to_json(ladder)) {
+        QSignalBlocker block(ladder_combo_);
+        ladder_combo_->setCurrentIndex(shipped);
+        loadLadderItem(shipped, nullptr);
+        return;
+      }
+    } catch (const Error&) {
+    }
+  }
+  ladder_ = ladder;
+  QSignalBlocker block(ladder_combo_);
+  for (int i = ladder_combo_->count() - 1; i >= 0; --i)
+    if (ladder_combo_->itemData(i).toString().isEmpty()) ladder_combo_->removeItem(i);
+  ladder_combo_->addItem(tr("%1 (edited)").arg(qs(ladder.name)), QString());
+  ladder_combo_->setCurrentIndex(ladder_combo_->count() - 1);
+}
+
+LadderEditor* StreamPanel::editLadder() {
+  if (!ladder_editor_) {
+    ladder_editor_ = new LadderEditor(session_, this);
+    connect(ladder_editor_, &LadderEditor::applied, this, [this] { setLadder(ladder_editor_->draft()); });
+  }
+  ladder_editor_->setLadder(ladder_);
+  ladder_editor_->show();
+  ladder_editor_->raise();
+  return ladder_editor_;
 }
 void StreamPanel::setRunBaselines(bool on) {
   baselines_->setChecked(on);
@@ -353,13 +437,11 @@ void StreamPanel::run() {
     status_->setText(tr("Prefill a context first."));
     return;
   }
-  stream::Ladder ladder;
-  try {
-    ladder = stream::load_ladder(toPath(ladder_->currentData().toString()));
-  } catch (const Error& e) {
-    emit errorOccurred(tr("Ladder"), QString::fromUtf8(e.what()));
+  if (ladder_.levels.empty()) {
+    emit errorOccurred(tr("Ladder"), tr("No ladder: pick one or edit one (Edit...)."));
     return;
   }
+  const stream::Ladder ladder = ladder_;
   std::vector<std::pair<QString, stream::Policy>> policies;
   policies.emplace_back(QStringLiteral("adaptive"), stream::parse_policy("adaptive", ladder));
   if (baselines_->isChecked())
@@ -473,9 +555,6 @@ void StreamPanel::onEvent(const stream::StreamEvent& e, const QString& policy) {
       decoded_graph_->addData(c.decode_end_s, decoded_tokens_);
     }
     timeline_->refresh();
-    // Chunk bars are items, which rescaling ignores: keep every lane (levels
-    // 0..7, text at 8) in view unless the user zoomed.
-    if (!timeline_->userZoomed()) timeline_->yAxis->setRange(-0.6, 8.6);
   }
   status_->setText(tr("%1: chunk %2 (%3) %4 at %5 s, estimate %6 Mbit/s")
                        .arg(policy)
@@ -531,15 +610,7 @@ void StreamPanel::drawComparisonLane(const stream::StreamReport& r, int lane) {
           ? tr(" %1 s %2").arg(r.ttft_s, 0, 'f', 2).arg(r.slo_met ? tr("(SLO met)") : tr("(SLO missed)"))
           : tr(" failed"));
   ttft_label->setColor(verdict);
-  // Items are ignored by rescaling: fit every lane, the longest run and the SLO.
-  if (!comparison_->userZoomed()) {
-    double x_max = slo_->value();
-    for (const auto& rep : reports_) x_max = std::max(x_max, rep.ttft_s);
-    x_max = std::max(x_max, ttft);
-    comparison_->xAxis->setRange(0, x_max * 1.25 + 1e-3);
-    comparison_->yAxis->setRange(-0.6, std::max(0, lane) + 0.6);
-  }
-  comparison_->replot(QCustomPlot::rpQueuedReplot);
+  comparison_->refresh();  // the home view below, unless the user zoomed
 }
 
 void StreamPanel::addReport(const stream::StreamReport& r) {

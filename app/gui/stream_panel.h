@@ -5,6 +5,7 @@
 #include <optional>
 #include <vector>
 
+#include "kvscope/stream/ladder.h"
 #include "kvscope/stream/profile.h"
 #include "kvscope/stream/streamer.h"
 
@@ -22,13 +23,15 @@ class QCPItemStraightLine;
 namespace kvscope::gui {
 
 class JobRunner;
+class LadderEditor;
 class PlotWidget;
 class Session;
 
 /// Bandwidth & SLO and the streaming run (core/stream):
 /// - a bandwidth profile (presets from resources/profiles, CSV import and
 ///   export) plotted as Mbit/s over time, whose points can be dragged;
-/// - SLO, chunk size, ladder;
+/// - SLO, chunk size, and the level ladder: a shipped one from
+///   resources/ladders or one edited in the LadderEditor (Edit...);
 /// - Run streams the current cache with the real streamer (adaptive policy,
 ///   then the fixed baselines fp16, int8 and text) on a worker; the timeline
 ///   shows each chunk as a bar from send start to arrival in the lane of its
@@ -39,6 +42,10 @@ class StreamPanel : public QWidget {
   Q_OBJECT
 
  public:
+  /// Accepted SLO (seconds) and chunk size (tokens).
+  static constexpr double kMinSlo = 0.01, kMaxSlo = 3600;
+  static constexpr int kMinChunkTokens = 16, kMaxChunkTokens = 65536;
+
   explicit StreamPanel(Session* session, QWidget* parent = nullptr);
   ~StreamPanel() override;
 
@@ -61,10 +68,19 @@ class StreamPanel : public QWidget {
   double slo() const;
   void setChunkTokens(int tokens);
   int chunkTokens() const;
-  /// The ladder's name (a file stem in resources/ladders).
+  /// The ladder's display name: a file stem in resources/ladders, or
+  /// "<name> (edited)" for one applied from the editor.
   QString ladder() const;
-  /// Selects a ladder by name; false if there is none of that name.
+  /// Selects a shipped ladder by name; false if there is none of that name
+  /// or it does not load.
   bool setLadder(const QString& name);
+  /// The ladder the next run uses.
+  const stream::Ladder& currentLadder() const { return ladder_; }
+  /// Uses `ladder` (already validated, see validateLadder()): a shipped one
+  /// when it equals the file of the same name, else shown as edited.
+  void setLadder(const stream::Ladder& ladder);
+  /// Opens the ladder editor on the current ladder (created on first use).
+  LadderEditor* editLadder();
   /// Runs only the adaptive policy (baselines off); for tests.
   void setRunBaselines(bool on);
 
@@ -74,6 +90,7 @@ class StreamPanel : public QWidget {
 
  private:
   void redrawProfile();
+  bool loadLadderItem(int index, QString* error);
   void clearTimeline();
   void onEvent(const stream::StreamEvent& event, const QString& policy);
   void addReport(const stream::StreamReport& report);
@@ -85,7 +102,9 @@ class StreamPanel : public QWidget {
   QComboBox* preset_;
   QDoubleSpinBox* slo_;
   QSpinBox* chunk_tokens_;
-  QComboBox* ladder_;
+  QComboBox* ladder_combo_;
+  stream::Ladder ladder_;
+  LadderEditor* ladder_editor_ = nullptr;
   QDoubleSpinBox* time_scale_;
   QCheckBox* simulate_;
   QCheckBox* baselines_;

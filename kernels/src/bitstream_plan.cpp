@@ -100,8 +100,14 @@ Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> 
     fail("empty cache shape");
   L.chunk_tokens = int_param(info, "chunk_tokens");
   if (L.chunk_tokens < 1 || L.chunk_tokens > 65536) fail("chunk_tokens out of range");
+  auto unsupported_version = [&](const std::string& range) {
+    throw Error(ErrorCode::Unsupported, "gpu decode: codec '" + info.codec + "' layout version " +
+                                            std::to_string(info.codec_version) +
+                                            " is not supported (the GPU path reads " + range + ")");
+  };
   if (info.codec == "int8" || info.codec == "int4" || info.codec == "fp16") {
     L.codec = info.codec == "int8" ? CodecId::Int8 : info.codec == "int4" ? CodecId::Int4 : CodecId::Fp16;
+    if (info.codec_version != 1) unsupported_version("1");  // the layout these kernels implement
     if (!codec_header.empty()) fail(info.codec + ": unexpected codec header");
     return L;
   }
@@ -109,6 +115,31 @@ Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> 
     throw Error(ErrorCode::Unsupported, "gpu decode: codec '" + info.codec + "' has no GPU decoder");
   }
   L.codec = CodecId::Cachegen;
+  if (info.codec_version < kCachegenOldestVersion || info.codec_version > kCachegenVersion)
+    unsupported_version(std::to_string(kCachegenOldestVersion) + " to " + std::to_string(kCachegenVersion));
+  const auto scale = info.params.find("scale");
+  if (info.codec_version == 1) {
+    // Version 1 had one step per (chunk, channel) and no scale parameter.
+    if (scale != info.params.end()) fail("cachegen: a layout version 1 stream with a scale parameter");
+    L.scale = detail::CachegenScale::Channel;
+  } else {
+    std::string name;
+    if (scale != info.params.end()) {
+      name = scale->second;
+    } else {  // absent: the codec's default, as core/codec resolves it
+      for (const auto& spec : codec::find_codec("cachegen").params(&info.shape))
+        if (spec.name == "scale") name = spec.default_value;
+    }
+    if (name == "token") {
+      L.scale = detail::CachegenScale::Token;
+    } else if (name == "head") {
+      L.scale = detail::CachegenScale::Head;
+    } else if (name == "channel") {
+      L.scale = detail::CachegenScale::Channel;
+    } else {
+      fail("cachegen: parameter scale must be token, head or channel");
+    }
+  }
   if (codec_header.size() < 2) fail("cachegen header truncated");
   if (codec_header[0] != 0) fail("cachegen: unknown entropy coder");
   if (codec_header[1] == 1) {
@@ -263,11 +294,11 @@ void plan_chunk(const Layout& L, const ModelPool& pool, const codec::SectionInfo
   Reader r{payload, 0, "cachegen chunk (" + where + ")"};
   const std::size_t first = streams.size();
   streams.resize(first + static_cast<std::size_t>(C));
-  for (int c = 0; c < C; ++c) {
-    const std::uint16_t step = r.u16();
-    const float f = half_to_float(step);
+  // Steps: finite and >= 0, read in place by the kernel.
+  const std::uint64_t n_steps = L.step_count(n);
+  for (std::uint64_t i = 0; i < n_steps; ++i) {
+    const float f = half_to_float(r.u16());
     if (!std::isfinite(f) || f < 0) fail(r.what + ": invalid step");
-    streams[first + c].step = step;
   }
   std::size_t total = 0;
   std::vector<std::uint32_t> len(static_cast<std::size_t>(C));
@@ -293,7 +324,9 @@ void plan_chunk(const Layout& L, const ModelPool& pool, const codec::SectionInfo
     d.byte_length = len[static_cast<std::size_t>(c)];
     d.model = model;
     d.tokens = static_cast<std::uint32_t>(n);
-    d.M = static_cast<std::int16_t>(M);
+    d.step_offset = batch_offset + 2u * static_cast<std::uint32_t>(L.step_base(c));
+    d.step_stride = static_cast<std::uint32_t>(L.step_stride());
+    d.M = M;
     off += d.byte_length;
   }
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kvscope/codec/bitstream.h"
+#include "kvscope/kernels/detail/codec_stream.h"
 #include "kvscope/kv/kv_cache.h"
 
 namespace kvscope::kernels::plan {
@@ -25,11 +26,38 @@ struct Layout {
   int group_size = 1;
   std::vector<int> M;                                            ///< cachegen: per (layer * 2 + kind)
   enum class Delta { Auto, Always, Never } delta = Delta::Auto;  ///< encoder only
+  /// cachegen: what a quantization step covers (layout version 1: Channel).
+  detail::CachegenScale scale = detail::CachegenScale::Token;
+  /// cachegen: steps a chunk of `count` tokens carries (core/codec's
+  /// Layout::step_count); channel c's step at token t is at index
+  /// step_base(c) + t * step_stride().
+  std::uint64_t step_count(int count) const {
+    const auto C = static_cast<std::uint64_t>(shape.channels());
+    return scale == detail::CachegenScale::Channel ? C
+           : scale == detail::CachegenScale::Token ? static_cast<std::uint64_t>(count)
+                                                   : static_cast<std::uint64_t>(count) * shape.kv_heads;
+  }
+  int step_base(int c) const {
+    return scale == detail::CachegenScale::Channel ? c
+           : scale == detail::CachegenScale::Token ? 0
+                                                   : c / shape.head_dim;
+  }
+  int step_stride() const {
+    return scale == detail::CachegenScale::Channel ? 0
+           : scale == detail::CachegenScale::Token ? 1
+                                                   : shape.kv_heads;
+  }
 };
 
-/// Reads the layout from a parsed header; Error(Unsupported) for codecs or
-/// modes the GPU path lacks (e.g. cachegen with a calibration profile),
-/// Error(Format) for inconsistent parameters.
+/// cachegen layout versions the GPU path reads (core/codec writes 2 and
+/// reads 1 and 2; version 1 has no `scale` and means scale=channel).
+inline constexpr std::uint16_t kCachegenOldestVersion = 1;
+inline constexpr std::uint16_t kCachegenVersion = 2;
+
+/// Reads the layout from a parsed header; Error(Unsupported) for codecs,
+/// layout versions or modes the GPU path lacks (e.g. cachegen with a
+/// calibration profile), Error(Format) for inconsistent parameters (a bad
+/// `scale`, or a version 1 cachegen stream that has one).
 Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> codec_header);
 
 /// The codec-private header bytes inside a complete bitstream.
@@ -66,8 +94,9 @@ struct StreamDesc {
   std::uint32_t byte_length;
   std::uint32_t model;
   std::uint32_t tokens;
-  std::uint16_t step;  ///< fp16 bits
-  std::int16_t M;
+  std::uint32_t step_offset;  ///< batch byte offset of token 0's fp16 step (validated on the host)
+  std::uint32_t step_stride;  ///< steps between consecutive tokens (0: one step per stream)
+  std::int32_t M;
 };
 
 /// One int8/int4/fp16 chunk section.

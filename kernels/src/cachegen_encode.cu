@@ -1,6 +1,9 @@
 // GPU cachegen encoder: core/codec's Table and Chunk payloads, byte for byte.
-// Kernels: (1) one thread per (layer, kind, chunk, channel) computes the
-// channel's step and counts its symbols (atomics; counts are order-free);
+// Kernels: (1a) one thread per quantization step (per token, per (token,
+// head) or per (chunk, channel), by `scale`) computes its fp16 step;
+// (1b) one thread per (layer, kind, chunk, channel) stream quantizes with
+// those steps and counts its anchor/delta and raw symbols (atomics; counts
+// are order-free);
 // (2) one thread per (layer, kind, channel) normalises the counts into
 // 16-bit frequencies and CDFs; (3) one thread per stream range-codes it into
 // a fixed-capacity slot; (4) one warp per stream packs the slots. The host
@@ -25,9 +28,7 @@ namespace {
 
 constexpr int kBlock = 128;
 
-struct Geom {
-  std::uint32_t chunks, C, D, T, chunk_tokens, group;
-};
+using Geom = detail::CachegenGeom;
 
 __device__ __forceinline__ void stream_of(const Geom& g, std::uint64_t i, std::uint32_t& lk,
                                           std::uint32_t& chunk, std::uint32_t& c) {
@@ -38,50 +39,48 @@ __device__ __forceinline__ void stream_of(const Geom& g, std::uint64_t i, std::u
   c = static_cast<std::uint32_t>(rem - static_cast<std::uint64_t>(chunk) * g.C);
 }
 
-__device__ __forceinline__ const float* channel_ptr(const float* in, const Geom& g, std::uint32_t lk,
-                                                    std::uint32_t chunk, std::uint32_t c) {
-  return in + static_cast<std::uint64_t>(lk) * g.C * g.T +
-         (static_cast<std::uint64_t>(c / g.D) * g.T + static_cast<std::uint64_t>(chunk) * g.chunk_tokens) *
-             g.D +
-         c % g.D;
+__device__ __forceinline__ const float* tensor_of(const float* in, const Geom& g, std::uint32_t lk) {
+  return in + static_cast<std::uint64_t>(lk) * g.C * g.T;
 }
 
-__device__ __forceinline__ std::uint32_t tokens_of(const Geom& g, std::uint32_t chunk) {
-  const std::uint32_t begin = chunk * g.chunk_tokens;
-  return g.T - begin < g.chunk_tokens ? g.T - begin : g.chunk_tokens;
+// Token t's step of stream (lk, chunk, c) is at [t * step_stride].
+__device__ __forceinline__ const std::uint16_t* stream_steps(const std::uint16_t* steps, const Geom& g,
+                                                             std::uint32_t lk, std::uint32_t chunk,
+                                                             std::uint32_t c) {
+  return steps + lk * detail::cachegen_tensor_steps(g) + detail::cachegen_chunk_step_offset(g, chunk) +
+         detail::cachegen_step_base(g, c);
 }
 
-__global__ void quantize_count_kernel(const float* __restrict__ in, Geom g, std::uint64_t streams,
-                                      const int* __restrict__ M, const plan::ModelRef* __restrict__ models,
-                                      std::uint16_t* __restrict__ steps, std::uint32_t* counts,
-                                      std::uint32_t* rcounts, std::uint32_t* flags) {
+// One thread per step of every (layer, kind) tensor.
+__global__ void steps_kernel(const float* __restrict__ in, Geom g, std::uint64_t count,
+                             const int* __restrict__ M, std::uint16_t* __restrict__ steps,
+                             std::uint32_t* flags) {
+  const std::uint64_t i = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x;
+  if (i >= count) return;
+  const std::uint64_t per = detail::cachegen_tensor_steps(g);
+  const auto lk = static_cast<std::uint32_t>(i / per);
+  const std::uint16_t st = detail::cachegen_slot_step(tensor_of(in, g, lk), g, i - lk * per, M[lk]);
+  steps[i] = st;
+  if (st == 0xffffu) atomicOr(flags, 1u);
+}
+
+__global__ void count_kernel(const float* __restrict__ in, Geom g, std::uint64_t streams,
+                             const int* __restrict__ M, const plan::ModelRef* __restrict__ models,
+                             const std::uint16_t* __restrict__ steps, std::uint32_t* counts,
+                             std::uint32_t* rcounts) {
   const std::uint64_t i = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x;
   if (i >= streams) return;
   std::uint32_t lk, chunk, c;
   stream_of(g, i, lk, chunk, c);
-  const float* p = channel_ptr(in, g, lk, chunk, c);
-  const std::uint32_t n = tokens_of(g, chunk);
-  const int m = M[lk];
-  const std::uint16_t st = detail::cachegen_step(p, g.D, n, m);
-  steps[i] = st;
-  if (st == 0xffffu) {
-    atomicOr(flags, 1u);
-    return;
-  }
-  const float step = detail::half_to_float(st);
   const plan::ModelRef ref = models[static_cast<std::uint64_t>(lk) * g.C + c];
-  int aq = 0;
-  std::uint32_t k = 0;
-  for (std::uint32_t t = 0; t < n; ++t) {
-    const bool anchor = k == 0;
-    const int s = detail::cachegen_symbol(p[static_cast<std::uint64_t>(t) * g.D], step, m, anchor, aq);
-    atomicAdd(counts + (anchor ? ref.anchor_offset : ref.delta_offset) + s, 1u);
-    int unused = 0;  // raw coding: every token an anchor
-    atomicAdd(rcounts + ref.anchor_offset +
-                  detail::cachegen_symbol(p[static_cast<std::uint64_t>(t) * g.D], step, m, true, unused),
-              1u);
-    if (++k == g.group) k = 0;
-  }
+  // Invalid steps (NaN input) were flagged by steps_kernel; the call throws.
+  detail::cachegen_stream_symbols(
+      detail::cachegen_channel_ptr(tensor_of(in, g, lk), g, chunk, c), g.D,
+      detail::cachegen_chunk_count(g, chunk), stream_steps(steps, g, lk, chunk, c),
+      detail::cachegen_step_stride(g), g.group, M[lk], [&](bool anchor, int s, int r) {
+        atomicAdd(counts + (anchor ? ref.anchor_offset : ref.delta_offset) + s, 1u);
+        atomicAdd(rcounts + ref.anchor_offset + r, 1u);  // raw: every token an anchor
+      });
 }
 
 __global__ void normalise_kernel(std::uint32_t n_models, std::uint32_t C, const int* __restrict__ M,
@@ -123,23 +122,18 @@ __global__ void encode_kernel(const float* __restrict__ in, Geom g, std::uint64_
   const std::uint64_t i = first + k;
   std::uint32_t lk, chunk, c;
   stream_of(g, i, lk, chunk, c);
-  const float* p = channel_ptr(in, g, lk, chunk, c);
-  const std::uint32_t n = tokens_of(g, chunk);
-  const int m = M[lk];
-  const float step = detail::half_to_float(steps[i]);
   const plan::ModelRef ref = models[static_cast<std::uint64_t>(lk) * g.C + c];
   detail::CodecRangeEncoder enc;
   enc.init(scratch + k * capacity, capacity);
-  const std::uint32_t group = ref.raw ? 1u : g.group;
-  int aq = 0;
-  std::uint32_t gpos = 0;
-  for (std::uint32_t t = 0; t < n; ++t) {
-    const bool anchor = gpos == 0;
-    const int s = detail::cachegen_symbol(p[static_cast<std::uint64_t>(t) * g.D], step, m, anchor, aq);
-    const std::uint32_t* q = cdf + (anchor ? ref.anchor_offset : ref.delta_offset);
-    enc.encode(q[s], q[s + 1] - q[s]);
-    if (++gpos == group) gpos = 0;
-  }
+  const std::uint32_t* ca = cdf + ref.anchor_offset;
+  const std::uint32_t* cd = cdf + ref.delta_offset;
+  detail::cachegen_stream_symbols(detail::cachegen_channel_ptr(tensor_of(in, g, lk), g, chunk, c), g.D,
+                                  detail::cachegen_chunk_count(g, chunk),
+                                  stream_steps(steps, g, lk, chunk, c), detail::cachegen_step_stride(g),
+                                  ref.raw ? 1u : g.group, M[lk], [&](bool anchor, int s, int) {
+                                    const std::uint32_t* q = anchor ? ca : cd;
+                                    enc.encode(q[s], q[s + 1] - q[s]);
+                                  });
   enc.finish();
   if (enc.overflow) atomicOr(flags, 4u);
   lengths[k] = enc.size;
@@ -167,12 +161,7 @@ std::vector<std::vector<std::uint8_t>> gpu_encode_cachegen_sections(const kv::KV
   cuda::require_device("gpu_encode_cachegen_sections");
   const auto wall0 = std::chrono::steady_clock::now();
   const auto& sh = L.shape;
-  const Geom g{static_cast<std::uint32_t>((sh.tokens + L.chunk_tokens - 1) / L.chunk_tokens),
-               static_cast<std::uint32_t>(sh.channels()),
-               static_cast<std::uint32_t>(sh.head_dim),
-               static_cast<std::uint32_t>(sh.tokens),
-               static_cast<std::uint32_t>(L.chunk_tokens),
-               static_cast<std::uint32_t>(L.group_size)};
+  const Geom g = encode::geometry(L);
   const std::uint32_t lks = static_cast<std::uint32_t>(sh.layers) * 2;
   const std::uint64_t S = static_cast<std::uint64_t>(lks) * g.chunks * g.C;
   plan::ModelPool pool = plan::make_pool(L);  // offsets only: A+1 / B+1 slots per model
@@ -183,7 +172,8 @@ std::vector<std::vector<std::uint8_t>> gpu_encode_cachegen_sections(const kv::KV
   cuda::DeviceArray<plan::ModelRef> d_models(n_models);
   cuda::DeviceArray<std::uint32_t> d_counts(pool.cdf.size()), d_rcounts(pool.cdf.size()),
       d_freq(pool.cdf.size()), d_cdf(pool.cdf.size());
-  cuda::DeviceArray<std::uint16_t> d_steps(S);
+  const std::uint64_t n_steps = static_cast<std::uint64_t>(lks) * detail::cachegen_tensor_steps(g);
+  cuda::DeviceArray<std::uint16_t> d_steps(n_steps);
   cuda::DeviceArray<std::uint8_t> d_empty(static_cast<std::size_t>(n_models) * 2);
   cuda::DeviceArray<std::uint32_t> d_flags(1);
   d_in.upload(cache.data().data(), cache.data().size());
@@ -196,10 +186,11 @@ std::vector<std::vector<std::uint8_t>> gpu_encode_cachegen_sections(const kv::KV
 
   cuda::EventTimer timer;
   timer.start();
-  quantize_count_kernel<<<blocks(S, kBlock), kBlock>>>(d_in.get(), g, S, d_M.get(), d_models.get(),
-                                                       d_steps.get(), d_counts.get(), d_rcounts.get(),
-                                                       d_flags.get());
-  cuda::check(cudaGetLastError(), "gpu quantize kernel");
+  steps_kernel<<<blocks(n_steps, kBlock), kBlock>>>(d_in.get(), g, n_steps, d_M.get(), d_steps.get(),
+                                                    d_flags.get());
+  count_kernel<<<blocks(S, kBlock), kBlock>>>(d_in.get(), g, S, d_M.get(), d_models.get(), d_steps.get(),
+                                              d_counts.get(), d_rcounts.get());
+  cuda::check(cudaGetLastError(), "gpu quantize kernels");
   {
     // Raw or anchor/delta per channel: decided on the host with the host's
     // log2, exactly as the CPU codec decides.
@@ -263,10 +254,10 @@ std::vector<std::vector<std::uint8_t>> gpu_encode_cachegen_sections(const kv::KV
   d_flags.download(&flags, 1);
   std::vector<std::uint32_t> freq(pool.cdf.size());
   std::vector<std::uint8_t> empty(static_cast<std::size_t>(n_models) * 2);
-  std::vector<std::uint16_t> steps(S);
+  std::vector<std::uint16_t> steps(n_steps);
   d_freq.download(freq.data(), freq.size());
   d_empty.download(empty.data(), empty.size());
-  d_steps.download(steps.data(), S);
+  d_steps.download(steps.data(), n_steps);
   cuda::check(cudaDeviceSynchronize(), "gpu encode tables");
   if (flags & 4u) throw Error(ErrorCode::Internal, "gpu encode: stream exceeded its capacity bound");
 
@@ -288,10 +279,12 @@ std::vector<std::vector<std::uint8_t>> gpu_encode_cachegen_sections(const kv::KV
     for (std::uint32_t ch = 0; ch < g.chunks; ++ch) {
       std::vector<std::uint8_t> p;
       std::uint64_t total = 0;
-      for (std::uint32_t c = 0; c < g.C; ++c) {
-        const std::uint16_t st = steps[stream + c];
-        p.push_back(static_cast<std::uint8_t>(st & 0xff));
-        p.push_back(static_cast<std::uint8_t>(st >> 8));
+      const std::uint16_t* cs =
+          steps.data() + lk * detail::cachegen_tensor_steps(g) + detail::cachegen_chunk_step_offset(g, ch);
+      const std::uint64_t chunk_steps = L.step_count(static_cast<int>(detail::cachegen_chunk_count(g, ch)));
+      for (std::uint64_t k = 0; k < chunk_steps; ++k) {
+        p.push_back(static_cast<std::uint8_t>(cs[k] & 0xff));
+        p.push_back(static_cast<std::uint8_t>(cs[k] >> 8));
       }
       for (std::uint32_t c = 0; c < g.C; ++c) {
         encode::write_varint(p, lengths[stream + c]);

@@ -10,6 +10,7 @@
 
 #include "bitstream_plan.h"
 #include "kvscope/codec/codec.h"
+#include "kvscope/kernels/detail/cachegen_encode.h"
 
 namespace kvscope::kernels::encode {
 
@@ -24,6 +25,9 @@ plan::Layout cachegen_layout(const kv::CacheShape& shape, const codec::CodecConf
 void write_model(std::vector<std::uint8_t>& out, const std::uint32_t* freq, int n, bool empty);
 
 void write_varint(std::vector<std::uint8_t>& out, std::uint64_t v);
+
+/// The per-tensor geometry the encoder's per-stream functions use.
+detail::CachegenGeom geometry(const plan::Layout& layout);
 
 /// core/codec's choose_raw with tables shipped: whether a channel codes raw
 /// symbols (every token as an anchor) rather than anchor/delta groups, from

@@ -18,6 +18,7 @@ plan::Layout cachegen_layout(const kv::CacheShape& shape, const codec::CodecConf
   }
   codec::StreamInfo info;
   info.codec = "cachegen";
+  info.codec_version = plan::kCachegenVersion;  // what codec::encode writes
   info.shape = shape;
   for (const auto& spec : codec::find_codec("cachegen").params(&shape))
     info.params[spec.name] = spec.default_value;
@@ -102,46 +103,55 @@ void write_model(std::vector<std::uint8_t>& out, const std::uint32_t* freq, int 
 
 }  // namespace encode
 
+namespace encode {
+detail::CachegenGeom geometry(const plan::Layout& L) {
+  const auto& sh = L.shape;
+  return {static_cast<std::uint32_t>(sh.channels()),
+          static_cast<std::uint32_t>(sh.head_dim),
+          static_cast<std::uint32_t>(sh.kv_heads),
+          static_cast<std::uint32_t>(sh.tokens),
+          static_cast<std::uint32_t>(L.chunk_tokens),
+          static_cast<std::uint32_t>((sh.tokens + L.chunk_tokens - 1) / L.chunk_tokens),
+          static_cast<std::uint32_t>(L.group_size),
+          L.scale};
+}
+}  // namespace encode
+
 std::vector<std::vector<std::uint8_t>> emulate_gpu_encode_cachegen_sections(
     const kv::KVCache& cache, const codec::CodecConfig& config) {
   const plan::Layout L = encode::cachegen_layout(cache.shape(), config);
+  const detail::CachegenGeom g = encode::geometry(L);
   const auto& sh = L.shape;
-  const int C = sh.channels(), D = sh.head_dim;
-  const int chunks = (sh.tokens + L.chunk_tokens - 1) / L.chunk_tokens;
+  const int C = sh.channels();
+  const std::uint32_t stride = detail::cachegen_step_stride(g);
+  const std::uint64_t n_steps = detail::cachegen_tensor_steps(g);
   std::vector<std::vector<std::uint8_t>> out;
   for (int lk = 0; lk < sh.layers * 2; ++lk) {
     const int M = L.M[static_cast<std::size_t>(lk)];
     const int A = 2 * M + 1, B = 4 * M + 1;
     const float* tensor = cache.data().data() + static_cast<std::size_t>(lk) * sh.tensor_elements();
-    auto channel_ptr = [&](int chunk, int c) {
-      return tensor +
-             (static_cast<std::size_t>(c / D) * sh.tokens +
-              static_cast<std::size_t>(chunk) * L.chunk_tokens) *
-                 D +
-             c % D;
+    // Kernel "steps": one thread per step of the tensor.
+    std::vector<std::uint16_t> steps(n_steps);
+    for (std::uint64_t i = 0; i < n_steps; ++i) {
+      steps[i] = detail::cachegen_slot_step(tensor, g, i, M);
+      if (steps[i] == 0xffffu)
+        throw Error(ErrorCode::InvalidArgument, "gpu encode: NaN, infinite or too large values");
+    }
+    auto stream_steps = [&](std::uint32_t chunk, std::uint32_t c) {
+      return steps.data() + detail::cachegen_chunk_step_offset(g, chunk) + detail::cachegen_step_base(g, c);
     };
-    // Pass 1 (kernel "quantize and count"): steps and symbol counts.
-    std::vector<std::uint16_t> steps(static_cast<std::size_t>(chunks) * C);
+    // Kernel "count": one thread per stream, symbol counts per channel.
     std::vector<std::uint32_t> ac(static_cast<std::size_t>(C) * A, 0), dc(static_cast<std::size_t>(C) * B, 0),
         rc(static_cast<std::size_t>(C) * A, 0);
-    for (int ch = 0; ch < chunks; ++ch) {
-      const auto n = static_cast<std::uint32_t>(std::min(L.chunk_tokens, sh.tokens - ch * L.chunk_tokens));
-      for (int c = 0; c < C; ++c) {
-        const float* p = channel_ptr(ch, c);
-        const std::uint16_t st = detail::cachegen_step(p, D, n, M);
-        if (st == 0xffffu)
-          throw Error(ErrorCode::InvalidArgument, "gpu encode: NaN, infinite or too large values");
-        steps[static_cast<std::size_t>(ch) * C + c] = st;
-        const float step = detail::half_to_float(st);
-        int aq = 0;
-        for (std::uint32_t t = 0; t < n; ++t) {
-          const bool anchor = t % static_cast<std::uint32_t>(L.group_size) == 0;
-          const int s = detail::cachegen_symbol(p[static_cast<std::size_t>(t) * D], step, M, anchor, aq);
-          ++(anchor ? ac[static_cast<std::size_t>(c) * A + s] : dc[static_cast<std::size_t>(c) * B + s]);
-          int unused = 0;  // raw coding: every token an anchor
-          ++rc[static_cast<std::size_t>(c) * A +
-               detail::cachegen_symbol(p[static_cast<std::size_t>(t) * D], step, M, true, unused)];
-        }
+    for (std::uint32_t ch = 0; ch < g.chunks; ++ch) {
+      const std::uint32_t n = detail::cachegen_chunk_count(g, ch);
+      for (std::uint32_t c = 0; c < g.C; ++c) {
+        detail::cachegen_stream_symbols(
+            detail::cachegen_channel_ptr(tensor, g, ch, c), g.D, n, stream_steps(ch, c), stride, g.group, M,
+            [&](bool anchor, int s, int r) {
+              ++(anchor ? ac[std::size_t(c) * A + s] : dc[std::size_t(c) * B + s]);
+              ++rc[std::size_t(c) * A + r];
+            });
       }
     }
     // Pass 2 (kernel "normalise"): models, and the Table payload.
@@ -173,33 +183,29 @@ std::vector<std::vector<std::uint8_t>> emulate_gpu_encode_cachegen_sections(
     if (bad) throw Error(ErrorCode::Internal, "gpu encode: frequency normalisation failed");
     out.push_back(std::move(table));
     // Pass 3 (kernel "encode"): one range-coded stream per channel and chunk.
-    for (int ch = 0; ch < chunks; ++ch) {
-      const auto n = static_cast<std::uint32_t>(std::min(L.chunk_tokens, sh.tokens - ch * L.chunk_tokens));
+    for (std::uint32_t ch = 0; ch < g.chunks; ++ch) {
+      const std::uint32_t n = detail::cachegen_chunk_count(g, ch);
       std::vector<std::uint8_t> payload;
-      for (int c = 0; c < C; ++c) {
-        const std::uint16_t st = steps[static_cast<std::size_t>(ch) * C + c];
-        payload.push_back(static_cast<std::uint8_t>(st & 0xff));
-        payload.push_back(static_cast<std::uint8_t>(st >> 8));
+      const std::uint16_t* cs = steps.data() + detail::cachegen_chunk_step_offset(g, ch);
+      const std::uint64_t chunk_steps = L.step_count(static_cast<int>(n));
+      for (std::uint64_t i = 0; i < chunk_steps; ++i) {
+        payload.push_back(static_cast<std::uint8_t>(cs[i] & 0xff));
+        payload.push_back(static_cast<std::uint8_t>(cs[i] >> 8));
       }
       std::vector<std::vector<std::uint8_t>> streams(static_cast<std::size_t>(C));
-      for (int c = 0; c < C; ++c) {
-        auto& buf = streams[static_cast<std::size_t>(c)];
-        buf.resize(n * 3 + 8);
+      for (std::uint32_t c = 0; c < g.C; ++c) {
+        auto& buf = streams[c];
+        buf.resize(std::size_t(n) * 3 + 8);
         detail::CodecRangeEncoder enc;
         enc.init(buf.data(), static_cast<std::uint32_t>(buf.size()));
-        const float* p = channel_ptr(ch, c);
-        const float step = detail::half_to_float(steps[static_cast<std::size_t>(ch) * C + c]);
         const std::uint32_t* a = &acdf[static_cast<std::size_t>(c) * (A + 1)];
         const std::uint32_t* d = &dcdf[static_cast<std::size_t>(c) * (B + 1)];
-        const std::uint32_t group =
-            raw[static_cast<std::size_t>(c)] ? 1u : static_cast<std::uint32_t>(L.group_size);
-        int aq = 0;
-        for (std::uint32_t t = 0; t < n; ++t) {
-          const bool anchor = t % group == 0;
-          const int s = detail::cachegen_symbol(p[static_cast<std::size_t>(t) * D], step, M, anchor, aq);
-          const std::uint32_t* cdf = anchor ? a : d;
-          enc.encode(cdf[s], cdf[s + 1] - cdf[s]);
-        }
+        detail::cachegen_stream_symbols(detail::cachegen_channel_ptr(tensor, g, ch, c), g.D, n,
+                                        stream_steps(ch, c), stride, raw[c] ? 1u : g.group, M,
+                                        [&](bool anchor, int s, int) {
+                                          const std::uint32_t* cdf = anchor ? a : d;
+                                          enc.encode(cdf[s], cdf[s + 1] - cdf[s]);
+                                        });
         enc.finish();
         if (enc.overflow) throw Error(ErrorCode::Internal, "gpu encode: stream exceeded its capacity bound");
         buf.resize(enc.size);

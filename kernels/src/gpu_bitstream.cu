@@ -2,8 +2,10 @@
 //
 // Thread mapping: cachegen has one independent range-coded stream per
 // (layer, kind, channel, chunk); one thread decodes one stream (CDF binary
-// search per symbol) and writes its channel's fp16 values with stride
-// head_dim. Streams of a section are in channel order, so the 32 threads of
+// search per symbol), reading each token's step from the chunk's step area
+// (per token, per (token, head) or per channel: the same address for the
+// whole warp with scale=token) and writes its channel's fp16 values with
+// stride head_dim. Streams of a section are in channel order, so the 32 threads of
 // a warp write 32 neighbouring dims of one head per token: 64-byte coalesced
 // stores. int8/int4/fp16 sections: one thread per value.
 
@@ -36,8 +38,9 @@ __global__ void cachegen_kernel(const std::uint8_t* __restrict__ bytes,
   const plan::StreamDesc d = streams[i];
   const plan::ModelRef m = models[d.model];
   const std::uint32_t f = detail::decode_cachegen_stream(
-      bytes + d.byte_offset, d.byte_length, d.tokens, m.raw ? 1u : group_size, d.M, d.step,
-      {cdf + m.anchor_offset, m.anchor_n}, {cdf + m.delta_offset, m.delta_n}, out + d.out_offset, stride);
+      bytes + d.byte_offset, d.byte_length, d.tokens, m.raw ? 1u : group_size, d.M, bytes + d.step_offset,
+      d.step_stride, {cdf + m.anchor_offset, m.anchor_n}, {cdf + m.delta_offset, m.delta_n},
+      out + d.out_offset, stride);
   if (f != 0) atomicOr(flags, f);
 }
 

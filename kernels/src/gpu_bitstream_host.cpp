@@ -45,9 +45,10 @@ std::vector<std::uint16_t> emulate_gpu_decode_fp16(std::span<const std::uint8_t>
       const plan::ModelRef& m = pool.models[d.model];
       flags |= detail::decode_cachegen_stream(
           bytes.data() + d.byte_offset, d.byte_length, d.tokens,
-          m.raw ? 1u : static_cast<std::uint32_t>(L.group_size), d.M, d.step,
-          {pool.cdf.data() + m.anchor_offset, m.anchor_n}, {pool.cdf.data() + m.delta_offset, m.delta_n},
-          out.data() + d.out_offset, static_cast<std::uint32_t>(L.shape.head_dim));
+          m.raw ? 1u : static_cast<std::uint32_t>(L.group_size), d.M, bytes.data() + d.step_offset,
+          d.step_stride, {pool.cdf.data() + m.anchor_offset, m.anchor_n},
+          {pool.cdf.data() + m.delta_offset, m.delta_n}, out.data() + d.out_offset,
+          static_cast<std::uint32_t>(L.shape.head_dim));
     }
     const auto codec = L.codec == plan::CodecId::Int8   ? detail::SectionCodec::Int8
                        : L.codec == plan::CodecId::Int4 ? detail::SectionCodec::Int4

@@ -142,7 +142,8 @@ int main(int argc, char** argv) try {
   const double cpu_enc_s = seconds_since(t0);
   const std::vector<std::uint8_t>& bits = encoded.bytes;
   std::printf(
-      "cachegen (core/codec, chunk_tokens %d): %.1f MB, %.3f bits/element, %.2fx vs fp16; CPU encode %.2f s "
+      "cachegen (core/codec, chunk_tokens %d, default scale=token): %.1f MB, %.3f bits/element, %.2fx vs "
+      "fp16; CPU encode %.2f s "
       "(%.2f GB/s, all threads)\n",
       opt.chunk_tokens, bits.size() / 1e6, encoded.size.bits_per_element(), encoded.size.ratio_vs_fp16(),
       cpu_enc_s, fp16_gb / cpu_enc_s);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "kvscope/codec/bitstream.h"
@@ -197,17 +199,31 @@ struct BitstreamCase {
 };
 
 std::vector<BitstreamCase> bitstream_cases() {
-  return {
-      {{2, 3, 300, 5}, {"cachegen", {{"chunk_tokens", "128"}}}},  // odd channels, last chunk 44
-      {{3, 1, 37, 7}, {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "4"}}}},
-      {{4, 2, 257, 16}, {"cachegen", {{"chunk_tokens", "64"}, {"group_size", "1"}}}},  // last chunk 1 token
-      {{4, 8, 1000, 128}, {"cachegen", {{"chunk_tokens", "256"}}}},  // Mistral heads, last chunk 232
-      {{2, 2, 100, 6}, {"cachegen", {{"chunk_tokens", "32"}, {"delta", "always"}}}},
-      {{2, 2, 100, 6}, {"cachegen", {{"chunk_tokens", "32"}, {"delta", "never"}}}},
-      {{2, 3, 99, 5}, {"int8", {{"chunk_tokens", "32"}}}},
-      {{2, 3, 99, 5}, {"int4", {{"chunk_tokens", "32"}}}},
-      {{2, 3, 99, 5}, {"fp16", {{"chunk_tokens", "32"}}}},
-  };
+  std::vector<BitstreamCase> v;
+  // cachegen at every step scale (token is the default), with odd channel
+  // counts, short last chunks, group size 1, Mistral heads, forced delta modes.
+  for (const char* scale : {"token", "head", "channel"}) {
+    auto cg = [&](codec::ParamSet p) {
+      p["scale"] = scale;
+      return codec::CodecConfig{"cachegen", std::move(p)};
+    };
+    v.push_back({{2, 3, 300, 5}, cg({{"chunk_tokens", "128"}})});  // odd channels, last chunk 44
+    v.push_back({{3, 1, 37, 7}, cg({{"chunk_tokens", "16"}, {"group_size", "4"}})});
+    v.push_back({{4, 2, 257, 16}, cg({{"chunk_tokens", "64"}, {"group_size", "1"}})});  // last chunk 1 token
+    v.push_back({{4, 8, 1000, 128}, cg({{"chunk_tokens", "256"}})});  // Mistral heads, last chunk 232
+    v.push_back({{2, 2, 100, 6}, cg({{"chunk_tokens", "32"}, {"delta", "always"}})});
+    v.push_back({{2, 2, 100, 6}, cg({{"chunk_tokens", "32"}, {"delta", "never"}})});
+  }
+  v.push_back({{2, 3, 99, 5}, {"int8", {{"chunk_tokens", "32"}}}});
+  v.push_back({{2, 3, 99, 5}, {"int4", {{"chunk_tokens", "32"}}}});
+  v.push_back({{2, 3, 99, 5}, {"fp16", {{"chunk_tokens", "32"}}}});
+  return v;
+}
+
+std::string describe(const BitstreamCase& c, Pattern p) {
+  std::string s = c.config.codec;
+  for (const auto& [k, v] : c.config.params) s += " " + k + "=" + v;
+  return s + " " + describe({c.shape, 0, 0}, p);
 }
 
 std::vector<std::uint16_t> cpu_fp16(std::span<const std::uint8_t> bytes) {
@@ -234,7 +250,7 @@ std::string bitstream_decode_equals_cpu() {
   for (const auto& c : bitstream_cases()) {
     for (Pattern p : {Pattern::Realistic, Pattern::Random}) {
       const auto bytes = codec::encode(make_cache(c.shape, p, 31), c.config).bytes;
-      const std::string where = " for " + c.config.codec + " " + describe({c.shape, 0, 0}, p);
+      const std::string where = " for " + describe(c, p);
       const auto cpu = cpu_fp16(bytes);
       DeviceHalfBuffer out;
       gpu_decode_bitstream(bytes, out);
@@ -255,7 +271,7 @@ std::string cachegen_encode_equals_cpu() {
       const auto bytes = codec::encode(cache, c.config).bytes;
       const auto info = codec::inspect_stream(bytes);
       const auto gpu = gpu_encode_cachegen_sections(cache, c.config);
-      const std::string where = " for " + describe({c.shape, 0, 0}, p);
+      const std::string where = " for " + describe(c, p);
       if (gpu.size() != info.sections.size()) return "section count differs" + where;
       for (std::size_t i = 0; i < gpu.size(); ++i) {
         const auto& s = info.sections[i];
@@ -269,10 +285,33 @@ std::string cachegen_encode_equals_cpu() {
   return "";
 }
 
+// The committed golden streams (tests/codec/golden): a cachegen layout
+// version 1 stream (one step per chunk and channel) and version 2 streams at
+// scale token, head (delta=always) and channel, decoded on the GPU.
+std::string golden_bitstreams_decode() {
+  const std::string dir = KVSCOPE_GOLDEN_DIR;
+  for (const char* name : {"cachegen-v1.kvc", "cachegen.kvc", "cachegen-head-delta.kvc",
+                           "cachegen-channel.kvc", "int8.kvc", "int4.kvc", "fp16.kvc"}) {
+    std::ifstream in(dir + "/" + name, std::ios::binary);
+    if (!in) return std::string("cannot read ") + dir + "/" + name;
+    const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                          std::istreambuf_iterator<char>());
+    DeviceHalfBuffer out;
+    gpu_decode_bitstream(bytes, out);
+    if (out.download() != cpu_fp16(bytes)) return std::string("golden ") + name + ": GPU != CPU";
+  }
+  return "";
+}
+
 std::string bitstream_corruption_detected() {
   const auto cache = make_cache({2, 2, 200, 8}, Pattern::Realistic, 5);
-  for (const char* name : {"cachegen", "int8", "int4"}) {
-    const auto good = codec::encode(cache, {name, {{"chunk_tokens", "64"}}}).bytes;
+  const std::pair<const char*, const char*> configs[] = {
+      {"cachegen", "token"}, {"cachegen", "head"}, {"cachegen", "channel"}, {"int8", ""}, {"int4", ""}};
+  for (const auto& [codec_name, scale] : configs) {
+    codec::CodecConfig config{codec_name, {{"chunk_tokens", "64"}}};
+    if (*scale) config.params["scale"] = scale;
+    const std::string name = std::string(codec_name) + (*scale ? std::string(" scale=") + scale : "");
+    const auto good = codec::encode(cache, config).bytes;
     const auto info = codec::inspect_stream(good);
     testing::Rng rng(23);
     for (int i = 0; i < 120; ++i) {
@@ -301,10 +340,9 @@ std::string bitstream_corruption_detected() {
       } catch (const Error&) {
         gpu_ok = false;
       }
-      if (cpu_ok != gpu_ok)
-        return std::string(name) + ": GPU and CPU disagree on mutation " + std::to_string(i);
+      if (cpu_ok != gpu_ok) return name + ": GPU and CPU disagree on mutation " + std::to_string(i);
       if (cpu_ok && a != g)
-        return std::string(name) + ": GPU and CPU decode mutation " + std::to_string(i) + " differently";
+        return name + ": GPU and CPU decode mutation " + std::to_string(i) + " differently";
     }
     // Out-of-order and missing sections in the streaming decoder.
     const auto header_end = info.header_bytes - 4;
@@ -314,11 +352,11 @@ std::string bitstream_corruption_detected() {
     const auto& s1 = info.sections[1];
     if (!throws_code([&] { dec.push_section(1, gb.subspan(s1.offset, s1.header_bytes + s1.payload_bytes)); },
                      ErrorCode::Format))
-      return std::string(name) + ": out-of-order section accepted";
+      return name + ": out-of-order section accepted";
     const auto& s0 = info.sections[0];
     dec.push_section(0, gb.subspan(s0.offset, s0.header_bytes + s0.payload_bytes));
     if (!throws_code([&] { dec.finish(); }, ErrorCode::Format))
-      return std::string(name) + ": missing sections not reported";
+      return name + ": missing sections not reported";
   }
   return "";
 }
@@ -336,15 +374,20 @@ const std::vector<Check>& all_checks() {
        corrupt_streams_detected},
       {"QuantizeEqualsCpu", "GPU int8/int4 quantize and dequantize == CPU", quantize_equals_cpu},
       {"BitstreamDecodeEqualsCpu",
-       "core/codec bitstreams (cachegen, int8, int4, fp16) decoded on the GPU == "
+       "core/codec bitstreams (cachegen at scale token/head/channel, int8, int4, fp16) decoded on the GPU == "
        "round_to_half(codec::decode), "
        "whole and streamed",
        bitstream_decode_equals_cpu},
       {"CachegenEncodeEqualsCpu",
-       "GPU cachegen encode == codec::encode's Table and Chunk payloads, byte for byte",
+       "GPU cachegen encode (scale token/head/channel) == codec::encode's Table and Chunk payloads, byte for "
+       "byte",
        cachegen_encode_equals_cpu},
       {"BitstreamCorruptionDetected", "tampered core/codec bitstreams: GPU verdict == CPU verdict",
        bitstream_corruption_detected},
+      {"GoldenBitstreamsDecode",
+       "the committed golden streams (cachegen layout versions 1 and 2, int8, int4, fp16) decode on the GPU "
+       "as on the CPU",
+       golden_bitstreams_decode},
   };
   return checks;
 }

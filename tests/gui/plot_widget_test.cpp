@@ -3,8 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <QFile>
+#include <QFontMetricsF>
 #include <QTemporaryDir>
 #include <QTest>
+#include <cmath>
+#include <string>
+
+#include "plot_checks.h"
 
 namespace kvscope::gui {
 namespace {
@@ -65,6 +70,90 @@ TEST(PlotWidget, FollowsDarkPalette) {
   plot->setPalette(dark);
   EXPECT_TRUE(plot->darkBackground());
   EXPECT_EQ(plot->xAxis->tickLabelColor(), QColor(230, 230, 230));
+}
+
+}  // namespace
+}  // namespace kvscope::gui
+
+namespace kvscope::gui {
+
+namespace {
+
+// Issue 8: tick labels overlapped in the heatmap (token axis) and the stage
+// waterfall (text labels) at small sizes.
+TEST(PlotWidget, TickLabelsNeverOverlapAtAnySize) {
+  PlotWidget plot;
+  QCPGraph* g = plot.addGraph();
+  g->setData({0, 123456.789}, {0, 98765432.1});
+  plot.refresh(true);
+  plot.show();
+  ASSERT_TRUE(QTest::qWaitForWindowExposed(&plot));
+  for (int w = 200; w <= 1800; w += 100) {
+    plot.resize(w, w / 2);
+    plot.replot(QCustomPlot::rpImmediateRefresh);
+    for (QCPAxis* axis : {plot.xAxis, plot.yAxis}) {
+      EXPECT_EQ(tickLabelOverlap(axis), "") << "width " << w;
+      EXPECT_GE(visibleTicks(axis), 1) << "width " << w;
+    }
+    if (w >= 1000) {
+      EXPECT_GE(visibleTicks(plot.xAxis), 5) << "a wide axis keeps several ticks";
+    }
+  }
+  // Text labels (like the stage waterfall): flat when they fit, turned when not.
+  PlotWidget bars;
+  auto* b = new QCPBars(bars.xAxis, bars.yAxis);
+  QSharedPointer<QCPAxisTickerText> ticker(new QCPAxisTickerText);
+  const QStringList names = {
+      QStringLiteral("fp16"),          QStringLiteral("int8 baseline"),   QStringLiteral("quantized"),
+      QStringLiteral("entropy (raw)"), QStringLiteral("entropy (delta)"), QStringLiteral("coded payload"),
+      QStringLiteral("coded (all)")};
+  QVector<double> keys, values;
+  for (int i = 0; i < names.size(); ++i)
+    ticker->addTick(i + 1, names[i]), keys << i + 1, values << 16.0 / (i + 1);
+  b->setData(keys, values);
+  bars.xAxis->setTicker(ticker);
+  bars.refresh(true);
+  bars.show();
+  ASSERT_TRUE(QTest::qWaitForWindowExposed(&bars));
+  for (int w : {200, 300, 450, 700, 1200, 1800}) {
+    bars.resize(w, 300);
+    bars.replot(QCustomPlot::rpImmediateRefresh);
+    EXPECT_EQ(tickLabelOverlap(bars.xAxis), "") << "width " << w;
+    EXPECT_EQ(visibleTicks(bars.xAxis), names.size()) << "every stage keeps its label";
+  }
+  EXPECT_EQ(bars.xAxis->tickLabelRotation(), 0) << "flat when there is room";
+  bars.resize(200, 300);
+  bars.replot(QCustomPlot::rpImmediateRefresh);
+  EXPECT_NE(bars.xAxis->tickLabelRotation(), 0);
+}
+
+// Plots drawn with items (the streaming lanes) return to their home view on
+// double-click like every other plot.
+TEST(PlotWidget, DoubleClickReturnsToTheHomeView) {
+  PlotWidget plot;
+  plot.resize(400, 300);
+  auto* rect = new QCPItemRect(&plot);
+  rect->topLeft->setCoords(0, 0.4);
+  rect->bottomRight->setCoords(3, -0.4);
+  plot.setHomeView([&plot] {
+    plot.xAxis->setRange(0, 4);
+    plot.yAxis->setRange(-1, 1);
+  });
+  plot.resetView();
+  plot.show();
+  ASSERT_TRUE(QTest::qWaitForWindowExposed(&plot));
+  const QPoint centre = plot.axisRect()->center();
+  QWheelEvent wheel(centre, plot.mapToGlobal(centre), QPoint(), QPoint(0, 240), Qt::NoButton, Qt::NoModifier,
+                    Qt::NoScrollPhase, false);
+  QApplication::sendEvent(&plot, &wheel);
+  ASSERT_TRUE(plot.userZoomed());
+  ASSERT_NE(plot.xAxis->range(), QCPRange(0, 4));
+  plot.refresh(true);  // new data keeps the zoom
+  ASSERT_NE(plot.xAxis->range(), QCPRange(0, 4));
+  QTest::mouseDClick(&plot, Qt::LeftButton, Qt::NoModifier, centre);
+  EXPECT_FALSE(plot.userZoomed());
+  EXPECT_EQ(plot.xAxis->range(), QCPRange(0, 4));
+  EXPECT_EQ(plot.yAxis->range(), QCPRange(-1, 1));
 }
 
 }  // namespace

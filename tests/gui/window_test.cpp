@@ -1,56 +1,22 @@
 // Drives the real MainWindow without a model: raw caches, errors, workspace, layout.
-#include <gtest/gtest.h>
-
 #include <QCheckBox>
 #include <QDockWidget>
-#include <QFile>
-#include <QSignalSpy>
-#include <QTemporaryDir>
-#include <QTest>
-#include <cmath>
 
 #include "distributions_panel.h"
 #include "job_runner.h"
-#include "kvscope/io/raw_cache.h"
-#include "main_window.h"
+#include "plot_checks.h"
 #include "plot_widget.h"
-#include "session.h"
+#include "window_fixture.h"
 
 namespace kvscope::gui {
 namespace {
 
-MainWindow::Options testOptions() {
-  MainWindow::Options o;
-  o.load_default = false;
-  o.use_settings = false;
-  return o;
-}
+using WindowTest = WindowFixture;
 
-// A small cache with token locality (slow sines) and one outlier channel.
-QString writeSyntheticCache(const QTemporaryDir& dir) {
-  kv::KVCache cache(kv::CacheShape{4, 2, 64, 16});
-  const auto& s = cache.shape();
-  for (int l = 0; l < s.layers; ++l)
-    for (kv::Kind k : kv::kKinds)
-      for (int h = 0; h < s.kv_heads; ++h)
-        for (int t = 0; t < s.tokens; ++t)
-          for (int d = 0; d < s.head_dim; ++d)
-            cache.at(l, k, h, t, d) = float(std::sin(0.1 * t + d + l) * (d == 3 ? 20.0 : 1.0));
-  cache.info.model_name = "synthetic";
-  const QString path = dir.filePath(QStringLiteral("synthetic.safetensors"));
-  io::save_cache(cache, path.toStdString());
-  return path;
-}
-
-TEST(MainWindow, BadCacheFileShowsErrorDialogNamingTheFile) {
-  MainWindow window(testOptions());
-  window.show();
-  QTemporaryDir dir;
-  const QString bad = dir.filePath(QStringLiteral("broken.safetensors"));
-  QFile f(bad);
-  ASSERT_TRUE(f.open(QIODevice::WriteOnly));
-  f.write("\x05\x00\x00\x00\x00\x00\x00\x00{bad", 12);
-  f.close();
+TEST_F(WindowTest, BadCacheFileShowsErrorDialogNamingTheFile) {
+  MainWindow& window = this->window();
+  const QString bad =
+      writeFile(QStringLiteral("broken.safetensors"), QByteArray("\x05\x00\x00\x00\x00\x00\x00\x00{bad", 12));
   QSignalSpy errors(&window, &MainWindow::errorShown);
   window.openPath(bad);
   ASSERT_TRUE(errors.wait(10000));
@@ -62,30 +28,21 @@ TEST(MainWindow, BadCacheFileShowsErrorDialogNamingTheFile) {
   window.lastErrorBox()->accept();
 }
 
-TEST(MainWindow, MissingTextAndBadWorkspaceAreErrors) {
-  MainWindow window(testOptions());
+TEST_F(WindowTest, MissingTextAndBadWorkspaceAreErrors) {
+  MainWindow& window = this->window();
   QSignalSpy errors(&window, &MainWindow::errorShown);
-  QTemporaryDir dir;
-  window.openTextFile(dir.filePath(QStringLiteral("nope.txt")));
+  window.openTextFile(path(QStringLiteral("nope.txt")));
   ASSERT_EQ(errors.count(), 1);
   EXPECT_TRUE(errors.at(0).at(1).toString().contains(QStringLiteral("nope.txt")));
-  const QString ws = dir.filePath(QStringLiteral("bad.kvscope"));
-  QFile f(ws);
-  ASSERT_TRUE(f.open(QIODevice::WriteOnly));
-  f.write("{ not json");
-  f.close();
+  const QString ws = writeFile(QStringLiteral("bad.kvscope"), "{ not json");
   EXPECT_FALSE(window.loadWorkspace(ws));
   ASSERT_EQ(errors.count(), 2);
   EXPECT_TRUE(errors.at(1).at(1).toString().contains(QStringLiteral("bad.kvscope")));
 }
 
-TEST(MainWindow, RawCacheFillsDistributions) {
-  MainWindow window(testOptions());
-  window.show();
-  QTemporaryDir dir;
-  QSignalSpy loaded(&window, &MainWindow::prefilled);
-  window.openCacheFile(writeSyntheticCache(dir));
-  ASSERT_TRUE(loaded.wait(10000));
+TEST_F(WindowTest, RawCacheFillsDistributions) {
+  MainWindow& window = this->window();
+  ASSERT_TRUE(loadSyntheticCache());
   ASSERT_NE(window.session()->cache(), nullptr);
   EXPECT_EQ(window.session()->cache()->shape().tokens, 64);
   DistributionsPanel* dist = window.distributionsPanel();
@@ -108,23 +65,18 @@ TEST(MainWindow, RawCacheFillsDistributions) {
   EXPECT_FLOAT_EQ(float(map->data()->cell(5, 3)), window.session()->cache()->at(1, kv::Kind::Value, 1, 5, 3));
 }
 
-TEST(MainWindow, WorkspaceRoundTrip) {
-  QTemporaryDir dir;
-  const QString path = dir.filePath(QStringLiteral("w.kvscope"));
-  {
-    MainWindow window(testOptions());
-    window.setContextText(QStringLiteral("greeting"), QStringLiteral("Hello KV cache."), false);
-    ASSERT_TRUE(window.saveWorkspace(path));
-  }
-  MainWindow window(testOptions());
-  ASSERT_TRUE(window.loadWorkspace(path));
-  EXPECT_EQ(window.session()->contextName(), QStringLiteral("greeting"));
-  EXPECT_EQ(window.session()->contextText(), QStringLiteral("Hello KV cache."));
+TEST_F(WindowTest, WorkspaceRoundTrip) {
+  const QString ws = path(QStringLiteral("w.kvscope"));
+  window().setContextText(QStringLiteral("greeting"), QStringLiteral("Hello KV cache."), false);
+  ASSERT_TRUE(window().saveWorkspace(ws));
+  newWindow();
+  ASSERT_TRUE(window().loadWorkspace(ws));
+  EXPECT_EQ(window().session()->contextName(), QStringLiteral("greeting"));
+  EXPECT_EQ(window().session()->contextText(), QStringLiteral("Hello KV cache."));
 }
 
-TEST(MainWindow, RestoreDefaultLayoutShowsPanelsAgain) {
-  MainWindow window(testOptions());
-  window.show();
+TEST_F(WindowTest, RestoreDefaultLayoutShowsPanelsAgain) {
+  MainWindow& window = this->window();
   auto* dock = window.findChild<QDockWidget*>(QStringLiteral("distributionsDock"));
   ASSERT_NE(dock, nullptr);
   dock->hide();
@@ -139,40 +91,26 @@ TEST(MainWindow, RestoreDefaultLayoutShowsPanelsAgain) {
 #if KVSCOPE_GUI_HAVE_CODECS
 #include <QTableWidget>
 
-#include "codec_panel.h"
 #include "kvscope/codec/codec.h"
 #include "pipeline_panel.h"
 
 namespace kvscope::gui {
 namespace {
 
-// Readout text after the encode that follows a change.
-QString encodeAfter(CodecPanel* panel, const std::function<void()>& change) {
-  QSignalSpy encoded(panel, &CodecPanel::encoded);
-  QSignalSpy failed(panel, &CodecPanel::errorOccurred);
-  change();
-  if (!QTest::qWaitFor([&] { return encoded.count() > 0 || failed.count() > 0; }, 20000)) return {};
-  if (failed.count() > 0) {
-    ADD_FAILURE() << "encode failed: " << failed.at(0).at(0).toString().toStdString();
-    return {};
-  }
-  return panel->sizeReadout();
-}
+using CodecPanelTest = WindowFixture;
+using PipelinePanelTest = WindowFixture;
 
-TEST(CodecPanel, ParameterChangeReencodesWithoutTheModel) {
-  MainWindow window(testOptions());
-  window.show();
-  QTemporaryDir dir;
-  CodecPanel* panel = window.codecPanel();
+TEST_F(CodecPanelTest, ParameterChangeReencodesWithoutTheModel) {
+  CodecPanel* panel = window().codecPanel();
   ASSERT_NE(panel, nullptr);
-  const QString first = encodeAfter(panel, [&] { window.openCacheFile(writeSyntheticCache(dir)); });
+  const QString first = encodeAfter([&] { window().openCacheFile(syntheticCache()); });
   ASSERT_TRUE(first.contains(QStringLiteral("bits/element"))) << first.toStdString();
   ASSERT_NE(panel->lastResult(), nullptr);
   // Switching codec re-encodes the same cache (no prefill) and changes the size.
-  const QString int8 = encodeAfter(panel, [&] { ASSERT_TRUE(panel->setConfig({"int8", {}})); });
+  const QString int8 = encodeAfter([&] { ASSERT_TRUE(panel->setConfig({"int8", {}})); });
   ASSERT_FALSE(int8.isEmpty()) << "no encode after switching to int8";
   EXPECT_NEAR(panel->lastResult()->size.bits_per_element(), 8.0, 1.5);
-  const QString fp16 = encodeAfter(panel, [&] { ASSERT_TRUE(panel->setConfig({"fp16", {}})); });
+  const QString fp16 = encodeAfter([&] { ASSERT_TRUE(panel->setConfig({"fp16", {}})); });
   ASSERT_FALSE(fp16.isEmpty()) << "no encode after switching to fp16";
   EXPECT_NE(int8, fp16);
   EXPECT_NEAR(panel->lastResult()->size.bits_per_element(), 16.0, 1.5);
@@ -182,19 +120,10 @@ TEST(CodecPanel, ParameterChangeReencodesWithoutTheModel) {
   EXPECT_EQ(panel->layerPlot()->plottable(0)->interface1D()->dataCount(), 4);
 }
 
-}  // namespace
-}  // namespace kvscope::gui
-
-namespace kvscope::gui {
-namespace {
-
-TEST(CodecPanel, ChangingABinCountUpdatesTheSizeReadout) {
-  MainWindow window(testOptions());
-  window.show();
-  QTemporaryDir dir;
-  CodecPanel* panel = window.codecPanel();
+TEST_F(CodecPanelTest, ChangingABinCountUpdatesTheSizeReadout) {
+  CodecPanel* panel = window().codecPanel();
   ASSERT_NE(panel, nullptr);
-  const QString first = encodeAfter(panel, [&] { window.openCacheFile(writeSyntheticCache(dir)); });
+  const QString first = encodeAfter([&] { window().openCacheFile(syntheticCache()); });
   ASSERT_FALSE(first.isEmpty());
   ASSERT_EQ(panel->config().codec, "cachegen");  // the default codec
   ASSERT_NE(panel->lastStages(), nullptr);
@@ -204,7 +133,7 @@ TEST(CodecPanel, ChangingABinCountUpdatesTheSizeReadout) {
   ASSERT_FALSE(bins.isEmpty());
   bins[0] = QStringLiteral("4");
   const QString after = encodeAfter(
-      panel, [&] { ASSERT_TRUE(panel->setParam(QStringLiteral("key_bins"), bins.join(QLatin1Char(',')))); });
+      [&] { ASSERT_TRUE(panel->setParam(QStringLiteral("key_bins"), bins.join(QLatin1Char(',')))); });
   ASSERT_FALSE(after.isEmpty()) << "no re-encode after the bin change";
   EXPECT_NE(first, after);
   EXPECT_LT(panel->lastResult()->size.bits_per_element(), before);
@@ -213,23 +142,42 @@ TEST(CodecPanel, ChangingABinCountUpdatesTheSizeReadout) {
   EXPECT_EQ(panel->waterfallPlot()->plottable(0)->interface1D()->dataCount(), 7);
 }
 
+// Issue 8: the heatmap's token axis and the stage waterfall's labels overlapped
+// (docs/screenshots); at a small and a large window neither does.
+TEST_F(CodecPanelTest, HeatmapAndWaterfallTickLabelsNeverOverlap) {
+  ASSERT_FALSE(encodeAfter([&] { window().openCacheFile(syntheticCache()); }).isEmpty());
+  DistributionsPanel* dist = window().distributionsPanel();
+  ASSERT_TRUE(QTest::qWaitFor([dist] { return dist->stats() != nullptr; }, 20000));
+  for (QSize size : {QSize(900, 600), QSize(2400, 1500)}) {
+    window().resize(size);
+    QTest::qWait(20);
+    for (PlotWidget* plot : {dist->heatmapPlot(), window().codecPanel()->waterfallPlot()}) {
+      plot->replot(QCustomPlot::rpImmediateRefresh);
+      for (QCPAxis* axis : {plot->xAxis, plot->yAxis}) {
+        EXPECT_EQ(tickLabelOverlap(axis), "")
+            << plot->objectName().toStdString() << " at " << plot->width() << "x" << plot->height();
+        EXPECT_GE(visibleTicks(axis), 1) << plot->objectName().toStdString();
+      }
+    }
+    EXPECT_EQ(visibleTicks(window().codecPanel()->waterfallPlot()->xAxis), 7)
+        << "every stage keeps its label";
+  }
+}
+
 // The pipeline view traces the codec panel's current settings and agrees
 // with the real decoder on the encoded object.
-TEST(PipelinePanel, TracesOneTokenThroughTheCurrentCachegenSettings) {
-  MainWindow window(testOptions());
-  window.show();
-  QTemporaryDir dir;
-  CodecPanel* codec = window.codecPanel();
-  PipelinePanel* pipe = window.pipelinePanel();
+TEST_F(PipelinePanelTest, TracesOneTokenThroughTheCurrentCachegenSettings) {
+  CodecPanel* codec = window().codecPanel();
+  PipelinePanel* pipe = window().pipelinePanel();
   ASSERT_NE(pipe, nullptr);
-  ASSERT_FALSE(encodeAfter(codec, [&] { window.openCacheFile(writeSyntheticCache(dir)); }).isEmpty());
+  ASSERT_FALSE(encodeAfter([&] { window().openCacheFile(syntheticCache()); }).isEmpty());
   pipe->setSelection(0, 0, 13, 1, 6);  // token 13: a delta of anchor token 10 (groups of 10)
   const auto& tr = pipe->trace();
   ASSERT_EQ(tr.elements.size(), 6u);
   EXPECT_EQ(tr.token, 13);
   EXPECT_EQ(pipe->table()->columnCount(), 6);
   EXPECT_EQ(pipe->table()->rowCount(), 11);
-  const auto cache = window.session()->cache();
+  const auto cache = window().session()->cache();
   const kv::KVCache decoded = codec::decode(codec->lastResult()->bytes);
   for (const auto& e : tr.elements) {
     EXPECT_FLOAT_EQ(e.original, cache->channel_value(0, kv::Kind::Key, 13, e.channel));
@@ -261,20 +209,17 @@ TEST(PipelinePanel, TracesOneTokenThroughTheCurrentCachegenSettings) {
 namespace kvscope::gui {
 namespace {
 
-TEST(MainWindow, Hdf5ExportIsDecodedByTheCli) {
-  MainWindow window(testOptions());
-  window.show();
-  QTemporaryDir dir;
-  CodecPanel* panel = window.codecPanel();
-  ASSERT_FALSE(encodeAfter(panel, [&] { window.openCacheFile(writeSyntheticCache(dir)); }).isEmpty());
-  const QString h5 = dir.filePath(QStringLiteral("export.h5"));
+TEST_F(WindowTest, Hdf5ExportIsDecodedByTheCli) {
+  MainWindow& window = this->window();
+  ASSERT_FALSE(encodeAfter([&] { window.openCacheFile(syntheticCache()); }).isEmpty());
+  const QString h5 = path(QStringLiteral("export.h5"));
   QSignalSpy exported(&window, &MainWindow::exported);
   QSignalSpy errors(&window, &MainWindow::errorShown);
   window.exportHdf5(h5);
   ASSERT_TRUE(QTest::qWaitFor([&] { return exported.count() > 0 || errors.count() > 0; }, 30000));
   ASSERT_EQ(errors.count(), 0) << errors.at(0).at(1).toString().toStdString();
   ASSERT_TRUE(QFileInfo::exists(h5));
-  const QString out = dir.filePath(QStringLiteral("decoded.safetensors"));
+  const QString out = path(QStringLiteral("decoded.safetensors"));
   QProcess cli;
   cli.start(QStringLiteral(KVSCOPE_CLI_PATH),
             {QStringLiteral("decode"), QStringLiteral("--in"), h5, QStringLiteral("--out"), out});
@@ -291,29 +236,19 @@ TEST(MainWindow, Hdf5ExportIsDecodedByTheCli) {
 #endif
 
 #if KVSCOPE_GUI_HAVE_STREAM
-#include "stream_panel.h"
-
 namespace kvscope::gui {
 namespace {
 
-TEST(StreamPanel, RunsTheStreamerAndDrawsTheTimeline) {
-  MainWindow window(testOptions());
-  window.show();
-  QTemporaryDir dir;
-  QSignalSpy loaded(&window, &MainWindow::prefilled);
-  window.openCacheFile(writeSyntheticCache(dir));
-  ASSERT_TRUE(loaded.wait(10000));
-  StreamPanel* panel = window.streamPanel();
+using StreamPanelTest = WindowFixture;
+
+TEST_F(StreamPanelTest, RunsTheStreamerAndDrawsTheTimeline) {
+  ASSERT_TRUE(loadSyntheticCache());
+  StreamPanel* panel = window().streamPanel();
   ASSERT_NE(panel, nullptr);
   panel->setChunkTokens(16);
   panel->setRunBaselines(false);
   panel->setProfile(stream::BandwidthProfile::constant(50));
-  QSignalSpy finished(panel, &StreamPanel::finished);
-  QSignalSpy errors(&window, &MainWindow::errorShown);
-  panel->findChild<QCheckBox*>()->setChecked(true);  // simulated clock: instant
-  panel->run();
-  ASSERT_TRUE(QTest::qWaitFor([&] { return finished.count() > 0 || errors.count() > 0; }, 60000));
-  ASSERT_EQ(errors.count(), 0) << errors.at(0).at(1).toString().toStdString();
+  ASSERT_TRUE(runStream());
   ASSERT_EQ(panel->reports().size(), 1u);
   EXPECT_EQ(panel->reports()[0].chunks.size(), 4u);  // 64 tokens / 16
   EXPECT_GT(panel->reports()[0].ttft_s, 0.0);
@@ -321,24 +256,14 @@ TEST(StreamPanel, RunsTheStreamerAndDrawsTheTimeline) {
 }
 
 // The fixed baselines are drawn beside the adaptive run, one lane each, with the SLO.
-TEST(StreamPanel, BaselinesShownSideBySideWithTheAdaptiveRun) {
-  MainWindow window(testOptions());
-  window.show();
-  QTemporaryDir dir;
-  QSignalSpy loaded(&window, &MainWindow::prefilled);
-  window.openCacheFile(writeSyntheticCache(dir));
-  ASSERT_TRUE(loaded.wait(10000));
-  StreamPanel* panel = window.streamPanel();
+TEST_F(StreamPanelTest, BaselinesShownSideBySideWithTheAdaptiveRun) {
+  ASSERT_TRUE(loadSyntheticCache());
+  StreamPanel* panel = window().streamPanel();
   panel->setChunkTokens(16);
   panel->setRunBaselines(true);  // fp16, int8 (text needs the model, which a raw cache has not)
   panel->setProfile(stream::BandwidthProfile::constant(0.5));
   panel->setSlo(0.05);
-  QSignalSpy finished(panel, &StreamPanel::finished);
-  QSignalSpy errors(&window, &MainWindow::errorShown);
-  panel->findChild<QCheckBox*>()->setChecked(true);  // simulated clock: instant
-  panel->run();
-  ASSERT_TRUE(QTest::qWaitFor([&] { return finished.count() > 0 || errors.count() > 0; }, 60000));
-  ASSERT_EQ(errors.count(), 0) << errors.at(0).at(1).toString().toStdString();
+  ASSERT_TRUE(runStream());
   ASSERT_EQ(panel->reports().size(), 3u);
   PlotWidget* cmp = panel->comparisonPlot();
   const auto ticker = cmp->yAxis->ticker().dynamicCast<QCPAxisTickerText>();
@@ -377,14 +302,43 @@ TEST(StreamPanel, BaselinesShownSideBySideWithTheAdaptiveRun) {
   EXPECT_TRUE(slo);
 }
 
+// The comparison lanes are items; double-click still returns to the view of
+// every lane, the longest run and the SLO, like the other plots.
+TEST_F(StreamPanelTest, ComparisonPlotResetsOnDoubleClick) {
+  ASSERT_TRUE(loadSyntheticCache());
+  StreamPanel* panel = window().streamPanel();
+  panel->setChunkTokens(16);
+  panel->setRunBaselines(true);
+  panel->setProfile(stream::BandwidthProfile::constant(0.5));
+  panel->setSlo(0.05);
+  ASSERT_TRUE(runStream());
+  PlotWidget* cmp = panel->comparisonPlot();
+  ASSERT_TRUE(QTest::qWaitForWindowExposed(cmp));
+  QTest::qWait(20);
+  const QCPRange home_x = cmp->xAxis->range(), home_y = cmp->yAxis->range();
+  double longest = 0;
+  for (const auto& r : panel->reports()) longest = std::max(longest, r.ttft_s);
+  EXPECT_GT(home_x.upper, longest);
+  EXPECT_LT(home_y.lower, 0);
+  EXPECT_GT(home_y.upper, 2);  // three lanes
+  const QPoint centre = cmp->axisRect()->center();
+  QWheelEvent wheel(centre, cmp->mapToGlobal(centre), QPoint(), QPoint(0, 480), Qt::NoButton, Qt::NoModifier,
+                    Qt::NoScrollPhase, false);
+  QApplication::sendEvent(cmp, &wheel);
+  ASSERT_TRUE(cmp->userZoomed());
+  ASSERT_NE(cmp->xAxis->range(), home_x);
+  QTest::mouseDClick(cmp, Qt::LeftButton, Qt::NoModifier, centre);
+  EXPECT_FALSE(cmp->userZoomed());
+  EXPECT_EQ(cmp->xAxis->range(), home_x);
+  EXPECT_EQ(cmp->yAxis->range(), home_y);
+}
+
 // The workspace keeps the streaming setup: profile (every kind), SLO, chunk size, ladder.
-TEST(StreamPanel, WorkspaceRestoresProfileSloChunkAndLadder) {
-  QTemporaryDir dir;
-  const QString path = dir.filePath(QStringLiteral("s.kvscope"));
-  const QString random_path = dir.filePath(QStringLiteral("r.kvscope"));
+TEST_F(StreamPanelTest, WorkspaceRestoresProfileSloChunkAndLadder) {
+  const QString ws = path(QStringLiteral("s.kvscope"));
+  const QString random_ws = path(QStringLiteral("r.kvscope"));
   {
-    MainWindow window(testOptions());
-    StreamPanel* panel = window.streamPanel();
+    StreamPanel* panel = window().streamPanel();
     ASSERT_NE(panel, nullptr);
     auto bp = stream::BandwidthProfile::piecewise({{0, 40}, {1.5, 7.5}, {3, 0}, {4, 90}});
     bp.set_name("edited");
@@ -392,17 +346,18 @@ TEST(StreamPanel, WorkspaceRestoresProfileSloChunkAndLadder) {
     panel->setSlo(3.25);
     panel->setChunkTokens(96);
     ASSERT_TRUE(panel->setLadder(QStringLiteral("quantization")));
-    ASSERT_TRUE(window.saveWorkspace(path));
+    ASSERT_TRUE(window().saveWorkspace(ws));
     panel->setProfile(stream::BandwidthProfile::per_chunk_random(5, 80, 0xFFFFFFFFFFFFFFF1ull));
-    ASSERT_TRUE(window.saveWorkspace(random_path));
+    ASSERT_TRUE(window().saveWorkspace(random_ws));
   }
-  MainWindow window(testOptions());
-  StreamPanel* panel = window.streamPanel();
+  newWindow();
+  StreamPanel* panel = window().streamPanel();
   ASSERT_NE(panel->ladder(), QStringLiteral("quantization")) << "the test needs a non-default ladder";
-  ASSERT_TRUE(window.loadWorkspace(path));
+  ASSERT_TRUE(window().loadWorkspace(ws));
   EXPECT_DOUBLE_EQ(panel->slo(), 3.25);
   EXPECT_EQ(panel->chunkTokens(), 96);
   EXPECT_EQ(panel->ladder(), QStringLiteral("quantization"));
+  EXPECT_EQ(panel->currentLadder().levels.back().config.codec, "int4");
   const auto& p = panel->profile();
   EXPECT_EQ(p.kind(), stream::BandwidthProfile::Kind::Piecewise);
   EXPECT_EQ(p.name(), "edited");
@@ -410,25 +365,66 @@ TEST(StreamPanel, WorkspaceRestoresProfileSloChunkAndLadder) {
   EXPECT_DOUBLE_EQ(p.points()[1].time_s, 1.5);
   EXPECT_DOUBLE_EQ(p.points()[1].mbps, 7.5);
   EXPECT_DOUBLE_EQ(p.points()[3].mbps, 90);
-  ASSERT_TRUE(window.loadWorkspace(random_path));
+  ASSERT_TRUE(window().loadWorkspace(random_ws));
   EXPECT_EQ(panel->profile().kind(), stream::BandwidthProfile::Kind::PerChunkRandom);
   EXPECT_EQ(panel->profile().seed(), 0xFFFFFFFFFFFFFFF1ull);
   EXPECT_DOUBLE_EQ(panel->profile().max_mbps(), 80);
   // A bad profile in a workspace is an error dialog naming the file, not a crash.
-  QFile f(random_path);
-  ASSERT_TRUE(f.open(QIODevice::ReadOnly));
-  QByteArray bytes = f.readAll();
-  f.close();
+  QByteArray bytes = readFile(random_ws);
   bytes.replace("per_chunk_random", "sideways");
-  const QString bad = dir.filePath(QStringLiteral("bad.kvscope"));
-  QFile out(bad);
-  ASSERT_TRUE(out.open(QIODevice::WriteOnly));
-  out.write(bytes);
-  out.close();
-  QSignalSpy errors(&window, &MainWindow::errorShown);
-  EXPECT_FALSE(window.loadWorkspace(bad));
+  const QString bad = writeFile(QStringLiteral("bad.kvscope"), bytes);
+  QSignalSpy errors(&window(), &MainWindow::errorShown);
+  EXPECT_FALSE(window().loadWorkspace(bad));
   ASSERT_EQ(errors.count(), 1);
   EXPECT_TRUE(errors.at(0).at(1).toString().contains(bad));
+}
+
+// Workspaces from before the ladder editor name a shipped ladder as a string.
+TEST_F(StreamPanelTest, WorkspaceWithALadderNameStillLoads) {
+  const QString ws = writeFile(
+      QStringLiteral("old.kvscope"),
+      R"({"format": "kvscope-workspace", "version": 1, "stream": {"ladder": "quantization", "slo_s": 1.5}})");
+  ASSERT_TRUE(window().loadWorkspace(ws));
+  EXPECT_EQ(window().streamPanel()->ladder(), QStringLiteral("quantization"));
+  EXPECT_DOUBLE_EQ(window().streamPanel()->slo(), 1.5);
+}
+
+// Regression (issue 8): a workspace whose bandwidth profile was bad applied its
+// codec settings (and anything before the profile) and only then reported the
+// error. Every part is validated first now: any error applies nothing.
+TEST_F(StreamPanelTest, RegressionBadWorkspaceProfileAppliedCodecSettingsBeforeTheError) {
+  StreamPanel* panel = window().streamPanel();
+  CodecPanel* codec = window().codecPanel();
+  ASSERT_EQ(codec->config().codec, "cachegen");
+  const double slo = panel->slo();
+  const QString ladder = panel->ladder();
+  const std::string profile = panel->profile().name();
+  const QList<std::pair<QString, QString>> cases = {
+      {R"("profile": {"kind": "sideways"})", QStringLiteral("stream.profile.kind")},
+      {R"("profile": {"kind": "piecewise", "points": [[0, 5], "x"]})",
+       QStringLiteral("stream.profile.points")},
+      {R"("ladder": {"levels": [{"codec": "no-such-codec"}]})", QStringLiteral("no-such-codec")},
+      {R"("chunk_tokens": 3)", QStringLiteral("stream.chunk_tokens")},
+  };
+  for (const auto& [bad_part, problem] : cases) {
+    // Good codec, context and SLO beside the bad part: none of them may be applied.
+    const QString text = QStringLiteral(R"({"format": "kvscope-workspace", "version": 1,
+        "context": {"name": "ws", "text": "restored text"}, "codec": {"name": "int8", "params": {}},
+        "stream": {"slo_s": 7.5, %1}})")
+                             .arg(bad_part);
+    const QString ws = writeFile(QStringLiteral("bad-part.kvscope"), text.toUtf8());
+    QSignalSpy errors(&window(), &MainWindow::errorShown);
+    EXPECT_FALSE(window().loadWorkspace(ws)) << problem.toStdString();
+    ASSERT_EQ(errors.count(), 1) << problem.toStdString();
+    const QString message = errors.at(0).at(1).toString();
+    EXPECT_TRUE(message.contains(ws)) << message.toStdString();
+    EXPECT_TRUE(message.contains(problem)) << message.toStdString();
+    EXPECT_EQ(codec->config().codec, "cachegen") << problem.toStdString();
+    EXPECT_DOUBLE_EQ(panel->slo(), slo);
+    EXPECT_EQ(panel->ladder(), ladder);
+    EXPECT_EQ(panel->profile().name(), profile);
+    EXPECT_TRUE(window().session()->contextText().isEmpty());
+  }
 }
 
 }  // namespace

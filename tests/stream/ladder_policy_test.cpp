@@ -59,6 +59,32 @@ TEST(Ladder, MalformedLaddersNameTheFile) {
   }
 }
 
+// The text form the GUI embeds in workspaces round-trips every field, and
+// bad text is an error naming its source.
+TEST(Ladder, JsonTextRoundTrips) {
+  Ladder l;
+  l.name = "edited";
+  l.description = "two rungs";
+  l.levels = {{"fine", {"cachegen", {{"key_bins", "32,16,8"}, {"delta", "auto"}}}}, {"coarse", {"int4", {}}}};
+  const Ladder back = parse_ladder(ladder_to_json(l), "workspace.kvscope");
+  EXPECT_EQ(back.name, "edited");
+  EXPECT_EQ(back.description, "two rungs");
+  ASSERT_EQ(back.levels.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(back.levels[i].name, l.levels[i].name);
+    EXPECT_EQ(back.levels[i].config.codec, l.levels[i].config.codec);
+    EXPECT_EQ(back.levels[i].config.params, l.levels[i].config.params);
+  }
+  EXPECT_EQ(parse_ladder(R"({"levels": [{"codec": "int8"}]})", "x", "fallback").name, "fallback");
+  try {
+    parse_ladder(R"({"levels": [{"codec": 3}]})", "workspace.kvscope");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Format);
+    EXPECT_NE(std::string(e.what()).find("workspace.kvscope"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Policy, ParsesSpecs) {
   Ladder ladder;
   ladder.levels = {{"fine", {"int8", {}}}, {"coarse", {"int4", {}}}};

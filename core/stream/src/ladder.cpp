@@ -41,42 +41,47 @@ int Ladder::find(const std::string& wanted) const {
 }
 
 Ladder load_ladder(const std::filesystem::path& path) {
-  const std::string text = read_file(path);
+  return parse_ladder(read_file(path), path.string(), path.stem().string());
+}
+
+Ladder parse_ladder(const std::string& text, const std::string& source, const std::string& default_name) {
+  const std::filesystem::path path(source);  // param_text() names the source by path
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorCode::Format, path.string(), std::string("invalid JSON: ") + e.what());
+    throw Error(ErrorCode::Format, source, std::string("invalid JSON: ") + e.what());
   }
   if (!j.is_object() || !j.contains("levels") || !j["levels"].is_array() || j["levels"].empty())
-    throw Error(ErrorCode::Format, path.string(), "expected an object with a non-empty 'levels' array");
+    throw Error(ErrorCode::Format, source, "expected an object with a non-empty 'levels' array");
   Ladder ladder;
-  ladder.name = j.value("name", path.stem().string());
-  ladder.description = j.value("description", std::string());
+  ladder.name = j.contains("name") && j["name"].is_string() ? j["name"].get<std::string>() : default_name;
+  ladder.description =
+      j.contains("description") && j["description"].is_string() ? j["description"].get<std::string>() : "";
   std::set<std::string> names;
   for (std::size_t i = 0; i < j["levels"].size(); ++i) {
     const auto& l = j["levels"][i];
     const std::string where = "levels[" + std::to_string(i) + "]";
     if (!l.is_object() || !l.contains("codec") || !l["codec"].is_string())
-      throw Error(ErrorCode::Format, path.string(), where + ": needs a string 'codec'");
+      throw Error(ErrorCode::Format, source, where + ": needs a string 'codec'");
     LadderLevel level;
     level.config.codec = l["codec"].get<std::string>();
     level.name =
         l.contains("name") && l["name"].is_string() ? l["name"].get<std::string>() : level.config.codec;
     if (l.contains("params")) {
       if (!l["params"].is_object())
-        throw Error(ErrorCode::Format, path.string(), where + ".params must be an object");
+        throw Error(ErrorCode::Format, source, where + ".params must be an object");
       for (const auto& [key, value] : l["params"].items())
         level.config.params[key] = param_text(value, path, where + ".params." + key);
     }
     if (!names.insert(level.name).second)
-      throw Error(ErrorCode::Format, path.string(), where + ": duplicate level name '" + level.name + "'");
+      throw Error(ErrorCode::Format, source, where + ": duplicate level name '" + level.name + "'");
     ladder.levels.push_back(std::move(level));
   }
   return ladder;
 }
 
-void save_ladder(const Ladder& ladder, const std::filesystem::path& path) {
+std::string ladder_to_json(const Ladder& ladder) {
   nlohmann::json j;
   j["name"] = ladder.name;
   if (!ladder.description.empty()) j["description"] = ladder.description;
@@ -86,7 +91,11 @@ void save_ladder(const Ladder& ladder, const std::filesystem::path& path) {
     if (!level.config.params.empty()) l["params"] = level.config.params;
     j["levels"].push_back(std::move(l));
   }
-  const std::string out = j.dump(2) + "\n";
+  return j.dump(2) + "\n";
+}
+
+void save_ladder(const Ladder& ladder, const std::filesystem::path& path) {
+  const std::string out = ladder_to_json(ladder);
   write_file_atomically(path, out.data(), out.size());
 }
 

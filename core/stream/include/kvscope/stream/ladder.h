@@ -39,6 +39,16 @@ struct Ladder {
 /// Codec names and parameters are checked by the codec at encode time.
 Ladder load_ladder(const std::filesystem::path& path);
 
+/// Parses ladder JSON text in the format above (what load_ladder reads from
+/// a file, e.g. a ladder embedded in a GUI workspace). `source` names the
+/// text in errors; `default_name` is the ladder's name when the text has none.
+/// Errors: Error(Format) as load_ladder.
+Ladder parse_ladder(const std::string& json_text, const std::string& source,
+                    const std::string& default_name = "ladder");
+
+/// The JSON text save_ladder writes; parse_ladder(ladder_to_json(l)) == l.
+std::string ladder_to_json(const Ladder& ladder);
+
 /// Writes a ladder in the format above, atomically.
 void save_ladder(const Ladder& ladder, const std::filesystem::path& path);
 

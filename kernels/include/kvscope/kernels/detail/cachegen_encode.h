@@ -1,14 +1,16 @@
 #pragma once
 
 // core/codec's cachegen encoder (codec_cachegen.cpp, entropy.cpp) as
-// host/device functions: per-channel quantization of a chunk, symbol
-// mapping, frequency normalisation and the range encoder with its
+// host/device functions: the steps of every scale (token, head, channel),
+// quantization and anchor/delta symbol mapping with the scaled anchor
+// prediction, frequency normalisation and the range encoder with its
 // trimming flush. The GPU encoder and its CPU emulation run these; the host
 // test compares the emulation's section payloads with codec::encode's.
 
 #include <cmath>
 #include <cstdint>
 
+#include "kvscope/kernels/detail/codec_stream.h"
 #include "kvscope/kernels/detail/fp16_hd.h"
 #include "kvscope/kernels/detail/hd.h"
 
@@ -23,31 +25,116 @@ KVSCOPE_HD std::uint16_t half_up(float value) {
   return h >= 0x7c00u ? 0xffffu : h;
 }
 
-/// Step of one channel of a chunk: fp16-up(absmax / M); 0xffff if invalid
-/// (NaN/inf values, as the codec rejects them).
-KVSCOPE_HD std::uint16_t cachegen_step(const float* in, std::uint32_t stride, std::uint32_t tokens, int M) {
+/// One (layer, kind) tensor of the cache ([head][token][dim], T tokens) cut
+/// into chunks, and where its quantization steps are: per tensor, the steps
+/// of all chunks back to back, each chunk's in core/codec's order
+/// (Layout::step_index: token t of the chunk, channel c at
+/// step_base(c) + t * step_stride()).
+struct CachegenGeom {
+  std::uint32_t C, D, H, T, chunk_tokens, chunks, group;
+  CachegenScale scale;
+};
+
+KVSCOPE_HD std::uint32_t cachegen_chunk_count(const CachegenGeom& g, std::uint32_t chunk) {
+  const std::uint32_t begin = chunk * g.chunk_tokens;
+  return g.T - begin < g.chunk_tokens ? g.T - begin : g.chunk_tokens;
+}
+/// Steps of a whole tensor: chunks * C (channel), T (token), T * H (head).
+KVSCOPE_HD std::uint64_t cachegen_tensor_steps(const CachegenGeom& g) {
+  return g.scale == CachegenScale::Channel ? static_cast<std::uint64_t>(g.chunks) * g.C
+         : g.scale == CachegenScale::Token ? static_cast<std::uint64_t>(g.T)
+                                           : static_cast<std::uint64_t>(g.T) * g.H;
+}
+/// Index of a chunk's first step among its tensor's steps.
+KVSCOPE_HD std::uint64_t cachegen_chunk_step_offset(const CachegenGeom& g, std::uint32_t chunk) {
+  const std::uint64_t t0 = static_cast<std::uint64_t>(chunk) * g.chunk_tokens;
+  return g.scale == CachegenScale::Channel ? static_cast<std::uint64_t>(chunk) * g.C
+         : g.scale == CachegenScale::Token ? t0
+                                           : t0 * g.H;
+}
+KVSCOPE_HD std::uint32_t cachegen_step_base(const CachegenGeom& g, std::uint32_t c) {
+  return g.scale == CachegenScale::Channel ? c : g.scale == CachegenScale::Token ? 0u : c / g.D;
+}
+KVSCOPE_HD std::uint32_t cachegen_step_stride(const CachegenGeom& g) {
+  return g.scale == CachegenScale::Channel ? 0u : g.scale == CachegenScale::Token ? 1u : g.H;
+}
+/// First value of channel c in a chunk (stride D between tokens).
+KVSCOPE_HD const float* cachegen_channel_ptr(const float* tensor, const CachegenGeom& g, std::uint32_t chunk,
+                                             std::uint32_t c) {
+  return tensor +
+         (static_cast<std::uint64_t>(c / g.D) * g.T + static_cast<std::uint64_t>(chunk) * g.chunk_tokens) *
+             g.D +
+         c % g.D;
+}
+
+/// Step `i` of a tensor (index as above): fp16-up(absmax over the values it
+/// covers / M), as quantize_chunk computes it (a max does not depend on the
+/// order); 0xffff if invalid (NaN/inf values, as the codec rejects them).
+KVSCOPE_HD std::uint16_t cachegen_slot_step(const float* tensor, const CachegenGeom& g, std::uint64_t i,
+                                            int M) {
   float amax = 0.0f;
-  for (std::uint32_t t = 0; t < tokens; ++t) {
-    const float a = fabsf(in[static_cast<std::uint64_t>(t) * stride]);
-    if (!(a <= 3.4e38f)) return 0xffffu;  // NaN or infinite
+  auto take = [&](float x) {
+    const float a = fabsf(x);
+    if (!(a <= 3.4e38f)) return false;  // NaN or infinite
     amax = a > amax ? a : amax;
+    return true;
+  };
+  if (g.scale == CachegenScale::Channel) {
+    const auto chunk = static_cast<std::uint32_t>(i / g.C);
+    const auto c = static_cast<std::uint32_t>(i - static_cast<std::uint64_t>(chunk) * g.C);
+    const float* p = cachegen_channel_ptr(tensor, g, chunk, c);
+    const std::uint32_t n = cachegen_chunk_count(g, chunk);
+    for (std::uint32_t t = 0; t < n; ++t)
+      if (!take(p[static_cast<std::uint64_t>(t) * g.D])) return 0xffffu;
+  } else {
+    // Token: one token over every head; Head: one token in one head.
+    const std::uint64_t t = g.scale == CachegenScale::Token ? i : i / g.H;
+    const std::uint32_t h0 = g.scale == CachegenScale::Token ? 0u : static_cast<std::uint32_t>(i - t * g.H);
+    const std::uint32_t h1 = g.scale == CachegenScale::Token ? g.H : h0 + 1;
+    for (std::uint32_t h = h0; h < h1; ++h) {
+      const float* row = tensor + (static_cast<std::uint64_t>(h) * g.T + t) * g.D;
+      for (std::uint32_t d = 0; d < g.D; ++d)
+        if (!take(row[d])) return 0xffffu;
+    }
   }
   return half_up(amax / static_cast<float>(M));
 }
 
-/// Symbol of token t: anchors (t % group == 0) Q + M, others Q - Q_anchor + 2M,
-/// with Q = clamp(rint(x / step), -M, M). `anchor_q` carries the group's anchor.
-KVSCOPE_HD int cachegen_symbol(float x, float step, int M, bool anchor, int& anchor_q) {
-  int q = 0;
-  if (step > 0.0f) {
-    const float r = rintf(x / step);
-    q = r > static_cast<float>(M) ? M : r < -static_cast<float>(M) ? -M : static_cast<int>(r);
+/// Q = clamp(round_half_even(x / step), -M, M), 0 when step is 0: the
+/// codec's clamp-then-round gives the same for every finite x.
+KVSCOPE_HD int cachegen_quantize(float x, float step, int M) {
+  if (!(step > 0.0f)) return 0;
+  const float r = rintf(x / step);
+  return r > static_cast<float>(M) ? M : r < -static_cast<float>(M) ? -M : static_cast<int>(r);
+}
+
+/// Visits one stream's symbols in coding order: visit(is_anchor, symbol,
+/// raw_symbol). Anchors (t % group == 0) code Q + M; the others
+/// Q - P + 2M with P = cachegen_predict(Q_anchor, ratio(step_anchor, step_t)).
+/// raw_symbol is Q + M (the symbol if the channel coded every token as an
+/// anchor). `in`: token 0's value (stride `stride`); `steps`: token 0's
+/// step (token t's at steps[t * step_stride]).
+template <class Visit>
+KVSCOPE_HD void cachegen_stream_symbols(const float* in, std::uint32_t stride, std::uint32_t tokens,
+                                        const std::uint16_t* steps, std::uint32_t step_stride,
+                                        std::uint32_t group, int M, Visit&& visit) {
+  int anchor_q = 0;
+  float anchor_step = 0.0f;
+  float step = half_to_float(steps[0]);
+  std::uint32_t k = 0;
+  for (std::uint32_t t = 0; t < tokens; ++t) {
+    if (step_stride != 0 && t != 0) step = half_to_float(steps[static_cast<std::uint64_t>(t) * step_stride]);
+    const int q = cachegen_quantize(in[static_cast<std::uint64_t>(t) * stride], step, M);
+    if (k == 0) {
+      anchor_q = q;
+      anchor_step = step;
+      visit(true, q + M, q + M);
+    } else {
+      visit(false, q - cachegen_predict(anchor_q, cachegen_anchor_ratio(anchor_step, step), M) + 2 * M,
+            q + M);
+    }
+    if (++k == group) k = 0;
   }
-  if (anchor) {
-    anchor_q = q;
-    return q + M;
-  }
-  return q - anchor_q + 2 * M;
 }
 
 /// FreqModel::from_counts (floor_all = false): frequencies of `n` symbols

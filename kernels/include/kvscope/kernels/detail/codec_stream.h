@@ -11,6 +11,7 @@
 // float(q) * step rounded to nearest even, so GPU output ==
 // round_to_half(CPU output) exactly.
 
+#include <cmath>
 #include <cstdint>
 
 #include "kvscope/kernels/detail/fp16_hd.h"
@@ -79,30 +80,68 @@ struct CodecRangeDecoder {
   }
 };
 
-/// One cachegen stream: `tokens` values of one channel in one chunk. Anchors
-/// (every group_size-th token from the chunk start) are symbol - M, the
-/// others anchor + symbol - 2M, each times the channel's fp16 step.
-/// Writes out[t * stride]; returns CodecFlag bits. The caller guarantees
-/// non-empty models where used (anchor always; delta when tokens > 1 and
-/// group_size > 1), as the CPU decoder checks before decoding.
+/// What one cachegen quantization step covers (core/codec's Layout::Scale,
+/// docs/bitstream.md "cachegen"): one token over all channels of the layer,
+/// one token in one KV head, or one channel over the chunk (layout version 1).
+enum class CachegenScale : std::uint8_t { Token = 0, Head = 1, Channel = 2 };
+
+/// core/codec's anchor_ratio (core/codec/src/cachegen_internal.h, copied for
+/// the device): step_anchor / step_token in float, 1 when the steps are
+/// equal, 0 when step_token is 0.
+KVSCOPE_HD float cachegen_anchor_ratio(float step_anchor, float step_token) {
+  return step_token > 0.0f ? (step_anchor == step_token ? 1.0f : step_anchor / step_token) : 0.0f;
+}
+
+/// core/codec's predict_from_anchor: the anchor's Q re-expressed in the
+/// token's step, round_half_even(clamp(float(q_anchor) * ratio, -M, M)).
+/// One float product (the kernels build without FMA contraction); rintf
+/// rounds half to even like the codec's add-and-subtract of 1.5 * 2^23 for
+/// these magnitudes (|x| <= M < 2^22).
+KVSCOPE_HD int cachegen_predict(int q_anchor, float ratio, int M) {
+  float x = static_cast<float>(q_anchor) * ratio;
+  const float m = static_cast<float>(M);
+  x = x < -m ? -m : (x > m ? m : x);
+  return static_cast<int>(rintf(x));
+}
+
+/// Little-endian fp16 bits at p (steps lie unaligned in the chunk payload).
+KVSCOPE_HD std::uint16_t load_half_le(const std::uint8_t* p) {
+  return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
+}
+
+/// One cachegen stream: `tokens` values of one channel in one chunk. Token
+/// t's step is the fp16 at steps + 2 * t * step_stride (step_stride 0: one
+/// step for the whole stream, scale=channel). Anchors (every group_size-th
+/// token from the chunk start) are Q = symbol - M; the others
+/// Q = P + symbol - 2M, with P the anchor's Q re-expressed in the token's
+/// step (cachegen_predict), which must lie in [-M, M]. The value is
+/// fp16(float(Q) * step). Writes out[t * stride]; returns CodecFlag bits.
+/// The caller guarantees non-empty models where used (anchor always; delta
+/// when tokens > 1 and group_size > 1) and finite, non-negative steps, as
+/// the CPU decoder checks before decoding.
 KVSCOPE_HD std::uint32_t decode_cachegen_stream(const std::uint8_t* bytes, std::uint32_t length,
                                                 std::uint32_t tokens, std::uint32_t group_size, int M,
-                                                std::uint16_t step_bits, const CdfRef& anchor_model,
-                                                const CdfRef& delta_model, std::uint16_t* out,
-                                                std::uint32_t stride) {
+                                                const std::uint8_t* steps, std::uint32_t step_stride,
+                                                const CdfRef& anchor_model, const CdfRef& delta_model,
+                                                std::uint16_t* out, std::uint32_t stride) {
   CodecRangeDecoder rd;
   rd.init(bytes, length);
-  const float step = half_to_float(step_bits);
+  const std::uint64_t step_bytes = 2ull * step_stride;
+  float step = half_to_float(load_half_le(steps));
   std::uint32_t flags = 0;
-  int anchor = 0;
+  int anchor_q = 0;
+  float anchor_step = 0.0f;
   std::uint32_t g = 0;
   for (std::uint32_t t = 0; t < tokens; ++t) {
+    if (step_stride != 0 && t != 0) step = half_to_float(load_half_le(steps + t * step_bytes));
     int q;
     if (g == 0) {
-      anchor = rd.decode(anchor_model) - M;
-      q = anchor;
+      q = rd.decode(anchor_model) - M;
+      anchor_q = q;
+      anchor_step = step;
     } else {
-      q = anchor + rd.decode(delta_model) - 2 * M;
+      q = cachegen_predict(anchor_q, cachegen_anchor_ratio(anchor_step, step), M) + rd.decode(delta_model) -
+          2 * M;
       if (q < -M || q > M) {
         flags |= kCodecBadSymbol;
         q = q < -M ? -M : M;  // keep going in bounds; the call reports an error anyway
