@@ -48,9 +48,19 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
 
   waterfall_ = new PlotWidget;
   waterfall_->setObjectName(QStringLiteral("waterfallPlot"));
-  waterfall_->yAxis->setLabel(tr("bits per element"));
-  stage_bars_ = new QCPBars(waterfall_->xAxis, waterfall_->yAxis);
+  // Horizontal bars, first stage on top: the stage names sit one per line
+  // on the left, readable at any panel width.
+  waterfall_->xAxis->setLabel(tr("bits per element"));
+  waterfall_->yAxis->setRangeReversed(true);
+  stage_bars_ = new QCPBars(waterfall_->yAxis, waterfall_->xAxis);
   stage_bars_->setName(tr("bits per element"));
+  waterfall_->setHoverText([this](double, double y) {
+    const auto ticker = waterfall_->yAxis->ticker().dynamicCast<QCPAxisTickerText>();
+    const double key = std::round(y);
+    auto it = stage_bars_->data()->findBegin(key, false);
+    if (!ticker || it == stage_bars_->data()->constEnd() || it->key != key) return QString();
+    return tr("%1: %2 bits per element").arg(ticker->ticks().value(key)).arg(it->value, 0, 'f', 3);
+  });
   waterfall_->setToolTip(help::text(help::Concept::Entropy));
 
   layer_plot_ = new PlotWidget;
@@ -91,10 +101,14 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
   top_layout->addWidget(readout_);
   top_layout->addWidget(timing_);
   top_layout->addWidget(progress_);
+  top_layout->addStretch(1);  // spare height goes to the plots, not between the controls
   auto* splitter = new QSplitter(Qt::Vertical);
   splitter->addWidget(top);
   splitter->addWidget(waterfall_);
   splitter->addWidget(layer_plot_);
+  splitter->setStretchFactor(0, 0);
+  splitter->setStretchFactor(1, 1);
+  splitter->setStretchFactor(2, 1);
   auto* layout = new QVBoxLayout(this);
   layout->addWidget(splitter);
 
@@ -231,7 +245,7 @@ void CodecPanel::showResult(std::shared_ptr<const codec::EncodeResult> result,
     add(tr("encoded (all)"), s.bits_per_element());
   }
   stage_bars_->setData(keys, values, true);
-  waterfall_->xAxis->setTicker(ticker);
+  waterfall_->yAxis->setTicker(ticker);
   waterfall_->refresh(true);
 
   QVector<double> layers, kb, vb;

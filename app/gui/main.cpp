@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
                           QStringLiteral("Raise a panel at startup (dock object name, "
                                          "e.g. codecDock, qualityDock)."),
                           QStringLiteral("panel"));
+  QCommandLineOption only({QStringLiteral("only")},
+                          QStringLiteral("Show only this panel (dock object name), filling the window."),
+                          QStringLiteral("panel"));
   QCommandLineOption timing({QStringLiteral("timing")},
                             QStringLiteral("Print launch-to-first-plot and re-encode times to stdout."));
   QCommandLineOption fresh({QStringLiteral("default-layout")},
@@ -43,6 +46,7 @@ int main(int argc, char** argv) {
                                 QStringLiteral("Start a streaming run once the first cache is encoded."));
   parser.addOption(run_stream);
   parser.addOption(show);
+  parser.addOption(only);
   parser.addOption(timing);
   parser.addOption(fresh);
   parser.addPositionalArgument(
@@ -59,6 +63,10 @@ int main(int argc, char** argv) {
       dock->show();
       dock->raise();
     }
+  }
+  if (parser.isSet(only)) {
+    for (auto* dock : window.findChildren<QDockWidget*>())
+      dock->setVisible(dock->objectName() == parser.value(only));
   }
   for (const QString& file : parser.positionalArguments()) window.openPath(file);
 

@@ -108,10 +108,10 @@ bool PlotWidget::fitTickLabels(QCPAxis* axis) {
     axis->setTickLabelRotation(angle);
     return true;
   }
-  // Numeric: the most ticks (up to about one per 60 px, or 30 px vertically)
+  // Numeric: the most ticks (up to about one per 50 px, or 30 px vertically)
   // whose labels keep a gap to their neighbours.
   const int before = ticker->tickCount();
-  int count = std::clamp(static_cast<int>(length / (horizontal ? 60.0 : 30.0)), 1, 12);
+  int count = std::clamp(static_cast<int>(length / (horizontal ? 50.0 : 30.0)), 2, 12);
   for (; count > 1; --count) {
     ticker->setTickCount(count);
     visible(px, labels);

@@ -101,9 +101,14 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   timeline_ = new PlotWidget;
   timeline_->setObjectName(QStringLiteral("timelinePlot"));
   timeline_->xAxis->setLabel(tr("time (s)"));
-  timeline_->yAxis->setLabel(tr("level (lane; text at top)"));
+  // Short axis titles: the timeline is low, and a longer title is cut off.
+  timeline_->yAxis->setLabel(tr("level"));  // one lane per level, finest at 0; text on top
+  QSharedPointer<QCPAxisTickerFixed> lanes(new QCPAxisTickerFixed);  // lanes are whole numbers
+  lanes->setTickStep(1);
+  lanes->setScaleStrategy(QCPAxisTickerFixed::ssMultiples);
+  timeline_->yAxis->setTicker(lanes);
   timeline_->yAxis2->setVisible(true);
-  timeline_->yAxis2->setLabel(tr("tokens decoded / Mbit/s"));
+  timeline_->yAxis2->setLabel(tr("tokens, Mbit/s"));
   decoded_graph_ = timeline_->addGraph(timeline_->xAxis, timeline_->yAxis2);
   decoded_graph_->setName(tr("tokens decoded"));
   decoded_graph_->setLineStyle(QCPGraph::lsStepLeft);
@@ -141,7 +146,7 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   comparison_->setHomeView([this] {
     double x_max = slo_->value();
     for (const auto& r : reports_) x_max = std::max({x_max, r.ttft_s, r.slo_s});
-    comparison_->xAxis->setRange(0, x_max * 1.25 + 1e-3);
+    comparison_->xAxis->setRange(0, x_max * 1.3 + 1e-3);
     comparison_->yAxis->setRange(-0.6, std::max<double>(0, double(reports_.size()) - 1) + 0.6);
   });
   connect(comparison_, &PlotWidget::paletteApplied, this, [this] {
@@ -544,7 +549,10 @@ void StreamPanel::onEvent(const stream::StreamEvent& e, const QString& policy) {
       rect->setBrush(colour);
       rect->setPen(QPen(colour.darker(130)));
       auto* label = new QCPItemText(timeline_);
-      label->position->setCoords((c.send_start_s + c.arrival_s) / 2, lane);
+      // From the bar's start: a short bar (a text chunk at 0 s) keeps its label whole.
+      label->setPositionAlignment(Qt::AlignLeft | Qt::AlignVCenter);
+      label->position->setCoords(c.send_start_s, lane);
+      label->setPadding(QMargins(3, 0, 0, 0));
       label->setText(qs(c.level_name));
       label->setColor(timeline_->palette().color(QPalette::Text));
       const double end = c.arrival_s;
@@ -589,7 +597,10 @@ void StreamPanel::drawComparisonLane(const stream::StreamReport& r, int lane) {
     rect->setPen(QPen(colour.darker(130)));
     rect->setClipToAxisRect(true);
     auto* label = new QCPItemText(comparison_);
-    label->position->setCoords((c.send_start_s + c.arrival_s) / 2, lane);
+    // From the bar's start: a short bar (a text chunk at 0 s) keeps its label whole.
+    label->setPositionAlignment(Qt::AlignLeft | Qt::AlignVCenter);
+    label->position->setCoords(c.send_start_s, lane);
+    label->setPadding(QMargins(3, 0, 0, 0));
     label->setText(qs(c.level_name));
     label->setColor(text_colour);
     end = std::max({end, c.arrival_s, c.decode_end_s});
@@ -602,9 +613,13 @@ void StreamPanel::drawComparisonLane(const stream::StreamReport& r, int lane) {
   const QColor verdict = r.slo_met ? QColor(40, 160, 60) : QColor(210, 50, 40);
   mark->setPen(QPen(verdict, 3));
   auto* ttft_label = new QCPItemText(comparison_);
-  ttft_label->setPositionAlignment(Qt::AlignLeft | Qt::AlignVCenter);
-  ttft_label->position->setCoords(ttft, lane);
-  ttft_label->setPadding(QMargins(6, 0, 0, 0));
+  // In a column at the right edge (the home view leaves it free of bars), so
+  // it never covers the last chunk's label.
+  ttft_label->setPositionAlignment(Qt::AlignRight | Qt::AlignVCenter);
+  ttft_label->position->setTypeX(QCPItemPosition::ptAxisRectRatio);
+  ttft_label->position->setCoords(1.0, lane);
+  ttft_label->setPadding(QMargins(0, 0, 6, 0));
+  ttft_label->setBrush(comparison_->palette().color(QPalette::Base));
   ttft_label->setText(
       r.status == stream::StreamStatus::Ok
           ? tr(" %1 s %2").arg(r.ttft_s, 0, 'f', 2).arg(r.slo_met ? tr("(SLO met)") : tr("(SLO missed)"))

@@ -26,6 +26,15 @@ xvfb-run -a -s "-screen 0 1600x1350x24" bash -c '
   sleep 3
   import -window root "$2/pipeline.png"
   kill $app
+  wait $app || true
+  # Tuning alone, large enough to read: the codec panel fills a smaller window.
+  "$0" -qwindowgeometry 1100x1250+0+0 --default-layout --timing --only codecDock >"$1.tuning" 2>&1 &
+  app=$!
+  for i in $(seq 1 600); do grep -q "^ready" "$1.tuning" && break; sleep 0.5; done
+  sleep 7   # after the re-encode measurements
+  import -window root -crop 1100x1250+0+0 +repage "$2/tuning.png"
+  kill $app
 ' "$build/app/gui/kvscope" "$log" "$out"
 cat "$log" | grep -E "ready|re-encode|stream" || true
-rm -f "$log" "$log.pipeline"
+cat "$log.tuning" | grep -E "ready|re-encode" | sed "s/^/tuning-only launch: /" || true
+rm -f "$log" "$log.pipeline" "$log.tuning"

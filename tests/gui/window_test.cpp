@@ -159,7 +159,7 @@ TEST_F(CodecPanelTest, HeatmapAndWaterfallTickLabelsNeverOverlap) {
         EXPECT_GE(visibleTicks(axis), 1) << plot->objectName().toStdString();
       }
     }
-    EXPECT_EQ(visibleTicks(window().codecPanel()->waterfallPlot()->xAxis), 7)
+    EXPECT_EQ(visibleTicks(window().codecPanel()->waterfallPlot()->yAxis), 7)
         << "every stage keeps its label";
   }
 }
