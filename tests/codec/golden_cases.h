@@ -35,7 +35,8 @@ inline std::vector<GoldenCase> golden_cases() {
       {"cachegen.kvc", {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "5"}}}},
       {"cachegen-head-delta.kvc",
        {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "5"}, {"scale", "head"}, {"delta", "always"}}}},
-      {"cachegen-channel.kvc", {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "5"}, {"scale", "channel"}}}},
+      {"cachegen-channel.kvc",
+       {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "5"}, {"scale", "channel"}}}},
       {"cachegen-lmcache.kvc", {"cachegen-lmcache", {{"chunk_tokens", "16"}}}},
       {"kivi2.kvc", {"kivi2", {{"chunk_tokens", "16"}, {"group_size", "4"}, {"residual_tokens", "6"}}}},
   };

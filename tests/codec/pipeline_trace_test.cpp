@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-
 #include <cmath>
 
 #include "kvscope/common/error.h"
@@ -74,8 +73,11 @@ TEST(PipelineTrace, AnchorsDeltasSymbolsAndCost) {
 
 TEST(PipelineTrace, ChannelScaleDeltasAreToTheAnchorQ) {
   const auto cache = synthetic_cache({2, 1, 30, 4}, 3);
-  const ParamSet params{{"delta", "always"},  {"group_size", "10"}, {"key_bins", "32"},
-                        {"key_layer_splits", ""}, {"scale", "channel"}};
+  const ParamSet params{{"delta", "always"},
+                        {"group_size", "10"},
+                        {"key_bins", "32"},
+                        {"key_layer_splits", ""},
+                        {"scale", "channel"}};
   const auto tr = trace_pipeline(cache, params, 0, kv::Kind::Key, 24, 0, 4);
   EXPECT_EQ(tr.scale, "channel");
   for (const auto& d : tr.elements) {

@@ -35,7 +35,9 @@ struct Layout {
   }
   /// Step index of channel c at token t of the chunk (0-based):
   /// step_base(c) + t * step_stride().
-  int step_base(int c) const { return scale == Scale::Channel ? c : scale == Scale::Token ? 0 : c / head_dim; }
+  int step_base(int c) const {
+    return scale == Scale::Channel ? c : scale == Scale::Token ? 0 : c / head_dim;
+  }
   int step_stride() const { return scale == Scale::Channel ? 0 : scale == Scale::Token ? 1 : heads; }
   int step_index(int c, int t) const { return step_base(c) + t * step_stride(); }
 };

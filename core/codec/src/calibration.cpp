@@ -33,7 +33,8 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
   auto magic = r.bytes(4);
   if (std::memcmp(magic.data(), kProfileMagic, 4) != 0) r.fail("not a KVScope calibration profile");
   const std::uint16_t version = r.u16();
-  if (version < 1 || version > 2) throw Error(ErrorCode::Unsupported, label + ": unsupported profile version");
+  if (version < 1 || version > 2)
+    throw Error(ErrorCode::Unsupported, label + ": unsupported profile version");
   if (r.u16() != 0) r.fail("bad flags");
   const std::uint32_t len = r.u32();
   const std::uint32_t crc = r.u32();

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cmath>
 
+#include "cachegen_block_avx2.h"
 #include "cachegen_internal.h"
 #include "codecs.h"
 #include "kvscope/codec/calibration.h"
@@ -322,13 +323,46 @@ class CachegenDecoder : public ChunkDecoder {
     RangeDecoder rd[kLanes];
     const DecodeTable* tab[kLanes][2];
     int group[kLanes], phase[kLanes], sbase[kLanes], anchor_q[kLanes];
-    float anchor_s[kLanes], st_row[kLanes];
+    float anchor_s[kLanes];
     float* dst[kLanes];
     std::size_t stride[kLanes];
     std::vector<float> scratch;
     const int lo = -M, hi = M;
+    // The AVX2 decoder reads 4 bytes at a time: give it a padded copy.
+    const bool simd = D % kLanes == 0 && total < (std::size_t(1) << 30) && simd_decode_enabled();
+    thread_local std::vector<std::uint8_t> padded;
+    if (simd) {
+      padded.assign(streams.begin(), streams.end());
+      padded.resize(total + 4, 0);
+    }
     for (int c0 = 0; c0 < C; c0 += kLanes) {
       const int nb = std::min(kLanes, C - c0);
+      if (simd && nb == kLanes) {
+        Block8 blk;
+        blk.streams = padded.data();
+        for (int j = 0; j < kLanes; ++j) {
+          const int c = c0 + j;
+          blk.raw[j] = lm.raw[c] != 0;
+          const bool need_delta = n > 1 && !blk.raw[j] && layout_.group_size > 1;
+          if (lm.anchor[c].empty() || (need_delta && lm.delta[c].empty()))
+            r.fail("chunk needs a model that is empty");
+          blk.anchor[j] = &lm.anchor[c];
+          blk.delta[j] = &lm.delta[c];
+          blk.begin[j] = std::uint32_t(off);
+          off += len[c];
+          blk.end[j] = std::uint32_t(off);
+          blk.base[j] = layout_.step_base(c);
+        }
+        blk.step = step.data();
+        blk.stride = S;
+        blk.tokens = n;
+        blk.group_size = G;
+        blk.M = M;
+        blk.out = out.data + (std::size_t(c0 / D) * out.tokens + out.token_offset) * D + c0 % D;
+        blk.out_stride = D;
+        if (!decode_block_avx2(blk)) r.fail("decoded value out of range (corrupt stream)");
+        continue;
+      }
       for (int j = 0; j < kLanes; ++j) {
         if (j >= nb) {  // padding lane: an anchor-only empty stream
           if (scratch.empty()) scratch.assign(std::size_t(n), 0.0f);
@@ -370,28 +404,31 @@ class CachegenDecoder : public ChunkDecoder {
         // (anchor row, then delta rows), so no per-symbol phase bookkeeping.
         // Raw channels decode every row with the anchor table (prediction
         // -M, i.e. q = s - M).
+        // With scale=token or head the 8 channels share each token's step
+        // (one head), so the step and the anchor ratio are per token; with
+        // scale=channel each lane keeps its step and the prediction is Q_a.
         float* row = dst[0];
-        int qa[kLanes], qv[kLanes];
-        float sa[kLanes];
+        const bool shared = S != 0;
+        int qa[kLanes], qv[kLanes], pbase[kLanes];
+        float cstep[kLanes];
+        for (int j = 0; j < kLanes; ++j) cstep[j] = step_at(j, 0);
         for (int t0 = 0; t0 < n; t0 += G) {
-          for (int j = 0; j < kLanes; ++j) {
-            qa[j] = rd[j].decode(at[j]) - M;
-            sa[j] = step_at(j, t0);
-          }
-          for (int j = 0; j < kLanes; ++j) row[j] = float(qa[j]) * sa[j];
+          const float sa = shared ? step_at(0, t0) : 0.0f;
+          for (int j = 0; j < kLanes; ++j) qa[j] = rd[j].decode(at[j]) - M;
+          for (int j = 0; j < kLanes; ++j) row[j] = float(qa[j]) * (shared ? sa : cstep[j]);
           row += D;
           const int tend = std::min(t0 + G, n);
           for (int t = t0 + 1; t < tend; ++t) {
+            const float st = shared ? step_at(0, t) : 0.0f;
+            const float ratio = shared ? anchor_ratio(sa, st) : 1.0f;
+            for (int j = 0; j < kLanes; ++j)
+              pbase[j] = group[j] == 1 ? -M : predict_from_anchor(qa[j], ratio, M) - 2 * M;
             for (int j = 0; j < kLanes; ++j) {
-              const float st = step_at(j, t);
-              const int base =
-                  group[j] == 1 ? -M : predict_from_anchor(qa[j], anchor_ratio(sa[j], st), M) - 2 * M;
-              const int q = base + rd[j].decode(*tab[j][1]);
+              const int q = pbase[j] + rd[j].decode(*tab[j][1]);
               bad |= (q < lo) | (q > hi);
               qv[j] = q;
-              st_row[j] = st;
             }
-            for (int j = 0; j < kLanes; ++j) row[j] = float(qv[j]) * st_row[j];
+            for (int j = 0; j < kLanes; ++j) row[j] = float(qv[j]) * (shared ? st : cstep[j]);
             row += D;
           }
         }
@@ -559,7 +596,8 @@ class CachegenCodec : public CodecBase {
     }
     if (header.info.codec_version == 1) {
       if (header.info.params.count("scale"))
-        throw Error(ErrorCode::Format, "bitstream: a cachegen layout version 1 stream with a scale parameter");
+        throw Error(ErrorCode::Format,
+                    "bitstream: a cachegen layout version 1 stream with a scale parameter");
       L.scale = Layout::Scale::Channel;
     }
     ByteReader r(header.codec_header, "cachegen header");

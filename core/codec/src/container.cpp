@@ -297,6 +297,12 @@ StreamInfo inspect_stream(std::span<const std::uint8_t> bytes, bool verify_crc) 
 }
 
 kv::KVCache decode(std::span<const std::uint8_t> bytes, const DecodeOptions& options) {
+  kv::KVCache out;
+  decode_into(bytes, out, options);
+  return out;
+}
+
+void decode_into(std::span<const std::uint8_t> bytes, kv::KVCache& out, const DecodeOptions& options) {
   const Prepared p = prepare(bytes, options);
   const auto& info = p.header.info;
   std::vector<std::span<const std::uint8_t>> tables(std::size_t(info.shape.layers) * 2);
@@ -309,7 +315,7 @@ kv::KVCache decode(std::span<const std::uint8_t> bytes, const DecodeOptions& opt
       chunks.push_back(i);
   }
   auto decoder = p.codec->make_decoder(p.header, tables, options);
-  kv::KVCache out(info.shape);
+  if (out.shape() != info.shape) out = kv::KVCache(info.shape);
   out.info = info.info;
   std::atomic<std::size_t> done{0};
   report_progress(options.progress, 0.0, "decoding");
@@ -320,7 +326,6 @@ kv::KVCache decode(std::span<const std::uint8_t> bytes, const DecodeOptions& opt
     if (options.progress && (n % 64 == 0 || n == chunks.size()))
       report_progress(options.progress, double(n) / double(chunks.size()), "decoding");
   });
-  return out;
 }
 
 DecodedChunk decode_section(std::span<const std::uint8_t> bytes, std::size_t section_index,

@@ -86,7 +86,8 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
     e.anchor_token = tr.chunk_begin + at;
     e.anchor_q = int(mine.raw[std::size_t(c) * mine.count + at]) - M;
     e.anchor_step = half_to_float(mine.steps[std::size_t(L.step_index(c, at))]);
-    e.prediction = e.is_anchor ? e.anchor_q : predict_from_anchor(e.anchor_q, anchor_ratio(e.anchor_step, e.step), M);
+    e.prediction =
+        e.is_anchor ? e.anchor_q : predict_from_anchor(e.anchor_q, anchor_ratio(e.anchor_step, e.step), M);
     e.delta = e.q - e.prediction;
     e.symbol = e.is_anchor ? e.q + M : e.delta + 2 * M;
     e.cdf = model.cdf;

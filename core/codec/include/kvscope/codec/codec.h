@@ -118,6 +118,15 @@ EncodeResult encode(const kv::KVCache& cache, const CodecConfig& config, const E
 /// never crashes.
 kv::KVCache decode(std::span<const std::uint8_t> bitstream, const DecodeOptions& options = {});
 
+/// As decode(), into `out`, whose storage is reused when it already has the
+/// stream's shape (no allocation and no page faults: what a receiver decoding
+/// object after object of one shape wants); otherwise `out` is reshaped.
+/// Every value of `out` is overwritten. On an error `out` keeps its shape but
+/// its values are unspecified: callers that must not see partial output use
+/// decode().
+void decode_into(std::span<const std::uint8_t> bitstream, kv::KVCache& out,
+                 const DecodeOptions& options = {});
+
 /// Bytes of the paper's quantization baseline (per-token symmetric int8 with
 /// its scales) for a cache of this shape: the denominator of "ratio vs int8".
 std::size_t int8_reference_bytes(const kv::CacheShape& shape);
