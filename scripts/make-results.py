@@ -23,13 +23,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The cachegen curve: key/value bins per layer group, finest last. The
-# defaults of the codec are one of these points (32,16,16 / 32,16).
+# defaults of the codec are one of these points (16,24,24 / 16,10).
 CURVE = [
-    ("8,4,4", "8,4"),
-    ("16,8,8", "16,8"),
-    ("32,16,16", "32,16"),
-    ("64,32,32", "64,32"),
-    ("128,128,128", "128,128"),
+    ("8,12,12", "8,6"),
+    ("12,16,16", "12,8"),
+    ("16,24,24", "16,10"),
+    ("24,32,32", "24,16"),
+    ("64,64,64", "64,32"),
 ]
 
 

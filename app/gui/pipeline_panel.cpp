@@ -28,11 +28,17 @@ struct StageRow {
 };
 const StageRow kRows[] = {
     {"1 original value", "The value the model wrote into the KV cache (fp16 precision)."},
-    {"2 bin step", "Per channel and chunk: step = absmax / M rounded up to fp16, so Q fits in [-M, M]."},
+    {"2 bin step",
+     "absmax / M rounded up to fp16, so Q fits in [-M, M]; the absmax is over the token's values in the "
+     "layer "
+     "(scale=token), in its KV head (head), or over the channel's chunk (channel)."},
     {"2 quantized Q", "Q = round(value / step), clamped to [-M, M]: one of the layer group's bins."},
     {"3 anchor token", "Every group_size-th token of a chunk is an anchor; the others are coded against it."},
     {"3 anchor Q", "The anchor token's Q in this channel."},
-    {"3 delta", "Q - anchor Q: small numbers, because neighbouring tokens are similar (0 for an anchor)."},
+    {"3 prediction",
+     "The anchor's Q re-expressed in this token's step: round(anchor Q x anchor step / step); the anchor Q "
+     "itself when the steps are equal."},
+    {"3 delta", "Q - prediction: small numbers, because neighbouring tokens are similar (0 for an anchor)."},
     {"4 coded symbol", "What the range coder codes: Q + M for an anchor, delta + 2M for a delta."},
     {"4 probability p",
      "The symbol's share of the channel's 16-bit frequency table (the CDF the coder uses)."},
@@ -192,7 +198,7 @@ void PipelinePanel::refresh() {
   }
   const auto& t = trace_;
   QString head = tr("cachegen, layer %1 %2, token %3: %4 bins (Q in [-%5, %5]), anchor groups of %6 tokens, "
-                    "chunk of tokens %7-%8 (steps are per chunk), symbol tables %9.")
+                    "chunk of tokens %7-%8, steps per %9, symbol tables %10.")
                      .arg(t.layer)
                      .arg(t.kind == kv::Kind::Key ? tr("keys") : tr("values"))
                      .arg(t.token)
@@ -201,6 +207,9 @@ void PipelinePanel::refresh() {
                      .arg(t.group_size)
                      .arg(t.chunk_begin)
                      .arg(t.chunk_begin + t.chunk_tokens - 1)
+                     .arg(t.scale == "token"  ? tr("token")
+                          : t.scale == "head" ? tr("token and KV head")
+                                              : tr("channel and chunk"))
                      .arg(t.from_profile ? tr("from the calibration profile") : tr("built from this cache"));
   if (!is_cachegen)
     head.prepend(tr("The current codec is '%1'; this view traces cachegen with its default settings. ")
@@ -218,6 +227,7 @@ void PipelinePanel::refresh() {
         QString::number(e.q),
         e.raw ? tr("%1 (raw channel)").arg(e.anchor_token) : QString::number(e.anchor_token),
         QString::number(e.anchor_q),
+        e.is_anchor ? tr("— (anchor)") : QString::number(e.prediction),
         e.is_anchor ? tr("— (anchor)") : QString::number(e.delta),
         tr("%1 (%2)").arg(e.symbol).arg(e.is_anchor ? tr("anchor") : tr("delta")),
         num(double(e.freq) / 65536.0),
@@ -253,13 +263,17 @@ void PipelinePanel::refresh() {
               .arg(num(e0.original))
               .arg(16 * n)
               .arg(n);
-  html += tr("<p><b>2. Quantize.</b> The step is the chunk's largest |value| in this channel over M = %1, "
+  const QString over = t.scale == "token"  ? tr("this token's largest |value| in the layer")
+                       : t.scale == "head" ? tr("this token's largest |value| in its KV head")
+                                           : tr("the chunk's largest |value| in this channel");
+  html += tr("<p><b>2. Quantize.</b> The step is %6 over M = %1, "
              "here %2; Q = round(%3 / %2) = %4, one of %5 bins.</p>")
               .arg(t.M)
               .arg(num(e0.step))
               .arg(num(e0.original))
               .arg(e0.q)
-              .arg(t.bins);
+              .arg(t.bins)
+              .arg(over);
   if (e0.raw)
     html +=
         tr("<p><b>3. Anchor / delta.</b> For this channel deltas would cost more than the quantized "
@@ -272,12 +286,15 @@ void PipelinePanel::refresh() {
                 .arg(t.group_size - 1);
   else
     html +=
-        tr("<p><b>3. Anchor / delta.</b> The anchor is token %1 with Q = %2, so this token codes the delta "
-           "%3 - %2 = %4: neighbouring tokens are alike, so deltas cluster near 0.</p>")
+        tr("<p><b>3. Anchor / delta.</b> The anchor is token %1 with Q = %2 at step %5; in this token's step "
+           "that is the prediction %6, so this token codes the delta %3 - %6 = %4: neighbouring tokens are "
+           "alike, so deltas cluster near 0.</p>")
             .arg(e0.anchor_token)
             .arg(e0.anchor_q)
             .arg(e0.q)
-            .arg(e0.delta);
+            .arg(e0.delta)
+            .arg(num(e0.anchor_step))
+            .arg(e0.prediction);
   html += tr("<p><b>4. Entropy code.</b> The range coder codes symbol %1 with the channel's frequency table "
              "(the CDF, right): p = %2/65536 = %3, so it costs -log2 p = %4 bits. The %5 traced values cost "
              "%6 bits in all, %7 bits each, against 16 in fp16.</p>")
@@ -288,13 +305,14 @@ void PipelinePanel::refresh() {
               .arg(n)
               .arg(num(bits, 4))
               .arg(num(bits / n, 3));
-  html += tr("<p><b>5. Decode.</b> The decoder reads the symbol back, adds the anchor, and multiplies by the "
-             "step: %1 x %2 = %3, error %4. The largest error here is %5 (at most half a step).</p>")
-              .arg(e0.q)
-              .arg(num(e0.step))
-              .arg(num(e0.reconstructed))
-              .arg(num(e0.error, 3))
-              .arg(num(max_err, 3));
+  html +=
+      tr("<p><b>5. Decode.</b> The decoder reads the symbol back, adds the prediction, and multiplies by the "
+         "step: %1 x %2 = %3, error %4. The largest error here is %5 (at most half a step).</p>")
+          .arg(e0.q)
+          .arg(num(e0.step))
+          .arg(num(e0.reconstructed))
+          .arg(num(e0.error, 3))
+          .arg(num(max_err, 3));
   explain_->setHtml(html);
   emit traced();
 }

@@ -35,8 +35,15 @@ inline std::vector<GoldenCase> golden_cases() {
       {"cachegen.kvc", {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "5"}}}},
       {"cachegen-head-delta.kvc",
        {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "5"}, {"scale", "head"}, {"delta", "always"}}}},
+      // The v1 golden's settings (the bins defaults of its time) at
+      // scale=channel: decodes to the same values as cachegen-v1.kvc.
       {"cachegen-channel.kvc",
-       {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "5"}, {"scale", "channel"}}}},
+       {"cachegen",
+        {{"chunk_tokens", "16"},
+         {"group_size", "5"},
+         {"scale", "channel"},
+         {"key_bins", "32,16,16"},
+         {"value_bins", "32,16"}}}},
       {"cachegen-lmcache.kvc", {"cachegen-lmcache", {{"chunk_tokens", "16"}}}},
       {"kivi2.kvc", {"kivi2", {{"chunk_tokens", "16"}, {"group_size", "4"}, {"residual_tokens", "6"}}}},
   };

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "kvscope/common/error.h"
 #include "test_util.h"
 
@@ -17,9 +19,9 @@ TEST(StageAnalysis, BitsShrinkThroughTheStages) {
   EXPECT_GE(a.coded.overall, a.coded_payload);
   EXPECT_NEAR(a.coded_payload, a.delta_entropy.overall, 0.15 * a.delta_entropy.overall);
   ASSERT_EQ(a.coded.per_layer.size(), 8u);
-  // Layer 0 keys use 32 bins, the last layer 16.
-  EXPECT_DOUBLE_EQ(a.quantized_fixed.per_layer[0], 5.0);
-  EXPECT_DOUBLE_EQ(a.quantized_fixed.per_layer[6], 4.0);
+  // Default bins: layer 0 keys use 16 bins, the last layer 24.
+  EXPECT_DOUBLE_EQ(a.quantized_fixed.per_layer[0], 4.0);
+  EXPECT_DOUBLE_EQ(a.quantized_fixed.per_layer[6], std::log2(24.0));
   std::size_t sum = 0;
   for (auto b : a.encoded.size.layer_bytes) sum += b;
   EXPECT_GT(sum, a.encoded.size.payload_bytes);

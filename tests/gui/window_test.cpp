@@ -176,7 +176,7 @@ TEST_F(PipelinePanelTest, TracesOneTokenThroughTheCurrentCachegenSettings) {
   ASSERT_EQ(tr.elements.size(), 6u);
   EXPECT_EQ(tr.token, 13);
   EXPECT_EQ(pipe->table()->columnCount(), 6);
-  EXPECT_EQ(pipe->table()->rowCount(), 11);
+  EXPECT_EQ(pipe->table()->rowCount(), 12);
   const auto cache = window().session()->cache();
   const kv::KVCache decoded = codec::decode(codec->lastResult()->bytes);
   for (const auto& e : tr.elements) {

@@ -32,16 +32,20 @@ std::string join(const std::vector<int>& v) {
 std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
   const int L = shape && shape->layers > 0 ? shape->layers : 32;
   std::vector<int> ksplits, vsplits;
-  std::vector<int> kbins = {32, 16, 16}, vbins = {32, 16};
+  // Defaults measured on the default model with per-token steps
+  // (docs/cachegen-defaults.md): values follow the paper (finer in the first
+  // layers), but keys of the deeper two thirds need the finer bins there; the
+  // paper's 32/16/16 for keys cost more bits for a worse continuation.
+  std::vector<int> kbins = {16, 24, 24}, vbins = {16, 10};
   if (L >= 3) {
     ksplits = {std::max(1, L / 3), std::max(2, 2 * L / 3)};
   } else {
-    kbins = {32};
+    kbins = {24};
   }
   if (L >= 2) {
     vsplits = {std::max(1, (L + 8) / 16)};
   } else {
-    vbins = {32};
+    vbins = {16};
   }
   using T = ParamSpec::Type;
   return {
