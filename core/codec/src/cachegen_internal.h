@@ -11,6 +11,7 @@
 
 #include "codec_base.h"
 #include "entropy.h"
+#include "kvscope/codec/cachegen_prediction.h"
 
 namespace kvscope::codec::detail::cachegen {
 
@@ -42,22 +43,8 @@ struct Layout {
   int step_index(int c, int t) const { return step_base(c) + t * step_stride(); }
 };
 
-/// The delta of a non-anchor token is coded against this prediction of its
-/// Q from the anchor's: the anchor's value re-expressed in the token's step,
-/// clamp(round_half_even(float(q_anchor) * (step_anchor / step_token)), -M, M)
-/// (0 when step_token is 0). With equal steps (Scale::Channel) it is q_anchor
-/// exactly, the paper's Q - Q_anchor. `ratio` is step_anchor / step_token
-/// computed in float (1 when the steps are equal).
-inline int predict_from_anchor(int q_anchor, float ratio, int M) {
-  constexpr float kRound = 12582912.0f;  // adding and subtracting 1.5 * 2^23 rounds half-even
-  float x = float(q_anchor) * ratio;
-  x = x < -float(M) ? -float(M) : (x > float(M) ? float(M) : x);
-  return int((x + kRound) - kRound);
-}
-/// step_anchor / step_token, or 0 when step_token is 0 (then every Q is 0).
-inline float anchor_ratio(float step_anchor, float step_token) {
-  return step_token > 0 ? (step_anchor == step_token ? 1.0f : step_anchor / step_token) : 0.0f;
-}
+// Delta tokens are coded against predict_from_anchor(q_anchor,
+// anchor_ratio(step_anchor, step_token), M) (kvscope/codec/cachegen_prediction.h).
 
 /// The scale parameter's text form ("channel", "group", "group-head").
 const char* to_string(Layout::Scale s);

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kvscope/codec/cachegen_prediction.h"
 #include "kvscope/kernels/detail/fp16_hd.h"
 #include "kvscope/kernels/detail/hd.h"
 
@@ -85,23 +86,12 @@ struct CodecRangeDecoder {
 /// one token in one KV head, or one channel over the chunk (layout version 1).
 enum class CachegenScale : std::uint8_t { Token = 0, Head = 1, Channel = 2 };
 
-/// core/codec's anchor_ratio (core/codec/src/cachegen_internal.h, copied for
-/// the device): step_anchor / step_token in float, 1 when the steps are
-/// equal, 0 when step_token is 0.
+/// core/codec's anchor prediction, the same definition on host and device.
 KVSCOPE_HD float cachegen_anchor_ratio(float step_anchor, float step_token) {
-  return step_token > 0.0f ? (step_anchor == step_token ? 1.0f : step_anchor / step_token) : 0.0f;
+  return ::kvscope::codec::detail::anchor_ratio(step_anchor, step_token);
 }
-
-/// core/codec's predict_from_anchor: the anchor's Q re-expressed in the
-/// token's step, round_half_even(clamp(float(q_anchor) * ratio, -M, M)).
-/// One float product (the kernels build without FMA contraction); rintf
-/// rounds half to even like the codec's add-and-subtract of 1.5 * 2^23 for
-/// these magnitudes (|x| <= M < 2^22).
 KVSCOPE_HD int cachegen_predict(int q_anchor, float ratio, int M) {
-  float x = static_cast<float>(q_anchor) * ratio;
-  const float m = static_cast<float>(M);
-  x = x < -m ? -m : (x > m ? m : x);
-  return static_cast<int>(rintf(x));
+  return ::kvscope::codec::detail::predict_from_anchor(q_anchor, ratio, M);
 }
 
 /// Little-endian fp16 bits at p (steps lie unaligned in the chunk payload).
