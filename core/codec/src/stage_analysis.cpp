@@ -14,8 +14,6 @@ StageAnalysis analyze_stages(const kv::KVCache& cache, const ParamSet& params, c
   const auto& sh = cache.shape();
   const Params p("cachegen", codec.params(&sh), params);
   const Layout L = make_layout(p, sh);
-  Layout raw = L;
-  raw.group_size = 1;  // every token an anchor: the quantized values themselves
 
   StageAnalysis a;
   a.encoded = codec.encode(cache, params, options);
@@ -27,12 +25,15 @@ StageAnalysis analyze_stages(const kv::KVCache& cache, const ParamSet& params, c
   parallel_for(LK, options.threads, [&](std::size_t lk) {
     const int l = int(lk / 2), k = int(lk % 2);
     const int M = L.M(l, k), A = anchor_alphabet(M), B = delta_alphabet(M);
-    std::vector<std::uint64_t> rc(std::size_t(C) * A), rd(std::size_t(C) * B);  // raw (rd unused)
+    // One quantization gives both: the raw symbols (every token an anchor)
+    // and the anchor/delta symbols (steps do not depend on the anchor groups).
+    std::vector<std::uint64_t> rc(std::size_t(C) * A);
     std::vector<std::uint64_t> ac(std::size_t(C) * A), dc(std::size_t(C) * B);
     for (int b = 0; b < sh.tokens; b += L.chunk_tokens) {
       const int n = std::min(L.chunk_tokens, sh.tokens - b);
-      count_symbols(quantize_chunk(cache, l, kv::Kind(k), b, n, raw), raw, l, k, rc, rd);
-      count_symbols(quantize_chunk(cache, l, kv::Kind(k), b, n, L), L, l, k, ac, dc);
+      const ChunkSymbols cs = quantize_chunk(cache, l, kv::Kind(k), b, n, L);
+      count_raw(cs, L, l, k, rc);
+      count_symbols(cs, L, l, k, ac, dc);
     }
     double raw_bits = 0, delta_bits = 0;
     for (int c = 0; c < C; ++c) {
