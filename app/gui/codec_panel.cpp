@@ -66,6 +66,7 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
   layer_plot_ = new PlotWidget;
   layer_plot_->setObjectName(QStringLiteral("layerSizePlot"));
   layer_plot_->xAxis->setLabel(tr("layer"));
+  PlotWidget::setIntegerTicks(layer_plot_->xAxis);
   layer_plot_->yAxis->setLabel(tr("encoded KB"));
   k_bars_ = new QCPBars(layer_plot_->xAxis, layer_plot_->yAxis);
   v_bars_ = new QCPBars(layer_plot_->xAxis, layer_plot_->yAxis);

@@ -61,6 +61,8 @@ DistributionsPanel::DistributionsPanel(Session* session, QWidget* parent)
   heatmap_->setObjectName(QStringLiteral("heatmapPlot"));
   heatmap_->xAxis->setLabel(tr("token"));
   heatmap_->yAxis->setLabel(tr("dim within KV head"));
+  PlotWidget::setIntegerTicks(heatmap_->xAxis);
+  PlotWidget::setIntegerTicks(heatmap_->yAxis);
   map_ = new QCPColorMap(heatmap_->xAxis, heatmap_->yAxis);
   map_->setName(tr("value"));
   map_->setInterpolate(false);
@@ -91,6 +93,7 @@ DistributionsPanel::DistributionsPanel(Session* session, QWidget* parent)
   summary_plot_ = new PlotWidget;
   summary_plot_->setObjectName(QStringLiteral("summaryPlot"));
   summary_plot_->xAxis->setLabel(tr("layer"));
+  PlotWidget::setIntegerTicks(summary_plot_->xAxis);
   summary_plot_->legend->setVisible(true);
   k_bars_ = new QCPBars(summary_plot_->xAxis, summary_plot_->yAxis);
   v_bars_ = new QCPBars(summary_plot_->xAxis, summary_plot_->yAxis);

@@ -57,6 +57,30 @@ void PlotWidget::updateLayout() {
   }
 }
 
+namespace {
+
+// QCPAxisTicker's steps include 2.5 x 10^k; an axis of layers or tokens wants
+// whole numbers.
+class IntegerTicker : public QCPAxisTicker {
+ protected:
+  double getTickStep(const QCPRange& range) override {
+    const double exact = range.size() / double(std::max(1, tickCount()));
+    if (!(exact > 1)) return 1;
+    const double magnitude = std::pow(10.0, std::floor(std::log10(exact)));
+    const double mantissa = exact / magnitude;
+    const double nice = mantissa < 1.5 ? 1 : mantissa < 3.5 ? 2 : mantissa < 7.5 ? 5 : 10;
+    return nice * magnitude;
+  }
+};
+
+}  // namespace
+
+void PlotWidget::setIntegerTicks(QCPAxis* axis) {
+  auto ticker = QSharedPointer<IntegerTicker>::create();
+  ticker->setTickCount(axis->ticker() ? axis->ticker()->tickCount() : 5);
+  axis->setTicker(ticker);
+}
+
 bool PlotWidget::fitTickLabels(QCPAxis* axis) {
   const bool horizontal = axis->orientation() == Qt::Horizontal;
   const double length = horizontal ? axis->axisRect()->width() : axis->axisRect()->height();

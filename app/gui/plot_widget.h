@@ -47,6 +47,11 @@ class PlotWidget : public QCustomPlot {
   /// an empty string to fall back to the default (nearest series values).
   void setHoverText(std::function<QString(double x, double y)> fn) { hover_text_ = std::move(fn); }
 
+  /// Gives `axis` ticks on whole numbers only (layers, tokens, channels), in
+  /// steps of 1, 2 or 5 times a power of ten; the tick count still fits the
+  /// labels to the axis length.
+  static void setIntegerTicks(QCPAxis* axis);
+
   /// Series colour `index` of a qualitative palette, adjusted for light or dark backgrounds.
   QColor seriesColor(int index) const;
   bool darkBackground() const;

@@ -156,5 +156,29 @@ TEST(PlotWidget, DoubleClickReturnsToTheHomeView) {
   EXPECT_EQ(plot.yAxis->range(), QCPRange(-1, 1));
 }
 
+// The per-layer size plot labelled layers 2.5, 7.5, ... (docs/screenshots/tuning.png):
+// axes of layers, tokens and channels tick on whole numbers at every size.
+TEST(PlotWidget, IntegerAxesTickOnWholeNumbers) {
+  PlotWidget plot;
+  PlotWidget::setIntegerTicks(plot.xAxis);
+  auto* bars = new QCPBars(plot.xAxis, plot.yAxis);
+  QVector<double> keys, values;
+  for (int l = 0; l < 30; ++l) keys << l, values << 100 + l;
+  bars->setData(keys, values);
+  plot.refresh(true);
+  plot.show();
+  ASSERT_TRUE(QTest::qWaitForWindowExposed(&plot));
+  for (int w = 200; w <= 1800; w += 200) {
+    plot.resize(w, w / 2);
+    plot.replot(QCustomPlot::rpImmediateRefresh);
+    EXPECT_GE(visibleTicks(plot.xAxis), 2) << "width " << w;
+    EXPECT_EQ(tickLabelOverlap(plot.xAxis), "") << "width " << w;
+    for (double t : plot.xAxis->tickVector()) EXPECT_EQ(t, std::round(t)) << "width " << w;
+  }
+  plot.xAxis->setRange(0, 3);  // zoomed in: steps of 1, not 0.5
+  plot.replot(QCustomPlot::rpImmediateRefresh);
+  for (double t : plot.xAxis->tickVector()) EXPECT_EQ(t, std::round(t));
+}
+
 }  // namespace
 }  // namespace kvscope::gui
