@@ -88,12 +88,13 @@ int main(int argc, char** argv) {
 #if KVSCOPE_GUI_HAVE_CODECS
       // Measure re-encode + redraw after parameter changes through the same
       // path a spin box takes: a few coarser/finer first-group key bins.
+      // They end on the settings the app started with.
       if (window.codecPanel()->config().codec == "cachegen") {
+        const QString start = QString::fromStdString(window.codecPanel()->config().params.at("key_bins"));
         for (int i = 0; i < 4; ++i) {
-          QTimer::singleShot(1500 * (i + 1), &window, [&window, i] {
-            QStringList bins = QString::fromStdString(window.codecPanel()->config().params.at("key_bins"))
-                                   .split(QLatin1Char(','));
-            bins[0] = QString::number(i % 2 == 0 ? 16 : 32);
+          QTimer::singleShot(1500 * (i + 1), &window, [&window, i, start] {
+            QStringList bins = start.split(QLatin1Char(','));
+            if (i % 2 == 0) bins[0] = QString::number(bins[0].toInt() * 2);
             window.codecPanel()->setParam(QStringLiteral("key_bins"), bins.join(QLatin1Char(',')));
           });
         }

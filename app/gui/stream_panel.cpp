@@ -97,6 +97,11 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   profile_graph_->setLineStyle(QCPGraph::lsStepLeft);
   profile_plot_->setToolTip(tr("Drag a point up or down to change the rate from that time on."));
   profile_plot_->installEventFilter(this);
+  // Rates start at 0 Mbit/s: fitting to the data hid the lowest step on the
+  // bottom edge (wifi-drop's 15 Mbit/s looked like an outage).
+  profile_plot_->setHomeView([this] {
+    profile_plot_->yAxis->setRange(0, std::max(1.0, profile_plot_->yAxis->range().upper * 1.1));
+  });
 
   timeline_ = new PlotWidget;
   timeline_->setObjectName(QStringLiteral("timelinePlot"));

@@ -333,6 +333,18 @@ TEST_F(StreamPanelTest, ComparisonPlotResetsOnDoubleClick) {
   EXPECT_EQ(cmp->yAxis->range(), home_y);
 }
 
+// The profile plot fitted its y axis to the data, so wifi-drop's lowest step
+// (15 Mbit/s) lay on the bottom edge and read as an outage
+// (docs/screenshots/pipeline.png): rates now start at 0.
+TEST_F(StreamPanelTest, ProfilePlotShowsTheLowestRateAboveTheAxis) {
+  StreamPanel* panel = window().streamPanel();
+  panel->setProfile(stream::BandwidthProfile::piecewise({{0, 100}, {1, 15}, {3, 40}}));
+  PlotWidget* plot = panel->profilePlot();
+  plot->replot(QCustomPlot::rpImmediateRefresh);
+  EXPECT_EQ(plot->yAxis->range().lower, 0);
+  EXPECT_GT(plot->yAxis->range().upper, 100);
+}
+
 // The workspace keeps the streaming setup: profile (every kind), SLO, chunk size, ladder.
 TEST_F(StreamPanelTest, WorkspaceRestoresProfileSloChunkAndLadder) {
   const QString ws = path(QStringLiteral("s.kvscope"));
