@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cachegen_encode.h"
+#include "kvscope/codec/bitstream.h"
 #include "kvscope/common/error.h"
 #include "kvscope/kernels/detail/cachegen_encode.h"
 #include "kvscope/kernels/gpu_bitstream.h"
@@ -216,6 +217,26 @@ std::vector<std::vector<std::uint8_t>> emulate_gpu_encode_cachegen_sections(
     }
   }
   return out;
+}
+
+namespace {
+
+// The codec header of cachegen with tables shipped: range coder, per-object tables.
+std::vector<std::uint8_t> frame_cachegen(const kv::KVCache& cache, const codec::CodecConfig& config,
+                                         std::vector<std::vector<std::uint8_t>> sections) {
+  const std::uint8_t codec_header[2] = {0, 0};
+  return codec::assemble_stream(cache.shape(), cache.info, config, codec_header, true, std::move(sections));
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> emulate_gpu_encode_cachegen(const kv::KVCache& cache,
+                                                      const codec::CodecConfig& config) {
+  return frame_cachegen(cache, config, emulate_gpu_encode_cachegen_sections(cache, config));
+}
+
+std::vector<std::uint8_t> gpu_encode_cachegen(const kv::KVCache& cache, const codec::CodecConfig& config) {
+  return frame_cachegen(cache, config, gpu_encode_cachegen_sections(cache, config));
 }
 
 }  // namespace kvscope::kernels

@@ -204,5 +204,31 @@ TEST(Encode, CancelsWhenProgressSaysSo) {
   }
 }
 
+// The CUDA encoder makes section payloads; assemble_stream frames them. With
+// encode()'s own payloads and codec header it must give encode()'s bytes.
+TEST(AssembleStream, ReframesEveryCodecsSectionsIntoTheSameBytes) {
+  const auto cache = synthetic_cache({3, 2, 37, 8}, 4);
+  for (const Codec* c : all_codecs()) {
+    const CodecConfig config{c->name(), {{"chunk_tokens", "16"}}};
+    const auto r = encode(cache, config);
+    const auto info = inspect_stream(r.bytes);
+    std::vector<std::vector<std::uint8_t>> payloads;
+    bool tables = false;
+    for (const auto& s : info.sections) {
+      const auto* p = r.bytes.data() + s.payload_offset;
+      payloads.emplace_back(p, p + s.payload_bytes);
+      tables = tables || s.kind == SectionKind::Table;
+    }
+    const std::size_t ch_end = info.header_bytes - 4;  // the codec header ends before section_count
+    const std::span<const std::uint8_t> codec_header(r.bytes.data() + ch_end - info.codec_header_bytes,
+                                                     info.codec_header_bytes);
+    EXPECT_EQ(assemble_stream(cache.shape(), cache.info, config, codec_header, tables, payloads), r.bytes)
+        << c->name();
+    payloads.pop_back();
+    EXPECT_THROW(assemble_stream(cache.shape(), cache.info, config, codec_header, tables, payloads), Error)
+        << c->name() << ": one payload missing";
+  }
+}
+
 }  // namespace
 }  // namespace kvscope::codec

@@ -287,6 +287,18 @@ TEST(BitstreamEmulation, TruncatedStreamsAreErrors) {
   }
 }
 
+// The GPU encoder's sections framed by codec::assemble_stream are a complete
+// stream, byte for byte the codec's, which the CPU decodes.
+TEST(CachegenEncodeEmulation, WholeStreamEqualsTheCodecs) {
+  for (const auto& c : cases()) {
+    if (c.config.codec != "cachegen") continue;
+    const auto cache = make_cache(c.shape, Pattern::Realistic, 43, 2);
+    const auto mine = emulate_gpu_encode_cachegen(cache, c.config);
+    EXPECT_EQ(mine, codec::encode(cache, c.config).bytes) << describe(c);
+    EXPECT_NO_THROW(codec::decode(mine)) << describe(c);
+  }
+}
+
 // The GPU cachegen encoder's logic, run on the CPU, writes exactly the
 // codec's Table and Chunk payloads.
 TEST(CachegenEncodeEmulation, SectionPayloadsEqualTheCodecs) {

@@ -134,22 +134,23 @@ const char* to_string(SectionKind kind) {
   return "unknown";
 }
 
-EncodeResult detail::CodecBase::encode(const kv::KVCache& cache, const ParamSet& params,
-                                       const EncodeOptions& options) const {
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto& shape = cache.shape();
+namespace {
+
+void check_shape(const kv::CacheShape& shape, const std::string& codec) {
   if (shape.layers < 1 || shape.kv_heads < 1 || shape.head_dim < 1 || shape.tokens < 0 ||
       std::uint32_t(shape.layers) > kMaxLayers || std::uint32_t(shape.channels()) > kMaxChannels ||
       std::uint32_t(shape.head_dim) > kMaxDim || std::uint32_t(shape.tokens) > kMaxTokens)
-    throw Error(ErrorCode::InvalidArgument, "codec '" + name() + "': cache shape out of the supported range");
-  const Params p(name(), this->params(&shape), params);
-  report_progress(options.progress, 0.0, "encoding");
-  EncodedParts parts = encode_parts(cache, p, options);
+    throw Error(ErrorCode::InvalidArgument, "codec '" + codec + "': cache shape out of the supported range");
+}
 
+// Frames a codec's parts into the container (docs/bitstream.md section 1) and
+// accounts the sizes.
+EncodeResult frame(const detail::CodecBase& codec, const detail::Params& p, const kv::CacheShape& shape,
+                   const kv::CacheInfo& info, const detail::EncodedParts& parts) {
   std::vector<std::uint8_t> body;
   detail::ByteWriter b(body);
-  b.str(name());
-  b.u16(codec_version());
+  b.str(codec.name());
+  b.u16(codec.codec_version());
   b.u16(static_cast<std::uint16_t>(p.values().size()));
   for (const auto& [k, v] : p.values()) {
     b.str(k);
@@ -159,7 +160,6 @@ EncodeResult detail::CodecBase::encode(const kv::KVCache& cache, const ParamSet&
   b.u32(shape.kv_heads);
   b.u32(shape.tokens);
   b.u32(shape.head_dim);
-  const auto& info = cache.info;
   b.str(info.model_name);
   b.str(info.architecture);
   b.str(info.model_sha256);
@@ -202,9 +202,60 @@ EncodeResult detail::CodecBase::encode(const kv::KVCache& cache, const ParamSet&
   size.encoded_bytes = r.bytes.size();
   size.elements = shape.elements();
   size.entropy_bits_per_element = size.elements ? parts.entropy_bits / double(size.elements) : 0.0;
+  return r;
+}
+
+}  // namespace
+
+EncodeResult detail::CodecBase::encode(const kv::KVCache& cache, const ParamSet& params,
+                                       const EncodeOptions& options) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto& shape = cache.shape();
+  check_shape(shape, name());
+  const Params p(name(), this->params(&shape), params);
+  report_progress(options.progress, 0.0, "encoding");
+  EncodeResult r = frame(*this, p, shape, cache.info, encode_parts(cache, p, options));
   report_progress(options.progress, 1.0, "encoding");
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
+}
+
+std::vector<std::uint8_t> assemble_stream(const kv::CacheShape& shape, const kv::CacheInfo& info,
+                                          const CodecConfig& config,
+                                          std::span<const std::uint8_t> codec_header, bool with_tables,
+                                          std::vector<std::vector<std::uint8_t>> payloads) {
+  const auto* codec = dynamic_cast<const detail::CodecBase*>(&find_codec(config.codec));
+  if (!codec) throw Error(ErrorCode::Internal, "codec '" + config.codec + "' has no container writer");
+  check_shape(shape, config.codec);
+  const detail::Params p(config.codec, codec->params(&shape), config.params);
+  const int ct = p.get_int("chunk_tokens");
+  const int chunks = detail::chunk_count(shape.tokens, ct);
+  const std::size_t expected = std::size_t(shape.layers) * 2 * (std::size_t(chunks) + (with_tables ? 1 : 0));
+  if (payloads.size() != expected)
+    throw Error(ErrorCode::InvalidArgument, "assemble_stream: " + std::to_string(payloads.size()) +
+                                                " section payloads, the container needs " +
+                                                std::to_string(expected));
+  detail::EncodedParts parts;
+  parts.codec_header.assign(codec_header.begin(), codec_header.end());
+  parts.sections.reserve(expected);
+  std::size_t i = 0;
+  for (int l = 0; l < shape.layers; ++l)
+    for (int k = 0; k < 2; ++k) {
+      auto add = [&](SectionKind kind, int begin, int count) {
+        detail::SectionData s;
+        s.kind = kind;
+        s.layer = l;
+        s.kv = kv::Kind(k);
+        s.token_begin = begin;
+        s.token_count = count;
+        s.payload = std::move(payloads[i++]);
+        s.table_bytes = kind == SectionKind::Table ? s.payload.size() : 0;
+        parts.sections.push_back(std::move(s));
+      };
+      if (with_tables) add(SectionKind::Table, 0, 0);
+      for (int c = 0; c < chunks; ++c) add(SectionKind::Chunk, c * ct, std::min(ct, shape.tokens - c * ct));
+    }
+  return frame(*codec, p, shape, info, parts).bytes;
 }
 
 StreamInfo inspect_stream(std::span<const std::uint8_t> bytes, bool verify_crc) {

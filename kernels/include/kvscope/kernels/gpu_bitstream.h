@@ -62,6 +62,14 @@ std::vector<std::vector<std::uint8_t>> emulate_gpu_encode_cachegen_sections(cons
 std::vector<std::vector<std::uint8_t>> gpu_encode_cachegen_sections(const kv::KVCache& cache,
                                                                     const codec::CodecConfig& config);
 
+/// A complete cachegen stream (tables shipped) from the sections above,
+/// framed by codec::assemble_stream: equal to codec::encode(cache,
+/// config).bytes. The emulated one runs on the CPU; the GPU one throws
+/// Error(Unsupported) without a device.
+std::vector<std::uint8_t> emulate_gpu_encode_cachegen(const kv::KVCache& cache,
+                                                      const codec::CodecConfig& config);
+std::vector<std::uint8_t> gpu_encode_cachegen(const kv::KVCache& cache, const codec::CodecConfig& config);
+
 /// Decode on the best backend: the GPU when a device is present and the
 /// codec is supported there, the CPU (codec::decode) otherwise.
 struct AutoDecodeResult {

@@ -77,4 +77,17 @@ struct DecodedChunk {
 DecodedChunk decode_section(std::span<const std::uint8_t> bitstream, std::size_t section_index,
                             const DecodeOptions& options = {});
 
+/// Frames section payloads computed elsewhere (the CUDA encoder) into a
+/// complete stream: the header of `config` (parameters validated and resolved
+/// for `shape` as encode() does), `info` (model, token ids), `codec_header`,
+/// and the sections in the container's order (docs/bitstream.md 1.3: per
+/// layer and kind, the Table section when `with_tables`, then the chunks).
+/// `payloads` must hold one payload per section in that order, else
+/// Error(InvalidArgument); the payloads are not checked (decode() does).
+/// With encode()'s payloads and codec header the bytes equal encode()'s.
+std::vector<std::uint8_t> assemble_stream(const kv::CacheShape& shape, const kv::CacheInfo& info,
+                                          const CodecConfig& config,
+                                          std::span<const std::uint8_t> codec_header, bool with_tables,
+                                          std::vector<std::vector<std::uint8_t>> payloads);
+
 }  // namespace kvscope::codec
