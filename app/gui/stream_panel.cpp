@@ -108,10 +108,7 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   timeline_->xAxis->setLabel(tr("time (s)"));
   // Short axis titles: the timeline is low, and a longer title is cut off.
   timeline_->yAxis->setLabel(tr("level"));  // one lane per level, finest at 0; text on top
-  QSharedPointer<QCPAxisTickerFixed> lanes(new QCPAxisTickerFixed);  // lanes are whole numbers
-  lanes->setTickStep(1);
-  lanes->setScaleStrategy(QCPAxisTickerFixed::ssMultiples);
-  timeline_->yAxis->setTicker(lanes);
+  timeline_->yAxis->setTicker(QSharedPointer<QCPAxisTickerText>(new QCPAxisTickerText));
   timeline_->yAxis2->setVisible(true);
   timeline_->yAxis2->setLabel(tr("tokens, Mbit/s"));
   decoded_graph_ = timeline_->addGraph(timeline_->xAxis, timeline_->yAxis2);
@@ -122,7 +119,7 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   bandwidth_graph_->setLineStyle(QCPGraph::lsStepLeft);
   slo_line_ = new QCPItemStraightLine(timeline_);
   // Every lane (levels 0..7, text at 8) in the home view: the bars are items.
-  timeline_->setHomeView([this] { timeline_->yAxis->setRange(-0.6, 8.6); });
+  timeline_->setHomeView([this] { timeline_->yAxis->setRange(-0.6, text_lane_ + 0.6); });
   timeline_->legend->setVisible(true);
   auto recolour = [this] {
     profile_graph_->setPen(QPen(profile_plot_->seriesColor(0), 2));
@@ -476,6 +473,13 @@ void StreamPanel::run() {
 #endif
   reports_.clear();
   table_->setRowCount(0);
+  // One lane per ladder level, named, finest at the bottom; text above them.
+  text_lane_ = int(ladder.levels.size());
+  if (auto names = timeline_->yAxis->ticker().dynamicCast<QCPAxisTickerText>()) {
+    names->clear();
+    for (int i = 0; i < text_lane_; ++i) names->addTick(i, qs(ladder.levels[std::size_t(i)].name));
+    names->addTick(text_lane_, tr("text"));
+  }
   clearTimeline();
   clearComparison();
   timeline_->resetView();
@@ -544,8 +548,7 @@ void StreamPanel::onEvent(const stream::StreamEvent& e, const QString& policy) {
   if (e.type == T::Arrival || e.type == T::DecodeEnd) {
     // One bar per chunk in the lane of its level, from send start to arrival.
     if (e.type == T::Arrival) {
-      const int lanes = 8;
-      const double lane = c.level == stream::kTextLevel ? lanes : c.level;
+      const double lane = c.level == stream::kTextLevel ? text_lane_ : c.level;
       auto* rect = new QCPItemRect(timeline_);
       rect->topLeft->setCoords(c.send_start_s, lane + 0.4);
       rect->bottomRight->setCoords(c.arrival_s, lane - 0.4);

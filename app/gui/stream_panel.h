@@ -125,6 +125,7 @@ class StreamPanel : public QWidget {
   std::vector<stream::StreamReport> reports_;
   int drag_index_ = -1;
   int decoded_tokens_ = 0;
+  int text_lane_ = 8;  ///< timeline lane of chunks sent as text: above the ladder's levels
   QString live_policy_;
   // Encoded chunks, kept across runs for the same cache and chunk size.
   std::shared_ptr<stream::ChunkStore> store_;

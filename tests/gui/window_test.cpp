@@ -253,6 +253,13 @@ TEST_F(StreamPanelTest, RunsTheStreamerAndDrawsTheTimeline) {
   EXPECT_EQ(panel->reports()[0].chunks.size(), 4u);  // 64 tokens / 16
   EXPECT_GT(panel->reports()[0].ttft_s, 0.0);
   EXPECT_GE(panel->timelinePlot()->itemCount(), 4);  // one bar per chunk (+ labels, SLO line)
+  // The lanes are named after the ladder's levels (they were numbers), text on top.
+  const auto names = panel->timelinePlot()->yAxis->ticker().dynamicCast<QCPAxisTickerText>();
+  ASSERT_TRUE(names);
+  const auto& levels = panel->currentLadder().levels;
+  ASSERT_EQ(names->ticks().size(), int(levels.size()) + 1);
+  EXPECT_EQ(names->ticks().value(0), QString::fromStdString(levels[0].name));
+  EXPECT_EQ(names->ticks().value(double(levels.size())), QStringLiteral("text"));
 }
 
 // The fixed baselines are drawn beside the adaptive run, one lane each, with the SLO.
