@@ -25,17 +25,6 @@ bool cpu_has_avx2() {
   return has;
 }
 
-// DecodeTable::build into a 256-entry u32 bucket table (u32 so that a gather
-// reads it directly).
-void fill_buckets(std::uint32_t* bucket, const FreqModel& m) {
-  constexpr std::uint32_t w = 1u << DecodeTable::kShift;
-  for (int s = 0; s < m.size(); ++s) {
-    const std::uint32_t b0 = (m.cdf[s] + w - 1) >> DecodeTable::kShift;
-    const std::uint32_t b1 = (m.cdf[s + 1] + w - 1) >> DecodeTable::kShift;
-    for (std::uint32_t b = b0; b < b1; ++b) bucket[b] = std::uint32_t(s);
-  }
-}
-
 // One symbol of each of the 8 lanes: RangeDecoder::decode(), lane-parallel.
 struct Lanes {
   __m256i code, range, pos, end;
@@ -125,13 +114,13 @@ __attribute__((target("avx2"))) bool decode_block_avx2(const Block8& b) {
     abase[j] = j * DecodeTable::kBuckets;
     aoff[j] = std::int32_t(cdfs.size());
     cdfs.insert(cdfs.end(), b.anchor[j]->cdf.begin(), b.anchor[j]->cdf.end());
-    fill_buckets(bucket + abase[j], *b.anchor[j]);
+    fill_buckets(bucket + abase[j], *b.anchor[j], DecodeTable::kShift);
     raw[j] = b.raw[j] ? -1 : 0;
     if (!b.raw[j] && n > 1 && G > 1) {
       dbase[j] = (kLanes + j) * DecodeTable::kBuckets;
       doff[j] = std::int32_t(cdfs.size());
       cdfs.insert(cdfs.end(), b.delta[j]->cdf.begin(), b.delta[j]->cdf.end());
-      fill_buckets(bucket + dbase[j], *b.delta[j]);
+      fill_buckets(bucket + dbase[j], *b.delta[j], DecodeTable::kShift);
     } else {
       dbase[j] = abase[j];
       doff[j] = aoff[j];

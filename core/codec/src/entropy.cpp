@@ -90,13 +90,7 @@ double FreqModel::cost_bits(std::span<const std::uint64_t> counts) const {
 void DecodeTable::build(const FreqModel& m) {
   cdf = m.cdf.data();
   size = m.size();
-  // Bucket b starts at value b << kShift; symbol s owns the buckets whose
-  // start lies in [cdf[s], cdf[s+1]). Filled by runs (vectorised stores).
-  constexpr std::uint32_t w = 1u << kShift;
-  for (int s = 0; s < size; ++s) {
-    const std::uint32_t b0 = (cdf[s] + w - 1) >> kShift, b1 = (cdf[s + 1] + w - 1) >> kShift;
-    std::fill(bucket + b0, bucket + b1, std::uint16_t(s));
-  }
+  fill_buckets(bucket, m, kShift);
 }
 
 void RangeEncoder::shift_low() {

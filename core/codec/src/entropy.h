@@ -42,6 +42,19 @@ struct FreqModel {
   double cost_bits(std::span<const std::uint64_t> counts) const;
 };
 
+/// Fills a decoder's bucket table (DecodeTable::kBuckets entries): bucket b
+/// holds the symbol whose range [cdf[s], cdf[s+1]) contains b << kShift.
+/// `Index` is std::uint16_t for DecodeTable, std::uint32_t for the AVX2
+/// decoder's gathered tables.
+template <typename Index>
+void fill_buckets(Index* bucket, const FreqModel& m, int shift) {
+  const std::uint32_t w = 1u << shift;
+  for (int s = 0; s < m.size(); ++s) {
+    const std::uint32_t b0 = (m.cdf[s] + w - 1) >> shift, b1 = (m.cdf[s + 1] + w - 1) >> shift;
+    for (std::uint32_t b = b0; b < b1; ++b) bucket[b] = Index(s);
+  }
+}
+
 /// Lookup accelerator for decoding: bucket[v >> kShift] = the symbol that
 /// holds the bucket's first value. A bucket holds at most one symbol boundary
 /// unless a symbol has a frequency below the bucket width (rare by
