@@ -280,6 +280,8 @@ std::string cachegen_encode_equals_cpu() {
                         bytes.begin() + static_cast<std::ptrdiff_t>(s.payload_offset)))
           return "section " + std::to_string(i) + " payload differs from codec::encode" + where;
       }
+      if (gpu_encode_cachegen(cache, c.config) != bytes)
+        return "the framed GPU stream differs from codec::encode" + where;
     }
   }
   return "";
