@@ -1,10 +1,12 @@
 // `cachegen`: the encoder of the CacheGen paper (DESIGN.md 1.2).
-// Per (layer, kind, chunk, channel): step = fp16-up(absmax/M) with M from the
-// layer group's bins; Q = round(x/step); every group_size-th token of a chunk
-// is an anchor coded as Q, the others as Q - Q_anchor (so a group decodes in
-// parallel); symbols are range coded with per-(layer, kind, channel) 16-bit
-// models, shipped per object (Table sections) or taken from a calibration
-// profile referenced by hash. One coded stream per (layer, kind, channel, chunk).
+// step = fp16-up(absmax/M) per token (scale=token, the default), per (token,
+// head) or per (chunk, channel), with M from the layer group's bins;
+// Q = round(x/step); every group_size-th token of a chunk is an anchor coded as
+// Q, the others as Q minus the anchor's Q re-expressed in their step (so a
+// group decodes in parallel); symbols are range coded with per-(layer, kind,
+// channel) 16-bit models, shipped per object (Table sections) or taken from a
+// calibration profile referenced by hash. One coded stream per (layer, kind,
+// channel, chunk). Layout version 2; docs/bitstream.md has the exact rules.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
