@@ -5,6 +5,7 @@
 
 #include "cachegen_encode.h"
 #include "kvscope/codec/bitstream.h"
+#include "kvscope/codec/entropy_bits.h"
 #include "kvscope/common/error.h"
 #include "kvscope/kernels/detail/cachegen_encode.h"
 #include "kvscope/kernels/gpu_bitstream.h"
@@ -50,16 +51,6 @@ plan::Layout cachegen_layout(const kv::CacheShape& shape, const codec::CodecConf
 }
 
 namespace {
-double entropy_bits(std::span<const std::uint32_t> counts) {  // codec_base.cpp's, same order of operations
-  std::uint64_t total = 0;
-  for (auto c : counts) total += c;
-  if (total == 0) return 0;
-  double bits = 0;
-  const double lt = std::log2(double(total));
-  for (auto c : counts)
-    if (c) bits += double(c) * (lt - std::log2(double(c)));
-  return bits;
-}
 double table_bits(std::span<const std::uint32_t> counts) {
   std::vector<std::uint32_t> freq(counts.size());
   bool bad = false;
@@ -74,6 +65,7 @@ bool choose_raw(plan::Layout::Delta mode, std::span<const std::uint32_t> raw,
                 std::span<const std::uint32_t> anchor, std::span<const std::uint32_t> delta) {
   if (mode == plan::Layout::Delta::Never) return true;
   if (mode == plan::Layout::Delta::Always) return false;
+  using codec::entropy_bits;  // the codec's own, so the choice agrees with it
   const double raw_bits = entropy_bits(raw) + table_bits(raw);
   const double delta_bits =
       entropy_bits(anchor) + entropy_bits(delta) + table_bits(anchor) + table_bits(delta);

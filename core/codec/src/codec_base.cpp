@@ -6,6 +6,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "kvscope/codec/entropy_bits.h"
 #include "kvscope/common/fp16.h"
 
 namespace kvscope::codec::detail {
@@ -193,14 +194,7 @@ TensorOut tensor_out(kv::KVCache& cache, const SectionInfo& s) {
 }
 
 double entropy_bits(std::span<const std::uint64_t> counts) {
-  std::uint64_t total = 0;
-  for (auto c : counts) total += c;
-  if (total == 0) return 0;
-  double bits = 0;
-  const double lt = std::log2(double(total));
-  for (auto c : counts)
-    if (c) bits += double(c) * (lt - std::log2(double(c)));
-  return bits;
+  return codec::entropy_bits<std::uint64_t>(counts);
 }
 
 }  // namespace kvscope::codec::detail
