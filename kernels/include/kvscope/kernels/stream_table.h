@@ -11,7 +11,7 @@
 //
 // Inside a stream, tokens form groups of `group_size`; the first token of a
 // group (the anchor) is coded on its own, the others as deltas to the
-// reconstructed anchor (CacheGen, DESIGN.md 1.2), each with its own CDF:
+// reconstructed anchor (CacheGen, docs/architecture.md), each with its own CDF:
 //   anchor:  x = (s - n_a/2) * anchor_step
 //   delta:   x = anchor + (s - n_d/2) * delta_step
 // and the decoded value is stored as fp16 (round to nearest even).

@@ -11,7 +11,7 @@
 //     anchor_delta x[t] - x[a(t)]               for tokens that are not anchors;
 //                  tokens are split into groups of `group_size` consecutive
 //                  tokens and the anchor a(t) is the first token of t's group
-//                  (CacheGen's token-locality step, DESIGN.md 1.2)
+//                  (CacheGen's token locality, docs/architecture.md)
 //     prev_delta   x[t] - x[t-1]                for t >= 1
 //   Deltas are computed in double from the float32 values.
 // - Moments are population moments: std = sqrt(m2), kurtosis is the EXCESS
