@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "kvscope/codec/bitstream.h"
-#include "kvscope/kernels/detail/codec_stream.h"
+#include "kvscope/kernels/detail/bitstream_decode.h"
 #include "kvscope/kv/kv_cache.h"
 
 namespace kvscope::kernels::plan {
@@ -54,10 +54,12 @@ struct Layout {
 inline constexpr std::uint16_t kCachegenOldestVersion = 1;
 inline constexpr std::uint16_t kCachegenVersion = 2;
 
-/// Reads the layout from a parsed header; Error(Unsupported) for codecs,
-/// layout versions or modes the GPU path lacks (e.g. cachegen with a
-/// calibration profile), Error(Format) for inconsistent parameters (a bad
-/// `scale`, or a version 1 cachegen stream that has one).
+/// Reads the layout from a parsed header. Error(Unsupported), with the
+/// reason, for whatever the GPU path does not implement: another codec or
+/// layout version, a parameter (or parameter value) it does not know, a
+/// calibration profile, another entropy coder or table mode; the CPU
+/// decoder then decides. Error(Format) for what the CPU rejects too
+/// (inconsistent parameters, a bad `scale`, a version 1 stream with one).
 Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> codec_header);
 
 /// The codec-private header bytes inside a complete bitstream.

@@ -22,8 +22,6 @@
 
 namespace kvscope::kernels {
 
-void record_gpu_timings(double kernel_ms, double total_ms);  // gpu_codec.cu
-
 namespace {
 
 constexpr int kBlock = 128;

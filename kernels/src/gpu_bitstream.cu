@@ -19,7 +19,7 @@
 
 #include "bitstream_plan.h"
 #include "cuda_util.h"
-#include "kvscope/kernels/detail/codec_stream.h"
+#include "kvscope/kernels/detail/bitstream_decode.h"
 #include "kvscope/kernels/device.h"
 #include "kvscope/kernels/gpu_bitstream.h"
 
@@ -73,8 +73,6 @@ void fit_device(cuda::DeviceArray<T>& a, std::size_t need) {
 }
 
 }  // namespace
-
-void record_gpu_timings(double kernel_ms, double total_ms);  // gpu_codec.cu
 
 struct GpuSectionDecoder::Impl {
   struct Lane {

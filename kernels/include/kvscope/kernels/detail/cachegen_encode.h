@@ -10,7 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kvscope/kernels/detail/codec_stream.h"
+#include "kvscope/kernels/detail/bitstream_decode.h"
 #include "kvscope/kernels/detail/fp16_hd.h"
 #include "kvscope/kernels/detail/hd.h"
 
