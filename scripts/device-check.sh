@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # GPU check for KVScope's CUDA kernels, for a machine with an NVIDIA GPU and
 # only CMake, a C++ compiler and CUDA (no Qt, libtorch, HDF5, asio or JSON;
 # zstd and GoogleTest optional). Configures the `codec-only` preset, builds

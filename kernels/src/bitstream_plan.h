@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Host side of decoding core/codec bitstreams on the GPU: reads the header

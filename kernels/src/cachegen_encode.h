@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Host helpers shared by the GPU cachegen encoder and its CPU emulation:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // DeviceHalfBuffer, the last call's timings and fp16_to_cache
 // (kvscope/kernels/device_buffer.h).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // GPU decode of core/codec bitstreams (see gpu_bitstream.h).
 //
 // Thread mapping: cachegen has one independent range-coded stream per

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Host-only parts of the bitstream GPU path: what it supports (and why
 // not), the CPU emulation of the kernels, and the automatic backend choice.
 

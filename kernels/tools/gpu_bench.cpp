@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // kvscope-gpu-bench: throughput of the GPU path on core/codec's bitstream
 // (docs/bitstream.md) for a Mistral-7B-shaped cache (32 layers, 8 KV heads,
 // head_dim 128, 8192 tokens by default; --shape llama-70b: 80 layers) with

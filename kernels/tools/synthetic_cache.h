@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Deterministic synthetic KV caches for the kernel tests and benchmark.

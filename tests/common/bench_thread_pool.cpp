@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Cost of one parallel_for call on the shared pool, against starting and
 // joining threads on each call (what parallel_for did before the pool,
 // issue #19), for loops the size the codec runs per chunk: 64 items of

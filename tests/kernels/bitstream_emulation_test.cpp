@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The GPU decoder of core/codec bitstreams, run on the CPU: its host planning
 // plus the kernels' per-stream functions (emulate_gpu_decode_fp16) must give
 // exactly round_to_half(codec::decode(bytes)) for every supported codec, and

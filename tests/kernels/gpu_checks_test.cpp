@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // GPU vs CPU: the kernels must produce exactly what the CPU reference
 // produces. The checks live in kernels/tools/gpu_checks.cpp so that
 // `kvscope-gpu-bench --check` can run them where GoogleTest is missing; here

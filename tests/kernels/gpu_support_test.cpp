@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the GPU path implements, and the reason it gives for what it does not:
 // a stream or configuration the kernels do not know (another codec, a
 // parameter added to cachegen since, another table mode) must be decoded or

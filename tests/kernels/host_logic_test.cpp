@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Host-side tests of the kernels' int8/int4 quantizer: the
 // __host__ __device__ math the CUDA kernels run (detail/quant_math.h),
 // executed here on the CPU, so CI checks it without a GPU. The cachegen

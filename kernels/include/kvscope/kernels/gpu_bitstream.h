@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Decoding core/codec bitstreams (docs/bitstream.md; codecs cachegen with

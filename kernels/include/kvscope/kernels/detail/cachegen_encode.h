@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // core/codec's cachegen encoder (codec_cachegen.cpp, entropy.cpp) as
