@@ -133,6 +133,11 @@ void check_known_params(const codec::StreamInfo& info, CodecId codec) {
 }
 }  // namespace
 
+bool implements_param(CodecId codec, const std::string& name) {
+  const auto& known = known_params(codec);
+  return std::any_of(known.begin(), known.end(), [&](const KnownParam& k) { return name == k.name; });
+}
+
 Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> codec_header) {
   Layout L;
   L.shape = info.shape;

@@ -63,6 +63,10 @@ inline constexpr std::uint16_t kCachegenVersion = 2;
 /// (inconsistent parameters, a bad `scale`, a version 1 stream with one).
 Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> codec_header);
 
+/// Whether the GPU path implements parameter `name` of `codec` (the list in
+/// bitstream_plan.cpp; any value the CPU accepts unless listed otherwise).
+bool implements_param(CodecId codec, const std::string& name);
+
 /// The codec-private header bytes inside a complete bitstream.
 std::span<const std::uint8_t> codec_header_of(const codec::StreamInfo& info,
                                               std::span<const std::uint8_t> bytes);
