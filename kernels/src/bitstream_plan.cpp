@@ -194,8 +194,7 @@ Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> 
                                             " is not implemented on the GPU");
   }
   if (codec_header[1] == 1) {
-    throw Error(ErrorCode::Unsupported,
-                "gpu decode: cachegen with a calibration profile is decoded on the CPU");
+    throw Error(ErrorCode::Unsupported, "gpu decode: cachegen with a calibration file is decoded on the CPU");
   }
   // Tables shipped in the stream (mode 0, a 2-byte header) is what the
   // kernels read; another mode is the CPU's to accept or reject.

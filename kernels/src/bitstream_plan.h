@@ -58,7 +58,7 @@ inline constexpr std::uint16_t kCachegenVersion = 2;
 /// Reads the layout from a parsed header. Error(Unsupported), with the
 /// reason, for whatever the GPU path does not implement: another codec or
 /// layout version, a parameter (or parameter value) it does not know, a
-/// calibration profile, another entropy coder or table mode; the CPU
+/// calibration file, another entropy coder or table mode; the CPU
 /// decoder then decides. Error(Format) for what the CPU rejects too
 /// (inconsistent parameters, a bad `scale`, a version 1 stream with one).
 Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> codec_header);

@@ -45,7 +45,7 @@ plan::Layout cachegen_layout(const kv::CacheShape& shape, const codec::CodecConf
     }
   }
   if (info.params.count("profile") && !info.params["profile"].empty()) {
-    throw Error(ErrorCode::Unsupported, "gpu encode: calibration profiles are encoded on the CPU");
+    throw Error(ErrorCode::Unsupported, "gpu encode: cachegen with a calibration file is encoded on the CPU");
   }
   const std::uint8_t header[2] = {0, 0};  // range coder, tables shipped
   plan::Layout L;

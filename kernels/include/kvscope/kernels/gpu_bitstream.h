@@ -71,7 +71,7 @@ std::vector<std::uint16_t> emulate_gpu_decode_fp16(std::span<const std::uint8_t>
 /// the CPU: what the GPU encoder computes, byte for byte. The container
 /// header is core/codec's (see kernels/README.md). Error(InvalidArgument)
 /// for bad parameters or NaN/infinite values, Error(Unsupported) for what
-/// gpu_encode_support() refuses (other codecs, calibration profiles,
+/// gpu_encode_support() refuses (other codecs, a calibration file,
 /// parameters the GPU does not implement).
 std::vector<std::vector<std::uint8_t>> emulate_gpu_encode_cachegen_sections(const kv::KVCache& cache,
                                                                             const codec::CodecConfig& config);
