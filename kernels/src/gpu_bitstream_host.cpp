@@ -96,7 +96,14 @@ AutoDecodeResult decode_auto(std::span<const std::uint8_t> bitstream, const code
   } else if (const GpuSupport support = gpu_decode_support(bitstream); !support) {
     reason = support.reason;
   } else {
-    return {gpu_decode_bitstream(bitstream), compute_backend(), ""};
+    try {
+      return {gpu_decode_bitstream(bitstream), compute_backend(), ""};
+    } catch (const Error& e) {
+      // A corrupt stream is the same error on either path; a CUDA failure
+      // (out of device memory, a driver error) is not the stream's fault.
+      if (e.code() != ErrorCode::Internal && e.code() != ErrorCode::Unsupported) throw;
+      reason = std::string("the GPU decode failed (") + e.what() + ")";
+    }
   }
   return {codec::decode(bitstream, options), "cpu", reason};
 }

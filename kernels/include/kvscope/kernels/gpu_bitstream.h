@@ -91,8 +91,9 @@ std::vector<std::uint8_t> emulate_gpu_encode_cachegen(const kv::KVCache& cache,
 std::vector<std::uint8_t> gpu_encode_cachegen(const kv::KVCache& cache, const codec::CodecConfig& config);
 
 /// Decode on the best backend: the GPU when a device is present and
-/// gpu_decode_support() says yes, the CPU (codec::decode) otherwise. Errors
-/// are the decoder's that ran (both give the same verdict on corrupt input).
+/// gpu_decode_support() says yes, the CPU (codec::decode) otherwise, or when
+/// the GPU fails for a reason of its own (Error(Internal), e.g. out of device
+/// memory). A corrupt stream is the same Error(Format | Checksum) either way.
 struct AutoDecodeResult {
   kv::KVCache cache;
   std::string backend;          ///< "cuda:<device>" or "cpu"
