@@ -3,6 +3,8 @@
 // without them keep their old bytes, and a tampered block is a Format error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "kvscope/codec/bitstream.h"
 #include "kvscope/codec/codec.h"
 #include "kvscope/common/error.h"
@@ -32,6 +34,30 @@ TEST(ContainerInfo, RopeTablesAndWindowsSurviveEveryCodec) {
     const auto d = decode(r.bytes);
     EXPECT_EQ(d.info.rope_inv_freq, c.info.rope_inv_freq) << codec->name();
     EXPECT_EQ(d.info.layer_window, c.info.layer_window) << codec->name();
+  }
+}
+
+// Regression (issue #19 review of the extended info): the codec header was
+// located as ending 4 bytes before the header body's end, which is wrong once
+// the extended info follows the section count; windows ending in zero bytes
+// hid it for cachegen, whose codec header is two zero bytes.
+TEST(ContainerInfo, CodecHeaderIsFoundBeforeTheExtendedInfo) {
+  kv::KVCache c = cache_with_info();
+  c.info.layer_window = {0, 0xABCDEF, 5};  // the 2 bytes before the body's last 4: AB 00
+  for (const char* name : {"cachegen", "kivi2"}) {
+    const auto r = encode(c, {name, {}});
+    const auto info = inspect_stream(r.bytes);
+    ASSERT_EQ(r.bytes[6], kFlagExtendedInfo);
+    EXPECT_LT(info.codec_header_offset + info.codec_header_bytes, info.header_bytes - 4) << name;
+    EXPECT_EQ(decode(r.bytes).info.layer_window, c.info.layer_window) << name;
+    const auto plain = [&] {
+      kv::KVCache p = c;
+      p.info.rope_inv_freq.clear();
+      p.info.layer_window.clear();
+      return encode(p, {name, {}}).bytes;
+    }();
+    const auto a = decode(r.bytes), b = decode(plain);
+    EXPECT_TRUE(std::equal(a.data().begin(), a.data().end(), b.data().begin(), b.data().end())) << name;
   }
 }
 

@@ -50,8 +50,9 @@ struct StreamInfo {
   ParamSet params;  ///< every parameter, defaults resolved, as encoded
   kv::CacheShape shape;
   kv::CacheInfo info;
-  std::size_t header_bytes = 0;        ///< fixed prefix + header body
-  std::size_t codec_header_bytes = 0;  ///< codec-private part of the header body
+  std::size_t header_bytes = 0;         ///< fixed prefix + header body
+  std::size_t codec_header_bytes = 0;   ///< codec-private part of the header body
+  std::size_t codec_header_offset = 0;  ///< its first byte (from the stream's first byte)
   std::vector<SectionInfo> sections;
   std::size_t total_bytes = 0;
 };
