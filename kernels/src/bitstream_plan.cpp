@@ -89,10 +89,10 @@ std::vector<int> layer_bins(const std::vector<int>& bins, const std::vector<int>
 
 std::span<const std::uint8_t> codec_header_of(const codec::StreamInfo& info,
                                               std::span<const std::uint8_t> bytes) {
-  // The codec header ends just before the u32 section count (container.cpp).
-  if (info.header_bytes < 4 + info.codec_header_bytes || info.header_bytes > bytes.size())
+  if (info.codec_header_offset + info.codec_header_bytes > info.header_bytes ||
+      info.header_bytes > bytes.size())
     fail("bad header size");
-  return bytes.subspan(info.header_bytes - 4 - info.codec_header_bytes, info.codec_header_bytes);
+  return bytes.subspan(info.codec_header_offset, info.codec_header_bytes);
 }
 
 namespace {

@@ -201,7 +201,7 @@ int main(int argc, char** argv) try {
   {
     const auto info = codec::inspect_stream(bits);
     const std::span<const std::uint8_t> b(bits);
-    const auto ch = b.subspan(info.header_bytes - 4 - info.codec_header_bytes, info.codec_header_bytes);
+    const auto ch = b.subspan(info.codec_header_offset, info.codec_header_bytes);
     for (int r = 0; r < opt.reps; ++r) {
       t0 = Clock::now();
       GpuSectionDecoder dec(info, ch, opt.lanes, 32u << 20);

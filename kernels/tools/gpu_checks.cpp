@@ -125,9 +125,7 @@ std::vector<std::uint16_t> cpu_fp16(std::span<const std::uint8_t> bytes) {
 
 std::vector<std::uint16_t> streamed(std::span<const std::uint8_t> bytes, int lanes, std::size_t batch) {
   const auto info = codec::inspect_stream(bytes);
-  const auto header_end = info.header_bytes - 4;
-  GpuSectionDecoder dec(info, bytes.subspan(header_end - info.codec_header_bytes, info.codec_header_bytes),
-                        lanes, batch);
+  GpuSectionDecoder dec(info, bytes.subspan(info.codec_header_offset, info.codec_header_bytes), lanes, batch);
   for (std::size_t i = 0; i < info.sections.size(); ++i) {
     const auto& s = info.sections[i];
     dec.push_section(i, bytes.subspan(s.offset, s.header_bytes + s.payload_bytes));
@@ -237,9 +235,8 @@ std::string bitstream_corruption_detected() {
         return name + ": GPU and CPU decode mutation " + std::to_string(i) + " differently";
     }
     // Out-of-order and missing sections in the streaming decoder.
-    const auto header_end = info.header_bytes - 4;
     const std::span<const std::uint8_t> gb(good);
-    const auto ch = gb.subspan(header_end - info.codec_header_bytes, info.codec_header_bytes);
+    const auto ch = gb.subspan(info.codec_header_offset, info.codec_header_bytes);
     GpuSectionDecoder dec(info, ch);
     const auto& s1 = info.sections[1];
     if (!throws_code([&] { dec.push_section(1, gb.subspan(s1.offset, s1.header_bytes + s1.payload_bytes)); },

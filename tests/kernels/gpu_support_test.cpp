@@ -16,6 +16,7 @@
 #include "kvscope/codec/codec.h"
 #include "kvscope/common/crc32c.h"
 #include "kvscope/common/error.h"
+#include "kvscope/common/fp16.h"
 #include "kvscope/kernels/gpu_bitstream.h"
 #include "synthetic_cache.h"
 
@@ -91,6 +92,24 @@ TEST(GpuDecodeSupport, MalformedHeaderIsAReasonNotAnException) {
   EXPECT_NE(s.reason.find("does not parse"), std::string::npos) << s.reason;
   EXPECT_NO_THROW(s = gpu_decode_support({}));
   EXPECT_FALSE(s.supported);
+}
+
+// A cache with per-layer RoPE tables and windows puts extended info after
+// the section count; the GPU path still finds the codec header (it looked
+// for it just before the section count) and decodes as the CPU does.
+TEST(GpuDecodeSupport, StreamsWithExtendedCacheInfoDecode) {
+  kv::KVCache cache = make_cache({3, 2, 40, 8}, Pattern::Realistic, 4, 1);
+  cache.info.rope_inv_freq.assign(3, std::vector<double>(4, 0.25));
+  cache.info.layer_window = {0, 0xABCDEF, 5};  // the body ends AB 00, then 05 00 00 00
+  for (const char* name : {"cachegen", "int8"}) {
+    const auto bytes = codec::encode(cache, {name, {{"chunk_tokens", "16"}}}).bytes;
+    ASSERT_EQ(bytes[6], codec::kFlagExtendedInfo) << name;
+    ASSERT_TRUE(gpu_decode_support(bytes).supported) << name << ": " << gpu_decode_support(bytes).reason;
+    const kv::KVCache cpu = codec::decode(bytes);
+    std::vector<std::uint16_t> expected(cpu.data().size());
+    for (std::size_t i = 0; i < expected.size(); ++i) expected[i] = float_to_half(cpu.data()[i]);
+    EXPECT_EQ(emulate_gpu_decode_fp16(bytes), expected) << name;
+  }
 }
 
 TEST(GpuEncodeSupport, CachegenWithShippedTablesOnly) {
