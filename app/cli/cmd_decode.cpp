@@ -14,7 +14,7 @@ namespace kvscope::cli {
 namespace {
 
 struct Options {
-  std::string in, out, profile_dir;
+  std::string in, out, calibration_dir;
   int threads = 0;
   int level = 0;
   bool json = false;
@@ -22,15 +22,20 @@ struct Options {
 };
 
 // Decodes on the GPU when this build has the CUDA kernels and a device is
-// present (and the codec runs there), on the CPU otherwise; says which.
+// present (and the GPU implements the stream), on the CPU otherwise; says
+// which, and why not the GPU (`why_cpu`, "" when the GPU decoded it).
 kv::KVCache decode_on_best_backend(std::span<const std::uint8_t> bytes, const codec::DecodeOptions& d,
-                                   bool force_cpu, std::string& backend) {
+                                   bool force_cpu, std::string& backend, std::string& why_cpu) {
 #if KVSCOPE_HAVE_CUDA
   if (!force_cpu) {
     auto r = kernels::decode_auto(bytes, d);
     backend = r.backend;
+    why_cpu = r.fallback_reason;
     return std::move(r.cache);
   }
+  why_cpu = "--cpu given";
+#else
+  why_cpu = force_cpu ? "--cpu given" : "this build has no CUDA kernels";
 #endif
   backend = "cpu";
   return codec::decode(bytes, d);
@@ -42,7 +47,10 @@ const CommandRegistrar decode_command(210, [](CLI::App& app) {
       app.add_subcommand("decode", "Decode a KVScope bitstream back into a raw KV cache (safetensors)");
   cmd->add_option("--in", o->in, "bitstream (.kvc) or HDF5 container (.h5)")->required();
   cmd->add_option("--out", o->out, "output raw cache (.safetensors)")->required();
-  cmd->add_option("--profile-dir", o->profile_dir, "folder of calibration profiles");
+  // --profile-dir: the older name, kept for scripts.
+  cmd->add_option(
+      "--calibration-dir,--profile-dir", o->calibration_dir,
+      "folder of calibration files (default: $KVSCOPE_CALIBRATION_DIR, else ~/.cache/kvscope/profiles)");
   cmd->add_option("--threads", o->threads, "worker threads (0 = all)");
   cmd->add_flag("--json", o->json, "print a JSON summary");
   cmd->add_flag("--cpu", o->cpu, "decode on the CPU even when a CUDA device is present");
@@ -51,13 +59,13 @@ const CommandRegistrar decode_command(210, [](CLI::App& app) {
     const auto bytes = read_encoded_file(o->in, o->level);
     codec::DecodeOptions d;
     d.threads = o->threads;
-    d.profile_dir = o->profile_dir;
+    d.profile_dir = o->calibration_dir;
     d.progress = o->json ? ProgressFn{} : terminal_progress();
     const auto t0 = std::chrono::steady_clock::now();
     kv::KVCache cache;
-    std::string backend;
+    std::string backend, why_cpu;
     try {
-      cache = decode_on_best_backend(bytes, d, o->cpu, backend);
+      cache = decode_on_best_backend(bytes, d, o->cpu, backend, why_cpu);
     } catch (const Error& e) {
       throw Error(e.code(), o->in, e.what());
     }
@@ -71,11 +79,12 @@ const CommandRegistrar decode_command(210, [](CLI::App& app) {
                   {"tokens", s.tokens},
                   {"head_dim", s.head_dim},
                   {"decode_seconds", secs},
-                  {"backend", backend}});
+                  {"backend", backend},
+                  {"cpu_reason", why_cpu}});
       return;
     }
     std::cout << o->out << ": " << s.layers << " layers, " << s.tokens << " tokens, decoded in " << secs
-              << " s on " << backend << "\n";
+              << " s on " << backend << (why_cpu.empty() ? "" : " (not on the GPU: " + why_cpu + ")") << "\n";
   });
 });
 

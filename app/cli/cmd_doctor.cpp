@@ -24,8 +24,10 @@ const CommandRegistrar doctor_command(900, [](CLI::App& app) {
     const auto model = find_default_model();
 #if defined(KVSCOPE_HAVE_KERNELS)
     const std::string compute = kernels::compute_backend();  // "cuda:<device>" or "cpu"
+    const std::string why_cpu = kernels::cpu_fallback_reason();
 #else
     const std::string compute = "cpu";
+    const std::string why_cpu = "this build has no CUDA kernels";
 #endif
     nlohmann::json j = {
         {"version", kVersion},
@@ -33,6 +35,7 @@ const CommandRegistrar doctor_command(900, [](CLI::App& app) {
         {"default_model_present", model.has_value()},
         {"data_dir", data_dir().string()},
         {"compute", compute},
+        {"compute_reason", why_cpu},  // why the CPU ("" when a GPU is used)
         {"features",
          {{"torch", bool(KVSCOPE_HAVE_TORCH)},
           {"hdf5", bool(KVSCOPE_HAVE_HDF5)},
@@ -47,7 +50,7 @@ const CommandRegistrar doctor_command(900, [](CLI::App& app) {
               << "data dir:      " << data_dir().string() << "\n"
               << "features:      torch=" << KVSCOPE_HAVE_TORCH << " hdf5=" << KVSCOPE_HAVE_HDF5
               << " cuda=" << KVSCOPE_HAVE_CUDA << "\n"
-              << "compute:       " << compute << "\n";
+              << "compute:       " << compute << (why_cpu.empty() ? "" : " (" + why_cpu + ")") << "\n";
     if (!model) std::cout << missing_model_help() << "\n";
   });
 });

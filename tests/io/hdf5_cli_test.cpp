@@ -42,6 +42,10 @@ TEST(Hdf5Cli, EncodeDecodeInspectThroughH5) {
                 &out),
             0)
       << out;
+  {  // Where it decoded, and why not on the GPU when not there (issue #19).
+    const auto d = nlohmann::json::parse(out);
+    EXPECT_EQ(d["backend"] == "cpu", !d["cpu_reason"].get<std::string>().empty()) << out;
+  }
   // Same cache, bit for bit, as decoding the .kvc (each CLI start loads
   // libtorch, so the .kvc side is decoded in process; `decode` writes fp16).
   kv::KVCache expected = codec::decode(test::read_all(kvc));
