@@ -32,7 +32,8 @@ TEST_P(EveryCodec, RoundTripKeepsShapeInfoAndIsDeterministic) {
   auto b = c.encode(cache, {{"chunk_tokens", "16"}}, {.threads = 4, .progress = {}});
   EXPECT_EQ(a.bytes, b.bytes) << "encoding must not depend on the thread count";
   EXPECT_EQ(a.size.encoded_bytes, a.bytes.size());
-  EXPECT_EQ(a.size.header_bytes + a.size.table_bytes + a.size.payload_bytes, a.size.encoded_bytes);
+  EXPECT_EQ(a.size.header_bytes + a.size.table_bytes + a.size.step_bytes + a.size.payload_bytes,
+            a.size.encoded_bytes);
   std::size_t lsum = 0;
   for (auto x : a.size.layer_bytes) lsum += x;
   EXPECT_LE(lsum, a.size.encoded_bytes);
@@ -143,7 +144,7 @@ void check_int_error(int bits) {
         }
       }
   if (bits == 8) {
-    EXPECT_EQ(r.size.table_bytes + r.size.payload_bytes, int8_reference_bytes(sh));
+    EXPECT_EQ(r.size.table_bytes + r.size.step_bytes + r.size.payload_bytes, int8_reference_bytes(sh));
   }
 }
 

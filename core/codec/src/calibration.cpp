@@ -71,13 +71,12 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
   p.raw.resize(n);
   for (int l = 0; l < L.layers; ++l)
     for (int k = 0; k < 2; ++k) {
-      const int M = L.M(l, k);
       for (int c = 0; c < L.channels; ++c) {
         const std::size_t i = (std::size_t(l) * 2 + k) * L.channels + c;
         p.raw[i] = b.u8();
         if (p.raw[i] > 1) b.fail("bad channel mode");
-        p.anchor[i] = FreqModel::read(b, anchor_alphabet(M));
-        p.delta[i] = FreqModel::read(b, delta_alphabet(M));
+        p.anchor[i] = FreqModel::read(b, L.anchor_alphabet(l, k));
+        p.delta[i] = FreqModel::read(b, L.delta_alphabet(l, k));
         if (p.raw[i] && !p.delta[i].empty()) b.fail("raw channel with a delta model");
         // Profiles must be able to code any symbol.
         for (const auto* m : {&p.anchor[i], &p.delta[i]}) {
@@ -137,12 +136,14 @@ std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, con
   if (!p.get("profile").empty())
     throw Error(ErrorCode::InvalidArgument, "calibration: parameter 'profile' must be empty");
   const Layout L = make_layout(p, shape);
+  if (L.delta_mode != Layout::DeltaMode::Integer)
+    throw Error(ErrorCode::InvalidArgument,
+                "calibration: profiles hold integer-mode tables (delta_mode=integer)");
   const int C = L.channels;
   std::vector<std::vector<std::uint8_t>> parts(std::size_t(L.layers) * 2);
   parallel_for(parts.size(), 0, [&](std::size_t lk) {
     const int l = int(lk / 2), k = int(lk % 2);
-    const int M = L.M(l, k);
-    const int A = anchor_alphabet(M), B = delta_alphabet(M);
+    const int A = L.anchor_alphabet(l, k), B = L.delta_alphabet(l, k);
     std::vector<std::uint64_t> ac(std::size_t(C) * A), dc(std::size_t(C) * B), rc(std::size_t(C) * A);
     for (const auto& cache : caches)
       for (int b = 0; b < cache.shape().tokens; b += L.chunk_tokens) {

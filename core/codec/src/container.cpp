@@ -150,9 +150,10 @@ EncodeResult frame(const detail::CodecBase& codec, const detail::Params& p, cons
   std::vector<std::uint8_t> body;
   detail::ByteWriter b(body);
   b.str(codec.name());
-  b.u16(codec.codec_version());
-  b.u16(static_cast<std::uint16_t>(p.values().size()));
-  for (const auto& [k, v] : p.values()) {
+  b.u16(parts.codec_version ? parts.codec_version : codec.codec_version());
+  const ParamSet& header_params = parts.header_params ? *parts.header_params : p.values();
+  b.u16(static_cast<std::uint16_t>(header_params.size()));
+  for (const auto& [k, v] : header_params) {
     b.str(k);
     b.str(v);
   }
@@ -195,7 +196,8 @@ EncodeResult frame(const detail::CodecBase& codec, const detail::Params& p, cons
     w.bytes(s.payload.data(), s.payload.size());
     size.header_bytes += kSectionHeaderBytes;
     size.table_bytes += s.table_bytes;
-    size.payload_bytes += s.payload.size() - s.table_bytes;
+    size.step_bytes += s.step_bytes;
+    size.payload_bytes += s.payload.size() - s.table_bytes - s.step_bytes;
     size.layer_bytes[std::size_t(s.layer) * 2 + int(s.kv)] += kSectionHeaderBytes + s.payload.size();
   }
   size.original_bytes = shape.fp16_bytes();
@@ -236,6 +238,7 @@ std::vector<std::uint8_t> assemble_stream(const kv::CacheShape& shape, const kv:
                                                 " section payloads, the container needs " +
                                                 std::to_string(expected));
   detail::EncodedParts parts;
+  codec->describe_header(p, shape, parts);
   parts.codec_header.assign(codec_header.begin(), codec_header.end());
   parts.sections.reserve(expected);
   std::size_t i = 0;

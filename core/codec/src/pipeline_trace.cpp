@@ -29,7 +29,9 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
                                                 ", +" + std::to_string(channel_count) + ") outside [0, " +
                                                 std::to_string(C) + ")");
   const int k = int(kind);
-  const int M = L.M(layer, k), A = anchor_alphabet(M), B = delta_alphabet(M);
+  const int M = L.M(layer, k), Ma = L.anchor_M(layer, k);
+  const int A = L.anchor_alphabet(layer, k), B = L.delta_alphabet(layer, k);
+  const bool float_mode = L.delta_mode == Layout::DeltaMode::Float;
 
   PipelineTrace tr;
   tr.layer = layer;
@@ -41,6 +43,11 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
   tr.scale = to_string(L.scale);
   tr.chunk_begin = (token / L.chunk_tokens) * L.chunk_tokens;
   tr.chunk_tokens = std::min(L.chunk_tokens, sh.tokens - tr.chunk_begin);
+  tr.delta_mode = float_mode ? "float" : "integer";
+  tr.sinks = L.sinks;
+  tr.anchor_M = Ma;
+  const int chunk_sinks = L.sink_tokens(tr.chunk_begin, tr.chunk_tokens);
+  tr.sink = token < tr.chunk_begin + chunk_sinks;
 
   // The encoder's models: counts over every chunk of this (layer, kind), or the profile's.
   ChunkSymbols mine;
@@ -62,9 +69,23 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
   tr.from_profile = use_profile;
 
   const std::size_t lk = std::size_t(layer) * 2 + k;
-  const int t = token - tr.chunk_begin;  // position inside the chunk
+  const int t = token - tr.chunk_begin - chunk_sinks;  // position among the chunk's quantized tokens
+  const int n = mine.coded();
   const float* base = cache.tensor(layer, kind).data();
   for (int c = first_channel; c < first_channel + channel_count; ++c) {
+    const int h = c / sh.head_dim, dim = c % sh.head_dim;
+    if (tr.sink) {  // stored as f16: no step, no symbol
+      TracedElement e;
+      e.channel = c;
+      e.sink = true;
+      e.original = base[(std::size_t(h) * sh.tokens + token) * sh.head_dim + dim];
+      e.reconstructed = half_to_float(float_to_half(e.original));
+      e.error = e.reconstructed - e.original;
+      e.bits = 16;
+      e.anchor_token = token;
+      tr.elements.push_back(std::move(e));
+      continue;
+    }
     std::span<const std::uint64_t> a{ac.data() + std::size_t(c) * A, std::size_t(A)};
     std::span<const std::uint64_t> d{dc.data() + std::size_t(c) * B, std::size_t(B)};
     std::span<const std::uint64_t> rw{rc.data() + std::size_t(c) * A, std::size_t(A)};
@@ -77,23 +98,35 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
     if (use_profile)
       model = e.is_anchor ? profile.anchor[lk * C + c] : profile.delta[lk * C + c];
     else
-      model = FreqModel::from_counts(e.raw ? rw : (e.is_anchor ? a : d));
-    const int h = c / sh.head_dim, dim = c % sh.head_dim;
+      model = table_model(e.raw ? rw : (e.is_anchor ? a : d), L.table_bits);
     e.original = base[(std::size_t(h) * sh.tokens + token) * sh.head_dim + dim];
     e.step = half_to_float(mine.steps[std::size_t(L.step_index(c, t))]);
-    e.q = int(mine.raw[std::size_t(c) * mine.count + t]) - M;
     const int at = t - t % group;
-    e.anchor_token = tr.chunk_begin + at;
-    e.anchor_q = int(mine.raw[std::size_t(c) * mine.count + at]) - M;
+    e.anchor_token = tr.chunk_begin + chunk_sinks + at;
     e.anchor_step = half_to_float(mine.steps[std::size_t(L.step_index(c, at))]);
-    e.prediction =
-        e.is_anchor ? e.anchor_q : predict_from_anchor(e.anchor_q, anchor_ratio(e.anchor_step, e.step), M);
-    e.delta = e.q - e.prediction;
-    e.symbol = e.is_anchor ? e.q + M : e.delta + 2 * M;
+    if (float_mode) {
+      // Anchors: Q on anchor_M; others: Q of the change to the anchor's reconstruction.
+      const int sym = mine.sym[std::size_t(c) * n + t];
+      e.symbol = sym;
+      e.anchor_q = int(mine.sym[std::size_t(c) * n + at]) - Ma;
+      e.anchor_reconstructed = float(e.anchor_q) * e.anchor_step;
+      e.q = sym - (e.is_anchor ? Ma : M);
+      e.delta = e.is_anchor ? 0 : e.q;
+      e.prediction = 0;
+      e.reconstructed = e.is_anchor ? float(e.q) * e.step : e.anchor_reconstructed + float(e.q) * e.step;
+    } else {
+      e.q = int(mine.raw[std::size_t(c) * n + t]) - M;
+      e.anchor_q = int(mine.raw[std::size_t(c) * n + at]) - M;
+      e.anchor_reconstructed = float(e.anchor_q) * e.anchor_step;
+      e.prediction =
+          e.is_anchor ? e.anchor_q : predict_from_anchor(e.anchor_q, anchor_ratio(e.anchor_step, e.step), M);
+      e.delta = e.q - e.prediction;
+      e.symbol = e.is_anchor ? e.q + M : e.delta + 2 * M;
+      e.reconstructed = float(e.q) * e.step;
+    }
     e.cdf = model.cdf;
     e.freq = e.symbol < model.size() ? model.freq(e.symbol) : 0;
     e.bits = e.freq > 0 ? -std::log2(double(e.freq) / double(kProbTotal)) : INFINITY;
-    e.reconstructed = float(e.q) * e.step;
     e.error = e.reconstructed - e.original;
     tr.elements.push_back(std::move(e));
   }
