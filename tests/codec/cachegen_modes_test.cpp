@@ -2,12 +2,17 @@
 // per-layer bins, float deltas, coded steps, coarse tables, and which layout
 // version a stream is written with.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 
 #include "kvscope/codec/bitstream.h"
+#include "kvscope/codec/calibration.h"
 #include "kvscope/common/error.h"
 #include "kvscope/common/fp16.h"
+#include "kvscope/kv/rope.h"
 #include "test_util.h"
 
 namespace kvscope::codec {
@@ -15,6 +20,16 @@ namespace {
 
 const Codec& cachegen() {
   return find_codec("cachegen");
+}
+
+// The layout version 2 behaviour (every version 3 feature off, tables
+// shipped), with `changes`: each test turns on what it tests.
+ParamSet v2(ParamSet changes = {}) {
+  ParamSet p = {{"sinks", "0"},           {"delta_mode", "integer"},  {"step_coding", "fp16"},
+                {"table_bits", "16"},     {"key_space", "post_rope"}, {"profile", ""},
+                {"key_layer_splits", ""}, {"value_layer_splits", ""}};
+  for (auto& [k, v] : changes) p[k] = v;
+  return p;
 }
 
 float f16(float x) {
@@ -61,15 +76,15 @@ TEST(CachegenModes, SinkTokensDecodeExactlyAndTheRestWithinHalfAStep) {
                         {"key_layer_splits", "1"},
                         {"value_bins", "16,10"},
                         {"value_layer_splits", "1"}};
-    const auto dec = decode(cachegen().encode(cache, p).bytes);
+    const auto dec = decode(cachegen().encode(cache, v2(p)).bytes);
     expect_integer_reconstruction(cache, dec, kb, vb, sinks);
   }
 }
 
 TEST(CachegenModes, SinksCostSixteenBitsEachAndShrinkTheStepsOfTheRest) {
   const auto cache = synthetic_cache({2, 2, 64, 8}, 4);
-  const auto none = cachegen().encode(cache, {});
-  const auto one = cachegen().encode(cache, {{"sinks", "1"}});
+  const auto none = cachegen().encode(cache, v2());
+  const auto one = cachegen().encode(cache, v2({{"sinks", "1"}}));
   // One token fewer is quantized (one step fewer), its values ride as f16.
   EXPECT_EQ(none.size.step_bytes - one.size.step_bytes, 2u * 2 * 2);
   EXPECT_GT(one.size.payload_bytes, none.size.payload_bytes);
@@ -81,10 +96,10 @@ TEST(CachegenModes, OneBinCountPerLayerWithoutSplits) {
                       {"key_layer_splits", ""},
                       {"value_bins", "64,32,16,8,4"},
                       {"value_layer_splits", ""}};
-  const auto dec = decode(cachegen().encode(cache, p).bytes);
+  const auto dec = decode(cachegen().encode(cache, v2(p)).bytes);
   expect_integer_reconstruction(cache, dec, {4, 8, 16, 32, 64}, {64, 32, 16, 8, 4}, 0);
   // A list of another length still needs its splits.
-  EXPECT_THROW(cachegen().encode(cache, {{"key_bins", "4,8,16,32"}, {"key_layer_splits", ""}}), Error);
+  EXPECT_THROW(cachegen().encode(cache, v2({{"key_bins", "4,8,16,32"}, {"key_layer_splits", ""}})), Error);
 }
 
 // docs/bitstream.md's float-delta rules written out on their own: anchors
@@ -150,7 +165,7 @@ TEST(CachegenModes, FloatDeltasFollowTheDocumentedRules) {
                         {"value_bins", std::to_string(c.bins)},
                         {"value_layer_splits", ""},
                         {"scale", c.scale}};
-    const auto dec = decode(cachegen().encode(cache, p).bytes);
+    const auto dec = decode(cachegen().encode(cache, v2(p)).bytes);
     const auto ref = reference_float_decode(cache, c.bins / 2 - 1, c.anchor_bins / 2 - 1, c.group, c.chunk,
                                             c.sinks, std::string(c.scale) == "head");
     ASSERT_EQ(dec.data().size(), ref.data().size());
@@ -163,7 +178,7 @@ TEST(CachegenModes, FloatDeltasFollowTheDocumentedRules) {
 TEST(CachegenModes, FloatDeltasNeedAStepPerToken) {
   const auto cache = synthetic_cache({2, 1, 10, 4}, 3);
   try {
-    cachegen().encode(cache, {{"delta_mode", "float"}, {"scale", "channel"}});
+    cachegen().encode(cache, v2({{"delta_mode", "float"}, {"scale", "channel"}}));
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
@@ -174,9 +189,9 @@ TEST(CachegenModes, FloatDeltasNeedAStepPerToken) {
 TEST(CachegenModes, CodedStepsAreLosslessAndSmaller) {
   const auto cache = synthetic_cache({3, 3, 300, 16}, 8);
   for (const char* scale : {"token", "head", "channel"}) {
-    const auto plain = cachegen().encode(cache, {{"scale", scale}, {"chunk_tokens", "128"}});
+    const auto plain = cachegen().encode(cache, v2({{"scale", scale}, {"chunk_tokens", "128"}}));
     const auto coded =
-        cachegen().encode(cache, {{"scale", scale}, {"chunk_tokens", "128"}, {"step_coding", "coded"}});
+        cachegen().encode(cache, v2({{"scale", scale}, {"chunk_tokens", "128"}, {"step_coding", "coded"}}));
     EXPECT_EQ(decode(plain.bytes).data().size(), decode(coded.bytes).data().size());
     const auto a = decode(plain.bytes), b = decode(coded.bytes);
     EXPECT_TRUE(std::equal(a.data().begin(), a.data().end(), b.data().begin())) << scale;
@@ -191,8 +206,8 @@ TEST(CachegenModes, CodedStepsAreLosslessAndSmaller) {
 
 TEST(CachegenModes, CoarseTablesAreSmallerAndDecodeTheSameValues) {
   const auto cache = synthetic_cache({3, 2, 200, 16}, 5);
-  const auto full = cachegen().encode(cache, {});
-  const auto coarse = cachegen().encode(cache, {{"table_bits", "10"}});
+  const auto full = cachegen().encode(cache, v2());
+  const auto coarse = cachegen().encode(cache, v2({{"table_bits", "10"}}));
   EXPECT_LT(coarse.size.table_bytes, full.size.table_bytes);
   const auto a = decode(full.bytes), b = decode(coarse.bytes);
   EXPECT_TRUE(std::equal(a.data().begin(), a.data().end(), b.data().begin()));
@@ -200,15 +215,15 @@ TEST(CachegenModes, CoarseTablesAreSmallerAndDecodeTheSameValues) {
 
 TEST(CachegenModes, PlainStreamsStayVersion2AndNewModesAreVersion3) {
   const auto cache = synthetic_cache({2, 1, 12, 4}, 1);
-  const auto plain = inspect_stream(cachegen().encode(cache, {{"sinks", "0"}}).bytes);
+  const auto plain = inspect_stream(cachegen().encode(cache, v2({{"sinks", "0"}})).bytes);
   EXPECT_EQ(plain.codec_version, 2);
-  for (const char* v3 : {"sinks", "delta_mode", "anchor_bins", "step_coding", "table_bits"})
+  for (const char* v3 : {"sinks", "delta_mode", "anchor_bins", "step_coding", "table_bits", "key_space"})
     EXPECT_EQ(plain.params.count(v3), 0u) << v3;
   for (const ParamSet& p : std::vector<ParamSet>{
            {{"sinks", "1"}}, {{"delta_mode", "float"}}, {{"step_coding", "coded"}}, {{"table_bits", "12"}}}) {
-    const auto info = inspect_stream(cachegen().encode(cache, p).bytes);
+    const auto info = inspect_stream(cachegen().encode(cache, v2(p)).bytes);
     EXPECT_EQ(info.codec_version, 3) << p.begin()->first;
-    for (const char* v3 : {"sinks", "delta_mode", "anchor_bins", "step_coding", "table_bits"})
+    for (const char* v3 : {"sinks", "delta_mode", "anchor_bins", "step_coding", "table_bits", "key_space"})
       EXPECT_EQ(info.params.count(v3), 1u) << v3;
   }
 }
@@ -217,7 +232,7 @@ TEST(CachegenModes, PlainStreamsStayVersion2AndNewModesAreVersion3) {
 // missing one, is malformed: defaults must never reinterpret a stream.
 TEST(CachegenModes, VersionAndParametersMustAgree) {
   const auto cache = synthetic_cache({2, 1, 12, 4}, 1);
-  auto bytes = cachegen().encode(cache, {{"sinks", "1"}}).bytes;
+  auto bytes = cachegen().encode(cache, v2({{"sinks", "1"}})).bytes;
   // Patch the layout version 3 -> 2 (u16 after the codec name) and reseal.
   const std::size_t at = 16 + 2 + std::string("cachegen").size();
   ASSERT_EQ(bytes[at], 3);
@@ -230,7 +245,7 @@ TEST(CachegenModes, VersionAndParametersMustAgree) {
     EXPECT_EQ(e.code(), ErrorCode::Format);
     EXPECT_NE(std::string(e.what()).find("sinks"), std::string::npos) << e.what();
   }
-  auto plain = cachegen().encode(cache, {}).bytes;
+  auto plain = cachegen().encode(cache, v2()).bytes;
   ASSERT_EQ(plain[at], 2);
   plain[at] = 3;
   test::reseal(plain);
@@ -242,6 +257,99 @@ TEST(CachegenModes, VersionAndParametersMustAgree) {
   }
 }
 
+// key_space=pre_rope decodes to exactly what coding the RoPE-free keys and
+// re-applying RoPE gives (kvscope/kv/rope.h's operations), and keeps sinks
+// as given.
+TEST(CachegenModes, PreRopeKeysAreCodedWithoutRopeAndRotatedBack) {
+  auto cache = synthetic_cache({3, 2, 40, 8}, 19);
+  ASSERT_TRUE(cache.info.rope_applied);
+  cache.info.positions.resize(40);
+  for (int t = 0; t < 40; ++t) cache.info.positions[t] = 100 + 3 * t;  // not 0..T-1
+  const ParamSet common = {{"chunk_tokens", "16"}, {"sinks", "2"}};
+  ParamSet pre = common;
+  pre["key_space"] = "pre_rope";
+  const auto bytes = cachegen().encode(cache, v2(pre)).bytes;
+  EXPECT_EQ(inspect_stream(bytes).params.at("key_space"), "pre_rope");
+  const auto dec = decode(bytes);
+  EXPECT_TRUE(dec.info.rope_applied);
+  // The same values by hand: remove RoPE, code as is, decode, apply RoPE.
+  kv::KVCache stripped = cache;
+  kv::remove_rope(stripped);
+  auto by_hand = decode(cachegen().encode(stripped, v2(common)).bytes);
+  ASSERT_FALSE(by_hand.info.rope_applied);
+  kv::apply_rope(by_hand);
+  for (int l = 0; l < 3; ++l)
+    for (int t = 2; t < 40; ++t)  // quantized tokens
+      for (int c = 0; c < 16; ++c)
+        ASSERT_EQ(dec.channel_value(l, kv::Kind::Key, t, c), by_hand.channel_value(l, kv::Kind::Key, t, c))
+            << "layer " << l << " token " << t << " channel " << c;
+  for (int l = 0; l < 3; ++l)
+    for (int t = 0; t < 2; ++t)  // sinks: exact, as given
+      for (int c = 0; c < 16; ++c)
+        EXPECT_EQ(dec.channel_value(l, kv::Kind::Key, t, c),
+                  f16(cache.channel_value(l, kv::Kind::Key, t, c)));
+  // Values are untouched by the key space.
+  const auto post = decode(cachegen().encode(cache, v2(common)).bytes);
+  for (int l = 0; l < 3; ++l)
+    EXPECT_TRUE(std::equal(post.tensor(l, kv::Kind::Value).begin(), post.tensor(l, kv::Kind::Value).end(),
+                           dec.tensor(l, kv::Kind::Value).begin()));
+  // decode_section rotates a lone chunk the same way.
+  const auto info = inspect_stream(bytes);
+  for (std::size_t i = 0; i < info.sections.size(); ++i) {
+    const auto& s = info.sections[i];
+    if (s.kind != SectionKind::Chunk || s.kv != kv::Kind::Key || s.layer != 1 || s.token_begin != 16)
+      continue;
+    const auto chunk = decode_section(bytes, i);
+    for (int t = 0; t < chunk.token_count; ++t)
+      for (int d = 0; d < 8; ++d)
+        EXPECT_EQ(chunk.values[std::size_t(t) * 8 + d], dec.at(1, kv::Kind::Key, 0, 16 + t, d));
+  }
+}
+
+// profile=auto: the model's calibration from the calibration folder, kept
+// only where it codes the cache in fewer bits than shipped tables; another
+// model's calibration is never used.
+TEST(CachegenModes, AutoTablesUseTheModelsCalibrationWhenSmaller) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("kvscope_auto_tables_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(::setenv("KVSCOPE_CALIBRATION_DIR", dir.c_str(), 1), 0);
+  const kv::CacheShape shape{3, 2, 200, 16};
+  auto cache = synthetic_cache(shape, 7);
+  cache.info.model_name = "model-a";
+  const ParamSet params = {{"sinks", "1"}, {"profile", "auto"}};
+  // No calibration yet: tables ship.
+  const auto shipped = cachegen().encode(cache, v2(params));
+  EXPECT_EQ(inspect_stream(shipped.bytes).sections.front().kind, SectionKind::Table);
+  // The model's calibration (from this very cache: synthetic seeds draw new channel statistics, so only
+  // tables that saw them can beat shipped ones).
+  ParamSet calib_params = v2(params);
+  calib_params["profile"] = "";
+  const auto bytes = calibration::build_profile(std::vector<kv::KVCache>{cache}, calib_params);
+  calibration::save_profile(bytes, dir);
+  const auto calibrated = cachegen().encode(cache, v2(params));
+  const auto info = inspect_stream(calibrated.bytes);
+  for (const auto& s : info.sections) EXPECT_EQ(s.kind, SectionKind::Chunk);
+  EXPECT_LT(calibrated.size.encoded_bytes, shipped.size.encoded_bytes);
+  EXPECT_EQ(test::hash_values(decode(calibrated.bytes).data()),
+            test::hash_values(decode(shipped.bytes).data()));
+  // Another model's cache of the same shape ignores it.
+  auto other = cache;
+  other.info.model_name = "model-b";
+  EXPECT_EQ(inspect_stream(cachegen().encode(other, v2(params)).bytes).sections.front().kind,
+            SectionKind::Table);
+  // Tables calibrated on an unrelated cache code worse than shipped ones: auto ships.
+  std::filesystem::remove_all(dir);
+  auto unrelated = synthetic_cache(shape, 99);
+  unrelated.info.model_name = "model-a";
+  calibration::save_profile(calibration::build_profile(std::vector<kv::KVCache>{unrelated}, calib_params),
+                            dir);
+  EXPECT_EQ(inspect_stream(cachegen().encode(cache, v2(params)).bytes).sections.front().kind,
+            SectionKind::Table);
+  ::unsetenv("KVSCOPE_CALIBRATION_DIR");
+  std::filesystem::remove_all(dir);
+}
+
 // Every version 3 mode under truncation, bit flips and tampering with the
 // CRCs recomputed: an Error, never a crash or a wrong-sized cache.
 TEST(CachegenModes, CorruptVersion3StreamsAreErrorsNeverCrashes) {
@@ -250,8 +358,9 @@ TEST(CachegenModes, CorruptVersion3StreamsAreErrorsNeverCrashes) {
            {{"chunk_tokens", "8"}, {"sinks", "3"}, {"step_coding", "coded"}, {"table_bits", "10"}},
            {{"chunk_tokens", "8"}, {"sinks", "9"}, {"delta_mode", "float"}, {"group_size", "3"}},
            {{"chunk_tokens", "16"}, {"delta_mode", "float"}, {"scale", "head"}, {"step_coding", "coded"}},
+           {{"chunk_tokens", "8"}, {"key_space", "pre_rope"}, {"sinks", "1"}},
        }) {
-    const auto valid = cachegen().encode(cache, p).bytes;
+    const auto valid = cachegen().encode(cache, v2(p)).bytes;
     for (std::size_t n = 0; n < valid.size(); n += 7) {
       std::vector<std::uint8_t> cut(valid.begin(), valid.begin() + n);
       EXPECT_THROW(decode(cut), Error) << "cut at " << n;

@@ -5,11 +5,13 @@
 // streams channel by channel.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "cachegen_block_avx2.h"
 #include "cachegen_codec.h"
 #include "cachegen_internal.h"
 #include "kvscope/common/fp16.h"
+#include "kvscope/kv/rope.h"
 
 namespace kvscope::codec::detail::cachegen {
 
@@ -21,13 +23,37 @@ struct LayerModels {
   std::vector<std::uint8_t> raw;
 };
 
+// key_space=pre_rope: the rotations that put RoPE back on a chunk's decoded
+// keys (its quantized tokens; sinks are stored as given), one per (frequency
+// table, chunk), shared by the layers with equal tables.
+struct RopeRestore {
+  std::vector<int> layer_table;                       // layer -> table index
+  std::vector<std::vector<kv::RopeRotation>> chunks;  // [table][chunk]
+};
+
 class CachegenDecoder : public ChunkDecoder {
  public:
-  CachegenDecoder(Layout layout, std::vector<LayerModels> models)
-      : layout_(std::move(layout)), models_(std::move(models)) {}
+  CachegenDecoder(Layout layout, std::vector<LayerModels> models, std::optional<RopeRestore> rope)
+      : layout_(std::move(layout)), models_(std::move(models)), rope_(std::move(rope)) {}
 
   void decode(const SectionInfo& s, std::span<const std::uint8_t> payload,
               const TensorOut& chunk_out) const override {
+    decode_values(s, payload, chunk_out);
+    if (!rope_ || s.kv != kv::Kind::Key) return;
+    const int sinks = layout_.sink_tokens(s.token_begin, s.token_count), n = s.token_count - sinks;
+    const auto& rotation = rope_->chunks[std::size_t(rope_->layer_table[s.layer])]
+                                        [std::size_t(s.token_begin / layout_.chunk_tokens)];
+    const int D = chunk_out.head_dim;
+    for (int h = 0; h < chunk_out.kv_heads; ++h)
+      rotation.apply(
+          {chunk_out.data + (std::size_t(h) * chunk_out.tokens + chunk_out.token_offset + sinks) * D,
+           std::size_t(n) * D},
+          1);
+  }
+
+ private:
+  void decode_values(const SectionInfo& s, std::span<const std::uint8_t> payload,
+                     const TensorOut& chunk_out) const {
     const int C = layout_.channels, D = chunk_out.head_dim;
     const int sinks = layout_.sink_tokens(s.token_begin, s.token_count);
     const int n = s.token_count - sinks;  // quantized tokens, after the sinks
@@ -202,7 +228,6 @@ class CachegenDecoder : public ChunkDecoder {
     }
   }
 
- private:
   // The chunk's first `sinks` tokens: f16 values, [head][token][dim].
   void read_sinks(ByteReader& r, int sinks, const TensorOut& out) const {
     for (int h = 0; h < out.kv_heads; ++h)
@@ -256,7 +281,44 @@ class CachegenDecoder : public ChunkDecoder {
 
   Layout layout_;
   std::vector<LayerModels> models_;
+  std::optional<RopeRestore> rope_;
 };
+
+// The rotations of every chunk's quantized keys, from the header's RoPE
+// tables (or plain RoPE from rope_theta) and positions.
+RopeRestore rope_restore(const StreamHeader& header, const Layout& L) {
+  const auto& info = header.info.info;
+  const auto& sh = header.info.shape;
+  std::vector<std::int32_t> positions = info.positions;
+  if (int(positions.size()) != sh.tokens) {
+    positions.resize(std::size_t(sh.tokens));
+    for (int t = 0; t < sh.tokens; ++t) positions[std::size_t(t)] = t;
+  }
+  RopeRestore r;
+  std::vector<std::vector<double>> tables;
+  try {
+    for (int l = 0; l < sh.layers; ++l) {
+      auto f = kv::layer_rope_inv_freq(info, sh.layers, l, sh.head_dim);
+      if (int(f.size()) * 2 != sh.head_dim)
+        throw Error(ErrorCode::InvalidArgument, "RoPE needs head_dim/2 frequencies per layer");
+      auto it = std::find(tables.begin(), tables.end(), f);
+      r.layer_table.push_back(int(it - tables.begin()));
+      if (it == tables.end()) tables.push_back(std::move(f));
+    }
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::InvalidArgument) throw;
+    throw Error(ErrorCode::Format, std::string("bitstream: cachegen key_space=pre_rope: ") + e.what());
+  }
+  for (const auto& f : tables) {
+    auto& per_chunk = r.chunks.emplace_back();
+    for (int b = 0; b < sh.tokens; b += L.chunk_tokens) {
+      const int count = std::min(L.chunk_tokens, sh.tokens - b), sinks = L.sink_tokens(b, count);
+      per_chunk.emplace_back(f, std::span<const std::int32_t>(positions).subspan(std::size_t(b + sinks),
+                                                                                 std::size_t(count - sinks)));
+    }
+  }
+  return r;
+}
 
 // The stream's parameters: a version 1 or 2 stream has no version 3
 // parameter and decodes with their version 2 meaning; a version 3 stream
@@ -344,7 +406,10 @@ std::unique_ptr<ChunkDecoder> make_cachegen_decoder(const Codec& codec, const St
     r.fail("unknown table mode");
   }
   if (!r.done()) r.fail("trailing bytes");
-  return std::make_unique<CachegenDecoder>(L, std::move(models));
+  std::optional<RopeRestore> rope;
+  if (L.key_space == Layout::KeySpace::PreRope && header.info.info.rope_applied)
+    rope = rope_restore(header, L);
+  return std::make_unique<CachegenDecoder>(L, std::move(models), std::move(rope));
 }
 
 }  // namespace kvscope::codec::detail::cachegen

@@ -2,6 +2,7 @@
 // the per-channel symbol models (or takes a calibration profile's), and
 // writes the Table and Chunk sections (docs/bitstream.md, "cachegen").
 #include <atomic>
+#include <optional>
 
 #include "cachegen_codec.h"
 #include "cachegen_internal.h"
@@ -15,60 +16,129 @@ void describe_cachegen_header(const Params& p, const Layout& layout, EncodedPart
   parts.header_params = header_params(p, layout);
 }
 
-EncodedParts encode_cachegen(const kv::KVCache& cache, const Params& p, const EncodeOptions& o) {
-  const auto& sh = cache.shape();
+namespace {
+
+// One (layer, kind): its chunks' symbols, counts and both candidate codings.
+struct LayerWork {
+  std::vector<ChunkSymbols> chunks;
+  std::vector<std::uint64_t> anchor, delta, raw;  // per-channel counts [c * alphabet + s]
+  std::vector<FreqModel> am, dm;                  // the models shipped in a Table section
+  std::vector<std::uint8_t> raw_mode;             // their raw/delta choice per channel
+  double own_bits = 0;      // symbols under the shipped models, plus the tables
+  double profile_bits = 0;  // symbols under the calibration's models
+};
+
+// The symbol tables a stream uses: its own ("" or no fitting calibration), a
+// given calibration file, or with "auto" the model's calibration from the
+// calibration folder when one fits (kept only if it codes this cache smaller).
+std::optional<Profile> candidate_profile(const std::string& setting, const kv::CacheInfo& info,
+                                         const Layout& L) {
+  if (setting.empty()) return std::nullopt;
+  if (setting == "auto") return find_model_profile(info, L);
+  Profile profile = load_profile_file(setting);
+  if (!profile_fits(profile, L))
+    throw Error(ErrorCode::InvalidArgument, setting,
+                "calibration tables were built for another model shape, other bins, scale or key space, or "
+                "delta_mode is float");
+  return profile;
+}
+
+}  // namespace
+
+EncodedParts encode_cachegen(const kv::KVCache& input, const Params& p, const EncodeOptions& o) {
+  const auto& sh = input.shape();
   const Layout L = make_layout(p, sh);
+  kv::KVCache pre_rope;
+  const kv::KVCache& cache = coding_cache(input, L, pre_rope);
   const int C = L.channels;
   const int chunks = chunk_count(sh.tokens, L.chunk_tokens);
-  Profile profile;
-  const bool use_profile = !p.get("profile").empty();
-  if (use_profile) {
-    profile = load_profile_file(p.get("profile"));
-    if (!profile_fits(profile, L))
-      throw Error(ErrorCode::InvalidArgument, p.get("profile"),
-                  "calibration profile was built for another model shape, other bins or another scale, or "
-                  "delta_mode is float");
+  const std::optional<Profile> profile = candidate_profile(p.get("profile"), input.info, L);
+  const std::size_t LK = std::size_t(L.layers) * 2;
+
+  // 1. Quantize and count; cost of shipping own tables and of the calibration's.
+  std::vector<LayerWork> work(LK);
+  std::atomic<int> done{0};
+  parallel_for(LK, o.threads, [&](std::size_t lk) {
+    const int l = int(lk / 2), k = int(lk % 2);
+    const int A = L.anchor_alphabet(l, k), B = L.delta_alphabet(l, k);
+    LayerWork& w = work[lk];
+    w.chunks.resize(chunks);
+    w.anchor.assign(std::size_t(C) * A, 0);
+    w.delta.assign(std::size_t(C) * B, 0);
+    w.raw.assign(std::size_t(C) * A, 0);
+    for (int ci = 0; ci < chunks; ++ci) {
+      const int b = ci * L.chunk_tokens;
+      w.chunks[ci] = quantize_chunk(cache, l, kv::Kind(k), b, std::min(L.chunk_tokens, sh.tokens - b), L, &input);
+      count_symbols(w.chunks[ci], L, l, k, w.anchor, w.delta);
+      count_raw(w.chunks[ci], L, l, k, w.raw);
+    }
+    w.am.resize(C);
+    w.dm.resize(C);
+    w.raw_mode.resize(C);
+    std::vector<std::uint8_t> table;
+    ByteWriter tw(table);
+    for (int c = 0; c < C; ++c) {
+      std::span<const std::uint64_t> a{w.anchor.data() + std::size_t(c) * A, std::size_t(A)};
+      std::span<const std::uint64_t> d{w.delta.data() + std::size_t(c) * B, std::size_t(B)};
+      std::span<const std::uint64_t> rw{w.raw.data() + std::size_t(c) * A, std::size_t(A)};
+      w.raw_mode[c] = choose_raw(L, rw, a, d, true);
+      w.am[c] = table_model(w.raw_mode[c] ? rw : a, L.table_bits);
+      if (!w.raw_mode[c]) w.dm[c] = table_model(d, L.table_bits);
+      w.own_bits += w.raw_mode[c] ? w.am[c].cost_bits(rw) : w.am[c].cost_bits(a) + w.dm[c].cost_bits(d);
+      tw.u8(w.raw_mode[c]);
+      write_table_model(tw, w.am[c], L.table_bits);
+      write_table_model(tw, w.dm[c], L.table_bits);
+      if (profile) {
+        const std::size_t i = lk * C + c;
+        w.profile_bits += profile->raw[i] ? profile->anchor[i].cost_bits(rw)
+                                          : profile->anchor[i].cost_bits(a) + profile->delta[i].cost_bits(d);
+      }
+    }
+    w.own_bits += 8.0 * double(table.size());
+    report_progress(o.progress, 0.5 * double(++done) / double(LK), "encoding cachegen");
+  });
+
+  // 2. Which tables: a given calibration always; "auto" only where it is smaller.
+  bool use_profile = profile.has_value();
+  if (use_profile && p.get("profile") == "auto") {
+    double own = 0, calibrated = 0;
+    for (const auto& w : work) own += w.own_bits, calibrated += w.profile_bits;
+    use_profile = calibrated < own;
   }
   EncodedParts parts;
   describe_cachegen_header(p, L, parts);
   ByteWriter hw(parts.codec_header);
   hw.u8(kCoderRange);
   hw.u8(use_profile ? kTablesProfile : kTablesObject);
-  if (use_profile) hw.bytes(profile.hash.data(), 16);
+  if (use_profile) hw.bytes(profile->hash.data(), 16);
   const int per_lk = chunks + (use_profile ? 0 : 1);
-  parts.sections.resize(std::size_t(L.layers) * 2 * per_lk);
-  std::vector<double> bits(std::size_t(L.layers) * 2, 0.0);
-  std::atomic<int> done{0};
-  parallel_for(std::size_t(L.layers) * 2, o.threads, [&](std::size_t lk) {
+  parts.sections.resize(LK * per_lk);
+  std::vector<double> bits(LK, 0.0);
+
+  // 3. Sections.
+  done = 0;
+  parallel_for(LK, o.threads, [&](std::size_t lk) {
     const int l = int(lk / 2), k = int(lk % 2);
     const int A = L.anchor_alphabet(l, k), B = L.delta_alphabet(l, k);
-    std::vector<ChunkSymbols> cs(chunks);
-    std::vector<std::uint64_t> ac(std::size_t(C) * A), dc(std::size_t(C) * B), rc(std::size_t(C) * A);
-    for (int ci = 0; ci < chunks; ++ci) {
-      const int b = ci * L.chunk_tokens;
-      cs[ci] = quantize_chunk(cache, l, kv::Kind(k), b, std::min(L.chunk_tokens, sh.tokens - b), L);
-      count_symbols(cs[ci], L, l, k, ac, dc);
-      count_raw(cs[ci], L, l, k, rc);
-    }
-    std::vector<FreqModel> am(C), dm(C);
-    std::vector<std::uint8_t> raw(C);
+    LayerWork& w = work[lk];
+    auto& am = w.am;
+    auto& dm = w.dm;
+    auto& raw = w.raw_mode;
+    if (use_profile)
+      for (int c = 0; c < C; ++c) {
+        am[c] = profile->anchor[lk * C + c];
+        dm[c] = profile->delta[lk * C + c];
+        raw[c] = profile->raw[lk * C + c];
+      }
     double b = 0;
     for (int c = 0; c < C; ++c) {
-      std::span<const std::uint64_t> a{ac.data() + std::size_t(c) * A, std::size_t(A)};
-      std::span<const std::uint64_t> d{dc.data() + std::size_t(c) * B, std::size_t(B)};
-      std::span<const std::uint64_t> rw{rc.data() + std::size_t(c) * A, std::size_t(A)};
-      raw[c] = use_profile ? profile.raw[lk * C + c] : choose_raw(L, rw, a, d, true);
-      if (use_profile) {
-        am[c] = profile.anchor[lk * C + c];
-        dm[c] = profile.delta[lk * C + c];
-      } else {
-        am[c] = table_model(raw[c] ? rw : a, L.table_bits);
-        if (!raw[c]) dm[c] = table_model(d, L.table_bits);
-      }
+      std::span<const std::uint64_t> a{w.anchor.data() + std::size_t(c) * A, std::size_t(A)};
+      std::span<const std::uint64_t> d{w.delta.data() + std::size_t(c) * B, std::size_t(B)};
+      std::span<const std::uint64_t> rw{w.raw.data() + std::size_t(c) * A, std::size_t(A)};
       b += raw[c] ? am[c].cost_bits(rw) : am[c].cost_bits(a) + dm[c].cost_bits(d);
     }
     // Sink values are stored as f16: 16 bits each, counted like coded symbols.
-    for (const auto& q : cs) b += 16.0 * double(q.sink_values.size());
+    for (const auto& q : w.chunks) b += 16.0 * double(q.sink_values.size());
     bits[lk] = b;
     std::size_t si = lk * per_lk;
     if (!use_profile) {
@@ -76,28 +146,28 @@ EncodedParts encode_cachegen(const kv::KVCache& cache, const Params& p, const En
       t.kind = SectionKind::Table;
       t.layer = l;
       t.kv = kv::Kind(k);
-      ByteWriter w(t.payload);
+      ByteWriter tw(t.payload);
       for (int c = 0; c < C; ++c) {
-        w.u8(raw[c]);
-        write_table_model(w, am[c], L.table_bits);
-        write_table_model(w, dm[c], L.table_bits);
+        tw.u8(raw[c]);
+        write_table_model(tw, am[c], L.table_bits);
+        write_table_model(tw, dm[c], L.table_bits);
       }
       t.table_bytes = t.payload.size();
     }
     std::vector<std::uint8_t> streams;
     std::vector<std::size_t> lens(C);
     for (int ci = 0; ci < chunks; ++ci, ++si) {
-      const auto& q = cs[ci];
+      const auto& q = w.chunks[ci];
       const int n = q.coded();
       auto& s = parts.sections[si];
       s.layer = l;
       s.kv = kv::Kind(k);
       s.token_begin = q.begin;
       s.token_count = q.count;
-      ByteWriter w(s.payload);
-      for (auto v : q.sink_values) w.u16(v);  // values, so counted as payload
+      ByteWriter sw(s.payload);
+      for (auto v : q.sink_values) sw.u16(v);  // values, so counted as payload
       const std::size_t steps_at = s.payload.size();
-      write_steps(w, q.steps, L);
+      write_steps(sw, q.steps, L);
       s.step_bytes = s.payload.size() - steps_at;
       streams.clear();
       for (int c = 0; c < C; ++c) {
@@ -115,11 +185,12 @@ EncodedParts encode_cachegen(const kv::KVCache& cache, const Params& p, const En
         lens[c] = streams.size() - before;
       }
       const std::size_t lens_at = s.payload.size();
-      for (int c = 0; c < C; ++c) w.varint(lens[c]);
+      for (int c = 0; c < C; ++c) sw.varint(lens[c]);
       s.table_bytes = s.payload.size() - lens_at;  // stream lengths are side info
-      w.bytes(streams.data(), streams.size());
+      sw.bytes(streams.data(), streams.size());
     }
-    report_progress(o.progress, double(++done) / double(L.layers * 2), "encoding cachegen");
+    w.chunks.clear();
+    report_progress(o.progress, 0.5 + 0.5 * double(++done) / double(LK), "encoding cachegen");
   });
   for (double b : bits) parts.entropy_bits += b;
   return parts;

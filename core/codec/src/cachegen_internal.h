@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -94,11 +95,9 @@ struct V3Param {
   const char* name;
   const char* neutral;
 };
-inline constexpr V3Param kV3Params[] = {{"sinks", "0"},
-                                        {"delta_mode", "integer"},
-                                        {"anchor_bins", "256"},
-                                        {"step_coding", "fp16"},
-                                        {"table_bits", "16"}};
+inline constexpr V3Param kV3Params[] = {{"sinks", "0"},         {"delta_mode", "integer"},
+                                        {"anchor_bins", "256"}, {"step_coding", "fp16"},
+                                        {"table_bits", "16"},   {"key_space", "post_rope"}};
 
 // Integer-mode delta tokens are coded against predict_from_anchor(q_anchor,
 // anchor_ratio(step_anchor, step_token), M) (kvscope/codec/cachegen_prediction.h).
@@ -153,15 +152,21 @@ std::uint8_t choose_raw(const Layout& layout, std::span<const std::uint64_t> raw
                         std::span<const std::uint64_t> anchor, std::span<const std::uint64_t> delta,
                         bool tables_shipped);
 
+/// The cache whose values the quantizer codes: `cache` itself, or with
+/// key_space=pre_rope and RoPE applied, a copy in `storage` with RoPE removed
+/// from the keys (kv::remove_rope, docs/bitstream.md "RoPE").
+const kv::KVCache& coding_cache(const kv::KVCache& cache, const Layout& layout, kv::KVCache& storage);
+
 /// Quantizes tokens [begin, begin+count) of (layer, kind) of `cache` (keys
-/// already in the layout's key space): sink tokens are kept as f16; per step
+/// in the layout's key space, coding_cache()); sink tokens are kept as f16
+/// from `sinks_from` (the cache as given: sinks stay exact), else `cache`; per step
 /// slot (Layout::Scale) step = fp16-up(absmax over the slot's values / M);
 /// integer mode: Q = round(x / step), anchor tokens (every group_size-th
 /// coded token) keep Q, others store Q - predict_from_anchor(); float mode:
 /// anchors Q = round(x / step) on anchor_M, others Q = round((x - x'_anchor) /
 /// step) on M. Error(InvalidArgument) on NaN or infinite values.
 ChunkSymbols quantize_chunk(const kv::KVCache& cache, int layer, kv::Kind kind, int begin, int count,
-                            const Layout& layout);
+                            const Layout& layout, const kv::KVCache* sinks_from = nullptr);
 
 /// Adds a chunk's symbols to per-channel counts ([c*A + s] and [c*B + s]).
 void count_symbols(const ChunkSymbols& cs, const Layout& layout, int layer, int kind,
@@ -192,10 +197,10 @@ struct Profile {
 };
 
 /// Whether a profile's models fit streams of this layout (same layers,
-/// channels, bins and scale; integer deltas).
+/// channels, bins, scale and key space; integer deltas).
 inline bool profile_fits(const Profile& p, const Layout& L) {
   return p.layout.layers == L.layers && p.layout.channels == L.channels && p.layout.bins[0] == L.bins[0] &&
-         p.layout.bins[1] == L.bins[1] && p.layout.scale == L.scale &&
+         p.layout.bins[1] == L.bins[1] && p.layout.scale == L.scale && p.layout.key_space == L.key_space &&
          L.delta_mode == Layout::DeltaMode::Integer;
 }
 
@@ -207,6 +212,13 @@ Profile load_profile_by_hash(const std::string& hash, const std::string& dir);
 
 /// Loads a profile from a path.
 Profile load_profile_file(const std::string& path);
+
+/// The calibration tables of the cache's model that fit `layout`, from the
+/// calibration folder (calibration::default_calibration_dir()): the first
+/// file, in name order, of the same model (equal model_sha256 when both are
+/// known, else equal model_name) with a fitting "cachegen.tables" section.
+/// Unreadable files are skipped. nullopt when there is none.
+std::optional<Profile> find_model_profile(const kv::CacheInfo& info, const Layout& layout);
 
 /// FNV-1a 64 of bytes, as 16 hex digits.
 std::string fnv_hex(std::span<const std::uint8_t> bytes);

@@ -15,26 +15,32 @@ std::string join(const std::vector<int>& v) {
   return s;
 }
 
+// Bins per layer of the default model (SmolLM2-135M, 30 layers): the plan at
+// level 2.9 of its layer sensitivity measured on the TUNE contexts
+// (`kvscope-cli plan --level 2.9`, docs/cachegen-defaults.md "Layer plans"):
+// keys, the sensitive half, get 12-84 bins, values 10-16. A model of another
+// depth takes the entry at the same relative depth.
+constexpr int kPlanLayers = 30;
+constexpr int kKeyPlan[kPlanLayers] = {12, 16, 20, 16, 14, 26, 16, 22, 28, 30, 84, 18, 38, 24, 32,
+                                       36, 22, 28, 48, 34, 44, 32, 46, 66, 44, 32, 48, 26, 24, 18};
+constexpr int kValuePlan[kPlanLayers] = {14, 10, 10, 10, 10, 10, 14, 10, 16, 10, 10, 10, 10, 10, 10,
+                                         10, 10, 10, 10, 10, 10, 10, 10, 12, 10, 10, 10, 10, 10, 10};
+
+std::vector<int> stretch(const int (&plan)[kPlanLayers], int layers) {
+  std::vector<int> out(static_cast<std::size_t>(layers));
+  for (int l = 0; l < layers; ++l)
+    out[std::size_t(l)] = plan[layers == 1 ? 0 : (l * (kPlanLayers - 1) + (layers - 1) / 2) / (layers - 1)];
+  return out;
+}
+
 }  // namespace
 
 std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
   const int L = shape && shape->layers > 0 ? shape->layers : 32;
-  std::vector<int> ksplits, vsplits;
-  // Defaults measured on the default model with per-token steps
-  // (docs/cachegen-defaults.md): values follow the paper (finer in the first
-  // layers), but keys of the deeper two thirds need the finer bins there; the
-  // paper's 32/16/16 for keys cost more bits for a worse continuation.
-  std::vector<int> kbins = {16, 24, 24}, vbins = {16, 10};
-  if (L >= 3) {
-    ksplits = {std::max(1, L / 3), std::max(2, 2 * L / 3)};
-  } else {
-    kbins = {24};
-  }
-  if (L >= 2) {
-    vsplits = {std::max(1, (L + 8) / 16)};
-  } else {
-    vbins = {16};
-  }
+  // One bin count per layer (no splits); a single layer is one group.
+  const std::vector<int> kbins = stretch(kKeyPlan, L), vbins = stretch(kValuePlan, L);
+  // RoPE rotates pairs of dimensions: a head of odd size cannot have had it.
+  const bool even_dim = !shape || shape->head_dim % 2 == 0;
   using T = ParamSpec::Type;
   return {
       chunk_tokens_spec(1024),
@@ -54,7 +60,7 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        "quantization bins of keys per layer group (shallow to deep); one per layer with no splits"},
       {"key_layer_splits",
        T::IntList,
-       ksplits.empty() ? "" : join(ksplits),
+       "",
        1,
        4095,
        {},
@@ -69,7 +75,7 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        "quantization bins of values per layer group (shallow to deep); one per layer with no splits"},
       {"value_layer_splits",
        T::IntList,
-       vsplits.empty() ? "" : join(vsplits),
+       "",
        1,
        4095,
        {},
@@ -103,14 +109,22 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        "one token in one KV head (head), or one channel over the whole chunk (channel)"},
       {"sinks",
        T::Int,
-       "0",
+       "1",
        0,
        65536,
        {},
        "attention sinks: the first N tokens of the cache are stored exactly (fp16), not quantized"},
+      {"key_space",
+       T::Choice,
+       even_dim ? "pre_rope" : "post_rope",
+       0,
+       0,
+       {"post_rope", "pre_rope"},
+       "keys coded as the cache holds them (post_rope) or with RoPE removed first and re-applied at each "
+       "token's position after decoding (pre_rope: mostly a constant offset per channel, cheaper to code)"},
       {"step_coding",
        T::Choice,
-       "fp16",
+       "coded",
        0,
        0,
        {"fp16", "coded"},
@@ -118,7 +132,7 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        "smaller)"},
       {"table_bits",
        T::Int,
-       "16",
+       "10",
        10,
        16,
        {},
@@ -126,12 +140,13 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        "smaller tables, slightly costlier symbols)"},
       {"profile",
        T::Text,
-       "",
+       "auto",
        0,
        0,
        {},
-       "calibration file (.kvsprof) giving per-model symbol tables; empty = ship tables with the "
-       "object"},
+       "symbol tables: empty = shipped with the object; a calibration file (.kvsprof) = its tables; auto = "
+       "the model's calibration from the calibration folder when it codes this cache in fewer bits than "
+       "shipped tables"},
   };
 }
 
@@ -163,6 +178,10 @@ Layout make_layout(const Params& p, const kv::CacheShape& shape) {
   L.anchor_bins = p.get_int("anchor_bins");
   L.step_coding = p.get("step_coding") == "coded" ? Layout::StepCoding::Coded : Layout::StepCoding::Fp16;
   L.table_bits = p.get_int("table_bits");
+  L.key_space = p.get("key_space") == "pre_rope" ? Layout::KeySpace::PreRope : Layout::KeySpace::PostRope;
+  if (L.key_space == Layout::KeySpace::PreRope && shape.head_dim % 2 != 0)
+    throw Error(ErrorCode::InvalidArgument,
+                "cachegen: key_space=pre_rope needs an even head_dim (RoPE rotates pairs of dimensions)");
   if (L.delta_mode == Layout::DeltaMode::Float && L.scale == Layout::Scale::Channel)
     throw Error(ErrorCode::InvalidArgument,
                 "cachegen: delta_mode=float needs scale=token or scale=head (a step per token)");

@@ -6,6 +6,7 @@
 
 #include "cachegen_internal.h"
 #include "kvscope/common/fp16.h"
+#include "kvscope/kv/rope.h"
 
 namespace kvscope::codec::detail::cachegen {
 
@@ -161,13 +162,20 @@ void quantize_float(const kv::KVCache& cache, int layer, kv::Kind kind, const La
 
 }  // namespace
 
+const kv::KVCache& coding_cache(const kv::KVCache& cache, const Layout& layout, kv::KVCache& storage) {
+  if (layout.key_space != Layout::KeySpace::PreRope || !cache.info.rope_applied) return cache;
+  storage = cache;
+  kv::remove_rope(storage);
+  return storage;
+}
+
 ChunkSymbols quantize_chunk(const kv::KVCache& cache, int layer, kv::Kind kind, int begin, int count,
-                            const Layout& layout) {
+                            const Layout& layout, const kv::KVCache* sinks_from) {
   ChunkSymbols cs;
   cs.begin = begin;
   cs.count = count;
   cs.sinks = layout.sink_tokens(begin, count);
-  keep_sinks(cache, layer, kind, cs);
+  keep_sinks(sinks_from ? *sinks_from : cache, layer, kind, cs);
   if (layout.delta_mode == Layout::DeltaMode::Float)
     quantize_float(cache, layer, kind, layout, cs);
   else

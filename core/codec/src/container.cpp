@@ -2,8 +2,8 @@
 // section walking on inspect, and the decode entry points.
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "byte_io.h"
@@ -346,7 +346,8 @@ StreamInfo inspect_stream(std::span<const std::uint8_t> bytes, bool verify_crc) 
                                             " is not supported (this build reads " +
                                             std::to_string(kFormatVersion) + ")");
   const std::uint16_t flags = r.u16();
-  if ((flags & ~kFlagExtendedInfo) != 0) throw Error(ErrorCode::Unsupported, "bitstream: unknown header flags");
+  if ((flags & ~kFlagExtendedInfo) != 0)
+    throw Error(ErrorCode::Unsupported, "bitstream: unknown header flags");
   const std::uint32_t body_len = r.u32();
   const std::uint32_t body_crc = r.u32();
   auto body = r.bytes(body_len);

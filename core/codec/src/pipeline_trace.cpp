@@ -4,10 +4,19 @@
 #include <string>
 
 #include "cachegen_internal.h"
+#include "kvscope/codec/bitstream.h"
 #include "kvscope/common/error.h"
 #include "kvscope/common/fp16.h"
 
 namespace kvscope::codec {
+
+namespace {
+// Whether a cachegen stream's codec header says "tables from a calibration".
+bool has_profile_tables(const StreamInfo& info, std::span<const std::uint8_t> bytes) {
+  const std::size_t end = info.header_bytes - 4;  // the codec header ends before section_count
+  return info.codec_header_bytes >= 2 && bytes[end - info.codec_header_bytes + 1] == 1;
+}
+}  // namespace
 
 PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, int layer, kv::Kind kind,
                              int token, int first_channel, int channel_count) {
@@ -17,6 +26,8 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
   const auto& sh = cache.shape();
   const Params p("cachegen", codec.params(&sh), params);
   const Layout L = make_layout(p, sh);
+  kv::KVCache pre_rope;
+  const kv::KVCache& coded = coding_cache(cache, L, pre_rope);  // keys before RoPE with key_space=pre_rope
   const int C = L.channels;
   if (layer < 0 || layer >= sh.layers)
     throw Error(ErrorCode::InvalidArgument, "pipeline trace: layer " + std::to_string(layer) +
@@ -44,6 +55,7 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
   tr.chunk_begin = (token / L.chunk_tokens) * L.chunk_tokens;
   tr.chunk_tokens = std::min(L.chunk_tokens, sh.tokens - tr.chunk_begin);
   tr.delta_mode = float_mode ? "float" : "integer";
+  tr.pre_rope = kind == kv::Kind::Key && L.key_space == Layout::KeySpace::PreRope && cache.info.rope_applied;
   tr.sinks = L.sinks;
   tr.anchor_M = Ma;
   const int chunk_sinks = L.sink_tokens(tr.chunk_begin, tr.chunk_tokens);
@@ -53,32 +65,46 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
   ChunkSymbols mine;
   std::vector<std::uint64_t> ac(std::size_t(C) * A), dc(std::size_t(C) * B), rc(std::size_t(C) * A);
   for (int b = 0; b < sh.tokens; b += L.chunk_tokens) {
-    ChunkSymbols cs = quantize_chunk(cache, layer, kind, b, std::min(L.chunk_tokens, sh.tokens - b), L);
+    ChunkSymbols cs =
+        quantize_chunk(coded, layer, kind, b, std::min(L.chunk_tokens, sh.tokens - b), L, &cache);
     count_symbols(cs, L, layer, k, ac, dc);
     count_raw(cs, L, layer, k, rc);
     if (b == tr.chunk_begin) mine = std::move(cs);
   }
-  const bool use_profile = !p.get("profile").empty();
+  // The tables the encoder uses: its own, a given calibration's, or with
+  // "auto" the model's calibration when the encoder finds it smaller (known
+  // only from a whole encode, so this case encodes the cache once).
+  const std::string setting = p.get("profile");
+  bool use_profile = !setting.empty();
   Profile profile;
-  if (use_profile) {
-    profile = load_profile_file(p.get("profile"));
+  if (setting == "auto") {
+    if (auto found = find_model_profile(cache.info, L)) {
+      const auto stream = codec.encode(cache, params);
+      use_profile = has_profile_tables(inspect_stream(stream.bytes, false), stream.bytes);
+      profile = std::move(*found);
+    } else {
+      use_profile = false;
+    }
+  } else if (use_profile) {
+    profile = load_profile_file(setting);
     if (!profile_fits(profile, L))
-      throw Error(ErrorCode::InvalidArgument, p.get("profile"),
-                  "calibration profile was built for another model shape, other bins or another scale");
+      throw Error(ErrorCode::InvalidArgument, setting,
+                  "calibration tables were built for another model shape, other bins, scale or key space");
   }
   tr.from_profile = use_profile;
 
   const std::size_t lk = std::size_t(layer) * 2 + k;
   const int t = token - tr.chunk_begin - chunk_sinks;  // position among the chunk's quantized tokens
   const int n = mine.coded();
-  const float* base = cache.tensor(layer, kind).data();
+  const float* base = coded.tensor(layer, kind).data();
+  const float* given = cache.tensor(layer, kind).data();  // sinks are stored as given
   for (int c = first_channel; c < first_channel + channel_count; ++c) {
     const int h = c / sh.head_dim, dim = c % sh.head_dim;
     if (tr.sink) {  // stored as f16: no step, no symbol
       TracedElement e;
       e.channel = c;
       e.sink = true;
-      e.original = base[(std::size_t(h) * sh.tokens + token) * sh.head_dim + dim];
+      e.original = given[(std::size_t(h) * sh.tokens + token) * sh.head_dim + dim];
       e.reconstructed = half_to_float(float_to_half(e.original));
       e.error = e.reconstructed - e.original;
       e.bits = 16;

@@ -14,6 +14,8 @@ StageAnalysis analyze_stages(const kv::KVCache& cache, const ParamSet& params, c
   const auto& sh = cache.shape();
   const Params p("cachegen", codec.params(&sh), params);
   const Layout L = make_layout(p, sh);
+  kv::KVCache pre_rope;
+  const kv::KVCache& coded = coding_cache(cache, L, pre_rope);
 
   StageAnalysis a;
   a.encoded = codec.encode(cache, params, options);
@@ -31,7 +33,7 @@ StageAnalysis analyze_stages(const kv::KVCache& cache, const ParamSet& params, c
     std::vector<std::uint64_t> ac(std::size_t(C) * A), dc(std::size_t(C) * B);
     for (int b = 0; b < sh.tokens; b += L.chunk_tokens) {
       const int n = std::min(L.chunk_tokens, sh.tokens - b);
-      const ChunkSymbols cs = quantize_chunk(cache, l, kv::Kind(k), b, n, L);
+      const ChunkSymbols cs = quantize_chunk(coded, l, kv::Kind(k), b, n, L, &cache);
       count_raw(cs, L, l, k, rc);
       count_symbols(cs, L, l, k, ac, dc);
     }

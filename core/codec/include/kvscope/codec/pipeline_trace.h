@@ -50,17 +50,20 @@ struct PipelineTrace {
   int layer = 0;
   kv::Kind kind = kv::Kind::Key;
   int token = 0;
-  int bins = 0;                         ///< the layer group's bins for this kind
-  int M = 0;                            ///< bins / 2 - 1: Q lies in [-M, M]
-  int group_size = 0;                   ///< tokens per anchor group
-  std::string scale;                    ///< what a step covers: "token", "head" or "channel"
-  int chunk_begin = 0;                  ///< first token of the token's chunk
-  int chunk_tokens = 0;                 ///< tokens in that chunk
-  bool from_profile = false;            ///< models come from a calibration profile, not from this cache
-  std::string delta_mode;               ///< "integer" or "float" (the delta_mode parameter)
-  int anchor_M = 0;                     ///< M of anchor symbols (= M with integer deltas)
-  int sinks = 0;                        ///< tokens of the cache stored exactly (the sinks parameter)
-  bool sink = false;                    ///< the traced token is one of them
+  int bins = 0;               ///< the layer group's bins for this kind
+  int M = 0;                  ///< bins / 2 - 1: Q lies in [-M, M]
+  int group_size = 0;         ///< tokens per anchor group
+  std::string scale;          ///< what a step covers: "token", "head" or "channel"
+  int chunk_begin = 0;        ///< first token of the token's chunk
+  int chunk_tokens = 0;       ///< tokens in that chunk
+  bool from_profile = false;  ///< models come from a calibration profile, not from this cache
+  std::string delta_mode;     ///< "integer" or "float" (the delta_mode parameter)
+  int anchor_M = 0;           ///< M of anchor symbols (= M with integer deltas)
+  int sinks = 0;              ///< tokens of the cache stored exactly (the sinks parameter)
+  bool sink = false;          ///< the traced token is one of them
+  /// Keys coded before RoPE (key_space=pre_rope): original, step, Q and
+  /// reconstructed values are in that space (the decoder re-applies RoPE).
+  bool pre_rope = false;
   std::vector<TracedElement> elements;  ///< channels [first, first + count)
 };
 
