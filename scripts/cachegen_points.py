@@ -56,16 +56,15 @@ ABLATION = [
     ("+ table_bits=10", with_(_OLD, table_bits=10)),
     ("+ key_space=pre_rope", with_(_OLD, key_space="pre_rope")),
     ("+ per-layer plan (level 2.9)", _OLD + " " + PLAN_BINS),
-    ("+ delta_mode=float anchor_bins=64", with_(_OLD, delta_mode="float", anchor_bins=64)),
     ("new default", ""),
     ("new default, tables shipped (no calibration)", _NEW_SHIPPED),
     ("... and sinks=0", _NEW_SHIPPED + " sinks=0"),
     ("... and key_space=post_rope", _NEW_SHIPPED + " key_space=post_rope"),
     ("... and the previous group bins", _NEW_SHIPPED + " key_bins=16,24,24 key_layer_splits=10,20 value_bins=16,10 "
                                                        "value_layer_splits=2"),
-    ("... and step_coding=fp16", _NEW_SHIPPED + " step_coding=fp16"),
-    ("... and table_bits=16", _NEW_SHIPPED + " table_bits=16"),
 ]
+# (step_coding and table_bits do not change the quantized values, and float deltas cost 1.3-2.4 bits more on
+# TUNE: docs/cachegen-defaults.md; the held-out ablation leaves them out to fit the shared machine's time.)
 
 # (label, point) measured at 2048 tokens with 256 scored.
 PLAN_BINS_35 = ("key_bins=16,24,30,22,20,40,22,34,40,46,126,28,56,36,48,54,30,42,74,50,64,46,68,100,68,48,72,38,34,"

@@ -169,6 +169,8 @@ def main():
                     help="do not run anything: build the document from docs/results/*.csv of an earlier run "
                          "(contexts without a CSV are listed as not measured)")
     ap.add_argument("--jobs", type=int, default=1, help="sweeps run at once (one process each)")
+    ap.add_argument("--keep-existing", action="store_true",
+                    help="skip sweeps whose CSV file already exists (to finish an interrupted run)")
     ap.add_argument("--threads", type=int, default=0, help="codec threads per sweep (0 = all cores)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/results.md"))
     args = ap.parse_args()
@@ -229,6 +231,8 @@ def main():
     first = ["__rd__", "__final__", "__ablation__", "__rd_plans__", "__final_int__"]
     order = first + [k for k in jobs if k not in first]
     jobs = {k: jobs[k] for k in order if k in jobs}
+    if args.keep_existing:
+        jobs = {k: v for k, v in jobs.items() if not os.path.exists(v[v.index("--csv") + 1])}
     if not args.from_csv:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             for f in [pool.submit(cli, v, args.cli) for v in jobs.values()]:

@@ -350,6 +350,32 @@ TEST(CachegenModes, AutoTablesUseTheModelsCalibrationWhenSmaller) {
   std::filesystem::remove_all(dir);
 }
 
+// Regression: the extended cache info (RoPE tables) used to follow the codec
+// header, so decoders, which find the codec header 4 bytes before the end of
+// the header body, read the wrong bytes as cachegen's header and expected
+// Table sections that a stream with calibration tables does not have.
+TEST(CachegenModes, CalibratedStreamsWithRopeTablesDecode) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("kvscope_rope_tables_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  auto cache = synthetic_cache({2, 2, 40, 8}, 3);
+  cache.info.rope_inv_freq.assign(2, std::vector<double>{1.0, 0.1, 0.01, 0.001});
+  const ParamSet params = v2({{"sinks", "1"}, {"key_space", "pre_rope"}});
+  const auto path =
+      calibration::save_profile(calibration::build_profile(std::vector<kv::KVCache>{cache}, params), dir);
+  ParamSet with = params;
+  with["profile"] = path.string();
+  const auto bytes = cachegen().encode(cache, with).bytes;
+  const auto info = inspect_stream(bytes);
+  EXPECT_EQ(info.info.rope_inv_freq, cache.info.rope_inv_freq);
+  for (const auto& s : info.sections) EXPECT_EQ(s.kind, SectionKind::Chunk);
+  DecodeOptions o;
+  o.profile_dir = dir.string();
+  const auto shipped = decode(cachegen().encode(cache, params).bytes);
+  EXPECT_EQ(test::hash_values(decode(bytes, o).data()), test::hash_values(shipped.data()));
+  std::filesystem::remove_all(dir);
+}
+
 // Every version 3 mode under truncation, bit flips and tampering with the
 // CRCs recomputed: an Error, never a crash or a wrong-sized cache.
 TEST(CachegenModes, CorruptVersion3StreamsAreErrorsNeverCrashes) {

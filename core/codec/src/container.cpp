@@ -242,11 +242,14 @@ EncodeResult frame(const detail::CodecBase& codec, const detail::Params& p, cons
     b.u32(static_cast<std::uint32_t>(n));
     for (std::size_t i = 0; i < n; ++i) b.i32((*v)[i]);
   }
+  // The extended info comes before the codec header, so the codec header
+  // always ends 4 bytes (section_count) before the body does: readers find
+  // it from header_bytes and codec_header_bytes alone.
+  const bool extended = has_extended_info(info);
+  if (extended) write_extended_info(b, shape, info);
   b.u32(static_cast<std::uint32_t>(parts.codec_header.size()));
   b.bytes(parts.codec_header.data(), parts.codec_header.size());
   b.u32(static_cast<std::uint32_t>(parts.sections.size()));
-  const bool extended = has_extended_info(info);
-  if (extended) write_extended_info(b, shape, info);
 
   EncodeResult r;
   std::size_t total = kPrefixBytes + body.size();
@@ -382,11 +385,11 @@ StreamInfo inspect_stream(std::span<const std::uint8_t> bytes, bool verify_crc) 
     v->resize(n);
     for (auto& x : *v) x = h.i32();
   }
+  if (flags & kFlagExtendedInfo) read_extended_info(h, info.shape, info.info);
   const std::uint32_t ch_len = h.u32();
   h.bytes(ch_len);
   info.codec_header_bytes = ch_len;
   const std::uint32_t nsections = h.u32();
-  if (flags & kFlagExtendedInfo) read_extended_info(h, info.shape, info.info);
   if (!h.done()) h.fail("trailing bytes in header");
   if (std::uint64_t(nsections) * kSectionHeaderBytes > r.remaining())
     r.fail("section count exceeds the stream size");
