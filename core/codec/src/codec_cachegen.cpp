@@ -1,5 +1,5 @@
-// `cachegen`: the encoder of the CacheGen paper (docs/bitstream.md,
-// "cachegen") in the codec registry. One concept per file:
+// `cachegen`: the encoder of the CacheGen paper (docs/architecture.md,
+// "CacheGen"; the format: docs/bitstream.md, "cachegen") in the codec registry. One concept per file:
 //   cachegen_params.cpp     parameter specs and their resolution (Layout)
 //   cachegen_quantizer.cpp  steps, Q and anchor/delta symbols (integer and float deltas)
 //   cachegen_tables.cpp     shipped symbol tables at `table_bits` precision
