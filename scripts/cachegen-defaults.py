@@ -1,110 +1,182 @@
 #!/usr/bin/python3
-"""Writes docs/cachegen-defaults.md: the measurements behind cachegen's default
-scale and bins on the default model (size and quality over every dataset
-context), by running `kvscope-cli sweep`.
+"""Writes docs/cachegen-defaults.md: the measurements behind cachegen's defaults on the default model, taken
+on the TUNE split of datasets/splits.json only (the held-out contexts are for docs/results.md).
 
-    /usr/bin/python3 scripts/cachegen-defaults.py [--cli build/release/app/cli/kvscope-cli]
-"""
+    /usr/bin/python3 scripts/cachegen-defaults.py [--cli build/release/app/cli/kvscope-cli] [--from-csv]
+
+Each study is one `kvscope-cli sweep --split tune` (1024 context tokens, 128 scored continuation tokens, the
+mean over the three TUNE contexts), whose --summary-csv is kept as docs/results/tune/<study>.csv; the layer
+sensitivity is `kvscope-cli sensitivity --split tune`, kept as docs/results/tune/sensitivity.kvssens (the
+"cachegen.sensitivity" section bytes, docs/bitstream.md 4.1) and drawn in the app's Layer Sensitivity view.
+--from-csv rebuilds the document from those files without running anything."""
 import argparse
 import csv
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cachegen_points import (OLD_DEFAULT, TUNE_STUDIES, DEFAULTS_TEXT, SENSITIVITY_ARGS, SENSITIVITY_SCORED,  # noqa: E402
+                             SENSITIVITY_TOKENS, differs)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONTEXTS = ["kjv-genesis", "apache-2.0", "python-appetite", "kjv-job-dialogue", "gpl-3.0",
-            "python-controlflow", "python-textwrap-code"]
+OUT_DIR = os.path.join(ROOT, "docs/results/tune")
 TOKENS = 1024
 CONTINUATION = 128
 
-DEFAULTS_TEXT = (
-    "The defaults that follow from these tables: `scale=token`, `key_bins` 16,24,24, `value_bins` 16,10, `delta=auto`. Per-token steps give the best size for a given quality at the default's size (per-(token, head) steps win only at finer settings); on this model the deeper key layers are the sensitive ones, while values follow the paper (finer only in the first layers); coding deltas to the anchor rarely pays here (keys are stored after RoPE), and `auto` keeps them only for the channels where they do.")
 
-# (title, explanation, points as "k=v k=v" strings on top of the defaults)
-STUDIES = [
-    ("What one step covers (`scale`)",
-     "The paper's bins for keys and values (32,16,16 / 32,16) at each scale, and the new defaults. "
-     "`delta` is `auto` throughout; the prediction makes anchor/delta coding lossless, so quality does not "
-     "depend on it.",
-     [f"scale={s} key_bins=32,16,16 value_bins=32,16" for s in ("channel", "token", "head")] +
-     [f"scale={s}" for s in ("channel", "token", "head")]),
-    ("Anchor/delta coding (`delta`)",
-     "Same quantized values, three ways of coding them (default bins, scale=token).",
-     [f"delta={d}" for d in ("auto", "always", "never")]),
-    ("Bins per layer group (`key_bins` / `value_bins`, scale=token)",
-     "Key layer groups are layers 0-9, 10-19 and 20-29; value groups 0-1 and 2-29. Rows sorted by size.",
-     ["key_bins=32,16,16 value_bins=32,16", "key_bins=16,24,24 value_bins=16,10",
-      "key_bins=16,24,24 value_bins=16,12", "key_bins=24,24,24 value_bins=16,12",
-      "key_bins=16,24,32 value_bins=16,12", "key_bins=16,20,24 value_bins=16,10",
-      "key_bins=16,16,24 value_bins=16,12", "key_bins=12,20,24 value_bins=12,10",
-      "key_bins=32,12,8 value_bins=32,12", "key_bins=24,32,32 value_bins=24,16"]),
-    ("Bins at scale=head",
-     "Per-(token, head) steps cost more bits at the same bins but keep more quality; at equal size they beat "
-     "scale=token only at the fine end. Rows sorted by size.",
-     [f"scale=head key_bins={k} value_bins={v}" for k, v in
-      (("10,16,16", "10,8"), ("12,16,16", "12,8"), ("12,20,20", "10,8"), ("16,20,20", "10,8"),
-       ("16,24,24", "16,10"), ("24,32,32", "24,16"))]),
-]
+def run(cmd):
+    t = time.time()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, KVSCOPE_DATA_DIR=ROOT))
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr}")
+    print(f"  {time.time() - t:6.1f} s  {' '.join(cmd[1:4])} ...", file=sys.stderr)
+    return out.stdout
 
 
-def sweep(cli, context, points):
-    args = [cli, "sweep", "--context", context, "--max-tokens", str(TOKENS), "--continuation-tokens",
-            str(CONTINUATION), "--greedy-tokens", "0", "--codecs", "cachegen", "--threads", "0"]
+def common(tokens=TOKENS, scored=CONTINUATION):
+    return ["--split", "tune", "--max-tokens", str(tokens), "--continuation-tokens", str(scored),
+            "--greedy-tokens", "0", "--threads", "2", "--device", "cpu"]
+
+
+def sensitivity_args():
+    return common(SENSITIVITY_TOKENS, SENSITIVITY_SCORED) + SENSITIVITY_ARGS
+
+
+def sweep(cli, name, points, extra=()):
+    args = [cli, "sweep", "--codecs", "cachegen", "--summary-csv", os.path.join(OUT_DIR, f"{name}.csv"),
+            "--csv", os.path.join(OUT_DIR, f"{name}-contexts.csv")] + common() + list(extra)
     for p in points:
         args += ["--point", p]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "points.csv")
-        out = subprocess.run(args + ["--csv", path], capture_output=True, text=True,
-                             env=dict(os.environ, KVSCOPE_DATA_DIR=ROOT))
-        if out.returncode != 0:
-            sys.exit(f"{' '.join(args)} failed:\n{out.stderr}")
-        with open(path) as f:
-            return list(csv.DictReader(f))
+    run(args)
+
+
+def read(name):
+    path = os.path.join(OUT_DIR, f"{name}.csv")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def read_sensitivity(path):
+    """The cachegen.sensitivity section (docs/bitstream.md 4.1), read independently of the C++ code."""
+    import struct
+    b = open(path, "rb").read()
+    version, layers, base, coarse, base_kl = struct.unpack_from("<HIHHd", b, 0)
+    o = 18
+    key = struct.unpack_from(f"<{layers}d", b, o)
+    o += 8 * layers
+    value = struct.unpack_from(f"<{layers}d", b, o)
+    o += 8 * layers
+    n = struct.unpack_from("<H", b, o)[0]
+    params = b[o + 2:o + 2 + n].decode()
+    return {"version": version, "layers": layers, "base_bins": base, "coarse_bins": coarse, "base_kl": base_kl,
+            "key_kl": key, "value_kl": value, "params": params}
+
+
+def bench_section(path):
+    """What each mode costs in decode speed: tests/codec/bench_codec's JSON output."""
+    import json
+    data = json.load(open(path))
+    ctx = data.get("context", {})
+    rows = {}
+    for b in data["benchmarks"]:
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "max":
+            continue
+        name = b["name"].split("/real_time")[0]
+        what, rest = name.split("/", 1)
+        label, threads = rest.rsplit("/", 1)
+        key = (label, threads)
+        rows.setdefault(key, {})
+        v = b.get("fp16_MB/s", 0) / 1e6 if b.get("fp16_MB/s", 0) > 1e5 else b.get("fp16_MB/s", 0)
+        rows[key][what] = max(rows[key].get(what, 0), v)
+        rows[key]["bits"] = b.get("bits_per_element", 0)
+    lines = ["## What each mode costs: encode and decode speed", "",
+             "`tests/codec/bench_codec` (Google Benchmark; best of the repetitions) on a real 2048-token cache of the "
+             "default model (gpl-3.0), MB/s of fp16 cache per second, 1 thread; `decode_into` reuses the caller's "
+             "cache (a receiver's steady state, the number the 310-370 MB/s target is about). "
+             f"Machine: {ctx.get('num_cpus', '?')} CPUs, shared with other builds while it ran (load given in the "
+             "commit that regenerated this file), so the numbers are noisy. `cachegen` is today's defaults; "
+             "`cachegen[v2]` the layout version 2 settings, then one version 3 feature at a time.", "",
+             "| codec / mode | threads | bits/element | encode MB/s | decode MB/s | decode_into MB/s |",
+             "|---|---|---|---|---|---|"]
+    for (label, threads), r in sorted(rows.items()):
+        if not label.startswith("cachegen") or "lmcache" in label:
+            continue
+        lines.append(f"| {label} | {threads} | {r.get('bits', 0):.3f} | {r.get('encode', 0):.0f} | "
+                     f"{r.get('decode', 0):.0f} | {r.get('decode_into', 0):.0f} |")
+    return lines + [""]
+
+
+def table(rows, reference):
+    lines = ["| setting (change from the first row) | bits/element | x vs int8 | tables | steps | payload | KL | "
+             "worst KL | top-1 | worst top-1 | dppl |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    reference = " ".join(rows[0]["params"].split(";")) if rows else reference
+    for r in rows:
+        p = " ".join(r["params"].split(";"))
+        f = {k: float(r[k]) for k in ("bits_per_element", "ratio_vs_int8", "table_bpe", "step_bpe", "payload_bpe",
+                                      "kl", "worst_kl", "top1_agreement", "worst_top1", "delta_ppl_pct")}
+        star = " *" if r.get("pareto") == "1" else ""
+        lines.append(f"| {differs(p, reference)}{star} | {f['bits_per_element']:.3f} | {f['ratio_vs_int8']:.2f} | "
+                     f"{f['table_bpe']:.3f} | {f['step_bpe']:.3f} | {f['payload_bpe']:.3f} | {f['kl']:.4f} | "
+                     f"{f['worst_kl']:.4f} | {100 * f['top1_agreement']:.1f}% | {100 * f['worst_top1']:.1f}% | "
+                     f"{f['delta_ppl_pct']:+.2f}% |")
+    return lines
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cli", default=os.path.join(ROOT, "build/release/app/cli/kvscope-cli"))
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/cachegen-defaults.md"))
+    ap.add_argument("--from-csv", action="store_true", help="only rebuild the document from docs/results/tune")
     a = ap.parse_args()
+    os.makedirs(OUT_DIR, exist_ok=True)
+    sens = os.path.join(OUT_DIR, "sensitivity.kvssens")
     t0 = time.time()
+    if not a.from_csv:
+        run([a.cli, "sensitivity"] + sensitivity_args() + ["--out", sens])
+        for name, _, _, points, extra in TUNE_STUDIES:
+            sweep(a.cli, name, points, [x.replace("@SENSITIVITY@", sens) for x in extra])
     lines = [
         "# How cachegen's defaults were chosen",
         "",
-        f"Generated by `scripts/cachegen-defaults.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
-        f"Default model, the first {TOKENS} tokens of each of the {len(CONTEXTS)} dataset contexts, "
-        f"{CONTINUATION} continuation tokens scored (teacher forcing) against the fp16 cache; every number is "
-        "the mean over the contexts. Quality columns as in docs/results.md: relative perplexity change "
-        "(dppl), top-1 agreement, mean KL (nats). Bits per element include tables, steps and headers; at "
-        f"{TOKENS} tokens the shipped tables weigh more than on longer contexts.",
+        f"Generated by `scripts/cachegen-defaults.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        + ("" if a.from_csv else f" in {(time.time() - t0) / 60:.0f} minutes") + " from `docs/results/tune/`. "
+        "Default model; the TUNE split of `datasets/splits.json` only (kjv-genesis, python-textwrap-code, "
+        f"apache-2.0): the first {TOKENS} tokens of each context, {CONTINUATION} continuation tokens scored "
+        "(teacher forcing) against the fp16 cache. Every number is the mean over the three contexts (worst KL "
+        "and worst top-1: the worst context). KL (nats) is the primary quality measure; dppl over 128 tokens is "
+        "noisy. Bits per element include every header, table and step; the tables, steps and payload columns "
+        "split them (bits per element). * = on the study's KL Pareto front. Held-out numbers: docs/results.md.",
         "",
         DEFAULTS_TEXT,
         "",
     ]
-    for title, text, points in STUDIES:
-        rows = defaultdict(list)
-        for ctx in CONTEXTS:
-            for r in sweep(a.cli, ctx, points):
-                rows[r["params"]].append(r)
-        lines += [f"## {title}", "", text, "",
-                  "| scale | delta | key_bins | value_bins | bits/element | x vs int8 | dppl | top-1 | KL |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        table = []
-        for params, rs in rows.items():
-            p = dict(kv.split("=", 1) for kv in params.split(";"))
-            mean = lambda k: sum(float(r[k]) for r in rs) / len(rs)
-            table.append((mean("bits_per_element"), p, mean("ratio_vs_int8"), mean("delta_ppl_pct"),
-                          mean("top1_agreement"), mean("kl")))
-        if title.startswith("Bins"):  # both bins studies
-            table.sort(key=lambda t: t[0])
-        for bpe, p, x8, dppl, top1, kl in table:
-            lines.append(f"| {p['scale']} | {p['delta']} | {p['key_bins']} | {p['value_bins']} | {bpe:.3f} | "
-                         f"{x8:.2f} | {dppl:+.2f}% | {100 * top1:.1f}% | {kl:.4f} |")
+    if os.path.exists(sens):
+        sv = read_sensitivity(sens)
+        lines += ["## Layer sensitivity", "",
+                  "`kvscope-cli sensitivity " + " ".join(sensitivity_args()) + "`: the KL increase when "
+                  f"one layer's keys or values alone get {sv['coarse_bins']} bins, every other layer at "
+                  f"{sv['base_bins']} (base KL {sv['base_kl']:.4f}; settings `{sv['params']}`). Kept as "
+                  "`docs/results/tune/sensitivity.kvssens` (docs/bitstream.md 4.1); the app's Layer Sensitivity "
+                  "view draws it and plans bins from it.", "",
+                  "| layer | keys: KL increase | values: KL increase |", "|---|---|---|"]
+        for l in range(sv["layers"]):
+            lines.append(f"| {l} | {sv['key_kl'][l]:+.5f} | {sv['value_kl'][l]:+.5f} |")
         lines.append("")
-    lines += [f"Run time: {time.time() - t0:.0f} s.", ""]
+    bench = os.path.join(ROOT, "docs/results/bench-codec.json")
+    for name, title, text, points, _ in TUNE_STUDIES:
+        rows = read(name)
+        lines += [f"## {title}", "", text, ""]
+        if rows is None:
+            lines += ["(not measured in this run)", ""]
+            continue
+        lines += [f"First row: `{rows[0]['params'].replace(';', ' ')}`.", ""] + table(rows, OLD_DEFAULT) + [""]
+    if os.path.exists(bench):
+        lines += bench_section(bench)
     with open(a.out, "w") as f:
         f.write("\n".join(lines))
     print(f"wrote {a.out}")

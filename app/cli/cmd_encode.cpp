@@ -19,6 +19,7 @@ nlohmann::json size_json(const codec::EncodeResult& r, const std::string& codec,
       {"encoded_bytes", s.encoded_bytes},
       {"header_bytes", s.header_bytes},
       {"table_bytes", s.table_bytes},
+      {"step_bytes", s.step_bytes},
       {"payload_bytes", s.payload_bytes},
       {"elements", s.elements},
       {"bits_per_element", s.bits_per_element()},
@@ -49,7 +50,8 @@ const CommandRegistrar encode_command(200, [](CLI::App& app) {
   cmd->add_flag("--force,--overwrite", o->h5.force, "replace an existing .h5 file");
   cmd->add_flag("--include-reference", o->h5.include_reference,
                 "with --out FILE.h5: also store the original cache (fp16, compressed)");
-  cmd->add_option("--text", o->h5.text_file, "with --out FILE.h5: store this file's text as the context text");
+  cmd->add_option("--text", o->h5.text_file,
+                  "with --out FILE.h5: store this file's text as the context text");
   cmd->callback([o] {
     const auto cache = read_cache_file(o->in);
     const codec::CodecConfig config{o->codec, parse_settings(o->settings)};
@@ -71,6 +73,11 @@ const CommandRegistrar encode_command(200, [](CLI::App& app) {
     std::cout << o->out << ": " << r.size.encoded_bytes << " bytes, " << r.size.bits_per_element()
               << " bits/element, " << r.size.ratio_vs_fp16() << "x vs fp16, "
               << j["ratio_vs_int8"].get<double>() << "x vs int8, " << r.seconds << " s\n";
+    const double el = r.size.elements ? double(r.size.elements) : 1.0;
+    auto bpe = [&](std::size_t bytes) { return 8.0 * double(bytes) / el; };
+    std::cout << "  bits/element: headers " << bpe(r.size.header_bytes) << ", tables "
+              << bpe(r.size.table_bytes) << ", steps " << bpe(r.size.step_bytes) << ", payload "
+              << bpe(r.size.payload_bytes) << "\n";
   });
 });
 

@@ -230,7 +230,7 @@ void CodecPanel::showResult(std::shared_ptr<const codec::EncodeResult> result,
   const std::size_t int8 = codec::int8_reference_bytes(shape);
   const double vs_int8 = s.encoded_bytes == 0 ? 0.0 : double(int8) / double(s.encoded_bytes);
   readout_->setText(tr("<b>%1 bits/element</b> &nbsp; %2 KB &nbsp; %3x smaller than fp16 &nbsp; %4x vs int8"
-                       "<br>header %5 B, tables %6 B, payload %7 B; encode %8 ms")
+                       "<br>header %5 B, tables %6 B, steps %9 B, payload %7 B; encode %8 ms")
                         .arg(s.bits_per_element(), 0, 'f', 3)
                         .arg(double(s.encoded_bytes) / 1024.0, 0, 'f', 1)
                         .arg(s.ratio_vs_fp16(), 0, 'f', 2)
@@ -238,7 +238,8 @@ void CodecPanel::showResult(std::shared_ptr<const codec::EncodeResult> result,
                         .arg(s.header_bytes)
                         .arg(s.table_bytes)
                         .arg(s.payload_bytes)
-                        .arg(result_->seconds * 1000, 0, 'f', 1));
+                        .arg(result_->seconds * 1000, 0, 'f', 1)
+                        .arg(s.step_bytes));
 
   // Bits per element: fp16, int8 baseline, the entropy of the coded symbols
   // (the bound an ideal coder reaches) and what this codec actually wrote.

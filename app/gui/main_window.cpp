@@ -46,7 +46,9 @@
 #include "pipeline_panel.h"
 #endif
 #if KVSCOPE_GUI_HAVE_EVAL
+#include "attention_panel.h"
 #include "quality_panel.h"
+#include "sensitivity_panel.h"
 #endif
 #if KVSCOPE_GUI_HAVE_STREAM
 #include "kvscope/stream/ladder.h"
@@ -152,6 +154,19 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   QDockWidget* quality_dock =
       addPanel(tr("Quality"), QStringLiteral("qualityDock"), quality_panel_, Qt::BottomDockWidgetArea);
   connect(codec_panel_, &CodecPanel::configChanged, quality_panel_, &QualityPanel::markCurrent);
+  {  // Why the defaults are what they are: where attention goes, which layers are sensitive.
+    auto* attention = new AttentionPanel(session_, [this] { return codec_panel_->config(); });
+    attention->setObjectName(QStringLiteral("attentionPanel"));
+    tabifyDockWidget(quality_dock, addPanel(tr("Attention"), QStringLiteral("attentionDock"), attention,
+                                            Qt::BottomDockWidgetArea));
+    connect(codec_panel_, &CodecPanel::configChanged, attention, &AttentionPanel::redraw);
+    auto* sensitivity = new SensitivityPanel(session_, [this] { return codec_panel_->config(); });
+    sensitivity->setObjectName(QStringLiteral("sensitivityPanel"));
+    tabifyDockWidget(quality_dock, addPanel(tr("Layer Sensitivity"), QStringLiteral("sensitivityDock"),
+                                            sensitivity, Qt::BottomDockWidgetArea));
+    connect(sensitivity, &SensitivityPanel::planned, codec_panel_,
+            [this](const codec::CodecConfig& c) { codec_panel_->setConfig(c); });
+  }
 #if KVSCOPE_GUI_HAVE_STREAM
   stream_panel_ = new StreamPanel(session_);
   QDockWidget* stream_dock = addPanel(tr("Bandwidth & Streaming"), QStringLiteral("streamDock"),

@@ -36,10 +36,14 @@ const StageRow kRows[] = {
     {"3 anchor token", "Every group_size-th token of a chunk is an anchor; the others are coded against it."},
     {"3 anchor Q", "The anchor token's Q in this channel."},
     {"3 prediction",
-     "The anchor's Q re-expressed in this token's step: round(anchor Q x anchor step / step); the anchor Q "
-     "itself when the steps are equal."},
-    {"3 delta", "Q - prediction: small numbers, because neighbouring tokens are similar (0 for an anchor)."},
-    {"4 coded symbol", "What the range coder codes: Q + M for an anchor, delta + 2M for a delta."},
+     "Integer deltas: the anchor's Q re-expressed in this token's step: round(anchor Q x anchor step / "
+     "step); the anchor Q itself when the steps are equal. Float deltas: the anchor's decoded value."},
+    {"3 delta",
+     "Integer deltas: Q - prediction, small because neighbouring tokens are similar. Float deltas: Q of "
+     "the change (value - decoded anchor) on its own step. 0 for an anchor."},
+    {"4 coded symbol",
+     "What the range coder codes: Q + M for an anchor (anchor_bins' M with float deltas), delta + 2M for "
+     "an integer delta, Q + M for a float delta."},
     {"4 probability p",
      "The symbol's share of the channel's 16-bit frequency table (the CDF the coder uses)."},
     {"4 bits = -log2 p",
@@ -197,6 +201,7 @@ void PipelinePanel::refresh() {
     return;
   }
   const auto& t = trace_;
+  const bool float_mode = t.delta_mode == "float";
   QString head = tr("cachegen, layer %1 %2, token %3: %4 bins (Q in [-%5, %5]), anchor groups of %6 tokens, "
                     "chunk of tokens %7-%8, steps per %9, symbol tables %10.")
                      .arg(t.layer)
@@ -211,6 +216,15 @@ void PipelinePanel::refresh() {
                           : t.scale == "head" ? tr("token and KV head")
                                               : tr("channel and chunk"))
                      .arg(t.from_profile ? tr("from the calibration profile") : tr("built from this cache"));
+  head += float_mode ? tr(" Float deltas (the paper's change-based coding): anchors on %1 levels, other "
+                          "tokens code their change from the decoded anchor.")
+                           .arg(2 * t.anchor_M + 1)
+                     : tr(" Integer deltas (lossless prediction from the anchor's Q).");
+  if (t.sinks > 0)
+    head += tr(" The first %1 token(s) of the cache are attention sinks, stored exactly.").arg(t.sinks);
+  if (t.pre_rope)
+    head += tr(" Keys are coded before RoPE (key_space=pre_rope): the values below are the keys with RoPE "
+               "removed; the decoder rotates them back at each token's position.");
   if (!is_cachegen)
     head.prepend(tr("The current codec is '%1'; this view traces cachegen with its default settings. ")
                      .arg(QString::fromStdString(cfg.codec)));
@@ -221,13 +235,34 @@ void PipelinePanel::refresh() {
   for (int col = 0; col < int(t.elements.size()); ++col) {
     const auto& e = t.elements[col];
     table_->setHorizontalHeaderItem(col, new QTableWidgetItem(tr("ch %1").arg(e.channel)));
+    if (e.sink) {
+      const QString dash = tr("— (sink)");
+      const QString cells[kRowCount] = {num(e.original),
+                                        dash,
+                                        dash,
+                                        dash,
+                                        dash,
+                                        dash,
+                                        dash,
+                                        tr("f16 value"),
+                                        dash,
+                                        QStringLiteral("16"),
+                                        num(e.reconstructed),
+                                        num(e.error, 3)};
+      for (int r = 0; r < kRowCount; ++r) table_->setItem(r, col, new QTableWidgetItem(cells[r]));
+      bits += e.bits;
+      max_err = std::max(max_err, double(std::fabs(e.error)));
+      continue;
+    }
     const QString cells[kRowCount] = {
         num(e.original),
         num(e.step),
         QString::number(e.q),
         e.raw ? tr("%1 (raw channel)").arg(e.anchor_token) : QString::number(e.anchor_token),
         QString::number(e.anchor_q),
-        e.is_anchor ? tr("— (anchor)") : QString::number(e.prediction),
+        e.is_anchor  ? tr("— (anchor)")
+        : float_mode ? num(e.anchor_reconstructed)
+                     : QString::number(e.prediction),
         e.is_anchor ? tr("— (anchor)") : QString::number(e.delta),
         tr("%1 (%2)").arg(e.symbol).arg(e.is_anchor ? tr("anchor") : tr("delta")),
         num(double(e.freq) / 65536.0),
@@ -240,10 +275,24 @@ void PipelinePanel::refresh() {
     max_err = std::max(max_err, double(std::fabs(e.error)));
   }
 
+  const auto& e0 = t.elements.front();
+  if (e0.sink) {
+    model_plot_->xAxis->setLabel(tr("no symbol model: a sink token is stored as f16"));
+    model_plot_->refresh();
+    explain_->setHtml(
+        tr("<p><b>Attention sink.</b> Token %1 is one of the first %2 token(s) of the cache. Later tokens "
+           "put "
+           "a large share of their attention on these tokens, so any error in their keys or values is "
+           "amplified; cachegen stores them exactly (fp16, 16 bits per value) instead of quantizing them. "
+           "The Attention view shows how much attention each token draws.</p>")
+            .arg(t.token)
+            .arg(t.sinks));
+    emit traced();
+    return;
+  }
   // The coder's model of the first traced channel, on the value axis (Q for
   // anchors, delta for deltas), with this token's symbol highlighted.
-  const auto& e0 = t.elements.front();
-  const int offset = e0.is_anchor ? t.M : 2 * t.M;
+  const int offset = e0.is_anchor ? (float_mode ? t.anchor_M : t.M) : (float_mode ? t.M : 2 * t.M);
   QVector<double> keys, probs;
   for (int s = 0; s + 1 < int(e0.cdf.size()); ++s) {
     keys.push_back(s - offset);
@@ -274,7 +323,18 @@ void PipelinePanel::refresh() {
               .arg(e0.q)
               .arg(t.bins)
               .arg(over);
-  if (e0.raw)
+  if (float_mode && !e0.is_anchor)
+    html +=
+        tr("<p><b>3. Anchor / delta (float).</b> The anchor is token %1, decoded as %2. This token codes "
+           "its change from it: %3 - %2, quantized on its own step %4 over M = %5: Q = %6. Unlike integer "
+           "deltas this changes the values (the error adds to the anchor's).</p>")
+            .arg(e0.anchor_token)
+            .arg(num(e0.anchor_reconstructed))
+            .arg(num(e0.original))
+            .arg(num(e0.step))
+            .arg(t.M)
+            .arg(e0.q);
+  else if (e0.raw)
     html +=
         tr("<p><b>3. Anchor / delta.</b> For this channel deltas would cost more than the quantized "
            "values themselves, so the encoder codes every token as an anchor (raw).</p>");
@@ -305,14 +365,24 @@ void PipelinePanel::refresh() {
               .arg(n)
               .arg(num(bits, 4))
               .arg(num(bits / n, 3));
-  html +=
-      tr("<p><b>5. Decode.</b> The decoder reads the symbol back, adds the prediction, and multiplies by the "
-         "step: %1 x %2 = %3, error %4. The largest error here is %5 (at most half a step).</p>")
-          .arg(e0.q)
-          .arg(num(e0.step))
-          .arg(num(e0.reconstructed))
-          .arg(num(e0.error, 3))
-          .arg(num(max_err, 3));
+  if (float_mode && !e0.is_anchor)
+    html += tr("<p><b>5. Decode.</b> The decoder reads Q back and adds Q x step to the decoded anchor: %1 + "
+               "%2 x %3 = %4, error %5. The largest error here is %6.</p>")
+                .arg(num(e0.anchor_reconstructed))
+                .arg(e0.q)
+                .arg(num(e0.step))
+                .arg(num(e0.reconstructed))
+                .arg(num(e0.error, 3))
+                .arg(num(max_err, 3));
+  else
+    html += tr("<p><b>5. Decode.</b> The decoder reads the symbol back, adds the prediction, and multiplies "
+               "by the "
+               "step: %1 x %2 = %3, error %4. The largest error here is %5 (at most half a step).</p>")
+                .arg(e0.q)
+                .arg(num(e0.step))
+                .arg(num(e0.reconstructed))
+                .arg(num(e0.error, 3))
+                .arg(num(max_err, 3));
   explain_->setHtml(html);
   emit traced();
 }

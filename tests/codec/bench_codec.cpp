@@ -7,6 +7,8 @@
 
 #include <cstdlib>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "kvscope/codec/codec.h"
 #include "kvscope/codec/synthetic.h"
@@ -34,6 +36,7 @@ void set_counters(benchmark::State& state, const codec::EncodeResult& r) {
   const double el = double(r.size.elements);
   state.counters["payload_bpe"] = 8.0 * double(r.size.payload_bytes) / el;
   state.counters["table_bpe"] = 8.0 * double(r.size.table_bytes) / el;
+  state.counters["step_bpe"] = 8.0 * double(r.size.step_bytes) / el;
   state.counters["header_bpe"] = 8.0 * double(r.size.header_bytes) / el;
   state.counters["ratio_vs_int8"] =
       double(codec::int8_reference_bytes(c.shape())) / double(r.size.encoded_bytes);
@@ -41,21 +44,21 @@ void set_counters(benchmark::State& state, const codec::EncodeResult& r) {
       double(c.shape().fp16_bytes()) * double(state.iterations()) / 1e6, benchmark::Counter::kIsRate);
 }
 
-void BM_Encode(benchmark::State& state, const std::string& codec) {
+void BM_Encode(benchmark::State& state, const std::string& codec, const codec::ParamSet& params) {
   const auto& cache = bench_cache();
   codec::EncodeOptions o;
   o.threads = int(state.range(0));
   codec::EncodeResult r;
   for (auto _ : state) {
-    r = codec::find_codec(codec).encode(cache, {}, o);
+    r = codec::find_codec(codec).encode(cache, params, o);
     benchmark::DoNotOptimize(r.bytes.data());
   }
   set_counters(state, r);
 }
 
-void BM_Decode(benchmark::State& state, const std::string& codec) {
+void BM_Decode(benchmark::State& state, const std::string& codec, const codec::ParamSet& params) {
   const auto& cache = bench_cache();
-  const auto r = codec::find_codec(codec).encode(cache, {});
+  const auto r = codec::find_codec(codec).encode(cache, params);
   codec::DecodeOptions o;
   o.threads = int(state.range(0));
   for (auto _ : state) {
@@ -67,9 +70,9 @@ void BM_Decode(benchmark::State& state, const std::string& codec) {
 
 // Decoding into a reused cache: a receiver's steady state (no allocation, no
 // page faults), the number the 300 MB/s-per-core target is about.
-void BM_DecodeInto(benchmark::State& state, const std::string& codec) {
+void BM_DecodeInto(benchmark::State& state, const std::string& codec, const codec::ParamSet& params) {
   const auto& cache = bench_cache();
-  const auto r = codec::find_codec(codec).encode(cache, {});
+  const auto r = codec::find_codec(codec).encode(cache, params);
   codec::DecodeOptions o;
   o.threads = int(state.range(0));
   kv::KVCache out;
@@ -81,19 +84,56 @@ void BM_DecodeInto(benchmark::State& state, const std::string& codec) {
   set_counters(state, r);
 }
 
+// What each cachegen mode costs (docs/bitstream.md "cachegen"): the layout
+// version 2 defaults, then one version 3 feature at a time; plain "cachegen"
+// is today's defaults.
+const std::vector<std::pair<std::string, codec::ParamSet>>& cachegen_modes() {
+  static const std::vector<std::pair<std::string, codec::ParamSet>> m = [] {
+    const codec::ParamSet v2 = {{"key_bins", "16,24,24"},
+                                {"key_layer_splits", "10,20"},
+                                {"value_bins", "16,10"},
+                                {"value_layer_splits", "2"},
+                                {"sinks", "0"},
+                                {"step_coding", "fp16"},
+                                {"table_bits", "16"},
+                                {"delta_mode", "integer"},
+                                {"key_space", "post_rope"},
+                                {"profile", ""}};
+    auto with = [&](const char* k, const char* v) {
+      auto p = v2;
+      p[k] = v;
+      return p;
+    };
+    return std::vector<std::pair<std::string, codec::ParamSet>>{
+        {"v2", v2},
+        {"sinks", with("sinks", "1")},
+        {"coded_steps", with("step_coding", "coded")},
+        {"table_bits", with("table_bits", "10")},
+        {"pre_rope", with("key_space", "pre_rope")},
+        {"float", with("delta_mode", "float")},
+    };
+  }();
+  return m;
+}
+
 const int registered = [] {
   const int all = int(std::max(1u, std::thread::hardware_concurrency()));
-  for (const codec::Codec* c : codec::all_codecs()) {
-    const std::string name = c->name();
+  std::vector<std::pair<std::string, std::pair<std::string, codec::ParamSet>>> runs;
+  for (const codec::Codec* c : codec::all_codecs()) runs.push_back({c->name(), {c->name(), {}}});
+  for (const auto& [mode, params] : cachegen_modes())
+    runs.push_back({"cachegen[" + mode + "]", {"cachegen", params}});
+  for (const auto& [label, config] : runs) {
+    const std::string name = config.first;
+    const codec::ParamSet params = config.second;
     for (const char* what : {"encode", "decode", "decode_into"}) {
-      auto* b = benchmark::RegisterBenchmark((std::string(what) + "/" + name).c_str(),
-                                             [name, what](benchmark::State& s) {
+      auto* b = benchmark::RegisterBenchmark((std::string(what) + "/" + label).c_str(),
+                                             [name, params, what](benchmark::State& s) {
                                                if (std::string(what) == "encode")
-                                                 BM_Encode(s, name);
+                                                 BM_Encode(s, name, params);
                                                else if (std::string(what) == "decode")
-                                                 BM_Decode(s, name);
+                                                 BM_Decode(s, name, params);
                                                else
-                                                 BM_DecodeInto(s, name);
+                                                 BM_DecodeInto(s, name, params);
                                              });
       b->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
       if (all > 1) b->Arg(all);

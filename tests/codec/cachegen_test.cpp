@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -16,8 +17,10 @@ namespace {
 // Recomputes the step the encoder uses for each value, from the stream's
 // `scale`: per (chunk, channel), per token over all channels, or per (token,
 // head).
+// Keys are checked as cached: callers code them after RoPE (key_space=post_rope).
 void expect_within_half_step(const kv::KVCache& cache, const kv::KVCache& dec, const ParamSet& params) {
   const auto info = inspect_stream(find_codec("cachegen").encode(cache, params).bytes);
+  ASSERT_TRUE(!info.params.count("key_space") || info.params.at("key_space") == "post_rope");
   const auto& sh = cache.shape();
   auto bins_of = [&](const std::string& b, const std::string& s, int l) {
     std::vector<int> bins, splits;
@@ -25,6 +28,7 @@ void expect_within_half_step(const kv::KVCache& cache, const kv::KVCache& dec, c
     std::string x;
     while (std::getline(bs, x, ',')) bins.push_back(std::stoi(x));
     while (std::getline(ss, x, ',')) splits.push_back(std::stoi(x));
+    if (splits.empty() && bins.size() > 1) return bins[std::size_t(l)];  // one per layer
     std::size_t g = 0;
     while (g < splits.size() && l >= splits[g]) ++g;
     return bins[g];
@@ -69,8 +73,10 @@ TEST(Cachegen, ErrorWithinHalfStepForSeveralSettings) {
             {"value_bins", "8"},
             {"value_layer_splits", ""}},
        }) {
-    const auto r = find_codec("cachegen").encode(cache, p);
-    expect_within_half_step(cache, decode(r.bytes), p);
+    ParamSet q = p;
+    q["key_space"] = "post_rope";
+    const auto r = find_codec("cachegen").encode(cache, q);
+    expect_within_half_step(cache, decode(r.bytes), q);
   }
 }
 
@@ -82,16 +88,28 @@ TEST(Cachegen, DefaultsScaleWithTheLayerCount) {
     return std::string("?");
   };
   const Codec& c = find_codec("cachegen");
-  EXPECT_EQ(get(c.params(&s30), "key_layer_splits"), "10,20");
-  EXPECT_EQ(get(c.params(&s12), "key_layer_splits"), "4,8");
-  EXPECT_EQ(get(c.params(&s30), "value_layer_splits"), "2");
+  // One bin count per layer (the default model's plan, stretched to other depths), no splits.
+  auto entries = [](const std::string& list) { return 1 + std::count(list.begin(), list.end(), ','); };
+  EXPECT_EQ(entries(get(c.params(&s30), "key_bins")), 30);
+  EXPECT_EQ(entries(get(c.params(&s12), "key_bins")), 12);
+  EXPECT_EQ(entries(get(c.params(&s12), "value_bins")), 12);
+  EXPECT_EQ(get(c.params(&s30), "key_layer_splits"), "");
+  EXPECT_EQ(get(c.params(&s30), "value_layer_splits"), "");
   EXPECT_EQ(get(c.params(&s30), "group_size"), "10");
+  // The 12-layer plan takes the 30-layer plan's entries at the same relative depth.
+  const std::string k30 = get(c.params(&s30), "key_bins"), k12 = get(c.params(&s12), "key_bins");
+  EXPECT_EQ(k12.substr(0, k12.find(',')), k30.substr(0, k30.find(',')));
+  EXPECT_EQ(k12.substr(k12.rfind(',') + 1), k30.substr(k30.rfind(',') + 1));
+  kv::CacheShape s1{1, 2, 0, 8};
+  const auto one = find_codec("cachegen").encode(synthetic_cache({1, 2, 20, 8}, 3), {});
+  EXPECT_GT(one.size.encoded_bytes, 0u) << "a one-layer model encodes with its defaults";
+  (void)s1;
 }
 
 TEST(Cachegen, MismatchedSplitsNameTheParameter) {
   const auto cache = synthetic_cache({5, 1, 10, 4}, 2);
   try {
-    find_codec("cachegen").encode(cache, {{"key_bins", "32,16"}});
+    find_codec("cachegen").encode(cache, {{"key_bins", "32,16"}, {"key_layer_splits", "2,3"}});
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
@@ -180,8 +198,9 @@ TEST(Cachegen, AutoDeltaIsNeverWorseThanEitherFixedChoice) {
   EXPECT_LE(a, d);
   EXPECT_LE(a, n + n / 100);
   for (const char* mode : {"always", "never"}) {
-    const auto r = find_codec("cachegen").encode(cache, {{"delta", mode}});
-    expect_within_half_step(cache, decode(r.bytes), {{"delta", mode}});
+    const ParamSet p = {{"delta", mode}, {"key_space", "post_rope"}};
+    const auto r = find_codec("cachegen").encode(cache, p);
+    expect_within_half_step(cache, decode(r.bytes), p);
   }
 }
 }  // namespace

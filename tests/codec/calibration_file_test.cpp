@@ -142,7 +142,7 @@ TEST(CalibrationFile, CachegenCalibrationIsOneSectionOfAVersion3File) {
   EXPECT_EQ(bytes[4], 3);
   const auto f = parse(bytes, "built");
   ASSERT_NE(f.find(kLegacyCachegenSection), nullptr);
-  EXPECT_EQ((*f.find(kLegacyCachegenSection))[0], 2);  // cachegen table version
+  EXPECT_EQ((*f.find(kLegacyCachegenSection))[0], 3);  // cachegen table version (3: with the key space)
 }
 
 }  // namespace

@@ -76,9 +76,10 @@ TEST(ContainerInfo, StreamsWithoutExtendedInfoLeaveTheFlagClear) {
 TEST(ContainerInfo, TamperedExtendedInfoIsAFormatError) {
   const auto good = encode(cache_with_info(), {"fp16", {}}).bytes;
   const auto info = inspect_stream(good);
-  // The block ends the header body; its layer-window flag is 13 bytes before
-  // the end (flag + 3 windows), its last table index 2 bytes before that.
-  const std::size_t end = info.header_bytes;
+  // The block ends just before the codec header's length (u32), the codec
+  // header and section_count (u32); its layer-window flag is 13 bytes before
+  // the block's end (flag + 3 windows), its last table index 2 bytes before that.
+  const std::size_t end = info.header_bytes - 8 - info.codec_header_bytes;
   struct Case {
     std::size_t offset;
     std::uint8_t value;

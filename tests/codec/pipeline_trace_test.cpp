@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "kvscope/common/error.h"
+#include "kvscope/kv/rope.h"
 #include "test_util.h"
 
 namespace kvscope::codec {
@@ -16,8 +17,14 @@ namespace {
 // anchor and delta positions, across chunks, for each delta mode.
 TEST(PipelineTrace, ReconstructionMatchesTheRealDecoder) {
   const auto cache = synthetic_cache({3, 2, 90, 8}, 5);
-  for (const char* mode : {"auto", "always", "never"}) {
-    const ParamSet params{{"delta", mode}, {"chunk_tokens", "40"}, {"group_size", "7"}};
+  for (const char* mode : {"auto", "always", "never", "sinks"}) {
+    // Keys as cached (the decoder's output space); "sinks": two exact tokens, then auto.
+    const bool sinks = std::string(mode) == "sinks";
+    const ParamSet params{{"delta", sinks ? "auto" : mode},
+                          {"chunk_tokens", "40"},
+                          {"group_size", "7"},
+                          {"key_space", "post_rope"},
+                          {"sinks", sinks ? "2" : "0"}};
     const auto decoded = decode(find_codec("cachegen").encode(cache, params).bytes);
     for (int layer : {0, 2})
       for (kv::Kind kind : kv::kKinds)
@@ -25,11 +32,14 @@ TEST(PipelineTrace, ReconstructionMatchesTheRealDecoder) {
           const auto tr = trace_pipeline(cache, params, layer, kind, token, 2, 12);
           ASSERT_EQ(tr.elements.size(), 12u);
           EXPECT_EQ(tr.chunk_begin, token / 40 * 40);
+          EXPECT_EQ(tr.sink, sinks && token < 2);
           for (const auto& e : tr.elements) {
             EXPECT_EQ(e.reconstructed, decoded.channel_value(layer, kind, token, e.channel))
                 << mode << " layer " << layer << " token " << token << " channel " << e.channel;
             EXPECT_FLOAT_EQ(e.original, cache.channel_value(layer, kind, token, e.channel));
             EXPECT_FLOAT_EQ(e.error, e.reconstructed - e.original);
+            EXPECT_EQ(e.sink, tr.sink);
+            if (e.sink) continue;  // stored as f16: no step
             EXPECT_LE(std::fabs(e.error), 0.5f * e.step * 1.0001f + 1e-7f);
             EXPECT_LE(std::abs(e.q), tr.M);
           }
@@ -37,10 +47,34 @@ TEST(PipelineTrace, ReconstructionMatchesTheRealDecoder) {
   }
 }
 
+// key_space=pre_rope: keys are traced in the space they are coded in (RoPE
+// removed), which is what coding the RoPE-free cache as it is decodes to.
+TEST(PipelineTrace, PreRopeKeysAreTracedBeforeRope) {
+  const auto cache = synthetic_cache({2, 2, 30, 8}, 4);
+  const ParamSet params{{"key_space", "pre_rope"}, {"sinks", "1"}, {"chunk_tokens", "16"}};
+  kv::KVCache stripped = cache;
+  kv::remove_rope(stripped);
+  ParamSet as_is = params;
+  as_is["key_space"] = "post_rope";
+  const auto decoded = decode(find_codec("cachegen").encode(stripped, as_is).bytes);
+  for (int token : {3, 20}) {
+    const auto tr = trace_pipeline(cache, params, 1, kv::Kind::Key, token, 0, 8);
+    EXPECT_TRUE(tr.pre_rope);
+    for (const auto& e : tr.elements) {
+      EXPECT_EQ(e.original, stripped.channel_value(1, kv::Kind::Key, token, e.channel));
+      EXPECT_EQ(e.reconstructed, decoded.channel_value(1, kv::Kind::Key, token, e.channel));
+    }
+  }
+  EXPECT_FALSE(trace_pipeline(cache, params, 1, kv::Kind::Value, 3, 0, 8).pre_rope);
+}
+
 TEST(PipelineTrace, AnchorsDeltasSymbolsAndCost) {
   const auto cache = synthetic_cache({2, 1, 30, 4}, 3);
-  const ParamSet params{
-      {"delta", "always"}, {"group_size", "10"}, {"key_bins", "32"}, {"key_layer_splits", ""}};
+  const ParamSet params{{"delta", "always"},
+                        {"group_size", "10"},
+                        {"key_bins", "32"},
+                        {"key_layer_splits", ""},
+                        {"sinks", "0"}};
   const auto anchor = trace_pipeline(cache, params, 0, kv::Kind::Key, 20, 0, 4);
   const auto inner = trace_pipeline(cache, params, 0, kv::Kind::Key, 24, 0, 4);
   EXPECT_EQ(anchor.bins, 32);

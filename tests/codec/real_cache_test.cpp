@@ -31,12 +31,15 @@ TEST(RealCache, EveryCodecRoundTripsDeterministically) {
   KVSCOPE_REQUIRE_DEFAULT_MODEL(model_path);
   const auto& cache = real_cache();
   for (const Codec* c : all_codecs()) {
-    const auto a = c->encode(cache, {}, {.threads = 1, .progress = {}});
-    const auto b = c->encode(cache, {}, {.threads = 2, .progress = {}});
+    // cachegen with keys after RoPE: pre-RoPE keys are rotated back in float,
+    // so re-encoding the decoded cache is close but not symbol-exact.
+    const ParamSet params = c->name() == "cachegen" ? ParamSet{{"key_space", "post_rope"}} : ParamSet{};
+    const auto a = c->encode(cache, params, {.threads = 1, .progress = {}});
+    const auto b = c->encode(cache, params, {.threads = 2, .progress = {}});
     EXPECT_EQ(a.bytes, b.bytes) << c->name();
     const auto d = decode(a.bytes);
     ASSERT_EQ(d.shape(), cache.shape());
-    const auto again = decode(c->encode(d, {}).bytes);
+    const auto again = decode(c->encode(d, params).bytes);
     EXPECT_EQ(test::hash_values(again.data()), test::hash_values(d.data())) << c->name() << ": symbol-exact";
     if (c->name() == "fp16") EXPECT_EQ(kv::max_abs_difference(cache, d), 0.0f);
   }

@@ -45,6 +45,8 @@ const std::vector<ParamSet>& configs() {
        {"group_size", "3"},
        {"key_bins", "256,8"},
        {"key_layer_splits", "1"}},
+      // Version 3: sinks shift the blocks' first token; coded steps feed the same decoder.
+      {{"sinks", "3"}, {"step_coding", "coded"}, {"table_bits", "11"}, {"chunk_tokens", "64"}},
   };
   return c;
 }

@@ -12,7 +12,13 @@ namespace {
 
 TEST(StageAnalysis, BitsShrinkThroughTheStages) {
   const auto cache = synthetic_cache({4, 2, 300, 16}, 8);
-  const auto a = analyze_stages(cache, {});
+  // The layout version 2 defaults (group bins, keys after RoPE, no sinks).
+  const auto a = analyze_stages(cache, {{"key_bins", "16,24,24"},
+                                        {"key_layer_splits", "1,2"},
+                                        {"value_bins", "16,10"},
+                                        {"value_layer_splits", "1"},
+                                        {"key_space", "post_rope"},
+                                        {"sinks", "0"}});
   EXPECT_EQ(a.fp16.overall, 16.0);
   EXPECT_GT(a.quantized_fixed.overall, a.raw_entropy.overall);
   EXPECT_GT(a.raw_entropy.overall, a.delta_entropy.overall) << "token locality makes deltas cheaper";

@@ -2,7 +2,7 @@
 
 // AVX2 decoding of one cachegen fast-path block: 8 adjacent channels of one
 // KV head over all tokens of a chunk, with the 8 range-decoder lanes held in
-// vector registers (the scalar fast path in codec_cachegen.cpp runs them one
+// vector registers (the scalar fast path in cachegen_decoder.cpp runs them one
 // after the other). Bit-identical to the scalar path; tests compare the two
 // on valid and corrupt streams.
 

@@ -1,10 +1,13 @@
 #pragma once
 
-// Pieces of `cachegen` shared by the codec, calibration profiles and the
-// stage analysis: the parameter layout, the quantizer and symbol mapping,
-// and the profile file.
+// Pieces of `cachegen` shared by its encoder, decoders, calibration profiles,
+// the stage analysis and the pipeline trace: the resolved parameter layout,
+// the quantizer and symbol mapping, and the profile file. docs/bitstream.md
+// ("cachegen") is the specification every piece follows.
 
+#include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -14,6 +17,12 @@
 #include "kvscope/codec/cachegen_prediction.h"
 
 namespace kvscope::codec::detail::cachegen {
+
+/// The layout version this build writes for streams that use a version 3
+/// feature (sinks, float deltas, coded steps, coarse tables, pre-RoPE keys);
+/// streams without one are written as version 2, byte for byte as before.
+inline constexpr std::uint16_t kLayoutVersion = 3;
+inline constexpr std::uint16_t kLayoutVersionPlain = 2;
 
 /// Resolved cachegen settings for one cache shape.
 struct Layout {
@@ -29,12 +38,49 @@ struct Layout {
   enum class Scale { Token, Head, Channel } scale = Scale::Token;
   int heads = 1, head_dim = 1;
   std::vector<int> bins[2];  ///< per layer, for K (0) and V (1)
+
+  // Layout version 3. Each default is the version 2 behaviour.
+  /// The first `sinks` tokens of the cache are stored as f16, not quantized.
+  int sinks = 0;
+  /// Integer: deltas code Q minus the anchor's Q re-expressed in the token's
+  /// step (lossless prediction). Float (the paper's change-based coding):
+  /// anchors are quantized on `anchor_bins`, other tokens quantize their
+  /// value minus the reconstructed anchor on the layer's bins.
+  enum class DeltaMode { Integer, Float } delta_mode = DeltaMode::Integer;
+  int anchor_bins = 256;  ///< Float mode only
+  /// Fp16: steps stored as f16; Coded: f16 steps range coded (lossless).
+  enum class StepCoding { Fp16, Coded } step_coding = StepCoding::Fp16;
+  /// Precision of shipped tables: frequencies sum to 2^table_bits (scaled by
+  /// 2^(16 - table_bits) when decoding).
+  int table_bits = 16;
+  /// PostRope: keys coded as the cache holds them; PreRope: RoPE is removed
+  /// before quantizing and re-applied after decoding.
+  enum class KeySpace { PostRope, PreRope } key_space = KeySpace::PostRope;
+
   int M(int layer, int kind) const { return bins[kind][layer] / 2 - 1; }
-  /// Number of steps a chunk of `count` tokens carries.
+  /// M of anchor symbols: the layer's M, or anchor_bins' in float mode.
+  int anchor_M(int layer, int kind) const {
+    return delta_mode == DeltaMode::Float ? anchor_bins / 2 - 1 : M(layer, kind);
+  }
+  /// Anchor symbols are Q + M_a in [0, 2 M_a].
+  int anchor_alphabet(int layer, int kind) const { return 2 * anchor_M(layer, kind) + 1; }
+  /// Integer deltas are Q - prediction + 2M in [0, 4M]; float deltas Q + M in [0, 2M].
+  int delta_alphabet(int layer, int kind) const {
+    return delta_mode == DeltaMode::Float ? 2 * M(layer, kind) + 1 : 4 * M(layer, kind) + 1;
+  }
+  /// Tokens of chunk [begin, begin + count) stored exactly (the chunk's first ones).
+  int sink_tokens(int begin, int count) const { return std::clamp(sinks - begin, 0, count); }
+  /// Whether a stream with this layout needs layout version 3.
+  bool needs_v3() const {
+    return sinks > 0 || delta_mode != DeltaMode::Integer || step_coding != StepCoding::Fp16 ||
+           table_bits != 16 || key_space != KeySpace::PostRope;
+  }
+
+  /// Number of steps a chunk of `count` coded tokens carries.
   int step_count(int count) const {
     return scale == Scale::Channel ? channels : scale == Scale::Token ? count : count * heads;
   }
-  /// Step index of channel c at token t of the chunk (0-based):
+  /// Step index of channel c at coded token t of the chunk (0-based):
   /// step_base(c) + t * step_stride().
   int step_base(int c) const {
     return scale == Scale::Channel ? c : scale == Scale::Token ? 0 : c / head_dim;
@@ -43,7 +89,17 @@ struct Layout {
   int step_index(int c, int t) const { return step_base(c) + t * step_stride(); }
 };
 
-// Delta tokens are coded against predict_from_anchor(q_anchor,
+/// The names of the version 3 parameters and the value that means "as in
+/// version 2": a version 3 stream carries them, a version 2 stream does not.
+struct V3Param {
+  const char* name;
+  const char* neutral;
+};
+inline constexpr V3Param kV3Params[] = {{"sinks", "0"},         {"delta_mode", "integer"},
+                                        {"anchor_bins", "256"}, {"step_coding", "fp16"},
+                                        {"table_bits", "16"},   {"key_space", "post_rope"}};
+
+// Integer-mode delta tokens are coded against predict_from_anchor(q_anchor,
 // anchor_ratio(step_anchor, step_token), M) (kvscope/codec/cachegen_prediction.h).
 
 /// The scale parameter's text form ("token", "head", "channel"), as
@@ -53,10 +109,15 @@ const char* to_string(Layout::Scale s);
 /// Cachegen's parameter specs for a shape (defaults scale with layers).
 std::vector<ParamSpec> param_specs(const kv::CacheShape* shape);
 /// Builds the layout; Error(InvalidArgument) naming the parameter when the
-/// layer splits do not fit the bins lists or the layer count.
+/// layer splits do not fit the bins lists or the layer count, or when
+/// parameters contradict each other (float deltas with scale=channel).
 Layout make_layout(const Params& p, const kv::CacheShape& shape);
+/// The header parameters of a stream with this layout: every parameter for
+/// version 3, without the version 3 ones for version 2 (what
+/// kvscope::codec::encode() writes).
+ParamSet header_params(const Params& p, const Layout& layout);
 
-/// Anchor symbols are q + M in [0, 2M]; delta symbols q - prediction + 2M in [0, 4M].
+/// Integer mode alphabets (version 2): anchors [0, 2M], deltas [0, 4M].
 inline int anchor_alphabet(int M) {
   return 2 * M + 1;
 }
@@ -66,10 +127,18 @@ inline int delta_alphabet(int M) {
 
 /// Quantized symbols of one (layer, kind) for one chunk of tokens.
 struct ChunkSymbols {
-  int begin = 0, count = 0;
-  std::vector<std::uint16_t> steps;  ///< fp16 steps, Layout::step_count(count), see Layout::step_index
-  std::vector<std::uint16_t> sym;    ///< channel-major [channel][token], anchor/delta alphabet indices
-  std::vector<std::uint16_t> raw;    ///< channel-major [channel][token], Q + M (every token as an anchor)
+  int begin = 0, count = 0;  ///< the chunk's tokens, sinks included
+  int sinks = 0;             ///< its first tokens stored exactly (Layout::sink_tokens)
+  /// f16 values of the sink tokens, [head][token][dim].
+  std::vector<std::uint16_t> sink_values;
+  /// fp16 steps of the coded tokens, Layout::step_count(count - sinks), see Layout::step_index.
+  std::vector<std::uint16_t> steps;
+  /// Channel-major [channel][coded token], anchor/delta alphabet indices.
+  std::vector<std::uint16_t> sym;
+  /// Channel-major [channel][coded token], Q + M (every token as an anchor);
+  /// empty in float mode, where raw coding does not exist.
+  std::vector<std::uint16_t> raw;
+  int coded() const { return count - sinks; }
 };
 
 /// Adds a chunk's raw symbols (Q + M) to per-channel counts [c*A + s].
@@ -78,21 +147,46 @@ void count_raw(const ChunkSymbols& cs, const Layout& layout, int layer, int kind
 
 /// Whether channel c codes raw symbols (1) or anchor/delta groups (0), for
 /// the layout's delta setting: Auto picks the cheaper, counting the ideal
-/// code length plus the serialised tables when `tables_shipped`.
+/// code length plus the serialised tables when `tables_shipped`. Always 0
+/// in float mode.
 std::uint8_t choose_raw(const Layout& layout, std::span<const std::uint64_t> raw,
                         std::span<const std::uint64_t> anchor, std::span<const std::uint64_t> delta,
                         bool tables_shipped);
 
-/// Quantizes tokens [begin, begin+count) of (layer, kind): per step slot
-/// (Layout::Scale) step = fp16-up(absmax over the slot's values / M);
-/// Q = round(x / step); anchor tokens (every group_size-th from the chunk
-/// start) keep Q, others store Q - predict_from_anchor().
+/// The cache whose values the quantizer codes: `cache` itself, or with
+/// key_space=pre_rope and RoPE applied, a copy in `storage` with RoPE removed
+/// from the keys (kv::remove_rope, docs/bitstream.md "RoPE").
+const kv::KVCache& coding_cache(const kv::KVCache& cache, const Layout& layout, kv::KVCache& storage);
+
+/// Quantizes tokens [begin, begin+count) of (layer, kind) of `cache` (keys
+/// in the layout's key space, coding_cache()); sink tokens are kept as f16
+/// from `sinks_from` (the cache as given: sinks stay exact), else `cache`; per step
+/// slot (Layout::Scale) step = fp16-up(absmax over the slot's values / M);
+/// integer mode: Q = round(x / step), anchor tokens (every group_size-th
+/// coded token) keep Q, others store Q - predict_from_anchor(); float mode:
+/// anchors Q = round(x / step) on anchor_M, others Q = round((x - x'_anchor) /
+/// step) on M. Error(InvalidArgument) on NaN or infinite values.
 ChunkSymbols quantize_chunk(const kv::KVCache& cache, int layer, kv::Kind kind, int begin, int count,
-                            const Layout& layout);
+                            const Layout& layout, const kv::KVCache* sinks_from = nullptr);
 
 /// Adds a chunk's symbols to per-channel counts ([c*A + s] and [c*B + s]).
 void count_symbols(const ChunkSymbols& cs, const Layout& layout, int layer, int kind,
                    std::vector<std::uint64_t>& anchor_counts, std::vector<std::uint64_t>& delta_counts);
+
+/// The symbol model of shipped tables for these counts: 16-bit models
+/// (FreqModel::from_counts) at table_bits 16; else normalised to
+/// 2^table_bits (every seen symbol >= 1) and scaled up to 65536.
+FreqModel table_model(std::span<const std::uint64_t> counts, int table_bits);
+/// Serialises a table model (its frequencies divided by 2^(16 - table_bits)).
+void write_table_model(ByteWriter& w, const FreqModel& m, int table_bits);
+/// Reads a table model over `alphabet` symbols written with `table_bits`.
+FreqModel read_table_model(ByteReader& r, int alphabet, int table_bits);
+
+/// Writes a chunk's steps (Layout::step_coding) to `w`.
+void write_steps(ByteWriter& w, std::span<const std::uint16_t> steps, const Layout& layout);
+/// Reads `count` steps as floats; Error(Format) through `r` on a step that is
+/// negative, not finite or not a valid coded sequence.
+void read_steps(ByteReader& r, std::span<float> steps, const Layout& layout);
 
 /// A parsed profile.
 struct Profile {
@@ -104,10 +198,11 @@ struct Profile {
 };
 
 /// Whether a profile's models fit streams of this layout (same layers,
-/// channels, bins and scale).
+/// channels, bins, scale and key space; integer deltas).
 inline bool profile_fits(const Profile& p, const Layout& L) {
   return p.layout.layers == L.layers && p.layout.channels == L.channels && p.layout.bins[0] == L.bins[0] &&
-         p.layout.bins[1] == L.bins[1] && p.layout.scale == L.scale;
+         p.layout.bins[1] == L.bins[1] && p.layout.scale == L.scale && p.layout.key_space == L.key_space &&
+         L.delta_mode == Layout::DeltaMode::Integer;
 }
 
 /// Parses and validates profile file bytes (Error(Format|Checksum)).
@@ -118,6 +213,13 @@ Profile load_profile_by_hash(const std::string& hash, const std::string& dir);
 
 /// Loads a profile from a path.
 Profile load_profile_file(const std::string& path);
+
+/// The calibration tables of the cache's model that fit `layout`, from the
+/// calibration folder (calibration::default_calibration_dir()): the first
+/// file, in name order, of the same model (equal model_sha256 when both are
+/// known, else equal model_name) with a fitting "cachegen.tables" section.
+/// Unreadable files are skipped. nullopt when there is none.
+std::optional<Profile> find_model_profile(const kv::CacheInfo& info, const Layout& layout);
 
 /// FNV-1a 64 of bytes, as 16 hex digits.
 std::string fnv_hex(std::span<const std::uint8_t> bytes);

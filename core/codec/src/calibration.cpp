@@ -1,11 +1,11 @@
 #include "kvscope/codec/calibration.h"
 
-#include "kvscope/codec/calibration_file.h"
-
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
 #include "cachegen_internal.h"
+#include "kvscope/codec/calibration_file.h"
 #include "kvscope/common/crc32c.h"
 #include "kvscope/common/paths.h"
 #include "kvscope/common/thread_pool.h"
@@ -26,10 +26,12 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
                 std::string("calibration has no '") + calibration::kLegacyCachegenSection + "' section");
   ByteReader head(*section, label + " [" + calibration::kLegacyCachegenSection + "]");
   // The section starts with its own version (1 or 2: the table layouts of
-  // calibration file versions 1 and 2), then that version's body.
+  // calibration file versions 1 and 2; 3 adds the key space), then that
+  // version's body.
   const std::uint16_t version = head.u16();
-  if (version < 1 || version > 2)
-    throw Error(ErrorCode::Unsupported, label, "unsupported cachegen table version " + std::to_string(version));
+  if (version < 1 || version > 3)
+    throw Error(ErrorCode::Unsupported, label,
+                "unsupported cachegen table version " + std::to_string(version));
   ByteReader b(head.bytes(head.remaining()), head.what());
   Profile p;
   auto& L = p.layout;
@@ -46,6 +48,11 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
     if (scale > 2) b.fail("bad scale");
     L.scale = Layout::Scale(scale);
   }
+  if (version >= 3) {  // the key space the tables were counted in
+    const std::uint8_t space = b.u8();
+    if (space > 1) b.fail("bad key space");
+    L.key_space = space ? Layout::KeySpace::PreRope : Layout::KeySpace::PostRope;
+  }
   for (int k = 0; k < 2; ++k) {
     L.bins[k].resize(L.layers);
     for (auto& v : L.bins[k]) {
@@ -60,13 +67,12 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
   p.raw.resize(n);
   for (int l = 0; l < L.layers; ++l)
     for (int k = 0; k < 2; ++k) {
-      const int M = L.M(l, k);
       for (int c = 0; c < L.channels; ++c) {
         const std::size_t i = (std::size_t(l) * 2 + k) * L.channels + c;
         p.raw[i] = b.u8();
         if (p.raw[i] > 1) b.fail("bad channel mode");
-        p.anchor[i] = FreqModel::read(b, anchor_alphabet(M));
-        p.delta[i] = FreqModel::read(b, delta_alphabet(M));
+        p.anchor[i] = FreqModel::read(b, L.anchor_alphabet(l, k));
+        p.delta[i] = FreqModel::read(b, L.delta_alphabet(l, k));
         if (p.raw[i] && !p.delta[i].empty()) b.fail("raw channel with a delta model");
         // Profiles must be able to code any symbol.
         for (const auto* m : {&p.anchor[i], &p.delta[i]}) {
@@ -92,6 +98,33 @@ Profile load_profile_by_hash(const std::string& hash, const std::string& dir) {
   return parse_profile(bytes, hash + calibration::kCalibrationExtension);
 }
 
+std::optional<Profile> find_model_profile(const kv::CacheInfo& info, const Layout& layout) {
+  namespace fs = std::filesystem;
+  const fs::path dir = calibration::default_calibration_dir();
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return std::nullopt;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().extension() == calibration::kCalibrationExtension) files.push_back(e.path());
+  std::sort(files.begin(), files.end());  // the same choice every time
+  for (const auto& f : files) {
+    try {
+      const std::string data = read_file(f);
+      const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
+      const auto file = calibration::parse(bytes, f.string());
+      const bool same_model = !file.model_sha256.empty() && !info.model_sha256.empty()
+                                  ? file.model_sha256 == info.model_sha256
+                                  : !file.model_name.empty() && file.model_name == info.model_name;
+      if (!same_model || !file.find(calibration::kLegacyCachegenSection)) continue;
+      Profile p = parse_profile(bytes, f.string());
+      if (profile_fits(p, layout)) return p;
+    } catch (const Error&) {
+      // An unreadable or foreign file in the folder is not this model's calibration.
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace detail::cachegen
 
 namespace calibration {
@@ -111,23 +144,31 @@ std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, con
         c.shape().head_dim != shape.head_dim)
       throw Error(ErrorCode::InvalidArgument, "calibration caches differ in layers, kv_heads or head_dim");
   const Params p("cachegen", param_specs(&shape), params);
-  if (!p.get("profile").empty())
-    throw Error(ErrorCode::InvalidArgument, "calibration: parameter 'profile' must be empty");
+  if (!p.get("profile").empty() && p.get("profile") != "auto")
+    throw Error(ErrorCode::InvalidArgument, "calibration: parameter 'profile' must be empty or auto");
   const Layout L = make_layout(p, shape);
+  if (L.delta_mode != Layout::DeltaMode::Integer)
+    throw Error(ErrorCode::InvalidArgument,
+                "calibration: profiles hold integer-mode tables (delta_mode=integer)");
   const int C = L.channels;
+  // Keys before RoPE with key_space=pre_rope: removed once per cache.
+  std::vector<kv::KVCache> pre_rope(caches.size());
+  std::vector<const kv::KVCache*> coded;
+  for (std::size_t i = 0; i < caches.size(); ++i) coded.push_back(&coding_cache(caches[i], L, pre_rope[i]));
   std::vector<std::vector<std::uint8_t>> parts(std::size_t(L.layers) * 2);
   parallel_for(parts.size(), 0, [&](std::size_t lk) {
     const int l = int(lk / 2), k = int(lk % 2);
-    const int M = L.M(l, k);
-    const int A = anchor_alphabet(M), B = delta_alphabet(M);
+    const int A = L.anchor_alphabet(l, k), B = L.delta_alphabet(l, k);
     std::vector<std::uint64_t> ac(std::size_t(C) * A), dc(std::size_t(C) * B), rc(std::size_t(C) * A);
-    for (const auto& cache : caches)
+    for (std::size_t i = 0; i < caches.size(); ++i) {
+      const kv::KVCache& cache = *coded[i];
       for (int b = 0; b < cache.shape().tokens; b += L.chunk_tokens) {
-        const auto cs =
-            quantize_chunk(cache, l, kv::Kind(k), b, std::min(L.chunk_tokens, cache.shape().tokens - b), L);
+        const auto cs = quantize_chunk(cache, l, kv::Kind(k), b,
+                                       std::min(L.chunk_tokens, cache.shape().tokens - b), L, &caches[i]);
         count_symbols(cs, L, l, k, ac, dc);
         count_raw(cs, L, l, k, rc);
       }
+    }
     ByteWriter w(parts[lk]);
     for (int c = 0; c < C; ++c) {
       std::span<const std::uint64_t> a{ac.data() + std::size_t(c) * A, std::size_t(A)};
@@ -145,12 +186,13 @@ std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, con
   });
   std::vector<std::uint8_t> body;
   ByteWriter b(body);
-  b.u16(2);  // cachegen table layout version
+  b.u16(3);  // cachegen table layout version (3 added the key space)
   b.u32(L.layers);
   b.u32(C);
   b.u32(L.group_size);
   b.u32(L.chunk_tokens);
   b.u8(std::uint8_t(L.scale));
+  b.u8(L.key_space == Layout::KeySpace::PreRope ? 1 : 0);
   for (int k = 0; k < 2; ++k)
     for (int v : L.bins[k]) b.u16(std::uint16_t(v));
   for (const auto& part : parts) b.bytes(part.data(), part.size());

@@ -211,11 +211,12 @@ Params stream_params(const Codec& codec, const StreamHeader& header) {
 std::vector<int> bins_per_layer(const std::string& codec, const std::vector<int>& bins,
                                 const std::vector<int>& splits, int layers, const std::string& bins_name,
                                 const std::string& splits_name) {
+  if (splits.empty() && bins.size() == std::size_t(layers) && layers > 1) return bins;  // one per layer
   if (splits.size() + 1 != bins.size())
-    throw Error(ErrorCode::InvalidArgument, codec + ": '" + splits_name + "' needs " +
-                                                std::to_string(bins.size() - 1) +
-                                                " layer indices (one fewer than '" + bins_name +
-                                                "' has bins), got " + std::to_string(splits.size()));
+    throw Error(ErrorCode::InvalidArgument,
+                codec + ": '" + splits_name + "' needs " + std::to_string(bins.size() - 1) +
+                    " layer indices (one fewer than '" + bins_name + "' has bins), got " +
+                    std::to_string(splits.size()) + " (or no splits and one bin count per layer)");
   for (std::size_t i = 0; i < splits.size(); ++i)
     if (splits[i] < 1 || splits[i] >= layers || (i > 0 && splits[i] <= splits[i - 1]))
       throw Error(ErrorCode::InvalidArgument, codec + ": '" + splits_name +

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -39,7 +40,8 @@ struct SectionData {
   int token_begin = 0;
   int token_count = 0;
   std::vector<std::uint8_t> payload;
-  std::size_t table_bytes = 0;  ///< part of payload that is side info (scales, tables)
+  std::size_t table_bytes = 0;  ///< part of payload that is side info other than steps (tables, lengths)
+  std::size_t step_bytes = 0;   ///< part of payload that is quantization steps (scales)
 };
 
 /// What a codec's encoder produces; CodecBase frames it.
@@ -48,6 +50,12 @@ struct EncodedParts {
   std::vector<SectionData> sections;       ///< in stream order
   double entropy_bits = 0;                 ///< total empirical entropy of coded symbols (0 if none)
   std::size_t extra_table_bytes = 0;       ///< codec_header bytes that are tables
+  /// Codec layout version written in the header; 0 = the codec's codec_version().
+  std::uint16_t codec_version = 0;
+  /// Parameters written in the header when set (else every validated
+  /// parameter): lets a codec leave out parameters an older layout version
+  /// does not have.
+  std::optional<ParamSet> header_params;
 };
 
 /// A parsed stream header, as decoders see it.
@@ -98,6 +106,15 @@ class CodecBase : public Codec {
                                                      const std::vector<std::span<const std::uint8_t>>& tables,
                                                      const DecodeOptions& options) const = 0;
 
+  /// Sets the layout version and header parameters of `parts` for these
+  /// parameters (what encode_parts() sets; assemble_stream() frames payloads
+  /// made elsewhere with it). The default leaves both to the container.
+  virtual void describe_header(const Params& params, const kv::CacheShape& shape, EncodedParts& parts) const {
+    (void)params;
+    (void)shape;
+    (void)parts;
+  }
+
   /// Whether this codec writes one Table section before the chunks of each (layer, kind).
   virtual bool has_tables(const StreamHeader& header) const {
     (void)header;
@@ -124,9 +141,10 @@ TensorOut tensor_out(kv::KVCache& cache, const SectionInfo& s);
 double entropy_bits(std::span<const std::uint64_t> counts);
 
 /// Bin count of every layer from layer groups: `bins[g]` applies from layer
-/// `splits[g-1]` (0 for g = 0) up to the next split. Error(InvalidArgument),
-/// prefixed with `codec` and naming the parameters, unless splits has one
-/// entry fewer than bins and is strictly increasing within [1, layers-1].
+/// `splits[g-1]` (0 for g = 0) up to the next split; with no splits and one
+/// entry per layer, `bins` itself. Error(InvalidArgument), prefixed with
+/// `codec` and naming the parameters, unless splits has one entry fewer than
+/// bins and is strictly increasing within [1, layers-1] (or the per-layer form).
 std::vector<int> bins_per_layer(const std::string& codec, const std::vector<int>& bins,
                                 const std::vector<int>& splits, int layers, const std::string& bins_name,
                                 const std::string& splits_name);

@@ -90,7 +90,7 @@ class IntCodec : public CodecBase {
         step[t] = half_to_float(hs);
         w.u16(hs);
       }
-      s.table_bytes = s.payload.size();
+      s.step_bytes = s.payload.size();
       const std::size_t n = std::size_t(sh.kv_heads) * s.token_count * sh.head_dim;
       const std::size_t base = s.payload.size();
       s.payload.resize(base + (bits_ == 8 ? n : (n + 1) / 2), 0);

@@ -147,7 +147,7 @@ class KiviCodec : public CodecBase {
         w.u16(hm);
         w.u16(hs);
       }
-      s.table_bytes = s.payload.size();
+      s.step_bytes = s.payload.size();
       const std::size_t ncodes = std::size_t(C) * g.quantized;
       const std::size_t base_off = s.payload.size();
       s.payload.resize(base_off + (ncodes + 3) / 4, 0);

@@ -193,7 +193,8 @@ class LmcacheCodec : public CodecBase {
           lens[c] = streams.size() - before;
         }
         for (auto n : lens) w.varint(n);
-        s.table_bytes = s.payload.size();
+        s.step_bytes = 2 * std::size_t(s.token_count);  // the f16 steps come first
+        s.table_bytes = s.payload.size() - s.step_bytes;
         w.bytes(streams.data(), streams.size());
       }
       report_progress(o.progress, double(++done) / double(bits.size()), "encoding cachegen-lmcache");

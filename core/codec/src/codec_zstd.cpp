@@ -87,7 +87,7 @@ class ZstdCodec : public CodecBase {
         step[t] = half_to_float(hs);
         w.u16(hs);
       }
-      s.table_bytes = s.payload.size();
+      s.step_bytes = s.payload.size();
       std::vector<std::int8_t> sym;
       sym.reserve(std::size_t(sh.kv_heads) * s.token_count * D);
       for (int h = 0; h < sh.kv_heads; ++h)

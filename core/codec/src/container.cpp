@@ -2,8 +2,8 @@
 // section walking on inspect, and the decode entry points.
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "byte_io.h"
@@ -221,9 +221,10 @@ EncodeResult frame(const detail::CodecBase& codec, const detail::Params& p, cons
   std::vector<std::uint8_t> body;
   detail::ByteWriter b(body);
   b.str(codec.name());
-  b.u16(codec.codec_version());
-  b.u16(static_cast<std::uint16_t>(p.values().size()));
-  for (const auto& [k, v] : p.values()) {
+  b.u16(parts.codec_version ? parts.codec_version : codec.codec_version());
+  const ParamSet& header_params = parts.header_params ? *parts.header_params : p.values();
+  b.u16(static_cast<std::uint16_t>(header_params.size()));
+  for (const auto& [k, v] : header_params) {
     b.str(k);
     b.str(v);
   }
@@ -241,11 +242,14 @@ EncodeResult frame(const detail::CodecBase& codec, const detail::Params& p, cons
     b.u32(static_cast<std::uint32_t>(n));
     for (std::size_t i = 0; i < n; ++i) b.i32((*v)[i]);
   }
+  // The extended info comes before the codec header, so the codec header
+  // always ends 4 bytes (section_count) before the body does: readers find
+  // it from header_bytes and codec_header_bytes alone.
+  const bool extended = has_extended_info(info);
+  if (extended) write_extended_info(b, shape, info);
   b.u32(static_cast<std::uint32_t>(parts.codec_header.size()));
   b.bytes(parts.codec_header.data(), parts.codec_header.size());
   b.u32(static_cast<std::uint32_t>(parts.sections.size()));
-  const bool extended = has_extended_info(info);
-  if (extended) write_extended_info(b, shape, info);
 
   EncodeResult r;
   std::size_t total = kPrefixBytes + body.size();
@@ -268,7 +272,8 @@ EncodeResult frame(const detail::CodecBase& codec, const detail::Params& p, cons
     w.bytes(s.payload.data(), s.payload.size());
     size.header_bytes += kSectionHeaderBytes;
     size.table_bytes += s.table_bytes;
-    size.payload_bytes += s.payload.size() - s.table_bytes;
+    size.step_bytes += s.step_bytes;
+    size.payload_bytes += s.payload.size() - s.table_bytes - s.step_bytes;
     size.layer_bytes[std::size_t(s.layer) * 2 + int(s.kv)] += kSectionHeaderBytes + s.payload.size();
   }
   size.original_bytes = shape.fp16_bytes();
@@ -309,6 +314,7 @@ std::vector<std::uint8_t> assemble_stream(const kv::CacheShape& shape, const kv:
                                                 " section payloads, the container needs " +
                                                 std::to_string(expected));
   detail::EncodedParts parts;
+  codec->describe_header(p, shape, parts);
   parts.codec_header.assign(codec_header.begin(), codec_header.end());
   parts.sections.reserve(expected);
   std::size_t i = 0;
@@ -343,7 +349,8 @@ StreamInfo inspect_stream(std::span<const std::uint8_t> bytes, bool verify_crc) 
                                             " is not supported (this build reads " +
                                             std::to_string(kFormatVersion) + ")");
   const std::uint16_t flags = r.u16();
-  if ((flags & ~kFlagExtendedInfo) != 0) throw Error(ErrorCode::Unsupported, "bitstream: unknown header flags");
+  if ((flags & ~kFlagExtendedInfo) != 0)
+    throw Error(ErrorCode::Unsupported, "bitstream: unknown header flags");
   const std::uint32_t body_len = r.u32();
   const std::uint32_t body_crc = r.u32();
   auto body = r.bytes(body_len);
@@ -378,12 +385,12 @@ StreamInfo inspect_stream(std::span<const std::uint8_t> bytes, bool verify_crc) 
     v->resize(n);
     for (auto& x : *v) x = h.i32();
   }
+  if (flags & kFlagExtendedInfo) read_extended_info(h, info.shape, info.info);
   const std::uint32_t ch_len = h.u32();
   info.codec_header_offset = kPrefixBytes + h.pos();
   h.bytes(ch_len);
   info.codec_header_bytes = ch_len;
   const std::uint32_t nsections = h.u32();
-  if (flags & kFlagExtendedInfo) read_extended_info(h, info.shape, info.info);
   if (!h.done()) h.fail("trailing bytes in header");
   if (std::uint64_t(nsections) * kSectionHeaderBytes > r.remaining())
     r.fail("section count exceeds the stream size");

@@ -6,7 +6,8 @@
 
 namespace kvscope::codec::detail {
 
-FreqModel FreqModel::from_counts(std::span<const std::uint64_t> counts, bool floor_all) {
+FreqModel FreqModel::from_counts(std::span<const std::uint64_t> counts, bool floor_all, int total_bits) {
+  const std::uint32_t prob_total = 1u << total_bits;
   FreqModel m;
   const int n = int(counts.size());
   std::uint64_t total = 0;
@@ -16,13 +17,13 @@ FreqModel FreqModel::from_counts(std::span<const std::uint64_t> counts, bool flo
     nonzero += c > 0;
   }
   if (n == 0 || (total == 0 && !floor_all)) return m;
-  if (floor_all && n > int(kProbTotal))
+  if ((floor_all ? n : nonzero) > int(prob_total))
     throw Error(ErrorCode::Internal, "alphabet larger than the CDF precision");
   std::vector<std::uint32_t> f(n, 0);
   const bool floor = floor_all || total == 0;
   // Scale, keeping >= 1 for counted (or all) symbols.
   const int reserved = floor ? n : nonzero;
-  const double scale = total ? double(kProbTotal - reserved) / double(total) : 0.0;
+  const double scale = total ? double(prob_total - reserved) / double(total) : 0.0;
   std::int64_t sum = 0;
   for (int i = 0; i < n; ++i) {
     if (counts[i] || floor) f[i] = 1 + std::uint32_t(double(counts[i]) * scale);
@@ -30,7 +31,7 @@ FreqModel FreqModel::from_counts(std::span<const std::uint64_t> counts, bool flo
   }
   // Hand the rounding remainder to the most frequent symbol (ties: lowest index).
   const int top = int(std::max_element(f.begin(), f.end()) - f.begin());
-  const std::int64_t diff = std::int64_t(kProbTotal) - sum;
+  const std::int64_t diff = std::int64_t(prob_total) - sum;
   if (diff < 0 && std::int64_t(f[top]) + diff < 1)
     throw Error(ErrorCode::Internal, "frequency normalisation failed");
   f[top] = std::uint32_t(std::int64_t(f[top]) + diff);
@@ -54,7 +55,14 @@ void FreqModel::write(ByteWriter& w) const {
   for (int s = first; s <= last; ++s) w.varint(freq(s));
 }
 
-FreqModel FreqModel::read(ByteReader& r, int alphabet) {
+FreqModel FreqModel::scaled_to_16(int total_bits) const {
+  FreqModel m = *this;
+  for (auto& v : m.cdf) v <<= (kProbBits - total_bits);
+  return m;
+}
+
+FreqModel FreqModel::read(ByteReader& r, int alphabet, int total_bits) {
+  const std::uint32_t prob_total = 1u << total_bits;
   const std::uint64_t first = r.varint();
   const std::uint64_t n = r.varint();
   FreqModel m;
@@ -69,10 +77,12 @@ FreqModel FreqModel::read(ByteReader& r, int alphabet) {
   for (std::uint64_t i = 0; i < n; ++i) {
     const std::uint64_t f = r.varint();
     sum += f;
-    if (sum > kProbTotal) r.fail("model frequencies exceed 65536");
+    if (sum > prob_total) r.fail("model frequencies exceed their total");
     m.cdf[first + i + 1] = std::uint32_t(f);
   }
-  if (sum != kProbTotal) r.fail("model frequencies do not sum to 65536");
+  if (sum != prob_total)
+    r.fail(prob_total == kProbTotal ? "model frequencies do not sum to 65536"
+                                    : "model frequencies do not sum to their total");
   for (int s = 0; s < alphabet; ++s) m.cdf[s + 1] += m.cdf[s];
   return m;
 }

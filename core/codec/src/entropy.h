@@ -24,18 +24,24 @@ struct FreqModel {
   bool empty() const { return cdf.empty(); }
   std::uint32_t freq(int s) const { return cdf[s + 1] - cdf[s]; }
 
-  /// Normalises counts to a total of 65536, every counted symbol keeping a
-  /// frequency >= 1; `floor_all` gives every symbol >= 1 (for models that must
-  /// code symbols unseen in calibration). All-zero counts give an empty model
-  /// (unless floor_all). Deterministic.
-  static FreqModel from_counts(std::span<const std::uint64_t> counts, bool floor_all = false);
+  /// Normalises counts to a total of 2^total_bits (65536 by default), every
+  /// counted symbol keeping a frequency >= 1; `floor_all` gives every symbol
+  /// >= 1 (for models that must code symbols unseen in calibration).
+  /// All-zero counts give an empty model (unless floor_all). Deterministic.
+  /// A model with total_bits < 16 is not codable until scaled (scaled_to_16).
+  static FreqModel from_counts(std::span<const std::uint64_t> counts, bool floor_all = false,
+                               int total_bits = kProbBits);
+  /// This model's frequencies multiplied by 2^(16 - total_bits): the 16-bit
+  /// model of a model normalised to 2^total_bits.
+  FreqModel scaled_to_16(int total_bits) const;
 
   /// Compact form: varint first, varint n, then n varint frequencies of
   /// symbols [first, first+n); n = 0 is the empty model.
   void write(ByteWriter& w) const;
   /// Reads a model over `alphabet` symbols; Error(Format) unless the
-  /// frequencies sum to 65536 and lie inside the alphabet.
-  static FreqModel read(ByteReader& r, int alphabet);
+  /// frequencies sum to 2^total_bits (65536 by default) and lie inside the
+  /// alphabet.
+  static FreqModel read(ByteReader& r, int alphabet, int total_bits = kProbBits);
 
   /// Cross-entropy in bits of coding `counts` with this model (inf if a
   /// counted symbol has zero frequency).

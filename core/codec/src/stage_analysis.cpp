@@ -14,6 +14,8 @@ StageAnalysis analyze_stages(const kv::KVCache& cache, const ParamSet& params, c
   const auto& sh = cache.shape();
   const Params p("cachegen", codec.params(&sh), params);
   const Layout L = make_layout(p, sh);
+  kv::KVCache pre_rope;
+  const kv::KVCache& coded = coding_cache(cache, L, pre_rope);
 
   StageAnalysis a;
   a.encoded = codec.encode(cache, params, options);
@@ -24,14 +26,14 @@ StageAnalysis analyze_stages(const kv::KVCache& cache, const ParamSet& params, c
   const int C = L.channels;
   parallel_for(LK, options.threads, [&](std::size_t lk) {
     const int l = int(lk / 2), k = int(lk % 2);
-    const int M = L.M(l, k), A = anchor_alphabet(M), B = delta_alphabet(M);
+    const int A = L.anchor_alphabet(l, k), B = L.delta_alphabet(l, k);
     // One quantization gives both: the raw symbols (every token an anchor)
     // and the anchor/delta symbols (steps do not depend on the anchor groups).
     std::vector<std::uint64_t> rc(std::size_t(C) * A);
     std::vector<std::uint64_t> ac(std::size_t(C) * A), dc(std::size_t(C) * B);
     for (int b = 0; b < sh.tokens; b += L.chunk_tokens) {
       const int n = std::min(L.chunk_tokens, sh.tokens - b);
-      const ChunkSymbols cs = quantize_chunk(cache, l, kv::Kind(k), b, n, L);
+      const ChunkSymbols cs = quantize_chunk(coded, l, kv::Kind(k), b, n, L, &cache);
       count_raw(cs, L, l, k, rc);
       count_symbols(cs, L, l, k, ac, dc);
     }
@@ -41,6 +43,8 @@ StageAnalysis analyze_stages(const kv::KVCache& cache, const ParamSet& params, c
       delta_bits += entropy_bits({ac.data() + std::size_t(c) * A, std::size_t(A)}) +
                     entropy_bits({dc.data() + std::size_t(c) * B, std::size_t(B)});
     }
+    // Float deltas quantize other values than raw coding would: no raw stage.
+    if (L.delta_mode == Layout::DeltaMode::Float) raw_bits = delta_bits;
     a.fp16.per_layer[lk] = 16;
     a.quantized_fixed.per_layer[lk] = std::log2(double(L.bins[k][l]));
     a.raw_entropy.per_layer[lk] = per_lk > 0 ? raw_bits / per_lk : 0;

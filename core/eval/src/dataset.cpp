@@ -56,6 +56,22 @@ DatasetIndex load_dataset_index(const std::filesystem::path& root_in) {
   return idx;
 }
 
+std::vector<std::string> load_dataset_split(const std::string& name, const std::filesystem::path& root_in) {
+  const auto file = (root_in.empty() ? dataset_dir() : root_in) / "splits.json";
+  const std::string text = read_file(file);
+  nlohmann::json splits;
+  try {
+    splits = nlohmann::json::parse(text).at("splits");
+    if (!splits.is_object()) throw Error(ErrorCode::Format, file.string(), "'splits' is not an object");
+    if (splits.contains(name)) return splits.at(name).get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::Format, file.string(), std::string("bad dataset splits: ") + e.what());
+  }
+  std::string known;
+  for (const auto& [k, v] : splits.items()) known += (known.empty() ? "" : ", ") + k;
+  throw Error(ErrorCode::InvalidArgument, file.string(), "no split '" + name + "' (known: " + known + ")");
+}
+
 std::string load_context_text(const std::string& id_or_path, std::string* label) {
   const auto root = dataset_dir();
   if (std::filesystem::exists(root / "index.json")) {

@@ -47,8 +47,9 @@ struct SizeReport {
   std::size_t original_bytes = 0;  ///< the cache at fp16
   std::size_t encoded_bytes = 0;   ///< the whole bitstream, every table and header included
   std::size_t header_bytes = 0;    ///< container header and section headers
-  std::size_t table_bytes = 0;     ///< shipped symbol tables (CDFs), scales, side info
-  std::size_t payload_bytes = 0;   ///< entropy-coded or packed symbols
+  std::size_t table_bytes = 0;     ///< shipped symbol tables (CDFs) and other side info (stream lengths)
+  std::size_t step_bytes = 0;      ///< quantization steps (scales), coded or not
+  std::size_t payload_bytes = 0;   ///< entropy-coded or packed symbols (and values stored exactly)
   std::size_t elements = 0;        ///< values in the cache
   /// Empirical entropy of the coded symbols under the model used, in bits per
   /// element (0 when the codec has no entropy stage).

@@ -57,6 +57,13 @@ DatasetIndex load_dataset_index(const std::filesystem::path& root = {});
 /// the argument when neither exists. `label` receives the id or file name.
 std::string load_context_text(const std::string& id_or_path, std::string* label = nullptr);
 
+/// Context ids of a named split in `root`/splits.json (default root:
+/// kvscope::dataset_dir()), e.g. "tune" or "held-out": settings are tuned on
+/// one split and reported on another. Error(Io) when the file cannot be read,
+/// Error(Format) naming it when malformed, Error(InvalidArgument) listing the
+/// known names for an unknown split.
+std::vector<std::string> load_dataset_split(const std::string& name, const std::filesystem::path& root = {});
+
 /// Tasks of a task set (by id in the index). Error(InvalidArgument) for an
 /// unknown id, Error(Format) naming the file and line for a malformed line.
 std::vector<Task> load_tasks(const DatasetIndex& index, const std::string& task_set_id);

@@ -1,0 +1,210 @@
+// cachegen's parameters: their self-description (ParamSpec, what the GUI and
+// CLI build their controls from) and their resolution into a Layout for one
+// cache shape (docs/bitstream.md, "cachegen").
+#include <algorithm>
+
+#include "cachegen_internal.h"
+
+namespace kvscope::codec::detail::cachegen {
+
+namespace {
+
+std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+// Bins per layer of the default model (SmolLM2-135M, 30 layers): the plan at
+// level 2.9 of its layer sensitivity measured on the TUNE contexts
+// (`kvscope-cli plan --level 2.9`, docs/cachegen-defaults.md "Layer plans"):
+// keys, the sensitive half, get 12-84 bins, values 10-16. A model of another
+// depth takes the entry at the same relative depth.
+constexpr int kPlanLayers = 30;
+constexpr int kKeyPlan[kPlanLayers] = {12, 16, 20, 16, 14, 26, 16, 22, 28, 30, 84, 18, 38, 24, 32,
+                                       36, 22, 28, 48, 34, 44, 32, 46, 66, 44, 32, 48, 26, 24, 18};
+constexpr int kValuePlan[kPlanLayers] = {14, 10, 10, 10, 10, 10, 14, 10, 16, 10, 10, 10, 10, 10, 10,
+                                         10, 10, 10, 10, 10, 10, 10, 10, 12, 10, 10, 10, 10, 10, 10};
+
+std::vector<int> stretch(const int (&plan)[kPlanLayers], int layers) {
+  std::vector<int> out(static_cast<std::size_t>(layers));
+  for (int l = 0; l < layers; ++l)
+    out[std::size_t(l)] = plan[layers == 1 ? 0 : (l * (kPlanLayers - 1) + (layers - 1) / 2) / (layers - 1)];
+  return out;
+}
+
+}  // namespace
+
+std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
+  const int L = shape && shape->layers > 0 ? shape->layers : 32;
+  // One bin count per layer (no splits); a single layer is one group.
+  const std::vector<int> kbins = stretch(kKeyPlan, L), vbins = stretch(kValuePlan, L);
+  // RoPE rotates pairs of dimensions: a head of odd size cannot have had it.
+  const bool even_dim = !shape || shape->head_dim % 2 == 0;
+  using T = ParamSpec::Type;
+  return {
+      chunk_tokens_spec(1024),
+      {"group_size",
+       T::Int,
+       "10",
+       1,
+       1024,
+       {},
+       "tokens per anchor group: the first is coded on its own, the rest as deltas to it"},
+      {"key_bins",
+       T::IntList,
+       join(kbins),
+       4,
+       256,
+       {},
+       "quantization bins of keys per layer group (shallow to deep); one per layer with no splits"},
+      {"key_layer_splits",
+       T::IntList,
+       "",
+       1,
+       4095,
+       {},
+       "first layer of each key layer group after the first (one fewer than key_bins; empty when key_bins "
+       "has one entry per layer)"},
+      {"value_bins",
+       T::IntList,
+       join(vbins),
+       4,
+       256,
+       {},
+       "quantization bins of values per layer group (shallow to deep); one per layer with no splits"},
+      {"value_layer_splits",
+       T::IntList,
+       "",
+       1,
+       4095,
+       {},
+       "first layer of each value layer group after the first (one fewer than value_bins; empty when "
+       "value_bins has one entry per layer)"},
+      {"delta",
+       T::Choice,
+       "auto",
+       0,
+       0,
+       {"auto", "always", "never"},
+       "anchor/delta coding per channel: always (the paper), never (raw quantized values), auto (the cheaper "
+       "per channel); integer deltas only"},
+      {"delta_mode",
+       T::Choice,
+       "integer",
+       0,
+       0,
+       {"integer", "float"},
+       "integer: a delta token codes its Q minus the anchor's Q in its step (lossless, quality as raw); "
+       "float: the paper's change-based coding, anchors on anchor_bins, deltas = value minus the "
+       "reconstructed anchor quantized on the layer's bins"},
+      {"anchor_bins", T::Int, "256", 4, 256, {}, "delta_mode=float only: quantization bins of anchor tokens"},
+      {"scale",
+       T::Choice,
+       "token",
+       0,
+       0,
+       {"token", "head", "channel"},
+       "what one quantization step (absmax / M) covers: one token over all channels of the layer (token), "
+       "one token in one KV head (head), or one channel over the whole chunk (channel)"},
+      {"sinks",
+       T::Int,
+       "1",
+       0,
+       65536,
+       {},
+       "attention sinks: the first N tokens of the cache are stored exactly (fp16), not quantized"},
+      {"key_space",
+       T::Choice,
+       even_dim ? "pre_rope" : "post_rope",
+       0,
+       0,
+       {"post_rope", "pre_rope"},
+       "keys coded as the cache holds them (post_rope) or with RoPE removed first and re-applied at each "
+       "token's position after decoding (pre_rope: mostly a constant offset per channel, cheaper to code)"},
+      {"step_coding",
+       T::Choice,
+       "coded",
+       0,
+       0,
+       {"fp16", "coded"},
+       "how quantization steps are stored: fp16 values, or the same values range coded (lossless, "
+       "smaller)"},
+      {"table_bits",
+       T::Int,
+       "10",
+       10,
+       16,
+       {},
+       "precision of shipped symbol tables: frequencies out of 2^table_bits (16 = full; fewer bits = "
+       "smaller tables, slightly costlier symbols)"},
+      {"profile",
+       T::Text,
+       "auto",
+       0,
+       0,
+       {},
+       "symbol tables: empty = shipped with the object; a calibration file (.kvsprof) = its tables; auto = "
+       "the model's calibration from the calibration folder when it codes this cache in fewer bits than "
+       "shipped tables"},
+  };
+}
+
+Layout make_layout(const Params& p, const kv::CacheShape& shape) {
+  Layout L;
+  L.layers = shape.layers;
+  L.channels = shape.channels();
+  L.group_size = p.get_int("group_size");
+  L.chunk_tokens = p.get_int("chunk_tokens");
+  L.heads = shape.kv_heads;
+  L.head_dim = shape.head_dim;
+  const std::string scale = p.get("scale");
+  L.scale = scale == "channel" ? Layout::Scale::Channel
+            : scale == "head"  ? Layout::Scale::Head
+                               : Layout::Scale::Token;
+  const std::string delta = p.get("delta");
+  L.delta = delta == "always"  ? Layout::Delta::Always
+            : delta == "never" ? Layout::Delta::Never
+                               : Layout::Delta::Auto;
+  auto list = [&](const std::string& name) {
+    return p.get(name).empty() ? std::vector<int>{} : p.get_int_list(name);
+  };
+  L.bins[0] = bins_per_layer("cachegen", list("key_bins"), list("key_layer_splits"), shape.layers, "key_bins",
+                             "key_layer_splits");
+  L.bins[1] = bins_per_layer("cachegen", list("value_bins"), list("value_layer_splits"), shape.layers,
+                             "value_bins", "value_layer_splits");
+  L.sinks = p.get_int("sinks");
+  L.delta_mode = p.get("delta_mode") == "float" ? Layout::DeltaMode::Float : Layout::DeltaMode::Integer;
+  L.anchor_bins = p.get_int("anchor_bins");
+  L.step_coding = p.get("step_coding") == "coded" ? Layout::StepCoding::Coded : Layout::StepCoding::Fp16;
+  L.table_bits = p.get_int("table_bits");
+  L.key_space = p.get("key_space") == "pre_rope" ? Layout::KeySpace::PreRope : Layout::KeySpace::PostRope;
+  if (L.key_space == Layout::KeySpace::PreRope && shape.head_dim % 2 != 0)
+    throw Error(ErrorCode::InvalidArgument,
+                "cachegen: key_space=pre_rope needs an even head_dim (RoPE rotates pairs of dimensions)");
+  if (L.delta_mode == Layout::DeltaMode::Float && L.scale == Layout::Scale::Channel)
+    throw Error(ErrorCode::InvalidArgument,
+                "cachegen: delta_mode=float needs scale=token or scale=head (a step per token)");
+  return L;
+}
+
+ParamSet header_params(const Params& p, const Layout& layout) {
+  ParamSet out = p.values();
+  if (!layout.needs_v3())
+    for (const auto& v3 : kV3Params) out.erase(v3.name);
+  return out;
+}
+
+const char* to_string(Layout::Scale s) {
+  switch (s) {
+    case Layout::Scale::Token:
+      return "token";
+    case Layout::Scale::Head:
+      return "head";
+    case Layout::Scale::Channel:
+      return "channel";
+  }
+  return "?";
+}
+
+}  // namespace kvscope::codec::detail::cachegen
