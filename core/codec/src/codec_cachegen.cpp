@@ -319,6 +319,10 @@ class CachegenDecoder : public ChunkDecoder {
     }
     if (total != r.remaining()) r.fail("stream lengths do not add up to the section size");
     auto streams = r.bytes(total);
+    // After its tokens every stream must end exactly as the encoder ends one.
+    auto require_end = [&](const char* error, int c) {
+      if (error) r.fail("the stream of channel " + std::to_string(c) + " " + error);
+    };
     std::size_t off = 0;
     // Channels decode in lanes of 8 independent streams, token by token, so
     // the divisions of different streams overlap in the CPU. The anchor/delta
@@ -366,7 +370,13 @@ class CachegenDecoder : public ChunkDecoder {
         blk.M = M;
         blk.out = out.data + (std::size_t(c0 / D) * out.tokens + out.token_offset) * D + c0 % D;
         blk.out_stride = D;
+        LaneEnds ends;
+        blk.ends = &ends;
         if (!decode_block_avx2(blk)) r.fail("decoded value out of range (corrupt stream)");
+        for (int j = 0; j < kLanes; ++j)
+          require_end(range_stream_end_error(streams.subspan(blk.begin[j], blk.end[j] - blk.begin[j]),
+                                             ends.read[j] - blk.begin[j], ends.code[j], ends.range[j]),
+                      c0 + j);
         continue;
       }
       for (int j = 0; j < kLanes; ++j) {
@@ -439,6 +449,7 @@ class CachegenDecoder : public ChunkDecoder {
           }
         }
         if (bad) r.fail("decoded value out of range (corrupt stream)");
+        for (int j = 0; j < kLanes; ++j) require_end(rd[j].end_error(), c0 + j);
         continue;
       }
       for (int t = 0; t < n; ++t) {
@@ -460,6 +471,7 @@ class CachegenDecoder : public ChunkDecoder {
         }
       }
       if (bad) r.fail("decoded value out of range (corrupt stream)");
+      for (int j = 0; j < nb; ++j) require_end(rd[j].end_error(), c0 + j);
     }
   }
 
@@ -626,6 +638,12 @@ class CachegenCodec : public CodecBase {
         models[lk].raw.assign(prof.raw.begin() + lk * L.channels, prof.raw.begin() + (lk + 1) * L.channels);
       }
     } else if (mode == kTablesObject) {
+      // Anchor and delta CDFs (alphabet + 1 words each per channel) count
+      // against the decoder's cap with the cache (docs/hostile-input.md).
+      std::uint64_t words = header.info.shape.elements();
+      for (std::size_t lk = 0; lk < models.size(); ++lk)
+        if (!tables[lk].empty()) words += std::uint64_t(L.channels) * (6 * L.M(int(lk / 2), int(lk % 2)) + 4);
+      require_within_limit(words, options.max_elements, "bitstream (cache and symbol tables)");
       for (std::size_t lk = 0; lk < models.size(); ++lk) {
         if (tables[lk].empty()) continue;  // decode_section loads only what it needs
         const int M = L.M(int(lk / 2), int(lk % 2));
