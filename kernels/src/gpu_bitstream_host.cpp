@@ -69,6 +69,9 @@ std::vector<std::uint16_t> emulate_gpu_decode_fp16(std::span<const std::uint8_t>
 
 AutoDecodeResult decode_auto(std::span<const std::uint8_t> bitstream, const codec::DecodeOptions& options) {
   if (cuda_device_available() && gpu_can_decode(bitstream)) {
+    // The same cap as the CPU decoder, before the device allocates (docs/hostile-input.md).
+    codec::require_within_limit(codec::inspect_stream(bitstream, false).shape.elements(),
+                                options.max_elements, "bitstream");
     return {gpu_decode_bitstream(bitstream), compute_backend()};
   }
   return {codec::decode(bitstream, options), "cpu"};

@@ -91,15 +91,24 @@ void SafetensorsFile::parse() {
     tensor.dtype = t["dtype"].get<std::string>();
     const std::size_t elem = safetensors_dtype_size(tensor.dtype);
     if (elem == 0) fail("tensor '" + name + "' has unknown dtype " + tensor.dtype);
-    std::uint64_t count = 1;
+    // The product of the non-zero dimensions is range-checked too, so a zero
+    // dimension cannot hide a dimension that overflows int64 or a product
+    // that overflows the byte count (the shape is used as int64 later).
+    std::uint64_t nonzero = 1;
+    bool has_zero = false;
     for (const auto& d : t["shape"]) {
       if (!d.is_number_unsigned()) fail("tensor '" + name + "' has a negative or non-integer dimension");
       const std::uint64_t dim = d.get<std::uint64_t>();
-      if (dim != 0 && count > std::numeric_limits<std::uint64_t>::max() / 8 / dim)
-        fail("tensor '" + name + "' is impossibly large");
-      count *= dim;
+      if (dim == 0) {
+        has_zero = true;
+      } else {
+        if (nonzero > std::numeric_limits<std::uint64_t>::max() / 8 / dim)
+          fail("tensor '" + name + "' is impossibly large");
+        nonzero *= dim;
+      }
       tensor.shape.push_back(static_cast<std::int64_t>(dim));
     }
+    const std::uint64_t count = has_zero ? 0 : nonzero;
     const auto& off = t["data_offsets"];
     if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned()) fail("tensor '" + name + "' has bad data_offsets");
     const std::uint64_t begin = off[0].get<std::uint64_t>();
