@@ -202,7 +202,8 @@ def parse_container(data):
     version = r.u16()
     if version != 1:
         raise FormatError("unsupported format version %d" % version)
-    if r.u16() != 0:
+    flags = r.u16()
+    if flags & ~1:
         raise FormatError("unknown flags")
     body_len = r.u32()
     body_crc = r.u32()
@@ -240,6 +241,30 @@ def parse_container(data):
         info[key] = [h.i32() for _ in range(n)]
     info["codec_header"] = h.take(h.u32())
     count = h.u32()
+    info["rope_inv_freq"] = []
+    info["layer_window"] = []
+    if flags & 1:  # extended cache info
+        tables = h.u16()
+        if tables > layers or (tables and dim % 2):
+            raise FormatError("bad RoPE table count")
+        freqs = []
+        for _ in range(tables):
+            t = list(struct.unpack("<%dd" % (dim // 2), h.take(8 * (dim // 2))))
+            if not all(np.isfinite(t)):
+                raise FormatError("non-finite RoPE frequency")
+            freqs.append(t)
+        if tables:
+            index = [h.u16() for _ in range(layers)]
+            if any(i >= tables for i in index):
+                raise FormatError("RoPE table index out of range")
+            info["rope_inv_freq"] = [freqs[i] for i in index]
+        w = h.u8()
+        if w > 1:
+            raise FormatError("bad layer window flag")
+        if w:
+            info["layer_window"] = [h.u32() for _ in range(layers)]
+            if any(x > 2 ** 31 - 1 for x in info["layer_window"]):
+                raise FormatError("layer window out of range")
     if not h.done():
         raise FormatError("trailing bytes in the header body")
     sections = []
@@ -470,8 +495,9 @@ def fnv1a64(data):
 
 
 def default_profile_dir():
-    if os.environ.get("KVSCOPE_PROFILE_DIR"):
-        return os.environ["KVSCOPE_PROFILE_DIR"]
+    for var in ("KVSCOPE_CALIBRATION_DIR", "KVSCOPE_PROFILE_DIR"):
+        if os.environ.get(var):
+            return os.environ[var]
     if os.environ.get("XDG_CACHE_HOME"):
         return os.path.join(os.environ["XDG_CACHE_HOME"], "kvscope", "profiles")
     return os.path.expanduser("~/.cache/kvscope/profiles")
@@ -480,19 +506,54 @@ def default_profile_dir():
 SCALES = ["token", "head", "channel"]
 
 
-def parse_profile(data):
-    """Section 4: a calibration profile (*.kvsprof)."""
-    r = Reader(data, "profile")
+def calibration_sections(data):
+    """Section 4: a calibration file (*.kvsprof) -> {name: payload}; versions
+    1 and 2 hold only cachegen's tables, read as that table version."""
+    r = Reader(data, "calibration file")
     if r.take(4) != b"KVSP":
-        raise FormatError("profile: bad magic")
+        raise FormatError("calibration file: bad magic")
     version = r.u16()
-    if version not in (1, 2) or r.u16() != 0:
-        raise FormatError("profile: unsupported version or flags")
+    if version not in (1, 2, 3) or r.u16() != 0:
+        raise FormatError("calibration file: unsupported version or flags")
     length, crc = r.u32(), r.u32()
     body = r.take(length)
     if not r.done() or crc32c(body) != crc:
-        raise FormatError("profile: bad length or checksum")
-    b = Reader(body, "profile body")
+        raise FormatError("calibration file: bad length or checksum")
+    if version < 3:
+        return {"cachegen.tables": struct.pack("<H", version) + body}
+    b = Reader(body, "calibration body")
+    b.str()  # model name
+    b.str()  # model sha256
+    count = b.u16()
+    if count > 256:
+        raise FormatError("too many sections")
+    sections, last = {}, None
+    for _ in range(count):
+        name = b.str()
+        if not 1 <= len(name) <= 255 or any(c not in "abcdefghijklmnopqrstuvwxyz0123456789._-" for c in name):
+            raise FormatError("bad section name")
+        if last is not None and name.encode() <= last.encode():
+            raise FormatError("section names not strictly increasing")
+        last = name
+        n, c = b.u32(), b.u32()
+        payload = b.take(n)
+        if crc32c(payload) != c:
+            raise FormatError("section %s checksum mismatch" % name)
+        sections[name] = payload
+    if not b.done():
+        raise FormatError("trailing bytes in the calibration body")
+    return sections
+
+
+def parse_profile(data):
+    """Section 4: the `cachegen.tables` section of a calibration file."""
+    sections = calibration_sections(data)
+    if "cachegen.tables" not in sections:
+        raise FormatError("calibration file has no cachegen.tables section")
+    b = Reader(sections["cachegen.tables"], "cachegen.tables")
+    version = b.u16()
+    if version not in (1, 2):
+        raise FormatError("unsupported cachegen table version")
     layers, channels, group_size, chunk_tokens = b.u32(), b.u32(), b.u32(), b.u32()
     scale = SCALES[b.u8()] if version >= 2 else "channel"
     kbins = [b.u16() for _ in range(layers)]

@@ -121,9 +121,20 @@ std::vector<Case> fresh_cases() {
 }
 
 kv::KVCache make_cache(const Case& c) {
-  kv::KVCache cache = codec::synthetic_cache(c.shape, c.seed);
+  kv::CacheShape shape = c.shape;
+  kv::KVCache cache = codec::synthetic_cache(shape, c.seed);
   if (c.zero) std::fill(cache.data().begin(), cache.data().end(), 0.0f);
   cache.info.model_name = "corpus";
+  // Every third stream carries the extended cache info (container flag bit
+  // 0): per-layer RoPE tables and attention windows.
+  if (c.seed % 3 == 0 && shape.head_dim % 2 == 0) {
+    for (int l = 0; l < shape.layers; ++l) {
+      std::vector<double> f(std::size_t(shape.head_dim / 2));
+      for (std::size_t i = 0; i < f.size(); ++i) f[i] = 1.0 / (1.0 + double(l) + double(i) * 0.37);
+      cache.info.rope_inv_freq.push_back(f);
+      cache.info.layer_window.push_back(l % 2 ? 0 : 4096 + l);
+    }
+  }
   return cache;
 }
 
@@ -142,7 +153,12 @@ int main(int argc, char** argv) {
     dopt.threads = 1;
     auto entry = [&](const std::string& name, const std::vector<std::uint8_t>& bytes) {
       write_file_atomically(out / (name + ".kvc"), bytes.data(), bytes.size());
-      const auto decoded = codec::decode(bytes, dopt);
+      kv::KVCache decoded;
+      try {
+        decoded = codec::decode(bytes, dopt);
+      } catch (const Error& e) {
+        throw Error(e.code(), name + ": " + e.what());
+      }
       write_f32(out / (name + ".f32"), decoded.data());
       const auto info = codec::inspect_stream(bytes);
       const auto& s = info.shape;
@@ -151,7 +167,9 @@ int main(int argc, char** argv) {
                             {"f32", name + ".f32"},
                             {"codec", info.codec},
                             {"params", info.params},
-                            {"shape", {s.layers, s.kv_heads, s.tokens, s.head_dim}}};
+                            {"shape", {s.layers, s.kv_heads, s.tokens, s.head_dim}},
+                            {"rope_inv_freq", info.info.rope_inv_freq},
+                            {"layer_window", info.info.layer_window}};
     };
 
     // Golden streams, as committed.

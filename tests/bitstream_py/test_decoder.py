@@ -98,6 +98,9 @@ def check_streams(corpus, manifest, failures):
         err = compare_exact(name, ours, theirs)
         if err:
             failures.append(err)
+        for key in ("rope_inv_freq", "layer_window"):
+            if key in item and info[key] != item[key]:
+                failures.append("%s: header %s differs from the C++ reader's" % (name, key))
         if "orig" in item:
             orig = load_f32(os.path.join(corpus, item["orig"]), item["shape"])
             bound = error_bound(item["codec"], item["params"], orig, item["shape"], ours)
@@ -105,7 +108,11 @@ def check_streams(corpus, manifest, failures):
             if np.any(over):
                 failures.append("%s: %d values outside the codec's error bound" % (name, int(np.sum(over))))
         n += 1
-    print("streams: %d decoded by the independent decoder, compared with C++" % n)
+    extended = sum(1 for m in manifest if m.get("rope_inv_freq"))
+    print("streams: %d decoded by the independent decoder, compared with C++ (%d with extended cache info)"
+          % (n, extended))
+    if extended == 0:
+        failures.append("no stream with extended cache info in the corpus")
     return n
 
 

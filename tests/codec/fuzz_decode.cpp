@@ -52,12 +52,17 @@ FuzzOutcome fuzz_decode_run(std::span<const std::uint8_t> in) {
 std::vector<std::vector<std::uint8_t>> fuzz_decode_seeds() {
   std::vector<std::vector<std::uint8_t>> seeds;
   const auto cache = codec::synthetic_cache({2, 2, 19, 8}, 77);
+  // The same cache with the extended cache info (container flag bit 0):
+  // RoPE tables and attention windows after the section count.
+  auto extended = cache;
+  extended.info.rope_inv_freq.assign(2, std::vector<double>{1.0, 0.1, 0.01, 0.001});
+  extended.info.layer_window = {0, 16};
   for (const codec::Codec* c : codec::all_codecs()) {
     seeds.push_back(c->encode(cache, {{"chunk_tokens", "8"}}).bytes);
     if (c->name() == "cachegen")
       for (const char* scale : {"head", "channel"})
         seeds.push_back(
-            c->encode(cache, {{"chunk_tokens", "8"}, {"scale", scale}, {"delta", "always"}}).bytes);
+            c->encode(extended, {{"chunk_tokens", "8"}, {"scale", scale}, {"delta", "always"}}).bytes);
   }
   return seeds;
 }

@@ -165,8 +165,7 @@ std::vector<std::uint8_t> with_chunk_edit(const std::vector<std::uint8_t>& bytes
                           bytes.begin() + std::ptrdiff_t(s.payload_offset + s.payload_bytes));
     if (i == index) edit(payloads.back());
   }
-  const auto header =
-      std::span(bytes).subspan(info.header_bytes - 4 - info.codec_header_bytes, info.codec_header_bytes);
+  const auto header = std::span(bytes).subspan(info.codec_header_offset, info.codec_header_bytes);
   return assemble_stream(info.shape, info.info, {info.codec, info.params}, header, tables,
                          std::move(payloads));
 }
@@ -268,6 +267,24 @@ TEST(HostileInput, AZstdChunkMustBeExactlyOneFrame) {
   EXPECT_NE(decode_error(twice).find("exactly one zstd frame"), std::string::npos);
   const auto garbage = with_chunk_edit(valid, 0, [&](auto& p) { p.push_back(7); });
   EXPECT_NE(decode_error(garbage), "decoded");
+}
+
+// Regression (found by tests/bitstream_py's corpus): prepare() located the
+// codec header from the end of the header body, so a stream with the
+// extended cache info (flag bit 0, after the section count) and a codec
+// header (cachegen) failed to decode ("6 sections, expected 4").
+TEST(HostileInput, ACodecHeaderIsFoundWhenExtendedCacheInfoFollows) {
+  auto cache = synthetic_cache({2, 1, 30, 4}, 21);
+  cache.info.rope_inv_freq.assign(2, std::vector<double>{1.0, 0.01});
+  cache.info.layer_window = {0, 128};
+  for (const char* codec : {"cachegen", "cachegen-lmcache", "int8"}) {
+    const auto bytes = encode(cache, {codec, {{"chunk_tokens", "23"}}}).bytes;
+    const auto info = inspect_stream(bytes);
+    EXPECT_EQ(info.info.layer_window, cache.info.layer_window) << codec;
+    kv::KVCache back;
+    ASSERT_NO_THROW(back = decode(bytes)) << codec;
+    EXPECT_EQ(back.info.rope_inv_freq, cache.info.rope_inv_freq) << codec;
+  }
 }
 
 }  // namespace

@@ -16,6 +16,10 @@ namespace kvscope::codec {
 
 /// Container format version this build writes and reads.
 inline constexpr std::uint16_t kFormatVersion = 1;
+/// Header flag: the header body ends with the extended cache info (per-layer
+/// RoPE frequencies, sliding windows). Set only when the cache has them, so
+/// streams of caches without them are byte-identical to earlier builds'.
+inline constexpr std::uint16_t kFlagExtendedInfo = 1;
 
 /// What a section holds.
 enum class SectionKind : std::uint8_t {
@@ -48,6 +52,10 @@ struct StreamInfo {
   kv::CacheInfo info;
   std::size_t header_bytes = 0;        ///< fixed prefix + header body
   std::size_t codec_header_bytes = 0;  ///< codec-private part of the header body
+  /// Where the codec header starts (from the stream's first byte). Not
+  /// derivable from header_bytes: the extended cache info (flag bit 0)
+  /// follows the section count.
+  std::size_t codec_header_offset = 0;
   std::vector<SectionInfo> sections;
   std::size_t total_bytes = 0;
 };
