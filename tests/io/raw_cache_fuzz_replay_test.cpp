@@ -88,5 +88,34 @@ TEST(RawCacheFuzzReplay, ACacheAboveTheCapIsRefusedNamingBothNumbers) {
   EXPECT_NE(out.message.find("4194304"), std::string::npos) << out.message;
 }
 
+std::vector<std::uint8_t> file_with_header(std::string header) {
+  while (header.size() % 8) header.push_back(' ');
+  std::vector<std::uint8_t> out(8);
+  const std::uint64_t n = header.size();
+  std::memcpy(out.data(), &n, 8);
+  out.insert(out.end(), header.begin(), header.end());
+  return out;
+}
+
+// Regression (issue #18): a safetensors header is parsed into a JSON tree
+// that costs ~20x its text (a 99 MB header of numbers took 2.2 GB); the
+// parser now stops at 2^20 values or 8 levels of nesting.
+TEST(RawCacheFuzzReplay, HugeOrDeepJsonHeadersAreRefusedWhileParsing) {
+  ReplayBounds bounds;
+  bounds.max_heap_bytes = 160u << 20;  // the 8 MB input's copy, and the values up to the limit
+  bounds.max_seconds = 10.0;
+  ReplayStats stats;
+  std::string many = R"({"layers.0.key":{"dtype":"F16","data_offsets":[0,0],"shape":[)";
+  for (int i = 0; i < (1 << 20) + 10; ++i) many += "1,";
+  many += "0]}}";
+  auto out = replay_one(fuzz_raw_cache_run, file_with_header(many), "2^20 values", bounds, stats);
+  EXPECT_EQ(out.error, ErrorCode::Format) << out.message;
+  EXPECT_NE(out.message.find("more than 1048576 JSON values"), std::string::npos) << out.message;
+  const std::string deep = std::string(200, '[') + std::string(200, ']');
+  out = replay_one(fuzz_raw_cache_run, file_with_header(R"({"a":)" + deep + "}"), "depth 200", bounds, stats);
+  EXPECT_EQ(out.error, ErrorCode::Format) << out.message;
+  EXPECT_NE(out.message.find("nests deeper than 8"), std::string::npos) << out.message;
+}
+
 }  // namespace
 }  // namespace kvscope::test

@@ -14,6 +14,11 @@ namespace {
 
 // Headers larger than this are refused: real files have a few KB to a few MB.
 constexpr std::uint64_t kMaxHeaderBytes = 100ull << 20;
+// A parsed JSON value costs ~20x its text (a 99 MB header of numbers took
+// 2.2 GB): the header may hold at most this many values and nest this deep
+// (a real one: ~10 values per tensor, depth 3), checked while parsing.
+constexpr std::size_t kMaxHeaderValues = std::size_t(1) << 20;
+constexpr int kMaxHeaderDepth = 8;
 
 }  // namespace
 
@@ -63,7 +68,16 @@ void SafetensorsFile::parse() {
 
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(base + 8, base + data_start);
+    std::size_t values = 0;
+    const nlohmann::json::parser_callback_t bounded = [&](int depth, nlohmann::json::parse_event_t event,
+                                                          nlohmann::json&) {
+      if (depth > kMaxHeaderDepth) fail("header nests deeper than " + std::to_string(kMaxHeaderDepth) + " levels");
+      if (event != nlohmann::json::parse_event_t::object_end && event != nlohmann::json::parse_event_t::array_end &&
+          ++values > kMaxHeaderValues)
+        fail("header holds more than " + std::to_string(kMaxHeaderValues) + " JSON values");
+      return true;
+    };
+    header = nlohmann::json::parse(base + 8, base + data_start, bounded);
   } catch (const nlohmann::json::exception& e) {
     fail(std::string("header is not JSON (") + e.what() + ")");
   }
