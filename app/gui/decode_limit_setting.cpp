@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #include "decode_limit_setting.h"
 
 #include <QInputDialog>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
 // The app's "Largest Cache to Decode" setting: the cap every decoder and

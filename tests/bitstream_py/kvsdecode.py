@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """An independent decoder of KVScope bitstreams, written only from
 docs/bitstream.md (no KVScope code is imported or consulted). It exists to
 prove that the document is complete: tests/bitstream_py/test_decoder.py

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Writes the corpus tests/bitstream_py/test_decoder.py checks the
 // independent Python decoder against: every golden stream and freshly
 // encoded streams of every codec and mode (random shapes, chunkings and

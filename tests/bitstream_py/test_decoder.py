@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Checks the independent decoder (kvsdecode.py, written from
 docs/bitstream.md alone) against the C++ decoder, value by value, on the
 corpus bitstream_make_corpus writes (every golden stream, fresh streams of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target for the bitstream decoder: any input must decode or throw
 // kvscope::Error, never crash, hang or read out of bounds, and no input may
 // make the decoder allocate more than its cap allows (the run's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Replays the decoder fuzz target (fuzz_decode.cpp) over deterministic
 // mutations of valid streams of every codec, so CI exercises it without
 // libFuzzer, and asserts each outcome: a valid stream decodes, every bit

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Round-trip fuzz target: the input chooses a codec, a cache shape, values
 // (synthetic, raw fp16 bit patterns, constant or zero, at any scale) and
 // parameters; the cache is encoded, decoded, and every value must come back

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Replays the round-trip fuzz target (fuzz_roundtrip.cpp) on a fixed set of
 // pseudo-random inputs: every codec, shapes with and without SIMD-sized
 // heads, zero-token caches, raw fp16 bit patterns, zero and constant caches,

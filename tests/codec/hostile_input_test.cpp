@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Hostile input to the decoder (issue #18, docs/hostile-input.md): the
 // declared size is checked against a cap before anything is allocated, an
 // allocation the machine cannot satisfy is a clean error, and payloads are

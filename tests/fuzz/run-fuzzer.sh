@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # One bounded libFuzzer run:  run-fuzzer.sh FUZZER WORK_DIR SECONDS
 # Starts from the seeds the fuzzer writes into WORK_DIR/corpus, runs SECONDS,
 # and prints the executions and coverage it reached. Fails (non-zero) on any

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target for HDF5 import: arbitrary bytes as a .h5 file must give a
 // kvscope::Error or a valid import (then every level decodes or fails with
 // an Error), never a crash, and nothing may allocate past the caps (reference

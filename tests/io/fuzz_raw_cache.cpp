@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target for the raw-cache reader (io::load_cache: safetensors with
 // layers.N.key/value tensors): arbitrary bytes must load into a cache of at
 // most the cap (2^22 values here) or give a kvscope::Error naming the file;

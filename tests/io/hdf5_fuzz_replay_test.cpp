@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Replays deterministic mutations (truncations, bit flips, overwritten
 // runs) of a small valid file through the HDF5 fuzz target, so CI exercises
 // it with gcc, and asserts each outcome: the valid file imports and decodes;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Hostile HDF5 files (issue #18, docs/hostile-input.md): datasets that
 // declare far more data than the file stores (unwritten chunks read as fill
 // values, so a few bytes can "hold" terabytes) are refused naming both

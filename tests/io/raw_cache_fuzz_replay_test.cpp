@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Replays the raw-cache fuzz target (fuzz_raw_cache.cpp) on mutations of
 // valid files, asserting each outcome and the time and heap bounds, plus the
 // hostile shapes a mutation rarely finds: dimensions beyond int, a zero

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target for the GGUF reader: any bytes must either parse or throw
 // kvscope::Error; never crash, hang or read out of bounds.
 #include <cstdint>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Replays a model-file fuzz target (GGUF or safetensors) on deterministic
 // mutations (bit flips, byte overwrites, large integers, truncations) of its
 // seed inputs, so CI exercises the parser with gcc, and asserts each

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target for the safetensors header parser (model weights and raw
 // caches): any bytes must either parse or throw kvscope::Error.
 #include <cstdint>

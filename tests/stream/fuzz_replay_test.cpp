@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Replays deterministic mutations (bit flips, truncations, byte overwrites)
 // of valid bandwidth trace files and frame headers through the fuzz target
 // (tests/stream/fuzz_stream_inputs.cpp), so CI exercises it with gcc, and

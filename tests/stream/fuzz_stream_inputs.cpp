@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target for the stream library's parsers of outside bytes: bandwidth
 // profile files (CSV and JSON) and the transport's frame header. The first
 // byte picks the parser; the rest is the input. Any input must either parse

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Heap accounting (replacement global operator new/delete) and the replay
 // checks of fuzz_replay.h.
 #include "fuzz_replay.h"

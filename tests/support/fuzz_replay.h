@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Bounds for fuzz replay tests: every input's outcome must be "accepted" or

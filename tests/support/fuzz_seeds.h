@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Seed inputs for the bounded libFuzzer runs (ctest label `fuzz`): a target's

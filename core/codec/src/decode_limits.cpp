@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The decoders' default size cap, derived from the memory this process may
 // use (docs/hostile-input.md): untrusted input must not make KVScope
 // allocate more than the machine has, whatever the input declares.

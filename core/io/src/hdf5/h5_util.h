@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Internal helpers over HDF5's C API: RAII handles, error capture and typed

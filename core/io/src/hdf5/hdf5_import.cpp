@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Import of the HDF5 container (docs/hdf5-format.md). Every value is checked
 // before use: types, ranks and sizes before reading, CRC32C after.
 #include <fcntl.h>

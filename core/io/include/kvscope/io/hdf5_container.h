@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // HDF5 container for encoded KV caches (schema: docs/hdf5-format.md).
