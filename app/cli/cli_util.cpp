@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "command_registry.h"
 #include "kvscope/common/error.h"
 #include "kvscope/common/paths.h"
 
@@ -27,7 +28,28 @@ codec::ParamSet parse_settings(const std::vector<std::string>& settings) {
   return params;
 }
 
-void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
+namespace {
+
+// `--max-elements N` on every command (given before or after the command's
+// name): the largest cache, in values, any decoder or reader of this run
+// allocates; larger inputs are refused naming both numbers
+// (docs/hostile-input.md). Default: a quarter of the machine's memory.
+const CommandRegistrar max_elements_option(0, [](CLI::App& app) {
+  app.fallthrough();  // inherited by the commands added after this
+  app.add_option_function<std::size_t>(
+         "--max-elements", [](const std::size_t& n) { codec::set_default_max_elements(n); },
+         "largest cache (values) to decode or load; larger inputs are refused (default: a quarter of this "
+         "machine's memory as float32, " +
+             std::to_string(codec::default_max_elements()) + " here)")
+      ->check(CLI::Range(std::size_t(1), std::size_t(1) << 40))
+      ->trigger_on_parse();
+});
+
+}  // namespace
+
+void print_json(const nlohmann::json& j) {
+  std::cout << j.dump(2) << std::endl;
+}
 
 ProgressFn terminal_progress() {
   if (!::isatty(STDERR_FILENO)) return {};

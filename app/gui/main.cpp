@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "decode_limit_setting.h"
 #include "distributions_panel.h"
 #include "kvscope/common/blas_environment.h"
 #include "kvscope/common/version.h"
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   QApplication::setApplicationName(QStringLiteral("KVScope"));
   QApplication::setOrganizationName(QStringLiteral("KVScope"));
   QApplication::setApplicationVersion(QString::fromLatin1(kvscope::kVersion));
+  kvscope::gui::apply_saved_decode_limit();  // before anything decodes
 
   QCommandLineParser parser;
   parser.setApplicationDescription(QStringLiteral("KVScope: explore KV-cache compression and streaming"));

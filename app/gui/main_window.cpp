@@ -32,6 +32,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "decode_limit_setting.h"
 #include "distributions_panel.h"
 #include "help_text.h"
 #include "job_runner.h"
@@ -331,6 +332,8 @@ void MainWindow::buildMenus() {
     prefill();
   });
   run->addAction(tr("&Cancel"), QKeySequence(Qt::Key_Escape), this, &MainWindow::cancelJobs);
+  run->addSeparator();
+  add_decode_limit_action(run, this);
 
   view_menu_ = menuBar()->addMenu(tr("&View"));
   for (QDockWidget* dock : findChildren<QDockWidget*>()) view_menu_->addAction(dock->toggleViewAction());

@@ -96,6 +96,9 @@ AutoDecodeResult decode_auto(std::span<const std::uint8_t> bitstream, const code
   } else if (const GpuSupport support = gpu_decode_support(bitstream); !support) {
     reason = support.reason;
   } else {
+    // The same cap as the CPU decoder, before the device allocates (docs/hostile-input.md).
+    codec::require_within_limit(codec::inspect_stream(bitstream, false).shape.elements(),
+                                options.max_elements, "bitstream");
     try {
       return {gpu_decode_bitstream(bitstream), compute_backend(), ""};
     } catch (const Error& e) {

@@ -224,8 +224,7 @@ TEST(AssembleStream, ReframesEveryCodecsSectionsIntoTheSameBytes) {
       payloads.emplace_back(p, p + s.payload_bytes);
       tables = tables || s.kind == SectionKind::Table;
     }
-    const std::size_t ch_end = info.header_bytes - 4;  // the codec header ends before section_count
-    const std::span<const std::uint8_t> codec_header(r.bytes.data() + ch_end - info.codec_header_bytes,
+    const std::span<const std::uint8_t> codec_header(r.bytes.data() + info.codec_header_offset,
                                                      info.codec_header_bytes);
     EXPECT_EQ(assemble_stream(cache.shape(), cache.info, config, codec_header, tables, payloads), r.bytes)
         << c->name();

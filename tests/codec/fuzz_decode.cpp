@@ -1,35 +1,81 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target for the bitstream decoder: any input must decode or throw
-// kvscope::Error, never crash, hang or read out of bounds. Built with
-// -fsanitize=fuzzer when KVSCOPE_BUILD_FUZZERS; fuzz_replay_test.cpp also
-// runs it over deterministic mutations under ctest.
+// kvscope::Error, never crash, hang or read out of bounds, and no input may
+// make the decoder allocate more than its cap allows (the run's
+// -malloc_limit_mb catches one that tries). A stream that decodes must decode
+// chunk by chunk (decode_section) to the same values. fuzz_replay_test.cpp
+// runs it over deterministic mutations under ctest with time and memory
+// bounds; the `fuzz` ctest label runs it under libFuzzer (tests/fuzz).
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <span>
+#include <vector>
 
+#include "fuzz_outcome.h"
+#include "fuzz_seeds.h"
 #include "kvscope/codec/bitstream.h"
+#include "kvscope/codec/synthetic.h"
 #include "kvscope/common/error.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  using namespace kvscope;
-  const std::span<const std::uint8_t> in(data, size);
+namespace kvscope::test {
+
+/// The decoder's cap in this target: 2^22 values (16 MiB of float32).
+inline constexpr std::size_t kFuzzDecodeMaxElements = std::size_t(1) << 22;
+
+FuzzOutcome fuzz_decode_run(std::span<const std::uint8_t> in) {
   codec::DecodeOptions o;
   o.threads = 1;
-  o.max_elements = std::size_t(1) << 22;
+  o.max_elements = kFuzzDecodeMaxElements;
   o.profile_dir = "/nonexistent-kvscope-profiles";
-  try {
-    const auto cache = codec::decode(in, o);
-    (void)cache;
-  } catch (const Error&) {
-  }
-  try {
+  return fuzz_outcome([&] {
+    const kv::KVCache cache = codec::decode(in, o);
     const auto info = codec::inspect_stream(in, false);
-    for (std::size_t i = 0; i < info.sections.size() && i < 4; ++i) {
-      try {
-        codec::decode_section(in, i, o);
-      } catch (const Error&) {
-      }
+    for (std::size_t i = 0, checked = 0; i < info.sections.size() && checked < 4; ++i) {
+      const auto& s = info.sections[i];
+      if (s.kind != codec::SectionKind::Chunk) continue;
+      ++checked;
+      const auto chunk = codec::decode_section(in, i, o);
+      std::size_t j = 0;
+      for (int h = 0; h < chunk.kv_heads; ++h)
+        for (int t = 0; t < chunk.token_count; ++t)
+          for (int d = 0; d < chunk.head_dim; ++d, ++j) {
+            const float a = chunk.values[j], b = cache.at(s.layer, s.kv, h, s.token_begin + t, d);
+            if (std::memcmp(&a, &b, 4) != 0) std::abort();  // a chunk decodes differently alone
+          }
     }
-  } catch (const Error&) {
+  });
+}
+
+/// Valid streams of every codec (small caches, several chunks): the seeds.
+std::vector<std::vector<std::uint8_t>> fuzz_decode_seeds() {
+  std::vector<std::vector<std::uint8_t>> seeds;
+  const auto cache = codec::synthetic_cache({2, 2, 19, 8}, 77);
+  // The same cache with the extended cache info (container flag bit 0):
+  // RoPE tables and attention windows after the section count.
+  auto extended = cache;
+  extended.info.rope_inv_freq.assign(2, std::vector<double>{1.0, 0.1, 0.01, 0.001});
+  extended.info.layer_window = {0, 16};
+  for (const codec::Codec* c : codec::all_codecs()) {
+    seeds.push_back(c->encode(cache, {{"chunk_tokens", "8"}}).bytes);
+    if (c->name() == "cachegen")
+      for (const char* scale : {"head", "channel"})
+        seeds.push_back(
+            c->encode(extended, {{"chunk_tokens", "8"}, {"scale", scale}, {"delta", "always"}}).bytes);
   }
+  return seeds;
+}
+
+}  // namespace kvscope::test
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  kvscope::test::write_fuzz_seeds(kvscope::test::fuzz_decode_seeds());
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  kvscope::test::fuzz_decode_run({data, size});
   return 0;
 }

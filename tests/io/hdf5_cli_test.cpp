@@ -97,5 +97,26 @@ TEST(Hdf5Cli, NoOverwriteWithoutForce) {
   EXPECT_FALSE(std::filesystem::exists(dir / "x.safetensors"));
 }
 
+// --max-elements (docs/hostile-input.md) caps what any command decodes or
+// loads; given before or after the command's name.
+TEST(Hdf5Cli, MaxElementsRefusesLargerInputsNamingBothNumbers) {
+  ASSERT_TRUE(std::filesystem::exists(kCli)) << kCli;
+  TempDir dir("cap");
+  io::save_cache(test::make_cache({2, 2, 40, 16}), dir / "c.safetensors");  // 5120 values
+  const std::string in = (dir / "c.safetensors").string();
+  const std::string kvc = (dir / "c.kvc").string();
+  const std::string out = (dir / "d.safetensors").string();
+  std::string text;
+  ASSERT_EQ(cli(dir, "encode --in '" + in + "' --out '" + kvc + "' --codec int8", &text), 0) << text;
+  EXPECT_NE(cli(dir, "decode --in '" + kvc + "' --out '" + out + "' --max-elements 5000", &text), 0);
+  EXPECT_NE(text.find("5120"), std::string::npos) << text;
+  EXPECT_NE(text.find("limit of 5000"), std::string::npos) << text;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_NE(
+      cli(dir, "--max-elements 5000 encode --in '" + in + "' --out '" + kvc + ".2' --codec int8", &text), 0);
+  EXPECT_NE(text.find("limit of 5000"), std::string::npos) << text;
+  EXPECT_EQ(cli(dir, "decode --in '" + kvc + "' --out '" + out + "' --max-elements 5120", &text), 0) << text;
+}
+
 }  // namespace
 }  // namespace kvscope

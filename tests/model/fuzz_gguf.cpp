@@ -1,15 +1,19 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target for the GGUF reader: any bytes must either parse or throw
 // kvscope::Error; never crash, hang or read out of bounds.
 #include <cstdint>
+#include <span>
 #include <vector>
 
+#include "fuzz_outcome.h"
+#include "fuzz_seeds.h"
 #include "kvscope/common/error.h"
 #include "kvscope/io/gguf.h"
 #include "tiny_model.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  try {
-    const auto f = kvscope::io::GgufFile::from_bytes({data, size}, "fuzz.gguf");
+kvscope::test::FuzzOutcome kvscope_fuzz_run(std::span<const std::uint8_t> in) {
+  return kvscope::test::fuzz_outcome([&] {
+    const auto f = kvscope::io::GgufFile::from_bytes(in, "fuzz.gguf");
     for (const auto& [key, value] : f.metadata()) {
       (void)f.get_float(key == "general.alignment" ? key : "x");
       (void)value;
@@ -22,8 +26,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
       }
     }
-  } catch (const kvscope::Error&) {
-  }
+  });
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  kvscope_fuzz_run({data, size});
   return 0;
 }
 
@@ -54,4 +61,9 @@ std::vector<std::vector<std::uint8_t>> kvscope_fuzz_seeds() {
   d.intermediate = 32;
   seeds.push_back(tiny_gguf_bytes(TinyWeights(d), 8));
   return seeds;
+}
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  kvscope::test::write_fuzz_seeds(kvscope_fuzz_seeds());
+  return 0;
 }

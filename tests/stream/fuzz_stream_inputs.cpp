@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target for the stream library's parsers of outside bytes: bandwidth
 // profile files (CSV and JSON) and the transport's frame header. The first
 // byte picks the parser; the rest is the input. Any input must either parse
@@ -11,22 +12,27 @@
 #include <fstream>
 #include <span>
 #include <string>
+#include <vector>
 
+#include "fuzz_outcome.h"
+#include "fuzz_seeds.h"
 #include "kvscope/common/error.h"
 #include "kvscope/stream/profile.h"
 #include "wire.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  if (size == 0) return 0;
+namespace kvscope::test {
+
+FuzzOutcome fuzz_stream_run(std::span<const std::uint8_t> data) {
+  if (data.empty()) return {true, std::nullopt, {}};
   const int mode = data[0] % 3;
-  const std::span<const std::uint8_t> body(data + 1, size - 1);
-  try {
+  const std::span<const std::uint8_t> body = data.subspan(1);
+  return fuzz_outcome([&] {
     if (mode == 2) {
       if (body.size() == kvscope::stream::wire::kHeaderBytes) {
         const auto h = kvscope::stream::wire::decode_header(body);
         if (h.payload_bytes > kvscope::stream::wire::kMaxPayload) std::abort();
       }
-      return 0;
+      return;
     }
     const auto path = std::filesystem::temp_directory_path() /
                       ("kvscope_fuzz_profile_" + std::to_string(::getpid()) + (mode == 0 ? ".csv" : ".json"));
@@ -48,7 +54,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (!std::isfinite(end) || end < t0) std::abort();
       if (!(profile.mbps_at(t0, 1) >= 0)) std::abort();
     }
-  } catch (const kvscope::Error&) {
-  }
+  });
+}
+
+}  // namespace kvscope::test
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  auto with_mode = [](int mode, const std::string& text) {
+    std::vector<std::uint8_t> v{static_cast<std::uint8_t>(mode)};
+    v.insert(v.end(), text.begin(), text.end());
+    return v;
+  };
+  kvscope::test::write_fuzz_seeds(
+      {with_mode(0, "# trace\ntime_s,mbps\n0,10.5\n0.5,3\n1.25,0\n2,40\n"),
+       with_mode(1, R"({"kind": "steps", "points": [[0, 100], [1, 15], [3, 40]]})"),
+       with_mode(1, R"({"kind": "per_chunk_random", "min_mbps": 100, "max_mbps": 10000, "seed": 1})"),
+       with_mode(2, std::string(kvscope::stream::wire::kHeaderBytes, '\0'))});
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  kvscope::test::fuzz_stream_run({data, size});
   return 0;
 }

@@ -75,8 +75,11 @@ __attribute__((target("avx2"))) inline __m256i decode8(Lanes& L, const std::uint
   const __m256i n =
       _mm256_sub_epi32(zero, _mm256_add_epi32(_mm256_cmpeq_epi32(_mm256_srli_epi32(L.range, 24), zero),
                                               _mm256_cmpeq_epi32(_mm256_srli_epi32(L.range, 16), zero)));
+  // pos counts reads past the lane's end too (left < 0 there); the load
+  // address stays within the lane's bytes and the padding.
   const __m256i left = _mm256_sub_epi32(L.end, L.pos);
-  const __m256i w = _mm256_i32gather_epi32(reinterpret_cast<const int*>(streams), L.pos, 1);
+  const __m256i w =
+      _mm256_i32gather_epi32(reinterpret_cast<const int*>(streams), _mm256_min_epu32(L.pos, L.end), 1);
   const __m256i byte = _mm256_set1_epi32(0xFF);
   const __m256i b0 = _mm256_and_si256(_mm256_and_si256(w, byte), _mm256_cmpgt_epi32(left, zero));
   const __m256i b1 =
@@ -86,7 +89,7 @@ __attribute__((target("avx2"))) inline __m256i decode8(Lanes& L, const std::uint
   L.code = _mm256_or_si256(_mm256_sllv_epi32(L.code, bits),
                            _mm256_srlv_epi32(in16, _mm256_sub_epi32(_mm256_set1_epi32(16), bits)));
   L.range = _mm256_sllv_epi32(L.range, bits);
-  L.pos = _mm256_add_epi32(L.pos, _mm256_min_epi32(n, left));
+  L.pos = _mm256_add_epi32(L.pos, n);
   return s;
 }
 
@@ -126,7 +129,7 @@ __attribute__((target("avx2"))) bool decode_block_avx2(const Block8& b) {
       doff[j] = aoff[j];
     }
     std::uint32_t c = 0, p = b.begin[j];
-    for (int i = 0; i < 4; ++i) c = (c << 8) | (p < b.end[j] ? b.streams[p++] : 0u);
+    for (int i = 0; i < 4; ++i, ++p) c = (c << 8) | (p < b.end[j] ? b.streams[p] : 0u);
     code0[j] = c;
     pos0[j] = p;
     end0[j] = b.end[j];
@@ -170,6 +173,11 @@ __attribute__((target("avx2"))) bool decode_block_avx2(const Block8& b) {
       _mm256_storeu_ps(row, _mm256_mul_ps(_mm256_cvtepi32_ps(q), shared ? _mm256_set1_ps(st) : vcstep));
       row += b.out_stride;
     }
+  }
+  if (b.ends) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(b.ends->read), L.pos);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(b.ends->code), L.code);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(b.ends->range), L.range);
   }
   return _mm256_testz_si256(bad, bad) != 0;
 }

@@ -13,6 +13,13 @@
 
 namespace kvscope::codec::detail::cachegen {
 
+/// Each lane's range decoder after its last symbol, for
+/// range_stream_end_error(): read position in Block8::streams (reads past the
+/// lane's end counted), code, range.
+struct LaneEnds {
+  std::uint32_t read[8], code[8], range[8];
+};
+
 /// One block's inputs.
 struct Block8 {
   /// The chunk's streams, back to back, followed by at least 4 readable bytes
@@ -30,6 +37,8 @@ struct Block8 {
   int tokens = 0, group_size = 1, M = 0;
   float* out = nullptr;  ///< lane j of token t goes to out[t * out_stride + j]
   int out_stride = 0;
+  /// When set, receives each lane's decoder state after the last token.
+  LaneEnds* ends = nullptr;
 };
 
 /// Whether this CPU runs the AVX2 decoder and it is not disabled (by

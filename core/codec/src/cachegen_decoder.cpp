@@ -5,6 +5,7 @@
 // streams channel by channel.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <optional>
 
 #include "cachegen_block_avx2.h"
@@ -80,8 +81,13 @@ class CachegenDecoder : public ChunkDecoder {
     if (total != r.remaining()) r.fail("stream lengths do not add up to the section size");
     auto streams = r.bytes(total);
     if (n == 0) return;
+    // After its tokens every stream must end exactly as the encoder ends one
+    // (docs/bitstream.md section 2, "End of a stream").
+    auto require_end = [&](const char* error, int c) {
+      if (error) r.fail("the stream of channel " + std::to_string(c) + " " + error);
+    };
     if (layout_.delta_mode == Layout::DeltaMode::Float) {
-      decode_float(s, streams, len, step, out);
+      decode_float(s, streams, len, step, out, require_end);
       return;
     }
     std::size_t off = 0;
@@ -131,7 +137,13 @@ class CachegenDecoder : public ChunkDecoder {
         blk.M = M;
         blk.out = out.data + (std::size_t(c0 / D) * out.tokens + out.token_offset) * D + c0 % D;
         blk.out_stride = D;
+        LaneEnds ends;
+        blk.ends = &ends;
         if (!decode_block_avx2(blk)) r.fail("decoded value out of range (corrupt stream)");
+        for (int j = 0; j < kLanes; ++j)
+          require_end(range_stream_end_error(streams.subspan(blk.begin[j], blk.end[j] - blk.begin[j]),
+                                             ends.read[j] - blk.begin[j], ends.code[j], ends.range[j]),
+                      c0 + j);
         continue;
       }
       for (int j = 0; j < kLanes; ++j) {
@@ -204,6 +216,7 @@ class CachegenDecoder : public ChunkDecoder {
           }
         }
         if (bad) r.fail("decoded value out of range (corrupt stream)");
+        for (int j = 0; j < kLanes; ++j) require_end(rd[j].end_error(), c0 + j);
         continue;
       }
       for (int t = 0; t < n; ++t) {
@@ -225,6 +238,7 @@ class CachegenDecoder : public ChunkDecoder {
         }
       }
       if (bad) r.fail("decoded value out of range (corrupt stream)");
+      for (int j = 0; j < nb; ++j) require_end(rd[j].end_error(), c0 + j);
     }
   }
 
@@ -244,8 +258,8 @@ class CachegenDecoder : public ChunkDecoder {
   // other: x' = Q_a * step for anchors, x'_anchor + Q * step for the others
   // (two float operations, the product rounded first).
   void decode_float(const SectionInfo& s, std::span<const std::uint8_t> streams,
-                    const std::vector<std::size_t>& len, const std::vector<float>& step,
-                    const TensorOut& out) const {
+                    const std::vector<std::size_t>& len, const std::vector<float>& step, const TensorOut& out,
+                    const std::function<void(const char*, int)>& require_end) const {
     const int n = s.token_count - layout_.sink_tokens(s.token_begin, s.token_count);
     const int M = layout_.M(s.layer, int(s.kv)), Ma = layout_.anchor_M(s.layer, int(s.kv));
     const int D = out.head_dim, G = layout_.group_size;
@@ -276,6 +290,7 @@ class CachegenDecoder : public ChunkDecoder {
         }
         dst[std::size_t(t) * D] = x;
       }
+      require_end(rd.end_error(), c);
     }
   }
 
@@ -383,6 +398,16 @@ std::unique_ptr<ChunkDecoder> make_cachegen_decoder(const Codec& codec, const St
       models[lk].raw.assign(prof.raw.begin() + lk * L.channels, prof.raw.begin() + (lk + 1) * L.channels);
     }
   } else if (mode == kTablesObject) {
+    // Anchor and delta CDFs (alphabet + 1 words each per channel) count
+    // against the decoder's cap with the cache (docs/hostile-input.md).
+    std::uint64_t words = header.info.shape.elements();
+    for (std::size_t lk = 0; lk < models.size(); ++lk) {
+      if (tables[lk].empty()) continue;
+      const int l = int(lk / 2), k = int(lk % 2);
+      words +=
+          std::uint64_t(L.channels) * std::uint64_t(L.anchor_alphabet(l, k) + L.delta_alphabet(l, k) + 2);
+    }
+    require_within_limit(words, options.max_elements, "bitstream (cache and symbol tables)");
     for (std::size_t lk = 0; lk < models.size(); ++lk) {
       if (tables[lk].empty()) continue;  // decode_section loads only what it needs
       const int l = int(lk / 2), k = int(lk % 2);

@@ -135,6 +135,7 @@ void read_steps(ByteReader& r, std::span<float> steps, const Layout& layout) {
     h = std::uint32_t(next);
     steps[i] = half_to_float(std::uint16_t(h));
   }
+  if (const char* e = rd.end_error()) r.fail(std::string("the coded steps' stream ") + e);
 }
 
 }  // namespace kvscope::codec::detail::cachegen

@@ -66,6 +66,7 @@ class LmDecoder : public ChunkDecoder {
       off += len[c];
       float* dst = out.data + (std::size_t(c / D) * out.tokens + out.token_offset) * D + c % D;
       for (int t = 0; t < n; ++t) dst[std::size_t(t) * D] = float(rd.decode(tab) - M) * step[t];
+      if (const char* e = rd.end_error()) r.fail("the stream of channel " + std::to_string(c) + " " + e);
     }
   }
 
@@ -207,7 +208,7 @@ class LmcacheCodec : public CodecBase {
 
   std::unique_ptr<ChunkDecoder> make_decoder(const StreamHeader& header,
                                              const std::vector<std::span<const std::uint8_t>>& tables,
-                                             const DecodeOptions&) const override {
+                                             const DecodeOptions& options) const override {
     const Params p = stream_params(*this, header);
     LmLayout L;
     try {
@@ -217,6 +218,12 @@ class LmcacheCodec : public CodecBase {
     }
     if (!header.codec_header.empty())
       throw Error(ErrorCode::Format, "cachegen-lmcache: unexpected codec header");
+    // The tables' CDFs (alphabet + 1 words per channel) count against the
+    // decoder's cap with the cache: a few bytes of table allocate ~1 KB.
+    std::uint64_t words = header.info.shape.elements();
+    for (std::size_t lk = 0; lk < tables.size(); ++lk)
+      if (!tables[lk].empty()) words += std::uint64_t(L.channels) * (2 * L.M(int(lk / 2), int(lk % 2)) + 2);
+    require_within_limit(words, options.max_elements, "bitstream (cache and symbol tables)");
     std::vector<std::vector<FreqModel>> models(tables.size());
     for (std::size_t lk = 0; lk < tables.size(); ++lk) {
       if (tables[lk].empty()) continue;

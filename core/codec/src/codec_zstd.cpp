@@ -31,6 +31,10 @@ class ZstdDecoder : public ChunkDecoder {
       if (!std::isfinite(v) || v < 0) r.fail("invalid scale");
     }
     auto frame = r.bytes(r.remaining());
+    // Exactly one frame and nothing after it (ZSTD_decompress would also
+    // decode frames appended to the first).
+    if (ZSTD_findFrameCompressedSize(frame.data(), frame.size()) != frame.size())
+      r.fail("the payload is not exactly one zstd frame");
     const unsigned long long size = ZSTD_getFrameContentSize(frame.data(), frame.size());
     if (size != n) r.fail("zstd frame does not hold the chunk's symbols");
     std::vector<std::int8_t> sym(n);

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <new>
+#include <stdexcept>
 
 #include "byte_io.h"
 #include "codec_base.h"
@@ -111,10 +113,7 @@ Prepared prepare(std::span<const std::uint8_t> bytes, const DecodeOptions& optio
   Prepared p;
   p.header.info = inspect_stream(bytes, true);
   const auto& info = p.header.info;
-  if (info.shape.elements() > options.max_elements)
-    throw Error(ErrorCode::Unsupported, "bitstream: cache of " + std::to_string(info.shape.elements()) +
-                                            " values exceeds the decoder limit of " +
-                                            std::to_string(options.max_elements));
+  require_within_limit(info.shape.elements(), options.max_elements, "bitstream");
   p.codec = &codec_for(info);
   // The codec header lies inside the header body (before the section count
   // and any extended info); inspect_stream recorded where.
@@ -436,7 +435,31 @@ kv::KVCache decode(std::span<const std::uint8_t> bytes, const DecodeOptions& opt
   return out;
 }
 
-void decode_into(std::span<const std::uint8_t> bytes, kv::KVCache& out, const DecodeOptions& options) {
+namespace {
+
+// Runs a decode; an allocation the machine cannot satisfy (a cache under
+// max_elements but larger than the memory left, or a process memory limit)
+// becomes an Error instead of escaping as std::bad_alloc.
+template <typename Body>
+auto within_memory(std::span<const std::uint8_t> bytes, Body&& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    std::string what = "bitstream: not enough memory to decode it";
+    try {
+      const auto info = inspect_stream(bytes, false);
+      what += " (a cache of " + std::to_string(info.shape.elements()) + " values, " +
+              std::to_string(info.shape.elements() * sizeof(float) >> 20) + " MiB as float32)";
+    } catch (const std::exception&) {
+    }
+    throw Error(ErrorCode::Unsupported, what);
+  } catch (const std::length_error&) {
+    throw Error(ErrorCode::Unsupported, "bitstream: a size it declares is too large to allocate");
+  }
+}
+
+void decode_into_unchecked(std::span<const std::uint8_t> bytes, kv::KVCache& out,
+                           const DecodeOptions& options) {
   const Prepared p = prepare(bytes, options);
   const auto& info = p.header.info;
   std::vector<std::span<const std::uint8_t>> tables(std::size_t(info.shape.layers) * 2);
@@ -462,35 +485,43 @@ void decode_into(std::span<const std::uint8_t> bytes, kv::KVCache& out, const De
   });
 }
 
+}  // namespace
+
+void decode_into(std::span<const std::uint8_t> bytes, kv::KVCache& out, const DecodeOptions& options) {
+  within_memory(bytes, [&] { decode_into_unchecked(bytes, out, options); });
+}
+
 DecodedChunk decode_section(std::span<const std::uint8_t> bytes, std::size_t section_index,
                             const DecodeOptions& options) {
-  const Prepared p = prepare(bytes, options);
-  const auto& info = p.header.info;
-  if (section_index >= info.sections.size())
-    throw Error(ErrorCode::InvalidArgument, "section index " + std::to_string(section_index) +
-                                                " out of range (" + std::to_string(info.sections.size()) +
-                                                " sections)");
-  const auto& s = info.sections[section_index];
-  if (s.kind != SectionKind::Chunk)
-    throw Error(ErrorCode::InvalidArgument, "section " + std::to_string(section_index) + " is not a chunk");
-  std::vector<std::span<const std::uint8_t>> tables(std::size_t(info.shape.layers) * 2);
-  if (p.tables) {
-    for (const auto& t : info.sections)
-      if (t.kind == SectionKind::Table && t.layer == s.layer && t.kv == s.kv)
-        tables[std::size_t(s.layer) * 2 + int(s.kv)] = bytes.subspan(t.payload_offset, t.payload_bytes);
-  }
-  auto decoder = p.codec->make_decoder(p.header, tables, options);
-  DecodedChunk c;
-  c.layer = s.layer;
-  c.kv = s.kv;
-  c.token_begin = s.token_begin;
-  c.token_count = s.token_count;
-  c.kv_heads = info.shape.kv_heads;
-  c.head_dim = info.shape.head_dim;
-  c.values.assign(std::size_t(c.kv_heads) * c.token_count * c.head_dim, 0.0f);
-  decoder->decode(s, bytes.subspan(s.payload_offset, s.payload_bytes),
-                  detail::TensorOut{c.values.data(), c.kv_heads, c.token_count, c.head_dim, 0});
-  return c;
+  return within_memory(bytes, [&] {
+    const Prepared p = prepare(bytes, options);
+    const auto& info = p.header.info;
+    if (section_index >= info.sections.size())
+      throw Error(ErrorCode::InvalidArgument, "section index " + std::to_string(section_index) +
+                                                  " out of range (" + std::to_string(info.sections.size()) +
+                                                  " sections)");
+    const auto& s = info.sections[section_index];
+    if (s.kind != SectionKind::Chunk)
+      throw Error(ErrorCode::InvalidArgument, "section " + std::to_string(section_index) + " is not a chunk");
+    std::vector<std::span<const std::uint8_t>> tables(std::size_t(info.shape.layers) * 2);
+    if (p.tables) {
+      for (const auto& t : info.sections)
+        if (t.kind == SectionKind::Table && t.layer == s.layer && t.kv == s.kv)
+          tables[std::size_t(s.layer) * 2 + int(s.kv)] = bytes.subspan(t.payload_offset, t.payload_bytes);
+    }
+    auto decoder = p.codec->make_decoder(p.header, tables, options);
+    DecodedChunk c;
+    c.layer = s.layer;
+    c.kv = s.kv;
+    c.token_begin = s.token_begin;
+    c.token_count = s.token_count;
+    c.kv_heads = info.shape.kv_heads;
+    c.head_dim = info.shape.head_dim;
+    c.values.assign(std::size_t(c.kv_heads) * c.token_count * c.head_dim, 0.0f);
+    decoder->decode(s, bytes.subspan(s.payload_offset, s.payload_bytes),
+                    detail::TensorOut{c.values.data(), c.kv_heads, c.token_count, c.head_dim, 0});
+    return c;
+  });
 }
 
 }  // namespace kvscope::codec

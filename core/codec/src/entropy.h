@@ -109,10 +109,36 @@ class RangeEncoder {
   std::uint64_t cache_size_ = 1;
 };
 
+/// Why a coded stream does not end exactly as RangeEncoder::finish() ends
+/// one, or nullptr when it does (docs/bitstream.md section 2, "End of a
+/// stream"), from the decoder's state after the stream's last symbol: `read`
+/// bytes read (reads past the end included), `code` and `range`. The checks:
+/// no byte left unread, no trailing 0 byte (the encoder drops them), and the
+/// final code is the offset finish() picks (the value in the last interval
+/// with the most trailing zero bytes), which also catches missing bytes.
+/// An empty stream passes exactly when its symbols are a run of the model's
+/// lowest symbol, which is all an empty stream can decode to.
+inline const char* range_stream_end_error(std::span<const std::uint8_t> stream, std::size_t read,
+                                          std::uint32_t code, std::uint32_t range) {
+  if (read < stream.size()) return "has trailing bytes";
+  if (!stream.empty() && stream.back() == 0) return "ends with a 0 byte";
+  // The last 4 bytes read are the encoder's final 32-bit window: low = window - code.
+  std::uint32_t window = 0;
+  for (std::size_t i = read - 4; i < read; ++i) window = (window << 8) | (i < stream.size() ? stream[i] : 0u);
+  const std::uint32_t low = window - code;
+  for (int k = 32; k >= 0; k -= 8) {
+    const std::uint64_t unit = std::uint64_t(1) << k;
+    const std::uint64_t offset = (unit - std::uint64_t(low) % unit) % unit;  // to the next multiple of 2^k
+    if (offset <= std::uint64_t(range) - 1)
+      return offset == code ? nullptr : "does not end as the encoder ends it";
+  }
+  return "does not end as the encoder ends it";
+}
+
 class RangeDecoder {
  public:
   RangeDecoder() = default;
-  explicit RangeDecoder(std::span<const std::uint8_t> in) : p_(in.data()), end_(in.data() + in.size()) {
+  explicit RangeDecoder(std::span<const std::uint8_t> in) : data_(in.data()), size_(in.size()) {
     for (int i = 0; i < 4; ++i) code_ = (code_ << 8) | next();
   }
   /// Decodes one symbol. Never reads outside the input; on corrupt input the
@@ -127,28 +153,33 @@ class RangeDecoder {
     renormalize();
     return s;
   }
+  /// After the last symbol: range_stream_end_error() of this stream.
+  const char* end_error() const { return range_stream_end_error({data_, size_}, pos_, code_, range_); }
 
  private:
   // Same effect as `while (range_ < 2^24) { range_ <<= 8; code_ = code_ << 8 | next(); }`
   // without data-dependent branches: range_ = r * freq >= 2^8 (r >= 2^8 and
   // freq >= 1 because find() returns a symbol with cdf[s] <= v < cdf[s+1]), so
-  // at most two bytes are shifted in.
+  // at most two bytes are shifted in. pos_ counts reads past the end too.
   void renormalize() {
     const unsigned n = unsigned(range_ < (1u << 24)) + unsigned(range_ < (1u << 16));
-    const std::size_t left = std::size_t(end_ - p_);
-    const std::uint32_t b0 = left > 0 ? p_[0] : 0u;
-    const std::uint32_t b1 = left > 1 ? p_[1] : 0u;
+    const std::size_t left = size_ > pos_ ? size_ - pos_ : 0;
+    const std::uint32_t b0 = left > 0 ? data_[pos_] : 0u;
+    const std::uint32_t b1 = left > 1 ? data_[pos_ + 1] : 0u;
     const std::uint64_t in = (std::uint64_t(code_) << 16) | (b0 << 8) | b1;
     code_ = std::uint32_t(in >> (16 - 8 * n));
     range_ = std::uint32_t(std::uint64_t(range_) << (8 * n));
-    p_ += n < left ? n : left;
+    pos_ += n;
   }
 
- public:
- private:
-  std::uint32_t next() { return p_ < end_ ? *p_++ : 0u; }
-  const std::uint8_t* p_ = nullptr;
-  const std::uint8_t* end_ = nullptr;
+  std::uint32_t next() {
+    const std::uint32_t b = pos_ < size_ ? data_[pos_] : 0u;
+    ++pos_;
+    return b;
+  }
+  const std::uint8_t* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t pos_ = 0;
   std::uint32_t code_ = 0;
   std::uint32_t range_ = 0xFFFFFFFFu;
 };

@@ -1,8 +1,11 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "kvscope/io/raw_cache.h"
 
 #include <cmath>
 #include <cstring>
+#include <new>
 
+#include "kvscope/codec/codec.h"
 #include "kvscope/common/error.h"
 #include "kvscope/common/fp16.h"
 #include "kvscope/common/paths.h"
@@ -10,6 +13,12 @@
 
 namespace kvscope::io {
 namespace {
+
+// The bitstream container's limits (docs/bitstream.md 1.1): a raw cache
+// outside them could be loaded but never encoded.
+constexpr int kMaxRawLayers = 4096;
+constexpr std::int64_t kMaxRawChannels = 1 << 20;
+constexpr std::int64_t kMaxRawTokens = 1 << 24;
 
 std::string tensor_name(int layer, kv::Kind kind) {
   return "layers." + std::to_string(layer) + "." + kv::to_string(kind);
@@ -82,24 +91,40 @@ void save_cache(const kv::KVCache& cache, const std::filesystem::path& path, Raw
   write_file_atomically(path, bytes.data(), bytes.size());
 }
 
-kv::KVCache load_cache(const std::filesystem::path& path) {
+namespace {
+
+kv::KVCache load_cache_unchecked(const std::filesystem::path& path, std::size_t max_elements) {
   SafetensorsFile file(path);
   const std::string label = path.string();
   int layers = 0;
-  while (file.find(tensor_name(layers, kv::Kind::Key)) != nullptr) ++layers;
+  while (layers < kMaxRawLayers && file.find(tensor_name(layers, kv::Kind::Key)) != nullptr) ++layers;
   if (layers == 0) throw Error(ErrorCode::Format, label, "no tensor 'layers.0.key': not a KV cache file");
+  if (file.find(tensor_name(kMaxRawLayers, kv::Kind::Key)) != nullptr)
+    throw Error(ErrorCode::Format, label, "more than " + std::to_string(kMaxRawLayers) + " layers");
   const auto& first = file.get(tensor_name(0, kv::Kind::Key));
   if (first.shape.size() != 3)
     throw Error(ErrorCode::Format, label, "tensor 'layers.0.key' must be [kv_heads, tokens, head_dim]");
-  kv::CacheShape shape{layers, int(first.shape[0]), int(first.shape[1]), int(first.shape[2])};
-  if (shape.kv_heads <= 0 || shape.head_dim <= 0)
+  // 64-bit dimensions checked before they become int (the codecs' ranges:
+  // docs/bitstream.md 1.1), then the whole cache against the cap.
+  const std::int64_t heads = first.shape[0], tokens = first.shape[1], dim = first.shape[2];
+  if (heads <= 0 || dim <= 0)
     throw Error(ErrorCode::Format, label, "tensor 'layers.0.key' has an empty head or dim axis");
+  if (heads > kMaxRawChannels || dim > kMaxRawChannels || heads * dim > kMaxRawChannels ||
+      tokens > kMaxRawTokens)
+    throw Error(ErrorCode::Format, label,
+                "tensor 'layers.0.key' has shape [" + std::to_string(heads) + ", " + std::to_string(tokens) +
+                    ", " + std::to_string(dim) + "]: at most " + std::to_string(kMaxRawChannels) +
+                    " channels (kv_heads * head_dim) and " + std::to_string(kMaxRawTokens) +
+                    " tokens are supported");
+  kv::CacheShape shape{layers, int(heads), int(tokens), int(dim)};
+  codec::require_within_limit(shape.elements(), max_elements, label);
   kv::KVCache cache(shape);
   for (int l = 0; l < layers; ++l) {
     for (kv::Kind k : kv::kKinds) {
       const auto& t = file.get(tensor_name(l, k));
       if (t.shape != first.shape)
-        throw Error(ErrorCode::Format, label, "tensor '" + t.name + "' has a different shape than 'layers.0.key'");
+        throw Error(ErrorCode::Format, label,
+                    "tensor '" + t.name + "' has a different shape than 'layers.0.key'");
       const auto values = file.to_float(t);
       std::copy(values.begin(), values.end(), cache.tensor(l, k).begin());
     }
@@ -108,7 +133,8 @@ kv::KVCache load_cache(const std::filesystem::path& path) {
     const auto* t = file.find(name);
     if (t == nullptr) return;
     if (t->dtype != "I32" || t->elements() != shape.tokens)
-      throw Error(ErrorCode::Format, label, std::string("tensor '") + name + "' must be I32 with one entry per token");
+      throw Error(ErrorCode::Format, label,
+                  std::string("tensor '") + name + "' must be I32 with one entry per token");
     dst.resize(shape.tokens);
     std::memcpy(dst.data(), t->bytes.data(), t->bytes.size());
   };
@@ -136,7 +162,10 @@ kv::KVCache load_cache(const std::filesystem::path& path) {
       if (w < 0) throw Error(ErrorCode::Format, label, "tensor 'layer_window' holds a negative window");
   }
   const auto& meta = file.metadata();
-  auto get = [&](const char* key) { auto it = meta.find(key); return it == meta.end() ? std::string() : it->second; };
+  auto get = [&](const char* key) {
+    auto it = meta.find(key);
+    return it == meta.end() ? std::string() : it->second;
+  };
   cache.info.model_name = get("model");
   cache.info.architecture = get("architecture");
   cache.info.model_sha256 = get("model_sha256");
@@ -149,6 +178,16 @@ kv::KVCache load_cache(const std::filesystem::path& path) {
     }
   }
   return cache;
+}
+
+}  // namespace
+
+kv::KVCache load_cache(const std::filesystem::path& path, std::size_t max_elements) {
+  try {
+    return load_cache_unchecked(path, max_elements);
+  } catch (const std::bad_alloc&) {
+    throw Error(ErrorCode::Unsupported, path.string(), "not enough memory to load this cache");
+  }
 }
 
 }  // namespace kvscope::io

@@ -14,6 +14,11 @@ namespace {
 
 // Headers larger than this are refused: real files have a few KB to a few MB.
 constexpr std::uint64_t kMaxHeaderBytes = 100ull << 20;
+// A parsed JSON value costs ~20x its text (a 99 MB header of numbers took
+// 2.2 GB): the header may hold at most this many values and nest this deep
+// (a real one: ~10 values per tensor, depth 3), checked while parsing.
+constexpr std::size_t kMaxHeaderValues = std::size_t(1) << 20;
+constexpr int kMaxHeaderDepth = 8;
 
 }  // namespace
 
@@ -63,7 +68,16 @@ void SafetensorsFile::parse() {
 
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(base + 8, base + data_start);
+    std::size_t values = 0;
+    const nlohmann::json::parser_callback_t bounded = [&](int depth, nlohmann::json::parse_event_t event,
+                                                          nlohmann::json&) {
+      if (depth > kMaxHeaderDepth) fail("header nests deeper than " + std::to_string(kMaxHeaderDepth) + " levels");
+      if (event != nlohmann::json::parse_event_t::object_end && event != nlohmann::json::parse_event_t::array_end &&
+          ++values > kMaxHeaderValues)
+        fail("header holds more than " + std::to_string(kMaxHeaderValues) + " JSON values");
+      return true;
+    };
+    header = nlohmann::json::parse(base + 8, base + data_start, bounded);
   } catch (const nlohmann::json::exception& e) {
     fail(std::string("header is not JSON (") + e.what() + ")");
   }
@@ -91,15 +105,24 @@ void SafetensorsFile::parse() {
     tensor.dtype = t["dtype"].get<std::string>();
     const std::size_t elem = safetensors_dtype_size(tensor.dtype);
     if (elem == 0) fail("tensor '" + name + "' has unknown dtype " + tensor.dtype);
-    std::uint64_t count = 1;
+    // The product of the non-zero dimensions is range-checked too, so a zero
+    // dimension cannot hide a dimension that overflows int64 or a product
+    // that overflows the byte count (the shape is used as int64 later).
+    std::uint64_t nonzero = 1;
+    bool has_zero = false;
     for (const auto& d : t["shape"]) {
       if (!d.is_number_unsigned()) fail("tensor '" + name + "' has a negative or non-integer dimension");
       const std::uint64_t dim = d.get<std::uint64_t>();
-      if (dim != 0 && count > std::numeric_limits<std::uint64_t>::max() / 8 / dim)
-        fail("tensor '" + name + "' is impossibly large");
-      count *= dim;
+      if (dim == 0) {
+        has_zero = true;
+      } else {
+        if (nonzero > std::numeric_limits<std::uint64_t>::max() / 8 / dim)
+          fail("tensor '" + name + "' is impossibly large");
+        nonzero *= dim;
+      }
       tensor.shape.push_back(static_cast<std::int64_t>(dim));
     }
+    const std::uint64_t count = has_zero ? 0 : nonzero;
     const auto& off = t["data_offsets"];
     if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned()) fail("tensor '" + name + "' has bad data_offsets");
     const std::uint64_t begin = off[0].get<std::uint64_t>();

@@ -108,7 +108,8 @@ BandwidthProfile parse_json(const std::filesystem::path& path, const std::string
     throw Error(ErrorCode::Format, path.string(), std::string("invalid JSON: ") + e.what());
   }
   if (!j.is_object()) throw Error(ErrorCode::Format, path.string(), "expected a JSON object");
-  const std::string kind = j.value("kind", std::string());
+  // Not j.value(): it throws nlohmann's type_error when "kind" is not a string.
+  const std::string kind = j.contains("kind") && j["kind"].is_string() ? j["kind"].get<std::string>() : "";
   BandwidthProfile profile;
   try {
     if (kind == "constant") {

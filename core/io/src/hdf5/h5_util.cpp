@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "h5_util.h"
 
 #include <bit>
@@ -311,7 +312,22 @@ std::uint64_t check_1d(const Ctx& ctx, hid_t dset, const std::string& where, H5T
                 where + " has " + std::to_string(dims[0]) + " elements, more than the " +
                     std::to_string(max_count) + " possible");
   }
+  check_storage(ctx, dset, where, std::uint64_t(dims[0]) * elem_size);
   return dims[0];
+}
+
+void check_storage(const Ctx& ctx, hid_t dset, const std::string& where, std::uint64_t bytes) {
+  // What the file really stores for the dataset: a dataset whose chunks
+  // were never written (HDF5 returns fill values), or that claims more than
+  // deflate could have compressed into its storage, is refused before its
+  // declared size is allocated.
+  const std::uint64_t stored = H5Dget_storage_size(dset);
+  take_error_message();
+  if (bytes > stored * kMaxCompressionRatio + kStorageSlackBytes) {
+    throw Error(ErrorCode::Format, ctx.file,
+                where + " declares " + std::to_string(bytes) + " bytes but the file stores only " +
+                    std::to_string(stored) + " bytes for it (a sparse or lying dataset)");
+  }
 }
 
 void verify_crc(const Ctx& ctx, hid_t obj, const std::string& where, std::uint32_t crc) {

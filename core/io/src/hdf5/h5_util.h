@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Internal helpers over HDF5's C API: RAII handles, error capture and typed
@@ -108,6 +109,16 @@ std::vector<std::string> link_names(const Ctx& ctx, hid_t loc, const std::string
 /// as expected; rejects other ranks and counts above `max_count`.
 std::uint64_t check_1d(const Ctx& ctx, hid_t dset, const std::string& where, H5T_class_t cls,
                        std::size_t elem_size, std::uint64_t max_count);
+/// Largest ratio of a dataset's logical bytes to the bytes the file stores for
+/// it that import accepts: deflate's limit (about 1032:1) plus headroom.
+inline constexpr std::uint64_t kMaxCompressionRatio = 1100;
+/// Bytes a dataset may declare beyond kMaxCompressionRatio x its storage
+/// (small datasets, HDF5's own rounding).
+inline constexpr std::uint64_t kStorageSlackBytes = 1 << 16;
+/// Throws Error(Format) naming both numbers when a dataset declares `bytes`
+/// of data but the file stores too few for them (unwritten chunks read as
+/// fill values; a hostile file can declare terabytes in a few bytes).
+void check_storage(const Ctx& ctx, hid_t dset, const std::string& where, std::uint64_t bytes);
 /// Reads a 1-D uint8 dataset and verifies its crc32c attribute.
 std::vector<std::uint8_t> read_bytes(const Ctx& ctx, hid_t loc, const std::string& path,
                                      std::uint64_t max_count);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Export of encoded caches to the HDF5 container (docs/hdf5-format.md).
 #include <unistd.h>
 

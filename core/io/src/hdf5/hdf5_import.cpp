@@ -1,11 +1,20 @@
+// SPDX-License-Identifier: Apache-2.0
 // Import of the HDF5 container (docs/hdf5-format.md). Every value is checked
 // before use: types, ranks and sizes before reading, CRC32C after.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <optional>
 #include <random>
+#include <stdexcept>
 
 #include "h5_util.h"
 #include "hdf5_schema.h"
@@ -86,8 +95,10 @@ std::vector<Hdf5Section> read_sections(const h5::Ctx& ctx, hid_t level, const st
                                        const std::vector<std::uint8_t>& bitstream) {
   const std::string path = where + "/sections";
   Handle dset = h5::open_dataset(ctx, level, path);
+  // Rows tile the bitstream and every part is at least 16 bytes (the
+  // container prefix; sections have 24-byte headers).
   const std::uint64_t n =
-      h5::check_1d(ctx, dset, path, H5T_COMPOUND, sizeof(schema::SectionRow), bitstream.size() + 1);
+      h5::check_1d(ctx, dset, path, H5T_COMPOUND, sizeof(schema::SectionRow), bitstream.size() / 16 + 1);
   std::vector<schema::SectionRow> rows(n);
   std::memset(rows.data(), 0, rows.size() * sizeof(schema::SectionRow));
   Handle mem = section_memory_type(ctx);
@@ -155,7 +166,8 @@ void read_calibration(const h5::Ctx& ctx, hid_t file, Hdf5Contents& c, std::uint
   c.calibration = std::move(cal);
 }
 
-void read_reference(const h5::Ctx& ctx, hid_t file, Hdf5Contents& c, const ProgressFn& progress) {
+void read_reference(const h5::Ctx& ctx, hid_t file, Hdf5Contents& c, const Hdf5ImportOptions& options) {
+  const ProgressFn& progress = options.progress;
   const std::string path = std::string(schema::kReference) + "/cache";
   Handle dset = h5::open_dataset(ctx, file, path);
   Handle type(H5Dget_type(dset), H5Tclose);
@@ -172,6 +184,8 @@ void read_reference(const h5::Ctx& ctx, hid_t file, Hdf5Contents& c, const Progr
     h5::take_error_message();
     throw Error(ErrorCode::Format, ctx.file, path + " does not have the shape /model describes");
   }
+  codec::require_within_limit(s.elements(), options.max_elements, ctx.file + ": " + path);
+  h5::check_storage(ctx, dset, path, std::uint64_t(s.elements()) * 2);
   kv::KVCache ref(s);
   ref.info = c.info;
   Handle fp16 = h5::make_fp16_type(ctx);
@@ -218,7 +232,9 @@ class ScratchDir {
 
 }  // namespace
 
-Hdf5Contents import_hdf5(const fs::path& path, const Hdf5ImportOptions& options) {
+namespace {
+
+Hdf5Contents import_unchecked(const fs::path& path, const Hdf5ImportOptions& options) {
   const std::string name = path.string();
   h5::silence_errors();
   report_progress(options.progress, 0.0, "checking HDF5 file");
@@ -264,9 +280,99 @@ Hdf5Contents import_hdf5(const fs::path& path, const Hdf5ImportOptions& options)
     c.levels.push_back(read_level(ctx, levels, i, file_bytes));
   }
   c.has_reference = h5::exists(file, std::string(schema::kReference) + "/cache");
-  if (c.has_reference && options.load_reference) read_reference(ctx, file, c, options.progress);
+  if (c.has_reference && options.load_reference) read_reference(ctx, file, c, options);
   report_progress(options.progress, 1.0, "done");
   return c;
+}
+
+// Parses the file in a forked child with the same options and returns when
+// the child finished, whether it imported or threw a kvscope::Error (the
+// caller's own import then throws the same error); a Format error when HDF5
+// crashed or hung in it (docs/hostile-input.md).
+void parse_in_child(const fs::path& path, const Hdf5ImportOptions& options) {
+  const std::string name = path.string();
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  const double timeout = options.isolate_timeout_seconds > 0 ? options.isolate_timeout_seconds
+                                                             : 30.0 + double(ec ? 0 : size) / 20e6;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    throw Error(ErrorCode::Io, name, std::string("cannot create a pipe: ") + std::strerror(errno));
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw Error(ErrorCode::Io, name,
+                std::string("cannot start the HDF5 check process: ") + std::strerror(errno));
+  }
+  if (pid == 0) {  // child: import, say it finished, _exit (no destructors, atexit handlers or leak checks)
+    ::close(fds[0]);
+    try {
+      Hdf5ImportOptions o;
+      o.load_reference = options.load_reference;
+      o.verify_file_checksum = options.verify_file_checksum;
+      o.max_elements = options.max_elements;
+      o.isolate = false;
+      (void)import_unchecked(path, o);
+    } catch (const std::exception&) {
+    }
+    const char done = 1;
+    while (::write(fds[1], &done, 1) < 0 && errno == EINTR) {
+    }
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long long>(timeout * 1000));
+  char done = 0;
+  bool finished = false, timed_out = false;
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now())
+            .count();
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd pfd{fds[0], POLLIN, 0};
+    const int r = ::poll(&pfd, 1, int(std::min<long long>(left, 1000)));
+    if (r < 0 && errno != EINTR) break;
+    if (r <= 0) continue;
+    const ssize_t got = ::read(fds[0], &done, 1);
+    if (got < 0 && errno == EINTR) continue;
+    finished = got == 1 && done == 1;
+    break;  // a result, or the pipe closed without one (the child died)
+  }
+  if (timed_out) ::kill(pid, SIGKILL);
+  ::close(fds[0]);
+  int wstatus = 0;
+  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out)
+    throw Error(ErrorCode::Format, name,
+                "HDF5 did not finish reading the file in " + std::to_string(int(timeout)) +
+                    " s (a malformed file; docs/hostile-input.md)");
+  if (!finished) {
+    const std::string how = WIFSIGNALED(wstatus)
+                                ? "crashed (signal " + std::to_string(WTERMSIG(wstatus)) + ")"
+                                : "stopped without a result";
+    throw Error(ErrorCode::Format, name, "the HDF5 library " + how + " reading this file (a malformed file)");
+  }
+}
+
+}  // namespace
+
+Hdf5Contents import_hdf5(const fs::path& path, const Hdf5ImportOptions& options) {
+  try {
+    if (options.isolate) parse_in_child(path, options);
+    return import_unchecked(path, options);
+  } catch (const std::bad_alloc&) {
+    // Every size is checked against the file and the caps first; this is a
+    // machine with less memory left than the caps assume.
+    throw Error(ErrorCode::Unsupported, path.string(), "not enough memory to import it");
+  } catch (const std::length_error&) {
+    throw Error(ErrorCode::Unsupported, path.string(), "a size it declares is too large to allocate");
+  }
 }
 
 kv::KVCache decode_hdf5_level(const Hdf5Contents& contents, int level, const codec::DecodeOptions& options) {

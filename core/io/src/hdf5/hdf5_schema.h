@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Names and record layouts shared by the HDF5 exporter and importer. The

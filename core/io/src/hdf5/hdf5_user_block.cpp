@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The whole-file checksum in the HDF5 user block: checked before HDF5 parses
 // a single byte, because HDF5 1.10 is not hardened against corrupt input.
 #include <fcntl.h>

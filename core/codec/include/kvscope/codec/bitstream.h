@@ -50,9 +50,12 @@ struct StreamInfo {
   ParamSet params;  ///< every parameter, defaults resolved, as encoded
   kv::CacheShape shape;
   kv::CacheInfo info;
-  std::size_t header_bytes = 0;         ///< fixed prefix + header body
-  std::size_t codec_header_bytes = 0;   ///< codec-private part of the header body
-  std::size_t codec_header_offset = 0;  ///< its first byte (from the stream's first byte)
+  std::size_t header_bytes = 0;        ///< fixed prefix + header body
+  std::size_t codec_header_bytes = 0;  ///< codec-private part of the header body
+  /// Where the codec header starts (from the stream's first byte). Not
+  /// derivable from header_bytes: the extended cache info (flag bit 0)
+  /// follows the section count.
+  std::size_t codec_header_offset = 0;
   std::vector<SectionInfo> sections;
   std::size_t total_bytes = 0;
 };

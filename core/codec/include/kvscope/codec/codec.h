@@ -70,6 +70,28 @@ struct EncodeOptions {
   ProgressFn progress;  ///< may cancel
 };
 
+/// Bytes of memory this process may use: the smallest of the machine's
+/// physical memory, the address-space limit (RLIMIT_AS) and the cgroup
+/// memory limit (memory.max), read once. 0 when none can be read.
+std::uint64_t memory_budget_bytes();
+
+/// The default cap on the values a decoder allocates for one cache or
+/// tensor (DecodeOptions::max_elements, the HDF5 and raw-cache readers'
+/// limits): the value set with set_default_max_elements(), else a quarter of
+/// memory_budget_bytes() as float32 values, at least 2^20, and 2^31 when no
+/// memory size can be read. docs/hostile-input.md.
+std::size_t default_max_elements();
+
+/// Sets the process-wide default cap (the CLI's --max-elements, the app's
+/// "Largest cache to decode" setting); 0 returns to the memory-derived one.
+/// Affects options objects created afterwards. Thread-safe.
+void set_default_max_elements(std::size_t values);
+
+/// Throws Error(Unsupported) naming both numbers when `elements` (what an
+/// input declares) exceeds `limit`; `what` names the input ("bitstream",
+/// a file). For readers to call before they allocate.
+void require_within_limit(std::uint64_t elements, std::size_t limit, const std::string& what);
+
 struct DecodeOptions {
   int threads = 0;
   ProgressFn progress;
@@ -77,9 +99,10 @@ struct DecodeOptions {
   /// (empty = calibration::default_profile_dir()).
   std::string profile_dir;
   /// Largest cache (values) a stream may declare; larger ones are refused
-  /// with Error(Unsupported) before any allocation (bounds memory on
-  /// untrusted input).
-  std::size_t max_elements = std::size_t(1) << 31;
+  /// with Error(Unsupported) naming both numbers before any allocation
+  /// (bounds memory and time on untrusted input). The CLI's
+  /// --max-elements and the app's "Largest cache to decode" setting set it.
+  std::size_t max_elements = default_max_elements();
 };
 
 struct EncodeResult {
@@ -116,7 +139,9 @@ EncodeResult encode(const kv::KVCache& cache, const CodecConfig& config, const E
 /// Decodes any KVScope bitstream (the codec is read from its header).
 /// Validates every length, index and CRC before use: corrupt, truncated or
 /// tampered input throws Error(Format | Checksum | Unsupported) with a message,
-/// never crashes.
+/// never crashes. Every payload must be consumed exactly (trailing or
+/// missing bytes are Format errors). A cache above options.max_elements, or
+/// one whose allocation fails, is Error(Unsupported) before any value is decoded.
 kv::KVCache decode(std::span<const std::uint8_t> bitstream, const DecodeOptions& options = {});
 
 /// As decode(), into `out`, whose storage is reused when it already has the

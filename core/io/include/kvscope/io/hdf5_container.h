@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // HDF5 container for encoded KV caches (schema: docs/hdf5-format.md).
@@ -137,6 +138,16 @@ struct Hdf5ImportOptions {
   /// h5py), relying on the per-dataset checksums only; HDF5 itself is not
   /// hardened against arbitrary corruption, so keep it on for untrusted files.
   bool verify_file_checksum = true;
+  /// Largest /reference/cache (values) import allocates; a larger one is
+  /// Error(Unsupported) naming both numbers (docs/hostile-input.md).
+  std::size_t max_elements = codec::default_max_elements();
+  /// Parse the file in a child process first, and import only when that
+  /// finished: HDF5 1.10 can crash or hang on a crafted file (one whose
+  /// whole-file checksum was recomputed), which then becomes Error(Format)
+  /// instead of taking this process down. Costs a second parse of the file.
+  bool isolate = true;
+  /// The child's time limit (seconds); 0 = 30 s plus 1 s per 20 MB of file.
+  double isolate_timeout_seconds = 0;
   ProgressFn progress;
 };
 

@@ -1,7 +1,9 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 #include <filesystem>
 
+#include "kvscope/codec/codec.h"
 #include "kvscope/kv/kv_cache.h"
 
 namespace kvscope::io {
@@ -12,12 +14,15 @@ enum class RawDtype { F16, F32 };
 /// `layers.{i}.key` and `layers.{i}.value` shaped [kv_heads, tokens, head_dim]
 /// plus `token_ids`/`positions` (I32) when present; metadata names the model,
 /// token count and whether RoPE is applied. Written atomically.
-void save_cache(const kv::KVCache& cache, const std::filesystem::path& path,
-                RawDtype dtype = RawDtype::F16);
+void save_cache(const kv::KVCache& cache, const std::filesystem::path& path, RawDtype dtype = RawDtype::F16);
 
 /// Reads a cache written by save_cache or by another stack using the same
 /// tensor names (F32, F16 or BF16). Throws Error(Format) naming the file on
-/// missing layers, inconsistent shapes or bad metadata.
-kv::KVCache load_cache(const std::filesystem::path& path);
+/// missing layers, inconsistent shapes, dimensions outside the bitstream's
+/// ranges (docs/bitstream.md 1.1) or bad metadata; Error(Unsupported) naming
+/// both numbers when the cache has more than `max_elements` values, or when
+/// its allocation fails.
+kv::KVCache load_cache(const std::filesystem::path& path,
+                       std::size_t max_elements = codec::default_max_elements());
 
 }  // namespace kvscope::io

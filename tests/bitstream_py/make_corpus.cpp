@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: Apache-2.0
+// Writes the corpus tests/bitstream_py/test_decoder.py checks the
+// independent Python decoder against: every golden stream and freshly
+// encoded streams of every codec and mode (random shapes, chunkings and
+// parameters, zero-token and all-zero caches), each with the C++ decoder's
+// float32 values; a calibration profile for cachegen's profile mode; and HDF5
+// exports (one with an embedded profile) for the h5py path.
+//
+//   bitstream_make_corpus OUT_DIR GOLDEN_DIR
+//
+// OUT_DIR/manifest.json lists every item: {"name", "kvc", "f32", "shape",
+// "codec", "params", "orig" (the encoded cache, float32), "h5" (optional)}.
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+
+#include "kvscope/codec/bitstream.h"
+#include "kvscope/codec/calibration.h"
+#include "kvscope/codec/codec.h"
+#include "kvscope/codec/synthetic.h"
+#include "kvscope/common/paths.h"
+#if KVSCOPE_CORPUS_HDF5
+#include "kvscope/io/hdf5_container.h"
+#endif
+
+namespace fs = std::filesystem;
+using namespace kvscope;
+
+namespace {
+
+void write_f32(const fs::path& path, std::span<const float> values) {
+  write_file_atomically(path, values.data(), values.size() * sizeof(float));
+}
+
+bool has_zstd() {
+  for (const auto* c : codec::all_codecs())
+    if (c->name() == "zstd") return true;
+  return false;
+}
+
+struct Case {
+  std::string name;
+  kv::CacheShape shape;
+  std::uint64_t seed = 1;
+  codec::CodecConfig config;
+  bool zero = false;  // an all-zero cache (empty coded streams)
+};
+
+// Random parameters for each codec and mode; fixed seed, so the corpus is
+// the same on every run.
+std::vector<Case> fresh_cases() {
+  std::mt19937 rng(20261206);
+  auto pick = [&](int lo, int hi) { return int(std::uniform_int_distribution<int>(lo, hi)(rng)); };
+  std::vector<Case> cases;
+  auto shape = [&](bool simd_friendly) {
+    kv::CacheShape s{pick(1, 4), pick(1, 3), pick(0, 45), simd_friendly ? 8 * pick(1, 2) : pick(1, 12)};
+    if (s.tokens == 0 && pick(0, 1)) s.tokens = 1;
+    return s;
+  };
+  auto add = [&](const std::string& name, codec::CodecConfig cfg, bool simd = false) {
+    Case c;
+    c.shape = shape(simd);
+    c.seed = rng();
+    c.name = name + "-" + std::to_string(cases.size());
+    if (!cfg.params.count("chunk_tokens")) cfg.params["chunk_tokens"] = std::to_string(pick(1, 24));
+    c.config = std::move(cfg);
+    cases.push_back(std::move(c));
+  };
+  for (int i = 0; i < 3; ++i) {
+    add("fp16", {"fp16", {}});
+    add("int8", {"int8", {}});
+    add("int4", {"int4", {}});
+    add("kivi2", {"kivi2", {{"group_size", std::to_string(pick(1, 9))},
+                            {"residual_tokens", std::to_string(pick(0, 30))}}});
+    add("lmcache", {"cachegen-lmcache", {}});
+    add("lmcache-bins", {"cachegen-lmcache", {{"key_bins", std::to_string(2 * pick(2, 128))},
+                                              {"key_layer_splits", ""},
+                                              {"value_bins", std::to_string(2 * pick(2, 128))},
+                                              {"value_layer_splits", ""}}});
+    if (has_zstd()) add("zstd", {"zstd", {{"level", std::to_string(pick(1, 19))}}});
+  }
+  for (const char* scale : {"token", "head", "channel"})
+    for (const char* delta : {"auto", "always", "never"})
+      for (bool simd : {false, true}) {
+        add(std::string("cachegen-") + scale + "-" + delta,
+            {"cachegen",
+             {{"scale", scale},
+              {"delta", delta},
+              {"group_size", std::to_string(pick(1, 12))},
+              {"key_bins", std::to_string(2 * pick(2, 128))},
+              {"key_layer_splits", ""},
+              {"value_bins", std::to_string(2 * pick(2, 128))},
+              {"value_layer_splits", ""}}},
+            simd);
+      }
+  // Layer groups (splits) and the defaults.
+  for (int i = 0; i < 2; ++i) {
+    Case c;
+    c.name = "cachegen-layers-" + std::to_string(cases.size());
+    c.shape = {6, 2, 33, 8};
+    c.seed = rng();
+    c.config = {"cachegen", {{"chunk_tokens", "10"}, {"key_bins", "8,32,64"}, {"key_layer_splits", "2,5"},
+                             {"value_bins", "16,12"}, {"value_layer_splits", "1"}}};
+    if (i == 1) c.config = {"cachegen", {}};
+    cases.push_back(c);
+  }
+  // All-zero caches: single-symbol models, empty streams.
+  for (const char* codec : {"cachegen", "cachegen-lmcache", "kivi2", "int8", "int4"}) {
+    Case c;
+    c.name = std::string("zero-") + codec;
+    c.shape = {2, 2, 20, 8};
+    c.zero = true;
+    c.config = {codec, {{"chunk_tokens", "7"}}};
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+kv::KVCache make_cache(const Case& c) {
+  kv::CacheShape shape = c.shape;
+  kv::KVCache cache = codec::synthetic_cache(shape, c.seed);
+  if (c.zero) std::fill(cache.data().begin(), cache.data().end(), 0.0f);
+  cache.info.model_name = "corpus";
+  // Every third stream carries the extended cache info (container flag bit
+  // 0): per-layer RoPE tables and attention windows.
+  if (c.seed % 3 == 0 && shape.head_dim % 2 == 0) {
+    for (int l = 0; l < shape.layers; ++l) {
+      std::vector<double> f(std::size_t(shape.head_dim / 2));
+      for (std::size_t i = 0; i < f.size(); ++i) f[i] = 1.0 / (1.0 + double(l) + double(i) * 0.37);
+      cache.info.rope_inv_freq.push_back(f);
+      cache.info.layer_window.push_back(l % 2 ? 0 : 4096 + l);
+    }
+  }
+  return cache;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::cerr << "usage: bitstream_make_corpus OUT_DIR GOLDEN_DIR\n";
+    return 2;
+  }
+  try {
+    const fs::path out = argv[1], golden = argv[2];
+    fs::create_directories(out);
+    nlohmann::json manifest = nlohmann::json::array();
+    codec::DecodeOptions dopt;
+    dopt.threads = 1;
+    auto entry = [&](const std::string& name, const std::vector<std::uint8_t>& bytes) {
+      write_file_atomically(out / (name + ".kvc"), bytes.data(), bytes.size());
+      kv::KVCache decoded;
+      try {
+        decoded = codec::decode(bytes, dopt);
+      } catch (const Error& e) {
+        throw Error(e.code(), name + ": " + e.what());
+      }
+      write_f32(out / (name + ".f32"), decoded.data());
+      const auto info = codec::inspect_stream(bytes);
+      const auto& s = info.shape;
+      return nlohmann::json{{"name", name},
+                            {"kvc", name + ".kvc"},
+                            {"f32", name + ".f32"},
+                            {"codec", info.codec},
+                            {"params", info.params},
+                            {"shape", {s.layers, s.kv_heads, s.tokens, s.head_dim}},
+                            {"rope_inv_freq", info.info.rope_inv_freq},
+                            {"layer_window", info.info.layer_window}};
+    };
+
+    // Golden streams, as committed.
+    std::vector<fs::path> goldens;
+    for (const auto& e : fs::directory_iterator(golden))
+      if (e.path().extension() == ".kvc") goldens.push_back(e.path());
+    std::sort(goldens.begin(), goldens.end());
+    for (const auto& g : goldens) {
+      const std::string text = read_file(g);
+      manifest.push_back(entry("golden-" + g.stem().string(), {text.begin(), text.end()}));
+    }
+
+    // Fresh streams of every codec and mode.
+    for (const auto& c : fresh_cases()) {
+      const auto cache = make_cache(c);
+      const auto bytes = codec::encode(cache, c.config, {.threads = 1, .progress = {}}).bytes;
+      auto j = entry(c.name, bytes);
+      write_f32(out / (c.name + ".orig.f32"), cache.data());
+      j["orig"] = c.name + ".orig.f32";
+      manifest.push_back(j);
+    }
+
+    // cachegen's profile mode: a profile in OUT_DIR/profiles, streams that reference it.
+    const fs::path profiles = out / "profiles";
+    kv::CacheShape pshape{3, 2, 40, 8};
+    std::vector<kv::KVCache> calib = {codec::synthetic_cache(pshape, 11), codec::synthetic_cache(pshape, 12)};
+    std::vector<std::string> profile_streams;
+    for (const char* scale : {"token", "channel"}) {
+      codec::ParamSet params = {{"chunk_tokens", "16"}, {"group_size", "6"}, {"scale", scale}};
+      const auto prof = codec::calibration::build_profile(calib, params);
+      const auto path = codec::calibration::save_profile(prof, profiles);
+      params["profile"] = path.string();
+      dopt.profile_dir = profiles.string();
+      const auto cache = codec::synthetic_cache(pshape, 13);
+      const std::string name = std::string("cachegen-profile-") + scale;
+      auto j = entry(name, codec::encode(cache, {"cachegen", params}, {.threads = 1, .progress = {}}).bytes);
+      write_f32(out / (name + ".orig.f32"), cache.data());
+      j["orig"] = name + ".orig.f32";
+      j["profile_dir"] = "profiles";
+      j["profile_file"] = path.filename().string();
+      manifest.push_back(j);
+      profile_streams.push_back(name);
+    }
+
+#if KVSCOPE_CORPUS_HDF5
+    // HDF5 exports (with the reference cache) for the h5py path.
+    // The first fresh stream of each codec and cachegen mode, the profile
+    // streams and the all-zero caches.
+    std::set<std::string> kinds;
+    for (auto& j : manifest) {
+      const std::string name = j["name"];
+      if (!j.contains("orig")) continue;
+      const std::string kind = name.substr(0, name.find_last_of('-'));
+      const bool pick = kinds.insert(kind).second || name.find("profile") != std::string::npos ||
+                        name.rfind("zero-", 0) == 0;
+      if (!pick) continue;
+      const std::string text = read_file(out / (name + ".kvc"));
+      auto contents = io::hdf5_contents_from_bitstream({text.begin(), text.end()}, "corpus");
+      const auto& sh = contents.shape;
+      kv::KVCache ref(sh);
+      const std::string orig = read_file(out / j["orig"].get<std::string>());
+      std::memcpy(ref.data().data(), orig.data(), orig.size());
+      contents.reference = std::move(ref);
+      io::Hdf5ExportOptions eo;
+      eo.include_reference = true;
+      eo.overwrite = true;
+      if (j.contains("profile_file")) {
+        const auto pbytes = read_file(profiles / j["profile_file"].get<std::string>());
+        contents.calibration = io::Hdf5Calibration{j["profile_file"], j["profile_file"].get<std::string>().substr(0, 16),
+                                                   {pbytes.begin(), pbytes.end()}};
+      }
+      io::export_hdf5(out / (name + ".h5"), contents, eo);
+      j["h5"] = name + ".h5";
+    }
+#endif
+    std::ofstream(out / "manifest.json") << manifest.dump(1) << "\n";
+    std::cout << manifest.size() << " streams in " << out << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "bitstream_make_corpus: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
