@@ -1,4 +1,4 @@
-// The transform codec's PCA: the Jacobi eigen-solver, bases built from caches
+// The transform codec's PCA: the symmetric eigen-solver, bases built from caches
 // (orthonormal, reconstructing), and the "transform.basis" section format.
 #include "kvscope/codec/transform_basis.h"
 

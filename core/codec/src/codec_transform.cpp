@@ -204,11 +204,11 @@ class TransformCodec : public CodecBase {
     const int chunks = chunk_count(s.tokens, s.chunk_tokens);
     const int per_lk = chunks + (ship ? 1 : 0);
     EncodedParts parts;
-    parts.codec_header.push_back(ship ? kSourceShipped : kSourceCalibration);
-    parts.codec_header.push_back(s.rope_coded ? 1 : 0);
+    ByteWriter hw(parts.codec_header);
+    hw.u8(ship ? kSourceShipped : kSourceCalibration);
+    hw.u8(s.rope_coded ? 1 : 0);
     if (!ship)
-      parts.codec_header.insert(parts.codec_header.end(), bases.calibration.hash.begin(),
-                                bases.calibration.hash.end());
+      for (char c : bases.calibration.hash) hw.u8(std::uint8_t(c));
     parts.sections.resize(std::size_t(LK) * per_lk);
     std::vector<double> entropy(LK, 0.0);
     std::atomic<int> done{0};
@@ -279,7 +279,8 @@ class TransformCodec : public CodecBase {
           for (int j = 0; j < m; ++j) {
             double qsum = 0;
             for (int i = 0; i < T; ++i) {
-              const double q = std::nearbyint(double(yv[std::size_t(i) * m + j]) / double(step));
+              const double q =
+                  round_even(std::clamp(double(yv[std::size_t(i) * m + j]) / double(step), -1e15, 1e15));
               off[std::size_t(i) * m + j] = int(std::clamp(q, -2.0 * kMaxCenter, 2.0 * kMaxCenter));
               qsum += q;
             }

@@ -1,7 +1,8 @@
 // `transform` codec: rate control. Reverse water-filling under the bit
 // budget, on a sample of the cache's own coefficients: one water level theta
 // for the whole cache; each (layer, kind, group) quantizes every coded
-// component with the step sqrt(12 theta / weight) (with entropy coding,
+// component with the step sqrt(12 theta / weight), the weight making errors
+// relative to the (layer, kind)'s mean power (with entropy coding,
 // equal steps are the MSE-optimal allocation: the bits follow each
 // component's variance), and a component is coded only when the distortion
 // it removes is worth its bits at the level's slope (components below the
@@ -54,7 +55,7 @@ void component_cost(const Sample& s, int j, double step, double& bits, double& d
   std::uint32_t max_abs = 0;
   for (int t = 0; t < s.count; ++t) {
     const double y = s.y[std::size_t(t) * s.n + j];
-    const double q = std::nearbyint(y * inv);
+    const double q = round_even(std::clamp(y * inv, -1e15, 1e15));
     const double e = y - q * step;
     err += e * e;
     long d = long(q) - center;
@@ -136,7 +137,16 @@ Decisions decide(const kv::KVCache& input, const Settings& s, const Bases& bases
     }
   });
 
-  auto weight = [&](std::size_t gi) { return (gi / G) % 2 == 0 ? s.key_weight : 1.0; };
+  // Distortion weights: relative error per (layer, kind) (a layer whose
+  // values are 30x smaller is not 900x less important), times key_weight
+  // for keys. Mean power per channel of each (layer, kind), from the sample.
+  std::vector<double> layer_power(LK, 0.0);
+  for (std::size_t gi = 0; gi < samples.size(); ++gi)
+    for (int j = 0; j < n; ++j) layer_power[gi / G] += samples[gi].power[j];
+  for (auto& p : layer_power) p = std::max(p / (double(n) * G), 1e-30);
+  auto weight = [&](std::size_t gi) {
+    return ((gi / G) % 2 == 0 ? s.key_weight : 1.0) / layer_power[gi / G];
+  };
   const double coded_count = double(coded_tokens.size());
   const double lambda_scale = std::log(2.0) / 6.0;  // slope of D(R) per step^2
 

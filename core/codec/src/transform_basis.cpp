@@ -1,6 +1,6 @@
-// PCA bases for the `transform` codec: channel statistics, a Jacobi
-// eigen-solver, and the "transform.basis" section body (docs/bitstream.md,
-// section "transform").
+// PCA bases for the `transform` codec: channel statistics, a symmetric
+// eigen-solver (Householder tridiagonalisation, then implicit QL), and the "transform.basis" section body
+// (docs/bitstream.md, section "transform").
 #include "kvscope/codec/transform_basis.h"
 
 #include <algorithm>
@@ -166,54 +166,108 @@ void symmetric_eigen(int n, std::span<const double> a_in, std::span<double> eige
   const std::size_t nn = std::size_t(n) * n;
   if (n < 1 || a_in.size() != nn || eigenvalues.size() != std::size_t(n) || vectors.size() != nn)
     throw Error(ErrorCode::InvalidArgument, "symmetric_eigen: size mismatch");
-  std::vector<double> a(a_in.begin(), a_in.end()), v(nn, 0.0);
-  for (double x : a)
+  for (double x : a_in)
     if (!std::isfinite(x)) throw Error(ErrorCode::InvalidArgument, "symmetric_eigen: non-finite entry");
-  for (int i = 0; i < n; ++i) v[std::size_t(i) * n + i] = 1.0;
+  // 1. Householder tridiagonalisation A = Q T Q^T. `qt` holds Q^T (row i =
+  //    column i of Q) so every update below runs over contiguous rows.
+  std::vector<double> a(a_in.begin(), a_in.end()), qt(nn, 0.0), v(n), p(n), w(n);
   auto A = [&](int r, int c) -> double& { return a[std::size_t(r) * n + c]; };
-  auto V = [&](int r, int c) -> double& { return v[std::size_t(r) * n + c]; };
-  double diag = 0;
-  for (int i = 0; i < n; ++i) diag += A(i, i) * A(i, i);
-  for (int sweep = 0; sweep < 100; ++sweep) {
-    double off = 0;
-    for (int p = 0; p < n; ++p)
-      for (int q = p + 1; q < n; ++q) off += A(p, q) * A(p, q);
-    if (off <= 1e-30 * diag || off == 0.0) break;
-    for (int p = 0; p < n - 1; ++p)
-      for (int q = p + 1; q < n; ++q) {
-        const double apq = A(p, q);
-        if (std::abs(apq) < 1e-300) continue;
-        // Rotation that zeroes a_pq (Golub & Van Loan, symmetric Schur).
-        const double theta = (A(q, q) - A(p, p)) / (2.0 * apq);
-        const double t = (theta >= 0 ? 1.0 : -1.0) / (std::abs(theta) + std::sqrt(theta * theta + 1.0));
-        const double c = 1.0 / std::sqrt(t * t + 1.0), s = t * c, tau = s / (1.0 + c);
-        A(p, p) -= t * apq;
-        A(q, q) += t * apq;
-        A(p, q) = A(q, p) = 0.0;
-        for (int r = 0; r < n; ++r) {
-          if (r == p || r == q) continue;
-          const double g = A(r, p), h = A(r, q);
-          A(r, p) = A(p, r) = g - s * (h + g * tau);
-          A(r, q) = A(q, r) = h + s * (g - h * tau);
+  for (int i = 0; i < n; ++i) qt[std::size_t(i) * n + i] = 1.0;
+  for (int k = 0; k + 2 < n; ++k) {
+    double norm = 0;
+    for (int r = k + 1; r < n; ++r) norm += A(r, k) * A(r, k);
+    norm = std::sqrt(norm);
+    if (norm == 0.0) continue;
+    const double alpha = A(k + 1, k) > 0 ? -norm : norm;
+    double vnorm = 0;
+    for (int r = k + 1; r < n; ++r) {
+      v[r] = A(r, k) - (r == k + 1 ? alpha : 0.0);
+      vnorm += v[r] * v[r];
+    }
+    vnorm = std::sqrt(vnorm);
+    if (vnorm == 0.0) continue;
+    for (int r = k + 1; r < n; ++r) v[r] /= vnorm;
+    // H = I - 2 v v^T on rows/columns k+1..n-1: A <- H A H = A - 2 v q^T - 2 q v^T,
+    // p = A v, q = p - (v.p) v.
+    double K = 0;
+    for (int r = k + 1; r < n; ++r) {
+      double acc = 0;
+      for (int c = k + 1; c < n; ++c) acc += A(r, c) * v[c];
+      p[r] = acc;
+      K += v[r] * acc;
+    }
+    for (int r = k + 1; r < n; ++r) p[r] -= K * v[r];
+    for (int r = k + 1; r < n; ++r)
+      for (int c = k + 1; c < n; ++c) A(r, c) -= 2.0 * (v[r] * p[c] + p[r] * v[c]);
+    A(k + 1, k) = A(k, k + 1) = alpha;
+    for (int r = k + 2; r < n; ++r) A(r, k) = A(k, r) = 0.0;
+    // Q <- Q H, i.e. Q^T <- H Q^T: rows k+1.. of Q^T minus 2 v (v^T Q^T).
+    std::fill(w.begin(), w.end(), 0.0);
+    for (int r = k + 1; r < n; ++r)
+      for (int c = 0; c < n; ++c) w[c] += v[r] * qt[std::size_t(r) * n + c];
+    for (int r = k + 1; r < n; ++r)
+      for (int c = 0; c < n; ++c) qt[std::size_t(r) * n + c] -= 2.0 * v[r] * w[c];
+  }
+  // 2. Implicit QL with Wilkinson-style shifts on the tridiagonal (d, e),
+  //    e[i] coupling d[i] and d[i+1]; the rotations update the eigenvector rows.
+  std::vector<double> d(n), e(n, 0.0);
+  for (int i = 0; i < n; ++i) d[i] = A(i, i);
+  for (int i = 0; i + 1 < n; ++i) e[i] = A(i + 1, i);
+  for (int l = 0; l < n; ++l) {
+    for (int iter = 0;; ++iter) {
+      int m = l;
+      for (; m + 1 < n; ++m) {
+        const double dd = std::abs(d[m]) + std::abs(d[m + 1]);
+        if (std::abs(e[m]) <= 1e-16 * dd) break;
+      }
+      if (m == l) break;
+      if (iter == 64) throw Error(ErrorCode::Internal, "symmetric_eigen: no convergence");
+      double g = (d[l + 1] - d[l]) / (2.0 * e[l]);
+      double r = std::hypot(g, 1.0);
+      g = d[m] - d[l] + e[l] / (g + (g >= 0 ? r : -r));
+      double s = 1, c = 1, shift = 0;
+      int i = m - 1;
+      for (; i >= l; --i) {
+        const double f = s * e[i], b = c * e[i];
+        r = std::hypot(f, g);
+        e[i + 1] = r;
+        if (r == 0.0) {
+          d[i + 1] -= shift;
+          e[m] = 0.0;
+          break;
         }
-        for (int r = 0; r < n; ++r) {
-          const double g = V(r, p), h = V(r, q);
-          V(r, p) = g - s * (h + g * tau);
-          V(r, q) = h + s * (g - h * tau);
+        s = f / r;
+        c = g / r;
+        g = d[i + 1] - shift;
+        r = (d[i] - g) * s + 2.0 * c * b;
+        shift = s * r;
+        d[i + 1] = g + shift;
+        g = c * r - b;
+        double* zi = qt.data() + std::size_t(i) * n;
+        double* zj = zi + n;
+        for (int k = 0; k < n; ++k) {
+          const double t = zj[k];
+          zj[k] = s * zi[k] + c * t;
+          zi[k] = c * zi[k] - s * t;
         }
       }
+      if (r == 0.0 && i >= l) continue;
+      d[l] -= shift;
+      e[l] = g;
+      e[m] = 0.0;
+    }
   }
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return A(x, x) > A(y, y); });
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return d[x] > d[y]; });
   for (int j = 0; j < n; ++j) {
-    const int src = order[j];
-    eigenvalues[j] = A(src, src);
+    const double* src = qt.data() + std::size_t(order[j]) * n;
+    eigenvalues[j] = d[order[j]];
     int big = 0;
     for (int r = 1; r < n; ++r)
-      if (std::abs(V(r, src)) > std::abs(V(big, src))) big = r;
-    const double sign = V(big, src) < 0 ? -1.0 : 1.0;
-    for (int r = 0; r < n; ++r) vectors[std::size_t(j) * n + r] = sign * V(r, src);
+      if (std::abs(src[r]) > std::abs(src[big])) big = r;
+    const double sign = src[big] < 0 ? -1.0 : 1.0;
+    for (int r = 0; r < n; ++r) vectors[std::size_t(j) * n + r] = sign * src[r];
   }
 }
 

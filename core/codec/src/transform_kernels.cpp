@@ -6,41 +6,56 @@ namespace kvscope::codec::detail::transform {
 
 namespace {
 
-// Four tokens at a time share each row of `m`; columns in tiles that keep
-// the accumulators in L1. The inner loop is element-wise (no reduction), so
-// the compiler vectorises it without reassociating anything; the AVX2 clone
-// uses separate multiply and add instructions (no FMA is enabled).
-constexpr int kTokens = 4;
-constexpr int kTile = 256;
+// Eight floats; element-wise products and sums only (no reduction), so the
+// kernel vectorises without reordering any sum. The AVX2 clone uses separate
+// multiply and add instructions: FMA is not enabled.
+typedef float v8 __attribute__((vector_size(32), aligned(4), may_alias));
 
+// R tokens x 16 columns of `out` held in registers while i runs over K.
 template <int R>
-inline void block(const float* a, std::size_t lda, int K, const float* m, std::size_t ldm, int c0, int w,
-                  float* out, std::size_t ldo) {
-  float acc[R][kTile];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < w; ++c) acc[r][c] = 0.0f;
+__attribute__((always_inline)) inline void tile16(const float* a, std::size_t lda, int K, const float* m,
+                                                  std::size_t ldm, float* out, std::size_t ldo) {
+  v8 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = v8{};
   for (int i = 0; i < K; ++i) {
-    const float* mi = m + std::size_t(i) * ldm + c0;
+    const v8 m0 = *reinterpret_cast<const v8*>(m + std::size_t(i) * ldm);
+    const v8 m1 = *reinterpret_cast<const v8*>(m + std::size_t(i) * ldm + 8);
     for (int r = 0; r < R; ++r) {
       const float ar = a[std::size_t(r) * lda + i];
-      float* ac = acc[r];
-      for (int c = 0; c < w; ++c) ac[c] = ac[c] + ar * mi[c];
+      acc[r][0] = acc[r][0] + ar * m0;
+      acc[r][1] = acc[r][1] + ar * m1;
     }
   }
-  for (int r = 0; r < R; ++r) std::copy(acc[r], acc[r] + w, out + std::size_t(r) * ldo + c0);
+  for (int r = 0; r < R; ++r) {
+    *reinterpret_cast<v8*>(out + std::size_t(r) * ldo) = acc[r][0];
+    *reinterpret_cast<v8*>(out + std::size_t(r) * ldo + 8) = acc[r][1];
+  }
+}
+
+// Columns that do not fill a tile of 16, one at a time (same order of sums).
+__attribute__((always_inline)) inline void column(const float* a, std::size_t lda, int T, int K,
+                                                  const float* m, std::size_t ldm, float* out,
+                                                  std::size_t ldo) {
+  for (int t = 0; t < T; ++t) {
+    float acc = 0.0f;
+    for (int i = 0; i < K; ++i) acc = acc + a[std::size_t(t) * lda + i] * m[std::size_t(i) * ldm];
+    out[std::size_t(t) * ldo] = acc;
+  }
 }
 
 __attribute__((target_clones("avx2", "default"))) void matmul_impl(const float* a, std::size_t lda, int T,
                                                                    int K, const float* m, std::size_t ldm,
                                                                    int N, float* out, std::size_t ldo) {
-  for (int c0 = 0; c0 < N; c0 += kTile) {
-    const int w = std::min(kTile, N - c0);
+  constexpr int kRows = 4;
+  int c0 = 0;
+  for (; c0 + 16 <= N; c0 += 16) {
     int t = 0;
-    for (; t + kTokens <= T; t += kTokens)
-      block<kTokens>(a + std::size_t(t) * lda, lda, K, m, ldm, c0, w, out + std::size_t(t) * ldo, ldo);
+    for (; t + kRows <= T; t += kRows)
+      tile16<kRows>(a + std::size_t(t) * lda, lda, K, m + c0, ldm, out + std::size_t(t) * ldo + c0, ldo);
     for (; t < T; ++t)
-      block<1>(a + std::size_t(t) * lda, lda, K, m, ldm, c0, w, out + std::size_t(t) * ldo, ldo);
+      tile16<1>(a + std::size_t(t) * lda, lda, K, m + c0, ldm, out + std::size_t(t) * ldo + c0, ldo);
   }
+  for (; c0 < N; ++c0) column(a, lda, T, K, m + c0, ldm, out + c0, ldo);
 }
 
 }  // namespace

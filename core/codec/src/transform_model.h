@@ -59,6 +59,13 @@ std::uint16_t fit_rho(std::span<const std::uint64_t> counts, int classes, double
 /// The maximum-likelihood rho for a two-sided geometric law with mean |d| = mean_abs.
 std::uint16_t rho_estimate(double mean_abs);
 
+/// round_half_even(x) for |x| <= 2^50 (in the default rounding mode), without
+/// a libm call: adding and removing 1.5 * 2^52 leaves the rounded value.
+inline double round_even(double x) {
+  constexpr double kMagic = 6755399441055744.0;
+  return (x + kMagic) - kMagic;
+}
+
 /// Codes d (|d| < 2^classes) with `model`: the class symbol, then the low bits.
 inline void encode_offset(RangeEncoder& enc, const FreqModel& model, int d) {
   const int s = symbol_of(d);

@@ -87,11 +87,12 @@ std::vector<std::uint8_t> serialize_calibration(const Calibration& calibration);
 Calibration parse_calibration(std::span<const std::uint8_t> bytes, const std::string& label);
 
 /// Eigen-decomposition of the symmetric n x n matrix `a` (row-major, only
-/// read) by cyclic Jacobi rotations in double precision: `eigenvalues`
+/// read) by Householder tridiagonalisation and implicit QL iterations in
+/// double precision: `eigenvalues`
 /// (n, non-increasing) and `vectors` (n x n, row j = unit eigenvector of
 /// eigenvalue j, sign chosen so that its largest-magnitude entry is positive).
 /// Deterministic. Error(InvalidArgument) on a size mismatch or a
-/// non-finite entry.
+/// non-finite entry; Error(Internal) if the iteration fails to converge.
 void symmetric_eigen(int n, std::span<const double> a, std::span<double> eigenvalues,
                      std::span<double> vectors);
 
