@@ -44,6 +44,7 @@
 #include "codec_panel.h"
 #include "param_editor.h"
 #include "pipeline_panel.h"
+#include "spectrum_panel.h"
 #endif
 #if KVSCOPE_GUI_HAVE_EVAL
 #include "quality_panel.h"
@@ -147,6 +148,11 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   tabifyDockWidget(dist_dock, pipeline_dock);
   dist_dock->raise();
   connect(codec_panel_, &CodecPanel::configChanged, pipeline_panel_, &PipelinePanel::refresh);
+  auto* spectrum = new SpectrumPanel(session_, [this] { return codec_panel_->config(); });
+  tabifyDockWidget(dist_dock, addPanel(tr("Transform Spectrum"), QStringLiteral("spectrumDock"), spectrum,
+                                       Qt::RightDockWidgetArea));
+  dist_dock->raise();
+  connect(codec_panel_, &CodecPanel::configChanged, spectrum, &SpectrumPanel::refresh);
 #if KVSCOPE_GUI_HAVE_EVAL
   quality_panel_ = new QualityPanel(session_, [this] { return codec_panel_->config(); });
   QDockWidget* quality_dock =

@@ -36,6 +36,9 @@ struct Settings {
   bool rope_coded = false;
   double bits = 1.0;  ///< budget, bits per element
   double key_weight = 1.0;
+  /// Per (layer, kind), index layer*2 + kind: importance of relative error
+  /// (empty = the calibration's sensitivities, else uniform).
+  std::vector<double> layer_weights;
   std::string calibration;  ///< file path (Source::Calibration)
   int layers = 0, kv_heads = 0, tokens = 0, head_dim = 0;
   int groups() const { return grouping == Grouping::Layer ? 1 : kv_heads; }

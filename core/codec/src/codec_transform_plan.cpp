@@ -145,7 +145,9 @@ Decisions decide(const kv::KVCache& input, const Settings& s, const Bases& bases
     for (int j = 0; j < n; ++j) layer_power[gi / G] += samples[gi].power[j];
   for (auto& p : layer_power) p = std::max(p / (double(n) * G), 1e-30);
   auto weight = [&](std::size_t gi) {
-    return ((gi / G) % 2 == 0 ? s.key_weight : 1.0) / layer_power[gi / G];
+    const std::size_t lk = gi / G;
+    const double importance = s.layer_weights.empty() ? 1.0 : s.layer_weights[lk];
+    return (lk % 2 == 0 ? s.key_weight : 1.0) * importance / layer_power[lk];
   };
   const double coded_count = double(coded_tokens.size());
   const double lambda_scale = std::log(2.0) / 6.0;  // slope of D(R) per step^2

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <sstream>
 
 #include "codec_transform.h"
 #include "kvscope/codec/calibration.h"
@@ -54,6 +55,9 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape*) {
        100,
        {},
        "weight of key errors relative to value errors in the bit allocation (> 1: finer keys)"},
+      {"layer_weights", T::Text, "", 0, 0, {},
+       "importance of each layer's relative error, 2 x layers numbers (layer 0 keys, layer 0 values, layer 1 "
+       "keys, ...); empty = the calibration's measured sensitivities when it has them, else all equal"},
       {"key_rope",
        T::Choice,
        "remove",
@@ -78,6 +82,28 @@ Settings make_settings(const Params& p, const kv::CacheShape& shape) {
   s.remove_rope = p.get("key_rope") == "remove";
   s.bits = p.get_float("bits");
   s.key_weight = p.get_float("key_weight");
+  if (const std::string& w = p.get("layer_weights"); !w.empty()) {
+    std::stringstream in(w);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+      double v = 0;
+      try {
+        std::size_t used = 0;
+        v = std::stod(item, &used);
+        if (item.find_first_not_of(" \t", used) != std::string::npos) v = -1;
+      } catch (const std::exception&) {
+        v = -1;
+      }
+      if (!(v > 0) || !std::isfinite(v))
+        throw Error(ErrorCode::InvalidArgument,
+                    "codec 'transform' parameter 'layer_weights': '" + item + "' is not a positive number");
+      s.layer_weights.push_back(v);
+    }
+    if (int(s.layer_weights.size()) != 2 * shape.layers)
+      throw Error(ErrorCode::InvalidArgument, "codec 'transform' parameter 'layer_weights' needs " +
+                                                  std::to_string(2 * shape.layers) + " numbers, got " +
+                                                  std::to_string(s.layer_weights.size()));
+  }
   s.calibration = p.get("calibration");
   s.layers = shape.layers;
   s.kv_heads = shape.kv_heads;
