@@ -1,7 +1,8 @@
-// `kvscope-cli calibrate`: builds a model's calibration: a cachegen profile
-// (per-model symbol tables) from calibration caches, for `encode --set
-// profile=FILE`; and, from text contexts run through the model, the
-// `transform` codec's PCA bases (keys before RoPE), for `--set calibration=FILE`.
+// `kvscope-cli calibrate`: builds a model's calibration file: cachegen's
+// per-model symbol tables from calibration caches (--in; `encode --set
+// profile=FILE`) and the `transform` codec's PCA bases from text contexts run
+// through the model (--context, keys before RoPE; `--set calibration=FILE`),
+// as sections of one file (kvscope/codec/calibration_file.h).
 #include <chrono>
 #include <iostream>
 #include <memory>
@@ -10,6 +11,7 @@
 #include "cmd_codec_io.h"
 #include "command_registry.h"
 #include "kvscope/codec/calibration.h"
+#include "kvscope/codec/calibration_file.h"
 #include "kvscope/codec/transform_basis.h"
 #if KVSCOPE_HAVE_TORCH
 #include "kvscope/eval/dataset.h"
@@ -28,8 +30,12 @@ struct Options {
 
 #if KVSCOPE_HAVE_TORCH
 // Pre-RoPE caches of the contexts (dataset ids or files), each cut to max_tokens.
-std::vector<kv::KVCache> prefill_contexts(const Options& o) {
-  const auto m = model::Model::load(resolve_model(o.model));
+std::vector<kv::KVCache> prefill_contexts(const Options& o, std::string& model_name, std::string& model_sha) {
+  model::LoadOptions lo;
+  lo.hash_file = true;
+  const auto m = model::Model::load(resolve_model(o.model), lo);
+  model_name = m->config().name;
+  model_sha = m->file_sha256();
   std::vector<kv::KVCache> caches;
   for (const auto& ctx : o.contexts) {
     const std::string text = eval::load_context_text(ctx);
@@ -71,49 +77,57 @@ const CommandRegistrar calibrate_command(240, [](CLI::App& app) {
   cmd->callback([o] {
     if (o->in.empty() && o->contexts.empty())
       throw Error(ErrorCode::InvalidArgument,
-                  "calibrate needs --in caches (cachegen) or --context texts (transform)");
-    const auto dir =
-        o->out_dir.empty() ? codec::calibration::default_profile_dir() : std::filesystem::path(o->out_dir);
+                  "calibrate needs --in caches (cachegen tables) or --context texts (transform bases)");
+    const auto dir = o->out_dir.empty() ? codec::calibration::default_calibration_dir()
+                                        : std::filesystem::path(o->out_dir);
+    // One file per model: cachegen's tables and the transform bases are sections of it.
+    codec::calibration::CalibrationFile file;
     nlohmann::json report;
     if (!o->in.empty()) {
       std::vector<kv::KVCache> caches;
       for (const auto& f : o->in) caches.push_back(read_cache_file(f));
-      const auto bytes = codec::calibration::build_profile(caches, parse_settings(o->settings));
-      const auto path = codec::calibration::save_profile(bytes, dir);
-      const std::string hash = codec::calibration::profile_hash(bytes);
-      report = {{"profile", path.string()}, {"hash", hash}, {"bytes", bytes.size()}};
-      if (!o->json)
-        std::cout << path.string() << " (" << bytes.size()
-                  << " bytes); encode with --set profile=" << path.string() << "\n";
+      file = codec::calibration::parse(codec::calibration::build_profile(caches, parse_settings(o->settings)),
+                                       "cachegen tables");
     }
 #if KVSCOPE_HAVE_TORCH
     if (!o->contexts.empty()) {
       const auto t0 = std::chrono::steady_clock::now();
-      const auto caches = prefill_contexts(*o);
+      std::string model_name, model_sha;
+      const auto caches = prefill_contexts(*o, model_name, model_sha);
       const auto t1 = std::chrono::steady_clock::now();
       codec::transform::BuildOptions bo;
       bo.skip_tokens = o->skip_tokens;
       bo.progress = terminal_progress();
-      const auto bytes =
+      file.sections[codec::transform::kSectionName] =
           codec::transform::serialize_calibration(codec::transform::build_calibration(caches, bo));
-      const auto path = codec::calibration::save_profile(bytes, dir);
-      const auto t2 = std::chrono::steady_clock::now();
+      if (file.model_name.empty()) file.model_name = model_name;
+      if (file.model_sha256.empty()) file.model_sha256 = model_sha;
       std::size_t tokens = 0;
       for (const auto& c : caches) tokens += std::size_t(c.shape().tokens);
-      report["transform"] = {{"calibration", path.string()},
-                             {"hash", codec::calibration::profile_hash(bytes)},
-                             {"bytes", bytes.size()},
-                             {"tokens", tokens},
-                             {"prefill_seconds", std::chrono::duration<double>(t1 - t0).count()},
-                             {"basis_seconds", std::chrono::duration<double>(t2 - t1).count()}};
-      if (!o->json)
-        std::cout << path.string() << " (" << bytes.size() << " bytes, transform bases from " << tokens
-                  << " tokens); encode with --set calibration=" << path.string() << "\n";
+      report["transform"] = {
+          {"contexts", o->contexts},
+          {"tokens", tokens},
+          {"prefill_seconds", std::chrono::duration<double>(t1 - t0).count()},
+          {"basis_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count()}};
     }
 #endif
-    if (o->json) print_json(report);
+    const auto bytes = codec::calibration::serialize(file);
+    const auto path = codec::calibration::save(bytes, dir);
+    report["calibration"] = path.string();
+    report["hash"] = codec::calibration::file_hash(bytes);
+    report["bytes"] = bytes.size();
+    std::vector<std::string> names;
+    for (const auto& [name, payload] : file.sections) names.push_back(name);
+    report["sections"] = names;
+    if (o->json) {
+      print_json(report);
+      return;
+    }
+    std::cout << path.string() << " (" << bytes.size() << " bytes)\n";
+    if (!o->in.empty()) std::cout << "  cachegen: encode with --set profile=" << path.string() << "\n";
+    if (!o->contexts.empty())
+      std::cout << "  transform: encode with --set calibration=" << path.string() << "\n";
   });
-});
 
 }  // namespace
 }  // namespace kvscope::cli

@@ -142,7 +142,7 @@ TEST(TransformBasis, MalformedSectionsAreFormatErrors) {
   EXPECT_THROW(parse_calibration(version, "version"), Error);
   // The first eigenvalue of the first basis made smaller than the second: out of order.
   auto order = bytes;
-  const std::size_t first_variance = 2 + 1 + 12 + 8 + 8 * 4;
+  const std::size_t first_variance = 2 + 1 + 1 + 12 + 8 + 8 * 4;  // u16 version, count, grouping, shape, mean
   for (int i = 0; i < 4; ++i) order[first_variance + i] = 0;
   EXPECT_THROW(parse_calibration(order, "order"), Error);
 }

@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "kvscope/codec/calibration.h"
+#include "kvscope/codec/calibration_file.h"
 #include "kvscope/codec/codec.h"
 #include "kvscope/codec/synthetic.h"
 #include "kvscope/codec/transform_basis.h"
@@ -38,8 +38,11 @@ const std::filesystem::path& calibration_dir() {
     kv::KVCache c = bench_cache();
     c.info.rope_applied = false;  // statistics only
     std::vector<kv::KVCache> caches = {std::move(c)};
-    codec::calibration::save_profile(
-        codec::transform::serialize_calibration(codec::transform::build_calibration(caches)), d);
+    codec::calibration::CalibrationFile f;
+    f.sections[codec::transform::kSectionName] =
+        codec::transform::serialize_calibration(codec::transform::build_calibration(caches));
+    std::filesystem::remove_all(d);
+    codec::calibration::save(codec::calibration::serialize(f), d);
     return d;
   }();
   return dir;

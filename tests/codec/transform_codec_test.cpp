@@ -7,7 +7,7 @@
 #include <filesystem>
 
 #include "kvscope/codec/bitstream.h"
-#include "kvscope/codec/calibration.h"
+#include "kvscope/codec/calibration_file.h"
 #include "kvscope/codec/transform_basis.h"
 #include "kvscope/codec/transform_plan.h"
 #include "kvscope/common/error.h"
@@ -73,8 +73,10 @@ struct TempCalibration {
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     std::vector<kv::KVCache> caches = {cache};
-    const auto bytes = transform::serialize_calibration(transform::build_calibration(caches));
-    file = calibration::save_profile(bytes, dir);
+    calibration::CalibrationFile f;
+    f.sections[transform::kSectionName] =
+        transform::serialize_calibration(transform::build_calibration(caches));
+    file = calibration::save(calibration::serialize(f), dir);
   }
   ~TempCalibration() { std::filesystem::remove_all(dir); }
 };
@@ -197,7 +199,7 @@ TEST(TransformCodec, StreamsNameTheCalibrationTheyNeed) {
   {
     TempCalibration cal(cache, "missing");
     const std::string file = read_file(cal.file);
-    hash = calibration::profile_hash({reinterpret_cast<const std::uint8_t*>(file.data()), file.size()});
+    hash = calibration::file_hash({reinterpret_cast<const std::uint8_t*>(file.data()), file.size()});
     bytes = find_codec("transform").encode(cache, {{"calibration", cal.file.string()}}).bytes;
     DecodeOptions o;
     o.profile_dir = cal.dir.string();

@@ -19,6 +19,7 @@
 #include "entropy.h"
 #include "kvscope/common/fp16.h"
 #include "kvscope/common/thread_pool.h"
+#include "kvscope/kv/rope.h"
 #include "transform_kernels.h"
 #include "transform_model.h"
 
@@ -47,18 +48,13 @@ struct DecodeBasis {
   std::vector<float> vectors;  // groups x stride x n
 };
 
-// Re-applies RoPE to the keys of the coded tokens of a chunk (pre-RoPE
-// coding of a cache stored after RoPE).
-void apply_rope_rows(const TensorOut&, const SectionInfo&, const std::vector<int>&) {
-  throw Error(ErrorCode::Unsupported, "transform: re-applying RoPE is not in this build yet");
-}
-
 class TransformDecoder : public ChunkDecoder {
  public:
-  TransformDecoder(Settings s, bool rope, const BasisSet* calibrated, std::shared_ptr<const Calibration> keep,
-                   std::vector<DecodeBasis> shipped)
+  TransformDecoder(Settings s, bool rope, kv::CacheInfo info, const BasisSet* calibrated,
+                   std::shared_ptr<const Calibration> keep, std::vector<DecodeBasis> shipped)
       : s_(std::move(s)),
         rope_(rope),
+        info_(std::move(info)),
         calibrated_(calibrated),
         keep_(std::move(keep)),
         shipped_(std::move(shipped)) {}
@@ -134,8 +130,9 @@ class TransformDecoder : public ChunkDecoder {
           yt[j] = float(q) * g.step;
         }
       }
-    // Inverse projection, mean, scatter.
-    std::vector<float> rowsbuf, xs(coded.size() * std::size_t(n));
+    // Inverse projection and mean into [head][coded token][dim], RoPE, scatter.
+    const std::size_t Tc = coded.size();
+    std::vector<float> rowsbuf, xs(Tc * std::size_t(n)), tok(std::size_t(s_.kv_heads) * Tc * D);
     for (int gi = 0; gi < G; ++gi) {
       const auto& g = groups[gi];
       const std::size_t m = g.comp.size();
@@ -153,23 +150,31 @@ class TransformDecoder : public ChunkDecoder {
                     rowsbuf.data() + j * n);
         mean = shipped->mean.data() + std::size_t(gi) * n;
       }
-      if (!coded.empty())
-        matmul_rows(y[gi].data(), m, int(coded.size()), int(m), rowsbuf.data(), n, n, xs.data(), n);
+      if (Tc > 0) matmul_rows(y[gi].data(), m, int(Tc), int(m), rowsbuf.data(), n, n, xs.data(), n);
       const int h0 = s_.grouping == Grouping::Layer ? 0 : gi;
-      for (std::size_t t = 0; t < coded.size(); ++t) {
+      for (std::size_t t = 0; t < Tc; ++t) {
         const float* xt = xs.data() + t * n;
-        for (int c = 0; c < n; ++c) {
-          const int h = h0 + c / D, d = c % D;
-          out.data[(std::size_t(h) * out.tokens + out.token_offset + coded[t]) * D + d] = xt[c] + mean[c];
-        }
+        for (int c = 0; c < n; ++c) tok[((h0 + c / D) * Tc + t) * D + c % D] = xt[c] + mean[c];
       }
     }
-    if (rope_ && sec.kv == kv::Kind::Key && !coded.empty()) apply_rope_rows(out, sec, coded);
+    if (rope_ && sec.kv == kv::Kind::Key && Tc > 0) {
+      std::vector<std::int32_t> pos(Tc);
+      const bool have = info_.positions.size() == std::size_t(s_.tokens);
+      for (std::size_t t = 0; t < Tc; ++t)
+        pos[t] = have ? info_.positions[sec.token_begin + coded[t]] : sec.token_begin + coded[t];
+      const auto freq = kv::layer_rope_inv_freq(info_, s_.layers, sec.layer, D);
+      kv::RopeRotation(freq, pos).apply(tok, s_.kv_heads);
+    }
+    for (int h = 0; h < s_.kv_heads; ++h)
+      for (std::size_t t = 0; t < Tc; ++t)
+        std::copy(tok.data() + (h * Tc + t) * D, tok.data() + (h * Tc + t + 1) * D,
+                  out.data + (std::size_t(h) * out.tokens + out.token_offset + coded[t]) * D);
   }
 
  private:
   Settings s_;
   bool rope_;
+  kv::CacheInfo info_;  // RoPE tables and positions (rope_)
   const BasisSet* calibrated_;
   std::shared_ptr<const Calibration> keep_;
   std::vector<DecodeBasis> shipped_;
@@ -340,7 +345,7 @@ class TransformCodec : public CodecBase {
         ch.size() != (ch[0] == kSourceCalibration ? 18u : 2u))
       throw Error(ErrorCode::Format, "transform: bad codec header");
     const bool rope = ch[1] == 1;
-    if (rope && !header.info.info.rope_applied)
+    if (rope && (!header.info.info.rope_applied || header.info.shape.head_dim % 2 != 0))
       throw Error(ErrorCode::Format, "transform: keys coded before RoPE in a stream of a cache without RoPE");
     const int G = s.groups(), n = s.group_dim();
     if (ch[0] == kSourceCalibration) {
@@ -354,7 +359,8 @@ class TransformCodec : public CodecBase {
                                            " has no transform basis for grouping '" + to_string(s.grouping) +
                                            "'");
       check_basis_fits(*set, s, "bitstream: calibration " + hash, true);
-      return std::make_unique<TransformDecoder>(s, rope, set, cal.calibration, std::vector<DecodeBasis>{});
+      return std::make_unique<TransformDecoder>(s, rope, header.info.info, set, cal.calibration,
+                                                std::vector<DecodeBasis>{});
     }
     std::vector<DecodeBasis> shipped(std::size_t(s.layers) * 2);
     for (std::size_t lk = 0; lk < shipped.size() && lk < tables.size(); ++lk) {
@@ -390,7 +396,8 @@ class TransformCodec : public CodecBase {
         std::copy(vec[g].begin(), vec[g].end(), b.vectors.begin() + std::size_t(g) * b.stride * n);
       }
     }
-    return std::make_unique<TransformDecoder>(s, rope, nullptr, nullptr, std::move(shipped));
+    return std::make_unique<TransformDecoder>(s, rope, header.info.info, nullptr, nullptr,
+                                              std::move(shipped));
   }
 };
 

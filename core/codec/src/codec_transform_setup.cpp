@@ -6,9 +6,10 @@
 #include <sstream>
 
 #include "codec_transform.h"
-#include "kvscope/codec/calibration.h"
+#include "kvscope/codec/calibration_file.h"
 #include "kvscope/common/fp16.h"
 #include "kvscope/common/paths.h"
+#include "kvscope/kv/rope.h"
 
 namespace kvscope::codec::detail::transform {
 
@@ -55,7 +56,12 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape*) {
        100,
        {},
        "weight of key errors relative to value errors in the bit allocation (> 1: finer keys)"},
-      {"layer_weights", T::Text, "", 0, 0, {},
+      {"layer_weights",
+       T::Text,
+       "",
+       0,
+       0,
+       {},
        "importance of each layer's relative error, 2 x layers numbers (layer 0 keys, layer 0 values, layer 1 "
        "keys, ...); empty = the calibration's measured sensitivities when it has them, else all equal"},
       {"key_rope",
@@ -121,13 +127,19 @@ std::vector<LoadedCalibration> g_cache;
 
 LoadedCalibration parse_file_bytes(std::span<const std::uint8_t> bytes, const std::string& path) {
   LoadedCalibration out;
-  out.hash = calibration::profile_hash(bytes);
+  out.hash = calibration::file_hash(bytes);
   {
     std::lock_guard<std::mutex> lock(g_cache_mutex);
     for (const auto& c : g_cache)
       if (c.hash == out.hash) return c;
   }
-  out.calibration = std::make_shared<const Calibration>(codec::transform::parse_calibration(bytes, path));
+  const calibration::CalibrationFile file = calibration::parse(bytes, path);
+  const auto* section = file.find(codec::transform::kSectionName);
+  if (!section)
+    throw Error(ErrorCode::InvalidArgument, path,
+                "calibration file has no transform bases (section transform.basis); add them with "
+                "`kvscope-cli calibrate --context TEXT...`, or set basis=cache");
+  out.calibration = std::make_shared<const Calibration>(codec::transform::parse_calibration(*section, path));
   std::lock_guard<std::mutex> lock(g_cache_mutex);
   if (g_cache.size() >= 2) g_cache.erase(g_cache.begin());
   g_cache.push_back(out);
@@ -143,15 +155,9 @@ LoadedCalibration load_calibration_file(const std::string& path) {
 
 LoadedCalibration load_calibration_by_hash(const std::string& hash, const std::string& dir) {
   const std::filesystem::path d =
-      dir.empty() ? calibration::default_profile_dir() : std::filesystem::path(dir);
-  const auto path = d / (hash + calibration::kProfileExtension);
-  if (!std::filesystem::exists(path))
-    throw Error(ErrorCode::Io, path.string(),
-                "transform: calibration " + hash + " not found (pass its folder as the profile dir)");
-  LoadedCalibration c = load_calibration_file(path.string());
-  if (c.hash != hash)
-    throw Error(ErrorCode::Checksum, path.string(), "calibration content does not match its hash");
-  return c;
+      dir.empty() ? calibration::default_calibration_dir() : std::filesystem::path(dir);
+  const auto bytes = calibration::read_by_hash(hash, d);
+  return parse_file_bytes(bytes, (d / (hash + calibration::kCalibrationExtension)).string());
 }
 
 void check_basis_fits(const BasisSet& set, const Settings& s, const std::string& what, bool stream) {
@@ -165,10 +171,12 @@ void check_basis_fits(const BasisSet& set, const Settings& s, const std::string&
 
 const kv::KVCache& transform_input(const kv::KVCache& cache, Settings& s, kv::KVCache& storage) {
   s.rope_coded = false;
-  if (!s.remove_rope || !cache.info.rope_applied) return cache;
-  // Without the cache's RoPE frequencies the keys are coded as stored.
-  (void)storage;
-  return cache;
+  // RoPE rotates pairs of dims: an odd head_dim has no RoPE to remove.
+  if (!s.remove_rope || !cache.info.rope_applied || cache.shape().head_dim % 2 != 0) return cache;
+  storage = cache;
+  kv::remove_rope(storage);  // the cache's own RoPE tables, else plain RoPE from rope_theta
+  s.rope_coded = true;
+  return storage;
 }
 
 void gather_token(const float* tensor, const Settings& s, int group, int t, float* x) {

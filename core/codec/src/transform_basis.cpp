@@ -16,7 +16,7 @@ namespace kvscope::codec::transform {
 
 namespace {
 
-constexpr std::uint8_t kSectionVersion = 1;
+constexpr std::uint16_t kSectionVersion = 1;
 
 // Sums of one group's channels and of their pairwise products, in double.
 struct Moments {
@@ -290,7 +290,7 @@ Calibration build_calibration(std::span<const kv::KVCache> caches, const BuildOp
 std::vector<std::uint8_t> serialize_calibration(const Calibration& cal) {
   std::vector<std::uint8_t> out;
   detail::ByteWriter w(out);
-  w.u8(kSectionVersion);
+  w.u16(kSectionVersion);
   w.u8(std::uint8_t(cal.sets.size()));
   for (const auto& s : cal.sets) {
     w.u8(std::uint8_t(s.grouping));
@@ -309,7 +309,7 @@ std::vector<std::uint8_t> serialize_calibration(const Calibration& cal) {
 
 Calibration parse_calibration(std::span<const std::uint8_t> bytes, const std::string& label) {
   detail::ByteReader r(bytes, label + " (transform.basis)");
-  if (r.u8() != kSectionVersion)
+  if (r.u16() != kSectionVersion)
     throw Error(ErrorCode::Unsupported, label + ": unsupported transform.basis section version");
   const int count = r.u8();
   if (count < 1 || count > 2) r.fail("needs one or two basis sets");

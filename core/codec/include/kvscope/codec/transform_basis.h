@@ -20,6 +20,10 @@
 
 namespace kvscope::codec::transform {
 
+/// Name of the section of a model's calibration file (calibration_file.h)
+/// that holds the bases.
+inline constexpr const char* kSectionName = "transform.basis";
+
 /// How channels are grouped into bases.
 enum class Grouping : std::uint8_t { Layer = 0, Head = 1 };
 const char* to_string(Grouping g);
@@ -80,7 +84,8 @@ Calibration build_calibration(std::span<const kv::KVCache> caches, const BuildOp
 /// `skip_tokens` leading tokens left out). Same errors as build_calibration.
 BasisSet build_basis_set(const kv::KVCache& cache, Grouping grouping, int skip_tokens, int threads = 0);
 
-/// Section body bytes (docs/bitstream.md, "transform.basis") and back.
+/// Section payload bytes (docs/bitstream.md section 4, "transform.basis":
+/// a u16 version, then the sets) and back.
 /// parse_calibration throws Error(Format) naming `label` on any malformed
 /// field: wrong sizes, a non-finite value, eigenvalues out of order.
 std::vector<std::uint8_t> serialize_calibration(const Calibration& calibration);
