@@ -116,9 +116,9 @@ Prepared prepare(std::span<const std::uint8_t> bytes, const DecodeOptions& optio
                                             " values exceeds the decoder limit of " +
                                             std::to_string(options.max_elements));
   p.codec = &codec_for(info);
-  // The codec header lies inside the header body; recover its span.
-  const std::size_t ch_end = p.header.info.header_bytes - 4;  // before section_count
-  p.header.codec_header = bytes.subspan(ch_end - info.codec_header_bytes, info.codec_header_bytes);
+  // The codec header lies inside the header body (not at its end: the
+  // extended cache info may follow the section count).
+  p.header.codec_header = bytes.subspan(info.codec_header_offset, info.codec_header_bytes);
   p.tables = p.codec->has_tables(p.header);
   check_layout(info, p.tables);
   return p;
@@ -379,6 +379,7 @@ StreamInfo inspect_stream(std::span<const std::uint8_t> bytes, bool verify_crc) 
     for (auto& x : *v) x = h.i32();
   }
   const std::uint32_t ch_len = h.u32();
+  info.codec_header_offset = kPrefixBytes + h.pos();
   h.bytes(ch_len);
   info.codec_header_bytes = ch_len;
   const std::uint32_t nsections = h.u32();

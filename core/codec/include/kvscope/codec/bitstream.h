@@ -52,6 +52,7 @@ struct StreamInfo {
   kv::CacheInfo info;
   std::size_t header_bytes = 0;        ///< fixed prefix + header body
   std::size_t codec_header_bytes = 0;  ///< codec-private part of the header body
+  std::size_t codec_header_offset = 0;  ///< its first byte, from the stream's start
   std::vector<SectionInfo> sections;
   std::size_t total_bytes = 0;
 };
