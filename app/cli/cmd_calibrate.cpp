@@ -128,6 +128,7 @@ const CommandRegistrar calibrate_command(240, [](CLI::App& app) {
     if (!o->contexts.empty())
       std::cout << "  transform: encode with --set calibration=" << path.string() << "\n";
   });
+});
 
 }  // namespace
 }  // namespace kvscope::cli

@@ -51,6 +51,18 @@ TEST(TransformModel, OffsetsRoundTripThroughTheRangeCoder) {
   for (int v : values) EXPECT_EQ(dt::decode_offset(dec, table), v);
 }
 
+TEST(TransformModel, DeadZoneRoundsSmallOffsetsToTheCenter) {
+  EXPECT_EQ(dt::quantize_offset(3.4, 3.0, 0.0), 0);
+  EXPECT_EQ(dt::quantize_offset(3.6, 3.0, 0.0), 1);
+  EXPECT_EQ(dt::quantize_offset(3.6, 3.0, 0.2), 0);  // 0.6 < 0.5 + 0.2
+  EXPECT_EQ(dt::quantize_offset(3.8, 3.0, 0.2), 1);
+  EXPECT_EQ(dt::quantize_offset(-1.6, 0.0, 0.2), -1);  // 1.6 < 1.5 + 0.2
+  EXPECT_EQ(dt::quantize_offset(-1.8, 0.0, 0.2), -2);
+  EXPECT_EQ(dt::quantize_offset(5.6, 0.0, 0.2), 5);
+  EXPECT_EQ(dt::quantize_offset(1e12, 0.0, 0.0), 65535);
+  EXPECT_EQ(dt::quantize_offset(-1e12, 0.0, 0.0), -65535);
+}
+
 TEST(TransformModel, FittedRhoIsNoWorseThanTheEstimate) {
   std::uint64_t counts[dt::alphabet(4)] = {500, 120, 110, 60, 55, 20, 18, 3, 2};
   const double mean_abs = (230 * 1.0 + 115 * 2.5 + 38 * 5.0 + 5 * 10.0) / 1000.0;
@@ -178,6 +190,23 @@ TEST(TransformCodec, SameBytesOnAnyThreadCountAndDecodeSectionAgrees) {
           ASSERT_EQ(c.values[(std::size_t(h) * c.token_count + t) * c.head_dim + x],
                     full.at(c.layer, c.kv, h, c.token_begin + t, x));
   }
+}
+
+TEST(TransformCodec, LayerWeightsSteerTheErrorAndAreValidated) {
+  const auto cache = synthetic_cache({2, 2, 120, 8}, 9);
+  auto error_of = [&](const std::string& weights, int layer) {
+    const auto d =
+        decode(find_codec("transform").encode(cache, {{"bits", "1.5"}, {"layer_weights", weights}}).bytes);
+    double e = 0;
+    const auto a = cache.tensor(layer, kv::Kind::Value), b = d.tensor(layer, kv::Kind::Value);
+    for (std::size_t i = 0; i < a.size(); ++i) e += std::pow(a[i] - b[i], 2);
+    return e;
+  };
+  // Values of layer 1 weighted 50x: their error falls, layer 0's grows.
+  EXPECT_LT(error_of("1,1,1,50", 1), error_of("1,1,1,1", 1));
+  EXPECT_GT(error_of("1,1,1,50", 0), error_of("1,1,1,1", 0));
+  for (const char* bad : {"1,1,1", "1,1,1,0", "1,1,x,1", "1,1,1,-2"})
+    EXPECT_THROW(find_codec("transform").encode(cache, {{"layer_weights", bad}}), Error) << bad;
 }
 
 TEST(TransformCodec, NoCalibrationSaysHowToMakeOne) {

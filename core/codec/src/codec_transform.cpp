@@ -29,7 +29,6 @@ namespace {
 
 constexpr std::uint8_t kSourceCalibration = 0, kSourceShipped = 1;
 constexpr std::int64_t kMaxCenter = 1 << 20;
-constexpr int kMaxOffset = (1 << kMaxClasses) - 1;
 constexpr float kMaxStep = 4294967296.0f;
 
 std::uint64_t zigzag(std::int64_t v) {
@@ -282,21 +281,19 @@ class TransformCodec : public CodecBase {
           off.resize(std::size_t(T) * m);
           int prev = -1;
           for (int j = 0; j < m; ++j) {
-            double qsum = 0;
-            for (int i = 0; i < T; ++i) {
-              const double q =
-                  round_even(std::clamp(double(yv[std::size_t(i) * m + j]) / double(step), -1e15, 1e15));
-              off[std::size_t(i) * m + j] = int(std::clamp(q, -2.0 * kMaxCenter, 2.0 * kMaxCenter));
-              qsum += q;
-            }
+            double usum = 0;
+            for (int i = 0; i < T; ++i) usum += double(yv[std::size_t(i) * m + j]) / double(step);
             const std::int64_t center =
-                T > 0 ? std::clamp<std::int64_t>(std::llround(qsum / T), -kMaxCenter, kMaxCenter) : 0;
+                T > 0
+                    ? std::int64_t(round_even(std::clamp(usum / T, -double(kMaxCenter), double(kMaxCenter))))
+                    : 0;
             std::uint64_t counts[alphabet(kMaxClasses)] = {};
             std::uint32_t max_abs = 0;
             double abs_sum = 0;
             for (int i = 0; i < T; ++i) {
-              int& d = off[std::size_t(i) * m + j];
-              d = int(std::clamp<std::int64_t>(d - center, -kMaxOffset, kMaxOffset));
+              const int d = quantize_offset(double(yv[std::size_t(i) * m + j]) / double(step), double(center),
+                                            s.deadzone);
+              off[std::size_t(i) * m + j] = d;
               const std::uint32_t mag = std::uint32_t(d < 0 ? -d : d);
               max_abs = std::max(max_abs, mag);
               abs_sum += mag;

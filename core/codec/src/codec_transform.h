@@ -36,6 +36,7 @@ struct Settings {
   bool rope_coded = false;
   double bits = 1.0;  ///< budget, bits per element
   double key_weight = 1.0;
+  double deadzone = 0.0;  ///< encoder's rounding dead zone (quantize_offset)
   /// Per (layer, kind), index layer*2 + kind: importance of relative error
   /// (empty = the calibration's sensitivities, else uniform).
   std::vector<double> layer_weights;

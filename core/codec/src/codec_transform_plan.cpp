@@ -46,20 +46,18 @@ struct ComponentCost {
 };
 
 // What coding component j of `s` at step `step` costs and saves, per sample token.
-void component_cost(const Sample& s, int j, double step, double& bits, double& distortion,
+void component_cost(const Sample& s, int j, double step, double deadzone, double& bits, double& distortion,
                     std::size_t& side_bytes) {
   std::uint64_t counts[alphabet(kMaxClasses)] = {};
   const double inv = 1.0 / step;
-  const long center = std::lround(s.mean[j] * inv);
+  const double center = round_even(std::clamp(s.mean[j] * inv, -double(1 << 20), double(1 << 20)));
   double err = 0, abs_sum = 0, low_bits = 0;
   std::uint32_t max_abs = 0;
   for (int t = 0; t < s.count; ++t) {
     const double y = s.y[std::size_t(t) * s.n + j];
-    const double q = round_even(std::clamp(y * inv, -1e15, 1e15));
-    const double e = y - q * step;
+    const int d = quantize_offset(y * inv, center, deadzone);
+    const double e = y - (center + d) * step;
     err += e * e;
-    long d = long(q) - center;
-    d = std::clamp(d, -65535L, 65535L);
     const std::uint32_t mag = std::uint32_t(d < 0 ? -d : d);
     max_abs = std::max(max_abs, mag);
     abs_sum += double(mag);
@@ -71,7 +69,7 @@ void component_cost(const Sample& s, int j, double step, double& bits, double& d
   const std::uint16_t rho = rho_estimate(abs_sum / s.count);
   bits = (model_cost_bits({counts, std::size_t(alphabet(classes))}, rho, classes) + low_bits) / s.count;
   distortion = err / s.count;
-  side_bytes = 4 + varint_size(zigzag(center));
+  side_bytes = 4 + varint_size(zigzag(std::int64_t(center)));
 }
 
 }  // namespace
@@ -178,7 +176,7 @@ Decisions decide(const kv::KVCache& input, const Settings& s, const Bases& bases
         if (sm.power[j] <= 0) continue;
         double bits, dist;
         std::size_t side;
-        component_cost(sm, j, step, bits, dist, side);
+        component_cost(sm, j, step, s.deadzone, bits, dist, side);
         const double total_bits = bits * coded_count + 8.0 * double(side * chunks + (ship ? 2 * n : 0));
         if ((sm.power[j] - dist) * coded_count <= lambda * total_bits) continue;
         per[gi].payload += std::size_t(bits * coded_count / 8.0);

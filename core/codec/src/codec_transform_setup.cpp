@@ -56,6 +56,14 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape*) {
        100,
        {},
        "weight of key errors relative to value errors in the bit allocation (> 1: finer keys)"},
+      {"deadzone",
+       T::Float,
+       "0.2",
+       0,
+       0.45,
+       {},
+       "encoder rounding dead zone in steps: coefficients within 0.5 + deadzone of the center code as 0 "
+       "(fewer bits for slightly more error; 0 = plain rounding)"},
       {"layer_weights",
        T::Text,
        "",
@@ -88,6 +96,7 @@ Settings make_settings(const Params& p, const kv::CacheShape& shape) {
   s.remove_rope = p.get("key_rope") == "remove";
   s.bits = p.get_float("bits");
   s.key_weight = p.get_float("key_weight");
+  s.deadzone = p.get_float("deadzone");
   if (const std::string& w = p.get("layer_weights"); !w.empty()) {
     std::stringstream in(w);
     std::string item;

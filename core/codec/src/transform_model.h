@@ -8,7 +8,9 @@
 // followed by the class's low bits at a uniform probability. Nothing but
 // (rho, class count) travels per component: no tables.
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <span>
 
@@ -64,6 +66,18 @@ std::uint16_t rho_estimate(double mean_abs);
 inline double round_even(double x) {
   constexpr double kMagic = 6755399441055744.0;
   return (x + kMagic) - kMagic;
+}
+
+/// The encoder's quantizer: the offset d of u (a coefficient in steps) from
+/// `center`, rounded to nearest with a dead zone: |d| = floor(|u - center| +
+/// 0.5 - deadzone), clamped to 2^16 - 1. A dead zone in [0, 0.5) trades a
+/// little distortion for fewer nonzero symbols (rate-distortion optimised
+/// rounding for peaked, Laplacian-like coefficients); 0 is plain rounding.
+inline int quantize_offset(double u, double center, double deadzone) {
+  const double v = u - center;
+  const double a = std::floor(std::min(std::abs(v), 1e9) + 0.5 - deadzone);
+  const int m = a <= 0 ? 0 : int(std::min(a, double((1 << kMaxClasses) - 1)));
+  return v < 0 ? -m : m;
 }
 
 /// Codes d (|d| < 2^classes) with `model`: the class symbol, then the low bits.
