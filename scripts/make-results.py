@@ -233,6 +233,11 @@ def main():
                 else:
                     L[-1] += " No point of the curve above stays within both quality limits on this context."
             L.append("")
+    # The transform codec's own section (scripts/transform-results.py writes it; its curves need a
+    # calibration and longer contexts than this script's run).
+    transform_md = os.path.join(csv_dir, "transform.md")
+    if os.path.exists(transform_md):
+        L.append(open(transform_md).read().rstrip() + "\n")
     with open(args.out, "w") as f:
         f.write("\n".join(L) + "\n")
     print("wrote", args.out, file=sys.stderr)

@@ -28,17 +28,17 @@ struct Settings {
   enum class Source { Auto, Calibration, Cache } source = Source::Auto;
   Grouping grouping = Grouping::Layer;
   int chunk_tokens = 1024;
-  int sink_tokens = 1;
+  int sink_tokens = 4;
   int recent_tokens = 0;
   bool remove_rope = true;  ///< key_rope = remove (requested)
   /// Keys are coded before RoPE and the decoder re-applies it (resolved:
   /// remove_rope, the cache stores keys after RoPE and knows its frequencies).
   bool rope_coded = false;
-  double bits = 1.0;  ///< budget, bits per element
-  double key_weight = 1.0;
+  double bits = 2.0;  ///< budget, bits per element
+  double key_weight = 0.35;
   double deadzone = 0.0;  ///< encoder's rounding dead zone (quantize_offset)
   /// Per (layer, kind), index layer*2 + kind: importance of relative error
-  /// (empty = the calibration's sensitivities, else uniform).
+  /// (empty = uniform).
   std::vector<double> layer_weights;
   std::string calibration;  ///< file path (Source::Calibration)
   int layers = 0, kv_heads = 0, tokens = 0, head_dim = 0;
