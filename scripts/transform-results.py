@@ -226,6 +226,25 @@ def main():
                  f"{'met' if t05 <= 1.0 else 'not met'}.")
     L.append("")
 
+    # Where the bytes of a calibrated stream go (mean over the held-out contexts).
+    L.append("### Where the bits go (calibrated basis, bits/element, mean over the held-out contexts)\n")
+    L.append("| budget | total | headers | side information (steps, component parameters) | "
+             "sink tokens (fp16) | coded coefficients |")
+    L.append("|---|---|---|---|---|---|")
+    for bits in TRANSFORM_BITS:
+        rows = [r for cid in held for r in data[cid]["calibrated"] if r["params"]["bits"] == bits]
+        if not rows:
+            continue
+        def per_el(f):
+            return sum(f(r) * 8 / r["elements"] for r in rows) / len(rows)
+        # Sinks: sink_tokens x (kv_heads x head_dim) channels x 2 (K, V) x layers x 2 bytes; the
+        # values per cached token are elements / (context tokens - 1): the cache covers all but the last.
+        sinks = lambda r: int(r["params"]["sink_tokens"]) * (r["elements"] / (r["context_tokens"] - 1)) * 2
+        L.append(f"| {bits} | {per_el(lambda r: r['encoded_bytes']):.3f} | {per_el(lambda r: r['header_bytes']):.3f} | "
+                 f"{per_el(lambda r: r['table_bytes']):.3f} | {per_el(sinks):.3f} | "
+                 f"{per_el(lambda r: r['payload_bytes'] - sinks(r)):.3f} |")
+    L.append("")
+
     # Shipped basis: its bytes fall as 1/tokens; the payload per element does not.
     L.append("### Shipping the basis in the stream (`basis=cache`): what it costs and when it pays\n")
     rows = []

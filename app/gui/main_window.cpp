@@ -153,6 +153,10 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
                                        Qt::RightDockWidgetArea));
   dist_dock->raise();
   connect(codec_panel_, &CodecPanel::configChanged, spectrum, &SpectrumPanel::refresh);
+  connect(spectrum, &SpectrumPanel::calibrated, this, [this](const QString& path) {
+    codec_panel_->setConfig({"transform", {{"basis", "calibration"}, {"calibration", path.toStdString()}}});
+    statusBar()->showMessage(tr("Transform calibration written to %1").arg(path), 10000);
+  });
 #if KVSCOPE_GUI_HAVE_EVAL
   quality_panel_ = new QualityPanel(session_, [this] { return codec_panel_->config(); });
   QDockWidget* quality_dock =

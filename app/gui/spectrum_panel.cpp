@@ -3,6 +3,7 @@
 #include <QComboBox>
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QPushButton>
 #include <QSignalBlocker>
 #include <QSpinBox>
 #include <QSplitter>
@@ -11,6 +12,9 @@
 #include <cmath>
 
 #include "job_runner.h"
+#include "kvscope/codec/calibration_file.h"
+#include "kvscope/codec/transform_basis.h"
+#include "kvscope/kv/rope.h"
 #include "plot_widget.h"
 #include "session.h"
 
@@ -38,6 +42,14 @@ SpectrumPanel::SpectrumPanel(Session* session, std::function<codec::CodecConfig(
   group_ = new QSpinBox;
   add(tr("KV head"), group_, tr("Basis group: the KV head when the codec's grouping is 'head'"));
   controls->addStretch(1);
+  calibrate_ = new QPushButton(tr("Calibrate from this context"));
+  calibrate_->setObjectName(QStringLiteral("spectrumCalibrate"));
+  calibrate_->setToolTip(
+      tr("Computes the PCA bases of this cache (keys before RoPE) into a calibration file and selects it in "
+         "the codec panel. A basis from the context you then encode fits it better than it will fit other "
+         "texts: for honest numbers calibrate on other texts (kvscope-cli calibrate --context ...)."));
+  controls->addWidget(calibrate_);
+  connect(calibrate_, &QPushButton::clicked, this, &SpectrumPanel::calibrateFromCache);
 
   summary_ = new QLabel;
   summary_->setObjectName(QStringLiteral("spectrumSummary"));
@@ -145,6 +157,29 @@ void SpectrumPanel::refresh() {
       redraw();
       emit planned();
     });
+  });
+}
+
+void SpectrumPanel::calibrateFromCache() {
+  const auto cache = session_->cache();
+  if (!cache || cache->empty()) return;
+  runner_->start(tr("Transform calibration"), [this, cache](const ProgressFn& progress) {
+    kv::KVCache pre = *cache;
+    if (pre.info.rope_applied && pre.shape().head_dim % 2 == 0) kv::remove_rope(pre);
+    pre.info.rope_applied = false;  // keys as the codec codes them
+    codec::transform::BuildOptions options;
+    options.progress = progress;
+    std::vector<kv::KVCache> caches;
+    caches.push_back(std::move(pre));
+    codec::calibration::CalibrationFile file;
+    file.model_name = cache->info.model_name;
+    file.model_sha256 = cache->info.model_sha256;
+    file.sections[codec::transform::kSectionName] =
+        codec::transform::serialize_calibration(codec::transform::build_calibration(caches, options));
+    const auto path = codec::calibration::save(codec::calibration::serialize(file),
+                                               codec::calibration::default_calibration_dir());
+    const QString qpath = QString::fromStdString(path.string());
+    return std::function<void()>([this, qpath] { emit calibrated(qpath); });
   });
 }
 

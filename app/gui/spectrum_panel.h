@@ -9,6 +9,7 @@
 
 class QComboBox;
 class QLabel;
+class QPushButton;
 class QSpinBox;
 class QCPBars;
 class QCPGraph;
@@ -46,9 +47,15 @@ class SpectrumPanel : public QWidget {
  public slots:
   /// Recomputes the plan (call when the cache or the codec settings change).
   void refresh();
+  /// Builds a calibration file with the transform bases of the current cache
+  /// (keys before RoPE) in the default calibration folder, on a worker;
+  /// emits calibrated() with its path.
+  void calibrateFromCache();
 
  signals:
   void planned();
+  /// A calibration file was written (calibrateFromCache()).
+  void calibrated(const QString& path);
 
  private:
   void redraw();
@@ -63,6 +70,7 @@ class SpectrumPanel : public QWidget {
   QSpinBox* layer_;
   QComboBox* kind_;
   QSpinBox* group_;
+  QPushButton* calibrate_;
   QLabel* summary_;
   PlotWidget* spectrum_;
   PlotWidget* bits_;

@@ -5,6 +5,7 @@
 
 #if KVSCOPE_GUI_HAVE_CODECS
 #include "job_runner.h"
+#include "kvscope/codec/bitstream.h"
 #include "plot_widget.h"
 #include "spectrum_panel.h"
 
@@ -49,6 +50,33 @@ TEST_F(SpectrumTest, DrawsTheSpectrumAndFollowsTheBudget) {
   EXPECT_FALSE(panel->summary().contains(QStringLiteral("default")));
   panel->setSelection(3, 1, 0);
   EXPECT_TRUE(panel->summary().contains(QStringLiteral("Layer 3 values"))) << panel->summary().toStdString();
+}
+
+TEST_F(SpectrumTest, CalibratesFromTheCurrentCacheIntoTheCodecPanel) {
+  qputenv("KVSCOPE_CALIBRATION_DIR", path(QStringLiteral("calibration")).toUtf8());
+  MainWindow& window = this->window();
+  auto* panel = window.findChild<SpectrumPanel*>();
+  ASSERT_NE(panel, nullptr);
+  ASSERT_TRUE(loadSyntheticCache());
+  CodecPanel* codec = window.codecPanel();
+  ASSERT_TRUE(QTest::qWaitFor([&] { return codec->lastResult() != nullptr; }, 30000));
+  QSignalSpy encoded(codec, &CodecPanel::encoded);
+  QSignalSpy calibrated(panel, &SpectrumPanel::calibrated);
+  panel->calibrateFromCache();
+  ASSERT_TRUE(calibrated.wait(30000));
+  const QString file = calibrated.at(0).at(0).toString();
+  EXPECT_TRUE(file.startsWith(path(QStringLiteral("calibration")))) << file.toStdString();
+  EXPECT_TRUE(QFile::exists(file));
+  const auto cfg = codec->config();
+  EXPECT_EQ(cfg.codec, "transform");
+  EXPECT_EQ(cfg.params.at("calibration"), file.toStdString());
+  EXPECT_EQ(cfg.params.at("basis"), "calibration");
+  // The codec panel encodes with the calibrated basis (the stream names it by hash, so it decodes).
+  ASSERT_TRUE(encoded.wait(30000));
+  const auto stream = codec->lastResult()->bytes;
+  EXPECT_EQ(codec::inspect_stream(stream).codec, "transform");
+  EXPECT_NO_THROW(codec::decode(stream));
+  qunsetenv("KVSCOPE_CALIBRATION_DIR");
 }
 
 }  // namespace
