@@ -275,6 +275,23 @@ def main():
                      "length T and falls as 1/T; it pays once transform's payload plus b*T/T' is below cachegen's "
                      "bits): " + "; ".join(f"{cid}: b = {b:.3f} at T = {T:.0f}, break-even ~ {x:.0f} tokens"
                                           for cid, T, b, x in be) + ".\n")
+    bench_path = os.path.join(csv_dir, "transform-bench.json")
+    if os.path.exists(bench_path):
+        bench = json.load(open(bench_path))
+        ctx = bench.get("context", {})
+        L.append("### Speed (one core)\n")
+        L.append(f"`tests/codec/transform_bench` (Google Benchmark, {ctx.get('date', '?')}, "
+                 f"{ctx.get('num_cpus', '?')} CPUs, load average {ctx.get('load_avg', ['?'])[0]} while it ran) "
+                 "on a 2048-token cache of kjv-job-dialogue (`KVSCOPE_BENCH_CACHE`, keys after RoPE: the codec "
+                 "removes and re-applies RoPE itself). MB/s of fp16 KV per CPU second of the one thread, so the "
+                 "shared machine's load does not count against them (cache contention still does).\n")
+        L.append("| operation | basis | budget | fp16 MB/s per core | bits/element |")
+        L.append("|---|---|---|---|---|")
+        for b in bench.get("benchmarks", []):
+            op, basis, budget = b["name"].split("/")[:3]
+            L.append(f"| {op} | {basis} | {budget.split(':')[1]} | {b['fp16_MB/s']:.0f} | "
+                     f"{b['bits_per_element']:.3f} |")
+        L.append("")
     with open(os.path.join(csv_dir, "transform.md"), "w") as f:
         f.write("\n".join(L) + "\n")
     print("wrote docs/results/transform.md", file=sys.stderr)

@@ -1,5 +1,6 @@
 // Encode/decode throughput of the `transform` codec in MB/s of fp16 KV per
-// core (one thread), at several budgets, with a calibrated basis and with
+// core (one thread; rates per CPU second, so a shared machine's load does not
+// count against them), at several budgets, with a calibrated basis and with
 // the cache's own basis shipped, plus where the bytes go.
 // The cache: $KVSCOPE_BENCH_CACHE (a raw cache, e.g. `kvscope-cli prefill
 // --max-tokens 2048 --pre-rope-keys FILE`) when set, else a synthetic cache
@@ -108,12 +109,10 @@ const int registered = [] {
       benchmark::RegisterBenchmark(("encode/" + tag).c_str(),
                                    [=](benchmark::State& s) { BM_Encode(s, bits, calibrated); })
           ->Unit(benchmark::kMillisecond)
-          ->UseRealTime()
           ->MinTime(0.5);
       benchmark::RegisterBenchmark(("decode_into/" + tag).c_str(),
                                    [=](benchmark::State& s) { BM_DecodeInto(s, bits, calibrated); })
           ->Unit(benchmark::kMillisecond)
-          ->UseRealTime()
           ->MinTime(0.5);
     }
   return 0;

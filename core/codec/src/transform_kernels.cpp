@@ -11,25 +11,44 @@ namespace {
 // multiply and add instructions: FMA is not enabled.
 typedef float v8 __attribute__((vector_size(32), aligned(4), may_alias));
 
-// R tokens x 16 columns of `out` held in registers while i runs over K.
-template <int R>
-__attribute__((always_inline)) inline void tile16(const float* a, std::size_t lda, int K, const float* m,
-                                                  std::size_t ldm, float* out, std::size_t ldo) {
-  v8 acc[R][2];
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = v8{};
+// Four tokens x 16 columns of `out` in eight named registers while i runs
+// over K (named, not an array: GCC keeps an accumulator array in memory).
+__attribute__((always_inline)) inline void tile4x16(const float* a, std::size_t lda, int K, const float* m,
+                                                    std::size_t ldm, float* out, std::size_t ldo) {
+  v8 a00{}, a01{}, a10{}, a11{}, a20{}, a21{}, a30{}, a31{};
+  const float* a0 = a;
+  const float* a1 = a + lda;
+  const float* a2 = a + 2 * lda;
+  const float* a3 = a + 3 * lda;
   for (int i = 0; i < K; ++i) {
     const v8 m0 = *reinterpret_cast<const v8*>(m + std::size_t(i) * ldm);
     const v8 m1 = *reinterpret_cast<const v8*>(m + std::size_t(i) * ldm + 8);
-    for (int r = 0; r < R; ++r) {
-      const float ar = a[std::size_t(r) * lda + i];
-      acc[r][0] = acc[r][0] + ar * m0;
-      acc[r][1] = acc[r][1] + ar * m1;
-    }
+    a00 = a00 + a0[i] * m0;
+    a01 = a01 + a0[i] * m1;
+    a10 = a10 + a1[i] * m0;
+    a11 = a11 + a1[i] * m1;
+    a20 = a20 + a2[i] * m0;
+    a21 = a21 + a2[i] * m1;
+    a30 = a30 + a3[i] * m0;
+    a31 = a31 + a3[i] * m1;
   }
-  for (int r = 0; r < R; ++r) {
-    *reinterpret_cast<v8*>(out + std::size_t(r) * ldo) = acc[r][0];
-    *reinterpret_cast<v8*>(out + std::size_t(r) * ldo + 8) = acc[r][1];
+  const v8 acc[8] = {a00, a01, a10, a11, a20, a21, a30, a31};
+  for (int r = 0; r < 4; ++r) {
+    *reinterpret_cast<v8*>(out + std::size_t(r) * ldo) = acc[2 * r];
+    *reinterpret_cast<v8*>(out + std::size_t(r) * ldo + 8) = acc[2 * r + 1];
   }
+}
+
+// One token x 16 columns.
+__attribute__((always_inline)) inline void tile1x16(const float* a, int K, const float* m, std::size_t ldm,
+                                                    float* out) {
+  v8 c0{}, c1{};
+  for (int i = 0; i < K; ++i) {
+    c0 = c0 + a[i] * *reinterpret_cast<const v8*>(m + std::size_t(i) * ldm);
+    c1 = c1 + a[i] * *reinterpret_cast<const v8*>(m + std::size_t(i) * ldm + 8);
+  }
+  *reinterpret_cast<v8*>(out) = c0;
+  *reinterpret_cast<v8*>(out + 8) = c1;
 }
 
 // Columns that do not fill a tile of 16, one at a time (same order of sums).
@@ -51,9 +70,8 @@ __attribute__((target_clones("avx2", "default"))) void matmul_impl(const float* 
   for (; c0 + 16 <= N; c0 += 16) {
     int t = 0;
     for (; t + kRows <= T; t += kRows)
-      tile16<kRows>(a + std::size_t(t) * lda, lda, K, m + c0, ldm, out + std::size_t(t) * ldo + c0, ldo);
-    for (; t < T; ++t)
-      tile16<1>(a + std::size_t(t) * lda, lda, K, m + c0, ldm, out + std::size_t(t) * ldo + c0, ldo);
+      tile4x16(a + std::size_t(t) * lda, lda, K, m + c0, ldm, out + std::size_t(t) * ldo + c0, ldo);
+    for (; t < T; ++t) tile1x16(a + std::size_t(t) * lda, K, m + c0, ldm, out + std::size_t(t) * ldo + c0);
   }
   for (; c0 < N; ++c0) column(a, lda, T, K, m + c0, ldm, out + c0, ldo);
 }
