@@ -56,8 +56,8 @@ def cli(args, exe):
 
 def read_points(path):
     """The points a sweep printed as JSON (sizes split into header, tables and payload), [] if absent."""
-    if not os.path.exists(path):
-        return []
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return []  # not measured (yet)
     return json.load(open(path))
 
 
