@@ -344,6 +344,11 @@ def main():
         L.append("")
 
     L += cachegen_sections(rd, ablation, final, per_ctx, held_out, tune, final_tokens, final_scored)
+    # The transform codec's own section (scripts/transform-results.py writes it; its curves need a
+    # calibration and longer contexts than this script's run).
+    transform_md = os.path.join(csv_dir, "transform.md")
+    if os.path.exists(transform_md):
+        L.append(open(transform_md).read().rstrip() + "\n")
     with open(args.out, "w") as f:
         f.write("\n".join(L) + "\n")
     print("wrote", args.out, file=sys.stderr)

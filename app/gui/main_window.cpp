@@ -45,6 +45,7 @@
 #include "codec_panel.h"
 #include "param_editor.h"
 #include "pipeline_panel.h"
+#include "spectrum_panel.h"
 #endif
 #if KVSCOPE_GUI_HAVE_EVAL
 #include "attention_panel.h"
@@ -150,6 +151,15 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   tabifyDockWidget(dist_dock, pipeline_dock);
   dist_dock->raise();
   connect(codec_panel_, &CodecPanel::configChanged, pipeline_panel_, &PipelinePanel::refresh);
+  auto* spectrum = new SpectrumPanel(session_, [this] { return codec_panel_->config(); });
+  tabifyDockWidget(dist_dock, addPanel(tr("Transform Spectrum"), QStringLiteral("spectrumDock"), spectrum,
+                                       Qt::RightDockWidgetArea));
+  dist_dock->raise();
+  connect(codec_panel_, &CodecPanel::configChanged, spectrum, &SpectrumPanel::refresh);
+  connect(spectrum, &SpectrumPanel::calibrated, this, [this](const QString& path) {
+    codec_panel_->setConfig({"transform", {{"basis", "calibration"}, {"calibration", path.toStdString()}}});
+    statusBar()->showMessage(tr("Transform calibration written to %1").arg(path), 10000);
+  });
 #if KVSCOPE_GUI_HAVE_EVAL
   quality_panel_ = new QualityPanel(session_, [this] { return codec_panel_->config(); });
   QDockWidget* quality_dock =

@@ -49,7 +49,10 @@ TEST_P(EveryCodec, RoundTripKeepsShapeInfoAndIsDeterministic) {
   EXPECT_EQ(test::hash_values(d1.data()), test::hash_values(d3.data()));
   EXPECT_EQ(d1.info.token_ids, cache.info.token_ids);
   EXPECT_EQ(d1.info.model_name, "unit");
-  // Re-encoding the decoded cache reproduces the same symbols, hence the same bytes.
+  // Re-encoding the decoded cache reproduces the same symbols, hence the same bytes
+  // (not for transform: it re-derives its PCA basis and water level from the data
+  // it is given, so a decoded cache re-encodes to nearby, not identical, values).
+  if (GetParam() == "transform") return;
   auto again = c.encode(d1, params, {.threads = 2, .progress = {}});
   auto d2 = decode(again.bytes);
   EXPECT_EQ(test::hash_values(d2.data()), test::hash_values(d1.data())) << "symbol-exact round trip";

@@ -69,6 +69,15 @@ inline std::vector<GoldenCase> golden_cases() {
        {"cachegen", cachegen_params({{"sinks", "2"}, {"key_space", "pre_rope"}})}},
       {"cachegen-lmcache.kvc", {"cachegen-lmcache", {{"chunk_tokens", "16"}}}},
       {"kivi2.kvc", {"kivi2", {{"chunk_tokens", "16"}, {"group_size", "4"}, {"residual_tokens", "6"}}}},
+      // The cache's own PCA basis shipped in Table sections (no calibration file needed).
+      {"transform.kvc", {"transform", {{"chunk_tokens", "16"}, {"bits", "3"}}}},
+      {"transform-head.kvc",
+       {"transform",
+        {{"chunk_tokens", "16"},
+         {"bits", "2"},
+         {"grouping", "head"},
+         {"sink_tokens", "2"},
+         {"recent_tokens", "3"}}}},
   };
 }
 

@@ -70,10 +70,11 @@ std::string canonical(const std::string& codec, const ParamSpec& spec, const std
         throw Error(ErrorCode::InvalidArgument, where + ": '" + value + "' is not a number");
       if (v < spec.min || v > spec.max)
         throw Error(ErrorCode::InvalidArgument, where + ": " + value + " is outside " + range_text(spec));
-      std::ostringstream o;
-      o.precision(17);
-      o << v;
-      return o.str();
+      // The shortest text that reads back as the same double: "0.35", not
+      // "0.34999999999999998" (a default must equal its own canonical form).
+      char buf[64];
+      const auto res = std::to_chars(buf, buf + sizeof buf, v);
+      return std::string(buf, res.ptr);
     }
     case ParamSpec::Type::Bool: {
       bool v;

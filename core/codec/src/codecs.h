@@ -11,6 +11,7 @@ const Codec& int4_codec();
 const Codec& cachegen_codec();
 const Codec& lmcache_codec();
 const Codec& kivi2_codec();
+const Codec& transform_codec();
 /// nullptr when this build has no zstd.
 const Codec* zstd_codec();
 }  // namespace kvscope::codec::detail

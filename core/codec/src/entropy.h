@@ -155,6 +155,19 @@ class RangeDecoder {
   }
   /// After the last symbol: range_stream_end_error() of this stream.
   const char* end_error() const { return range_stream_end_error({data_, size_}, pos_, code_, range_); }
+  /// Decodes a value v in [0, 2^bits) that was coded as
+  /// encode(v << (16 - bits), 1 << (16 - bits)) (bits in [0, 16]): raw bits
+  /// at an exact uniform probability.
+  std::uint32_t decode_bits(int bits) {
+    const std::uint32_t r = range_ >> kProbBits;
+    std::uint32_t v = code_ / r;
+    if (v >= kProbTotal) v = kProbTotal - 1;
+    const std::uint32_t s = v >> (kProbBits - bits);
+    code_ -= r * (s << (kProbBits - bits));
+    range_ = r << (kProbBits - bits);
+    renormalize();
+    return s;
+  }
 
  private:
   // Same effect as `while (range_ < 2^24) { range_ <<= 8; code_ = code_ << 8 | next(); }`

@@ -5,9 +5,10 @@ namespace kvscope::codec {
 
 std::vector<const Codec*> all_codecs() {
   static const std::vector<const Codec*> codecs = [] {
-    std::vector<const Codec*> v = {&detail::fp16_codec(),    &detail::int8_codec(),
-                                   &detail::int4_codec(),    &detail::cachegen_codec(),
-                                   &detail::lmcache_codec(), &detail::kivi2_codec()};
+    std::vector<const Codec*> v = {&detail::fp16_codec(),     &detail::int8_codec(),
+                                   &detail::int4_codec(),     &detail::cachegen_codec(),
+                                   &detail::lmcache_codec(),  &detail::kivi2_codec(),
+                                   &detail::transform_codec()};
     if (const Codec* z = detail::zstd_codec()) v.push_back(z);
     return v;
   }();

@@ -1,0 +1,84 @@
+#pragma once
+
+#include <QWidget>
+#include <functional>
+#include <memory>
+
+#include "kvscope/codec/codec.h"
+#include "kvscope/codec/transform_plan.h"
+
+class QComboBox;
+class QLabel;
+class QPushButton;
+class QSpinBox;
+class QCPBars;
+class QCPGraph;
+class QCPItemStraightLine;
+
+namespace kvscope::gui {
+
+class JobRunner;
+class PlotWidget;
+class Session;
+
+/// Teaching view of the `transform` codec ("energy compaction"): for a chosen
+/// layer, K or V and basis group, the variance of each PCA component (the
+/// calibrated basis's and this cache's, log scale) with the water level the
+/// bit budget sets, and the bits each component gets (zero below the water
+/// level). Computed by core/codec's plan_transform() with the codec panel's
+/// settings when its codec is `transform` (else the transform defaults, said
+/// on screen), on a worker: it projects the whole cache.
+class SpectrumPanel : public QWidget {
+  Q_OBJECT
+
+ public:
+  SpectrumPanel(Session* session, std::function<codec::CodecConfig()> config, QWidget* parent = nullptr);
+  ~SpectrumPanel() override;
+
+  /// The last plan shown (null before the first one or after a failure).
+  std::shared_ptr<const codec::transform::TransformPlan> plan() const { return plan_; }
+  PlotWidget* spectrumPlot() const { return spectrum_; }
+  PlotWidget* bitsPlot() const { return bits_; }
+  QString summary() const;
+  JobRunner* runner() const { return runner_.get(); }
+  /// Chooses what to show; values are clamped to the plan.
+  void setSelection(int layer, int kind, int group);
+
+ public slots:
+  /// Recomputes the plan (call when the cache or the codec settings change).
+  void refresh();
+  /// Builds a calibration file with the transform bases of the current cache
+  /// (keys before RoPE) in the default calibration folder, on a worker;
+  /// emits calibrated() with its path.
+  void calibrateFromCache();
+
+ signals:
+  void planned();
+  /// A calibration file was written (calibrateFromCache()).
+  void calibrated(const QString& path);
+
+ private:
+  void redraw();
+
+  Session* session_;
+  std::function<codec::CodecConfig()> config_;
+  std::unique_ptr<JobRunner> runner_;
+  std::shared_ptr<const codec::transform::TransformPlan> plan_;
+  QString settings_note_;
+  std::weak_ptr<const kv::KVCache> planned_cache_;
+  codec::ParamSet planned_params_;
+  QSpinBox* layer_;
+  QComboBox* kind_;
+  QSpinBox* group_;
+  QPushButton* calibrate_;
+  QLabel* summary_;
+  PlotWidget* spectrum_;
+  PlotWidget* bits_;
+  QCPGraph* basis_graph_;
+  QCPGraph* cache_graph_;
+  QCPItemStraightLine* water_;
+  QCPBars* bits_bars_;
+  bool updating_ = false;
+};
+
+}  // namespace kvscope::gui
