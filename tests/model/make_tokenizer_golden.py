@@ -136,7 +136,11 @@ def gemma_reference():
              5: sp_pb2.ModelProto.SentencePiece.UNUSED, 6: sp_pb2.ModelProto.SentencePiece.BYTE}
     for t, s, ty in zip(tokens, scores, types):
         p = proto.pieces.add()
-        p.piece, p.score, p.type = t, s, kinds[ty]
+        # llama.cpp's converter writes user-defined pieces with plain spaces
+        # ("pre-normalized", so they match raw text); in the SentencePiece
+        # model they are "▁" runs, matched after spaces are escaped.
+        p.piece = t.replace(" ", "\u2581") if ty == 4 else t
+        p.score, p.type = s, kinds[ty]
     sp = spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
     return [sp.encode(t) for t in TEXTS]
 
