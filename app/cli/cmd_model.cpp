@@ -78,8 +78,9 @@ nlohmann::json describe(const model::Model& m) {
       {"weights_file_bytes", c.file_weight_bytes},
       {"weights_memory_bytes", c.resident_weight_bytes},
       {"kv_bytes_per_token", c.kv_bytes_per_token()},
-      {"tokenizer", m.tokenizer().spec().kind == model::TokenizerSpec::Kind::ByteLevelBpe ? "byte-level BPE"
-                                                                                         : "SentencePiece BPE"},
+      {"tokenizer", m.tokenizer().spec().kind == model::TokenizerSpec::Kind::ByteLevelBpe
+                        ? "byte-level BPE"
+                        : "SentencePiece BPE"},
       {"device", m.device()},
   };
 }

@@ -8,7 +8,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "kvscope/codec/codec.h"
 #include "kvscope/common/error.h"
+#include "kvscope/kv/rope.h"
+#include "kvscope/kv/stats.h"
 #include "kvscope/model/model.h"
 #include "tiny_model.h"
 
@@ -146,6 +149,24 @@ TEST_P(Architectures, SlidingWindowLayersAndRopeFrequenciesAreReported) {
     }
   }
   EXPECT_THROW(m->rope_inv_freq(d.layers), kvscope::Error);
+
+  // The cache carries the windows and every layer's RoPE table, so
+  // kv::remove_rope() recovers the runtime's own pre-RoPE keys even where
+  // layers rotate differently (Gemma 3's local and global bases).
+  kvscope::model::PrefillOptions o;
+  o.keep_pre_rope_keys = true;
+  const auto r = m->prefill(golden()["tokens"].get<std::vector<std::int32_t>>(), o);
+  std::vector<std::int32_t> windows(expect.begin(), expect.end());
+  EXPECT_EQ(r.cache.info.layer_window, windows);
+  ASSERT_EQ(static_cast<int>(r.cache.info.rope_inv_freq.size()), d.layers);
+  for (int l = 0; l < d.layers; ++l) {
+    const auto f = m->rope_inv_freq(l);
+    ASSERT_EQ(r.cache.info.rope_inv_freq[l].size(), f.size());
+    EXPECT_EQ(r.cache.info.rope_inv_freq[l], f);
+  }
+  kvscope::kv::KVCache removed = r.cache;
+  kvscope::kv::remove_rope(removed);
+  EXPECT_LT(kvscope::kv::max_abs_difference(removed, *r.pre_rope), 1e-5f);
 }
 
 TEST_P(Architectures, ContinuationOverTheCacheMatchesAFullPrefill) {
@@ -200,4 +221,38 @@ TEST(ArchitectureErrors, UnsupportedArchitectureAndPartialRopeNameTheProblem) {
     EXPECT_NE(std::string(e.what()).find("partial rotary"), std::string::npos) << e.what();
   }
   std::filesystem::remove_all(dir);
+}
+
+TEST(SlidingWindowCaches, EveryCodecAndTheStatisticsHandleThem) {
+  // A Gemma 3 cache (sliding and global layers with different RoPE bases)
+  // through statistics and every codec: decoded caches keep the windows and
+  // RoPE tables and stay finite and close.
+  const auto& g = golden()["models"]["gemma3"];
+  const auto dir = std::filesystem::temp_directory_path() / "kvscope_sliding_codecs";
+  std::filesystem::create_directories(dir);
+  write_bytes(dir / "tiny.gguf", tiny_gguf_bytes(TinyWeights(dims_of(g["dims"]), 7, true)));
+  const auto m = Model::load(dir / "tiny.gguf");
+  std::filesystem::remove_all(dir);
+  std::vector<std::int32_t> ids;
+  for (int i = 0; i < 64; ++i) ids.push_back((i * 37 + 11) % 262);
+  const auto cache = m->prefill(ids).cache;
+  ASSERT_FALSE(cache.info.layer_window.empty());
+  const auto stats = kvscope::kv::compute_stats(cache);
+  EXPECT_EQ(static_cast<int>(stats.tensors.size()), 2 * cache.shape().layers);
+  float range = 0;
+  for (float v : cache.data()) range = std::max(range, std::fabs(v));
+  for (const auto* codec : kvscope::codec::all_codecs()) {
+    SCOPED_TRACE(codec->name());
+    const auto encoded = codec->encode(cache, kvscope::codec::ParamSet{});
+    const auto decoded = kvscope::codec::decode(encoded.bytes);
+    ASSERT_EQ(decoded.shape(), cache.shape());
+    EXPECT_EQ(decoded.info.layer_window, cache.info.layer_window);
+    EXPECT_EQ(decoded.info.rope_inv_freq, cache.info.rope_inv_freq);
+    float err = 0;
+    for (std::size_t i = 0; i < cache.data().size(); ++i) {
+      ASSERT_TRUE(std::isfinite(decoded.data()[i]));
+      err = std::max(err, std::fabs(decoded.data()[i] - cache.data()[i]));
+    }
+    EXPECT_LT(err, 0.5f * range) << "largest error against the cache's largest |value| " << range;
+  }
 }

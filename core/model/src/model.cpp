@@ -315,7 +315,12 @@ struct Model::Impl {
     c.info.rope_theta = cfg.rope_theta;
     // The frequencies this runtime rotates keys with, so codecs can remove and
     // re-apply RoPE exactly as the model did (kvscope/kv/rope.h).
-    c.info.rope_inv_freq.assign(static_cast<std::size_t>(cfg.layers), inv_freq);
+    c.info.rope_inv_freq.reserve(static_cast<std::size_t>(cfg.layers));
+    for (const auto& L : layers)
+      c.info.rope_inv_freq.push_back(rope_sets[static_cast<std::size_t>(L.rope_set)]);
+    // Sliding-window layers (empty when every layer attends to all tokens).
+    if (cfg.has_sliding_window())
+      c.info.layer_window.assign(cfg.layer_window.begin(), cfg.layer_window.end());
     return c;
   }
 };
@@ -497,11 +502,10 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const Load
   return model;
 }
 
-std::vector<float> Model::rope_inv_freq(int layer) const {
+std::vector<double> Model::rope_inv_freq(int layer) const {
   if (layer < 0 || layer >= impl_->cfg.layers)
     throw Error(ErrorCode::InvalidArgument, "layer " + std::to_string(layer) + " out of range");
-  const auto& set = impl_->rope_sets[static_cast<std::size_t>(impl_->layers[layer].rope_set)];
-  return std::vector<float>(set.begin(), set.end());
+  return impl_->rope_sets[static_cast<std::size_t>(impl_->layers[layer].rope_set)];
 }
 
 const ModelConfig& Model::config() const {

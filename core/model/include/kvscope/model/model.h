@@ -117,7 +117,10 @@ struct PrefillOptions {
 struct PrefillResult {
   /// Keys after RoPE and values, float32 [layer][K|V][kv_head][token][dim].
   /// cache.info: model name, architecture, hash (if computed), rope_theta,
-  /// rope_applied = true, token ids and positions 0..T-1.
+  /// rope_inv_freq (every layer's table, as rope_inv_freq(layer) gives it),
+  /// layer_window (when any layer slides; ModelConfig::layer_window),
+  /// rope_applied = true, token ids and positions 0..T-1. Sliding layers still
+  /// hold every token's K/V; their queries only looked at the last W.
   kv::KVCache cache;
   /// Keys before RoPE (values identical to `cache`), rope_applied = false;
   /// set only when PrefillOptions::keep_pre_rope_keys.
@@ -158,9 +161,10 @@ class Model {
   /// not done at load.
   std::string file_sha256() const;
   /// The RoPE inverse frequencies layer `layer` applies (head_dim / 2 values,
-  /// rotate-half pairs (i, i + head_dim / 2)), with the file's scaling;
+  /// rotate-half pairs (i, i + head_dim / 2), the exact operations of
+  /// kvscope/kv/rope.h), with the file's scaling;
   /// Error(InvalidArgument) for a layer out of range.
-  std::vector<float> rope_inv_freq(int layer) const;
+  std::vector<double> rope_inv_freq(int layer) const;
 
   /// Runs the context `tokens` (ids < vocab, at least one) at positions
   /// 0..T-1 and returns its KV cache. Error(InvalidArgument) on an empty
