@@ -256,3 +256,44 @@ TEST(SlidingWindowCaches, EveryCodecAndTheStatisticsHandleThem) {
     EXPECT_LT(err, 0.5f * range) << "largest error against the cache's largest |value| " << range;
   }
 }
+
+TEST(LoadErrors, UnsupportedTypeMissingTokenizerAndArchitectureSayExactlyWhy) {
+  const auto dir = std::filesystem::temp_directory_path() / "kvscope_load_errors";
+  std::filesystem::create_directories(dir);
+  auto expect_error = [](const std::filesystem::path& p, std::vector<std::string> needles) {
+    try {
+      Model::load(p);
+      FAIL() << "loaded " << p;
+    } catch (const kvscope::Error& e) {
+      EXPECT_EQ(e.code(), kvscope::ErrorCode::Unsupported) << e.what();
+      needles.push_back(p.filename().string());
+      for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+    }
+  };
+  // A tensor type KVScope cannot dequantize (IQ2_XXS, 66 bytes per 256 values).
+  TinyDims d;
+  d.hidden = 256;
+  d.intermediate = 256;
+  d.heads = 4;
+  d.kv_heads = 2;
+  d.head_dim = 64;
+  auto bytes = tiny_gguf_bytes(TinyWeights(d), 14);  // Q6_K matrices
+  // blk.0.ffn_up (Q6_K, 210 bytes per block) relabelled IQ2_XXS (66): its data still fits the file.
+  ASSERT_EQ(retype_tensor(bytes, "blk.0.ffn_up.weight", 2, 16), 14u);
+  write_bytes(dir / "iq2.gguf", bytes);
+  expect_error(dir / "iq2.gguf", {"IQ2_XXS", "blk.0.ffn_up.weight", "Q4_K"});
+  // GGUF without tokenizer metadata.
+  write_bytes(dir / "notok.gguf",
+              build_gguf({{"general.architecture", 8, std::string("llama")},
+                          {"llama.block_count", 4, std::uint64_t(1)},
+                          {"llama.embedding_length", 4, std::uint64_t(32)},
+                          {"llama.feed_forward_length", 4, std::uint64_t(32)},
+                          {"llama.attention.head_count", 4, std::uint64_t(2)}},
+                         {{"token_embd.weight", {32, 8}, 0, encode_f32(std::vector<float>(256))}}));
+  expect_error(dir / "notok.gguf", {"no tokenizer", "tokenizer.ggml.model"});
+  // Hugging Face folder without tokenizer.json.
+  write_tiny_hf(TinyWeights(TinyDims{}), dir / "hf");
+  std::filesystem::remove(dir / "hf" / "tokenizer.json");
+  expect_error(dir / "hf", {"tokenizer.json"});
+  std::filesystem::remove_all(dir);
+}

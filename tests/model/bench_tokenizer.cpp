@@ -14,7 +14,8 @@
 
 namespace {
 
-const std::filesystem::path kDir = std::filesystem::path(KVSCOPE_SOURCE_DIR) / "tests/model/golden/tokenizers";
+const std::filesystem::path kDir =
+    std::filesystem::path(KVSCOPE_SOURCE_DIR) / "tests/model/golden/tokenizers";
 
 std::string corpus(std::size_t bytes) {
   std::string all;
@@ -52,7 +53,8 @@ void BM_SentencePieceOneSegment(benchmark::State& state) {
 }
 
 void BM_ByteLevelBpe(benchmark::State& state) {
-  static const kvscope::model::Tokenizer tok(kvscope::model::tokenizer_spec_from_hf(kDir / "qwen3_tokenizer.json"));
+  static const kvscope::model::Tokenizer tok(
+      kvscope::model::tokenizer_spec_from_hf(kDir / "qwen3_tokenizer.json"));
   run(state, tok);
 }
 

@@ -558,6 +558,20 @@ inline std::vector<std::uint8_t> tiny_gguf_bytes(const TinyWeights& tw, std::uin
   return build_gguf(meta, tensors);
 }
 
+/// Changes the stored type number of tensor `name` in a GGUF image (its info
+/// record: name, n_dims, dims, type, offset); returns the old type. The data
+/// stays as it is, so a type with smaller blocks still fits the file.
+inline std::uint32_t retype_tensor(std::vector<std::uint8_t>& gguf, const std::string& name, int n_dims,
+                                   std::uint32_t new_type) {
+  const auto it = std::search(gguf.begin(), gguf.end(), name.begin(), name.end());
+  if (it == gguf.end()) throw std::runtime_error("retype_tensor: no tensor " + name);
+  const std::size_t at = static_cast<std::size_t>(it - gguf.begin()) + name.size() + 4 + 8 * n_dims;
+  std::uint32_t old = 0;
+  std::memcpy(&old, &gguf[at], 4);
+  std::memcpy(&gguf[at], &new_type, 4);
+  return old;
+}
+
 inline void write_bytes(const std::filesystem::path& p, const std::vector<std::uint8_t>& b) {
   std::ofstream out(p, std::ios::binary);
   out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));

@@ -216,7 +216,13 @@ OpenedModel open_gguf(const std::filesystem::path& path) {
 
   // Tokenizer from tokenizer.ggml.*.
   auto& t = m.tokenizer;
-  const std::string tm = f.get_string("tokenizer.ggml.model").value_or("");
+  const auto tokenizer_model = f.get_string("tokenizer.ggml.model");
+  if (!tokenizer_model) {
+    throw Error(ErrorCode::Unsupported, label,
+                "the file has no tokenizer (metadata 'tokenizer.ggml.model' is missing); KVScope needs the "
+                "model's own tokenizer to turn text into tokens");
+  }
+  const std::string& tm = *tokenizer_model;
   if (tm == "gpt2") {
     t.kind = TokenizerSpec::Kind::ByteLevelBpe;
     t.pre_split_regexes =
@@ -224,8 +230,9 @@ OpenedModel open_gguf(const std::filesystem::path& path) {
   } else if (tm == "llama") {
     t.kind = TokenizerSpec::Kind::SentencePieceBpe;
   } else {
-    throw Error(ErrorCode::Unsupported, label,
-                "tokenizer model '" + tm + "' is not supported (gpt2 or llama)");
+    throw Error(
+        ErrorCode::Unsupported, label,
+        "tokenizer model '" + tm + "' is not supported (gpt2: byte-level BPE, llama: SentencePiece BPE)");
   }
   t.tokens = strings_of(f, "tokenizer.ggml.tokens", true);
   t.merges = strings_of(f, "tokenizer.ggml.merges", false);

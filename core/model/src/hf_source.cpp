@@ -473,6 +473,15 @@ OpenedModel open_hf(const std::filesystem::path& dir) {
   if (!src->has("output")) c.tied_embeddings = true;
   c.qkv_bias = src->has("blk.0.attn_q.bias");
   c.qk_norm = src->has("blk.0.attn_q_norm");
+  if (std::error_code tec; !std::filesystem::exists(dir / "tokenizer.json", tec)) {
+    throw Error(
+        ErrorCode::Unsupported, dir.string(),
+        std::string("no tokenizer.json: KVScope needs the model's tokenizer.json (Hugging Face "
+                    "tokenizers format") +
+            (std::filesystem::exists(dir / "tokenizer.model", tec) ? "; a tokenizer.model alone is not read"
+                                                                   : "") +
+            ")");
+  }
   m.tokenizer = read_tokenizer(dir / "tokenizer.json", cfg);
   if (static_cast<int>(m.tokenizer.tokens.size()) > c.vocab) {
     throw Error(ErrorCode::Format, (dir / "tokenizer.json").string(),
