@@ -53,7 +53,7 @@ struct CacheInfo {
 
 /// A KV cache held as float32 in one contiguous buffer laid out
 /// [layer][kind][kv_head][token][dim]; each (layer, kind) slice is a
-/// [kv_heads, tokens, head_dim] tensor as DESIGN.md section 1.1 defines.
+/// [kv_heads, tokens, head_dim] tensor (docs/architecture.md, "The KV cache").
 class KVCache {
  public:
   KVCache() = default;
