@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Peak resident memory and prefill speed of the default model and of
 # synthetic models with the shapes of Llama-3.2-1B and Llama-3.1-8B (random
 # Q4_K_M-style weights, written once by scripts/make-synthetic-model.py into

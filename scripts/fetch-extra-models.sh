@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Fetches optional real models that exercise more of the loader than the
 # default model: Gemma 3 270M in Q4_K_M (architecture gemma3; tensor types
 # Q4_K, Q6_K, Q5_0, Q8_0; Gemma's 262k SentencePiece vocabulary; Gemma terms

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes a synthetic GGUF model with the shapes of a real one and random
 Q4_K_M-style weights, for memory and speed measurements of the loader
 (scripts/bench-models.sh). The numbers are random, so the model's text is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Qwen3, Gemma 2, Gemma 3 and Phi-3 on tiny models written by the test in
 // both formats (GGUF as llama.cpp lays it out, Hugging Face as transformers
 // does), against golden logits and K/V from an independent float64 numpy

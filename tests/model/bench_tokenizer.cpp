@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Tokenizer throughput on long texts (counter: bytes_per_second): the
 // repository's contexts encoded by a SentencePiece BPE tokenizer (Gemma
 // style: the whole text between special tokens is one segment, so merging

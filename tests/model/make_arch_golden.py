@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Golden references for the architectures beyond Llama (Qwen3, Gemma 2,
 Gemma 3, Phi-3): a float64 numpy forward pass written here from the
 Hugging Face transformers definitions of each model (modeling_qwen3,

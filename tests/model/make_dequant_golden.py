@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Golden data for KVScope's GGUF dequantizers (core/io/src/ggml_dequantize.cpp).
 
 For every supported ggml type, random blocks (random bytes, with each block's

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Tokenizer golden data from independent reference implementations.
 
 Two small vocabularies are trained on the repository's text contexts

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli model info --json` on models the test writes: architecture,
 // every tensor type, the weights' storage and memory, sliding-window layers;
 // and for a model that cannot be loaded, the reason in the JSON and exit 1.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Tokenizers of the Qwen3 (byte-level BPE) and Phi-3 / Gemma (SentencePiece
 // BPE) families against ids produced by independent references: Hugging Face
 // `tokenizers` and Google's `sentencepiece` (tests/model/make_tokenizer_golden.py).

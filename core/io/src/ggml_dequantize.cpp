@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Dequantization of ggml block types to float32. Each block layout is
 // described where it is decoded; the arithmetic follows ggml's reference
 // dequantizers (float32 products in the same order), so values agree with

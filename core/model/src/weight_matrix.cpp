@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Weight matrices kept as float32 or in the file's type (see weight_matrix.h).
 #include "weight_matrix.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Private to core/model: one weight matrix [out, in] of the forward pass,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // ggml tensor types as GGUF files store them: names, block sizes and
