@@ -113,7 +113,8 @@ def piece_type(sp, i):
     return 1
 
 
-def gemma_reference():
+def gemma_processor():
+    """sentencepiece on the Gemma 3 GGUF's vocabulary (pieces, scores, types)."""
     import gguf
     r = gguf.GGUFReader(GEMMA)
 
@@ -142,7 +143,11 @@ def gemma_reference():
         # model they are "▁" runs, matched after spaces are escaped.
         p.piece = t.replace(" ", "\u2581") if ty == 4 else t
         p.score, p.type = s, kinds[ty]
-    sp = spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+
+
+def gemma_reference():
+    sp = gemma_processor()
     return [sp.encode(t) for t in TEXTS]
 
 
