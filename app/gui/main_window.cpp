@@ -482,15 +482,34 @@ void MainWindow::updateModelInfo() {
     return;
   }
   const auto& c = model->config();
+  // Tensor types present, the memory the weights take, and which layers
+  // only attend to a sliding window of recent tokens.
+  QStringList types;
+  for (const auto& [type, count] : c.tensor_types) types << tr("%1 \u00d7%2").arg(qs(type)).arg(count);
+  int sliding = 0;
+  for (int w : c.layer_window) sliding += w > 0 ? 1 : 0;
+  const QString window_text =
+      sliding > 0 ? tr("<br>%1 of %2 layers use a sliding window: they attend only to the last %3 tokens")
+                        .arg(sliding)
+                        .arg(c.layers)
+                        .arg(c.sliding_window)
+                  : QString();
+  const QString storage =
+      c.weight_storage == "file" ? tr("kept in the file's types, dequantized per layer") : tr("float32");
   model_info_->setText(tr("%1 (%2, %3)<br>%4 layers, %5 heads, %6 KV heads, head dim %7<br>"
-                          "KV cache %8 per token at fp16<br><small>%9</small>")
+                          "KV cache %8 per token at fp16<br>Tensors: %10<br>Weights in memory: %11 (%12)%13"
+                          "<br><small>%9</small>")
                            .arg(qs(c.name).toHtmlEscaped(), qs(c.architecture), qs(c.format))
                            .arg(c.layers)
                            .arg(c.heads)
                            .arg(c.kv_heads)
                            .arg(c.head_dim)
                            .arg(humanBytes(double(c.kv_bytes_per_token())))
-                           .arg(session_->modelPath().toHtmlEscaped()));
+                           .arg(session_->modelPath().toHtmlEscaped())
+                           .arg(types.join(QStringLiteral(", ")).toHtmlEscaped())
+                           .arg(humanBytes(double(c.resident_weight_bytes)))
+                           .arg(storage)
+                           .arg(window_text));
 #else
   model_info_->setText(tr("This build has no model runtime: open a KV cache (.safetensors) instead."));
 #endif

@@ -1,6 +1,9 @@
 // Prefill throughput of the default model at 512 and 2048 tokens, and peak
-// resident memory (counters: tokens_per_second, peak_rss_mb).
+// resident memory (counters: tokens_per_second, peak_rss_mb), with weights
+// dequantized to float32 at load (BM_Prefill, what "auto" picks for it) and
+// kept in the file's type (BM_PrefillFileWeights).
 //   build/release/tests/model/bench_prefill --benchmark_repetitions=1
+// Larger models: kvscope-cli model bench (scripts/bench-models.sh).
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
@@ -9,16 +12,14 @@
 
 namespace {
 
-const kvscope::model::Model* model() {
-  static std::unique_ptr<kvscope::model::Model> m = [] {
-    auto path = kvscope::find_default_model();
-    return path ? kvscope::model::Model::load(*path) : nullptr;
-  }();
-  return m.get();
+std::unique_ptr<kvscope::model::Model> load(const std::string& weights) {
+  auto path = kvscope::find_default_model();
+  kvscope::model::LoadOptions o;
+  o.weights = weights;
+  return path ? kvscope::model::Model::load(*path, o) : nullptr;
 }
 
-void BM_Prefill(benchmark::State& state) {
-  const auto* m = model();
+void prefill(benchmark::State& state, const kvscope::model::Model* m) {
   if (!m) {
     state.SkipWithError("default model absent");
     return;
@@ -44,7 +45,29 @@ void BM_Prefill(benchmark::State& state) {
   state.counters["threads"] = m->threads();
 }
 
-BENCHMARK(BM_Prefill)->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->Iterations(1);
+void BM_Prefill(benchmark::State& state) {
+  static const auto m = load("float32");
+  prefill(state, m.get());
+}
+
+void BM_PrefillFileWeights(benchmark::State& state) {
+  static const auto m = load("file");
+  prefill(state, m.get());
+}
+
+BENCHMARK(BM_PrefillFileWeights)
+    ->Arg(2048)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MeasureProcessCPUTime()
+    ->Iterations(1);
+BENCHMARK(BM_Prefill)
+    ->Arg(512)
+    ->Arg(2048)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MeasureProcessCPUTime()
+    ->Iterations(1);
 
 }  // namespace
 

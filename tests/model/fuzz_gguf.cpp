@@ -53,6 +53,20 @@ std::vector<std::vector<std::uint8_t>> kvscope_fuzz_seeds() {
                               {"q8", {64}, 8, encode_q8_0(x)},
                               {"q40", {64}, 2, encode_q4_0(x)},
                               {"q41", {32, 2}, 3, encode_q4_1(x)}}));
+  // K-quant super-blocks (256 values) and a quantized tiny model.
+  std::vector<float> y(512);
+  for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<float>(i % 97) * 0.01f - 0.4f;
+  seeds.push_back(build_gguf({{"general.architecture", 8, std::string("llama")}},
+                             {{"q4k", {256, 2}, 12, encode_q4_k(y)},
+                              {"q6k", {256, 2}, 14, encode_q6_k(y)},
+                              {"q50", {32, 16}, 6, std::vector<std::uint8_t>(16 * 22, 0x5A)},
+                              {"q51", {32, 16}, 7, std::vector<std::uint8_t>(16 * 24, 0x3C)},
+                              {"q2k", {256, 2}, 10, std::vector<std::uint8_t>(2 * 84, 0x11)},
+                              {"q3k", {256, 2}, 11, std::vector<std::uint8_t>(2 * 110, 0x22)},
+                              {"q5k", {256, 2}, 13, std::vector<std::uint8_t>(2 * 176, 0x33)},
+                              {"q8k", {256, 2}, 15, std::vector<std::uint8_t>(2 * 292, 0x00)},
+                              {"iq4nl", {32, 16}, 20, std::vector<std::uint8_t>(16 * 18, 0x44)},
+                              {"iq4xs", {256, 2}, 23, std::vector<std::uint8_t>(2 * 136, 0x55)}}));
   TinyDims d;
   d.layers = 1;
   d.hidden = 32;

@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "kvscope/common/error.h"
 #include "tiny_model.h"
@@ -20,6 +23,12 @@ std::vector<float> ramp(std::size_t n) {
   std::vector<float> v(n);
   for (std::size_t i = 0; i < n; ++i) v[i] = std::sin(0.37f * static_cast<float>(i)) * (1.0f + 0.01f * i);
   return v;
+}
+
+std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  EXPECT_TRUE(in) << p;
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 GgufFile parse(const std::vector<std::uint8_t>& b) {
@@ -49,7 +58,7 @@ TEST(Gguf, ParsesMetadataAndTensorInfos) {
   EXPECT_DOUBLE_EQ(*f.get_float("llama.rope.freq_base"), 100000.0);
   EXPECT_EQ(f.get_bool("flag"), true);
   EXPECT_EQ(f.find_value("tokens")->strings, (std::vector<std::string>{"a", "b", "ĠĠ"}));
-  EXPECT_EQ(f.find_value("types")->ints, (std::vector<std::int64_t>{1, 3, -2}));
+  EXPECT_EQ(f.find_value("types")->ints(), (std::vector<std::int64_t>{1, 3, -2}));
   EXPECT_FALSE(f.get_int("absent").has_value());
   EXPECT_THROW(f.get_int("general.architecture"), Error);  // wrong type is an error, not a silent default
   ASSERT_EQ(f.tensors().size(), 2u);
@@ -107,17 +116,90 @@ TEST(Gguf, DequantizesKnownBlocksExactly) {
   for (int j = 0; j < 32; ++j) EXPECT_FLOAT_EQ(y[j], (j - 16) * 0.25f);
 }
 
-TEST(Gguf, UnsupportedTypeIsAnErrorNamingIt) {
-  // Q4_K (type 12): 256 values in 144 bytes; sized and validated, but not dequantized.
-  const auto f = parse(one_tensor(12, std::vector<std::uint8_t>(144, 0), 256));
+TEST(Gguf, DequantizationMatchesTheGgufPackageOnRandomBlocksOfEveryType) {
+  // tests/model/golden/dequant: random blocks of each type and their values
+  // as the `gguf` package's numpy dequantizers compute them
+  // (tests/model/make_dequant_golden.py).
+  const auto dir = std::filesystem::path(KVSCOPE_SOURCE_DIR) / "tests/model/golden/dequant";
+  const auto manifest = nlohmann::json::parse(std::ifstream(dir / "manifest.json"));
+  const std::size_t n = manifest["values"].get<std::size_t>();
+  int checked = 0;
+  for (const auto& [name, entry] : manifest["types"].items()) {
+    const auto type = entry["ggml_type"].get<std::uint32_t>();
+    EXPECT_EQ(kvscope::io::ggml_type_name(type), name);
+    EXPECT_TRUE(kvscope::io::ggml_type_supported(type)) << name;
+    const auto bytes = read_file_bytes(dir / (name + ".bin"));
+    const auto want_bytes = read_file_bytes(dir / (name + ".f32"));
+    ASSERT_EQ(want_bytes.size(), n * 4) << name;
+    std::vector<float> want(n);
+    std::memcpy(want.data(), want_bytes.data(), want_bytes.size());
+    ASSERT_EQ(kvscope::io::ggml_nbytes(type, n), bytes.size()) << name;
+    // Through a GGUF file (a 4 x 256 matrix) and row by row.
+    const auto f = parse(build_gguf({}, {{"t", {256, n / 256}, type, bytes}}));
+    const auto got = f.dequantize(f.get("t"));
+    std::vector<float> rows(n);
+    for (std::uint64_t r = 0; r < n / 256; ++r)
+      f.dequantize_rows(f.get("t"), r, std::span(rows).subspan(r * 256, 256));
+    std::size_t differing = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      // Same float32 operations in the same order: bit-exact.
+      if (std::bit_cast<std::uint32_t>(got[i]) != std::bit_cast<std::uint32_t>(want[i])) ++differing;
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(rows[i]), std::bit_cast<std::uint32_t>(got[i]))
+          << name << " " << i;
+    }
+    EXPECT_EQ(differing, 0u) << name << ": first value " << got[0] << " vs " << want[0];
+    ++checked;
+  }
+  EXPECT_EQ(checked, 16);
+}
+
+TEST(Gguf, UnsupportedTypeIsAnErrorNamingItAndTheSupportedTypes) {
+  // IQ2_XXS (type 16): 256 values in 66 bytes; sized and validated, but not dequantized.
+  const auto f = parse(one_tensor(16, std::vector<std::uint8_t>(66, 0), 256));
   try {
     f.dequantize(f.get("t"));
-    FAIL() << "Q4_K dequantized";
+    FAIL() << "IQ2_XXS dequantized";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::Unsupported);
-    EXPECT_NE(std::string(e.what()).find("Q4_K"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("test.gguf"), std::string::npos) << e.what();
+    const std::string what = e.what();
+    EXPECT_NE(what.find("IQ2_XXS"), std::string::npos) << what;
+    EXPECT_NE(what.find("test.gguf"), std::string::npos) << what;
+    EXPECT_NE(what.find("Q4_K, Q5_K, Q6_K"), std::string::npos) << what;
   }
+}
+
+TEST(Gguf, UnsupportedTypeIsRefusedBeforeTheOutputIsAllocated) {
+  // Regression (issue #18): dequantize() allocated elements floats before
+  // checking the type, so a tiny file declaring 2^40 values of an unsupported
+  // type asked for 4 TiB. An unknown type cannot be sized, so its data is
+  // never validated against the file: the type check must come first.
+  const auto f = parse(build_gguf({}, {{"t", {1ull << 20, 1ull << 20}, 99, {}}}));
+  try {
+    (void)f.dequantize(f.get("t"));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Unsupported) << e.what();
+    EXPECT_NE(std::string(e.what()).find("type 99"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Gguf, NumericMetadataArraysAreKeptOnceAsStored) {
+  // Regression (issue #18): numeric arrays were copied as double and int64
+  // (16 bytes per element whatever the stored width). Now the value views
+  // the file's bytes and converts on request.
+  std::vector<std::int32_t> types(100000, 1);
+  types[7] = -2;
+  const auto f =
+      parse(build_gguf({{"types", 9, types}, {"scores", 9, std::vector<float>{0.5f, -1.25f}}}, {}));
+  const auto* v = f.find_value("types");
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(v->array_size, types.size());
+  EXPECT_EQ(v->array_data.size(), types.size() * 4);
+  const auto ints = v->ints();
+  ASSERT_EQ(ints.size(), types.size());
+  EXPECT_EQ(ints[7], -2);
+  EXPECT_EQ(f.find_value("scores")->numbers(), (std::vector<double>{0.5, -1.25}));
+  EXPECT_EQ(f.find_value("scores")->ints(), (std::vector<std::int64_t>{0, -1}));
 }
 
 TEST(Gguf, RejectsMalformedFilesWithClearErrors) {

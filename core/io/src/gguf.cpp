@@ -1,12 +1,12 @@
 #include "kvscope/io/gguf.h"
 
-#include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "kvscope/common/error.h"
-#include "kvscope/common/fp16.h"
 
 namespace kvscope::io {
 namespace {
@@ -17,58 +17,6 @@ constexpr std::uint32_t kMagic = 0x46554747u;  // "GGUF" little-endian
 constexpr std::uint64_t kMaxStringBytes = 64ull << 20;
 constexpr std::uint64_t kMaxDims = 4;
 constexpr int kMaxArrayDepth = 4;
-
-struct BlockInfo {
-  std::uint64_t block = 0;  // values per block
-  std::uint64_t bytes = 0;  // bytes per block
-};
-
-BlockInfo block_info(std::uint32_t type) {
-  switch (type) {
-    case 0:
-      return {1, 4};  // F32
-    case 1:
-      return {1, 2};  // F16
-    case 2:
-      return {32, 18};  // Q4_0
-    case 3:
-      return {32, 20};  // Q4_1
-    case 6:
-      return {32, 22};  // Q5_0
-    case 7:
-      return {32, 24};  // Q5_1
-    case 8:
-      return {32, 34};  // Q8_0
-    case 9:
-      return {32, 36};  // Q8_1
-    case 10:
-      return {256, 84};  // Q2_K
-    case 11:
-      return {256, 110};  // Q3_K
-    case 12:
-      return {256, 144};  // Q4_K
-    case 13:
-      return {256, 176};  // Q5_K
-    case 14:
-      return {256, 210};  // Q6_K
-    case 15:
-      return {256, 292};  // Q8_K
-    case 24:
-      return {1, 1};  // I8
-    case 25:
-      return {1, 2};  // I16
-    case 26:
-      return {1, 4};  // I32
-    case 27:
-      return {1, 8};  // I64
-    case 28:
-      return {1, 8};  // F64
-    case 30:
-      return {1, 2};  // BF16
-    default:
-      return {};
-  }
-}
 
 // Bounds-checked little-endian cursor over the file image.
 class Reader {
@@ -93,6 +41,12 @@ class Reader {
     std::memcpy(&v, base_ + pos_, sizeof(T));
     pos_ += sizeof(T);
     return v;
+  }
+  // The next n bytes (already checked with need()) as a view; advances.
+  std::span<const std::uint8_t> view(std::size_t n) {
+    std::span<const std::uint8_t> s(base_ + pos_, n);
+    pos_ += n;
+    return s;
   }
   std::string string(const char* what) {
     const auto n = read<std::uint64_t>(what);
@@ -253,150 +207,21 @@ GgufValue read_value(Reader& r, GgufType type, const std::string& label, const s
       (void)read_value(r, GgufType::Array, label, key, depth + 1);
     }
   } else {
-    v.numbers.reserve(n);
-    v.ints.reserve(n);
-    GgufValue elem;
-    elem.type = v.array_type;
-    for (std::size_t i = 0; i < n; ++i) {
-      read_scalar(r, elem, label, key);
-      v.numbers.push_back(elem.type == GgufType::Float32 || elem.type == GgufType::Float64
-                              ? elem.float_value
-                              : static_cast<double>(elem.int_value));
-      v.ints.push_back(elem.int_value);
+    // Numeric arrays stay in the file: validate (bools must be 0/1) and keep a view.
+    const std::size_t bytes = n * scalar_size(v.array_type);
+    r.need(bytes, "array data");
+    v.array_data = r.view(bytes);
+    if (v.array_type == GgufType::Bool) {
+      for (auto b : v.array_data) {
+        if (b > 1)
+          throw Error(ErrorCode::Format, label, "metadata '" + key + "': bool value " + std::to_string(b));
+      }
     }
   }
   return v;
 }
 
-inline float bf16_to_float(std::uint16_t h) {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16);
-}
-
-inline std::uint16_t load_u16(const std::uint8_t* p) {
-  std::uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-
 }  // namespace
-
-std::string ggml_type_name(std::uint32_t type) {
-  switch (type) {
-    case 0:
-      return "F32";
-    case 1:
-      return "F16";
-    case 2:
-      return "Q4_0";
-    case 3:
-      return "Q4_1";
-    case 6:
-      return "Q5_0";
-    case 7:
-      return "Q5_1";
-    case 8:
-      return "Q8_0";
-    case 9:
-      return "Q8_1";
-    case 10:
-      return "Q2_K";
-    case 11:
-      return "Q3_K";
-    case 12:
-      return "Q4_K";
-    case 13:
-      return "Q5_K";
-    case 14:
-      return "Q6_K";
-    case 15:
-      return "Q8_K";
-    case 24:
-      return "I8";
-    case 25:
-      return "I16";
-    case 26:
-      return "I32";
-    case 27:
-      return "I64";
-    case 28:
-      return "F64";
-    case 30:
-      return "BF16";
-    default:
-      return "type " + std::to_string(type);
-  }
-}
-
-bool ggml_type_supported(std::uint32_t type) {
-  return type == 0 || type == 1 || type == 30 || type == 8 || type == 2 || type == 3;
-}
-
-std::uint64_t ggml_nbytes(std::uint32_t type, std::uint64_t count) {
-  const BlockInfo b = block_info(type);
-  if (b.block == 0 || count % b.block != 0) return 0;
-  const std::uint64_t blocks = count / b.block;
-  if (blocks > std::numeric_limits<std::uint64_t>::max() / b.bytes) return 0;
-  return blocks * b.bytes;
-}
-
-void ggml_dequantize(std::uint32_t type, std::span<const std::uint8_t> bytes, std::span<float> out) {
-  if (!ggml_type_supported(type)) {
-    throw Error(ErrorCode::Unsupported,
-                "GGUF tensor type " + ggml_type_name(type) +
-                    " is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
-  }
-  const std::uint64_t need = ggml_nbytes(type, out.size());
-  if (need == 0 && !out.empty()) {
-    throw Error(ErrorCode::Format, "GGUF tensor of " + std::to_string(out.size()) +
-                                       " values is not a whole number of " + ggml_type_name(type) +
-                                       " blocks");
-  }
-  if (need != bytes.size()) {
-    throw Error(ErrorCode::Format, "GGUF tensor data is " + std::to_string(bytes.size()) +
-                                       " bytes, expected " + std::to_string(need));
-  }
-  const std::uint8_t* p = bytes.data();
-  float* o = out.data();
-  const std::size_t n = out.size();
-  switch (type) {
-    case 0:
-      std::memcpy(o, p, n * 4);
-      break;
-    case 1:
-      for (std::size_t i = 0; i < n; ++i) o[i] = half_to_float(load_u16(p + 2 * i));
-      break;
-    case 30:
-      for (std::size_t i = 0; i < n; ++i) o[i] = bf16_to_float(load_u16(p + 2 * i));
-      break;
-    case 8:  // Q8_0: fp16 scale d, 32 int8: x = d * q
-      for (std::size_t b = 0; b < n / 32; ++b, p += 34, o += 32) {
-        const float d = half_to_float(load_u16(p));
-        for (int j = 0; j < 32; ++j) o[j] = d * static_cast<float>(static_cast<std::int8_t>(p[2 + j]));
-      }
-      break;
-    case 2:  // Q4_0: fp16 d, 16 bytes of nibbles; low nibbles are values 0..15, high 16..31; x = d * (q - 8)
-      for (std::size_t b = 0; b < n / 32; ++b, p += 18, o += 32) {
-        const float d = half_to_float(load_u16(p));
-        for (int j = 0; j < 16; ++j) {
-          o[j] = d * static_cast<float>((p[2 + j] & 0x0F) - 8);
-          o[j + 16] = d * static_cast<float>((p[2 + j] >> 4) - 8);
-        }
-      }
-      break;
-    case 3:  // Q4_1: fp16 d, fp16 m, 16 bytes of nibbles; x = d * q + m
-      for (std::size_t b = 0; b < n / 32; ++b, p += 20, o += 32) {
-        const float d = half_to_float(load_u16(p));
-        const float m = half_to_float(load_u16(p + 2));
-        for (int j = 0; j < 16; ++j) {
-          o[j] = d * static_cast<float>(p[4 + j] & 0x0F) + m;
-          o[j + 16] = d * static_cast<float>(p[4 + j] >> 4) + m;
-        }
-      }
-      break;
-    default:
-      break;
-  }
-}
 
 std::vector<std::int64_t> GgufTensor::shape() const {
   std::vector<std::int64_t> s;
@@ -477,9 +302,9 @@ void GgufFile::parse() {
     }
     t.type = r.read<std::uint32_t>("tensor type");
     t.offset = r.read<std::uint64_t>("tensor offset");
-    const BlockInfo b = block_info(t.type);
-    if (b.block != 0) {
-      if (t.dims[0] % b.block != 0) {
+    const GgmlBlock b = ggml_block(t.type);
+    if (b.values != 0) {
+      if (t.dims[0] % b.values != 0) {
         throw Error(ErrorCode::Format, label_,
                     "tensor '" + t.name + "': row of " + std::to_string(t.dims[0]) +
                         " values is not a whole number of " + ggml_type_name(t.type) + " blocks");
@@ -509,8 +334,7 @@ void GgufFile::parse() {
                       " bytes at data offset " + std::to_string(t.offset) +
                       ") extends past the end of the file");
     }
-    t.bytes =
-        std::span<const std::uint8_t>(base + data_start + t.offset, static_cast<std::size_t>(t.nbytes));
+    t.bytes = std::span<const std::uint8_t>(base + data_start + t.offset, static_cast<std::size_t>(t.nbytes));
   }
 }
 
@@ -562,7 +386,16 @@ const GgufTensor& GgufFile::get(const std::string& name) const {
   return *t;
 }
 
+void GgufFile::check_supported(const GgufTensor& tensor) const {
+  if (!ggml_type_supported(tensor.type)) {
+    throw Error(ErrorCode::Unsupported, label_,
+                "tensor '" + tensor.name + "' has type " + ggml_type_name(tensor.type) +
+                    ", which is not supported (supported: " + ggml_supported_types_text() + ")");
+  }
+}
+
 std::vector<float> GgufFile::dequantize(const GgufTensor& tensor) const {
+  check_supported(tensor);  // before allocating: an unsupported type may be huge
   std::vector<float> out(static_cast<std::size_t>(tensor.elements));
   dequantize_into(tensor, out);
   return out;
@@ -573,16 +406,104 @@ void GgufFile::dequantize_into(const GgufTensor& tensor, std::span<float> out) c
     throw Error(ErrorCode::InvalidArgument, label_,
                 "output size does not match tensor '" + tensor.name + "'");
   }
-  if (!ggml_type_supported(tensor.type)) {
-    throw Error(ErrorCode::Unsupported, label_,
-                "tensor '" + tensor.name + "' has type " + ggml_type_name(tensor.type) +
-                    ", which is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)");
+  dequantize_rows(tensor, 0, out);
+}
+
+void GgufFile::dequantize_rows(const GgufTensor& tensor, std::uint64_t row0, std::span<float> out) const {
+  check_supported(tensor);
+  const std::uint64_t row_len = tensor.dims.empty() ? 0 : tensor.dims[0];
+  const std::uint64_t rows = row_len ? tensor.elements / row_len : 0;
+  if (row_len == 0 || out.size() % row_len != 0 || row0 > rows || out.size() / row_len > rows - row0) {
+    throw Error(ErrorCode::InvalidArgument, label_,
+                "rows " + std::to_string(row0) + "+" + std::to_string(row_len ? out.size() / row_len : 0) +
+                    " are not inside tensor '" + tensor.name + "'");
   }
+  const std::uint64_t row_bytes = tensor.elements ? tensor.nbytes / rows : 0;
   try {
-    ggml_dequantize(tensor.type, tensor.bytes, out);
+    ggml_dequantize(tensor.type,
+                    tensor.bytes.subspan(static_cast<std::size_t>(row0 * row_bytes),
+                                         static_cast<std::size_t>(out.size() / row_len * row_bytes)),
+                    out);
   } catch (const Error& e) {
     throw Error(e.code(), label_, "tensor '" + tensor.name + "': " + e.what());
   }
+}
+
+namespace {
+
+template <typename T>
+T element(std::span<const std::uint8_t> data, std::size_t i) {
+  T v;
+  std::memcpy(&v, data.data() + i * sizeof(T), sizeof(T));
+  return v;
+}
+
+// Element i of a numeric array, as F(double) or F(int64).
+template <typename R>
+R array_element(GgufType t, std::span<const std::uint8_t> d, std::size_t i) {
+  switch (t) {
+    case GgufType::UInt8:
+    case GgufType::Bool:
+      return static_cast<R>(element<std::uint8_t>(d, i));
+    case GgufType::Int8:
+      return static_cast<R>(element<std::int8_t>(d, i));
+    case GgufType::UInt16:
+      return static_cast<R>(element<std::uint16_t>(d, i));
+    case GgufType::Int16:
+      return static_cast<R>(element<std::int16_t>(d, i));
+    case GgufType::UInt32:
+      return static_cast<R>(element<std::uint32_t>(d, i));
+    case GgufType::Int32:
+      return static_cast<R>(element<std::int32_t>(d, i));
+    case GgufType::UInt64: {
+      const auto u = element<std::uint64_t>(d, i);
+      if constexpr (std::is_same_v<R, std::int64_t>) {
+        if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+          return std::numeric_limits<std::int64_t>::max();
+      }
+      return static_cast<R>(u);
+    }
+    case GgufType::Int64:
+      return static_cast<R>(element<std::int64_t>(d, i));
+    case GgufType::Float32: {
+      const float f = element<float>(d, i);
+      if constexpr (std::is_same_v<R, std::int64_t>) {
+        if (!(std::fabs(f) < 9.2e18f)) return 0;  // NaN or out of range: no UB
+      }
+      return static_cast<R>(f);
+    }
+    case GgufType::Float64: {
+      const double f = element<double>(d, i);
+      if constexpr (std::is_same_v<R, std::int64_t>) {
+        if (!(std::fabs(f) < 9.2e18)) return 0;
+      }
+      return static_cast<R>(f);
+    }
+    default:
+      return R{};
+  }
+}
+
+template <typename R>
+std::vector<R> array_values(const GgufValue& v) {
+  std::vector<R> out;
+  if (v.type != GgufType::Array || v.array_data.empty()) return out;
+  const std::size_t size = scalar_size(v.array_type);
+  if (size == 0) return out;
+  const std::size_t n = v.array_data.size() / size;
+  out.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) out.push_back(array_element<R>(v.array_type, v.array_data, i));
+  return out;
+}
+
+}  // namespace
+
+std::vector<double> GgufValue::numbers() const {
+  return array_values<double>(*this);
+}
+
+std::vector<std::int64_t> GgufValue::ints() const {
+  return array_values<std::int64_t>(*this);
 }
 
 }  // namespace kvscope::io

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <climits>
 #include <cstdio>
+#include <functional>
 #include <limits>
+#include <queue>
 #include <unordered_map>
 
 #include "kvscope/common/error.h"
@@ -102,7 +104,7 @@ struct Tokenizer::Impl {
 
   void split_regex(const Regex& re, std::string_view text, std::vector<std::string_view>& out) const;
   void bpe(std::string_view piece, std::vector<std::int32_t>& out) const;
-  double pair_rank(const std::string& a, const std::string& b) const;
+  double pair_rank(std::string_view a, std::string_view b) const;
   void encode_segment(std::string_view text, bool at_start, std::vector<std::int32_t>& out) const;
 };
 
@@ -216,15 +218,19 @@ void Tokenizer::Impl::split_regex(const Regex& re, std::string_view text,
   pcre2_match_data_free(md);
 }
 
-double Tokenizer::Impl::pair_rank(const std::string& a, const std::string& b) const {
+double Tokenizer::Impl::pair_rank(std::string_view a, std::string_view b) const {
   constexpr double kNone = std::numeric_limits<double>::infinity();
+  std::string key(a);
   if (!merge_rank.empty()) {
-    auto it = merge_rank.find(a + " " + b);
+    key += ' ';
+    key += b;
+    auto it = merge_rank.find(key);
     return it == merge_rank.end() ? kNone : it->second;
   }
   // SentencePiece without merges: merge the pair whose result has the
   // highest score (lower rank wins, so negate).
-  auto it = ids.find(a + b);
+  key += b;
+  auto it = ids.find(key);
   if (it == ids.end() || spec.scores.empty()) return kNone;
   return -static_cast<double>(spec.scores[it->second]);
 }
@@ -232,31 +238,64 @@ double Tokenizer::Impl::pair_rank(const std::string& a, const std::string& b) co
 void Tokenizer::Impl::bpe(std::string_view piece, std::vector<std::int32_t>& out) const {
   if (piece.empty()) return;
   const bool byte_level = spec.kind == TokenizerSpec::Kind::ByteLevelBpe;
-  std::vector<std::string> sym;
+  // Symbols are ranges of `text` (the piece in the model's alphabet) in a
+  // linked list; candidate merges of neighbours wait in a priority queue
+  // ordered by rank, then position (as Hugging Face tokenizers, SentencePiece
+  // and llama.cpp order them). Stale entries (a side merged meanwhile) are
+  // skipped when popped: O(n log n) instead of rescanning every pair per merge.
+  std::string text;
+  struct Symbol {
+    std::size_t start, len;
+    int prev, next;
+  };
+  std::vector<Symbol> sym;
   if (byte_level) {
-    for (unsigned char c : piece) sym.push_back(byte_to_text[c]);
+    for (unsigned char c : piece) {
+      sym.push_back({text.size(), byte_to_text[c].size(), static_cast<int>(sym.size()) - 1,
+                     static_cast<int>(sym.size()) + 1});
+      text += byte_to_text[c];
+    }
   } else {
+    text.assign(piece);
     for (std::size_t i = 0; i < piece.size();) {
       const std::size_t n = utf8_len(piece, i);
-      sym.emplace_back(piece.substr(i, n));
+      sym.push_back({i, n, static_cast<int>(sym.size()) - 1, static_cast<int>(sym.size()) + 1});
       i += n;
     }
   }
-  while (sym.size() > 1) {
-    double best = std::numeric_limits<double>::infinity();
-    std::size_t at = 0;
-    for (std::size_t i = 0; i + 1 < sym.size(); ++i) {
-      const double r = pair_rank(sym[i], sym[i + 1]);
-      if (r < best) {
-        best = r;
-        at = i;
-      }
-    }
-    if (best == std::numeric_limits<double>::infinity()) break;
-    sym[at] += sym[at + 1];
-    sym.erase(sym.begin() + static_cast<std::ptrdiff_t>(at) + 1);
+  sym.back().next = -1;
+  struct Candidate {
+    double rank;
+    std::size_t start;  // of the left symbol: ties go to the leftmost pair
+    int left, right;
+    std::size_t len;  // merged length, to detect stale entries
+    bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : start > o.start; }
+  };
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
+  auto consider = [&](int l) {
+    if (l < 0 || sym[l].next < 0) return;
+    const Symbol &a = sym[l], &b = sym[a.next];
+    const double r = pair_rank(std::string_view(text).substr(a.start, a.len),
+                               std::string_view(text).substr(b.start, b.len));
+    if (r != std::numeric_limits<double>::infinity()) queue.push({r, a.start, l, a.next, a.len + b.len});
+  };
+  for (int i = 0; i + 1 < static_cast<int>(sym.size()); ++i) consider(i);
+  while (!queue.empty()) {
+    const Candidate c = queue.top();
+    queue.pop();
+    Symbol& a = sym[c.left];
+    if (a.len == 0 || a.next != c.right || a.len + sym[c.right].len != c.len) continue;  // stale
+    Symbol& b = sym[c.right];
+    a.len += b.len;
+    b.len = 0;
+    a.next = b.next;
+    if (b.next >= 0) sym[b.next].prev = c.left;
+    consider(a.prev);
+    consider(c.left);
   }
-  for (const auto& s : sym) {
+  std::vector<std::string> merged;
+  for (int i = 0; i >= 0; i = sym[i].next) merged.push_back(text.substr(sym[i].start, sym[i].len));
+  for (const auto& s : merged) {
     auto it = ids.find(s);
     if (it != ids.end()) {
       out.push_back(it->second);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kvscope/io/file_bytes.h"
+#include "kvscope/io/ggml_types.h"
 
 namespace kvscope::io {
 
@@ -36,8 +37,9 @@ enum class GgufType : std::uint32_t {
 
 /// One metadata value. Scalars fill the matching field (integers both
 /// `int_value` and, when non-negative, `uint_value`; floats `float_value`);
-/// arrays of strings fill `strings`, arrays of numbers or bools fill `numbers`
-/// (as double; exact for the 32-bit ints/floats tokenizers use) and `ints`.
+/// arrays of strings fill `strings`. Arrays of numbers or bools are kept once,
+/// as the file stores them (`array_data`, a view into the file's mapping, valid
+/// while the GgufFile lives); numbers() and ints() convert on request.
 struct GgufValue {
   GgufType type = GgufType::UInt8;
   GgufType array_type = GgufType::UInt8;  ///< element type when type == Array
@@ -47,34 +49,16 @@ struct GgufValue {
   bool bool_value = false;
   std::string string_value;
   std::vector<std::string> strings;
-  std::vector<double> numbers;
-  std::vector<std::int64_t> ints;
-  std::uint64_t array_size = 0;  ///< element count (nested arrays are counted, not kept)
-};
+  std::span<const std::uint8_t> array_data;  ///< numeric arrays: the elements' little-endian bytes
+  std::uint64_t array_size = 0;              ///< element count (nested arrays are counted, not kept)
 
-/// ggml tensor types (the subset with names we report; others are numbers).
-enum class GgmlType : std::uint32_t {
-  F32 = 0,
-  F16 = 1,
-  Q4_0 = 2,
-  Q4_1 = 3,
-  Q5_0 = 6,
-  Q5_1 = 7,
-  Q8_0 = 8,
-  Q8_1 = 9,
-  Q2_K = 10,
-  Q3_K = 11,
-  Q4_K = 12,
-  Q5_K = 13,
-  Q6_K = 14,
-  Q8_K = 15,
-  BF16 = 30,
+  /// Elements of a numeric array as double (exact for 32-bit ints and floats);
+  /// empty for other values.
+  std::vector<double> numbers() const;
+  /// Elements of a numeric array as int64 (floats truncated toward zero,
+  /// u64 above INT64_MAX clamped); empty for other values.
+  std::vector<std::int64_t> ints() const;
 };
-
-/// Name of a ggml type ("Q4_1", "BF16", or "type 17" for unknown numbers).
-std::string ggml_type_name(std::uint32_t type);
-/// Whether dequantize() supports the type: F32, F16, BF16, Q8_0, Q4_0, Q4_1.
-bool ggml_type_supported(std::uint32_t type);
 
 /// One tensor's info. `dims` are GGUF's ne[] (dims[0] varies fastest), so the
 /// row-major shape is dims reversed.
@@ -127,16 +111,22 @@ class GgufFile {
   const GgufTensor& get(const std::string& name) const;
 
   /// Dequantizes a tensor to float32 in row-major order (elements values).
-  /// Error(Unsupported) naming the type, tensor and file for types other
-  /// than F32, F16, BF16, Q8_0, Q4_0, Q4_1.
+  /// Error(Unsupported) naming the type, tensor and file for a type
+  /// ggml_type_supported() rejects, raised before any memory is allocated.
   std::vector<float> dequantize(const GgufTensor& tensor) const;
   /// Same into caller memory; `out.size()` must equal tensor.elements
   /// (Error(InvalidArgument) otherwise).
   void dequantize_into(const GgufTensor& tensor, std::span<float> out) const;
+  /// Rows [row0, row0 + out.size() / row_length) of a tensor viewed as a
+  /// row-major matrix whose rows are dims[0] long; `out.size()` must be a
+  /// whole number of rows inside the tensor (Error(InvalidArgument)).
+  void dequantize_rows(const GgufTensor& tensor, std::uint64_t row0, std::span<float> out) const;
 
  private:
   GgufFile() = default;
   void parse();
+  /// Error(Unsupported) naming the tensor, its type and the file unless supported.
+  void check_supported(const GgufTensor& tensor) const;
 
   std::filesystem::path path_;
   std::string label_;
@@ -147,14 +137,5 @@ class GgufFile {
   std::vector<GgufTensor> tensors_;
   std::map<std::string, std::size_t> tensor_index_;
 };
-
-/// Dequantizes `count` values of ggml `type` from `bytes` (which must hold
-/// exactly the bytes of those values; count a multiple of the block size).
-/// Error(Unsupported) for unsupported types, Error(Format) on a size mismatch.
-void ggml_dequantize(std::uint32_t type, std::span<const std::uint8_t> bytes, std::span<float> out);
-
-/// Bytes that `count` values of ggml `type` take, or 0 if the type is unknown
-/// or `count` is not a whole number of blocks.
-std::uint64_t ggml_nbytes(std::uint32_t type, std::uint64_t count);
 
 }  // namespace kvscope::io

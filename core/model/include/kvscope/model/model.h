@@ -1,9 +1,9 @@
 #pragma once
 
-// The model runtime: loads a Llama-family model (GGUF or a Hugging Face
-// folder), prefills a context into a KV cache, and continues from a supplied
-// cache. This header is torch-free (pimpl) so Qt translation units can
-// include it; libtorch stays inside core/model/src.
+// The model runtime: loads a decoder-only transformer (the Llama family,
+// Qwen2/3, Gemma 2/3, Phi-3; GGUF or a Hugging Face folder), prefills a
+// context into a KV cache, and continues from a supplied cache. This header is torch-free (pimpl) so Qt
+// translation units can include it; libtorch stays inside core/model/src.
 
 #include <cstdint>
 #include <filesystem>
@@ -21,7 +21,7 @@ namespace kvscope::model {
 
 /// Dimensions and constants of a loaded model, all read from the file.
 struct ModelConfig {
-  std::string architecture;    ///< "llama", "qwen2", "mistral" ...
+  std::string architecture;    ///< "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"
   std::string name;            ///< e.g. "SmolLM2-135M-Instruct" (file's general.name, else file stem)
   std::filesystem::path path;  ///< the GGUF file or the HF folder
   std::string format;          ///< "gguf" or "safetensors"
@@ -45,6 +45,38 @@ struct ModelConfig {
   int rope_original_context = 0;
   std::int64_t parameter_count = 0;
 
+  // Architecture features beyond Llama (all read from the file).
+  bool qk_norm = false;          ///< RMSNorm of each query and key head before RoPE (Qwen3, Gemma 3)
+  bool sandwich_norms = false;   ///< extra norms after attention and after the MLP (Gemma 2/3)
+  bool gelu = false;             ///< MLP gate activation GELU (tanh approximation) instead of SiLU (Gemma)
+  double embedding_scale = 1.0;  ///< token embeddings are multiplied by this (Gemma: sqrt(hidden))
+  double attn_softcap = 0.0;     ///< scores become c * tanh(s / c) before the mask (Gemma 2); 0 = none
+  double final_softcap = 0.0;    ///< logits become c * tanh(l / c) (Gemma 2); 0 = none
+  double attn_scale = 0.0;       ///< query scale; 0 = 1 / sqrt(head_dim)
+  int sliding_window = 0;        ///< window of the sliding layers (0 = none)
+  /// Per layer: 0 = full causal attention, W > 0 = sliding window (a query
+  /// sees itself and the W - 1 tokens before it). Empty = all full.
+  std::vector<int> layer_window;
+  double rope_local_theta = 0.0;  ///< RoPE base of sliding-window layers when different (Gemma 3: 10000)
+  /// RoPE scaling of Phi-3 "longrope": per-frequency divisors (the short-context set, used for
+  /// every length) and a factor on the attention scores' query scale (sqrt of it on q and k).
+  std::vector<double> rope_short_factors;
+  double rope_attn_factor = 1.0;
+
+  // What the loaded model holds (filled by Model::load).
+  std::vector<std::pair<std::string, int>> tensor_types;  ///< each stored type and its tensor count
+  std::int64_t file_weight_bytes = 0;                     ///< weights as stored in the file
+  std::int64_t resident_weight_bytes = 0;  ///< weights this process holds (float32 copies or file views)
+  std::string
+      weight_storage;  ///< "float32" (dequantized at load) or "file" (dequantized per layer as it runs)
+
+  /// Whether any layer uses a sliding window.
+  bool has_sliding_window() const {
+    for (int w : layer_window)
+      if (w > 0) return true;
+    return false;
+  }
+
   /// KV cache bytes per token at fp16: layers * 2 * kv_heads * head_dim * 2.
   std::size_t kv_bytes_per_token() const {
     return static_cast<std::size_t>(layers) * 2 * kv_heads * head_dim * 2;
@@ -64,6 +96,13 @@ struct LoadOptions {
   int threads = 0;
   /// Compute the file's SHA-256 at load (stored in config and cache info).
   bool hash_file = false;
+  /// How weight matrices are held: "float32" dequantizes them at load (4
+  /// bytes per parameter; fastest for small models and token-by-token
+  /// generation), "file" keeps them in the file's type (memory-mapped) and
+  /// dequantizes one layer at a time into a reused buffer as it runs, "auto"
+  /// picks float32 when that copy takes at most `float32_budget_bytes`.
+  std::string weights = "auto";
+  std::int64_t float32_budget_bytes = 2ll << 30;
   ProgressFn progress;
 };
 
@@ -78,7 +117,10 @@ struct PrefillOptions {
 struct PrefillResult {
   /// Keys after RoPE and values, float32 [layer][K|V][kv_head][token][dim].
   /// cache.info: model name, architecture, hash (if computed), rope_theta,
-  /// rope_applied = true, token ids and positions 0..T-1.
+  /// rope_inv_freq (every layer's table, as rope_inv_freq(layer) gives it),
+  /// layer_window (when any layer slides; ModelConfig::layer_window),
+  /// rope_applied = true, token ids and positions 0..T-1. Sliding layers still
+  /// hold every token's K/V; their queries only looked at the last W.
   kv::KVCache cache;
   /// Keys before RoPE (values identical to `cache`), rope_applied = false;
   /// set only when PrefillOptions::keep_pre_rope_keys.
@@ -94,14 +136,16 @@ struct PrefillResult {
 /// are correct but not faster than one after another.
 class Model {
  public:
-  /// Loads a model: a `.gguf` file (v2/v3; tensor types F32, F16, BF16,
-  /// Q8_0, Q4_0, Q4_1 dequantized at load) or a Hugging Face folder
+  /// Loads a model: a `.gguf` file (v2/v3; tensor types as
+  /// io::ggml_supported_types_text() lists) or a Hugging Face folder
   /// (config.json + model.safetensors or model.safetensors.index.json +
-  /// tokenizer.json). Errors (all naming the file): Error(Io) unreadable,
-  /// Error(Format) malformed/truncated/inconsistent, Error(Unsupported) an
-  /// architecture or tensor type outside the Llama family / the list above,
+  /// tokenizer.json). Architectures: llama, mistral, qwen2, qwen3, gemma2,
+  /// gemma3 (also gemma3_text), phi3. Errors (all naming the file):
+  /// Error(Io) unreadable, Error(Format) malformed/truncated/inconsistent,
+  /// Error(Unsupported) an architecture, tensor type or tokenizer outside
+  /// those lists (the message names it and lists what is supported),
   /// Error(Cancelled) when `progress` returns false, Error(InvalidArgument)
-  /// for device "cuda" without CUDA.
+  /// for device "cuda" without CUDA or an unknown `weights` mode.
   static std::unique_ptr<Model> load(const std::filesystem::path& path, const LoadOptions& options = {});
   ~Model();
   Model(const Model&) = delete;
@@ -116,6 +160,11 @@ class Model {
   /// SHA-256 of the model file; computed on first call (reads the file) if
   /// not done at load.
   std::string file_sha256() const;
+  /// The RoPE inverse frequencies layer `layer` applies (head_dim / 2 values,
+  /// rotate-half pairs (i, i + head_dim / 2), the exact operations of
+  /// kvscope/kv/rope.h), with the file's scaling;
+  /// Error(InvalidArgument) for a layer out of range.
+  std::vector<double> rope_inv_freq(int layer) const;
 
   /// Runs the context `tokens` (ids < vocab, at least one) at positions
   /// 0..T-1 and returns its KV cache. Error(InvalidArgument) on an empty

@@ -1,9 +1,11 @@
 #pragma once
 
-// Text <-> token ids for Llama-family models. Pure C++ (PCRE2 for the
-// pre-tokenizer regex); no torch, no Qt.
+// Text <-> token ids: byte-level BPE (GPT-2 style: SmolLM2, Llama 3, Qwen2/3)
+// and SentencePiece BPE with byte fallback (Llama 2, Mistral, Phi-3, Gemma).
+// Pure C++ (PCRE2 for the pre-tokenizer regex); no torch, no Qt.
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <span>
 #include <string>
@@ -18,7 +20,8 @@ struct TokenizerSpec {
   enum class Kind {
     ByteLevelBpe,      ///< GPT-2 style (SmolLM2, Llama 3, Qwen2): bytes mapped to printable chars, regex
                        ///< pre-split
-    SentencePieceBpe,  ///< Llama 2 / Mistral: "▁" for spaces, score/merge BPE, <0xXX> byte fallback
+    SentencePieceBpe,  ///< Llama 2 / Mistral / Phi-3 / Gemma: "▁" for spaces, score/merge BPE, <0xXX>
+                       ///< byte fallback
   };
   Kind kind = Kind::ByteLevelBpe;
   std::vector<std::string> tokens;  ///< id -> token text (in the model's internal alphabet)
@@ -34,6 +37,14 @@ struct TokenizerSpec {
   /// Ids matched verbatim in the input text before BPE (control/user tokens).
   std::vector<std::int32_t> special_ids;
 };
+
+/// The tokenizer of a Hugging Face tokenizer.json (BPE: byte-level, or
+/// SentencePiece-style with byte fallback), with BOS/EOS ids from the model's
+/// config.json when `config_json` is given. Error(Io) unreadable,
+/// Error(Format) malformed, Error(Unsupported) a tokenizer model or
+/// pre-tokenizer outside those (the message names it).
+TokenizerSpec tokenizer_spec_from_hf(const std::filesystem::path& tokenizer_json,
+                                     const std::filesystem::path& config_json = {});
 
 /// A BPE tokenizer. Immutable after construction: all const calls are safe to
 /// make concurrently from several threads.
