@@ -106,16 +106,19 @@ inline Recomputer model_recomputer(const model::Model& model,
 
 /// The query `query_tokens` after the context: estimated at `rate` (what the
 /// policy budgets), measured with `model` over the assembled cache after the
-/// run: the prefill is greedy generation of one token after the query (it
-/// yields the first token), the first token's part is one decode step
-/// (generate_times()). `model` must outlive it.
+/// run (the faster of two runs): the prefill is greedy generation of one
+/// token after the query (it yields the first token), the first token's part
+/// is one decode step (generate_times()). `model` must outlive it.
 inline QueryCost model_query(const model::Model& model, std::vector<std::int32_t> query_tokens,
                              const RecomputeRate& rate) {
   QueryCost q = query_at_rate(static_cast<int>(query_tokens.size()), rate);
   const model::Model* m = &model;
   auto ids = std::make_shared<const std::vector<std::int32_t>>(std::move(query_tokens));
   q.measure = [m, ids](const kv::KVCache& assembled) {
-    return generate_times(*m, assembled, *ids);
+    // The faster of two runs: the first also pays one-off allocations.
+    auto best = generate_times(*m, assembled, *ids);
+    const auto again = generate_times(*m, assembled, *ids);
+    return std::pair{std::min(best.first, again.first), std::min(best.second, again.second)};
   };
   return q;
 }
