@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Starts or stops a Redis server, or a Redis Cluster of three masters, on
 # loopback ports, for trying `kvscope-cli store` and `store bench` by hand
 # (the tests start their own: tests/stream/redis_fixture.h).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli serve`: the sender process of the plain-TCP mode. Serves a
 // chunk store's values (optionally publishing a context into it first) to
 // receivers that open it as tcp://HOST:PORT, until SIGINT or SIGTERM.

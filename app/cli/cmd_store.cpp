@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli store put|get|ls|rm|bench`: publish a context's encoded ladder
 // to a chunk store and inspect the store (docs/streaming.md, "Stores").
 #include <iomanip>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli stream`: load a context's KV cache chunk by chunk under a
 // bandwidth trace and a TTFT SLO (core/stream), simulated or for real, from a
 // chunk store (--store: Redis, a folder, a `kvscope-cli serve` sender) or

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // What `stream`, `store put` and `serve` share: loading a context's KV cache

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Replays deterministic mutations (bit flips, truncations, byte overwrites)
 // of valid profile files and frame headers through the fuzz target, so CI
 // exercises it with gcc (tests/stream/fuzz_stream_inputs.cpp).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fuzz target for the stream library's parsers of outside bytes: bandwidth
 // trace files (CSV and JSON), the chunk server's frame header, and a chunk
 // store's manifest (raw bytes, and JSON wrapped in a valid header and CRC so

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Redis servers the tests start and stop themselves on free loopback ports

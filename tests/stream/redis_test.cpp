@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Chunk stores in Redis: one server and a three-master Redis Cluster, both
 // started by the tests on free loopback ports (redis_fixture.h), and the
 // faults a receiver must survive: the server killed and restarted, a cluster

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Chunk stores on this machine (memory, folder), the key scheme, manifests
 // and the checked fetch; streaming from a store.
 #include <gtest/gtest.h>

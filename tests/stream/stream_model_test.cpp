@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The receiver's compute with the default model (label `model`): a text chunk
 // recomputed over the prefix the receiver holds (Model::extend), the
 // measured recompute rate, and TTFT measured over the assembled cache.

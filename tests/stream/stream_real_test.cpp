@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Real-mode tests: an in-process sender and the receiver over TCP on
 // 127.0.0.1, the receiver's reads paced by the bandwidth trace.
 //

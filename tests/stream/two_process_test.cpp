@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // "Real mode" with two processes: `kvscope-cli serve` is the sender,
 // `kvscope-cli stream --store tcp://...` the receiver, both started here.
 // Also the store commands against a folder store, and the sender process

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The chunk server and its client over plain POSIX sockets: one blocking
 // thread per connection is all a sender needs, and poll() gives the client
 // the timeouts that keep a receiver from ever hanging.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The stores on this machine: in memory and one file per key in a folder.
 // Both pace their reads like the remote stores, so a receiver following a
 // bandwidth trace sees the same byte timing whatever the medium.

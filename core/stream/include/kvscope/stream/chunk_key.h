@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Names of a context's encoded chunks in a chunk store (docs/streaming.md,

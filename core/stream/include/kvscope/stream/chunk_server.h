@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The sender process of the plain-TCP mode (`kvscope-cli serve`): serves a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A context's cache split into chunks of consecutive tokens, each encoded

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A context in a chunk store: its manifest (which chunks exist at which

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The receiver's compute backed by kvscope::model, for front ends that link

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The receiver's own compute in the delay model (docs/streaming.md, "Delay

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A chunk store in Redis: one server, or a Redis Cluster (docs/streaming.md,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Streams a context's KV cache chunk by chunk from a chunk store under a
