@@ -70,8 +70,11 @@ void print_text(const stream::StreamReport& r) {
 void run(const Options& o) {
   const auto progress = terminal_progress();
   const bool need_model = !o.context.model.empty() || !o.query.empty();
-  StreamContext ctx = load_stream_context(o.context, need_model, progress);
+  // A receiver loading from a store has the tokens, not the KV: no prefill.
+  StreamContext ctx =
+      load_stream_context(o.context, need_model, progress, o.store.empty() || o.context.quality);
   const auto& cache = ctx.cache;
+  const auto& token_ids = ctx.info.token_ids;
 
   // The receiver's compute: measured with the model, or edited.
   std::optional<stream::RecomputeRate> rate;
@@ -79,7 +82,7 @@ void run(const Options& o) {
   std::optional<stream::QueryCost> query;
 #if KVSCOPE_HAVE_TORCH
   if (ctx.model) {
-    rate = stream::measure_recompute_rate(*ctx.model, cache->info.token_ids);
+    rate = stream::measure_recompute_rate(*ctx.model, token_ids);
     ctx.source["measured_recompute_rate"] = {{"tokens_per_s", rate->tokens_per_s},
                                              {"first_token_s", rate->first_token_s}};
   }
@@ -102,7 +105,7 @@ void run(const Options& o) {
     if (!q.empty()) query = stream::model_query(*ctx.model, q, *rate);
   }
 #endif
-  if (!recomputer && rate) {
+  if (!recomputer && rate && cache) {
     recomputer = stream::fixed_rate_recomputer(cache, rate->tokens_per_s);
     if (o.query_tokens > 0) query = stream::query_at_rate(o.query_tokens, *rate);
   }
@@ -145,7 +148,7 @@ void run(const Options& o) {
     stream::StoreOptions so;
     so.retry_timeout_s = o.store_timeout;
     auto store = stream::open_store(o.store, so);
-    const auto id = stream::context_id(*cache);
+    const auto id = stream::context_id(ctx.info, ctx.shape);
     auto manifest = stream::load_manifest(*store, id, o.chunk_tokens);
     if (!manifest) {
       std::string other;
@@ -168,7 +171,7 @@ void run(const Options& o) {
     }
     ladder_name = ladder.name;
     cfg.policy = stream::parse_policy(o.policy, ladder);
-    stream::StreamSource source{store.get(), std::move(*manifest), cache->info.token_ids};
+    stream::StreamSource source{store.get(), std::move(*manifest), token_ids};
     report = stream::run_stream(source, trace, cfg, hooks);
   } else {
     const auto ladder = stream::load_ladder(o.ladder.empty() ? stream::default_ladder_path()

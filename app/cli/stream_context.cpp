@@ -21,8 +21,8 @@ void add_stream_context_options(CLI::App* cmd, StreamContextOptions& o) {
       ->capture_default_str();
 }
 
-StreamContext load_stream_context(const StreamContextOptions& o, bool need_model,
-                                  const ProgressFn& progress) {
+StreamContext load_stream_context(const StreamContextOptions& o, bool need_model, const ProgressFn& progress,
+                                  bool need_cache) {
   StreamContext s;
   if (!o.cache.empty()) {
     s.cache = std::make_shared<kv::KVCache>(io::load_cache(o.cache));
@@ -32,6 +32,8 @@ StreamContext load_stream_context(const StreamContextOptions& o, bool need_model
       throw Error(ErrorCode::InvalidArgument, o.cache,
                   "the cache carries no token ids: a store names a context by its tokens");
     s.source = {{"cache", o.cache}, {"model", s.cache->info.model_name}};
+    s.info = s.cache->info;
+    s.shape = s.cache->shape();
 #if KVSCOPE_HAVE_TORCH
     if (need_model) {
       model::LoadOptions lo;
@@ -52,6 +54,22 @@ StreamContext load_stream_context(const StreamContextOptions& o, bool need_model
   std::string label;
   const std::string text = eval::load_context_text(o.context, &label);
   double prefill_seconds = 0;
+  if (!need_cache && !o.quality) {
+    auto ids = s.model->tokenizer().encode(text, s.model->tokenizer().adds_bos());
+    if (o.max_tokens > 0 && static_cast<int>(ids.size()) > o.max_tokens) ids.resize(o.max_tokens);
+    if (ids.empty()) throw Error(ErrorCode::InvalidArgument, o.context, "the context has no tokens");
+    const auto& c = s.model->config();
+    // What prefill() would have put in the cache's info (model.h).
+    s.info.model_name = c.name;
+    s.info.architecture = c.architecture;
+    s.info.model_sha256 = s.model->file_sha256();
+    s.info.rope_theta = c.rope_theta;
+    s.info.token_ids = std::move(ids);
+    s.shape = {c.layers, c.kv_heads, static_cast<int>(s.info.token_ids.size()), c.head_dim};
+    s.source = {
+        {"context", o.context}, {"model", c.name}, {"prefilled", false}, {"device", s.model->device()}};
+    return s;
+  }
   if (o.quality) {
     // The evaluator's split: the cache covers x[0..N-1), and the model then
     // continues from the assembled cache over M held-out tokens.
@@ -79,6 +97,8 @@ StreamContext load_stream_context(const StreamContextOptions& o, bool need_model
   }
   // The model file's hash names the model in store keys (chunk_key.h).
   s.cache->info.model_sha256 = s.model->file_sha256();
+  s.info = s.cache->info;
+  s.shape = s.cache->shape();
   s.source = {{"context", o.context},
               {"model", s.model->config().name},
               {"prefill_seconds", prefill_seconds},

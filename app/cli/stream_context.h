@@ -34,7 +34,11 @@ struct StreamContextOptions {
 void add_stream_context_options(CLI::App* cmd, StreamContextOptions& o);
 
 struct StreamContext {
-  /// With one token id per token and the model's file hash when known.
+  /// What names the context in a store: model name and hash, one token id per
+  /// token (info.token_ids), and the cache's shape. Always set.
+  kv::CacheInfo info;
+  kv::CacheShape shape;
+  /// The KV cache itself (with `info`); empty when not asked for.
   std::shared_ptr<kv::KVCache> cache;
   nlohmann::json source;  ///< for reports: context, model, prefill seconds
 #if KVSCOPE_HAVE_TORCH
@@ -45,8 +49,11 @@ struct StreamContext {
 };
 
 /// Loads the context. `need_model` also loads the model for --cache (text
-/// recompute, query timing). Errors name the file; Error(InvalidArgument)
-/// when neither --context nor --cache is given.
-StreamContext load_stream_context(const StreamContextOptions& o, bool need_model, const ProgressFn& progress);
+/// recompute, query timing). Without `need_cache` a --context is only
+/// tokenized, not prefilled (a receiver loading it from a store has the
+/// tokens, not the KV); --quality always prefills. Errors name the file;
+/// Error(InvalidArgument) when neither --context nor --cache is given.
+StreamContext load_stream_context(const StreamContextOptions& o, bool need_model, const ProgressFn& progress,
+                                  bool need_cache = true);
 
 }  // namespace kvscope::cli

@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -147,42 +148,54 @@ class RedisServer {
   ChildProcess process_;
 };
 
-/// Three masters, no replicas, slots split evenly, node timeout 1 s.
+/// Three masters, slots split evenly, node timeout 1 s; with `replicas`, one
+/// replica per master (nodes 3-5 replicate 0-2), so a master's death is
+/// followed by its replica's promotion.
 class RedisCluster {
  public:
-  explicit RedisCluster(const fs::path& dir) {
-    for (int i = 0; i < 3; ++i)
+  explicit RedisCluster(const fs::path& dir, bool replicas = false) {
+    const int n = replicas ? 6 : 3;
+    for (int i = 0; i < n; ++i)
       nodes.push_back(std::make_unique<RedisServer>(
           dir / ("node" + std::to_string(i)),
           std::vector<std::string>{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                                    "--cluster-node-timeout", "1000", "--cluster-require-full-coverage",
                                    "yes"}));
     const int ranges[3][2] = {{0, 5460}, {5461, 10922}, {10923, 16383}};
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < 3; ++i)
       check(nodes[i]->command(
           {"CLUSTER", "ADDSLOTSRANGE", std::to_string(ranges[i][0]), std::to_string(ranges[i][1])}));
-      if (i > 0) check(nodes[i]->command({"CLUSTER", "MEET", "127.0.0.1", std::to_string(nodes[0]->port())}));
-    }
-    // Every node must know every slot before the cluster serves.
-    for (int i = 0; i < 400; ++i) {
-      bool ok = true;
-      for (auto& n : nodes) {
-        const std::string info = n->command({"CLUSTER", "INFO"});
-        ok = ok && info.find("cluster_state:ok") != std::string::npos &&
-             info.find("cluster_known_nodes:3") != std::string::npos &&
-             info.find("cluster_slots_assigned:16384") != std::string::npos;
+    for (int i = 1; i < n; ++i)
+      check(nodes[i]->command({"CLUSTER", "MEET", "127.0.0.1", std::to_string(nodes[0]->port())}));
+    wait_until([&] {
+      for (auto& node : nodes)
+        if (node->command({"CLUSTER", "INFO"}).find("cluster_known_nodes:" + std::to_string(n)) ==
+            std::string::npos)
+          return false;
+      return true;
+    });
+    for (int i = 3; i < n; ++i) check(nodes[i]->command({"CLUSTER", "REPLICATE", id(i - 3)}));
+    // Every node must know every slot (and every master its replica) before
+    // the cluster serves.
+    wait_until([&] {
+      for (int i = 0; i < n; ++i) {
+        const std::string info = nodes[i]->command({"CLUSTER", "INFO"});
+        if (info.find("cluster_state:ok") == std::string::npos ||
+            info.find("cluster_slots_assigned:16384") == std::string::npos)
+          return false;
+        if (i < 3 && replicas &&
+            nodes[i]->command({"INFO", "replication"}).find("connected_slaves:1") == std::string::npos)
+          return false;
       }
-      if (ok) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    throw std::runtime_error("the test cluster did not reach cluster_state:ok");
+      return true;
+    });
   }
 
   std::string spec() const { return "redis://" + nodes[0]->address(); }
   std::string id(int i) const { return nodes[i]->command({"CLUSTER", "MYID"}); }
   /// Index of the node at "127.0.0.1:PORT".
   int index_of(const std::string& address) const {
-    for (int i = 0; i < 3; ++i)
+    for (int i = 0; i < static_cast<int>(nodes.size()); ++i)
       if (nodes[i]->address() == address) return i;
     return -1;
   }
@@ -192,6 +205,13 @@ class RedisCluster {
  private:
   static void check(const std::string& reply) {
     if (reply != "OK") throw std::runtime_error("cluster setup: " + reply);
+  }
+  static void wait_until(const std::function<bool()>& ready) {
+    for (int i = 0; i < 600; ++i) {
+      if (ready()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    throw std::runtime_error("the test cluster did not come up (cluster_state:ok)");
   }
 };
 

@@ -368,6 +368,41 @@ TEST(RedisCluster, NodeKilledMidStreamEndsInTimeWithAClearStatus) {
   EXPECT_LT(wall, 12.0);
 }
 
+// With a replica per master, the death of the context's master is followed
+// by the replica's promotion: the receiver re-reads the slot map and
+// resumes from the new master, exactly.
+TEST(RedisCluster, MasterKilledMidStreamFailsOverToItsReplica) {
+  KVSCOPE_REQUIRE_REDIS_OR_SKIP();
+  ScratchDir dir("redis_failover");
+  RedisCluster cluster(dir.path, /*replicas=*/true);
+  auto context = prepared_store(8);
+  auto store = open_redis(cluster.spec(), 15.0);
+  const auto m = publish(*context, quantization_ladder().levels, *store).manifest;
+  const int owner = cluster.index_of(store->node_for(m.manifest_key()));
+  ASSERT_GE(owner, 0);
+  ASSERT_LT(owner, 3);
+  // Everything written has reached the replica before the master dies.
+  std::string acked;
+  for (int i = 0; i < 10 && acked != "1"; ++i) acked = cluster.nodes[owner]->command({"WAIT", "1", "1000"});
+  ASSERT_EQ(acked, "1") << "the replica did not acknowledge the writes";
+  const std::string replica = cluster.nodes[owner + 3]->address();
+  std::atomic<bool> once{false};
+  StreamHooks hooks;
+  hooks.on_event = [&](const StreamEvent& e) {
+    if (e.type == StreamEvent::Type::Arrival && e.chunk.index == 1 && !once.exchange(true))
+      cluster.nodes[owner]->kill();
+  };
+  StreamReport r;
+  const double wall =
+      wall_seconds([&] { r = run_stream(source_of(*store, *context), kSlow, slow_int8(), hooks); });
+  ASSERT_TRUE(once.load());
+  ASSERT_EQ(r.status, StreamStatus::Ok) << r.error;
+  EXPECT_EQ(kv::max_abs_difference(*r.assembled, expected_int8(*context)), 0.0f);
+  EXPECT_EQ(r.chunks.back().node, replica);
+  EXPECT_GT(store->counters().retries, 0);
+  EXPECT_LT(wall, 30.0);
+}
+
 // The short version of the load test (`kvscope-cli store bench` runs the
 // 60 s one): 16 receivers on one server, every chunk checked.
 TEST(RedisLoad, SixteenReceiversShortRunLosesNothing) {

@@ -17,7 +17,8 @@ namespace {
 std::vector<std::int32_t> some_tokens(const model::Model& m, int n) {
   std::string text;
   while (static_cast<int>(m.tokenizer().encode(text, false).size()) < n)
-    text += "In the beginning God created the heaven and the earth. And the earth was without form, and void. ";
+    text +=
+        "In the beginning God created the heaven and the earth. And the earth was without form, and void. ";
   auto ids = m.tokenizer().encode(text, m.tokenizer().adds_bos());
   ids.resize(n);
   return ids;

@@ -59,10 +59,14 @@ std::string level_id(const codec::CodecConfig& config) {
 }
 
 ContextId context_id(const kv::KVCache& cache) {
-  require(
-      !cache.info.token_ids.empty() && static_cast<int>(cache.info.token_ids.size()) == cache.shape().tokens,
-      ErrorCode::InvalidArgument, "the cache carries no token ids: a store names a context by its tokens");
-  return {model_hash(cache.info, cache.shape()), prefix_hash(cache.info.token_ids)};
+  return context_id(cache.info, cache.shape());
+}
+
+ContextId context_id(const kv::CacheInfo& info, const kv::CacheShape& shape) {
+  require(!info.token_ids.empty() && static_cast<int>(info.token_ids.size()) == shape.tokens,
+          ErrorCode::InvalidArgument,
+          "the cache carries no token ids: a store names a context by its tokens");
+  return {model_hash(info, shape), prefix_hash(info.token_ids)};
 }
 
 std::string context_prefix(const ContextId& id) {

@@ -47,6 +47,10 @@ std::string level_id(const codec::CodecConfig& config);
 /// The context of a cache: model_hash(info, shape) and prefix_hash(info.token_ids).
 /// Error(InvalidArgument) when the cache carries no token ids (one per token).
 ContextId context_id(const kv::KVCache& cache);
+/// The same from the cache's description alone (a receiver that has the
+/// tokens and the model but not the KV yet); shape.tokens must equal the
+/// number of token ids (else Error(InvalidArgument)).
+ContextId context_id(const kv::CacheInfo& info, const kv::CacheShape& shape);
 
 /// "kvscope:1:{model.prefix}:" -- every key of the context starts with it.
 std::string context_prefix(const ContextId& id);
