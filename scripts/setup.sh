@@ -27,6 +27,7 @@ packages=(
   libhdf5-dev hdf5-tools python3-h5py python3-numpy python3-pip
   libgtest-dev libgmock-dev libbenchmark-dev
   libzstd-dev nlohmann-json3-dev libcli11-dev libasio-dev libpcre2-dev
+  libhiredis-dev libxxhash-dev redis-server
   xvfb xauth fonts-dejavu-core imagemagick
   clang-14 libclang-rt-14-dev
   appstream desktop-file-utils dpkg-dev librsvg2-bin shared-mime-info

@@ -455,7 +455,7 @@ void StreamPanel::run() {
     for (const char* name : {"fp16", "int8", "text"})
       policies.emplace_back(QString::fromLatin1(name), stream::parse_policy(name, ladder));
   if (!store_ || store_->shared_cache() != cache)
-    store_ = std::make_shared<stream::ChunkStore>(cache, chunk_tokens_->value());
+    store_ = std::make_shared<stream::EncodedContext>(cache, chunk_tokens_->value());
   auto store = store_;
   stream::StreamConfig config;
   config.slo_s = slo_->value();

@@ -128,7 +128,7 @@ class StreamPanel : public QWidget {
   int text_lane_ = 8;  ///< timeline lane of chunks sent as text: above the ladder's levels
   QString live_policy_;
   // Encoded chunks, kept across runs for the same cache and chunk size.
-  std::shared_ptr<stream::ChunkStore> store_;
+  std::shared_ptr<stream::EncodedContext> store_;
   std::unique_ptr<JobRunner> runner_;
 };
 

@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "kvscope/stream/manifest.h"
+#include "stream_fixture.h"
 #include "wire.h"
 
 namespace kvscope::test {
@@ -102,18 +104,33 @@ TEST(StreamFuzzReplay, ANonStringKindIsAFormatError) {
 TEST(StreamFuzzReplay, FrameHeaderMutations) {
   using namespace kvscope::stream::wire;
   Header h;
-  h.type = FrameType::Chunk;
-  h.level = 2;
-  h.chunk = 7;
+  h.type = FrameType::Value;
   h.payload_bytes = 123456;
   const auto bytes = encode_header(h);
   std::vector<std::uint8_t> seed{2};
   seed.insert(seed.end(), bytes.begin(), bytes.end());
   const auto back = decode_header(std::span(bytes));
-  EXPECT_EQ(back.chunk, 7u);
+  EXPECT_EQ(back.type, FrameType::Value);
   EXPECT_EQ(back.payload_bytes, 123456u);
   const auto stats = replay_mutations(seed, 300);
   EXPECT_EQ(stats.inputs, 301);
+}
+
+TEST(StreamFuzzReplay, ManifestMutations) {
+  using namespace kvscope::stream;
+  auto context = kvscope::stream::testing::prepared_store(3);
+  const auto m = make_manifest(*context, kvscope::stream::testing::quantization_ladder().levels);
+  const auto bytes = serialize_manifest(m);
+  const auto back = parse_manifest(bytes, "seed");
+  EXPECT_EQ(back.levels.size(), 3u);
+  EXPECT_EQ(back.key(2, 1), m.key(2, 1));
+  // Raw bytes (mostly stopped by the CRC) and JSON under a valid CRC.
+  std::vector<std::uint8_t> raw{4};
+  raw.insert(raw.end(), bytes.begin(), bytes.end());
+  replay_mutations(raw, 200);
+  std::vector<std::uint8_t> json{3};
+  json.insert(json.end(), bytes.begin() + 12, bytes.end());
+  replay_mutations(json, 600);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Fuzz target for the stream library's parsers of outside bytes: bandwidth
-// profile files (CSV and JSON) and the transport's frame header. The first
+// profile files (CSV and JSON), the transport's frame header and the store's
+// context manifest (with and without a valid CRC prefix). The first
 // byte picks the parser; the rest is the input. Any input must either parse
 // into something usable or throw kvscope::Error: never crash, hang or UB.
 #include <unistd.h>
@@ -16,7 +17,9 @@
 
 #include "fuzz_outcome.h"
 #include "fuzz_seeds.h"
+#include "kvscope/common/crc32c.h"
 #include "kvscope/common/error.h"
+#include "kvscope/stream/manifest.h"
 #include "kvscope/stream/profile.h"
 #include "wire.h"
 
@@ -24,9 +27,25 @@ namespace kvscope::test {
 
 FuzzOutcome fuzz_stream_run(std::span<const std::uint8_t> data) {
   if (data.empty()) return {true, std::nullopt, {}};
-  const int mode = data[0] % 3;
+  const int mode = data[0] % 5;
   const std::span<const std::uint8_t> body = data.subspan(1);
   return fuzz_outcome([&] {
+    if (mode == 3 || mode == 4) {
+      std::vector<std::uint8_t> bytes;
+      if (mode == 3) {  // a valid prefix and CRC, so the parser reaches the body
+        bytes = {'K', 'V', 'S', 'M', 1, 0, 0, 0};
+        const std::uint32_t crc = kvscope::crc32c(body);
+        for (int b = 0; b < 4; ++b) bytes.push_back(static_cast<std::uint8_t>(crc >> (8 * b)));
+      }
+      bytes.insert(bytes.end(), body.begin(), body.end());
+      const auto m = kvscope::stream::parse_manifest(bytes, "fuzz");
+      // A parsed manifest is usable: one entry per chunk and level, keys form.
+      if (m.chunks.empty() || m.levels.empty()) std::abort();
+      for (std::size_t l = 0; l < m.levels.size(); ++l)
+        if (m.levels[l].bytes.size() != m.chunks.size() || m.key(0, static_cast<int>(l)).empty())
+          std::abort();
+      return;
+    }
     if (mode == 2) {
       if (body.size() == kvscope::stream::wire::kHeaderBytes) {
         const auto h = kvscope::stream::wire::decode_header(body);

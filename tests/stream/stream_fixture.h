@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Shared helpers for the streaming tests: a small synthetic cache with token
@@ -29,8 +30,8 @@ inline Ladder quantization_ladder() {
 }
 
 /// A store of `chunks` chunks of 64 tokens, encoded at fp16, int8 and int4.
-inline std::shared_ptr<ChunkStore> prepared_store(int chunks = 8) {
-  auto store = std::make_shared<ChunkStore>(synthetic_context(64 * chunks), 64);
+inline std::shared_ptr<EncodedContext> prepared_store(int chunks = 8) {
+  auto store = std::make_shared<EncodedContext>(synthetic_context(64 * chunks), 64);
   const Ladder ladder = quantization_ladder();
   prepare_stream(*store, parse_policy("adaptive", ladder));
   prepare_stream(*store,

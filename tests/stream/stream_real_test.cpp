@@ -1,4 +1,6 @@
-// Real-transport tests: sender and receiver over TCP on 127.0.0.1.
+// SPDX-License-Identifier: Apache-2.0
+// Real-mode tests: an in-process sender and the receiver over TCP on
+// 127.0.0.1, the receiver's reads paced by the bandwidth trace.
 //
 // Timing tolerances (a loaded 2-core CI machine; sleeps wake late, never early):
 // - pacing: each chunk's send duration is within 10% + 5 ms of wall time
@@ -6,7 +8,11 @@
 // - sim vs real: the same levels for every chunk when no simulated decision
 //   is within 20% (of the time left) of its SLO boundary; send ends within
 //   15% + 10 ms of wall time of the simulated ones.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -27,15 +33,16 @@ double wall_seconds(const std::function<void()>& f) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Per chunk: send duration within 10% + 15 ms (wall) of the profile's. Whole
-// run: the last byte leaves within 5% + 15 ms (wall) of when the profile
-// says the link could have carried everything sent.
+// Per chunk: fetch duration within 10% + 30 ms (wall) of the trace's (the
+// receiver's request and a decode thread share a loaded 2-core machine).
+// Whole run: the last byte arrives within 5% + 15 ms (wall) of when the
+// trace says the link could have carried everything fetched.
 void expect_paced(const StreamReport& r, const BandwidthProfile& profile, double scale) {
   double ideal = 0;
   for (const auto& c : r.chunks) {
     const double want = profile.transfer_end(c.send_start_s, double(c.wire_bytes), c.index) - c.send_start_s;
     const double got = c.send_end_s - c.send_start_s;
-    EXPECT_NEAR(got, want, 0.10 * want + 0.015 * scale) << "chunk " << c.index;
+    EXPECT_NEAR(got, want, 0.10 * want + 0.030 * scale) << "chunk " << c.index;
     EXPECT_GE(c.arrival_s, c.send_start_s);
     EXPECT_LT(c.arrival_s - c.send_end_s, 0.015 * scale) << "chunk " << c.index;
     ideal = profile.transfer_end(ideal, double(c.wire_bytes), c.index);
@@ -131,17 +138,20 @@ TEST(StreamReal, AgreesWithSimulationOnLevels) {
   }
 }
 
-TEST(StreamReal, CorruptedPayloadIsADecodeErrorNotACrash) {
+// Offsets count the in-process sender's bytes on one connection: each reply
+// is a 32-byte header and the chunk's bitstream.
+TEST(StreamReal, CorruptedInTransitIsAStoreErrorNotACrash) {
   auto store = prepared_store(4);
   auto cfg = config_for("int8", 5, false);
   const std::int64_t chunk0 = std::int64_t(store->get(0, {"int8", {}}).bytes.size()) + 32;
   cfg.fault.corrupt_at = chunk0 + 32 + 1000;  // inside chunk 1's bitstream
   StreamReport r;
   const double wall = wall_seconds([&] { r = run_stream(*store, BandwidthProfile::constant(200), cfg); });
-  EXPECT_EQ(r.status, StreamStatus::DecodeError);
+  EXPECT_EQ(r.status, StreamStatus::StoreError);
   EXPECT_EQ(r.failed_chunk, 1);
-  ASSERT_TRUE(r.error_code.has_value());
-  EXPECT_TRUE(*r.error_code == ErrorCode::Checksum || *r.error_code == ErrorCode::Format) << r.error;
+  EXPECT_EQ(r.error_code, ErrorCode::Checksum) << r.error;
+  EXPECT_NE(r.error.find("altered in transit"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find(r.chunks[1].key), std::string::npos) << r.error;
   EXPECT_FALSE(r.slo_met);
   EXPECT_FALSE(r.assembled);
   EXPECT_TRUE(r.chunks[0].decoded);
@@ -149,42 +159,59 @@ TEST(StreamReal, CorruptedPayloadIsADecodeErrorNotACrash) {
   EXPECT_LT(wall, 3.0);
 }
 
-TEST(StreamReal, CorruptedFrameHeaderIsANetworkError) {
+TEST(StreamReal, CorruptedReplyHeaderIsCaught) {
   auto store = prepared_store(4);
   auto cfg = config_for("int8", 5, false);
   const std::int64_t chunk0 = std::int64_t(store->get(0, {"int8", {}}).bytes.size()) + 32;
   cfg.fault.corrupt_at = chunk0 + 13;  // chunk 1's payload length
   const auto r = run_stream(*store, BandwidthProfile::constant(200), cfg);
-  EXPECT_EQ(r.status, StreamStatus::NetworkError);
+  EXPECT_EQ(r.status, StreamStatus::StoreError);
   EXPECT_EQ(r.error_code, ErrorCode::Checksum) << r.error;
   EXPECT_EQ(r.failed_chunk, 1);
 }
 
-TEST(StreamReal, CutConnectionEndsCleanly) {
+// The sender closes the connection part-way through each chunk after the
+// first: the receiver reconnects, asks again and completes, exactly.
+TEST(StreamReal, CutConnectionIsResumed) {
   auto store = prepared_store(4);
   auto cfg = config_for("int8", 5, false);
   const std::int64_t chunk0 = std::int64_t(store->get(0, {"int8", {}}).bytes.size()) + 32;
   cfg.fault.cut_after = chunk0 + 32 + 500;
   StreamReport r;
   const double wall = wall_seconds([&] { r = run_stream(*store, BandwidthProfile::constant(200), cfg); });
-  EXPECT_EQ(r.status, StreamStatus::NetworkError);
-  EXPECT_EQ(r.error_code, ErrorCode::Network);
-  EXPECT_EQ(r.failed_chunk, 1);
-  EXPECT_NE(r.error.find("closed"), std::string::npos) << r.error;
-  EXPECT_TRUE(r.chunks[0].decoded);
+  ASSERT_EQ(r.status, StreamStatus::Ok) << r.error;
+  std::vector<kv::KVCache> local;
+  for (const auto& c : r.chunks) local.push_back(codec::decode(store->get(c.index, {"int8", {}}).bytes));
+  EXPECT_EQ(kv::max_abs_difference(*r.assembled, kv::KVCache::concat_tokens(local)), 0.0f);
+  EXPECT_EQ(r.chunks[0].attempts, 1);
+  for (int i = 1; i < 4; ++i) EXPECT_EQ(r.chunks[i].attempts, 2) << i;
   EXPECT_LT(wall, 3.0);
 }
 
-TEST(StreamReal, StalledLinkTimesOutInsteadOfHanging) {
-  auto store = prepared_store(2);
-  auto cfg = config_for("int8", 5, false);
-  cfg.idle_timeout_s = 0.3;
-  // Nothing flows for 60 s.
-  const auto stalled = BandwidthProfile::piecewise({{0, 0}, {60, 100}});
+// A sender that accepts the connection and never answers: the receiver
+// gives up after its timeout instead of hanging.
+TEST(StreamReal, SilentSenderTimesOutInsteadOfHanging) {
+  auto context = prepared_store(2);
+  auto memory = make_memory_store();
+  const auto m = publish(*context, testing::quantization_ladder().levels, *memory).manifest;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);  // never accepted: the kernel completes the handshake
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  StoreOptions o;
+  o.retry_timeout_s = 0.3;
+  auto silent = make_server_client("127.0.0.1", ntohs(a.sin_port), o);
+  StreamSource source{silent.get(), m, context->cache().info.token_ids};
   StreamReport r;
-  const double wall = wall_seconds([&] { r = run_stream(*store, stalled, cfg); });
+  const double wall = wall_seconds(
+      [&] { r = run_stream(source, BandwidthProfile::constant(100), config_for("int8", 5, false)); });
+  ::close(fd);
   EXPECT_EQ(r.status, StreamStatus::NetworkError);
-  EXPECT_NE(r.error.find("timed out"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("no data"), std::string::npos) << r.error;
   EXPECT_LT(wall, 3.0);
 }
 

@@ -613,6 +613,37 @@ std::vector<float> Model::attention_to_cache(const kv::KVCache& cache,
   return out;
 }
 
+PrefillResult Model::extend(const kv::KVCache& cache, std::span<const std::int32_t> tokens) const {
+  const auto& im = *impl_;
+  if (tokens.empty()) throw Error(ErrorCode::InvalidArgument, "extend needs at least one token");
+  im.check_tokens(tokens);
+  const auto start = std::chrono::steady_clock::now();
+  c10::InferenceMode guard;
+  std::int64_t pos0 = 0;
+  auto kv = im.from_cache(cache, pos0);
+  const std::vector<std::int32_t> ids(tokens.begin(), tokens.end());
+  const Tensor logits = im.forward(ids, pos0, kv, nullptr, false, {});
+  const int T = static_cast<int>(ids.size());
+  PrefillResult r;
+  r.cache = im.make_cache(T);
+  r.cache.info.token_ids = ids;
+  r.cache.info.positions.resize(static_cast<std::size_t>(T));
+  for (int t = 0; t < T; ++t) r.cache.info.positions[t] = static_cast<std::int32_t>(pos0 + t);
+  r.cache.info.rope_applied = true;
+  for (int l = 0; l < im.cfg.layers; ++l) {
+    // The forward pass appended the new tokens' K/V after the cache's.
+    for (auto [src, kind] : {std::pair{&kv[l].k, kv::Kind::Key}, std::pair{&kv[l].v, kv::Kind::Value}}) {
+      const Tensor c = src->narrow(1, src->size(1) - T, T).to(torch::kCPU).contiguous();
+      auto dst = r.cache.tensor(l, kind);
+      std::memcpy(dst.data(), c.data_ptr<float>(), dst.size() * sizeof(float));
+    }
+  }
+  const Tensor lg = logits.to(torch::kCPU).contiguous();
+  r.last_logits.assign(lg.data_ptr<float>(), lg.data_ptr<float>() + lg.numel());
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
 std::vector<std::int32_t> Model::generate(const kv::KVCache& cache, std::span<const std::int32_t> tokens,
                                           int n, bool stop_at_eos) const {
   const auto& im = *impl_;

@@ -1,10 +1,10 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "session.h"
 
 #include <chrono>
 #include <cmath>
 #include <cstring>
-
-#include "kvscope/common/crc32c.h"
+#include <numeric>
 
 namespace kvscope::stream::detail {
 namespace {
@@ -20,37 +20,44 @@ double prior_of(const StreamConfig& config, const BandwidthProfile& profile) {
 
 }  // namespace
 
-Session::Session(const ChunkStore& store_, const BandwidthProfile& profile_, const StreamConfig& config_,
+Session::Session(const StreamSource& source_, const BandwidthProfile& profile_, const StreamConfig& config_,
                  const StreamHooks& hooks_)
-    : store(store_),
+    : source(source_),
+      manifest(source_.manifest),
       profile(profile_),
       config(config_),
       hooks(hooks_),
       estimator_(prior_of(config_, profile_), config_.estimator_window) {
+  require(source.store != nullptr, ErrorCode::InvalidArgument, "stream source has no store");
   require(std::isfinite(config.slo_s) && config.slo_s > 0, ErrorCode::InvalidArgument,
           "SLO must be > 0 seconds");
   require(std::isfinite(config.time_scale) && config.time_scale > 0, ErrorCode::InvalidArgument,
           "time scale must be > 0");
   require(config.idle_timeout_s > 0, ErrorCode::InvalidArgument, "idle timeout must be > 0 seconds");
-  const bool have_ids = !store.chunk_token_ids(0).empty();
+  require(!manifest.chunks.empty(), ErrorCode::InvalidArgument, "the manifest has no chunks");
+  const bool have_ids = static_cast<int>(source.token_ids.size()) == manifest.shape.tokens;
   text_possible_ = hooks.recompute.has_value() && hooks.recompute->recompute && have_ids;
   if (config.policy.kind == Policy::Kind::Text) {
     require(hooks.recompute && hooks.recompute->recompute, ErrorCode::InvalidArgument,
-            "the text policy needs a recomputer (a model or a compute profile)");
-    require(have_ids, ErrorCode::InvalidArgument,
-            "the text policy needs the context's token ids in the cache");
+            "the text policy needs a recomputer (a model or a recompute rate)");
+    require(have_ids, ErrorCode::InvalidArgument, "the text policy needs the context's token ids");
   } else {
     require(!config.policy.levels.empty(), ErrorCode::InvalidArgument,
             "policy '" + config.policy.name + "' has no levels");
     for (const auto& level : config.policy.levels) {
-      require(store.has(level.config), ErrorCode::InvalidArgument,
-              "level '" + level.name + "' was not encoded: call prepare_stream first");
-      decode_per_token_.push_back(config.modelled_decode_seconds_per_token > 0
-                                      ? config.modelled_decode_seconds_per_token
-                                      : store.decode_seconds_per_token(level.config));
+      const int m = manifest.find(level.config);
+      if (m < 0) {
+        std::string have;
+        for (const auto& l : manifest.levels) have += (have.empty() ? "" : ", ") + l.name;
+        throw Error(ErrorCode::InvalidArgument,
+                    "level '" + level.name + "' (" + config_key(level.config) +
+                        ") is not in the store for this context (published: " + have + ")");
+      }
+      level_map_.push_back(m);
     }
   }
-  for (const auto& r : store.chunks()) {
+  if (hooks.query) query_budget_s_ = std::max(0.0, hooks.query->prefill_s + hooks.query->first_token_s);
+  for (const auto& r : manifest.chunks) {
     ChunkRecord rec;
     rec.index = r.index;
     rec.begin = r.begin;
@@ -60,8 +67,22 @@ Session::Session(const ChunkStore& store_, const BandwidthProfile& profile_, con
 }
 
 double Session::payload_bytes(int level, int chunk) const {
-  if (level == kTextLevel) return 4.0 * store.chunks()[chunk].tokens();
-  return double(store.get(chunk, config.policy.levels[level].config).bytes.size());
+  // Text costs no transfer: the receiver has the tokens (it hashed them to
+  // find the context).
+  if (level == kTextLevel) return 0.0;
+  return double(manifest.levels[manifest_level(level)].bytes[chunk]);
+}
+
+double Session::estimated_decode_seconds(int level, int chunk) const {
+  const ChunkRange& r = manifest.chunks[chunk];
+  if (level == kTextLevel) {
+    if (hooks.recompute && hooks.recompute->estimate_seconds)
+      return hooks.recompute->estimate_seconds(r.tokens(), r.begin);
+    return 0.0;
+  }
+  if (config.modelled_decode_seconds_per_token > 0)
+    return config.modelled_decode_seconds_per_token * r.tokens();
+  return manifest.levels[manifest_level(level)].decode_seconds[chunk];
 }
 
 int Session::decide_chunk(int chunk, double now) {
@@ -69,27 +90,22 @@ int Session::decide_chunk(int chunk, double now) {
   in.chunk = chunk;
   in.chunks = chunk_count();
   in.now_s = now;
-  in.slo_s = config.slo_s;
+  // The context must be loaded early enough for the query to run in time.
+  in.slo_s = config.slo_s - query_budget_s_;
   {
     std::lock_guard lock(mutex_);
     in.estimated_mbps = estimator_.estimate_mbps();
     in.receiver_free_s = receiver_free_est_;
   }
-  in.bytes = [this](int level, int j) { return payload_bytes(level, j) + kHeader; };
-  in.decode_seconds = [this](int level, int j) {
-    return decode_per_token_[level] * store.chunks()[j].tokens();
-  };
-  in.text_bytes = [this](int j) { return payload_bytes(kTextLevel, j) + kHeader; };
+  in.bytes = [this](int level, int j) { return payload_bytes(level, j); };
+  in.decode_seconds = [this](int level, int j) { return estimated_decode_seconds(level, j); };
+  in.text_bytes = [](int) { return 0.0; };
   if (hooks.recompute && hooks.recompute->estimate_seconds)
-    in.recompute_seconds = [this](int j) {
-      const auto& r = store.chunks()[j];
-      return hooks.recompute->estimate_seconds(r.tokens(), r.begin);
-    };
+    in.recompute_seconds = [this](int j) { return estimated_decode_seconds(kTextLevel, j); };
   Decision d = decide(config.policy, in);
   // Text is a candidate only when the receiver can recompute.
-  if (d.level == kTextLevel && config.policy.kind == Policy::Kind::Adaptive && !text_possible_) {
+  if (d.level == kTextLevel && config.policy.kind == Policy::Kind::Adaptive && !text_possible_)
     d.level = static_cast<int>(config.policy.levels.size()) - 1;
-  }
   std::lock_guard lock(mutex_);
   ChunkRecord& rec = records_[chunk];
   rec.level = d.level;
@@ -98,9 +114,9 @@ int Session::decide_chunk(int chunk, double now) {
   } else {
     rec.level_name = config.policy.levels[d.level].name;
     rec.codec = config.policy.levels[d.level].config.codec;
+    rec.key = manifest.key(chunk, manifest_level(d.level));
   }
   rec.payload_bytes = static_cast<std::size_t>(payload_bytes(d.level, chunk));
-  rec.wire_bytes = rec.payload_bytes + static_cast<std::size_t>(kHeader);
   rec.estimated_mbps = d.estimated_mbps;
   rec.predicted_finish_s = d.predicted_finish_s;
   rec.level_finish_s = d.level_finish_s;
@@ -108,50 +124,30 @@ int Session::decide_chunk(int chunk, double now) {
   return d.level;
 }
 
-std::span<const std::uint8_t> Session::payload(int chunk, int level, std::vector<std::uint8_t>& text) const {
-  if (level != kTextLevel) return store.get(chunk, config.policy.levels[level].config).bytes;
-  const auto ids = store.chunk_token_ids(chunk);
-  text.resize(ids.size() * 4);
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    const auto v = static_cast<std::uint32_t>(ids[i]);
-    for (int b = 0; b < 4; ++b) text[i * 4 + b] = static_cast<std::uint8_t>(v >> (8 * b));
-  }
-  return text;
-}
-
-void Session::send_started(int chunk, double t) {
+void Session::fetch_started(int chunk, double t) {
   std::lock_guard lock(mutex_);
   records_[chunk].send_start_s = t;
   emit(StreamEvent::Type::SendStart, chunk);
 }
 
-void Session::send_finished(int chunk, double t) {
+void Session::fetched(int chunk, double start, double arrival, const FetchStats& stats) {
   std::lock_guard lock(mutex_);
   ChunkRecord& rec = records_[chunk];
-  rec.send_end_s = t;
-  estimator_.add(double(rec.wire_bytes), t - rec.send_start_s);
-  receiver_free_est_ = std::max(t, receiver_free_est_) + estimated_decode_seconds(rec.level, chunk);
+  rec.send_start_s = start;
+  rec.send_end_s = rec.arrival_s = arrival;
+  rec.wire_bytes = stats.wire_bytes;
+  rec.node = stats.node;
+  rec.attempts = stats.attempts;
+  estimator_.add(double(rec.wire_bytes), arrival - start);
+  receiver_free_est_ = std::max(arrival, receiver_free_est_) + estimated_decode_seconds(rec.level, chunk);
   emit(StreamEvent::Type::SendEnd, chunk);
-}
-
-double Session::estimated_decode_seconds(int level, int chunk) const {
-  const ChunkRange& r = store.chunks()[chunk];
-  if (level != kTextLevel) return decode_per_token_[level] * r.tokens();
-  if (hooks.recompute && hooks.recompute->estimate_seconds)
-    return hooks.recompute->estimate_seconds(r.tokens(), r.begin);
-  return 0.0;
-}
-
-void Session::arrived(int chunk, double t) {
-  std::lock_guard lock(mutex_);
-  records_[chunk].arrival_s = t;
   emit(StreamEvent::Type::Arrival, chunk);
 }
 
 void Session::validate_part(const kv::KVCache& part, int chunk, const char* what) const {
-  const auto& want = store.cache().shape();
+  const auto& want = manifest.shape;
   const auto& got = part.shape();
-  const int tokens = store.chunks()[chunk].tokens();
+  const int tokens = manifest.chunks[chunk].tokens();
   if (got.layers != want.layers || got.kv_heads != want.kv_heads || got.head_dim != want.head_dim ||
       got.tokens != tokens)
     throw Error(ErrorCode::Format, std::string(what) + " gave a cache of shape " +
@@ -163,22 +159,16 @@ void Session::validate_part(const kv::KVCache& part, int chunk, const char* what
 }
 
 bool Session::receive(int chunk, int level, std::span<const std::uint8_t> bytes, double arrival) {
-  const ChunkRange& range = store.chunks()[chunk];
+  const ChunkRange& range = manifest.chunks[chunk];
   std::string what = "chunk " + std::to_string(chunk);
   try {
     kv::KVCache part;
     double seconds = 0;
     if (level == kTextLevel) {
       what += " (text recompute)";
-      require(bytes.size() == std::size_t(range.tokens()) * 4, ErrorCode::Format,
-              "text payload has " + std::to_string(bytes.size()) + " bytes, expected " +
-                  std::to_string(range.tokens() * 4));
-      std::vector<std::int32_t> ids(range.tokens());
-      for (std::size_t i = 0; i < ids.size(); ++i) {
-        std::uint32_t v = 0;
-        for (int b = 0; b < 4; ++b) v |= std::uint32_t(bytes[i * 4 + b]) << (8 * b);
-        ids[i] = static_cast<std::int32_t>(v);
-      }
+      const std::span<const std::int32_t> ids(source.token_ids.data() + range.begin,
+                                              static_cast<std::size_t>(range.tokens()));
+      // Recompute over what this receiver holds: the decoded (lossy) prefix.
       kv::KVCache preceding;
       if (!parts_.empty()) preceding = kv::KVCache::concat_tokens(parts_);
       RecomputeRequest req{range, ids, &preceding};
@@ -195,7 +185,7 @@ bool Session::receive(int chunk, int level, std::span<const std::uint8_t> bytes,
       seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       validate_part(part, chunk, "decode");
       if (config.simulate && (config.model_decode_time || config.modelled_decode_seconds_per_token > 0))
-        seconds = decode_per_token_[level] * range.tokens();
+        seconds = estimated_decode_seconds(level, chunk);
     }
     const double start = std::max(arrival, last_decode_end_);
     last_decode_end_ = start + seconds;
@@ -248,16 +238,17 @@ void Session::emit(StreamEvent::Type type, int chunk, const std::string& message
 StreamReport Session::finish(const std::string& mode) {
   StreamReport r;
   r.mode = mode;
+  r.store = source.store->describe();
   r.policy = config.policy.name;
   r.profile = profile.name();
   r.estimator = "harmonic mean of the last " + std::to_string(std::max(1, config.estimator_window)) +
-                " chunks' throughput (bytes / send time); first chunk: prior";
+                " chunks' throughput (bytes / fetch time); first chunk: prior";
   r.recompute = hooks.recompute ? hooks.recompute->description : "";
   r.slo_s = config.slo_s;
   r.prior_mbps = prior_of(config, profile);
   r.time_scale = mode == "real" ? config.time_scale : 1.0;
-  r.chunk_tokens = store.chunk_tokens();
-  r.tokens = store.cache().shape().tokens;
+  r.chunk_tokens = manifest.chunk_tokens;
+  r.tokens = manifest.shape.tokens;
   std::lock_guard lock(mutex_);
   r.status = status_;
   r.error_code = error_code_;
@@ -265,14 +256,34 @@ StreamReport Session::finish(const std::string& mode) {
   r.failed_chunk = failed_chunk_;
   r.chunks = records_;
   for (const auto& c : records_) {
-    if (c.send_end_s >= 0) r.bytes_sent += c.wire_bytes;
-    r.ttft_s = std::max(r.ttft_s, c.decode_end_s);
+    if (c.arrival_s >= 0) r.bytes_sent += c.wire_bytes;
+    r.context_loaded_s = std::max(r.context_loaded_s, c.decode_end_s);
   }
   const bool all = decoded_ == chunk_count();
-  r.slo_met = status_ == StreamStatus::Ok && all && r.ttft_s <= config.slo_s;
+  std::shared_ptr<kv::KVCache> assembled;
   if (status_ == StreamStatus::Ok && all) {
-    auto assembled = std::make_shared<kv::KVCache>(kv::KVCache::concat_tokens(parts_));
-    assembled->info = store.cache().info;
+    assembled = std::make_shared<kv::KVCache>(kv::KVCache::concat_tokens(parts_));
+    if (static_cast<int>(source.token_ids.size()) == manifest.shape.tokens)
+      assembled->info.token_ids = source.token_ids;
+    assembled->info.positions.resize(static_cast<std::size_t>(manifest.shape.tokens));
+    std::iota(assembled->info.positions.begin(), assembled->info.positions.end(), 0);
+    if (!manifest.model_name.empty()) assembled->info.model_name = manifest.model_name;
+  }
+  if (hooks.query) {
+    r.query_tokens = hooks.query->tokens;
+    r.query_prefill_s = hooks.query->prefill_s;
+    r.first_token_s = hooks.query->first_token_s;
+    r.query_timing = hooks.query->description;
+    if (assembled && hooks.query->measure && hooks.query->tokens > 0) {
+      const auto [prefill, first] = hooks.query->measure(*assembled);
+      r.query_prefill_s = prefill;
+      r.first_token_s = first;
+      r.query_timing = "measured over the assembled cache";
+    }
+  }
+  r.ttft_s = r.context_loaded_s + r.query_prefill_s + r.first_token_s;
+  r.slo_met = status_ == StreamStatus::Ok && all && r.ttft_s <= config.slo_s;
+  if (assembled) {
     if (hooks.evaluate) r.quality = hooks.evaluate(*assembled);
     if (config.keep_assembled_cache) r.assembled = std::move(assembled);
   }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // State shared by the simulated and the real streaming drivers (internal):
@@ -17,28 +18,26 @@ namespace kvscope::stream::detail {
 
 class Session {
  public:
-  Session(const ChunkStore& store, const BandwidthProfile& profile, const StreamConfig& config,
+  Session(const StreamSource& source, const BandwidthProfile& trace, const StreamConfig& config,
           const StreamHooks& hooks);
 
-  const ChunkStore& store;
+  const StreamSource& source;
+  const Manifest& manifest;
   const BandwidthProfile& profile;
   const StreamConfig& config;
   const StreamHooks& hooks;
 
-  int chunk_count() const { return static_cast<int>(store.chunks().size()); }
-  bool text_possible() const { return text_possible_; }
+  int chunk_count() const { return static_cast<int>(manifest.chunks.size()); }
 
-  /// Sender side: decides chunk i's level at sender time `now`, fills its
-  /// record and emits Decision. Returns the level.
+  /// Decides chunk i's level at trace time `now`, fills its record and emits
+  /// Decision. Returns the policy level (or kTextLevel).
   int decide_chunk(int chunk, double now);
-  /// The payload to send for chunk i at `level` (a view into the store, or
-  /// the token ids serialised into `text_storage`).
-  std::span<const std::uint8_t> payload(int chunk, int level, std::vector<std::uint8_t>& text_storage) const;
-  /// Sender side: records and emits SendStart / SendEnd (feeds the estimator).
-  void send_started(int chunk, double t);
-  void send_finished(int chunk, double t);
-  /// Receiver side: records and emits Arrival.
-  void arrived(int chunk, double t);
+  /// The manifest's level index of a policy level.
+  int manifest_level(int level) const { return level_map_[static_cast<std::size_t>(level)]; }
+  /// Records and emits SendStart (the fetch began at `t`).
+  void fetch_started(int chunk, double t);
+  /// Records the fetch's end (feeds the estimator), emits SendEnd and Arrival.
+  void fetched(int chunk, double start, double arrival, const FetchStats& stats);
   /// Receiver side: decodes (or recomputes) chunk i, composes its decode
   /// times after `arrival`, keeps the part. Failures are recorded with
   /// fail(DecodeError); returns false then.
@@ -55,18 +54,17 @@ class Session {
   /// Builds the report after the drivers are done (no threads left running).
   StreamReport finish(const std::string& mode);
 
-  double payload_bytes(int level, int chunk) const;
-  static constexpr double kHeader = 32;
-
  private:
   void emit(StreamEvent::Type type, int chunk, const std::string& message = {});  // caller holds mutex_
   void validate_part(const kv::KVCache& part, int chunk, const char* what) const;
-
-  std::vector<ChunkRecord> records_;
-  std::vector<double> decode_per_token_;  // per policy level
-  ThroughputEstimator estimator_;
-  double receiver_free_est_ = 0;  // sender's estimate of the receiver's pipeline (under mutex_)
+  double payload_bytes(int level, int chunk) const;
   double estimated_decode_seconds(int level, int chunk) const;
+
+  std::vector<int> level_map_;  // policy level -> manifest level
+  std::vector<ChunkRecord> records_;
+  ThroughputEstimator estimator_;
+  double receiver_free_est_ = 0;  // the receiver's estimate of its decode pipeline (under mutex_)
+  double query_budget_s_ = 0;     // estimated query prefill + first token
   bool text_possible_ = false;
   mutable std::mutex mutex_;  // records_, estimator_, failure fields, hooks
   std::atomic<bool> failed_{false}, cancelled_{false};

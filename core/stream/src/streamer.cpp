@@ -1,5 +1,7 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "kvscope/stream/streamer.h"
 
+#include "kvscope/stream/chunk_server.h"
 #include "session.h"
 #include "transport.h"
 
@@ -33,42 +35,23 @@ const char* to_string(StreamStatus status) {
       return "network_error";
     case StreamStatus::DecodeError:
       return "decode_error";
+    case StreamStatus::StoreError:
+      return "store_error";
   }
   return "?";
 }
 
-void prepare_stream(ChunkStore& store, const Policy& policy, const PrepareOptions& options) {
+void prepare_stream(EncodedContext& context, const Policy& policy, const PrepareOptions& options) {
   std::vector<codec::CodecConfig> configs;
   for (const auto& level : policy.levels) configs.push_back(level.config);
-  store.prepare(configs, options);
+  context.prepare(configs, options);
 }
 
-namespace {
-
-void run_simulated(detail::Session& s) {
-  double now = 0;
-  std::vector<std::uint8_t> text;
-  for (int i = 0; i < s.chunk_count(); ++i) {
-    if (!s.poll("sending chunk " + std::to_string(i + 1))) break;
-    const int level = s.decide_chunk(i, now);
-    const auto bytes = s.payload(i, level, text);
-    s.send_started(i, now);
-    const double end = s.profile.transfer_end(now, double(bytes.size()) + detail::Session::kHeader, i);
-    s.send_finished(i, end);
-    s.arrived(i, end);
-    if (!s.receive(i, level, bytes, end)) break;
-    now = end;
-  }
-  s.poll("done");
-}
-
-}  // namespace
-
-StreamReport run_stream(const ChunkStore& store, const BandwidthProfile& profile, const StreamConfig& config,
+StreamReport run_stream(const StreamSource& source, const BandwidthProfile& trace, const StreamConfig& config,
                         const StreamHooks& hooks) {
-  detail::Session session(store, profile, config, hooks);
+  detail::Session session(source, trace, config, hooks);
   if (config.simulate) {
-    run_simulated(session);
+    detail::run_simulated(session);
   } else {
     detail::run_real(session);
   }
@@ -76,9 +59,42 @@ StreamReport run_stream(const ChunkStore& store, const BandwidthProfile& profile
   return session.finish(config.simulate ? "simulated" : "real");
 }
 
+StreamReport run_stream(const EncodedContext& context, const BandwidthProfile& trace,
+                        const StreamConfig& config, const StreamHooks& hooks) {
+  StoreOptions options;
+  options.retry_timeout_s = config.idle_timeout_s;
+  auto memory = std::shared_ptr<ChunkStore>(make_memory_store(options));
+  StreamSource source;
+  auto cache = context.shared_cache();
+  source.token_ids = cache->info.token_ids;
+  if (config.policy.kind == Policy::Kind::Text) {
+    // Nothing to fetch; the manifest still describes the chunks.
+    Manifest m;
+    m.context = context_id(*cache);
+    m.model_name = cache->info.model_name;
+    m.shape = cache->shape();
+    m.chunk_tokens = context.chunk_tokens();
+    m.chunks = context.chunks();
+    source.manifest = std::move(m);
+  } else {
+    source.manifest = publish(context, config.policy.levels, *memory).manifest;
+  }
+  if (config.simulate) {
+    source.store = memory.get();
+    return run_stream(source, trace, config, hooks);
+  }
+  ServerOptions server_options;
+  server_options.fault = config.fault;
+  ChunkServer server(memory, server_options);
+  auto client = make_server_client("127.0.0.1", server.port(), options);
+  source.store = client.get();
+  return run_stream(source, trace, config, hooks);
+}
+
 nlohmann::json report_to_json(const StreamReport& r) {
   nlohmann::json j;
   j["mode"] = r.mode;
+  j["store"] = r.store;
   j["policy"] = r.policy;
   j["profile"] = r.profile;
   j["estimator"] = r.estimator;
@@ -95,6 +111,11 @@ nlohmann::json report_to_json(const StreamReport& r) {
     j["failed_chunk"] = r.failed_chunk;
   }
   j["ttft_seconds"] = r.ttft_s;
+  j["context_loaded_seconds"] = r.context_loaded_s;
+  j["query_prefill_seconds"] = r.query_prefill_s;
+  j["first_token_seconds"] = r.first_token_s;
+  j["query_tokens"] = r.query_tokens;
+  j["query_timing"] = r.query_timing;
   j["slo_met"] = r.slo_met;
   j["bytes_sent"] = r.bytes_sent;
   auto& chunks = j["chunks"] = nlohmann::json::array();
@@ -107,6 +128,9 @@ nlohmann::json report_to_json(const StreamReport& r) {
                       {"codec", c.codec},
                       {"payload_bytes", c.payload_bytes},
                       {"wire_bytes", c.wire_bytes},
+                      {"key", c.key},
+                      {"node", c.node},
+                      {"attempts", c.attempts},
                       {"estimated_mbps", c.estimated_mbps},
                       {"predicted_finish_s", c.predicted_finish_s},
                       {"level_finish_s", c.level_finish_s},

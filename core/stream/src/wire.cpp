@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "wire.h"
 
 #include <cstring>
@@ -26,11 +27,8 @@ std::array<std::uint8_t, kHeaderBytes> encode_header(const Header& h) {
   std::memcpy(b.data(), "KVSF", 4);
   b[4] = kVersion;
   b[5] = static_cast<std::uint8_t>(h.type);
-  put<std::uint16_t>(b.data() + 6, static_cast<std::uint16_t>(h.level));
-  put<std::uint32_t>(b.data() + 8, h.chunk);
   put<std::uint64_t>(b.data() + 12, h.payload_bytes);
   put<std::uint32_t>(b.data() + 20, h.payload_crc);
-  put<std::uint32_t>(b.data() + 24, 0);
   put<std::uint32_t>(b.data() + 28, crc32c(std::span<const std::uint8_t>(b.data(), 28)));
   return b;
 }
@@ -44,13 +42,13 @@ Header decode_header(std::span<const std::uint8_t> b) {
   require(b[4] == kVersion, ErrorCode::Format, "unsupported frame version " + std::to_string(b[4]));
   Header h;
   const std::uint8_t type = b[5];
-  require(type >= 1 && type <= 3, ErrorCode::Format, "unknown frame type " + std::to_string(type));
+  require(type >= 1 && type <= 6, ErrorCode::Format, "unknown frame type " + std::to_string(type));
   h.type = static_cast<FrameType>(type);
-  h.level = static_cast<std::int16_t>(get<std::uint16_t>(b.data() + 6));
-  h.chunk = get<std::uint32_t>(b.data() + 8);
   h.payload_bytes = get<std::uint64_t>(b.data() + 12);
   h.payload_crc = get<std::uint32_t>(b.data() + 20);
-  require(h.payload_bytes <= kMaxPayload, ErrorCode::Format,
+  const bool request = h.type == FrameType::Get || h.type == FrameType::List;
+  const std::uint64_t limit = request ? kMaxRequest : kMaxPayload;
+  require(h.payload_bytes <= limit, ErrorCode::Format,
           "frame payload length " + std::to_string(h.payload_bytes) + " exceeds the limit");
   return h;
 }

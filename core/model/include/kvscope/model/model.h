@@ -188,6 +188,14 @@ class Model {
   /// tokens themselves). Errors as continue_logits.
   std::vector<float> attention_to_cache(const kv::KVCache& cache, std::span<const std::int32_t> tokens) const;
 
+  /// Extends a cache by `tokens` (non-empty): runs them at the positions
+  /// following the cache (as continue_logits does) with attention over the
+  /// supplied cache, which may be lossy/decoded, and returns the new tokens'
+  /// KV only (keys after RoPE; info: token ids and positions of the new
+  /// tokens) and the logits after the last one. What a receiver does to
+  /// recompute a chunk on top of the prefix it holds. Errors as continue_logits.
+  PrefillResult extend(const kv::KVCache& cache, std::span<const std::int32_t> tokens) const;
+
   /// Greedy generation: feeds `tokens` (non-empty) after the cache as
   /// continue_logits does, then appends the argmax token `n` times, each fed
   /// back. Returns only the `n` generated ids (fewer when `stop_at_eos` and

@@ -1,96 +1,94 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-// A context's cache split into chunks of consecutive tokens, each encoded
-// independently at every level it may be sent at. Encodings are computed once
-// and kept, so changing the bandwidth profile, the SLO or the policy never
-// re-encodes (docs/architecture.md, "Rules": expensive stages are cached).
+// Chunk stores: where encoded chunks live between the machine that encoded
+// them and the receivers that load them (docs/streaming.md, "Stores"). One
+// interface, several media:
+//   memory:                   in this process (tests, the app's default)
+//   dir:PATH                  one file per key in a folder
+//   redis://HOST:PORT[,...]   a Redis server or a Redis Cluster (any node(s) as seeds)
+//   tcp://HOST:PORT           a `kvscope-cli serve` sender process (read-only)
+// Values are stored as they are given (a chunk's bitstream, a manifest):
+// checking them is the caller's job (fetch_chunk() in manifest.h), so a
+// store never hands out a corrupt chunk as data.
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
+#include <functional>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
-#include "kvscope/codec/codec.h"
-#include "kvscope/common/progress.h"
-#include "kvscope/kv/kv_cache.h"
-
 namespace kvscope::stream {
 
-/// Tokens [begin, end) of the context.
-struct ChunkRange {
-  int index = 0;
-  int begin = 0;
-  int end = 0;
-  int tokens() const { return end - begin; }
+/// Called by a store after each read of `bytes` more bytes of a value from its
+/// medium (socket, file, memory), before reading on: the receiver's token
+/// bucket, which blocks until the bandwidth trace has delivered them. It may
+/// throw to abort the fetch (the store then drops any half-read connection).
+using ReadPacer = std::function<void(std::size_t bytes)>;
+
+/// What one get() cost.
+struct FetchStats {
+  std::size_t wire_bytes = 0;  ///< bytes read from the medium (value plus protocol)
+  int attempts = 0;            ///< tries, including redirections and retries after failures
+  std::string node;            ///< where the value came from (e.g. "127.0.0.1:7001"), if remote
 };
 
-/// Splits `tokens` tokens into chunks of `chunk_tokens` (the last may be
-/// shorter). Error(InvalidArgument) when tokens <= 0 or chunk_tokens <= 0.
-std::vector<ChunkRange> split_into_chunks(int tokens, int chunk_tokens);
-
-/// One chunk encoded at one level.
-struct EncodedChunk {
-  std::vector<std::uint8_t> bytes;  ///< the bitstream
-  codec::SizeReport size;
-  double encode_seconds = 0;
+struct StoreOptions {
+  /// Remote stores: seconds to keep retrying a failed command (connection
+  /// refused or reset, cluster down, slot moving) before giving up with
+  /// Error(Network). Each single network operation also times out after this.
+  double retry_timeout_s = 5.0;
+  /// Largest read from the medium at once; the pacer is called after each.
+  std::size_t read_bytes = 64 * 1024;
 };
 
-struct PrepareOptions {
-  /// Worker threads encoding (chunk, level) pairs in parallel (0 = all).
-  int threads = 0;
-  /// Also decode chunk 0 of each new level once and time it: the policy's
-  /// decode-time estimate for that level.
-  bool measure_decode = true;
-  /// Called from worker threads; false cancels (Error(Cancelled)); pairs
-  /// already encoded are kept.
-  ProgressFn progress;
-};
-
-/// The encoded chunks of one cache. Thread-safe: prepare() may run on a
-/// worker while other threads read entries already present.
+/// A key-value store of chunk bitstreams. Keys are printable ASCII without
+/// spaces or '/' (chunk_key.h makes them). An instance is used by one thread
+/// at a time unless its type says otherwise; open one per receiver.
 class ChunkStore {
  public:
-  /// Keeps `cache` (shared, never copied). Error(InvalidArgument) when the
-  /// cache is empty or chunk_tokens <= 0.
-  ChunkStore(std::shared_ptr<const kv::KVCache> cache, int chunk_tokens = 1024);
+  virtual ~ChunkStore() = default;
 
-  const kv::KVCache& cache() const { return *cache_; }
-  std::shared_ptr<const kv::KVCache> shared_cache() const { return cache_; }
-  int chunk_tokens() const { return chunk_tokens_; }
-  const std::vector<ChunkRange>& chunks() const { return chunks_; }
+  /// What and where, e.g. "redis://127.0.0.1:7000 (cluster, 3 masters)".
+  virtual std::string describe() const = 0;
 
-  /// Encodes every (chunk, config) pair not encoded yet. Errors: the codec's
-  /// Error(InvalidArgument) naming a bad parameter; Error(Cancelled).
-  void prepare(std::span<const codec::CodecConfig> configs, const PrepareOptions& options = {});
+  /// Stores `value` under `key`, replacing an existing value. Never silent:
+  /// Error(Io) naming the key when the store refuses (full, read-only,
+  /// unwritable), Error(Network) when it cannot be reached.
+  virtual void put(const std::string& key, std::span<const std::uint8_t> value) = 0;
 
-  /// Whether every chunk has been encoded with `config`.
-  bool has(const codec::CodecConfig& config) const;
-  /// Chunk `chunk` at `config`. Error(InvalidArgument) when not prepared or
-  /// the chunk index is out of range. The reference stays valid for the
-  /// store's lifetime.
-  const EncodedChunk& get(int chunk, const codec::CodecConfig& config) const;
-  /// Decode seconds of chunk 0 at `config` measured by prepare(), scaled per
-  /// token so it applies to any chunk: seconds per token. 0 when not measured.
-  double decode_seconds_per_token(const codec::CodecConfig& config) const;
+  /// The value of `key`, or nullopt when the store does not hold it (never
+  /// put, removed or evicted). `pace` (may be empty) is called as the value's
+  /// bytes are read. Error(Network | Io) naming the key when the store cannot
+  /// be read; Error(Format) when its reply is malformed.
+  virtual std::optional<std::vector<std::uint8_t>> get(const std::string& key, const ReadPacer& pace = {},
+                                                       FetchStats* stats = nullptr) = 0;
 
-  /// Token ids of chunk `chunk` (the cache's info.token_ids); empty when the
-  /// cache carries no token ids (text recompute then impossible).
-  std::vector<std::int32_t> chunk_token_ids(int chunk) const;
+  /// Removes `key`; whether it was there. Errors as put().
+  virtual bool remove(const std::string& key) = 0;
 
- private:
-  struct Level {
-    std::vector<std::unique_ptr<EncodedChunk>> chunks;  // null = not encoded yet
-    double decode_seconds_per_token = 0;
-  };
-  std::shared_ptr<const kv::KVCache> cache_;
-  int chunk_tokens_;
-  std::vector<ChunkRange> chunks_;
-  mutable std::mutex mutex_;
-  std::map<std::string, Level> levels_;  // by config_key()
+  /// Every key starting with `prefix`, sorted. Errors as get().
+  virtual std::vector<std::string> list(const std::string& prefix) = 0;
 };
+
+/// Opens a store from its spec (the forms above; "dir:" creates the folder).
+/// Error(InvalidArgument) naming the spec when it is malformed;
+/// Error(Network) when a remote store cannot be reached.
+std::unique_ptr<ChunkStore> open_store(const std::string& spec, const StoreOptions& options = {});
+
+/// An empty in-memory store. Safe to use from several threads at once.
+std::unique_ptr<ChunkStore> make_memory_store(const StoreOptions& options = {});
+
+/// A store keeping one file per key in `folder` (created when missing);
+/// files are written atomically. Safe to use from several threads at once.
+/// Error(Io) naming the folder when it cannot be created.
+std::unique_ptr<ChunkStore> make_folder_store(const std::string& folder, const StoreOptions& options = {});
+
+/// Error(InvalidArgument) naming the key unless it is 1..512 printable ASCII
+/// characters without spaces or '/'.
+void check_key(const std::string& key);
 
 }  // namespace kvscope::stream

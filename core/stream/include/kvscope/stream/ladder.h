@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A codec ladder: the levels a chunk can be sent at, from finest (largest,

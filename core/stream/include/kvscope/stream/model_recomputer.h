@@ -1,87 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-// A Recomputer backed by kvscope::model, for front ends that link
-// kvscope_model (the CLI and the GUI). Header-only so that kvscope_stream
-// itself never depends on the model runtime or libtorch (model.h is torch-free).
-//
-// How it measures: the model API prefills from position 0 (it has no "extend
-// this cache" call), so recomputing chunk [b, e) runs prefill(tokens[0, e))
-// and takes tokens [b, e) of the result -- the exact KV a receiver would
-// compute -- and reports the marginal time t(prefill 0..e) - t(prefill 0..b),
-// both measured (each prefix timed once and kept). That marginal time
-// approximates prefilling the chunk on top of an existing cache; for the
-// "text" policy the per-chunk times add up to exactly one full prefill.
+// The receiver's compute backed by kvscope::model, for front ends that link
+// kvscope_model (the CLI and the app). Header-only so that kvscope_stream
+// itself never depends on the model runtime or libtorch (model.h is
+// torch-free). docs/streaming.md, "Delay model", says what is charged.
 
+#include <algorithm>
 #include <chrono>
-#include <map>
+#include <cmath>
 #include <memory>
-#include <mutex>
 #include <sstream>
 #include <vector>
 
+#include "kvscope/common/error.h"
 #include "kvscope/model/model.h"
 #include "kvscope/stream/recompute.h"
 
 namespace kvscope::stream {
 
-/// `model` must outlive the recomputer. `context_tokens` are the whole
-/// context's ids (the chunk requests index into them). `tokens_per_s` (> 0)
-/// is the policy's estimate, e.g. context tokens / the initial prefill's
-/// seconds; 0 = no estimate.
-inline Recomputer model_recomputer(const model::Model& model, std::vector<std::int32_t> context_tokens,
-                                   double tokens_per_s) {
-  struct State {
-    const model::Model* model;
-    std::vector<std::int32_t> tokens;
-    std::mutex mutex;
-    std::map<int, double> prefix_seconds{{0, 0.0}};
-    // Prefill of tokens [0, n), timed; keeps the timing.
-    kv::KVCache run(int n) {
-      model::PrefillOptions opt;
-      opt.want_last_logits = false;
-      const auto t0 = std::chrono::steady_clock::now();
-      auto r = model->prefill(std::span(tokens.data(), std::size_t(n)), opt);
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::lock_guard lock(mutex);
-      prefix_seconds[n] = s;
-      return std::move(r.cache);
-    }
-    double seconds(int n) {
-      {
-        std::lock_guard lock(mutex);
-        auto it = prefix_seconds.find(n);
-        if (it != prefix_seconds.end()) return it->second;
-      }
-      run(n);
-      std::lock_guard lock(mutex);
-      return prefix_seconds[n];
-    }
-  };
-  auto state = std::make_shared<State>();
-  state->model = &model;
-  state->tokens = std::move(context_tokens);
+/// Wall seconds of greedy generation after `cache` + `prompt`: of one token
+/// (the prompt's prefill, which yields the first token) and of one decode
+/// step (the mean over 8 further tokens, so timer noise cannot swamp it).
+inline std::pair<double, double> generate_times(const model::Model& model, const kv::KVCache& cache,
+                                                std::span<const std::int32_t> prompt) {
+  using Clock = std::chrono::steady_clock;
+  constexpr int kSteps = 8;
+  auto t0 = Clock::now();
+  (void)model.generate(cache, prompt, 1);
+  const double one = std::chrono::duration<double>(Clock::now() - t0).count();
+  t0 = Clock::now();
+  (void)model.generate(cache, prompt, 1 + kSteps);
+  const double more = std::chrono::duration<double>(Clock::now() - t0).count();
+  return {one, std::max(0.0, more - one) / kSteps};
+}
+
+/// Measures this machine's recompute rate with `model`: prefill of the first
+/// `tokens` of `sample` (at least 16; a warm-up run first, then the faster of
+/// two timed runs) and one decode step after it. Error(InvalidArgument) when
+/// `sample` has fewer than 16 tokens.
+inline RecomputeRate measure_recompute_rate(const model::Model& model, std::span<const std::int32_t> sample,
+                                            int tokens = 256) {
+  require(sample.size() >= 16, ErrorCode::InvalidArgument,
+          "measuring the recompute rate needs at least 16 tokens of text");
+  const std::size_t n = std::min<std::size_t>(sample.size() - 1, std::size_t(std::max(16, tokens)));
+  const auto head = sample.first(n);
+  model::PrefillOptions po;
+  po.want_last_logits = false;
+  double prefill = 1e30, step = 1e30;
+  kv::KVCache cache;
+  for (int run = 0; run < 3; ++run) {
+    auto r = model.prefill(head, po);
+    if (run > 0) prefill = std::min(prefill, r.seconds);
+    cache = std::move(r.cache);
+  }
+  for (int run = 0; run < 3; ++run) {
+    const auto [one, per_step] = generate_times(model, cache, sample.subspan(n, 1));
+    if (run > 0) step = std::min(step, per_step);
+  }
+  RecomputeRate rate;
+  rate.tokens_per_s = double(n) / std::max(prefill, 1e-9);
+  rate.first_token_s = step;
+  std::ostringstream d;
+  d << "measured: " << model.config().name << " on " << model.device() << ", prefill of " << n << " tokens";
+  rate.source = d.str();
+  return rate;
+}
+
+/// Text chunks recomputed with `model` over the decoded (lossy) prefix the
+/// receiver holds (Model::extend), as a serving engine extending its cache
+/// would: the KV is the real recompute's. The time charged is tokens /
+/// rate.tokens_per_s when that is > 0 (the measured or edited recompute
+/// rate), else the wall time of the extend call. `model` must outlive it.
+inline Recomputer model_recomputer(const model::Model& model, const RecomputeRate& rate) {
   Recomputer r;
   std::ostringstream d;
-  d << "model " << model.config().name << " on " << model.device() << " (measured prefill)";
+  d << "model " << model.config().name << " on " << model.device() << " over the decoded prefix, ";
+  if (rate.tokens_per_s > 0)
+    d << "charged at " << rate.tokens_per_s << " tokens/s"
+      << (rate.source.empty() ? "" : " (" + rate.source + ")");
+  else
+    d << "charged its measured time";
   r.description = d.str();
-  r.recompute = [state](const RecomputeRequest& req) {
-    require(req.range.end <= static_cast<int>(state->tokens.size()), ErrorCode::InvalidArgument,
-            "recompute request beyond the context");
-    const double before = state->seconds(req.range.begin);
-    kv::KVCache full = state->run(req.range.end);
-    double after;
-    {
-      std::lock_guard lock(state->mutex);
-      after = state->prefix_seconds[req.range.end];
-    }
+  const double tps = rate.tokens_per_s;
+  const model::Model* m = &model;
+  r.recompute = [m, tps](const RecomputeRequest& req) {
+    require(req.preceding != nullptr, ErrorCode::InvalidArgument, "recompute needs the preceding cache");
+    auto res = m->extend(*req.preceding, req.tokens);
     RecomputeResult out;
-    out.cache = full.slice_tokens(req.range.begin, req.range.end);
-    out.seconds = std::max(0.0, after - before);
+    out.cache = std::move(res.cache);
+    out.seconds = tps > 0 ? req.range.tokens() / tps : res.seconds;
     return out;
   };
-  if (tokens_per_s > 0)
-    r.estimate_seconds = [tokens_per_s](int tokens, int) { return tokens / tokens_per_s; };
+  if (tps > 0) r.estimate_seconds = [tps](int tokens, int) { return tokens / tps; };
   return r;
+}
+
+/// Older form: recompute rate `tokens_per_s` (0 = charge measured time);
+/// `context_tokens` is no longer needed (the request carries the tokens).
+inline Recomputer model_recomputer(const model::Model& model,
+                                   const std::vector<std::int32_t>& /*context_tokens*/, double tokens_per_s) {
+  RecomputeRate rate;
+  rate.tokens_per_s = tokens_per_s;
+  return model_recomputer(model, rate);
+}
+
+/// The query `query_tokens` after the context: estimated at `rate` (what the
+/// policy budgets), measured with `model` over the assembled cache after the
+/// run (the faster of two runs): the prefill is greedy generation of one
+/// token after the query (it yields the first token), the first token's part
+/// is one decode step (generate_times()). `model` must outlive it.
+inline QueryCost model_query(const model::Model& model, std::vector<std::int32_t> query_tokens,
+                             const RecomputeRate& rate) {
+  QueryCost q = query_at_rate(static_cast<int>(query_tokens.size()), rate);
+  const model::Model* m = &model;
+  auto ids = std::make_shared<const std::vector<std::int32_t>>(std::move(query_tokens));
+  q.measure = [m, ids](const kv::KVCache& assembled) {
+    // The faster of two runs: the first also pays one-off allocations.
+    auto best = generate_times(*m, assembled, *ids);
+    const auto again = generate_times(*m, assembled, *ids);
+    return std::pair{std::min(best.first, again.first), std::min(best.second, again.second)};
+  };
+  return q;
 }
 
 }  // namespace kvscope::stream

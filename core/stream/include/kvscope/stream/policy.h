@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Which level each chunk is sent at: the SLO-driven adaptive policy of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Network bandwidth profiles: how many bytes the link delivers over time.

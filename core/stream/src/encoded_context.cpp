@@ -1,4 +1,5 @@
-#include "kvscope/stream/chunk_store.h"
+// SPDX-License-Identifier: Apache-2.0
+#include "kvscope/stream/encoded_context.h"
 
 #include <atomic>
 #include <chrono>
@@ -18,14 +19,14 @@ std::vector<ChunkRange> split_into_chunks(int tokens, int chunk_tokens) {
   return out;
 }
 
-ChunkStore::ChunkStore(std::shared_ptr<const kv::KVCache> cache, int chunk_tokens)
+EncodedContext::EncodedContext(std::shared_ptr<const kv::KVCache> cache, int chunk_tokens)
     : cache_(std::move(cache)), chunk_tokens_(chunk_tokens) {
   require(cache_ && !cache_->empty() && cache_->shape().tokens > 0, ErrorCode::InvalidArgument,
           "cannot stream an empty KV cache");
   chunks_ = split_into_chunks(cache_->shape().tokens, chunk_tokens);
 }
 
-void ChunkStore::prepare(std::span<const codec::CodecConfig> configs, const PrepareOptions& options) {
+void EncodedContext::prepare(std::span<const codec::CodecConfig> configs, const PrepareOptions& options) {
   // Collect the missing (level, chunk) pairs.
   struct Item {
     std::string key;
@@ -38,6 +39,7 @@ void ChunkStore::prepare(std::span<const codec::CodecConfig> configs, const Prep
     for (const auto& config : configs) {
       const std::string key = config_key(config);
       auto& level = levels_[key];
+      level.config = config;
       level.chunks.resize(chunks_.size());
       for (std::size_t c = 0; c < chunks_.size(); ++c)
         if (!level.chunks[c] && std::none_of(todo.begin(), todo.end(), [&](const Item& it) {
@@ -71,27 +73,29 @@ void ChunkStore::prepare(std::span<const codec::CodecConfig> configs, const Prep
                         std::to_string(chunks_.size()) + " at " + item.config->codec);
   });
   if (!options.measure_decode) return;
-  for (const auto& config : configs) {
-    const std::string key = config_key(config);
-    const EncodedChunk* first = nullptr;
+  // Every chunk and level is timed, one at a time (not beside the encoders,
+  // whose load would inflate the times): sizes and contents differ per
+  // chunk, and so does the decode time the policy must predict.
+  for (std::size_t i = 0; i < todo.size(); ++i) {
+    EncodedChunk* entry;
     {
       std::lock_guard lock(mutex_);
-      auto& level = levels_[key];
-      if (level.decode_seconds_per_token > 0) continue;
-      first = level.chunks[0].get();
+      entry = levels_[todo[i].key].chunks[todo[i].chunk].get();
     }
-    report_progress(options.progress, 1.0, "timing decode of " + config.codec);
-    const auto t0 = std::chrono::steady_clock::now();
+    report_progress(
+        options.progress, 1.0,
+        "timing decode of chunk " + std::to_string(todo[i].chunk + 1) + " at " + todo[i].config->codec);
     codec::DecodeOptions dopt;
-    dopt.threads = options.threads;
-    (void)codec::decode(first->bytes, dopt);
+    dopt.threads = options.decode_threads;
+    const auto t0 = std::chrono::steady_clock::now();
+    (void)codec::decode(entry->bytes, dopt);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::lock_guard lock(mutex_);
-    levels_[key].decode_seconds_per_token = s / chunks_[0].tokens();
+    entry->decode_seconds = s;
   }
 }
 
-bool ChunkStore::has(const codec::CodecConfig& config) const {
+bool EncodedContext::has(const codec::CodecConfig& config) const {
   std::lock_guard lock(mutex_);
   auto it = levels_.find(config_key(config));
   if (it == levels_.end()) return false;
@@ -100,7 +104,7 @@ bool ChunkStore::has(const codec::CodecConfig& config) const {
   return true;
 }
 
-const EncodedChunk& ChunkStore::get(int chunk, const codec::CodecConfig& config) const {
+const EncodedChunk& EncodedContext::get(int chunk, const codec::CodecConfig& config) const {
   require(chunk >= 0 && chunk < static_cast<int>(chunks_.size()), ErrorCode::InvalidArgument,
           "chunk index " + std::to_string(chunk) + " out of range");
   std::lock_guard lock(mutex_);
@@ -110,13 +114,28 @@ const EncodedChunk& ChunkStore::get(int chunk, const codec::CodecConfig& config)
   return *it->second.chunks[chunk];
 }
 
-double ChunkStore::decode_seconds_per_token(const codec::CodecConfig& config) const {
+double EncodedContext::decode_seconds_per_token(const codec::CodecConfig& config) const {
   std::lock_guard lock(mutex_);
   auto it = levels_.find(config_key(config));
-  return it == levels_.end() ? 0.0 : it->second.decode_seconds_per_token;
+  if (it == levels_.end()) return 0.0;
+  double seconds = 0;
+  int tokens = 0;
+  for (std::size_t c = 0; c < it->second.chunks.size(); ++c) {
+    if (!it->second.chunks[c] || it->second.chunks[c]->decode_seconds <= 0) continue;
+    seconds += it->second.chunks[c]->decode_seconds;
+    tokens += chunks_[c].tokens();
+  }
+  return tokens > 0 ? seconds / tokens : 0.0;
 }
 
-std::vector<std::int32_t> ChunkStore::chunk_token_ids(int chunk) const {
+std::vector<codec::CodecConfig> EncodedContext::configs() const {
+  std::lock_guard lock(mutex_);
+  std::vector<codec::CodecConfig> out;
+  for (const auto& [key, level] : levels_) out.push_back(level.config);
+  return out;
+}
+
+std::vector<std::int32_t> EncodedContext::chunk_token_ids(int chunk) const {
   const auto& ids = cache_->info.token_ids;
   const ChunkRange& r = chunks_.at(chunk);
   if (static_cast<int>(ids.size()) != cache_->shape().tokens) return {};
