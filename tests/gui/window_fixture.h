@@ -106,7 +106,7 @@ class WindowFixture : public ::testing::Test {
     StreamPanel* panel = window().streamPanel();
     QSignalSpy finished(panel, &StreamPanel::finished);
     QSignalSpy errors(&window(), &MainWindow::errorShown);
-    panel->findChild<QCheckBox*>()->setChecked(true);  // the first check box: simulated clock
+    panel->setSimulated(true);
     panel->run();
     if (!QTest::qWaitFor([&] { return finished.count() > 0 || errors.count() > 0; }, 60000))
       return ::testing::AssertionFailure() << "the stream run did not finish";
