@@ -1,5 +1,5 @@
 // `kvscope-cli prefill --context FILE --out CACHE.safetensors`: runs the model
-// over a text and writes its KV cache (DESIGN.md section 3).
+// over a text and writes its KV cache (docs/architecture.md, "Files").
 #if KVSCOPE_HAVE_TORCH
 #include <chrono>
 #include <iostream>

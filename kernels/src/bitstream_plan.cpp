@@ -1,5 +1,7 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "bitstream_plan.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -93,6 +95,49 @@ std::span<const std::uint8_t> codec_header_of(const codec::StreamInfo& info,
   return bytes.subspan(info.header_bytes - 4 - info.codec_header_bytes, info.codec_header_bytes);
 }
 
+namespace {
+// The parameters each codec's GPU path implements. A stream with any other
+// parameter (a mode added to the codec since) is not decoded here but on
+// the CPU: the GPU never guesses what an unknown parameter means. When a
+// codec gains a parameter, add it here once the kernels implement it (or
+// when its value leaves the format unchanged, with that value only), with a
+// check in tests/kernels.
+struct KnownParam {
+  const char* name;
+  std::vector<std::string> values;  ///< the values implemented; empty = any the CPU accepts
+};
+const std::vector<KnownParam>& known_params(CodecId codec) {
+  static const std::vector<KnownParam> cachegen = {
+      {"chunk_tokens", {}}, {"group_size", {}},         {"key_bins", {}}, {"key_layer_splits", {}},
+      {"value_bins", {}},   {"value_layer_splits", {}}, {"delta", {}},    {"scale", {}},
+      {"profile", {}},
+  };
+  static const std::vector<KnownParam> chunked = {{"chunk_tokens", {}}};
+  return codec == CodecId::Cachegen ? cachegen : chunked;
+}
+
+void check_known_params(const codec::StreamInfo& info, CodecId codec) {
+  for (const auto& [name, value] : info.params) {
+    const auto& known = known_params(codec);
+    const auto it =
+        std::find_if(known.begin(), known.end(), [&](const KnownParam& k) { return name == k.name; });
+    if (it == known.end()) {
+      throw Error(ErrorCode::Unsupported,
+                  "gpu: " + info.codec + " parameter '" + name + "' is not implemented on the GPU");
+    }
+    if (!it->values.empty() && std::find(it->values.begin(), it->values.end(), value) == it->values.end()) {
+      throw Error(ErrorCode::Unsupported,
+                  "gpu: " + info.codec + " " + name + "=" + value + " is not implemented on the GPU");
+    }
+  }
+}
+}  // namespace
+
+bool implements_param(CodecId codec, const std::string& name) {
+  const auto& known = known_params(codec);
+  return std::any_of(known.begin(), known.end(), [&](const KnownParam& k) { return name == k.name; });
+}
+
 Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> codec_header) {
   Layout L;
   L.shape = info.shape;
@@ -108,6 +153,7 @@ Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> 
   if (info.codec == "int8" || info.codec == "int4" || info.codec == "fp16") {
     L.codec = info.codec == "int8" ? CodecId::Int8 : info.codec == "int4" ? CodecId::Int4 : CodecId::Fp16;
     if (info.codec_version != 1) unsupported_version("1");  // the layout these kernels implement
+    check_known_params(info, L.codec);
     if (!codec_header.empty()) fail(info.codec + ": unexpected codec header");
     return L;
   }
@@ -117,6 +163,7 @@ Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> 
   L.codec = CodecId::Cachegen;
   if (info.codec_version < kCachegenOldestVersion || info.codec_version > kCachegenVersion)
     unsupported_version(std::to_string(kCachegenOldestVersion) + " to " + std::to_string(kCachegenVersion));
+  check_known_params(info, L.codec);
   const auto scale = info.params.find("scale");
   if (info.codec_version == 1) {
     // Version 1 had one step per (chunk, channel) and no scale parameter.
@@ -141,12 +188,21 @@ Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> 
     }
   }
   if (codec_header.size() < 2) fail("cachegen header truncated");
-  if (codec_header[0] != 0) fail("cachegen: unknown entropy coder");
-  if (codec_header[1] == 1) {
-    throw Error(ErrorCode::Unsupported,
-                "gpu decode: cachegen with a calibration profile is decoded on the CPU");
+  if (codec_header[0] != 0) {
+    throw Error(ErrorCode::Unsupported, "gpu decode: cachegen entropy coder " +
+                                            std::to_string(codec_header[0]) +
+                                            " is not implemented on the GPU");
   }
-  if (codec_header[1] != 0 || codec_header.size() != 2) fail("cachegen: unknown table mode");
+  if (codec_header[1] == 1) {
+    throw Error(ErrorCode::Unsupported, "gpu decode: cachegen with a calibration file is decoded on the CPU");
+  }
+  // Tables shipped in the stream (mode 0, a 2-byte header) is what the
+  // kernels read; another mode is the CPU's to accept or reject.
+  if (codec_header[1] != 0 || codec_header.size() != 2) {
+    throw Error(ErrorCode::Unsupported, "gpu decode: cachegen table mode " + std::to_string(codec_header[1]) +
+                                            " with a " + std::to_string(codec_header.size()) +
+                                            "-byte codec header is not implemented on the GPU");
+  }
   L.group_size = int_param(info, "group_size");
   if (L.group_size < 1 || L.group_size > 65536) fail("group_size out of range");
   const auto kb =

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Host side of decoding core/codec bitstreams on the GPU: reads the header
@@ -12,7 +13,7 @@
 #include <vector>
 
 #include "kvscope/codec/bitstream.h"
-#include "kvscope/kernels/detail/codec_stream.h"
+#include "kvscope/kernels/detail/bitstream_decode.h"
 #include "kvscope/kv/kv_cache.h"
 
 namespace kvscope::kernels::plan {
@@ -54,11 +55,17 @@ struct Layout {
 inline constexpr std::uint16_t kCachegenOldestVersion = 1;
 inline constexpr std::uint16_t kCachegenVersion = 2;
 
-/// Reads the layout from a parsed header; Error(Unsupported) for codecs,
-/// layout versions or modes the GPU path lacks (e.g. cachegen with a
-/// calibration profile), Error(Format) for inconsistent parameters (a bad
-/// `scale`, or a version 1 cachegen stream that has one).
+/// Reads the layout from a parsed header. Error(Unsupported), with the
+/// reason, for whatever the GPU path does not implement: another codec or
+/// layout version, a parameter (or parameter value) it does not know, a
+/// calibration file, another entropy coder or table mode; the CPU
+/// decoder then decides. Error(Format) for what the CPU rejects too
+/// (inconsistent parameters, a bad `scale`, a version 1 stream with one).
 Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> codec_header);
+
+/// Whether the GPU path implements parameter `name` of `codec` (the list in
+/// bitstream_plan.cpp; any value the CPU accepts unless listed otherwise).
+bool implements_param(CodecId codec, const std::string& name);
 
 /// The codec-private header bytes inside a complete bitstream.
 std::span<const std::uint8_t> codec_header_of(const codec::StreamInfo& info,

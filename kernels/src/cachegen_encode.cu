@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // GPU cachegen encoder: core/codec's Table and Chunk payloads, byte for byte.
 // Kernels: (1a) one thread per quantization step (per token, per (token,
 // head) or per (chunk, channel), by `scale`) computes its fp16 step;
@@ -21,8 +22,6 @@
 #include "kvscope/kernels/gpu_bitstream.h"
 
 namespace kvscope::kernels {
-
-void record_gpu_timings(double kernel_ms, double total_ms);  // gpu_codec.cu
 
 namespace {
 

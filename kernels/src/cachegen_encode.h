@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Host helpers shared by the GPU cachegen encoder and its CPU emulation:
@@ -17,7 +18,7 @@ namespace kvscope::kernels::encode {
 /// Layout of `config` (codec "cachegen", tables shipped) for `shape`; params
 /// missing from the config take the codec's defaults for the shape.
 /// Error(InvalidArgument) for unknown or bad parameters, Error(Unsupported)
-/// for calibration profiles.
+/// for a calibration file.
 plan::Layout cachegen_layout(const kv::CacheShape& shape, const codec::CodecConfig& config);
 
 /// FreqModel::write: empty -> (0, 0); else first and last non-zero symbol,

@@ -1,6 +1,8 @@
+// SPDX-License-Identifier: Apache-2.0
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <string>
 
 #include "cachegen_encode.h"
@@ -22,15 +24,28 @@ plan::Layout cachegen_layout(const kv::CacheShape& shape, const codec::CodecConf
   info.codec = "cachegen";
   info.codec_version = plan::kCachegenVersion;  // what codec::encode writes
   info.shape = shape;
-  for (const auto& spec : codec::find_codec("cachegen").params(&shape))
-    info.params[spec.name] = spec.default_value;
+  // Parameters the GPU encoder does not implement are fine at their
+  // default (a neutral value: the codec then writes the layout the GPU
+  // implements, which CachegenEncodeEmulation.* checks byte for byte);
+  // any other value is the CPU's to encode.
+  std::map<std::string, std::string> defaults;
+  for (const auto& spec : codec::find_codec("cachegen").params(&shape)) {
+    defaults[spec.name] = spec.default_value;
+    if (plan::implements_param(plan::CodecId::Cachegen, spec.name))
+      info.params[spec.name] = spec.default_value;
+  }
   for (const auto& [k, v] : config.params) {
-    if (!info.params.count(k))
+    if (!defaults.count(k))
       throw Error(ErrorCode::InvalidArgument, "gpu encode: unknown parameter '" + k + "'");
-    info.params[k] = v;
+    if (plan::implements_param(plan::CodecId::Cachegen, k)) {
+      info.params[k] = v;
+    } else if (v != defaults[k]) {
+      throw Error(ErrorCode::Unsupported,
+                  "gpu encode: cachegen " + k + "=" + v + " is not implemented on the GPU");
+    }
   }
   if (info.params.count("profile") && !info.params["profile"].empty()) {
-    throw Error(ErrorCode::Unsupported, "gpu encode: calibration profiles are encoded on the CPU");
+    throw Error(ErrorCode::Unsupported, "gpu encode: cachegen with a calibration file is encoded on the CPU");
   }
   const std::uint8_t header[2] = {0, 0};  // range coder, tables shipped
   plan::Layout L;

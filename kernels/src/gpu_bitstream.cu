@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // GPU decode of core/codec bitstreams (see gpu_bitstream.h).
 //
 // Thread mapping: cachegen has one independent range-coded stream per
@@ -19,7 +20,7 @@
 
 #include "bitstream_plan.h"
 #include "cuda_util.h"
-#include "kvscope/kernels/detail/codec_stream.h"
+#include "kvscope/kernels/detail/bitstream_decode.h"
 #include "kvscope/kernels/device.h"
 #include "kvscope/kernels/gpu_bitstream.h"
 
@@ -73,8 +74,6 @@ void fit_device(cuda::DeviceArray<T>& a, std::size_t need) {
 }
 
 }  // namespace
-
-void record_gpu_timings(double kernel_ms, double total_ms);  // gpu_codec.cu
 
 struct GpuSectionDecoder::Impl {
   struct Lane {

@@ -1,26 +1,48 @@
-// Host-only parts of the bitstream GPU path: capability check, the CPU
-// emulation of the kernels, and the automatic backend choice.
+// SPDX-License-Identifier: Apache-2.0
+// Host-only parts of the bitstream GPU path: what it supports (and why
+// not), the CPU emulation of the kernels, and the automatic backend choice.
 
 #include <string>
 
 #include "bitstream_plan.h"
+#include "cachegen_encode.h"
 #include "kvscope/common/error.h"
 #include "kvscope/common/fp16.h"
-#include "kvscope/kernels/detail/codec_stream.h"
+#include "kvscope/kernels/detail/bitstream_decode.h"
 #include "kvscope/kernels/device.h"
 #include "kvscope/kernels/gpu_bitstream.h"
 
 namespace kvscope::kernels {
 
-bool gpu_can_decode(std::span<const std::uint8_t> bitstream) {
-  const codec::StreamInfo info = codec::inspect_stream(bitstream, false);
+namespace {
+// "gpu decode: codec 'kivi2' has no GPU decoder" -> "codec 'kivi2' has no GPU decoder".
+std::string reason_of(const Error& e) {
+  std::string m = e.what();
+  for (const char* prefix : {"gpu decode: ", "gpu encode: ", "gpu: "}) {
+    if (m.rfind(prefix, 0) == 0) return m.substr(std::string(prefix).size());
+  }
+  return m;
+}
+}  // namespace
+
+GpuSupport gpu_decode_support(std::span<const std::uint8_t> bitstream) {
   try {
+    const codec::StreamInfo info = codec::inspect_stream(bitstream, false);
     plan::read_layout(info, plan::codec_header_of(info, bitstream));
   } catch (const Error& e) {
-    if (e.code() == ErrorCode::Unsupported) return false;
-    throw;
+    if (e.code() == ErrorCode::Unsupported) return {false, reason_of(e)};
+    return {false, "the stream's header does not parse (" + std::string(e.what()) + ")"};
   }
-  return true;
+  return {true, ""};
+}
+
+GpuSupport gpu_encode_support(const kv::CacheShape& shape, const codec::CodecConfig& config) {
+  try {
+    encode::cachegen_layout(shape, config);
+  } catch (const Error& e) {
+    return {false, reason_of(e)};
+  }
+  return {true, ""};
 }
 
 std::vector<std::uint16_t> emulate_gpu_decode_fp16(std::span<const std::uint8_t> bytes) {
@@ -68,10 +90,22 @@ std::vector<std::uint16_t> emulate_gpu_decode_fp16(std::span<const std::uint8_t>
 }
 
 AutoDecodeResult decode_auto(std::span<const std::uint8_t> bitstream, const codec::DecodeOptions& options) {
-  if (cuda_device_available() && gpu_can_decode(bitstream)) {
-    return {gpu_decode_bitstream(bitstream), compute_backend()};
+  std::string reason;
+  if (!cuda_device_available()) {
+    reason = "no CUDA device (" + cpu_fallback_reason() + ")";
+  } else if (const GpuSupport support = gpu_decode_support(bitstream); !support) {
+    reason = support.reason;
+  } else {
+    try {
+      return {gpu_decode_bitstream(bitstream), compute_backend(), ""};
+    } catch (const Error& e) {
+      // A corrupt stream is the same error on either path; a CUDA failure
+      // (out of device memory, a driver error) is not the stream's fault.
+      if (e.code() != ErrorCode::Internal && e.code() != ErrorCode::Unsupported) throw;
+      reason = std::string("the GPU decode failed (") + e.what() + ")";
+    }
   }
-  return {codec::decode(bitstream, options), "cpu"};
+  return {codec::decode(bitstream, options), "cpu", reason};
 }
 
 }  // namespace kvscope::kernels

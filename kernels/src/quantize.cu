@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // int8/int4 per-token quantization kernels (math: detail/quant_math.h).
 
 #include <cuda_runtime.h>

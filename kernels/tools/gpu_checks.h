@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // GPU-versus-CPU equivalence checks, runnable without GoogleTest: the

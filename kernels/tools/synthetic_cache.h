@@ -1,7 +1,9 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Deterministic synthetic KV caches for the kernel tests and benchmark.
-// "Realistic" follows what real K/V caches show (DESIGN.md 1.2): each channel
+// "Realistic" follows what real K/V caches show (docs/architecture.md,
+// "CacheGen"): each channel
 // has its own offset and scale (a few outlier channels much larger, as keys
 // have), values drift smoothly along tokens (AR(1), so token deltas are
 // narrower than values), plus small noise; stored at fp16 precision.

@@ -48,6 +48,18 @@ TEST(RawCache, Fp16RoundTripIsExactForFp16Values) {
   fs::remove(path);
 }
 
+TEST(RawCache, RopeTablesAndLayerWindowsRoundTrip) {
+  auto c = random_cache({3, 2, 7, 8});
+  c.info.rope_inv_freq = {{1.0, 0.1, 0.01, 0.001}, {1.0, 0.1, 0.01, 0.001}, {0.5, 0.05, 0.005, 0.0005}};
+  c.info.layer_window = {0, 4, 0};
+  const auto path = temp_file("rope.safetensors");
+  save_cache(c, path);
+  const auto back = load_cache(path);
+  fs::remove(path);
+  EXPECT_EQ(back.info.rope_inv_freq, c.info.rope_inv_freq);
+  EXPECT_EQ(back.info.layer_window, c.info.layer_window);
+}
+
 TEST(RawCache, TruncatedFileGivesFormatErrorNamingFile) {
   const auto c = random_cache({2, 1, 4, 4});
   const auto path = temp_file("trunc.safetensors");

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The GPU decoder of core/codec bitstreams, run on the CPU: its host planning
 // plus the kernels' per-stream functions (emulate_gpu_decode_fp16) must give
 // exactly round_to_half(codec::decode(bytes)) for every supported codec, and
@@ -82,7 +83,7 @@ TEST(BitstreamEmulation, EqualsCpuDecodeForEveryCodecAndShape) {
     for (Pattern p : {Pattern::Realistic, Pattern::Random}) {
       const auto cache = make_cache(c.shape, p, 21, 2);
       const auto bytes = codec::encode(cache, c.config).bytes;
-      ASSERT_TRUE(gpu_can_decode(bytes)) << describe(c);
+      ASSERT_TRUE(gpu_decode_support(bytes).supported) << describe(c);
       EXPECT_EQ(emulate_gpu_decode_fp16(bytes), cpu_fp16(bytes)) << describe(c);
     }
   }
@@ -195,7 +196,7 @@ TEST(BitstreamEmulation, DecodesTheVersion1Golden) {
   const auto info = codec::inspect_stream(bytes);
   ASSERT_EQ(info.codec_version, 1);
   ASSERT_EQ(info.params.count("scale"), 0u);
-  ASSERT_TRUE(gpu_can_decode(bytes));
+  ASSERT_TRUE(gpu_decode_support(bytes).supported);
   EXPECT_EQ(emulate_gpu_decode_fp16(bytes), cpu_fp16(bytes));
   // The same cache at scale=channel in version 2 decodes to the same values.
   const auto golden_v2 =
@@ -276,7 +277,7 @@ TEST(BitstreamEmulation, VersionAndScaleRulesMatchTheCpu) {
   EXPECT_EQ(emulate_gpu_decode_fp16(with_header_edit(good, 2, "")),
             cpu_fp16(good));  // an edit that keeps it valid
   EXPECT_THROW(emulate_gpu_decode_fp16(with_header_edit(good, 1, "")), Error);
-  EXPECT_FALSE(gpu_can_decode(with_header_edit(good, 3, "")));  // Unsupported: the CPU decides
+  EXPECT_FALSE(gpu_decode_support(with_header_edit(good, 3, "")).supported);  // Unsupported: the CPU decides
 }
 
 TEST(BitstreamEmulation, TruncatedStreamsAreErrors) {

@@ -8,6 +8,7 @@
 #include "kvscope/common/error.h"
 #include "kvscope/io/gguf.h"
 #include "kvscope/io/raw_cache.h"
+#include "kvscope/kv/rope.h"
 #include "kvscope/model/model.h"
 #include "tiny_model.h"
 
@@ -135,6 +136,25 @@ TEST_F(TinyModel, Qwen2StyleBiasesLoadAndMatchAcrossFormats) {
   EXPECT_FALSE(g->config().tied_embeddings);
   EXPECT_EQ(g->config().architecture, "qwen2");
   EXPECT_LT(max_diff(g->prefill(kTokens).last_logits, h->prefill(kTokens).last_logits), 1e-4f);
+}
+
+// The cache carries the frequencies the runtime rotated keys with, so
+// kv::remove_rope() recovers the runtime's own pre-RoPE keys and apply_rope()
+// gives back its post-RoPE keys (what codecs coding keys before RoPE rely on).
+TEST_F(TinyModel, CacheRopeTablesLetCodecsRemoveAndReapplyTheRuntimesRope) {
+  const auto m = Model::load(write_gguf(TinyWeights(TinyDims{})));
+  const auto r = m->prefill(kTokens, with_pre_rope());
+  ASSERT_EQ(r.cache.info.rope_inv_freq.size(), 2u);
+  EXPECT_EQ(r.cache.info.rope_inv_freq[0].size(), 8u);
+  kvscope::kv::KVCache removed = r.cache;
+  kvscope::kv::remove_rope(removed);
+  EXPECT_FALSE(removed.info.rope_applied);
+  EXPECT_LT(kvscope::kv::max_abs_difference(removed, *r.pre_rope), 1e-5f);
+  kvscope::kv::KVCache back = *r.pre_rope;
+  back.info.rope_inv_freq = r.cache.info.rope_inv_freq;
+  kvscope::kv::apply_rope(back);
+  // Same float operations as the runtime's rotation: equal to the ulp.
+  EXPECT_LT(kvscope::kv::max_abs_difference(back, r.cache), 1e-6f);
 }
 
 TEST_F(TinyModel, PrefillCacheHasShapeIdsPositionsAndPreRopeKeys) {

@@ -76,6 +76,14 @@ expect_exec usr/bin/kvscope-fetch-model
 expect_exec usr/share/kvscope/scripts/fetch-model.sh
 expect_file usr/share/kvscope/resources/models.sha256
 for page in kvscope-cli kvscope kvscope-fetch-model; do expect_file "usr/share/man/man1/$page.1.gz"; done
+# Debian policy 12.5: a machine-readable copyright file naming both licences (LICENSE).
+copyright="usr/share/doc/kvscope/copyright"
+expect_file "$copyright"
+if [ -f "$root/$copyright" ]; then
+  head -n 1 "$root/$copyright" | grep -q '^Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/' &&
+    grep -q '^License: Apache-2.0$' "$root/$copyright" && grep -q '^License: GPL-3.0-or-later$' "$root/$copyright" &&
+    pass "$copyright: DEP-5, Apache-2.0 and GPL-3.0-or-later" || fail "$copyright is not DEP-5 with both licences"
+fi
 if [ "$gui" = ON ]; then
   expect_exec usr/bin/kvscope
   expect_file "usr/share/applications/$app_id.desktop"
@@ -163,6 +171,8 @@ if [ "$gui" = ON ]; then
     pass "metainfo launches $app_id.desktop" || fail "metainfo launchable does not name $app_id.desktop"
   grep -q "<release version=\"$version\"" "$metainfo" && pass "metainfo release $version" ||
     fail "metainfo has no <release version=\"$version\">"
+  grep -q "<project_license>GPL-3.0-or-later AND Apache-2.0</project_license>" "$metainfo" &&
+    pass "metainfo project_license" || fail "metainfo project_license is not 'GPL-3.0-or-later AND Apache-2.0' (LICENSE)"
 
   # The MIME package compiles and maps *.kvscope; x-hdf5 resolves to HDF.
   mkdir -p "$work/tmp/mime/packages"

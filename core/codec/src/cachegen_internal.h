@@ -46,7 +46,8 @@ struct Layout {
 // Delta tokens are coded against predict_from_anchor(q_anchor,
 // anchor_ratio(step_anchor, step_token), M) (kvscope/codec/cachegen_prediction.h).
 
-/// The scale parameter's text form ("channel", "group", "group-head").
+/// The scale parameter's text form ("token", "head", "channel"), as
+/// param_specs lists the choices.
 const char* to_string(Layout::Scale s);
 
 /// Cachegen's parameter specs for a shape (defaults scale with layers).

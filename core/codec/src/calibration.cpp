@@ -1,5 +1,7 @@
 #include "kvscope/codec/calibration.h"
 
+#include "kvscope/codec/calibration_file.h"
+
 #include <cstdlib>
 #include <cstring>
 
@@ -12,36 +14,23 @@ namespace kvscope::codec {
 
 namespace detail::cachegen {
 
-namespace {
-constexpr std::uint8_t kProfileMagic[4] = {'K', 'V', 'S', 'P'};
-}
-
 std::string fnv_hex(std::span<const std::uint8_t> bytes) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (auto b : bytes) {
-    h ^= b;
-    h *= 1099511628211ull;
-  }
-  static const char* hex = "0123456789abcdef";
-  std::string s(16, '0');
-  for (int i = 15; i >= 0; --i, h >>= 4) s[i] = hex[h & 15];
-  return s;
+  return calibration::file_hash(bytes);
 }
 
 Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& label) {
-  ByteReader r(bytes, label);
-  auto magic = r.bytes(4);
-  if (std::memcmp(magic.data(), kProfileMagic, 4) != 0) r.fail("not a KVScope calibration profile");
-  const std::uint16_t version = r.u16();
+  const auto file = calibration::parse(bytes, label);
+  const auto* section = file.find(calibration::kLegacyCachegenSection);
+  if (!section)
+    throw Error(ErrorCode::Format, label,
+                std::string("calibration has no '") + calibration::kLegacyCachegenSection + "' section");
+  ByteReader head(*section, label + " [" + calibration::kLegacyCachegenSection + "]");
+  // The section starts with its own version (1 or 2: the table layouts of
+  // calibration file versions 1 and 2), then that version's body.
+  const std::uint16_t version = head.u16();
   if (version < 1 || version > 2)
-    throw Error(ErrorCode::Unsupported, label + ": unsupported profile version");
-  if (r.u16() != 0) r.fail("bad flags");
-  const std::uint32_t len = r.u32();
-  const std::uint32_t crc = r.u32();
-  auto body = r.bytes(len);
-  if (!r.done()) r.fail("trailing bytes");
-  if (crc32c(body) != crc) throw Error(ErrorCode::Checksum, label + ": profile checksum mismatch");
-  ByteReader b(body, label);
+    throw Error(ErrorCode::Unsupported, label, "unsupported cachegen table version " + std::to_string(version));
+  ByteReader b(head.bytes(head.remaining()), head.what());
   Profile p;
   auto& L = p.layout;
   L.layers = int(b.u32());
@@ -89,7 +78,7 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
       }
     }
   if (!b.done()) b.fail("trailing bytes in profile body");
-  p.hash = fnv_hex(bytes);
+  p.hash = calibration::file_hash(bytes);
   return p;
 }
 
@@ -99,16 +88,8 @@ Profile load_profile_file(const std::string& path) {
 }
 
 Profile load_profile_by_hash(const std::string& hash, const std::string& dir) {
-  const std::filesystem::path d =
-      dir.empty() ? calibration::default_profile_dir() : std::filesystem::path(dir);
-  const auto path = d / (hash + calibration::kProfileExtension);
-  if (!std::filesystem::exists(path))
-    throw Error(ErrorCode::Io, path.string(),
-                "calibration profile " + hash + " not found (pass its folder as the profile dir)");
-  Profile p = load_profile_file(path.string());
-  if (p.hash != hash)
-    throw Error(ErrorCode::Checksum, path.string(), "profile content does not match its hash");
-  return p;
+  const auto bytes = calibration::read_by_hash(hash, dir);
+  return parse_profile(bytes, hash + calibration::kCalibrationExtension);
 }
 
 }  // namespace detail::cachegen
@@ -116,11 +97,7 @@ Profile load_profile_by_hash(const std::string& hash, const std::string& dir) {
 namespace calibration {
 
 std::filesystem::path default_profile_dir() {
-  if (const char* e = std::getenv("KVSCOPE_PROFILE_DIR"); e && *e) return e;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x)
-    return std::filesystem::path(x) / "kvscope/profiles";
-  const char* home = std::getenv("HOME");
-  return std::filesystem::path(home ? home : ".") / ".cache/kvscope/profiles";
+  return default_calibration_dir();
 }
 
 std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, const ParamSet& params,
@@ -168,6 +145,7 @@ std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, con
   });
   std::vector<std::uint8_t> body;
   ByteWriter b(body);
+  b.u16(2);  // cachegen table layout version
   b.u32(L.layers);
   b.u32(C);
   b.u32(L.group_size);
@@ -176,28 +154,19 @@ std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, con
   for (int k = 0; k < 2; ++k)
     for (int v : L.bins[k]) b.u16(std::uint16_t(v));
   for (const auto& part : parts) b.bytes(part.data(), part.size());
-  std::vector<std::uint8_t> out;
-  ByteWriter w(out);
-  w.bytes("KVSP", 4);
-  w.u16(2);
-  w.u16(0);
-  w.u32(std::uint32_t(body.size()));
-  w.u32(crc32c(body));
-  w.bytes(body.data(), body.size());
-  return out;
+  CalibrationFile file;
+  file.model_name = caches[0].info.model_name;
+  file.model_sha256 = caches[0].info.model_sha256;
+  file.sections.emplace(kLegacyCachegenSection, std::move(body));
+  return serialize(file);
 }
 
 std::string profile_hash(std::span<const std::uint8_t> bytes) {
-  return detail::cachegen::fnv_hex(bytes);
+  return file_hash(bytes);
 }
 
 std::filesystem::path save_profile(std::span<const std::uint8_t> bytes, const std::filesystem::path& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw Error(ErrorCode::Io, dir.string(), "cannot create folder: " + ec.message());
-  const auto path = dir / (profile_hash(bytes) + kProfileExtension);
-  write_file_atomically(path, bytes.data(), bytes.size());
-  return path;
+  return save(bytes, dir);
 }
 
 }  // namespace calibration

@@ -1,4 +1,4 @@
-// `cachegen`: the encoder of the CacheGen paper (DESIGN.md 1.2).
+// `cachegen`: the encoder of the CacheGen paper (docs/architecture.md, "CacheGen").
 // step = fp16-up(absmax/M) per token (scale=token, the default), per (token,
 // head) or per (chunk, channel), with M from the layer group's bins;
 // Q = round(x/step); every group_size-th token of a chunk is an anchor coded as

@@ -1,5 +1,5 @@
-// `cachegen-lmcache`: what LMCache's public "cachegen" serde does (DESIGN.md
-// 1.3), for comparison with the paper: no anchor/delta step; one symmetric
+// `cachegen-lmcache`: what LMCache's public "cachegen" serde does
+// (docs/architecture.md, "What LMCache's code does"), for comparison with the paper: no anchor/delta step; one symmetric
 // scale per (layer, kind, token) over all channels, q = round(x/step) + M
 // with step = fp16-up(absmax / M), M = bins/2 - 1; per-(layer, kind,
 // channel) 16-bit models computed from the object and shipped with it; one

@@ -1,6 +1,8 @@
 // The container of docs/bitstream.md: framing on encode, validation and
 // section walking on inspect, and the decode entry points.
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <chrono>
 #include <cstring>
 
@@ -143,6 +145,75 @@ void check_shape(const kv::CacheShape& shape, const std::string& codec) {
     throw Error(ErrorCode::InvalidArgument, "codec '" + codec + "': cache shape out of the supported range");
 }
 
+bool has_extended_info(const kv::CacheInfo& info) {
+  return !info.rope_inv_freq.empty() || !info.layer_window.empty();
+}
+
+// The extended-info block (docs/bitstream.md section 1.1): RoPE frequency
+// tables stored once each with a per-layer index, then the layer windows.
+void write_extended_info(detail::ByteWriter& b, const kv::CacheShape& shape, const kv::CacheInfo& info) {
+  const std::size_t L = std::size_t(shape.layers);
+  if (!info.rope_inv_freq.empty() &&
+      (info.rope_inv_freq.size() != L || shape.head_dim % 2 != 0 ||
+       std::any_of(info.rope_inv_freq.begin(), info.rope_inv_freq.end(),
+                   [&](const auto& t) { return t.size() != std::size_t(shape.head_dim / 2); })))
+    throw Error(ErrorCode::InvalidArgument, "cache info: RoPE frequency tables do not match the cache shape");
+  if (!info.layer_window.empty() &&
+      (info.layer_window.size() != L ||
+       std::any_of(info.layer_window.begin(), info.layer_window.end(), [](std::int32_t w) { return w < 0; })))
+    throw Error(ErrorCode::InvalidArgument, "cache info: layer windows do not match the cache shape");
+  std::vector<const std::vector<double>*> tables;
+  std::vector<std::uint16_t> index;
+  for (const auto& t : info.rope_inv_freq) {
+    auto it = std::find_if(tables.begin(), tables.end(), [&](const auto* u) { return *u == t; });
+    if (it == tables.end()) {
+      tables.push_back(&t);
+      it = tables.end() - 1;
+    }
+    index.push_back(static_cast<std::uint16_t>(it - tables.begin()));
+  }
+  b.u16(static_cast<std::uint16_t>(tables.size()));
+  for (const auto* t : tables)
+    for (double f : *t) b.f64(f);
+  for (auto i : index) b.u16(i);
+  b.u8(info.layer_window.empty() ? 0 : 1);
+  for (auto w : info.layer_window) b.u32(static_cast<std::uint32_t>(w));
+}
+
+void read_extended_info(detail::ByteReader& h, const kv::CacheShape& shape, kv::CacheInfo& info) {
+  const std::size_t L = std::size_t(shape.layers);
+  const std::uint16_t ntables = h.u16();
+  if (ntables > L) h.fail("more RoPE tables than layers");
+  if (ntables > 0) {
+    if (shape.head_dim % 2 != 0) h.fail("RoPE tables with an odd head_dim");
+    const std::size_t half = std::size_t(shape.head_dim / 2);
+    h.need(std::size_t(ntables) * half * 8 + L * 2);
+    std::vector<std::vector<double>> tables(ntables, std::vector<double>(half));
+    for (auto& t : tables)
+      for (auto& f : t) {
+        f = h.f64();
+        if (!std::isfinite(f)) h.fail("non-finite RoPE frequency");
+      }
+    info.rope_inv_freq.resize(L);
+    for (auto& t : info.rope_inv_freq) {
+      const std::uint16_t i = h.u16();
+      if (i >= ntables) h.fail("RoPE table index out of range");
+      t = tables[i];
+    }
+  }
+  const std::uint8_t has_windows = h.u8();
+  if (has_windows > 1) h.fail("bad layer-window flag");
+  if (has_windows) {
+    h.need(L * 4);
+    info.layer_window.resize(L);
+    for (auto& w : info.layer_window) {
+      const std::uint32_t v = h.u32();
+      if (v > 0x7fffffffu) h.fail("layer window out of range");
+      w = std::int32_t(v);
+    }
+  }
+}
+
 // Frames a codec's parts into the container (docs/bitstream.md section 1) and
 // accounts the sizes.
 EncodeResult frame(const detail::CodecBase& codec, const detail::Params& p, const kv::CacheShape& shape,
@@ -173,6 +244,8 @@ EncodeResult frame(const detail::CodecBase& codec, const detail::Params& p, cons
   b.u32(static_cast<std::uint32_t>(parts.codec_header.size()));
   b.bytes(parts.codec_header.data(), parts.codec_header.size());
   b.u32(static_cast<std::uint32_t>(parts.sections.size()));
+  const bool extended = has_extended_info(info);
+  if (extended) write_extended_info(b, shape, info);
 
   EncodeResult r;
   std::size_t total = kPrefixBytes + body.size();
@@ -181,7 +254,7 @@ EncodeResult frame(const detail::CodecBase& codec, const detail::Params& p, cons
   detail::ByteWriter w(r.bytes);
   w.bytes(kMagic, 4);
   w.u16(kFormatVersion);
-  w.u16(0);
+  w.u16(extended ? kFlagExtendedInfo : 0);
   w.u32(static_cast<std::uint32_t>(body.size()));
   w.u32(crc32c(body));
   w.bytes(body.data(), body.size());
@@ -269,7 +342,8 @@ StreamInfo inspect_stream(std::span<const std::uint8_t> bytes, bool verify_crc) 
     throw Error(ErrorCode::Unsupported, "bitstream: format version " + std::to_string(info.format_version) +
                                             " is not supported (this build reads " +
                                             std::to_string(kFormatVersion) + ")");
-  if (r.u16() != 0) throw Error(ErrorCode::Unsupported, "bitstream: unknown header flags");
+  const std::uint16_t flags = r.u16();
+  if ((flags & ~kFlagExtendedInfo) != 0) throw Error(ErrorCode::Unsupported, "bitstream: unknown header flags");
   const std::uint32_t body_len = r.u32();
   const std::uint32_t body_crc = r.u32();
   auto body = r.bytes(body_len);
@@ -308,6 +382,7 @@ StreamInfo inspect_stream(std::span<const std::uint8_t> bytes, bool verify_crc) 
   h.bytes(ch_len);
   info.codec_header_bytes = ch_len;
   const std::uint32_t nsections = h.u32();
+  if (flags & kFlagExtendedInfo) read_extended_info(h, info.shape, info.info);
   if (!h.done()) h.fail("trailing bytes in header");
   if (std::uint64_t(nsections) * kSectionHeaderBytes > r.remaining())
     r.fail("section count exceeds the stream size");

@@ -1,5 +1,6 @@
 #include "kvscope/io/raw_cache.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "kvscope/common/error.h"
@@ -51,6 +52,19 @@ void save_cache(const kv::KVCache& cache, const std::filesystem::path& path, Raw
     tensors.push_back({"token_ids", "I32", {s.tokens}, int32_bytes(cache.info.token_ids)});
   if (cache.info.positions.size() == std::size_t(s.tokens))
     tensors.push_back({"positions", "I32", {s.tokens}, int32_bytes(cache.info.positions)});
+  if (!cache.info.rope_inv_freq.empty()) {
+    // [layers, head_dim/2] f64: the frequencies a codec needs to remove RoPE exactly.
+    std::vector<std::uint8_t> f;
+    for (const auto& table : cache.info.rope_inv_freq) {
+      require(table.size() == std::size_t(s.head_dim / 2) && cache.info.rope_inv_freq.size() == std::size_t(s.layers),
+              ErrorCode::InvalidArgument, "cache info: RoPE frequency tables do not match the cache shape");
+      const auto* p = reinterpret_cast<const std::uint8_t*>(table.data());
+      f.insert(f.end(), p, p + table.size() * 8);
+    }
+    tensors.push_back({"rope_inv_freq", "F64", {s.layers, s.head_dim / 2}, std::move(f)});
+  }
+  if (cache.info.layer_window.size() == std::size_t(s.layers))
+    tensors.push_back({"layer_window", "I32", {s.layers}, int32_bytes(cache.info.layer_window)});
   std::map<std::string, std::string> meta = {
       {"format", "kvscope.kv_cache"},
       {"format_version", "1"},
@@ -100,6 +114,27 @@ kv::KVCache load_cache(const std::filesystem::path& path) {
   };
   read_ids("token_ids", cache.info.token_ids);
   read_ids("positions", cache.info.positions);
+  if (const auto* t = file.find("rope_inv_freq")) {
+    const std::size_t half = std::size_t(shape.head_dim / 2);
+    if (t->dtype != "F64" || t->shape.size() != 2 || t->shape[0] != layers || std::size_t(t->shape[1]) != half ||
+        shape.head_dim % 2 != 0)
+      throw Error(ErrorCode::Format, label, "tensor 'rope_inv_freq' must be F64 [layers, head_dim/2]");
+    cache.info.rope_inv_freq.assign(std::size_t(layers), std::vector<double>(half));
+    for (int l = 0; l < layers; ++l) {
+      auto& table = cache.info.rope_inv_freq[std::size_t(l)];
+      std::memcpy(table.data(), t->bytes.data() + std::size_t(l) * half * 8, half * 8);
+      for (double f : table)
+        if (!std::isfinite(f)) throw Error(ErrorCode::Format, label, "tensor 'rope_inv_freq' holds a non-finite value");
+    }
+  }
+  if (const auto* t = file.find("layer_window")) {
+    if (t->dtype != "I32" || t->elements() != layers)
+      throw Error(ErrorCode::Format, label, "tensor 'layer_window' must be I32 with one entry per layer");
+    cache.info.layer_window.resize(std::size_t(layers));
+    std::memcpy(cache.info.layer_window.data(), t->bytes.data(), t->bytes.size());
+    for (auto w : cache.info.layer_window)
+      if (w < 0) throw Error(ErrorCode::Format, label, "tensor 'layer_window' holds a negative window");
+  }
   const auto& meta = file.metadata();
   auto get = [&](const char* key) { auto it = meta.find(key); return it == meta.end() ? std::string() : it->second; };
   cache.info.model_name = get("model");

@@ -217,6 +217,9 @@ struct Model::Impl {
       c.info.model_sha256 = sha;
     }
     c.info.rope_theta = cfg.rope_theta;
+    // The frequencies this runtime rotates keys with, so codecs can remove and
+    // re-apply RoPE exactly as the model did (kvscope/kv/rope.h).
+    c.info.rope_inv_freq.assign(static_cast<std::size_t>(cfg.layers), inv_freq);
     return c;
   }
 };

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Which compute backend KVScope uses for the codec's hot paths. Plain C++:

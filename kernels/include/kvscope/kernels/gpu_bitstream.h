@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Decoding core/codec bitstreams (docs/bitstream.md; codecs cachegen with
@@ -23,14 +24,31 @@
 
 #include "kvscope/codec/bitstream.h"
 #include "kvscope/codec/codec.h"
-#include "kvscope/kernels/gpu_codec.h"
+#include "kvscope/kernels/device_buffer.h"
 #include "kvscope/kv/kv_cache.h"
 
 namespace kvscope::kernels {
 
-/// True when the GPU decoder handles this stream's codec and mode. Throws
-/// like codec::inspect_stream on a malformed header.
-bool gpu_can_decode(std::span<const std::uint8_t> bitstream);
+/// Whether the GPU path handles a stream or a configuration, and if not, why.
+struct GpuSupport {
+  bool supported = false;
+  /// "" when supported; otherwise one sentence a front end can show, e.g.
+  /// "cachegen parameter 'sinks' is not implemented on the GPU".
+  std::string reason;
+  explicit operator bool() const { return supported; }
+};
+
+/// Whether the GPU decoder implements this stream's codec, layout version,
+/// parameters and table mode (whether a device is present is a separate
+/// question: cuda_device_available()). Never throws: a header that does not
+/// parse is unsupported, with the parser's message as the reason, and the
+/// CPU decoder reports the error. Needs no device.
+GpuSupport gpu_decode_support(std::span<const std::uint8_t> bitstream);
+
+/// Whether gpu_encode_cachegen implements `config` for caches of `shape`
+/// (codec cachegen with tables shipped, parameters it knows). Never throws;
+/// invalid parameters are unsupported with the reason. Needs no device.
+GpuSupport gpu_encode_support(const kv::CacheShape& shape, const codec::CodecConfig& config);
 
 /// Decodes into `out` (resized to the cache's element count), layout
 /// [layer][kind][head][token][dim]. Error(Unsupported) without a device or
@@ -52,8 +70,9 @@ std::vector<std::uint16_t> emulate_gpu_decode_fp16(std::span<const std::uint8_t>
 /// encoder's per-channel and per-stream logic (detail/cachegen_encode.h) on
 /// the CPU: what the GPU encoder computes, byte for byte. The container
 /// header is core/codec's (see kernels/README.md). Error(InvalidArgument)
-/// for bad parameters or NaN/infinite values, Error(Unsupported) for
-/// calibration profiles or other codecs.
+/// for bad parameters or NaN/infinite values, Error(Unsupported) for what
+/// gpu_encode_support() refuses (other codecs, a calibration file,
+/// parameters the GPU does not implement).
 std::vector<std::vector<std::uint8_t>> emulate_gpu_encode_cachegen_sections(const kv::KVCache& cache,
                                                                             const codec::CodecConfig& config);
 
@@ -65,16 +84,20 @@ std::vector<std::vector<std::uint8_t>> gpu_encode_cachegen_sections(const kv::KV
 /// A complete cachegen stream (tables shipped) from the sections above,
 /// framed by codec::assemble_stream: equal to codec::encode(cache,
 /// config).bytes. The emulated one runs on the CPU; the GPU one throws
-/// Error(Unsupported) without a device.
+/// Error(Unsupported) without a device. Both throw Error(Unsupported) with
+/// gpu_encode_support()'s reason for a configuration they do not implement.
 std::vector<std::uint8_t> emulate_gpu_encode_cachegen(const kv::KVCache& cache,
                                                       const codec::CodecConfig& config);
 std::vector<std::uint8_t> gpu_encode_cachegen(const kv::KVCache& cache, const codec::CodecConfig& config);
 
-/// Decode on the best backend: the GPU when a device is present and the
-/// codec is supported there, the CPU (codec::decode) otherwise.
+/// Decode on the best backend: the GPU when a device is present and
+/// gpu_decode_support() says yes, the CPU (codec::decode) otherwise, or when
+/// the GPU fails for a reason of its own (Error(Internal), e.g. out of device
+/// memory). A corrupt stream is the same Error(Format | Checksum) either way.
 struct AutoDecodeResult {
   kv::KVCache cache;
-  std::string backend;  ///< "cuda:<device>" or "cpu"
+  std::string backend;          ///< "cuda:<device>" or "cpu"
+  std::string fallback_reason;  ///< why the CPU decoded it ("" on the GPU), e.g. "no CUDA device (...)"
 };
 AutoDecodeResult decode_auto(std::span<const std::uint8_t> bitstream,
                              const codec::DecodeOptions& options = {});

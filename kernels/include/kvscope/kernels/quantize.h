@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The int8 and int4 baselines (per-token symmetric uniform quantization, one

@@ -16,6 +16,10 @@ namespace kvscope::codec {
 
 /// Container format version this build writes and reads.
 inline constexpr std::uint16_t kFormatVersion = 1;
+/// Header flag: the header body ends with the extended cache info (per-layer
+/// RoPE frequencies, sliding windows). Set only when the cache has them, so
+/// streams of caches without them are byte-identical to earlier builds'.
+inline constexpr std::uint16_t kFlagExtendedInfo = 1;
 
 /// What a section holds.
 enum class SectionKind : std::uint8_t {

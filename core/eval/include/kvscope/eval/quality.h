@@ -1,6 +1,7 @@
 #pragma once
 
-// Quality of a decoded KV cache (DESIGN.md section 4): the model continues
+// Quality of a decoded KV cache (docs/architecture.md, "Quality, size and
+// delay"): the model continues
 // from the decoded cache and from the original one, and the two are compared.
 //
 // Split of a context's tokens x[0..N+M) (N context tokens, M continuation):
@@ -52,7 +53,7 @@ struct Reference {
   std::vector<std::int32_t> context_tokens;       ///< x[0..N)
   std::vector<std::int32_t> continuation_tokens;  ///< x[N..N+M)
   /// Covers x[0..N-1), rounded to fp16: the reference is the fp16 cache a
-  /// serving stack keeps (DESIGN.md 4), so the fp16 codec is lossless against it.
+  /// serving stack keeps (docs/architecture.md), so the fp16 codec is lossless against it.
   kv::KVCache cache;
   std::vector<float> logits;         ///< [M x vocab] from the original cache
   std::vector<std::int32_t> greedy;  ///< G tokens from the original cache

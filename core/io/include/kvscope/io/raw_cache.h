@@ -8,7 +8,7 @@ namespace kvscope::io {
 
 enum class RawDtype { F16, F32 };
 
-/// Writes `cache` as safetensors (DESIGN.md section 3): tensors
+/// Writes `cache` as safetensors (docs/architecture.md, "Files"): tensors
 /// `layers.{i}.key` and `layers.{i}.value` shaped [kv_heads, tokens, head_dim]
 /// plus `token_ids`/`positions` (I32) when present; metadata names the model,
 /// token count and whether RoPE is applied. Written atomically.

@@ -39,13 +39,21 @@ struct CacheInfo {
   std::string model_sha256;  ///< hash of the model file, empty if unknown
   bool rope_applied = true;  ///< keys stored after RoPE (what serving stacks keep)
   double rope_theta = 10000.0;
+  /// RoPE inverse frequencies the model used, per layer: empty (plain RoPE from
+  /// rope_theta for every layer, see kvscope/kv/rope.h) or one table per layer of
+  /// head_dim/2 binary64 entries (scaled RoPE, per-layer bases as in Gemma 3).
+  std::vector<std::vector<double>> rope_inv_freq;
+  /// Attention span per layer: empty (every layer attends to all earlier
+  /// tokens) or one entry per layer, 0 = full attention, W > 0 = the layer only
+  /// attends to the last W tokens (sliding-window layers).
+  std::vector<std::int32_t> layer_window;
   std::vector<std::int32_t> token_ids;  ///< empty, or one per token
   std::vector<std::int32_t> positions;  ///< empty, or one per token
 };
 
 /// A KV cache held as float32 in one contiguous buffer laid out
 /// [layer][kind][kv_head][token][dim]; each (layer, kind) slice is a
-/// [kv_heads, tokens, head_dim] tensor as DESIGN.md section 1.1 defines.
+/// [kv_heads, tokens, head_dim] tensor (docs/architecture.md, "The KV cache").
 class KVCache {
  public:
   KVCache() = default;

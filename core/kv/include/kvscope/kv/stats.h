@@ -11,15 +11,18 @@
 //     anchor_delta x[t] - x[a(t)]               for tokens that are not anchors;
 //                  tokens are split into groups of `group_size` consecutive
 //                  tokens and the anchor a(t) is the first token of t's group
-//                  (CacheGen's token-locality step, DESIGN.md 1.2)
+//                  (CacheGen's token locality, docs/architecture.md)
 //     prev_delta   x[t] - x[t-1]                for t >= 1
 //   Deltas are computed in double from the float32 values.
 // - Moments are population moments: std = sqrt(m2), kurtosis is the EXCESS
 //   kurtosis m4 / m2^2 - 3 (0 for a normal distribution; 0 when m2 == 0).
 // - Entropy: each channel has one symmetric uniform quantizer with
-//   `entropy_bins` levels derived from its RAW values, as LMCache's cachegen
-//   does: M = entropy_bins / 2 - 1, step = absmax_raw / M, q = round(v / step)
-//   (round half to even). The SAME step is applied to raw values and to both
+//   `entropy_bins` levels derived from its RAW values: M = entropy_bins / 2 - 1,
+//   step = absmax_raw / M, q = round(v / step) (round half to even). This
+//   per-channel step is a measurement choice of these statistics; it is
+//   neither cachegen's default (one step per token, docs/bitstream.md) nor
+//   LMCache's quantizer (one step per (layer, token) over all channels,
+//   codec_lmcache.cpp). The SAME step is applied to raw values and to both
 //   delta series, and delta symbols are not clamped (|q| <= 2M), so raw and
 //   delta entropies are compared at equal quantization error. Entropy is the
 //   empirical Shannon entropy of a channel's symbols in bits per symbol; a

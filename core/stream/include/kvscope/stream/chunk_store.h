@@ -3,7 +3,7 @@
 // A context's cache split into chunks of consecutive tokens, each encoded
 // independently at every level it may be sent at. Encodings are computed once
 // and kept, so changing the bandwidth profile, the SLO or the policy never
-// re-encodes (DESIGN.md section 2: expensive stages are cached).
+// re-encodes (docs/architecture.md, "Rules": expensive stages are cached).
 
 #include <cstddef>
 #include <cstdint>

@@ -1,8 +1,9 @@
 #pragma once
 
 // Which level each chunk is sent at: the SLO-driven adaptive policy of
-// CacheGen (DESIGN.md section 1.4) and fixed baselines. The same code runs on
-// the simulated clock and over the real transport.
+// CacheGen (docs/architecture.md, "Streaming and adaptation") and fixed
+// baselines. The same code runs on the simulated clock and over the real
+// transport.
 
 #include <cstddef>
 #include <deque>

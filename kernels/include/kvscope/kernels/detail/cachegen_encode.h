@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // core/codec's cachegen encoder (codec_cachegen.cpp, entropy.cpp) as
@@ -10,7 +11,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kvscope/kernels/detail/codec_stream.h"
+#include "kvscope/kernels/detail/bitstream_decode.h"
 #include "kvscope/kernels/detail/fp16_hd.h"
 #include "kvscope/kernels/detail/hd.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The kernels' fp16 conversion is core's (kvscope/common/fp16.h compiles for

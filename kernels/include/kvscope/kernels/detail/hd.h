@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Functions marked KVSCOPE_HD compile for both the host and the device, so

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Per-token symmetric uniform quantization (the paper's int8/int4 baseline),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Per-stream decoding of core/codec's bitstream (codecs cachegen, int8, int4,
