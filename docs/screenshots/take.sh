@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Takes the README screenshots from the real app under Xvfb at 1920x1080 (and
 # one at 1366x768, the smallest screen the window is laid out for) and prints
 # the timings the app measures (--timing): launch to first plot, re-encode +

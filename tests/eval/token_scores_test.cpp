@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Per-token scores and their bootstrap intervals (core/eval/token_scores.h).
 #include "kvscope/eval/token_scores.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // What the window opens, told apart by content, and the text checks, without
 // a window.
 #include "input_files.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The window's arrangement at common screen sizes (issue 21: it asked for at
 // least 1602x1464, panels overlapped at 1600x1000, and switching codec moved
 // the plots).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The real window with the default model (label `model`).
 #include <gtest/gtest.h>
 

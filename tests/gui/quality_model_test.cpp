@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The window as a tuning instrument, with the default model on the default
 // context (label `model`): quality in the loop, the rate-distortion view,
 // the teaching stream scenario, token counts and the exported model hash.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 // The shared setup of the MainWindow tests: a window without the default
 // model or user settings, a temporary folder, a small synthetic cache, and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Drives the real MainWindow without a model: raw caches, errors, workspace, layout.
 #include <QCheckBox>
 #include <QDockWidget>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The workspace schema and its validation, without a window (issue 19: the
 // schema lived in MainWindow and could only be tested through it).
 #include "workspace.h"
