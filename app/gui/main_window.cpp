@@ -684,12 +684,13 @@ void MainWindow::prefill() {
   if (!key.isEmpty() && (key == cache_key_ || key == restoring_key_)) return;  // shown, or on its way
   if (!key.isEmpty() && restoreCachedPrefill(key, name)) return;
   const std::string utf8 = text.toStdString();
+  const int context_limit = options_.context_limit;
   model_jobs_->start(
-      tr("Prefilling %1").arg(name), [this, model, utf8, name, key](const ProgressFn& progress) {
+      tr("Prefilling %1").arg(name), [this, model, utf8, name, key, context_limit](const ProgressFn& progress) {
         const auto& tok = model->tokenizer();
         std::vector<std::int32_t> tokens = tok.encode(utf8, tok.adds_bos());
         const std::size_t total = tokens.size();
-        const int limit = model->config().context_length;
+        const int limit = context_limit > 0 ? context_limit : model->config().context_length;
         if (limit > 0 && static_cast<int>(tokens.size()) > limit)
           tokens.resize(static_cast<std::size_t>(limit));
         if (tokens.empty()) throw Error(ErrorCode::InvalidArgument, "the context has no tokens");

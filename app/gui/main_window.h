@@ -40,8 +40,12 @@ class MainWindow : public QMainWindow {
   struct Options {
     /// Load the default model and context at startup (off in some tests).
     bool load_default = true;
-    /// Remember geometry, dock layout and recent files in QSettings.
+    /// Remember geometry, dock layout and recent files in QSettings, and keep
+    /// prefills on disk between launches (PrefillCache).
     bool use_settings = true;
+    /// Tokens a prefill keeps (the rest is cut, and said); 0 = the model's
+    /// context length. Tests use a small one.
+    int context_limit = 0;
   };
   explicit MainWindow(QWidget* parent = nullptr);
   explicit MainWindow(const Options& options, QWidget* parent = nullptr);

@@ -11,6 +11,7 @@
 
 #include "kvscope/common/error.h"
 #include "kvscope/common/paths.h"
+#include "kvscope/common/version.h"
 #include "kvscope/io/raw_cache.h"
 
 namespace kvscope::gui {
@@ -27,6 +28,10 @@ QString PrefillCache::key(const QString& model_path, const QString& text) {
   const QFileInfo model(model_path);
   if (!model.exists()) return {};
   QCryptographicHash h(QCryptographicHash::Sha256);
+  // Another KVScope version may fill the cache differently (new CacheInfo
+  // fields): its entries are not reused.
+  h.addData(QByteArrayLiteral("kvscope prefill cache 1, "));
+  h.addData(QByteArray(kvscope::kVersion));
   h.addData(model.canonicalFilePath().toUtf8());
   h.addData(QByteArray::number(model.size()));
   h.addData(QByteArray::number(model.lastModified().toMSecsSinceEpoch()));

@@ -26,8 +26,9 @@ class PrefillCache {
 
   explicit PrefillCache(std::filesystem::path folder = defaultFolder());
 
-  /// Identifies a prefill: the model file (path, size, modification time)
-  /// and the context text. Empty when the model file cannot be read.
+  /// Identifies a prefill: this KVScope version, the model file (path, size,
+  /// modification time) and the context text. Empty when the model file
+  /// cannot be read.
   static QString key(const QString& model_path, const QString& text);
 
   struct Entry {

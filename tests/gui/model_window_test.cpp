@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <QFile>
+#include <QLabel>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTest>
@@ -43,6 +44,29 @@ TEST(ModelWindow, StartsWithDefaultModelAndPrefillsShortContext) {
   EXPECT_LT(cache->shape().tokens, 40);
 }
 #endif
+
+// Regression (issue 21): a context longer than the model's limit was cut
+// silently; the cut is said in the token info and the status bar.
+TEST(ModelWindow, RegressionTruncationToTheContextLimitWasSilent) {
+  KVSCOPE_REQUIRE_DEFAULT_MODEL(model_path);
+  MainWindow::Options options;
+  options.use_settings = false;
+  options.load_default = false;
+  options.context_limit = 8;  // stands in for the model's 8192, so the test stays fast
+  MainWindow window(options);
+  window.show();
+  QSignalSpy loaded(&window, &MainWindow::modelLoaded);
+  window.openModel(QString::fromStdString(model_path.string()));
+  ASSERT_TRUE(loaded.wait(120000));
+  QSignalSpy prefilled(&window, &MainWindow::prefilled);
+  window.setContextText(QStringLiteral("long"), kShortContext, true);
+  ASSERT_TRUE(prefilled.wait(120000));
+  EXPECT_EQ(window.session()->cache()->shape().tokens, 8);
+  auto* info = window.findChild<QLabel*>(QStringLiteral("tokenInfo"));
+  ASSERT_NE(info, nullptr);
+  EXPECT_TRUE(info->text().contains(QStringLiteral("truncated"))) << info->text().toStdString();
+  EXPECT_TRUE(info->text().contains(QStringLiteral("limit of 8 tokens"))) << info->text().toStdString();
+}
 
 TEST(ModelWindow, BadModelFileGivesErrorDialog) {
 #if !KVSCOPE_GUI_HAVE_MODEL
