@@ -159,9 +159,12 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
   splitter->addWidget(top);
   splitter->addWidget(readouts);
   splitter->addWidget(plots);
-  splitter->setStretchFactor(0, 2);
+  // The parameter area keeps its height whatever the codec (it scrolls); the
+  // plots take what is left.
+  splitter->setStretchFactor(0, 0);
   splitter->setStretchFactor(1, 0);
-  splitter->setStretchFactor(2, 3);
+  splitter->setStretchFactor(2, 1);
+  splitter->setSizes({fontMetrics().lineSpacing() * 23, readouts->sizeHint().height(), 400});
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(4, 4, 4, 4);
   layout->addWidget(splitter);

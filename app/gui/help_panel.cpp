@@ -77,7 +77,7 @@ void HelpPanel::rebuild() {
   } else {
     h += tr("<p><i>No cache loaded yet: pick a context in %1 and Prefill (F5), or open a cache file "
             "(File &gt; Open KV Cache: .safetensors, the app's own .h5 exports, .kvc bitstreams).</i></p>")
-             .arg(link(QStringLiteral("contextDock"), tr("Model & Context")));
+             .arg(link(QStringLiteral("contextDock"), tr("Model and Context")));
   }
 
   // 1. Smallest setting under a KL target.

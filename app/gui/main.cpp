@@ -148,9 +148,12 @@ int main(int argc, char** argv) {
     QObject::connect(window.distributionsPanel(), &kvscope::gui::DistributionsPanel::redrawn, &window, check);
 #if KVSCOPE_GUI_HAVE_STREAM
     QObject::connect(window.streamPanel(), &kvscope::gui::StreamPanel::finished, &window, [&window] {
-      for (const auto& r : window.streamPanel()->reports())
-        std::printf("stream %s: %.3f s to load (SLO %.2f s, %s), %.2f MB\n", r.policy.c_str(), r.ttft_s,
-                    r.slo_s, r.slo_met ? "met" : "missed", double(r.bytes_sent) / 1e6);
+      for (const auto& r : window.streamPanel()->reports()) {
+        std::string levels;
+        for (const auto& c : r.chunks) levels += (levels.empty() ? "" : " ") + c.level_name;
+        std::printf("stream %s: %.3f s to load (SLO %.2f s, %s), %.2f MB; %s\n", r.policy.c_str(), r.ttft_s,
+                    r.slo_s, r.slo_met ? "met" : "missed", double(r.bytes_sent) / 1e6, levels.c_str());
+      }
       std::printf("stream: done, %.2f s wall for %zu run(s)\n", window.streamPanel()->lastRunWallSeconds(),
                   window.streamPanel()->reports().size());
       std::fflush(stdout);

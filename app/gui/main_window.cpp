@@ -156,7 +156,7 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   setDockOptions(QMainWindow::AnimatedDocks | QMainWindow::AllowTabbedDocks | QMainWindow::AllowNestedDocks);
   setTabPosition(Qt::AllDockWidgetAreas, QTabWidget::North);
   distributions_ = new DistributionsPanel(session_);
-  QDockWidget* context_dock = addPanel(tr("Model & Context"), QStringLiteral("contextDock"),
+  QDockWidget* context_dock = addPanel(tr("Model and Context"), QStringLiteral("contextDock"),
                                        buildContextPanel(), Qt::LeftDockWidgetArea);
   QDockWidget* left_first = context_dock;
   QDockWidget* dist_dock = addView(tr("Distributions"), QStringLiteral("distributionsDock"), distributions_);
@@ -182,8 +182,22 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   });
 #endif
   pipeline_panel_ = new PipelinePanel(session_, [this] { return codec_panel_->config(); });
-  addView(tr("Pipeline"), QStringLiteral("pipelineDock"), pipeline_panel_);
-  connect(codec_panel_, &CodecPanel::configChanged, pipeline_panel_, &PipelinePanel::refresh);
+  QDockWidget* pipeline_dock = addView(tr("Pipeline"), QStringLiteral("pipelineDock"), pipeline_panel_);
+  // The trace runs on the GUI thread: only while its tab is shown (a retune
+  // must not wait for a view nobody sees); a hidden one catches up when shown.
+  connect(codec_panel_, &CodecPanel::configChanged, pipeline_panel_, [this, pipeline_dock] {
+    if (pipeline_dock->isVisible()) {
+      pipeline_panel_->refresh();
+    } else {
+      pipeline_stale_ = true;
+    }
+  });
+  connect(pipeline_dock, &QDockWidget::visibilityChanged, pipeline_panel_, [this](bool visible) {
+    if (visible && pipeline_stale_) {
+      pipeline_stale_ = false;
+      pipeline_panel_->refresh();
+    }
+  });
 #if KVSCOPE_GUI_HAVE_STREAM
   stream_panel_ = new StreamPanel(session_);
   addView(tr("Streaming"), QStringLiteral("streamDock"), stream_panel_);
@@ -499,7 +513,7 @@ void MainWindow::startDefault() {
   }
   // A context prefilled at an earlier launch is drawn from disk while the
   // model loads (the model is needed only for quality and recompute).
-  if (options_.use_settings && !session_->contextText().isEmpty()) {
+  if (options_.keep_prefills && !session_->contextText().isEmpty()) {
     const QString key = PrefillCache::key(fromPath(*model), session_->contextText());
     if (!key.isEmpty()) restoreCachedPrefill(key, session_->contextName());
   }
@@ -680,47 +694,46 @@ void MainWindow::prefill() {
     return;
   }
   const QString name = session_->contextName().isEmpty() ? tr("context") : session_->contextName();
-  const QString key = options_.use_settings ? PrefillCache::key(session_->modelPath(), text) : QString();
+  const QString key = options_.keep_prefills ? PrefillCache::key(session_->modelPath(), text) : QString();
   if (!key.isEmpty() && (key == cache_key_ || key == restoring_key_)) return;  // shown, or on its way
   if (!key.isEmpty() && restoreCachedPrefill(key, name)) return;
   const std::string utf8 = text.toStdString();
   const int context_limit = options_.context_limit;
-  model_jobs_->start(
-      tr("Prefilling %1").arg(name), [this, model, utf8, name, key, context_limit](const ProgressFn& progress) {
-        const auto& tok = model->tokenizer();
-        std::vector<std::int32_t> tokens = tok.encode(utf8, tok.adds_bos());
-        const std::size_t total = tokens.size();
-        const int limit = context_limit > 0 ? context_limit : model->config().context_length;
-        if (limit > 0 && static_cast<int>(tokens.size()) > limit)
-          tokens.resize(static_cast<std::size_t>(limit));
-        if (tokens.empty()) throw Error(ErrorCode::InvalidArgument, "the context has no tokens");
-        model::PrefillOptions options;
-        options.progress = progress;
-        options.want_last_logits = false;
-        auto result = model->prefill(tokens, options);
-        auto cache = std::make_shared<const kv::KVCache>(std::move(result.cache));
-        const QString note = total > tokens.size() ? tr("truncated to the model's context limit of %1 tokens "
-                                                        "(the text has %2 tokens)")
-                                                         .arg(tokens.size())
-                                                         .arg(total)
-                                                   : QString();
-        const double rate = result.seconds > 0 ? double(tokens.size()) / result.seconds : 0.0;
-        return std::function<void()>([this, cache, name, note, rate, key] {
-          cache_note_ = note;
-          session_->setCache(cache, name);
-          session_->setPrefillTokensPerSecond(rate);
-          cache_key_ = key;
-          if (!key.isEmpty()) {
-            // Kept for the next launch, written on a worker (tens of MB).
-            restore_jobs_->start(tr("Keeping the prefill"), [cache, rate, note, key](const ProgressFn&) {
-              PrefillCache().store(key, {cache, rate, note});
-              return std::function<void()>([] {});
-            });
-          }
-          if (!note.isEmpty()) statusBar()->showMessage(tr("%1: %2").arg(name, note), 30000);
-          emit prefilled();
+  model_jobs_->start(tr("Prefilling %1").arg(name), [this, model, utf8, name, key,
+                                                     context_limit](const ProgressFn& progress) {
+    const auto& tok = model->tokenizer();
+    std::vector<std::int32_t> tokens = tok.encode(utf8, tok.adds_bos());
+    const std::size_t total = tokens.size();
+    const int limit = context_limit > 0 ? context_limit : model->config().context_length;
+    if (limit > 0 && static_cast<int>(tokens.size()) > limit) tokens.resize(static_cast<std::size_t>(limit));
+    if (tokens.empty()) throw Error(ErrorCode::InvalidArgument, "the context has no tokens");
+    model::PrefillOptions options;
+    options.progress = progress;
+    options.want_last_logits = false;
+    auto result = model->prefill(tokens, options);
+    auto cache = std::make_shared<const kv::KVCache>(std::move(result.cache));
+    const QString note = total > tokens.size() ? tr("truncated to the model's context limit of %1 tokens "
+                                                    "(the text has %2 tokens)")
+                                                     .arg(tokens.size())
+                                                     .arg(total)
+                                               : QString();
+    const double rate = result.seconds > 0 ? double(tokens.size()) / result.seconds : 0.0;
+    return std::function<void()>([this, cache, name, note, rate, key] {
+      cache_note_ = note;
+      session_->setCache(cache, name);
+      session_->setPrefillTokensPerSecond(rate);
+      cache_key_ = key;
+      if (!key.isEmpty()) {
+        // Kept for the next launch, written on a worker (tens of MB).
+        restore_jobs_->start(tr("Keeping the prefill"), [cache, rate, note, key](const ProgressFn&) {
+          PrefillCache().store(key, {cache, rate, note});
+          return std::function<void()>([] {});
         });
-      });
+      }
+      if (!note.isEmpty()) statusBar()->showMessage(tr("%1: %2").arg(name, note), 30000);
+      emit prefilled();
+    });
+  });
 #endif
 }
 

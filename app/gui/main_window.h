@@ -40,9 +40,10 @@ class MainWindow : public QMainWindow {
   struct Options {
     /// Load the default model and context at startup (off in some tests).
     bool load_default = true;
-    /// Remember geometry, dock layout and recent files in QSettings, and keep
-    /// prefills on disk between launches (PrefillCache).
+    /// Remember geometry, dock layout and recent files in QSettings.
     bool use_settings = true;
+    /// Keep prefills on disk between launches (PrefillCache).
+    bool keep_prefills = true;
     /// Tokens a prefill keeps (the rest is cut, and said); 0 = the model's
     /// context length. Tests use a small one.
     int context_limit = 0;
@@ -148,6 +149,7 @@ class MainWindow : public QMainWindow {
   RdPanel* rd_panel_ = nullptr;
   HelpPanel* help_ = nullptr;
   QDockWidget* first_view_ = nullptr;
+  bool pipeline_stale_ = false;  ///< settings changed while the pipeline view was hidden
   StreamPanel* stream_panel_ = nullptr;
   QPointer<QMessageBox> last_error_box_;
   bool prefill_after_load_ = true;

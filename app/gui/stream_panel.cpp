@@ -61,7 +61,10 @@ enum Column { Policy, Load, SloMet, Sent, Levels, Text, Kl, Top1, Ppl, Columns }
 }  // namespace
 
 StreamPanel::StreamPanel(Session* session, QWidget* parent)
-    : QWidget(parent), session_(session), runner_(std::make_unique<JobRunner>(QStringLiteral("stream"))) {
+    : QWidget(parent),
+      session_(session),
+      runner_(std::make_unique<JobRunner>(QStringLiteral("stream"))),
+      prepare_runner_(std::make_unique<JobRunner>(QStringLiteral("stream chunks"))) {
   scenario_ = new QComboBox;
   scenario_->setObjectName(QStringLiteral("scenarioCombo"));
   scenario_->setToolTip(
@@ -215,10 +218,17 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   connect(ladder_combo_, &QComboBox::currentIndexChanged, this, [this](int index) {
     QString error;
     if (!loadLadderItem(index, &error)) emit errorOccurred(tr("Ladder"), error);
+    prepareAhead();
   });
   connect(edit_ladder, &QPushButton::clicked, this, &StreamPanel::editLadder);
-  connect(chunk_tokens_, &QSpinBox::valueChanged, this, [this] { store_.reset(); });
-  connect(session_, &Session::cacheChanged, this, [this] { store_.reset(); });
+  connect(chunk_tokens_, &QSpinBox::valueChanged, this, [this] {
+    store_.reset();
+    prepareAhead();
+  });
+  connect(session_, &Session::cacheChanged, this, [this] {
+    store_.reset();
+    prepareAhead();
+  });
   connect(run_, &QPushButton::clicked, this, &StreamPanel::run);
   connect(stop_, &QPushButton::clicked, this, &StreamPanel::stop);
   connect(runner_.get(), &JobRunner::busyChanged, this, [this](bool busy) {
@@ -257,7 +267,46 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
 }
 
 StreamPanel::~StreamPanel() {
+  prepare_runner_.reset();
   runner_.reset();
+}
+
+std::vector<std::pair<QString, stream::Policy>> StreamPanel::policies() const {
+  std::vector<std::pair<QString, stream::Policy>> out;
+  out.emplace_back(QStringLiteral("adaptive"), stream::parse_policy("adaptive", ladder_));
+  if (baselines_->isChecked())
+    for (const char* name : {"fp16", "int8", "text"})
+      out.emplace_back(QString::fromLatin1(name), stream::parse_policy(name, ladder_));
+  return out;
+}
+
+std::shared_ptr<stream::ChunkStore> StreamPanel::currentStore() {
+  const auto cache = session_->cache();
+  if (!cache || cache->empty()) return nullptr;
+  if (!store_ || store_->shared_cache() != cache || store_->chunk_tokens() != chunk_tokens_->value())
+    store_ = std::make_shared<stream::ChunkStore>(cache, chunk_tokens_->value());
+  return store_;
+}
+
+void StreamPanel::showEvent(QShowEvent* event) {
+  QWidget::showEvent(event);
+  prepareAhead();
+}
+
+void StreamPanel::prepareAhead() {
+  if (!isVisible() || runner_->busy() || ladder_.levels.empty()) return;
+  auto store = currentStore();
+  if (!store) return;
+  const auto todo = policies();
+  prepare_runner_->start(tr("Encoding stream chunks"), [store, todo](const ProgressFn& progress) {
+    for (const auto& [name, policy] : todo) {
+      if (policy.kind == stream::Policy::Kind::Text) continue;
+      stream::PrepareOptions prep;
+      prep.progress = progress;
+      stream::prepare_stream(*store, policy, prep);
+    }
+    return std::function<void()>([] {});
+  });
 }
 
 QStringList StreamPanel::scenarios() const {
@@ -351,6 +400,7 @@ void StreamPanel::setLadder(const stream::Ladder& ladder) {
     if (ladder_combo_->itemData(i).toString().isEmpty()) ladder_combo_->removeItem(i);
   ladder_combo_->addItem(tr("%1 (edited)").arg(qs(ladder.name)), QString());
   ladder_combo_->setCurrentIndex(ladder_combo_->count() - 1);
+  prepareAhead();
 }
 
 LadderEditor* StreamPanel::editLadder() {
@@ -466,15 +516,11 @@ void StreamPanel::run() {
     return;
   }
   run_started_ms_ = QDateTime::currentMSecsSinceEpoch();
+  // What the background preparation encoded is kept; the run encodes the rest.
+  prepare_runner_->cancel();
   const stream::Ladder ladder = ladder_;
-  std::vector<std::pair<QString, stream::Policy>> policies;
-  policies.emplace_back(QStringLiteral("adaptive"), stream::parse_policy("adaptive", ladder));
-  if (baselines_->isChecked())
-    for (const char* name : {"fp16", "int8", "text"})
-      policies.emplace_back(QString::fromLatin1(name), stream::parse_policy(name, ladder));
-  if (!store_ || store_->shared_cache() != cache)
-    store_ = std::make_shared<stream::ChunkStore>(cache, chunk_tokens_->value());
-  auto store = store_;
+  const auto policies = this->policies();
+  auto store = currentStore();
   stream::StreamConfig config;
   config.slo_s = slo_->value();
   config.simulate = simulate_->isChecked();

@@ -119,6 +119,14 @@ class StreamPanel : public QWidget {
   void addReport(const stream::StreamReport& report);
   void onQuality(const QString& policy, const eval::QualityResult& result);
   bool eventFilter(QObject* watched, QEvent* event) override;
+  void showEvent(QShowEvent* event) override;
+  /// The policies a run streams, in lane order.
+  std::vector<std::pair<QString, stream::Policy>> policies() const;
+  /// The store for the current cache and chunk size (created when needed).
+  std::shared_ptr<stream::ChunkStore> currentStore();
+  /// Encodes the chunks every policy needs in the background while the panel
+  /// is shown, so Run only streams (the store keeps them).
+  void prepareAhead();
 
   Session* session_;
   QComboBox* scenario_;
@@ -146,6 +154,7 @@ class StreamPanel : public QWidget {
   // Encoded chunks, kept across runs for the same cache and chunk size.
   std::shared_ptr<stream::ChunkStore> store_;
   std::unique_ptr<JobRunner> runner_;
+  std::unique_ptr<JobRunner> prepare_runner_;
 };
 
 }  // namespace kvscope::gui

@@ -283,9 +283,13 @@ QString StreamTimeline::chunkExplanation(double t, double lane_coord) const {
 }
 
 void StreamTimeline::homeView() {
-  double x_max = std::max(slo_, trace_end_);
-  for (const auto& r : runs_) x_max = std::max({x_max, r.report.ttft_s, r.report.slo_s});
-  for (const auto& c : adaptive_) x_max = std::max(x_max, c.decode_end_s);
+  // Up to three times the SLO: a run far beyond it (text recompute on a slow
+  // machine) would squeeze every other run into a sliver; its lane still
+  // says its time at the right edge.
+  const double cap = 3 * slo_;
+  double x_max = std::max(slo_ * 1.5, std::min(trace_end_, cap));
+  for (const auto& r : runs_) x_max = std::max(x_max, std::min(r.report.ttft_s, cap));
+  for (const auto& c : adaptive_) x_max = std::max(x_max, std::min(c.decode_end_s, cap));
   // Room on the right for the load-time labels.
   for (int i = 0; i < 3; ++i) timeAxis(i)->setRange(0, x_max * 1.3 + 1e-3);
   double rate = 1;

@@ -24,6 +24,7 @@ TEST(ModelWindow, StartsWithDefaultModelAndPrefillsShortContext) {
   KVSCOPE_REQUIRE_DEFAULT_MODEL(model_path);
   MainWindow::Options options;
   options.use_settings = false;
+  options.keep_prefills = false;
   options.load_default = true;  // what a user gets at launch
   MainWindow window(options);
   // Short context instead of the 2K-token default, so the test stays fast.
@@ -51,6 +52,7 @@ TEST(ModelWindow, RegressionTruncationToTheContextLimitWasSilent) {
   KVSCOPE_REQUIRE_DEFAULT_MODEL(model_path);
   MainWindow::Options options;
   options.use_settings = false;
+  options.keep_prefills = false;
   options.load_default = false;
   options.context_limit = 8;  // stands in for the model's 8192, so the test stays fast
   MainWindow window(options);
@@ -74,6 +76,7 @@ TEST(ModelWindow, BadModelFileGivesErrorDialog) {
 #else
   MainWindow::Options options;
   options.use_settings = false;
+  options.keep_prefills = false;
   options.load_default = false;
   MainWindow window(options);
   QTemporaryDir dir;

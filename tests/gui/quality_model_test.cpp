@@ -41,6 +41,7 @@ class QualityModelTest : public ::testing::Test {
     if (!find_default_model()) return;
     MainWindow::Options options;
     options.use_settings = false;
+    options.keep_prefills = false;
     options.load_default = true;  // the default model and the default context
     window_ = new MainWindow(options);
     QSignalSpy prefilled(window_, &MainWindow::prefilled);

@@ -33,6 +33,7 @@ class WindowFixture : public ::testing::Test {
     MainWindow::Options o;
     o.load_default = false;
     o.use_settings = false;
+    o.keep_prefills = false;
     return o;
   }
 
