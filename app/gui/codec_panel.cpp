@@ -1,10 +1,14 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #include "codec_panel.h"
 
 #include <QComboBox>
+#include <QFrame>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QProgressBar>
+#include <QScrollArea>
 #include <QSplitter>
+#include <QTabWidget>
 #include <QVBoxLayout>
 #include <cmath>
 
@@ -13,13 +17,28 @@
 #include "kvscope/codec/stage_analysis.h"
 #include "param_editor.h"
 #include "plot_widget.h"
+#include "quality_strip.h"
 #include "session.h"
+#if KVSCOPE_GUI_HAVE_EVAL
+#include "quality_service.h"
+#endif
 
 namespace kvscope::gui {
 
 namespace {
 QString qs(const std::string& s) {
   return QString::fromStdString(s);
+}
+#if KVSCOPE_GUI_HAVE_EVAL
+constexpr int kScoredTokensHint = QualityService::kScoredTokens;
+#else
+constexpr int kScoredTokensHint = 0;
+#endif
+// A label that keeps `lines` lines of height whatever its text, so the plots
+// below it never move when the text gets shorter or longer.
+void fixLines(QLabel* label, int lines) {
+  label->setFixedHeight(label->fontMetrics().lineSpacing() * lines + 4);
+  label->setAlignment(Qt::AlignTop | Qt::AlignLeft);
 }
 }  // namespace
 
@@ -44,7 +63,6 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
   progress_->setRange(0, 1000);
   progress_->setMaximumHeight(12);
   progress_->setTextVisible(false);
-  progress_->hide();
 
   waterfall_ = new PlotWidget;
   waterfall_->setObjectName(QStringLiteral("waterfallPlot"));
@@ -78,6 +96,7 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
   k_bars_->setWidth(0.4);
   v_bars_->setWidth(0.4);
   layer_plot_->legend->setVisible(true);
+  layer_plot_->placeLegendOutside();
   auto recolour = [this] {
     for (auto [bars, i] : {std::pair{k_bars_, 0}, std::pair{v_bars_, 1}, std::pair{stage_bars_, 2}}) {
       const QColor c = layer_plot_->seriesColor(i);
@@ -90,6 +109,29 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
   connect(layer_plot_, &PlotWidget::paletteApplied, this, recolour);
   recolour();
 
+  // Fixed regions, so switching codec never moves the plots: the parameter
+  // list scrolls inside its own area, whatever its length.
+  quality_ = new QLabel;
+  quality_->setObjectName(QStringLiteral("qualityReadout"));
+  quality_->setWordWrap(true);
+  quality_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  quality_->setToolTip(
+      tr("How the model continues this context from the decoded cache, against the original fp16 cache: "
+         "mean KL of the next-token distributions, top-1 agreement and perplexity change over the last "
+         "%1 tokens, with 95% bootstrap intervals over those tokens. Recomputed in the background after "
+         "every change.")
+          .arg(kScoredTokensHint));
+  strip_ = new QualityStrip;
+  strip_->setObjectName(QStringLiteral("qualityStrip"));
+  auto* params_area = new QScrollArea;
+  params_area->setWidget(params_);
+  params_area->setWidgetResizable(true);
+  params_area->setFrameShape(QFrame::NoFrame);
+  params_area->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+  params_area->setMinimumHeight(120);
+  codec_help_->setMaximumHeight(codec_help_->fontMetrics().lineSpacing() * 3 + 4);
+  codec_help_->setAlignment(Qt::AlignTop | Qt::AlignLeft);
+
   auto* top = new QWidget;
   auto* top_layout = new QVBoxLayout(top);
   top_layout->setContentsMargins(0, 0, 0, 0);
@@ -98,20 +140,40 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
   picker->addWidget(codec_combo_, 1);
   top_layout->addLayout(picker);
   top_layout->addWidget(codec_help_);
-  top_layout->addWidget(params_);
-  top_layout->addWidget(readout_);
-  top_layout->addWidget(timing_);
-  top_layout->addWidget(progress_);
-  top_layout->addStretch(1);  // spare height goes to the plots, not between the controls
+  top_layout->addWidget(params_area, 1);
+  auto* readouts = new QWidget;
+  auto* readout_layout = new QVBoxLayout(readouts);
+  readout_layout->setContentsMargins(0, 0, 0, 0);
+  readout_layout->addWidget(readout_);
+  readout_layout->addWidget(quality_);
+  readout_layout->addWidget(strip_);
+  readout_layout->addWidget(timing_);
+  readout_layout->addWidget(progress_);
+  readouts->setSizePolicy(QSizePolicy::Preferred, QSizePolicy::Fixed);
+  auto* plots = new QTabWidget;
+  plots->setObjectName(QStringLiteral("codecPlots"));
+  plots->addTab(waterfall_, tr("Bits by stage"));
+  plots->addTab(layer_plot_, tr("Size per layer"));
   auto* splitter = new QSplitter(Qt::Vertical);
+  splitter->setChildrenCollapsible(false);
   splitter->addWidget(top);
-  splitter->addWidget(waterfall_);
-  splitter->addWidget(layer_plot_);
+  splitter->addWidget(readouts);
+  splitter->addWidget(plots);
+  // The parameter area keeps its height whatever the codec (it scrolls); the
+  // plots take what is left.
   splitter->setStretchFactor(0, 0);
-  splitter->setStretchFactor(1, 1);
+  splitter->setStretchFactor(1, 0);
   splitter->setStretchFactor(2, 1);
+  splitter->setSizes({fontMetrics().lineSpacing() * 23, readouts->sizeHint().height(), 400});
   auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(4, 4, 4, 4);
   layout->addWidget(splitter);
+  fixLines(readout_, 2);
+  fixLines(quality_, 3);
+  fixLines(timing_, 1);
+  progress_->setFixedHeight(6);
+  progress_->setRange(0, 1000);
+  quality_->setText(tr("Quality: measured after the first encode."));
 
   connect(codec_combo_, &QComboBox::currentIndexChanged, this, [this] {
     rebuildControls();
@@ -124,7 +186,9 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
   });
   connect(runner_.get(), &JobRunner::progress, this,
           [this](double f, const QString&) { progress_->setValue(static_cast<int>(f * 1000)); });
-  connect(runner_.get(), &JobRunner::busyChanged, this, [this](bool busy) { progress_->setVisible(busy); });
+  connect(runner_.get(), &JobRunner::busyChanged, this, [this](bool busy) {
+    if (!busy) progress_->setValue(0);
+  });
   connect(runner_.get(), &JobRunner::failed, this, [this](const QString&, const QString& message) {
     readout_->setText(tr("Encode failed: %1").arg(message));
     emit errorOccurred(message);
@@ -135,6 +199,58 @@ CodecPanel::CodecPanel(Session* session, QWidget* parent)
 }
 
 CodecPanel::~CodecPanel() = default;
+
+QString CodecPanel::qualityReadout() const {
+  return quality_->text();
+}
+
+#if KVSCOPE_GUI_HAVE_EVAL
+void CodecPanel::setQualityService(QualityService* service) {
+  quality_service_ = service;
+  connect(service, &QualityService::liveStarted, this, [this] {
+    strip_->setStale(true);
+    if (!quality_->text().startsWith(QStringLiteral("<b>KL")))
+      quality_->setText(tr("Quality: measuring on the current context..."));
+    else
+      quality_->setToolTip(tr("Measuring the new settings; the numbers shown are for the previous ones."));
+  });
+  connect(service, &QualityService::liveResult, this, [this](const eval::QualityResult& r) {
+    const auto cache = session_->cache();
+    if (QualityService::complete(config(), cache ? &cache->shape() : nullptr).params != r.config.params ||
+        r.config.codec != config().codec)
+      return;  // a result for settings already changed again
+    quality_->setText(qualitySummary(r, true));
+    strip_->setCurrent(r.kl, r.intervals.kl.lo, r.intervals.kl.hi);
+    emit qualityShown();
+  });
+  connect(service, &QualityService::liveFailed, this, [this](const QString& why) {
+    strip_->clearCurrent();
+    quality_->setText(tr("Quality: unavailable (%1).").arg(why));
+    emit qualityShown();
+  });
+  // A model loaded after the cache (a kept prefill, a cache file): measure now.
+  connect(session_, &Session::modelChanged, this, [this] {
+    if (result_ && quality_service_) quality_service_->live(config());
+  });
+  connect(service, &QualityService::reset, this, [this] {
+    strip_->clearCurrent();
+    strip_->setMarks({});
+  });
+  // Reference ticks on the strip: codecs measured at their defaults (rate-distortion view).
+  connect(service, &QualityService::sweepPoint, this, [this](const eval::QualityResult& r) {
+    const auto cache = session_->cache();
+    if (QualityService::complete({r.config.codec, {}}, cache ? &cache->shape() : nullptr).params !=
+        r.config.params)
+      return;
+    marks_[qs(r.config.codec)] = r.kl;
+    std::vector<QualityStrip::Mark> marks;
+    for (const auto& [name, kl] : marks_)
+      if (name == QLatin1String("int8") || name == QLatin1String("int4") || name == QLatin1String("cachegen"))
+        marks.push_back({name, kl});
+    strip_->setMarks(marks);
+  });
+}
+#endif
 
 void CodecPanel::rebuildControls() {
   // Keep the user's values across a rebuild for the same codec and model
@@ -174,15 +290,96 @@ bool CodecPanel::setParam(const QString& name, const QString& value) {
 }
 
 QString CodecPanel::timingBreakdown() const {
-  return tr("GUI-thread listeners %1 ms, encode%2 on a worker %3 ms, redraw %4 ms")
+  return tr("GUI-thread listeners %1 ms, encode%2 on a worker %3 ms, redraw %4 ms; exact encode %5 ms")
       .arg(listeners_ms_, 0, 'f', 1)
       .arg(stages_ ? tr(" + stage analysis") : QString())
       .arg(worker_ms_, 0, 'f', 1)
-      .arg(redraw_ms_, 0, 'f', 1);
+      .arg(redraw_ms_, 0, 'f', 1)
+      .arg(exact_worker_ms_, 0, 'f', 1);
 }
 
 QString CodecPanel::sizeReadout() const {
   return readout_->text();
+}
+
+namespace {
+
+struct Encoded {
+  std::shared_ptr<const codec::EncodeResult> result;
+  std::shared_ptr<const codec::StageAnalysis> stages;
+};
+
+// The stream and, for cachegen, where its bits went stage by stage (one call
+// gives both).
+Encoded encodeWithStages(const kv::KVCache& cache, const codec::CodecConfig& cfg,
+                         const codec::EncodeOptions& options) {
+  Encoded e;
+  if (cfg.codec == "cachegen") {
+    auto analysis = std::make_shared<codec::StageAnalysis>(codec::analyze_stages(cache, cfg.params, options));
+    e.result = std::make_shared<const codec::EncodeResult>(std::move(analysis->encoded));
+    analysis->encoded = {};
+    e.stages = std::move(analysis);
+  } else {
+    e.result = std::make_shared<const codec::EncodeResult>(codec::encode(cache, cfg, options));
+  }
+  return e;
+}
+
+// Scales the encode of a token subset to the whole cache: payload (and side
+// data that grows per token) by the token ratio, tables shipped once per
+// chunk by the chunk count, headers as they are; per-symbol entropies are
+// rates and carry over. An estimate, refined by the full encode.
+Encoded scaleToFull(const Encoded& sub, const codec::CodecConfig& cfg, const kv::CacheShape& full,
+                    const kv::CacheShape& part) {
+  const double ratio = double(full.tokens) / double(std::max(1, part.tokens));
+  double chunk_ratio = ratio;
+  if (const auto it = cfg.params.find("chunk_tokens"); it != cfg.params.end()) {
+    const int chunk = std::max(1, std::atoi(it->second.c_str()));
+    chunk_ratio = double((full.tokens + chunk - 1) / chunk) / double((part.tokens + chunk - 1) / chunk);
+  }
+  auto r = std::make_shared<codec::EncodeResult>();
+  const codec::SizeReport& s = sub.result->size;
+  codec::SizeReport& o = r->size;
+  o.original_bytes = full.fp16_bytes();
+  o.elements = full.elements();
+  o.header_bytes = s.header_bytes;
+  o.payload_bytes = std::size_t(double(s.payload_bytes) * ratio);
+  o.table_bytes = std::size_t(double(s.table_bytes) * chunk_ratio);
+  o.encoded_bytes = o.header_bytes + o.payload_bytes + o.table_bytes;
+  o.entropy_bits_per_element = s.entropy_bits_per_element;
+  const double grow = s.encoded_bytes ? double(o.encoded_bytes) / double(s.encoded_bytes) : ratio;
+  for (std::size_t b : s.layer_bytes) o.layer_bytes.push_back(std::size_t(double(b) * grow));
+  r->seconds = sub.result->seconds;
+  Encoded e;
+  e.result = std::move(r);
+  if (sub.stages) {
+    auto st = std::make_shared<codec::StageAnalysis>(*sub.stages);
+    st->coded.overall = o.bits_per_element();
+    for (std::size_t i = 0; i < st->coded.per_layer.size() && i < o.layer_bytes.size(); ++i)
+      st->coded.per_layer[i] =
+          8.0 * double(o.layer_bytes[i]) / double(std::max<std::size_t>(1, full.tensor_elements()));
+    st->coded_payload = 8.0 * double(o.payload_bytes) / double(std::max<std::size_t>(1, o.elements));
+    e.stages = std::move(st);
+  }
+  return e;
+}
+
+}  // namespace
+
+std::shared_ptr<const kv::KVCache> CodecPanel::subsetOf(const std::shared_ptr<const kv::KVCache>& cache) {
+  // Spans spread over the context (its start differs from its middle), each
+  // long enough to keep token locality: kSubsetSpans x kSubsetSpanTokens.
+  if (!cache || cache->shape().tokens < 4 * kSubsetSpans * kSubsetSpanTokens) return nullptr;
+  if (subset_for_ == cache) return subset_;
+  const int T = cache->shape().tokens;
+  std::vector<kv::KVCache> parts;
+  for (int i = 0; i < kSubsetSpans; ++i) {
+    const int begin = int(std::llround(double(T - kSubsetSpanTokens) * i / double(kSubsetSpans - 1)));
+    parts.push_back(cache->slice_tokens(begin, begin + kSubsetSpanTokens));
+  }
+  subset_ = std::make_shared<const kv::KVCache>(kv::KVCache::concat_tokens(parts));
+  subset_for_ = cache;
+  return subset_;
 }
 
 void CodecPanel::scheduleEncode() {
@@ -194,52 +391,71 @@ void CodecPanel::scheduleEncode() {
   if (!cache || cache->empty() || codec_combo_->currentIndex() < 0) return;
   listeners_ms_ = change_timer_.nsecsElapsed() / 1e6;
   const codec::CodecConfig cfg = config();
-  runner_->start(tr("Encoding (%1)").arg(qs(cfg.codec)), [this, cache, cfg](const ProgressFn& progress) {
+  // A large cache is encoded twice: a subset of its tokens first, scaled up
+  // and drawn at once (the first view of a retune), then the whole, exact.
+  const auto subset = subset_enabled_ ? subsetOf(cache) : nullptr;
+  first_view_pending_ = true;
+  ++encodes_started_;
+  const quint64 gen = runner_->generation() + 1;  // the job about to start
+  runner_->start(tr("Encoding (%1)").arg(qs(cfg.codec)), [=, this](const ProgressFn& progress) {
     QElapsedTimer worker;
     worker.start();
     codec::EncodeOptions options;
     options.progress = progress;
-    std::shared_ptr<const codec::StageAnalysis> stages;
-    std::shared_ptr<const codec::EncodeResult> result;
-    if (cfg.codec == "cachegen") {
-      // One call gives both the stream and where its bits went, stage by stage.
-      auto analysis =
-          std::make_shared<codec::StageAnalysis>(codec::analyze_stages(*cache, cfg.params, options));
-      result = std::make_shared<const codec::EncodeResult>(std::move(analysis->encoded));
-      analysis->encoded = {};
-      stages = std::move(analysis);
-    } else {
-      result = std::make_shared<const codec::EncodeResult>(codec::encode(*cache, cfg, options));
+    if (subset) {
+      const Encoded estimate =
+          scaleToFull(encodeWithStages(*subset, cfg, options), cfg, cache->shape(), subset->shape());
+      const double estimate_ms = worker.nsecsElapsed() / 1e6;
+      const int subset_tokens = subset->shape().tokens;
+      QMetaObject::invokeMethod(
+          this,
+          [=, this] {
+            if (gen != runner_->generation()) return;
+            worker_ms_ = estimate_ms;
+            showResult(estimate.result, estimate.stages, cache->shape(), subset_tokens);
+          },
+          Qt::QueuedConnection);
     }
-    const kv::CacheShape shape = cache->shape();
+    const Encoded exact = encodeWithStages(*cache, cfg, options);
     const double worker_ms = worker.nsecsElapsed() / 1e6;
-    return std::function<void()>([this, result, stages, shape, worker_ms] {
-      worker_ms_ = worker_ms;
-      showResult(result, stages, shape);
+    return std::function<void()>([this, exact, cache, worker_ms, cfg] {
+      exact_worker_ms_ = worker_ms;
+      result_config_ = cfg;
+      showResult(exact.result, exact.stages, cache->shape(), 0);
     });
   });
 }
 
 void CodecPanel::showResult(std::shared_ptr<const codec::EncodeResult> result,
-                            std::shared_ptr<const codec::StageAnalysis> stages, const kv::CacheShape& shape) {
+                            std::shared_ptr<const codec::StageAnalysis> stages, const kv::CacheShape& shape,
+                            int estimated_from_tokens) {
   QElapsedTimer redraw;
   redraw.start();
-  result_ = std::move(result);
-  stages_ = std::move(stages);
-  const codec::SizeReport& s = result_->size;
+  const bool estimate = estimated_from_tokens > 0;
+  if (!estimate) {
+    result_ = result;
+    stages_ = stages;
+  }
+  const codec::SizeReport& s = result->size;
   const std::size_t int8 = codec::int8_reference_bytes(shape);
   const double vs_int8 = s.encoded_bytes == 0 ? 0.0 : double(int8) / double(s.encoded_bytes);
-  readout_->setText(tr("<b>%1 bits/element</b> &nbsp; %2 KB &nbsp; %3x smaller than fp16 &nbsp; %4x vs int8"
-                       "<br>header %5 B, tables %6 B, steps %9 B, payload %7 B; encode %8 ms")
-                        .arg(s.bits_per_element(), 0, 'f', 3)
-                        .arg(double(s.encoded_bytes) / 1024.0, 0, 'f', 1)
-                        .arg(s.ratio_vs_fp16(), 0, 'f', 2)
-                        .arg(vs_int8, 0, 'f', 2)
-                        .arg(s.header_bytes)
-                        .arg(s.table_bytes)
-                        .arg(s.payload_bytes)
-                        .arg(result_->seconds * 1000, 0, 'f', 1)
-                        .arg(s.step_bytes));
+  const QString size = tr("%1 bits/element</%5> &nbsp; %2 KB &nbsp; %3x smaller than fp16 &nbsp; %4x vs int8")
+                           .arg(s.bits_per_element(), 0, 'f', 3)
+                           .arg(double(s.encoded_bytes) / 1024.0, 0, 'f', 1)
+                           .arg(s.ratio_vs_fp16(), 0, 'f', 2)
+                           .arg(vs_int8, 0, 'f', 2)
+                           .arg(estimate ? QStringLiteral("i") : QStringLiteral("b"));
+  readout_->setText(estimate ? tr("<i>≈ %1<br><i>estimated from %2 of %3 tokens; the exact size follows</i>")
+                                   .arg(size)
+                                   .arg(estimated_from_tokens)
+                                   .arg(shape.tokens)
+                             : tr("<b>%1<br>header %2 B, tables %3 B, steps %6 B, payload %4 B; encode %5 ms")
+                                   .arg(size)
+                                   .arg(s.header_bytes)
+                                   .arg(s.table_bytes)
+                                   .arg(s.payload_bytes)
+                                   .arg(result->seconds * 1000, 0, 'f', 1)
+                                   .arg(s.step_bytes));
 
   // Bits per element: fp16, int8 baseline, the entropy of the coded symbols
   // (the bound an ideal coder reaches) and what this codec actually wrote.
@@ -253,13 +469,13 @@ void CodecPanel::showResult(std::shared_ptr<const codec::EncodeResult> result,
   const double elements = double(std::max<std::size_t>(s.elements, 1));
   add(tr("fp16"), 16.0);
   add(tr("int8 baseline"), 8.0 * double(int8) / elements);
-  if (stages_) {
+  if (stages) {
     // cachegen: fixed-length symbols -> their entropy -> after anchor/delta -> what the coder wrote.
-    add(tr("quantized"), stages_->quantized_fixed.overall);
-    add(tr("entropy (raw)"), stages_->raw_entropy.overall);
-    add(tr("entropy (delta)"), stages_->delta_entropy.overall);
-    add(tr("coded payload"), stages_->coded_payload);
-    add(tr("coded (all)"), stages_->coded.overall);
+    add(tr("quantized"), stages->quantized_fixed.overall);
+    add(tr("entropy (raw)"), stages->raw_entropy.overall);
+    add(tr("entropy (delta)"), stages->delta_entropy.overall);
+    add(tr("coded payload"), stages->coded_payload);
+    add(tr("coded (all)"), stages->coded.overall);
   } else {
     if (s.entropy_bits_per_element > 0) add(tr("symbol entropy"), s.entropy_bits_per_element);
     add(tr("payload"), 8.0 * double(s.payload_bytes) / elements);
@@ -281,10 +497,35 @@ void CodecPanel::showResult(std::shared_ptr<const codec::EncodeResult> result,
   v_bars_->setData(layers, vb, true);
   layer_plot_->refresh(true);
 
-  redraw_ms_ = redraw.nsecsElapsed() / 1e6;
-  if (change_timer_.isValid()) last_update_ms_ = change_timer_.nsecsElapsed() / 1e6;
-  timing_->setText(
-      tr("re-encode + redraw: %1 ms (%2)").arg(last_update_ms_, 0, 'f', 1).arg(timingBreakdown()));
+  const double since_change = change_timer_.isValid() ? change_timer_.nsecsElapsed() / 1e6 : 0;
+  if (estimate) {
+    redraw_ms_ = redraw.nsecsElapsed() / 1e6;
+    last_update_ms_ = since_change;
+    first_view_pending_ = false;
+    timing_->setText(tr("retune: first view %1 ms (from %2 tokens), exact size follows")
+                         .arg(last_update_ms_, 0, 'f', 1)
+                         .arg(estimated_from_tokens));
+    timing_->setToolTip(timingBreakdown());
+    emit estimated();
+    return;
+  }
+  exact_update_ms_ = since_change;
+  if (first_view_pending_) {  // no estimate this time: the exact result is the first view
+    redraw_ms_ = redraw.nsecsElapsed() / 1e6;
+    worker_ms_ = exact_worker_ms_;
+    last_update_ms_ = since_change;
+  }
+  first_view_pending_ = true;
+  timing_->setText(last_update_ms_ < exact_update_ms_ - 0.05
+                       ? tr("retune: first view %1 ms, exact %2 ms")
+                             .arg(last_update_ms_, 0, 'f', 1)
+                             .arg(exact_update_ms_, 0, 'f', 1)
+                       : tr("re-encode + redraw: %1 ms").arg(last_update_ms_, 0, 'f', 1));
+  timing_->setToolTip(timingBreakdown());
+#if KVSCOPE_GUI_HAVE_EVAL
+  // Quality after the size: the encode the user waits for gets the cores first.
+  if (quality_service_) quality_service_->live(config());
+#endif
   emit encoded();
 }
 

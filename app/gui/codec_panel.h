@@ -1,6 +1,8 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
 #include <QElapsedTimer>
+#include <QString>
 #include <QWidget>
 #include <functional>
 #include <map>
@@ -19,6 +21,8 @@ namespace kvscope::gui {
 
 class JobRunner;
 class ParamEditor;
+class QualityService;
+class QualityStrip;
 class PlotWidget;
 class Session;
 
@@ -42,31 +46,57 @@ class CodecPanel : public QWidget {
   /// number of elements given); false if no such control or the text does not parse.
   bool setParam(const QString& name, const QString& value);
 
-  /// The last encode of the current cache, or null.
+  /// The last exact encode of the current cache, or null, and the settings
+  /// it was made with (during a refine, the settings before the change).
   std::shared_ptr<const codec::EncodeResult> lastResult() const { return result_; }
+  const codec::CodecConfig& lastResultConfig() const { return result_config_; }
   /// Stage analysis of the last encode (cachegen only), or null.
   std::shared_ptr<const codec::StageAnalysis> lastStages() const { return stages_; }
   QString sizeReadout() const;
-  /// Milliseconds from the last parameter change to the redrawn readouts.
+  /// Milliseconds from the last parameter change to its first redrawn view
+  /// (the subset estimate on a large cache, else the exact result).
   double lastUpdateMs() const { return last_update_ms_; }
+  /// Milliseconds from the last change to the exact result.
+  double exactUpdateMs() const { return exact_update_ms_; }
+  /// Large caches: encode kSubsetSpans spans of kSubsetSpanTokens first.
+  static constexpr int kSubsetSpans = 4, kSubsetSpanTokens = 64;
+  /// Turns the subset-first view on or off (on by default).
+  void setSubsetFirst(bool on) { subset_enabled_ = on; }
   /// Where lastUpdateMs() went: synchronous listeners of configChanged(), the
   /// encode (and stage analysis) on the worker, and the redraw.
   QString timingBreakdown() const;
   JobRunner* runner() const { return runner_.get(); }
+  /// Encodes started since construction (each change starts one).
+  int encodesStarted() const { return encodes_started_; }
+  /// Measures quality after every change with `service` (core/eval): KL,
+  /// top-1 and perplexity change with bootstrap intervals, shown under the size.
+  void setQualityService(QualityService* service);
+  /// The quality line as shown (rich text).
+  QString qualityReadout() const;
+  QualityStrip* qualityStrip() const { return strip_; }
   PlotWidget* layerPlot() const { return layer_plot_; }
   PlotWidget* waterfallPlot() const { return waterfall_; }
 
  signals:
-  /// Emitted on the GUI thread after a new encode result is shown.
+  /// Emitted on the GUI thread after a new exact encode result is shown.
   void encoded();
+  /// Emitted after a subset estimate was drawn (before encoded()).
+  void estimated();
   void configChanged();
   void errorOccurred(const QString& message);
+  /// The quality readout changed (a result, or why there is none).
+  void qualityShown();
 
  private:
   void rebuildControls();
   void scheduleEncode();
+  /// Shows an encode: exact, or (estimated_from_tokens > 0) scaled up from a
+  /// subset of that many tokens, drawn while the exact encode runs.
   void showResult(std::shared_ptr<const codec::EncodeResult> result,
-                  std::shared_ptr<const codec::StageAnalysis> stages, const kv::CacheShape& shape);
+                  std::shared_ptr<const codec::StageAnalysis> stages, const kv::CacheShape& shape,
+                  int estimated_from_tokens);
+  /// The token subset encoded first for `cache` (null when it is small enough to encode at once).
+  std::shared_ptr<const kv::KVCache> subsetOf(const std::shared_ptr<const kv::KVCache>& cache);
 
   Session* session_;
   QComboBox* codec_combo_;
@@ -74,6 +104,10 @@ class CodecPanel : public QWidget {
   ParamEditor* params_;
   QLabel* readout_;
   QLabel* timing_;
+  QLabel* quality_;
+  QualityStrip* strip_;
+  QualityService* quality_service_ = nullptr;
+  std::map<QString, double> marks_;  ///< KL of codecs at their defaults, as measured
   QProgressBar* progress_;
   PlotWidget* waterfall_;
   PlotWidget* layer_plot_;
@@ -81,11 +115,16 @@ class CodecPanel : public QWidget {
   QCPBars* v_bars_;
   QCPBars* stage_bars_;
   std::shared_ptr<const codec::EncodeResult> result_;
+  codec::CodecConfig result_config_;
   QString built_codec_;
   kv::CacheShape built_geometry_;  ///< layers, kv_heads, head_dim the controls were built for
   std::shared_ptr<const codec::StageAnalysis> stages_;
   QElapsedTimer change_timer_;
-  double last_update_ms_ = 0;
+  double last_update_ms_ = 0, exact_update_ms_ = 0, exact_worker_ms_ = 0;
+  bool first_view_pending_ = true;
+  bool subset_enabled_ = true;
+  std::shared_ptr<const kv::KVCache> subset_, subset_for_;
+  int encodes_started_ = 0;
   double listeners_ms_ = 0, worker_ms_ = 0, redraw_ms_ = 0;
   std::unique_ptr<JobRunner> runner_;
 };

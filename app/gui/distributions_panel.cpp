@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #include "distributions_panel.h"
 
 #include <QComboBox>
@@ -18,8 +19,12 @@
 namespace kvscope::gui {
 
 namespace {
-enum Metric { StdRaw = 0, EntropyRaw, EntropyAnchor, EntropyPrev, Outliers };
-}
+// The entropy bars: first as the active codec quantizes (cachegen's stage
+// analysis with the current settings: what predicts coded bits), then at one
+// per-channel step (kv::compute_stats: a property of the data, not of any
+// codec), each labelled as what it is.
+enum Metric { StdRaw = 0, CodecRaw, CodecDelta, EntropyRaw, EntropyAnchor, EntropyPrev, Outliers };
+}  // namespace
 
 DistributionsPanel::DistributionsPanel(Session* session, QWidget* parent)
     : QWidget(parent), session_(session), runner_(std::make_unique<JobRunner>(QStringLiteral("stats"))) {
@@ -74,7 +79,11 @@ DistributionsPanel::DistributionsPanel(Session* session, QWidget* parent)
   auto* margins = new QCPMarginGroup(heatmap_);
   heatmap_->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
   scale_->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
-  heatmap_->setToolTip(help::text(help::Concept::Heatmap));
+  heatmap_->setToolTip(help::text(help::Concept::Heatmap) +
+                       tr("\n\nWheel: zoom along tokens; drag: pan; double-click: all tokens."));
+  // Thousands of tokens against 64 dims: zoom and pan along tokens only.
+  heatmap_->axisRect()->setRangeZoom(Qt::Horizontal);
+  heatmap_->axisRect()->setRangeDrag(Qt::Horizontal);
   heatmap_->applyPalette();
 
   histogram_ = new PlotWidget;
@@ -82,6 +91,7 @@ DistributionsPanel::DistributionsPanel(Session* session, QWidget* parent)
   histogram_->xAxis->setLabel(tr("value"));
   histogram_->yAxis->setLabel(tr("density"));
   histogram_->legend->setVisible(true);
+  histogram_->placeLegendOutside();
   const QString series_names[] = {tr("raw"), tr("delta to anchor"), tr("delta to previous")};
   for (int i = 0; i < 3; ++i) {
     QCPGraph* g = histogram_->addGraph();
@@ -95,6 +105,7 @@ DistributionsPanel::DistributionsPanel(Session* session, QWidget* parent)
   summary_plot_->xAxis->setLabel(tr("layer"));
   PlotWidget::setIntegerTicks(summary_plot_->xAxis);
   summary_plot_->legend->setVisible(true);
+  summary_plot_->placeLegendOutside();
   k_bars_ = new QCPBars(summary_plot_->xAxis, summary_plot_->yAxis);
   v_bars_ = new QCPBars(summary_plot_->xAxis, summary_plot_->yAxis);
   k_bars_->setName(tr("K"));
@@ -105,12 +116,28 @@ DistributionsPanel::DistributionsPanel(Session* session, QWidget* parent)
     b->setWidth(0.4);
   }
   metric_ = new QComboBox;
+  metric_->setObjectName(QStringLiteral("metricCombo"));
   metric_->addItem(tr("std of raw values"));
-  metric_->addItem(tr("entropy of raw values (bits)"));
-  metric_->addItem(tr("entropy of deltas to anchor (bits)"));
-  metric_->addItem(tr("entropy of deltas to previous (bits)"));
+  metric_->addItem(tr("entropy of quantized values as cachegen codes them (bits)"));
+  metric_->addItem(tr("entropy of anchor/delta symbols as cachegen codes them (bits)"));
+  metric_->addItem(tr("entropy at one per-channel step: raw values (bits)"));
+  metric_->addItem(tr("entropy at one per-channel step: deltas to anchor (bits)"));
+  metric_->addItem(tr("entropy at one per-channel step: deltas to previous (bits)"));
   metric_->addItem(tr("outlier channels"));
-  metric_->setCurrentIndex(EntropyAnchor);
+  metric_->setItemData(
+      CodecRaw,
+      tr("Empirical entropy of the symbols cachegen quantizes with the Codec Tuning settings "
+         "(its step per token, head or channel, its bins per layer group): what an ideal "
+         "per-channel coder would spend. Needs cachegen selected."),
+      Qt::ToolTipRole);
+  metric_->setItemData(CodecDelta, metric_->itemData(CodecRaw, Qt::ToolTipRole), Qt::ToolTipRole);
+  for (int m : {int(EntropyRaw), int(EntropyAnchor), int(EntropyPrev)})
+    metric_->setItemData(m,
+                         tr("One quantization step per channel (absmax / (bins/2 - 1) over the channel's raw "
+                            "values, bins from the spin box above): a property of the data, not what any "
+                            "codec codes (cachegen steps per token by default)."),
+                         Qt::ToolTipRole);
+  metric_->setCurrentIndex(CodecRaw);
   metric_->setToolTip(help::text(help::Concept::Entropy));
 
   auto recolour = [this] {
@@ -133,8 +160,13 @@ DistributionsPanel::DistributionsPanel(Session* session, QWidget* parent)
   right_layout->addWidget(metric_);
   right_layout->addWidget(summary_plot_, 1);
   auto* splitter = new QSplitter(Qt::Horizontal);
+  splitter->setChildrenCollapsible(false);
   splitter->addWidget(heatmap_);
   splitter->addWidget(right);
+  // The heatmap is the widest view (thousands of tokens): it gets the larger share.
+  splitter->setStretchFactor(0, 3);
+  splitter->setStretchFactor(1, 2);
+  splitter->setSizes({600, 400});
   auto* layout = new QVBoxLayout(this);
   layout->addLayout(controls);
   layout->addWidget(summary_);
@@ -199,6 +231,13 @@ void DistributionsPanel::recomputeStats() {
       redrawStats();
     });
   });
+}
+
+void DistributionsPanel::setCodecStages(const std::vector<double>& raw, const std::vector<double>& delta) {
+  codec_stages_raw_ = raw;
+  codec_stages_delta_ = delta;
+  const auto metric = static_cast<Metric>(metric_->currentIndex());
+  if (metric == CodecRaw || metric == CodecDelta) redrawStats();
 }
 
 void DistributionsPanel::redraw() {
@@ -269,6 +308,13 @@ void DistributionsPanel::redrawStats() {
         case StdRaw:
           v = ts.moments[0].std;
           break;
+        case CodecRaw:
+        case CodecDelta: {
+          const auto& per_layer = metric == CodecRaw ? codec_stages_raw_ : codec_stages_delta_;
+          const std::size_t i = std::size_t(l) * 2 + std::size_t(k);
+          v = i < per_layer.size() ? per_layer[i] : 0.0;
+          break;
+        }
         case EntropyRaw:
           v = ts.entropy_bits[0];
           break;
@@ -287,12 +333,17 @@ void DistributionsPanel::redrawStats() {
   }
   k_bars_->setData(layers, kv_values[0], true);
   v_bars_->setData(layers, kv_values[1], true);
-  summary_plot_->yAxis->setLabel(metric_->currentText());
+  QString axis = metric_->currentText();
+  if ((metric == CodecRaw || metric == CodecDelta) && codec_stages_raw_.empty())
+    axis = tr("select cachegen in Codec Tuning for the codec's entropy");
+  else if (metric >= EntropyRaw && metric <= EntropyPrev)
+    axis = tr("entropy at a per-channel step, %1 bins (bits)").arg(stats_->entropy_bins);
+  summary_plot_->yAxis->setLabel(axis);
   summary_plot_->refresh();
   summary_->setText(
       summary_->text().section(QLatin1Char('\n'), 0, 0) +
-      tr("\nLayer %1 %2: std %3, entropy raw %4 / anchor-delta %5 / prev-delta %6 bits at %7 bins; "
-         "%8 outlier channels; adjacent-token correlation %9")
+      tr("\nLayer %1 %2: std %3; at one per-channel step of %7 bins, entropy raw %4 / anchor-delta %5 / "
+         "prev-delta %6 bits; %8 outlier channels; adjacent-token correlation %9")
           .arg(layer)
           .arg(kind == kv::Kind::Key ? tr("keys") : tr("values"))
           .arg(t.moments[0].std, 0, 'g', 3)

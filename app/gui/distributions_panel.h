@@ -1,7 +1,9 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
 #include <QWidget>
 #include <memory>
+#include <vector>
 
 #include "kvscope/kv/kv_cache.h"
 #include "kvscope/kv/stats.h"
@@ -39,6 +41,11 @@ class DistributionsPanel : public QWidget {
   JobRunner* runner() const { return runner_.get(); }
   /// Layer, kind (0 = K, 1 = V) and head shown.
   void setSelection(int layer, int kind, int head);
+  /// Per-(layer, kind) entropies of the symbols the active codec codes, index
+  /// layer * 2 + kind (cachegen's stage analysis: raw quantized values and
+  /// anchor/delta symbols); empty when the codec has none. Drawn by the
+  /// first two entropy metrics, so the bars predict coded bits.
+  void setCodecStages(const std::vector<double>& raw, const std::vector<double>& delta);
   /// Statistics of the current cache, or null while none were computed.
   std::shared_ptr<const kv::CacheStats> stats() const { return stats_; }
 
@@ -69,6 +76,7 @@ class DistributionsPanel : public QWidget {
   QCPBars* k_bars_;
   QCPBars* v_bars_;
   std::shared_ptr<const kv::CacheStats> stats_;
+  std::vector<double> codec_stages_raw_, codec_stages_delta_;
   std::unique_ptr<JobRunner> runner_;
 };
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #include "help_text.h"
 
 #include <QCoreApplication>
@@ -62,8 +63,10 @@ QString text(Concept c) {
     case Concept::Delta:
       return tr(
           "The difference between a token's values and a reference token's (the group's anchor, "
-          "or the previous token). Because nearby tokens are similar, deltas are concentrated "
-          "near zero and need fewer bits than the raw values.");
+          "or the previous token). Where nearby tokens are similar, deltas are concentrated "
+          "near zero and need fewer bits than the raw values; where they are not (often in the "
+          "first layers), deltas cost more, which is why cachegen's delta=auto decides per "
+          "channel. Help > How To shows which holds for the loaded cache.");
     case Concept::Bins:
       return tr(
           "How many quantization levels a value is rounded to. More bins: smaller rounding error "

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QDockWidget>
@@ -18,6 +19,35 @@
 #if KVSCOPE_GUI_HAVE_CODECS
 #include "codec_panel.h"
 #endif
+#if KVSCOPE_GUI_HAVE_EVAL
+#include "quality_service.h"
+#include "rd_panel.h"
+#endif
+
+#if KVSCOPE_GUI_HAVE_EVAL
+// --measure-rd: every codec at defaults, then a key_bins sweep of cachegen.
+struct RdPanelStarter {
+  static void start(kvscope::gui::MainWindow& window) {
+    auto* rd = window.rdPanel();
+    auto* quality = window.qualityService();
+    rd->measureDefaults();
+    auto first = std::make_shared<QMetaObject::Connection>();
+    *first =
+        QObject::connect(quality, &kvscope::gui::QualityService::sweepFinished, rd, [rd, quality, first] {
+          QObject::disconnect(*first);
+          auto second = std::make_shared<QMetaObject::Connection>();
+          *second = QObject::connect(quality, &kvscope::gui::QualityService::sweepFinished, rd, [second] {
+            QObject::disconnect(*second);
+            std::printf("rate-distortion sweep: done\n");
+            std::fflush(stdout);
+          });
+          rd->addSweep(QStringLiteral("cachegen"), QStringLiteral("key_bins"),
+                       {QStringLiteral("8,12,12"), QStringLiteral("12,16,16"), QStringLiteral("16,24,24"),
+                        QStringLiteral("24,32,32"), QStringLiteral("32,48,48")});
+        });
+  }
+};
+#endif
 
 int main(int argc, char** argv) {
   kvscope::select_blas_kernels(argv);  // may re-execute this program; before any thread
@@ -34,8 +64,8 @@ int main(int argc, char** argv) {
   parser.addHelpOption();
   parser.addVersionOption();
   QCommandLineOption show({QStringLiteral("show")},
-                          QStringLiteral("Raise a panel at startup (dock object name, "
-                                         "e.g. codecDock, qualityDock)."),
+                          QStringLiteral("Raise a panel at startup (dock object name, e.g. "
+                                         "codecDock, rdDock, streamDock, pipelineDock, helpDock)."),
                           QStringLiteral("panel"));
   QCommandLineOption only({QStringLiteral("only")},
                           QStringLiteral("Show only this panel (dock object name), filling the window."),
@@ -46,7 +76,11 @@ int main(int argc, char** argv) {
                            QStringLiteral("Ignore the saved window geometry and dock layout."));
   QCommandLineOption run_stream({QStringLiteral("run-stream")},
                                 QStringLiteral("Start a streaming run once the first cache is encoded."));
+  QCommandLineOption measure_rd({QStringLiteral("measure-rd")},
+                                QStringLiteral("Measure every codec at its defaults and a cachegen key_bins "
+                                               "sweep in the rate-distortion view once the cache is ready."));
   parser.addOption(run_stream);
+  parser.addOption(measure_rd);
   parser.addOption(show);
   parser.addOption(only);
   parser.addOption(timing);
@@ -80,12 +114,14 @@ int main(int argc, char** argv) {
     };
     auto t = std::make_shared<Timing>();
     const bool stream_after = parser.isSet(run_stream);
-    auto check = [&window, &launch, t, stream_after] {
+    const bool rd_after = parser.isSet(measure_rd);
+    auto check = [&window, &launch, t, stream_after, rd_after] {
       if (t->printed || !t->encoded || !window.distributionsPanel()->stats()) return;
       t->printed = true;
       const auto cache = window.session()->cache();
-      std::printf("ready: first plot %.2f s after launch (%d tokens)\n", launch.nsecsElapsed() / 1e9,
-                  cache ? cache->shape().tokens : 0);
+      std::printf("ready: first plot %.2f s after launch (%d tokens, %s)\n", launch.nsecsElapsed() / 1e9,
+                  cache ? cache->shape().tokens : 0,
+                  window.session()->hasModel() ? "model loaded" : "kept prefill, model still loading");
       std::fflush(stdout);
 #if KVSCOPE_GUI_HAVE_CODECS
       // Measure re-encode + redraw after parameter changes through the same
@@ -105,14 +141,23 @@ int main(int argc, char** argv) {
 #if KVSCOPE_GUI_HAVE_STREAM
       if (stream_after) QTimer::singleShot(8000, &window, [&window] { window.streamPanel()->run(); });
 #endif
+#if KVSCOPE_GUI_HAVE_EVAL
+      if (rd_after) QTimer::singleShot(8000, &window, [&window] { RdPanelStarter::start(window); });
+#else
+      (void)rd_after;
+#endif
     };
     QObject::connect(window.distributionsPanel(), &kvscope::gui::DistributionsPanel::redrawn, &window, check);
 #if KVSCOPE_GUI_HAVE_STREAM
     QObject::connect(window.streamPanel(), &kvscope::gui::StreamPanel::finished, &window, [&window] {
-      for (const auto& r : window.streamPanel()->reports())
-        std::printf("stream %s: %.3f s to load (SLO %.2f s, %s), %.2f MB\n", r.policy.c_str(), r.ttft_s,
-                    r.slo_s, r.slo_met ? "met" : "missed", double(r.bytes_sent) / 1e6);
-      std::printf("stream: done\n");
+      for (const auto& r : window.streamPanel()->reports()) {
+        std::string levels;
+        for (const auto& c : r.chunks) levels += (levels.empty() ? "" : " ") + c.level_name;
+        std::printf("stream %s: %.3f s to load (SLO %.2f s, %s), %.2f MB; %s\n", r.policy.c_str(), r.ttft_s,
+                    r.slo_s, r.slo_met ? "met" : "missed", double(r.bytes_sent) / 1e6, levels.c_str());
+      }
+      std::printf("stream: done, %.2f s wall for %zu run(s)\n", window.streamPanel()->lastRunWallSeconds(),
+                  window.streamPanel()->reports().size());
       std::fflush(stdout);
     });
 #endif
@@ -127,6 +172,20 @@ int main(int argc, char** argv) {
       t->encoded = true;
       check();
     });
+#if KVSCOPE_GUI_HAVE_EVAL
+    QObject::connect(window.qualityService(), &kvscope::gui::QualityService::liveResult, &window,
+                     [](const kvscope::eval::QualityResult& r) {
+                       std::printf("quality %s: KL %.3g [%.3g, %.3g], top-1 %.1f%%, dppl %+.2f%% (%.2f s)\n",
+                                   r.config.codec.c_str(), r.kl, r.intervals.kl.lo, r.intervals.kl.hi,
+                                   100 * r.top1_agreement, r.delta_ppl_pct, r.eval_seconds);
+                       std::fflush(stdout);
+                     });
+    QObject::connect(window.qualityService(), &kvscope::gui::QualityService::sweepFinished, &window,
+                     [&window] {
+                       std::printf("rate-distortion: %zu point(s)\n", window.rdPanel()->points().size());
+                       std::fflush(stdout);
+                     });
+#endif
 #endif
   }
   return QApplication::exec();

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #include "main_window.h"
 
 #include <QAction>
@@ -12,6 +13,7 @@
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QFormLayout>
+#include <QGuiApplication>
 #include <QHBoxLayout>
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -23,6 +25,7 @@
 #include <QPlainTextEdit>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QScreen>
 #include <QSettings>
 #include <QStatusBar>
 #include <QTextBrowser>
@@ -34,13 +37,17 @@
 
 #include "decode_limit_setting.h"
 #include "distributions_panel.h"
+#include "help_panel.h"
 #include "help_text.h"
+#include "input_files.h"
 #include "job_runner.h"
 #include "kvscope/common/error.h"
 #include "kvscope/common/paths.h"
 #include "kvscope/common/version.h"
 #include "kvscope/io/raw_cache.h"
+#include "prefill_cache.h"
 #include "session.h"
+#include "workspace.h"
 #if KVSCOPE_GUI_HAVE_CODECS
 #include "codec_panel.h"
 #include "param_editor.h"
@@ -49,7 +56,8 @@
 #endif
 #if KVSCOPE_GUI_HAVE_EVAL
 #include "attention_panel.h"
-#include "quality_panel.h"
+#include "quality_service.h"
+#include "rd_panel.h"
 #include "sensitivity_panel.h"
 #endif
 #if KVSCOPE_GUI_HAVE_STREAM
@@ -65,6 +73,10 @@ namespace kvscope::gui {
 
 namespace {
 constexpr int kMaxRecent = 8;
+constexpr int kDatasetIdRole = Qt::UserRole + 1;
+// saveState() version of the dock arrangement: layouts saved by an older
+// arrangement are not restored (they put docks where nothing fits).
+constexpr int kLayoutVersion = 2;
 QString qs(const std::string& s) {
   return QString::fromStdString(s);
 }
@@ -87,12 +99,19 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
       options_(options),
       session_(new Session(this)),
       model_jobs_(std::make_unique<JobRunner>(QStringLiteral("model"))),
+      count_jobs_(std::make_unique<JobRunner>(QStringLiteral("tokens"))),
+      restore_jobs_(std::make_unique<JobRunner>(QStringLiteral("prefill cache"))),
       export_jobs_(std::make_unique<JobRunner>(QStringLiteral("export"))) {
   setWindowTitle(QStringLiteral("KVScope"));
   setObjectName(QStringLiteral("MainWindow"));
   setAcceptDrops(true);
   setDockNestingEnabled(true);
-  resize(1400, 900);
+  // Fits 1366x768 and up; a larger screen gets up to 1600x1000 at first launch.
+  setMinimumSize(1024, 640);
+  if (const QScreen* screen = QGuiApplication::primaryScreen())
+    resize(screen->availableSize().boundedTo(QSize(1600, 1000)));
+  else
+    resize(1366, 768);
 
   // Status bar: message, progress of the model pipeline and its Cancel.
   progress_label_ = new QLabel;
@@ -134,78 +153,126 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   connect(export_jobs_.get(), &JobRunner::failed, this,
           [this](const QString& title, const QString& message) { showError(title, message); });
 
+  // Left: what you tune (codec, model and context, help), one tab each.
+  // Right: what you look at, one tab per view; other views join it through
+  // addView(). Tabs keep every panel at a fixed size whatever it shows, so
+  // nothing overlaps and nothing moves when the codec changes.
+  setDockOptions(QMainWindow::AnimatedDocks | QMainWindow::AllowTabbedDocks | QMainWindow::AllowNestedDocks);
+  setTabPosition(Qt::AllDockWidgetAreas, QTabWidget::North);
   distributions_ = new DistributionsPanel(session_);
-  addPanel(tr("Model & Context"), QStringLiteral("contextDock"), buildContextPanel(), Qt::LeftDockWidgetArea);
-  QDockWidget* dist_dock = addPanel(tr("Distributions"), QStringLiteral("distributionsDock"), distributions_,
-                                    Qt::RightDockWidgetArea);
+  QDockWidget* context_dock = addPanel(tr("Model and Context"), QStringLiteral("contextDock"),
+                                       buildContextPanel(), Qt::LeftDockWidgetArea);
+  QDockWidget* left_first = context_dock;
+  QDockWidget* dist_dock = addView(tr("Distributions"), QStringLiteral("distributionsDock"), distributions_);
 #if KVSCOPE_GUI_HAVE_CODECS
   codec_panel_ = new CodecPanel(session_);
   QDockWidget* codec_dock =
-      addPanel(tr("Codec Tuning"), QStringLiteral("codecDock"), codec_panel_, Qt::RightDockWidgetArea);
-  splitDockWidget(dist_dock, codec_dock, Qt::Horizontal);
+      addPanel(tr("Codec Tuning"), QStringLiteral("codecDock"), codec_panel_, Qt::LeftDockWidgetArea);
+  tabifyDockWidget(context_dock, codec_dock);
+  left_first = codec_dock;
   connect(codec_panel_, &CodecPanel::errorOccurred, this,
           [this](const QString& message) { statusBar()->showMessage(message, 10000); });
+#if KVSCOPE_GUI_HAVE_EVAL
+  quality_ = new QualityService(session_, this);
+  codec_panel_->setQualityService(quality_);
+  rd_panel_ = new RdPanel(session_, quality_, [this] { return codec_panel_->config(); });
+  addView(tr("Rate–Distortion"), QStringLiteral("rdDock"), rd_panel_);
+  connect(codec_panel_, &CodecPanel::configChanged, rd_panel_, &RdPanel::markCurrent);
+  connect(rd_panel_, &RdPanel::loadRequested, this, [this](const codec::CodecConfig& config) {
+    codec_panel_->setConfig(config);
+    if (auto* dock = findChild<QDockWidget*>(QStringLiteral("codecDock"))) dock->raise();
+    statusBar()->showMessage(tr("Loaded %1 settings from the rate-distortion view").arg(qs(config.codec)),
+                             5000);
+  });
+#endif
   pipeline_panel_ = new PipelinePanel(session_, [this] { return codec_panel_->config(); });
-  QDockWidget* pipeline_dock =
-      addPanel(tr("Pipeline"), QStringLiteral("pipelineDock"), pipeline_panel_, Qt::RightDockWidgetArea);
-  tabifyDockWidget(dist_dock, pipeline_dock);
-  dist_dock->raise();
-  connect(codec_panel_, &CodecPanel::configChanged, pipeline_panel_, &PipelinePanel::refresh);
+  QDockWidget* pipeline_dock = addView(tr("Pipeline"), QStringLiteral("pipelineDock"), pipeline_panel_);
+  // The trace runs on the GUI thread: only while its tab is shown (a retune
+  // must not wait for a view nobody sees); a hidden one catches up when shown.
+  connect(codec_panel_, &CodecPanel::configChanged, pipeline_panel_, [this, pipeline_dock] {
+    if (pipeline_dock->isVisible()) {
+      pipeline_panel_->refresh();
+    } else {
+      pipeline_stale_ = true;
+    }
+  });
+  connect(pipeline_dock, &QDockWidget::visibilityChanged, pipeline_panel_, [this](bool visible) {
+    if (visible && pipeline_stale_) {
+      pipeline_stale_ = false;
+      pipeline_panel_->refresh();
+    }
+  });
   auto* spectrum = new SpectrumPanel(session_, [this] { return codec_panel_->config(); });
-  tabifyDockWidget(dist_dock, addPanel(tr("Transform Spectrum"), QStringLiteral("spectrumDock"), spectrum,
-                                       Qt::RightDockWidgetArea));
-  dist_dock->raise();
+  addView(tr("Transform Spectrum"), QStringLiteral("spectrumDock"), spectrum);
   connect(codec_panel_, &CodecPanel::configChanged, spectrum, &SpectrumPanel::refresh);
   connect(spectrum, &SpectrumPanel::calibrated, this, [this](const QString& path) {
     codec_panel_->setConfig({"transform", {{"basis", "calibration"}, {"calibration", path.toStdString()}}});
     statusBar()->showMessage(tr("Transform calibration written to %1").arg(path), 10000);
   });
 #if KVSCOPE_GUI_HAVE_EVAL
-  quality_panel_ = new QualityPanel(session_, [this] { return codec_panel_->config(); });
-  QDockWidget* quality_dock =
-      addPanel(tr("Quality"), QStringLiteral("qualityDock"), quality_panel_, Qt::BottomDockWidgetArea);
-  connect(codec_panel_, &CodecPanel::configChanged, quality_panel_, &QualityPanel::markCurrent);
   {  // Why the defaults are what they are: where attention goes, which layers are sensitive.
     auto* attention = new AttentionPanel(session_, [this] { return codec_panel_->config(); });
     attention->setObjectName(QStringLiteral("attentionPanel"));
-    tabifyDockWidget(quality_dock, addPanel(tr("Attention"), QStringLiteral("attentionDock"), attention,
-                                            Qt::BottomDockWidgetArea));
+    addView(tr("Attention"), QStringLiteral("attentionDock"), attention);
     connect(codec_panel_, &CodecPanel::configChanged, attention, &AttentionPanel::redraw);
     auto* sensitivity = new SensitivityPanel(session_, [this] { return codec_panel_->config(); });
     sensitivity->setObjectName(QStringLiteral("sensitivityPanel"));
-    tabifyDockWidget(quality_dock, addPanel(tr("Layer Sensitivity"), QStringLiteral("sensitivityDock"),
-                                            sensitivity, Qt::BottomDockWidgetArea));
+    addView(tr("Layer Sensitivity"), QStringLiteral("sensitivityDock"), sensitivity);
     connect(sensitivity, &SensitivityPanel::planned, codec_panel_,
             [this](const codec::CodecConfig& c) { codec_panel_->setConfig(c); });
   }
+#endif
 #if KVSCOPE_GUI_HAVE_STREAM
   stream_panel_ = new StreamPanel(session_);
-  QDockWidget* stream_dock = addPanel(tr("Bandwidth & Streaming"), QStringLiteral("streamDock"),
-                                      stream_panel_, Qt::BottomDockWidgetArea);
-  tabifyDockWidget(quality_dock, stream_dock);
-  stream_dock->raise();
+  addView(tr("Streaming"), QStringLiteral("streamDock"), stream_panel_);
   connect(stream_panel_, &StreamPanel::errorOccurred, this, &MainWindow::showError);
+#if KVSCOPE_GUI_HAVE_EVAL
+  stream_panel_->setQualityService(quality_);
 #endif
-  Q_UNUSED(quality_dock);
 #endif
-#else
-  Q_UNUSED(dist_dock);
 #endif
-  auto* help = new QTextBrowser;
-  help->setHtml(help::html());
-  QDockWidget* help_dock = addPanel(tr("Help"), QStringLiteral("helpDock"), help, Qt::LeftDockWidgetArea);
-  help_dock->hide();
+  help_ = new HelpPanel(session_);
+  QDockWidget* help_dock = addPanel(tr("Help"), QStringLiteral("helpDock"), help_, Qt::LeftDockWidgetArea);
+  tabifyDockWidget(left_first, help_dock);
+#if KVSCOPE_GUI_HAVE_CODECS
+  connect(codec_panel_, &CodecPanel::encoded, help_, [this] {
+    const auto stages = codec_panel_->lastStages();
+    help_->setStages(stages);
+    distributions_->setCodecStages(stages ? stages->raw_entropy.per_layer : std::vector<double>{},
+                                   stages ? stages->delta_entropy.per_layer : std::vector<double>{});
+  });
+#endif
+  connect(help_, &HelpPanel::showPanel, this, [this](const QString& name) {
+    if (auto* dock = findChild<QDockWidget*>(name)) {
+      dock->show();
+      dock->raise();
+    }
+  });
+#if KVSCOPE_GUI_HAVE_STREAM
+  connect(stream_panel_, &StreamPanel::finished, help_, [this] {
+    std::vector<StreamOutcome> outcomes;
+    for (const auto& r : stream_panel_->reports())
+      outcomes.push_back({qs(r.policy), r.ttft_s, r.slo_s, r.slo_met});
+    help_->setStreamOutcomes(std::move(outcomes));
+  });
+#endif
+  left_first->raise();
+  dist_dock->raise();
+  resizeDocks({left_first, dist_dock}, {430, 1100}, Qt::Horizontal);
 
   buildMenus();
   connect(session_, &Session::modelChanged, this, &MainWindow::updateModelInfo);
+  // After the first prefill, not beside it: counting competes for the cores.
+  connect(this, &MainWindow::prefilled, this, &MainWindow::countDatasetTokens);
   loadDatasetIndex();
   updateModelInfo();
 
-  default_state_ = saveState();
+  default_state_ = saveState(kLayoutVersion);
   if (options_.use_settings) {
     QSettings settings;
     restoreGeometry(settings.value(QStringLiteral("window/geometry")).toByteArray());
-    restoreState(settings.value(QStringLiteral("window/state")).toByteArray());
+    // A layout saved by an older arrangement (other docks) is ignored.
+    restoreState(settings.value(QStringLiteral("window/state")).toByteArray(), kLayoutVersion);
   }
   statusBar()->showMessage(tr("Ready"));
   if (options_.load_default) QTimer::singleShot(0, this, &MainWindow::startDefault);
@@ -213,7 +280,18 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
 
 MainWindow::~MainWindow() {
   export_jobs_.reset();
+  count_jobs_.reset();
+  restore_jobs_.reset();
   model_jobs_.reset();  // cancel and join before the panels go away
+}
+
+QDockWidget* MainWindow::addView(const QString& title, const QString& object_name, QWidget* widget) {
+  QDockWidget* dock = addPanel(title, object_name, widget, Qt::RightDockWidgetArea);
+  if (first_view_)
+    tabifyDockWidget(first_view_, dock);
+  else
+    first_view_ = dock;
+  return dock;
 }
 
 QDockWidget* MainWindow::addPanel(const QString& title, const QString& object_name, QWidget* widget,
@@ -284,13 +362,16 @@ QWidget* MainWindow::buildContextPanel() {
     const auto cache = session_->cache();
     if (!cache) return;
     const kv::CacheShape& s = cache->shape();
-    token_info_->setText(tr("%1: %2 tokens; KV cache %3 at fp16 (%4 layers x 2 x %5 KV heads x %6 dims)")
-                             .arg(session_->cacheSource())
-                             .arg(s.tokens)
-                             .arg(humanBytes(double(s.fp16_bytes())))
-                             .arg(s.layers)
-                             .arg(s.kv_heads)
-                             .arg(s.head_dim));
+    QString text = tr("%1: %2 tokens; KV cache %3 at fp16 (%4 layers x 2 x %5 KV heads x %6 dims)")
+                       .arg(session_->cacheSource())
+                       .arg(s.tokens)
+                       .arg(humanBytes(double(s.fp16_bytes())))
+                       .arg(s.layers)
+                       .arg(s.kv_heads)
+                       .arg(s.head_dim);
+    if (!cache_note_.isEmpty()) text += QStringLiteral("<br><b>%1</b>").arg(cache_note_.toHtmlEscaped());
+    cache_note_.clear();
+    token_info_->setText(text);
   });
   return panel;
 }
@@ -309,9 +390,11 @@ void MainWindow::buildMenus() {
                                                       tr("Text (*.txt *.md);;All files (*)"));
     if (!path.isEmpty()) openTextFile(path);
   });
-  file->addAction(tr("Open &KV Cache (safetensors)..."), this, [this] {
-    const QString path = QFileDialog::getOpenFileName(this, tr("Open KV cache"), QString(),
-                                                      tr("safetensors (*.safetensors);;All files (*)"));
+  file->addAction(tr("Open &KV Cache..."), this, [this] {
+    const QString path = QFileDialog::getOpenFileName(
+        this, tr("Open KV cache"), QString(),
+        tr("KV caches (*.safetensors *.h5 *.hdf5 *.kvc);;Raw caches (*.safetensors);;"
+           "KVScope HDF5 exports (*.h5 *.hdf5);;KVScope bitstreams (*.kvc);;All files (*)"));
     if (!path.isEmpty()) openCacheFile(path);
   });
   file->addSeparator();
@@ -351,7 +434,7 @@ void MainWindow::buildMenus() {
   view_menu_->addAction(tr("Restore &Default Layout"), this, &MainWindow::restoreDefaultLayout);
 
   QMenu* help = menuBar()->addMenu(tr("&Help"));
-  help->addAction(tr("&Concepts"), QKeySequence::HelpContents, this, [this] {
+  help->addAction(tr("&How To..."), QKeySequence::HelpContents, this, [this] {
     if (auto* dock = findChild<QDockWidget*>(QStringLiteral("helpDock"))) {
       dock->show();
       dock->raise();
@@ -365,9 +448,8 @@ void MainWindow::buildMenus() {
 }
 
 void MainWindow::restoreDefaultLayout() {
-  restoreState(default_state_);
-  for (QDockWidget* dock : findChildren<QDockWidget*>())
-    if (dock->objectName() != QLatin1String("helpDock")) dock->show();
+  restoreState(default_state_, kLayoutVersion);
+  for (QDockWidget* dock : findChildren<QDockWidget*>()) dock->show();
   statusBar()->showMessage(tr("Default layout restored"), 5000);
 }
 
@@ -375,7 +457,7 @@ void MainWindow::closeEvent(QCloseEvent* event) {
   if (options_.use_settings) {
     QSettings settings;
     settings.setValue(QStringLiteral("window/geometry"), saveGeometry());
-    settings.setValue(QStringLiteral("window/state"), saveState());
+    settings.setValue(QStringLiteral("window/state"), saveState(kLayoutVersion));
   }
   cancelJobs();
   QMainWindow::closeEvent(event);
@@ -395,16 +477,21 @@ void MainWindow::dropEvent(QDropEvent* event) {
 }
 
 void MainWindow::openPath(const QString& path) {
-  const QFileInfo info(path);
-  const QString suffix = info.suffix().toLower();
-  if (info.isDir() || suffix == QLatin1String("gguf")) {
-    openModel(path);
-  } else if (suffix == QLatin1String("safetensors")) {
-    openCacheFile(path);
-  } else if (suffix == QLatin1String("kvscope")) {
-    loadWorkspace(path);
-  } else {
-    openTextFile(path);
+  switch (classifyInput(toPath(path))) {
+    case InputKind::Model:
+      openModel(path);
+      break;
+    case InputKind::RawCache:
+    case InputKind::Hdf5:
+    case InputKind::Bitstream:
+      openCacheFile(path);
+      break;
+    case InputKind::Workspace:
+      loadWorkspace(path);
+      break;
+    case InputKind::Text:
+      openTextFile(path);
+      break;
   }
 }
 
@@ -450,7 +537,37 @@ void MainWindow::startDefault() {
     model_info_->setText(tr("No model loaded. %1").arg(qs(missing_model_help()).toHtmlEscaped()));
     return;
   }
+  // A context prefilled at an earlier launch is drawn from disk while the
+  // model loads (the model is needed only for quality and recompute).
+  if (options_.keep_prefills && !session_->contextText().isEmpty()) {
+    const QString key = PrefillCache::key(fromPath(*model), session_->contextText());
+    if (!key.isEmpty()) restoreCachedPrefill(key, session_->contextName());
+  }
   openModel(fromPath(*model));
+}
+
+bool MainWindow::restoreCachedPrefill(const QString& key, const QString& name) {
+  if (!PrefillCache().contains(key)) return false;
+  restoring_key_ = key;
+  restore_jobs_->start(tr("Loading the kept prefill of %1").arg(name), [this, key, name](const ProgressFn&) {
+    auto entry = PrefillCache().load(key);
+    return std::function<void()>([this, entry, key, name] {
+      restoring_key_.clear();
+      if (!entry) {  // unreadable after all: prefill as usual
+        if (session_->hasModel()) prefill();
+        return;
+      }
+      cache_note_ = entry->note;
+      session_->setCache(entry->cache, name);
+      session_->setPrefillTokensPerSecond(entry->tokens_per_s);
+      cache_key_ = key;
+      statusBar()->showMessage(
+          tr("%1: prefill kept from an earlier run (%2 tokens)").arg(name).arg(entry->cache->shape().tokens),
+          5000);
+      emit prefilled();
+    });
+  });
+  return true;
 }
 
 void MainWindow::loadDatasetIndex() {
@@ -467,11 +584,45 @@ void MainWindow::loadDatasetIndex() {
     const QString file = o.value(QStringLiteral("file")).toString();
     if (file.isEmpty()) continue;
     const QString title = o.value(QStringLiteral("title")).toString();
-    const int tokens = o.value(QStringLiteral("approx_tokens")).toInt();
-    dataset_combo_->addItem(tokens > 0 ? tr("%1 (~%2 tokens)").arg(id).arg(tokens) : id, dir.filePath(file));
+    // Token counts depend on the model's tokenizer: countDatasetTokens() adds them.
+    dataset_combo_->addItem(id, dir.filePath(file));
+    dataset_combo_->setItemData(dataset_combo_->count() - 1, id, kDatasetIdRole);
     dataset_combo_->setItemData(dataset_combo_->count() - 1, title, Qt::ToolTipRole);
     if (id == def) dataset_combo_->setCurrentIndex(dataset_combo_->count() - 1);
   }
+}
+
+void MainWindow::countDatasetTokens() {
+#if KVSCOPE_GUI_HAVE_MODEL
+  const auto model = session_->model();
+  if (!model || counted_for_ == model.get()) return;
+  counted_for_ = model.get();
+  QStringList files;
+  for (int i = 0; i < dataset_combo_->count(); ++i) files << dataset_combo_->itemData(i).toString();
+  count_jobs_->start(tr("Counting tokens"), [this, model, files](const ProgressFn& progress) {
+    QList<qsizetype> counts;
+    for (const QString& file : files) {
+      if (!progress(double(counts.size()) / double(std::max<qsizetype>(1, files.size())), "count tokens"))
+        break;
+      try {
+        const std::string text = read_file(toPath(file));
+        counts << qsizetype(model->tokenizer().encode(text, model->tokenizer().adds_bos()).size());
+      } catch (const Error&) {
+        counts << -1;
+      }
+    }
+    const int limit = model->config().context_length;
+    return std::function<void()>([this, counts, limit] {
+      for (int i = 0; i < counts.size() && i < dataset_combo_->count(); ++i) {
+        if (counts[i] < 0) continue;
+        const QString id = dataset_combo_->itemData(i, kDatasetIdRole).toString();
+        dataset_combo_->setItemText(i, limit > 0 && counts[i] > limit
+                                           ? tr("%1 (%2 tokens, cut to %3)").arg(id).arg(counts[i]).arg(limit)
+                                           : tr("%1 (%2 tokens)").arg(id).arg(counts[i]));
+      }
+    });
+  });
+#endif
 }
 
 void MainWindow::updateModelInfo() {
@@ -546,8 +697,7 @@ void MainWindow::setContextText(const QString& name, const QString& text, bool r
 
 void MainWindow::openTextFile(const QString& path) {
   try {
-    const std::string bytes = read_file(toPath(path));
-    const QString text = QString::fromUtf8(bytes.data(), qsizetype(bytes.size()));
+    const QString text = readContextText(toPath(path));
     if (text.trimmed().isEmpty()) {
       showError(tr("Open text"), tr("%1: the file contains no text").arg(path));
       return;
@@ -559,13 +709,21 @@ void MainWindow::openTextFile(const QString& path) {
 }
 
 void MainWindow::openCacheFile(const QString& path) {
-  model_jobs_->start(tr("Loading cache %1").arg(QFileInfo(path).fileName()), [this, path](const ProgressFn&) {
-    auto cache = std::make_shared<const kv::KVCache>(io::load_cache(toPath(path)));
-    return std::function<void()>([this, cache, path] {
-      session_->setCache(cache, QFileInfo(path).fileName());
-      emit prefilled();
-    });
-  });
+  InputKind kind = classifyInput(toPath(path));
+  if (kind != InputKind::Hdf5 && kind != InputKind::Bitstream) kind = InputKind::RawCache;
+  model_jobs_->start(
+      tr("Loading cache %1").arg(QFileInfo(path).fileName()), [this, path, kind](const ProgressFn& progress) {
+        std::string description;
+        auto cache =
+            std::make_shared<const kv::KVCache>(loadCache(toPath(path), kind, progress, &description));
+        return std::function<void()>([this, cache, path, description] {
+          cache_key_.clear();
+          session_->setCache(cache, QFileInfo(path).fileName());
+          statusBar()->showMessage(
+              tr("%1: %2, %3 tokens").arg(path, qs(description)).arg(cache->shape().tokens), 10000);
+          emit prefilled();
+        });
+      });
 }
 
 void MainWindow::prefill() {
@@ -581,11 +739,17 @@ void MainWindow::prefill() {
     return;
   }
   const QString name = session_->contextName().isEmpty() ? tr("context") : session_->contextName();
+  const QString key = options_.keep_prefills ? PrefillCache::key(session_->modelPath(), text) : QString();
+  if (!key.isEmpty() && (key == cache_key_ || key == restoring_key_)) return;  // shown, or on its way
+  if (!key.isEmpty() && restoreCachedPrefill(key, name)) return;
   const std::string utf8 = text.toStdString();
-  model_jobs_->start(tr("Prefilling %1").arg(name), [this, model, utf8, name](const ProgressFn& progress) {
+  const int context_limit = options_.context_limit;
+  model_jobs_->start(tr("Prefilling %1").arg(name), [this, model, utf8, name, key,
+                                                     context_limit](const ProgressFn& progress) {
     const auto& tok = model->tokenizer();
     std::vector<std::int32_t> tokens = tok.encode(utf8, tok.adds_bos());
-    const int limit = model->config().context_length;
+    const std::size_t total = tokens.size();
+    const int limit = context_limit > 0 ? context_limit : model->config().context_length;
     if (limit > 0 && static_cast<int>(tokens.size()) > limit) tokens.resize(static_cast<std::size_t>(limit));
     if (tokens.empty()) throw Error(ErrorCode::InvalidArgument, "the context has no tokens");
     model::PrefillOptions options;
@@ -593,8 +757,25 @@ void MainWindow::prefill() {
     options.want_last_logits = false;
     auto result = model->prefill(tokens, options);
     auto cache = std::make_shared<const kv::KVCache>(std::move(result.cache));
-    return std::function<void()>([this, cache, name] {
+    const QString note = total > tokens.size() ? tr("truncated to the model's context limit of %1 tokens "
+                                                    "(the text has %2 tokens)")
+                                                     .arg(tokens.size())
+                                                     .arg(total)
+                                               : QString();
+    const double rate = result.seconds > 0 ? double(tokens.size()) / result.seconds : 0.0;
+    return std::function<void()>([this, cache, name, note, rate, key] {
+      cache_note_ = note;
       session_->setCache(cache, name);
+      session_->setPrefillTokensPerSecond(rate);
+      cache_key_ = key;
+      if (!key.isEmpty()) {
+        // Kept for the next launch, written on a worker (tens of MB).
+        restore_jobs_->start(tr("Keeping the prefill"), [cache, rate, note, key](const ProgressFn&) {
+          PrefillCache().store(key, {cache, rate, note});
+          return std::function<void()>([] {});
+        });
+      }
+      if (!note.isEmpty()) statusBar()->showMessage(tr("%1: %2").arg(name, note), 30000);
       emit prefilled();
     });
   });
@@ -622,50 +803,22 @@ void MainWindow::rebuildRecentMenu() {
 }
 
 bool MainWindow::saveWorkspace(const QString& path) {
-  QJsonObject root;
-  root[QStringLiteral("format")] = QStringLiteral("kvscope-workspace");
-  root[QStringLiteral("version")] = 1;
-  root[QStringLiteral("model")] = session_->modelPath();
-  QJsonObject context;
-  context[QStringLiteral("name")] = session_->contextName();
-  context[QStringLiteral("text")] = session_->contextText();
-  root[QStringLiteral("context")] = context;
+  Workspace w;
+  w.model = session_->modelPath();
+  w.context_name = session_->contextName();
+  w.context_text = session_->contextText();
 #if KVSCOPE_GUI_HAVE_CODECS
-  if (codec_panel_) {
-    const codec::CodecConfig cfg = codec_panel_->config();
-    QJsonObject params;
-    for (const auto& [k, v] : cfg.params) params[qs(k)] = qs(v);
-    root[QStringLiteral("codec")] =
-        QJsonObject{{QStringLiteral("name"), qs(cfg.codec)}, {QStringLiteral("params"), params}};
-  }
+  if (codec_panel_) w.codec = codec_panel_->config();
 #endif
 #if KVSCOPE_GUI_HAVE_STREAM
   if (stream_panel_) {
-    const stream::BandwidthProfile& bp = stream_panel_->profile();
-    QJsonObject prof;
-    const auto kind = bp.kind();
-    prof[QStringLiteral("kind")] =
-        kind == stream::BandwidthProfile::Kind::Constant    ? QStringLiteral("constant")
-        : kind == stream::BandwidthProfile::Kind::Piecewise ? QStringLiteral("piecewise")
-                                                            : QStringLiteral("per_chunk_random");
-    prof[QStringLiteral("name")] = qs(bp.name());
-    prof[QStringLiteral("description")] = qs(bp.description());
-    QJsonArray points;
-    for (const auto& pt : bp.points()) points.append(QJsonArray{pt.time_s, pt.mbps});
-    prof[QStringLiteral("points")] = points;
-    prof[QStringLiteral("min_mbps")] = bp.min_mbps();
-    prof[QStringLiteral("max_mbps")] = bp.max_mbps();
-    prof[QStringLiteral("seed")] = QString::number(bp.seed());  // 64-bit: a double would round it
-    root[QStringLiteral("stream")] = QJsonObject{
-        {QStringLiteral("profile"), prof},
-        {QStringLiteral("slo_s"), stream_panel_->slo()},
-        {QStringLiteral("chunk_tokens"), stream_panel_->chunkTokens()},
-        {QStringLiteral("ladder"), QJsonDocument::fromJson(QByteArray::fromStdString(stream::ladder_to_json(
-                                                               stream_panel_->currentLadder())))
-                                       .object()}};
+    w.profile = stream_panel_->profile();
+    w.slo_s = stream_panel_->slo();
+    w.chunk_tokens = stream_panel_->chunkTokens();
+    w.ladder = stream_panel_->currentLadder();
   }
 #endif
-  const QByteArray bytes = QJsonDocument(root).toJson();
+  const QByteArray bytes = workspaceJson(w);
   try {
     write_file_atomically(toPath(path), bytes.constData(), static_cast<std::size_t>(bytes.size()));
   } catch (const Error& e) {
@@ -676,192 +829,34 @@ bool MainWindow::saveWorkspace(const QString& path) {
   return true;
 }
 
-namespace {
-
-// Everything a workspace file restores, parsed and validated before any of
-// it is applied.
-struct Workspace {
-  QString model;
-  bool has_context = false;
-  QString context_name, context_text;
-#if KVSCOPE_GUI_HAVE_CODECS
-  std::optional<codec::CodecConfig> codec;
-#endif
-#if KVSCOPE_GUI_HAVE_STREAM
-  std::optional<stream::BandwidthProfile> profile;
-  std::optional<double> slo_s;
-  std::optional<int> chunk_tokens;
-  QString ladder_file;                   // a shipped ladder by name (older workspaces)
-  std::optional<stream::Ladder> ladder;  // an embedded ladder
-#endif
-};
-
-[[noreturn]] void bad(const std::string& message) {
-  throw Error(ErrorCode::Format, message);
-}
-
-QJsonObject objectAt(const QJsonObject& o, const char* key, const char* where) {
-  const QJsonValue v = o.value(QLatin1String(key));
-  if (!v.isUndefined() && !v.isObject()) bad(std::string(where) + ": must be an object");
-  return v.toObject();
-}
-
-QString stringAt(const QJsonObject& o, const char* key, const char* where) {
-  const QJsonValue v = o.value(QLatin1String(key));
-  if (!v.isUndefined() && !v.isString()) bad(std::string(where) + ": must be a string");
-  return v.toString();
-}
-
-#if KVSCOPE_GUI_HAVE_STREAM
-stream::BandwidthProfile parseProfile(const QJsonObject& prof) {
-  const QString kind = stringAt(prof, "kind", "stream.profile.kind");
-  stream::BandwidthProfile bp;
-  if (kind == QLatin1String("constant") || kind == QLatin1String("piecewise")) {
-    std::vector<stream::ProfilePoint> pts;
-    for (const QJsonValue& v : prof.value(QStringLiteral("points")).toArray()) {
-      const QJsonArray a = v.toArray();
-      if (a.size() != 2 || !a[0].isDouble() || !a[1].isDouble())
-        bad("stream.profile.points: each point must be [time_s, mbps]");
-      pts.push_back({a[0].toDouble(), a[1].toDouble()});
-    }
-    if (kind == QLatin1String("constant")) {
-      if (pts.size() != 1) bad("stream.profile: a constant profile has one point");
-      bp = stream::BandwidthProfile::constant(pts[0].mbps);
-    } else {
-      bp = stream::BandwidthProfile::piecewise(std::move(pts));
-    }
-  } else if (kind == QLatin1String("per_chunk_random")) {
-    bool ok = false;
-    const std::uint64_t seed = prof.value(QStringLiteral("seed")).toString().toULongLong(&ok);
-    if (!ok) bad("stream.profile.seed: not an unsigned integer");
-    bp = stream::BandwidthProfile::per_chunk_random(prof.value(QStringLiteral("min_mbps")).toDouble(),
-                                                    prof.value(QStringLiteral("max_mbps")).toDouble(), seed);
-  } else {
-    bad("stream.profile.kind: unknown kind \"" + kind.toStdString() + "\"");
-  }
-  bp.set_name(stringAt(prof, "name", "stream.profile.name").toStdString());
-  bp.set_description(stringAt(prof, "description", "stream.profile.description").toStdString());
-  return bp;
-}
-#endif
-
-// Parses and validates a workspace document; throws Error naming the field.
-Workspace parseWorkspace(const QJsonObject& root, const QString& path) {
-  Workspace w;
-  w.model = stringAt(root, "model", "model");
-  if (root.contains(QStringLiteral("context"))) {
-    const QJsonObject context = objectAt(root, "context", "context");
-    w.has_context = true;
-    w.context_name = stringAt(context, "name", "context.name");
-    w.context_text = stringAt(context, "text", "context.text");
-  }
-#if KVSCOPE_GUI_HAVE_CODECS
-  if (const QJsonObject c = objectAt(root, "codec", "codec"); !c.isEmpty()) {
-    codec::CodecConfig cfg;
-    cfg.codec = stringAt(c, "name", "codec.name").toStdString();
-    const QJsonObject params = objectAt(c, "params", "codec.params");
-    for (auto it = params.begin(); it != params.end(); ++it) {
-      if (!it.value().isString()) bad("codec.params." + it.key().toStdString() + ": must be a string");
-      cfg.params[it.key().toStdString()] = it.value().toString().toStdString();
-    }
-    if (const std::string problem = checkConfig(cfg, nullptr); !problem.empty()) bad("codec: " + problem);
-    w.codec = std::move(cfg);
-  }
-#endif
-#if KVSCOPE_GUI_HAVE_STREAM
-  const QJsonObject st = objectAt(root, "stream", "stream");
-  if (const QJsonObject prof = objectAt(st, "profile", "stream.profile"); !prof.isEmpty()) {
-    try {
-      w.profile = parseProfile(prof);
-    } catch (const Error& e) {
-      bad(std::string("bad bandwidth profile: ") + e.what());
-    }
-  }
-  if (st.contains(QStringLiteral("slo_s"))) {
-    const QJsonValue v = st.value(QStringLiteral("slo_s"));
-    if (!v.isDouble() || v.toDouble() < StreamPanel::kMinSlo || v.toDouble() > StreamPanel::kMaxSlo)
-      bad("stream.slo_s: must be a number of seconds in [" + std::to_string(StreamPanel::kMinSlo) + ", " +
-          std::to_string(StreamPanel::kMaxSlo) + "]");
-    w.slo_s = v.toDouble();
-  }
-  if (st.contains(QStringLiteral("chunk_tokens"))) {
-    const QJsonValue v = st.value(QStringLiteral("chunk_tokens"));
-    const double d = v.toDouble();
-    if (!v.isDouble() || d != std::floor(d) || d < StreamPanel::kMinChunkTokens ||
-        d > StreamPanel::kMaxChunkTokens)
-      bad("stream.chunk_tokens: must be an integer in [" + std::to_string(StreamPanel::kMinChunkTokens) +
-          ", " + std::to_string(StreamPanel::kMaxChunkTokens) + "]");
-    w.chunk_tokens = static_cast<int>(d);
-  }
-  const QJsonValue ladder = st.value(QStringLiteral("ladder"));
-  if (ladder.isString()) {
-    w.ladder_file = ladder.toString();
-    const auto file = stream::ladder_dir() / (w.ladder_file.toStdString() + ".json");
-    if (w.ladder_file.isEmpty() || w.ladder_file.contains(QLatin1Char('/')) || !std::filesystem::exists(file))
-      bad("stream.ladder: unknown ladder \"" + w.ladder_file.toStdString() + "\"");
-  } else if (ladder.isObject()) {
-    const std::string text = QJsonDocument(ladder.toObject()).toJson().toStdString();
-    stream::Ladder l;
-    try {
-      l = stream::parse_ladder(text, "stream.ladder");
-    } catch (const Error& e) {
-      bad(e.what());
-    }
-    if (const QString problem = validateLadder(l, nullptr); !problem.isEmpty())
-      bad("stream.ladder: " + problem.toStdString());
-    w.ladder = std::move(l);
-  } else if (!ladder.isUndefined()) {
-    bad("stream.ladder: must be a ladder name or a ladder object");
-  }
-#endif
-  Q_UNUSED(path);
-  return w;
-}
-
-}  // namespace
-
 bool MainWindow::loadWorkspace(const QString& path) {
-  QFile file(path);
-  if (!file.open(QIODevice::ReadOnly)) {
-    showError(tr("Open workspace"), tr("%1: cannot open: %2").arg(path, file.errorString()));
-    return false;
-  }
-  QJsonParseError parse_error;
-  const QJsonDocument doc = QJsonDocument::fromJson(file.readAll(), &parse_error);
-  const QJsonObject root = doc.object();
-  if (doc.isNull() || root.value(QStringLiteral("format")).toString() != QLatin1String("kvscope-workspace")) {
-    showError(tr("Open workspace"),
-              tr("%1: not a KVScope workspace (%2)")
-                  .arg(path, doc.isNull() ? parse_error.errorString()
-                                          : tr("missing format \"kvscope-workspace\"")));
-    return false;
-  }
   // Validate every part first: a bad part leaves the window exactly as it was.
   Workspace w;
   try {
-    w = parseWorkspace(root, path);
+    w = readWorkspace(path);
   } catch (const Error& e) {
-    showError(tr("Open workspace"), tr("%1: %2").arg(path, QString::fromUtf8(e.what())));
+    showError(tr("Open workspace"), QString::fromUtf8(e.what()));
     return false;
   }
+  applyWorkspace(w, path);
+  statusBar()->showMessage(tr("Workspace %1 restored").arg(path), 5000);
+  return true;
+}
+
+void MainWindow::applyWorkspace(const Workspace& w, const QString& path) {
 #if KVSCOPE_GUI_HAVE_CODECS
   if (codec_panel_ && w.codec) codec_panel_->setConfig(*w.codec);
 #endif
 #if KVSCOPE_GUI_HAVE_STREAM
-  if (stream_panel_) {
-    if (w.profile) stream_panel_->setProfile(*w.profile);
-    if (w.slo_s) stream_panel_->setSlo(*w.slo_s);
-    if (w.chunk_tokens) stream_panel_->setChunkTokens(*w.chunk_tokens);
-    if (w.ladder) stream_panel_->setLadder(*w.ladder);
-    if (!w.ladder_file.isEmpty() && !stream_panel_->setLadder(w.ladder_file))
-      showError(tr("Open workspace"), tr("%1: ladder \"%2\" does not load").arg(path, w.ladder_file));
-  }
+  if (stream_panel_)
+    stream_panel_->applyWorkspace(w, [this, path](const QString& message) {
+      showError(tr("Open workspace"), tr("%1: %2").arg(path, message));
+    });
 #endif
   const bool new_model = !w.model.isEmpty() && w.model != session_->modelPath();
-  if (w.has_context && !w.context_text.isEmpty()) setContextText(w.context_name, w.context_text, !new_model);
+  if (w.context_text && !w.context_text->isEmpty())
+    setContextText(w.context_name.value_or(QString()), *w.context_text, !new_model);
   if (new_model) openModel(w.model);  // prefills the restored context once loaded
-  statusBar()->showMessage(tr("Workspace %1 restored").arg(path), 5000);
-  return true;
 }
 
 #if KVSCOPE_GUI_HAVE_HDF5
@@ -873,16 +868,26 @@ void MainWindow::exportHdf5(const QString& path) {
               tr("%1: nothing to export yet: prefill a context so it gets encoded").arg(path));
     return;
   }
-  const codec::CodecConfig config = codec_panel_->config();
-  const std::string text = session_->contextText().toStdString();
+  const codec::CodecConfig config = codec_panel_->lastResultConfig();
+#if KVSCOPE_GUI_HAVE_MODEL
+  // The model the cache came from, when it is the loaded one: its file hash identifies it in the export.
+  std::shared_ptr<const model::Model> model = session_->model();
+  if (model && model->config().name != cache->info.model_name) model.reset();
+#endif
   export_jobs_->start(tr("Exporting %1").arg(QFileInfo(path).fileName()),
-                      [this, result, cache, config, text, path](const ProgressFn& progress) {
+                      [=, this](const ProgressFn& progress) {
                         // The header-derived contents validate the bitstream; the
                         // cache adds what the header may omit (token ids, model).
                         io::Hdf5Contents contents =
                             io::hdf5_contents_from_bitstream(result->bytes, config.codec + " (KVScope GUI)");
                         contents.levels.at(0).config = config;
                         contents.info = cache->info;
+#if KVSCOPE_GUI_HAVE_MODEL
+                        // Prefill leaves the hash empty (hashing the file costs a read of it):
+                        // computed once here, so exports always name their model exactly.
+                        if (contents.info.model_sha256.empty() && model)
+                          contents.info.model_sha256 = model->file_sha256();
+#endif
                         io::Hdf5ExportOptions options;
                         options.overwrite = true;  // the save dialog already asked
                         options.progress = progress;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #include "plot_widget.h"
 
 #include <QFileDialog>
@@ -161,7 +162,9 @@ void PlotWidget::mouseMoveEvent(QMouseEvent* event) {
   if (event->buttons() != Qt::NoButton) return;
   const QPoint pos = event->position().toPoint();
   QString text;
-  if (hover_text_) text = hover_text_(xAxis->pixelToCoord(pos.x()), yAxis->pixelToCoord(pos.y()));
+  if (hover_text_at_) text = hover_text_at_(pos);
+  if (text.isEmpty() && hover_text_)
+    text = hover_text_(xAxis->pixelToCoord(pos.x()), yAxis->pixelToCoord(pos.y()));
   if (text.isEmpty()) text = defaultHoverText(pos);
   if (text.isEmpty()) {
     QToolTip::hideText();
@@ -298,6 +301,22 @@ bool PlotWidget::exportCsv(const QString& path, QString* error) {
   return true;
 }
 
+void PlotWidget::placeLegendOutside(int columns) {
+  auto* row = new QCPLayoutGrid;
+  plotLayout()->insertRow(0);
+  plotLayout()->addElement(0, 0, row);
+  row->setMargins(QMargins(6, 2, 6, 0));
+  row->addElement(0, 0, legend);  // takes it out of the axis rect's inset layout
+  legend->setFillOrder(QCPLegend::foColumnsFirst);
+  legend->setWrap(columns);
+  legend->setBorderPen(Qt::NoPen);
+  legend->setMargins(QMargins(2, 1, 2, 1));
+  plotLayout()->setRowStretchFactor(0, 0.001);
+  if (plotLayout()->columnCount() > 1) plotLayout()->setColumnSpacing(0);
+  legend_outside_ = true;
+  applyPalette();
+}
+
 bool PlotWidget::darkBackground() const {
   return palette().color(QPalette::Base).lightness() < 128;
 }
@@ -335,7 +354,7 @@ void PlotWidget::applyPalette() {
   if (legend) {
     legend->setBrush(base);
     legend->setTextColor(text);
-    legend->setBorderPen(QPen(grid));
+    legend->setBorderPen(legend_outside_ ? QPen(Qt::NoPen) : QPen(grid));
   }
   for (int i = 0; i < plotLayout()->elementCount(); ++i) {
     if (auto* title = qobject_cast<QCPTextElement*>(plotLayout()->elementAt(i))) title->setTextColor(text);

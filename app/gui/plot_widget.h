@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
 #include <qcustomplot.h>
@@ -46,11 +47,17 @@ class PlotWidget : public QCustomPlot {
   /// Optional custom hover text for a position in plot coordinates; return
   /// an empty string to fall back to the default (nearest series values).
   void setHoverText(std::function<QString(double x, double y)> fn) { hover_text_ = std::move(fn); }
+  /// The same by widget pixel, for plots with several axis rects (asked first).
+  void setHoverTextAt(std::function<QString(const QPoint& pixel)> fn) { hover_text_at_ = std::move(fn); }
 
   /// Gives `axis` ticks on whole numbers only (layers, tokens, channels), in
   /// steps of 1, 2 or 5 times a power of ten; the tick count still fits the
   /// labels to the axis length.
   static void setIntegerTicks(QCPAxis* axis);
+
+  /// Moves the legend out of the plot area into a row above it (items side
+  /// by side, wrapping after `columns`), so it never covers data.
+  void placeLegendOutside(int columns = 6);
 
   /// Series colour `index` of a qualitative palette, adjusted for light or dark backgrounds.
   QColor seriesColor(int index) const;
@@ -80,7 +87,9 @@ class PlotWidget : public QCustomPlot {
 
   bool user_zoomed_ = false;
   bool applying_palette_ = false;
+  bool legend_outside_ = false;
   std::function<QString(double, double)> hover_text_;
+  std::function<QString(const QPoint&)> hover_text_at_;
   std::function<void()> home_view_;
 };
 

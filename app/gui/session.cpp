@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #include "session.h"
 
 namespace kvscope::gui {
@@ -15,6 +16,7 @@ void Session::setModel(std::shared_ptr<const model::Model> model, const QString&
 void Session::setCache(std::shared_ptr<const kv::KVCache> cache, const QString& source) {
   cache_ = std::move(cache);
   cache_source_ = source;
+  prefill_rate_ = 0;  // the caller that prefilled sets it after
   emit cacheChanged();
 }
 

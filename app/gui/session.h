@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
 #include <QObject>
@@ -46,6 +47,15 @@ class Session : public QObject {
   QString cacheSource() const {
     return cache_source_;
   }
+  /// Tokens per second this machine prefilled the current cache at (the
+  /// recompute rate a text chunk is charged at); 0 when unknown (a cache
+  /// loaded from a file).
+  double prefillTokensPerSecond() const {
+    return prefill_rate_;
+  }
+  void setPrefillTokensPerSecond(double rate) {
+    prefill_rate_ = rate;
+  }
 
   /// The context text last prefilled (or to prefill) and its label.
   QString contextText() const {
@@ -69,6 +79,7 @@ class Session : public QObject {
   QString model_path_, model_name_;
   std::shared_ptr<const kv::KVCache> cache_;
   QString cache_source_;
+  double prefill_rate_ = 0;
   QString context_text_, context_name_;
 };
 

@@ -1,7 +1,9 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #include "stream_panel.h"
 
 #include <QCheckBox>
 #include <QComboBox>
+#include <QDateTime>
 #include <QDir>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
@@ -23,11 +25,15 @@
 #include "help_text.h"
 #include "job_runner.h"
 #include "kvscope/common/error.h"
+#include "kvscope/common/paths.h"
 #include "kvscope/stream/ladder.h"
 #include "kvscope/stream/model_recomputer.h"
 #include "ladder_editor.h"
-#include "plot_widget.h"
 #include "session.h"
+#include "stream_timeline.h"
+#if KVSCOPE_GUI_HAVE_EVAL
+#include "quality_service.h"
+#endif
 
 namespace kvscope::gui {
 
@@ -38,10 +44,33 @@ QString qs(const std::string& s) {
 std::filesystem::path toPath(const QString& s) {
   return std::filesystem::path(s.toStdString());
 }
+QDir scenarioDir() {
+  return QDir(QString::fromStdString((resource_dir() / "scenarios").string()));
+}
+
+// What a piecewise trace does, for a trace the user edited (the preset's own
+// description no longer holds).
+std::string describeSteps(const std::vector<stream::ProfilePoint>& points) {
+  QStringList parts;
+  for (const auto& p : points)
+    parts << QStringLiteral("%1 Mbit/s from %2 s").arg(p.mbps, 0, 'g', 3).arg(p.time_s, 0, 'g', 3);
+  return QStringLiteral("Edited: %1.").arg(parts.join(QStringLiteral(", "))).toStdString();
+}
+
+enum Column { Policy, Load, SloMet, Sent, Levels, Text, Kl, Top1, Ppl, Columns };
 }  // namespace
 
 StreamPanel::StreamPanel(Session* session, QWidget* parent)
-    : QWidget(parent), session_(session), runner_(std::make_unique<JobRunner>(QStringLiteral("stream"))) {
+    : QWidget(parent),
+      session_(session),
+      runner_(std::make_unique<JobRunner>(QStringLiteral("stream"))),
+      prepare_runner_(std::make_unique<JobRunner>(QStringLiteral("stream chunks"))) {
+  scenario_ = new QComboBox;
+  scenario_->setObjectName(QStringLiteral("scenarioCombo"));
+  scenario_->setToolTip(
+      tr("A ready-made setup (resources/scenarios): bandwidth trace, SLO, chunk size and "
+         "ladder. Change any part afterwards."));
+  for (const QString& name : scenarios()) scenario_->addItem(name);
   preset_ = new QComboBox;
   preset_->setObjectName(QStringLiteral("profilePreset"));
   for (const std::string& name : stream::preset_profile_names()) preset_->addItem(qs(name));
@@ -50,6 +79,7 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   slo_ = new QDoubleSpinBox;
   slo_->setRange(kMinSlo, kMaxSlo);
   slo_->setDecimals(2);
+  slo_->setSingleStep(0.1);
   slo_->setValue(2.0);
   slo_->setSuffix(tr(" s"));
   slo_->setToolTip(help::text(help::Concept::Slo));
@@ -72,105 +102,60 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   time_scale_->setValue(1.0);
   time_scale_->setPrefix(tr("x"));
   time_scale_->setToolTip(
-      tr("Real transport: profile seconds per wall second (transfers sped up, decode real)."));
+      tr("Real transport: trace seconds per wall second (transfers sped up, decode real)."));
   simulate_ = new QCheckBox(tr("simulated clock"));
+  simulate_->setObjectName(QStringLiteral("simulateCheck"));
+  simulate_->setChecked(true);
   simulate_->setToolTip(
-      tr("Off: chunks go over a real TCP connection on 127.0.0.1 paced by the profile. "
-         "On: the same policy and decoder on a simulated clock (instant)."));
-  baselines_ = new QCheckBox(tr("also run fp16, int8, text baselines"));
+      tr("On: the same policy and decoder on a simulated clock (instant; decode times from measured "
+         "per-token speeds, text recompute at the prefill's measured rate). Off: chunks go over a real TCP "
+         "connection on 127.0.0.1 paced by the trace."));
+  baselines_ = new QCheckBox(tr("baselines fp16, int8, text"));
   baselines_->setChecked(true);
-  run_ = new QPushButton(tr("Run stream"));
+  run_ = new QPushButton(tr("Run"));
   run_->setObjectName(QStringLiteral("runStreamButton"));
   stop_ = new QPushButton(tr("Stop"));
   stop_->setEnabled(false);
   progress_ = new QProgressBar;
   progress_->setRange(0, 1000);
-  status_ = new QLabel(tr("Prefill a context, pick a profile and Run."));
+  progress_->setFormat(QString());
+  status_ = new QLabel(tr("Prefill a context, pick a scenario and Run."));
   status_->setWordWrap(true);
+  status_->setObjectName(QStringLiteral("streamStatus"));
+  status_->setFixedHeight(status_->fontMetrics().lineSpacing() * 2 + 4);
+  status_->setAlignment(Qt::AlignTop | Qt::AlignLeft);
 
-  profile_plot_ = new PlotWidget;
-  profile_plot_->setObjectName(QStringLiteral("profilePlot"));
-  profile_plot_->xAxis->setLabel(tr("time (s)"));
-  profile_plot_->yAxis->setLabel(tr("Mbit/s"));
-  profile_graph_ = profile_plot_->addGraph();
-  profile_graph_->setName(tr("bandwidth"));
-  profile_graph_->setLineStyle(QCPGraph::lsStepLeft);
-  profile_plot_->setToolTip(tr("Drag a point up or down to change the rate from that time on."));
-  profile_plot_->installEventFilter(this);
-  // Rates start at 0 Mbit/s: fitting to the data hid the lowest step on the
-  // bottom edge (wifi-drop's 15 Mbit/s looked like an outage).
-  profile_plot_->setHomeView([this] {
-    profile_plot_->yAxis->setRange(0, std::max(1.0, profile_plot_->yAxis->range().upper * 1.1));
-  });
+  timeline_ = new StreamTimeline;
+  timeline_->installEventFilter(this);
+  timeline_->setToolTip(QString());
 
-  timeline_ = new PlotWidget;
-  timeline_->setObjectName(QStringLiteral("timelinePlot"));
-  timeline_->xAxis->setLabel(tr("time (s)"));
-  // Short axis titles: the timeline is low, and a longer title is cut off.
-  timeline_->yAxis->setLabel(tr("level"));  // one lane per level, finest at 0; text on top
-  timeline_->yAxis->setTicker(QSharedPointer<QCPAxisTickerText>(new QCPAxisTickerText));
-  timeline_->yAxis2->setVisible(true);
-  timeline_->yAxis2->setLabel(tr("tokens, Mbit/s"));
-  decoded_graph_ = timeline_->addGraph(timeline_->xAxis, timeline_->yAxis2);
-  decoded_graph_->setName(tr("tokens decoded"));
-  decoded_graph_->setLineStyle(QCPGraph::lsStepLeft);
-  bandwidth_graph_ = timeline_->addGraph(timeline_->xAxis, timeline_->yAxis2);
-  bandwidth_graph_->setName(tr("bandwidth (Mbit/s)"));
-  bandwidth_graph_->setLineStyle(QCPGraph::lsStepLeft);
-  slo_line_ = new QCPItemStraightLine(timeline_);
-  // Every lane (levels 0..7, text at 8) in the home view: the bars are items.
-  timeline_->setHomeView([this] { timeline_->yAxis->setRange(-0.6, text_lane_ + 0.6); });
-  timeline_->legend->setVisible(true);
-  auto recolour = [this] {
-    profile_graph_->setPen(QPen(profile_plot_->seriesColor(0), 2));
-    profile_graph_->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, 7));
-    decoded_graph_->setPen(QPen(timeline_->seriesColor(2), 2));
-    bandwidth_graph_->setPen(QPen(timeline_->seriesColor(0), 1, Qt::DashLine));
-    slo_line_->setPen(QPen(timeline_->seriesColor(1), 2, Qt::DashDotLine));
-    profile_plot_->replot(QCustomPlot::rpQueuedReplot);
-    timeline_->replot(QCustomPlot::rpQueuedReplot);
-  };
-  connect(timeline_, &PlotWidget::paletteApplied, this, recolour);
-
-  comparison_ = new PlotWidget;
-  comparison_->setObjectName(QStringLiteral("comparisonPlot"));
-  comparison_->setMinimumHeight(140);
-  comparison_->xAxis->setLabel(tr("time (s): each finished run, same clock; | = loaded, dashed = SLO"));
-  comparison_->yAxis->setLabel(tr("policy"));
-  comparison_->yAxis->setRangeReversed(true);  // adaptive on top
-  comparison_->yAxis->setTicker(QSharedPointer<QCPAxisTickerText>(new QCPAxisTickerText));
-  comparison_->setToolTip(
-      tr("The adaptive run and the fixed baselines side by side: bars are chunks from send "
-         "start to arrival, coloured and labelled by level."));
-  comparison_slo_ = new QCPItemStraightLine(comparison_);
-  // Rescaling ignores items (the chunk bars): the home view shows every lane,
-  // the longest run and the SLO; double-click returns to it.
-  comparison_->setHomeView([this] {
-    double x_max = slo_->value();
-    for (const auto& r : reports_) x_max = std::max({x_max, r.ttft_s, r.slo_s});
-    comparison_->xAxis->setRange(0, x_max * 1.3 + 1e-3);
-    comparison_->yAxis->setRange(-0.6, std::max<double>(0, double(reports_.size()) - 1) + 0.6);
-  });
-  connect(comparison_, &PlotWidget::paletteApplied, this, [this] {
-    comparison_slo_->setPen(QPen(comparison_->seriesColor(1), 2, Qt::DashDotLine));
-    comparison_->replot(QCustomPlot::rpQueuedReplot);
-  });
-  comparison_slo_->setPen(QPen(comparison_->seriesColor(1), 2, Qt::DashDotLine));
-  recolour();
-
-  table_ = new QTableWidget(0, 7);
+  table_ = new QTableWidget(0, Columns);
   table_->setObjectName(QStringLiteral("streamTable"));
-  table_->setHorizontalHeaderLabels({tr("policy"), tr("mode"), tr("time to load (s)"), tr("SLO met"),
-                                     tr("MB sent"), tr("chunks as text"), tr("levels used")});
+  table_->setHorizontalHeaderLabels({tr("policy"), tr("time to load (s)"), tr("SLO met"), tr("MB sent"),
+                                     tr("levels used"), tr("chunks as text"), tr("KL [95%]"), tr("top-1 %"),
+                                     tr("Δppl %")});
   table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  table_->horizontalHeader()->setStretchLastSection(true);
+  table_->verticalHeader()->setVisible(false);
   table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  table_->verticalHeader()->setDefaultSectionSize(table_->fontMetrics().height() + 6);
+  // Four rows (adaptive and three baselines) always visible.
+  table_->setMinimumHeight(table_->horizontalHeader()->sizeHint().height() +
+                           4 * table_->verticalHeader()->defaultSectionSize() + 6);
+  table_->setToolTip(
+      tr("Per policy: when the whole context was loaded and what it cost, and how the model "
+         "continues from the cache it delivered (KL to the fp16 cache with its 95% interval, "
+         "top-1 agreement, perplexity change)."));
 
   auto* form = new QFormLayout;
-  auto* profile_row = new QHBoxLayout;
-  profile_row->addWidget(preset_, 1);
-  profile_row->addWidget(import_csv);
-  profile_row->addWidget(export_csv);
-  form->addRow(tr("Profile"), profile_row);
+  form->setFieldGrowthPolicy(QFormLayout::AllNonFixedFieldsGrow);
+  auto* scenario_row = new QHBoxLayout;
+  scenario_row->addWidget(scenario_, 1);
+  scenario_row->addWidget(new QLabel(tr("trace")));
+  scenario_row->addWidget(preset_, 1);
+  scenario_row->addWidget(import_csv);
+  scenario_row->addWidget(export_csv);
+  form->addRow(tr("Scenario"), scenario_row);
   auto* slo_row = new QHBoxLayout;
   slo_row->addWidget(slo_);
   slo_row->addWidget(new QLabel(tr("chunk")));
@@ -180,66 +165,70 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   slo_row->addWidget(edit_ladder);
   form->addRow(tr("SLO"), slo_row);
   auto* run_row = new QHBoxLayout;
+  run_row->addWidget(run_);
+  run_row->addWidget(stop_);
   run_row->addWidget(simulate_);
   run_row->addWidget(new QLabel(tr("speed")));
   run_row->addWidget(time_scale_);
   run_row->addWidget(baselines_);
+  run_row->addWidget(progress_, 1);
   form->addRow(tr("Run"), run_row);
-  auto* buttons = new QHBoxLayout;
-  buttons->addWidget(run_);
-  buttons->addWidget(stop_);
-  buttons->addWidget(progress_, 1);
   auto* splitter = new QSplitter(Qt::Vertical);
-  splitter->addWidget(profile_plot_);
+  splitter->setChildrenCollapsible(false);
   splitter->addWidget(timeline_);
-  splitter->addWidget(comparison_);
   splitter->addWidget(table_);
-  splitter->setStretchFactor(1, 2);
-  splitter->setStretchFactor(2, 1);
+  splitter->setStretchFactor(0, 1);
+  splitter->setStretchFactor(1, 0);
   auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(4, 4, 4, 4);
   layout->addLayout(form);
-  layout->addLayout(buttons);
   layout->addWidget(status_);
   layout->addWidget(splitter, 1);
 
-  connect(preset_, &QComboBox::currentIndexChanged, this, [this] {
+  connect(scenario_, &QComboBox::activated, this, [this] {
+    QString error;
+    if (!setScenario(scenario_->currentText(), &error)) emit errorOccurred(tr("Scenario"), error);
+  });
+  connect(preset_, &QComboBox::activated, this, [this] {
+    if (preset_->currentData().toBool()) return;  // the trace in use, not a preset
     try {
       setProfile(stream::resolve_profile(preset_->currentText().toStdString()));
     } catch (const Error& e) {
-      emit errorOccurred(tr("Bandwidth profile"), QString::fromUtf8(e.what()));
+      emit errorOccurred(tr("Bandwidth trace"), QString::fromUtf8(e.what()));
     }
   });
   connect(import_csv, &QPushButton::clicked, this, [this] {
-    const QString path = QFileDialog::getOpenFileName(this, tr("Import bandwidth profile"), QString(),
-                                                      tr("Profiles (*.csv *.json)"));
+    const QString path = QFileDialog::getOpenFileName(this, tr("Import bandwidth trace"), QString(),
+                                                      tr("Bandwidth traces (*.csv *.json)"));
     QString error;
-    if (!path.isEmpty() && !loadProfileFile(path, &error)) emit errorOccurred(tr("Import profile"), error);
+    if (!path.isEmpty() && !loadProfileFile(path, &error)) emit errorOccurred(tr("Import trace"), error);
   });
   connect(export_csv, &QPushButton::clicked, this, [this] {
-    const QString path = QFileDialog::getSaveFileName(
-        this, tr("Export bandwidth profile"), QStringLiteral("profile.csv"), tr("Profiles (*.csv *.json)"));
+    const QString path =
+        QFileDialog::getSaveFileName(this, tr("Export bandwidth trace"), QStringLiteral("trace.csv"),
+                                     tr("Bandwidth traces (*.csv *.json)"));
     if (path.isEmpty()) return;
     try {
       stream::save_profile(profile_, toPath(path));
     } catch (const Error& e) {
-      emit errorOccurred(tr("Export profile"), QString::fromUtf8(e.what()));
+      emit errorOccurred(tr("Export trace"), QString::fromUtf8(e.what()));
     }
   });
-  connect(slo_, &QDoubleSpinBox::valueChanged, this, [this](double s) {
-    slo_line_->point1->setCoords(s, 0);
-    slo_line_->point2->setCoords(s, 1);
-    comparison_slo_->point1->setCoords(s, 0);
-    comparison_slo_->point2->setCoords(s, 1);
-    comparison_->replot(QCustomPlot::rpQueuedReplot);
-    timeline_->replot(QCustomPlot::rpQueuedReplot);
-  });
+  connect(slo_, &QDoubleSpinBox::valueChanged, this, [this](double s) { timeline_->setSlo(s); });
   connect(ladder_combo_, &QComboBox::currentIndexChanged, this, [this](int index) {
     QString error;
     if (!loadLadderItem(index, &error)) emit errorOccurred(tr("Ladder"), error);
+    prepareAhead();
   });
   connect(edit_ladder, &QPushButton::clicked, this, &StreamPanel::editLadder);
-  connect(chunk_tokens_, &QSpinBox::valueChanged, this, [this] { store_.reset(); });
-  connect(session_, &Session::cacheChanged, this, [this] { store_.reset(); });
+  connect(chunk_tokens_, &QSpinBox::valueChanged, this, [this] {
+    store_.reset();
+    prepareAhead();
+  });
+  connect(session_, &Session::cacheChanged, this, [this] {
+    store_.reset();
+    prepareAhead();
+  });
   connect(run_, &QPushButton::clicked, this, &StreamPanel::run);
   connect(stop_, &QPushButton::clicked, this, &StreamPanel::stop);
   connect(runner_.get(), &JobRunner::busyChanged, this, [this](bool busy) {
@@ -250,29 +239,101 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
     progress_->setValue(static_cast<int>(f * 1000));
     progress_->setFormat(stage);
   });
-  connect(runner_.get(), &JobRunner::failed, this,
-          [this](const QString& title, const QString& message) { emit errorOccurred(title, message); });
-  connect(runner_.get(), &JobRunner::cancelled, this, [this] { status_->setText(tr("Stopped.")); });
+  connect(runner_.get(), &JobRunner::failed, this, [this](const QString& title, const QString& message) {
+    progress_->setFormat(tr("failed"));
+    emit errorOccurred(title, message);
+  });
+  connect(runner_.get(), &JobRunner::cancelled, this, [this] {
+    status_->setText(tr("Stopped."));
+    progress_->setFormat(tr("stopped"));
+  });
 
-  const int def = preset_->findText(QStringLiteral("wifi-drop"));
-  if (def >= 0) preset_->setCurrentIndex(def);
-  if (preset_->count() > 0 && profile_graph_->dataCount() == 0) {
-    try {
-      setProfile(stream::resolve_profile(preset_->currentText().toStdString()));
-    } catch (const Error&) {
-    }
-  }
-  slo_->valueChanged(slo_->value());
-  const int default_ladder = ladder_combo_->findText(QStringLiteral("default"));
-  if (default_ladder >= 0) ladder_combo_->setCurrentIndex(default_ladder);
+  // Defaults: the teaching scenario when shipped, else wifi-drop and the default ladder.
+  const int def_ladder = ladder_combo_->findText(QStringLiteral("default"));
+  if (def_ladder >= 0) ladder_combo_->setCurrentIndex(def_ladder);
   QString error;
   if (ladder_combo_->count() > 0 && ladder_.levels.empty() &&
       !loadLadderItem(ladder_combo_->currentIndex(), &error))
     status_->setText(error);
+  timeline_->setSlo(slo_->value());
+  if (!setScenario(QString::fromLatin1(kDefaultScenario))) {
+    const int def = preset_->findText(QStringLiteral("wifi-drop"));
+    if (def >= 0) preset_->setCurrentIndex(def);
+    try {
+      if (preset_->count() > 0) setProfile(stream::resolve_profile(preset_->currentText().toStdString()));
+    } catch (const Error&) {
+    }
+  }
 }
 
 StreamPanel::~StreamPanel() {
+  prepare_runner_.reset();
   runner_.reset();
+}
+
+std::vector<std::pair<QString, stream::Policy>> StreamPanel::policies() const {
+  std::vector<std::pair<QString, stream::Policy>> out;
+  out.emplace_back(QStringLiteral("adaptive"), stream::parse_policy("adaptive", ladder_));
+  if (baselines_->isChecked())
+    for (const char* name : {"fp16", "int8", "text"})
+      out.emplace_back(QString::fromLatin1(name), stream::parse_policy(name, ladder_));
+  return out;
+}
+
+std::shared_ptr<stream::EncodedContext> StreamPanel::currentStore() {
+  const auto cache = session_->cache();
+  if (!cache || cache->empty()) return nullptr;
+  if (!store_ || store_->shared_cache() != cache || store_->chunk_tokens() != chunk_tokens_->value())
+    store_ = std::make_shared<stream::EncodedContext>(cache, chunk_tokens_->value());
+  return store_;
+}
+
+void StreamPanel::showEvent(QShowEvent* event) {
+  QWidget::showEvent(event);
+  prepareAhead();
+}
+
+void StreamPanel::prepareAhead() {
+  if (!isVisible() || runner_->busy() || ladder_.levels.empty()) return;
+  auto store = currentStore();
+  if (!store) return;
+  const auto todo = policies();
+  prepare_runner_->start(tr("Encoding stream chunks"), [store, todo](const ProgressFn& progress) {
+    for (const auto& [name, policy] : todo) {
+      if (policy.kind == stream::Policy::Kind::Text) continue;
+      stream::PrepareOptions prep;
+      prep.progress = progress;
+      stream::prepare_stream(*store, policy, prep);
+    }
+    return std::function<void()>([] {});
+  });
+}
+
+QStringList StreamPanel::scenarios() const {
+  QStringList names;
+  for (const QFileInfo& f :
+       scenarioDir().entryInfoList({QStringLiteral("*.kvscope")}, QDir::Files, QDir::Name))
+    names << f.completeBaseName();
+  // The default first.
+  if (names.removeOne(QString::fromLatin1(kDefaultScenario)))
+    names.prepend(QString::fromLatin1(kDefaultScenario));
+  return names;
+}
+
+bool StreamPanel::setScenario(const QString& name, QString* error) {
+  const QString file = scenarioDir().filePath(name + QStringLiteral(".kvscope"));
+  try {
+    const Workspace w = readWorkspace(file);
+    applyWorkspace(w, [error](const QString& message) {
+      if (error) *error = message;
+    });
+  } catch (const Error& e) {
+    if (error) *error = QString::fromUtf8(e.what());
+    return false;
+  }
+  QSignalBlocker block(scenario_);
+  scenario_->setCurrentIndex(scenario_->findText(name));
+  return true;
 }
 
 void StreamPanel::setSlo(double seconds) {
@@ -339,6 +400,7 @@ void StreamPanel::setLadder(const stream::Ladder& ladder) {
     if (ladder_combo_->itemData(i).toString().isEmpty()) ladder_combo_->removeItem(i);
   ladder_combo_->addItem(tr("%1 (edited)").arg(qs(ladder.name)), QString());
   ladder_combo_->setCurrentIndex(ladder_combo_->count() - 1);
+  prepareAhead();
 }
 
 LadderEditor* StreamPanel::editLadder() {
@@ -351,12 +413,37 @@ LadderEditor* StreamPanel::editLadder() {
   ladder_editor_->raise();
   return ladder_editor_;
 }
+
+void StreamPanel::applyWorkspace(const Workspace& w, const std::function<void(const QString&)>& error) {
+  if (w.profile) setProfile(*w.profile);
+  if (w.slo_s) setSlo(*w.slo_s);
+  if (w.chunk_tokens) setChunkTokens(*w.chunk_tokens);
+  if (w.ladder) setLadder(*w.ladder);
+  if (!w.ladder_file.isEmpty() && !setLadder(w.ladder_file) && error)
+    error(tr("ladder \"%1\" does not load").arg(w.ladder_file));
+}
+
 void StreamPanel::setRunBaselines(bool on) {
   baselines_->setChecked(on);
 }
 
+void StreamPanel::setSimulated(bool on) {
+  simulate_->setChecked(on);
+}
+
 void StreamPanel::setProfile(const stream::BandwidthProfile& profile) {
   profile_ = profile;
+  // The trace's own name in the list: a preset's, or an extra entry for one
+  // from a scenario, a file or an edit (so the list never names another trace).
+  QSignalBlocker block(preset_);
+  for (int i = preset_->count() - 1; i >= 0; --i)
+    if (preset_->itemData(i).toBool()) preset_->removeItem(i);
+  int preset = preset_->findText(qs(profile.name()));
+  if (preset < 0) {
+    preset_->addItem(qs(profile.name()), true);
+    preset = preset_->count() - 1;
+  }
+  preset_->setCurrentIndex(preset);
   redrawProfile();
 }
 
@@ -371,36 +458,24 @@ bool StreamPanel::loadProfileFile(const QString& path, QString* error) {
 }
 
 void StreamPanel::redrawProfile() {
-  QVector<double> x, y;
-  if (profile_.kind() == stream::BandwidthProfile::Kind::PerChunkRandom) {
-    profile_plot_->yAxis->setLabel(
-        tr("Mbit/s (per chunk, uniform %1-%2)").arg(profile_.min_mbps()).arg(profile_.max_mbps()));
-    for (int c = 0; c < 16; ++c) x << c, y << profile_.mbps_at(0, c);
-    profile_plot_->xAxis->setLabel(tr("chunk"));
-  } else {
-    profile_plot_->xAxis->setLabel(tr("time (s)"));
-    profile_plot_->yAxis->setLabel(tr("Mbit/s"));
-    for (const auto& p : profile_.points()) x << p.time_s, y << p.mbps;
-    // Show the last rate holding on for a while.
-    if (!x.isEmpty()) x << x.back() + std::max(1.0, 0.2 * profile_.span_s()), y << y.back();
-  }
-  profile_graph_->setData(x, y, true);
-  profile_plot_->refresh();
+  timeline_->setProfile(profile_);
   status_->setText(qs(profile_.name()) + QStringLiteral(": ") + qs(profile_.description()));
 }
 
 bool StreamPanel::eventFilter(QObject* watched, QEvent* event) {
-  // Drag a profile point vertically: a new piecewise profile with that rate.
-  if (watched != profile_plot_ || profile_.kind() != stream::BandwidthProfile::Kind::Piecewise)
+  // Drag a trace point vertically: a new piecewise trace with that rate.
+  if (watched != timeline_ || profile_.kind() != stream::BandwidthProfile::Kind::Piecewise)
     return QWidget::eventFilter(watched, event);
   auto* mouse = dynamic_cast<QMouseEvent*>(event);
   if (!mouse) return QWidget::eventFilter(watched, event);
   const QPointF pos = mouse->position();
+  QCPAxis* time = timeline_->timeAxis(0);
+  QCPAxis* rate = timeline_->bandwidthAxis();
   if (event->type() == QEvent::MouseButtonPress && mouse->button() == Qt::LeftButton) {
     const auto& points = profile_.points();
     for (int i = 0; i < static_cast<int>(points.size()); ++i) {
-      const double px = profile_plot_->xAxis->coordToPixel(points[std::size_t(i)].time_s);
-      const double py = profile_plot_->yAxis->coordToPixel(points[std::size_t(i)].mbps);
+      const double px = time->coordToPixel(points[std::size_t(i)].time_s);
+      const double py = rate->coordToPixel(points[std::size_t(i)].mbps);
       if (std::hypot(px - pos.x(), py - pos.y()) < 8) {
         drag_index_ = i;
         return true;  // not a pan
@@ -408,34 +483,26 @@ bool StreamPanel::eventFilter(QObject* watched, QEvent* event) {
     }
   } else if (event->type() == QEvent::MouseMove && drag_index_ >= 0) {
     auto points = profile_.points();
-    points[std::size_t(drag_index_)].mbps = std::max(0.01, profile_plot_->yAxis->pixelToCoord(pos.y()));
+    points[std::size_t(drag_index_)].mbps = std::max(0.01, rate->pixelToCoord(pos.y()));
     try {
       auto edited = stream::BandwidthProfile::piecewise(points);
       edited.set_name(profile_.name() + (profile_.name().ends_with(" (edited)") ? "" : " (edited)"));
-      edited.set_description(profile_.description());
+      edited.set_description(describeSteps(points));
       profile_ = edited;
       QVector<double> x, y;
       for (const auto& p : profile_.points()) x << p.time_s, y << p.mbps;
-      x << x.back() + std::max(1.0, 0.2 * profile_.span_s()), y << y.back();
-      profile_graph_->setData(x, y, true);
-      profile_plot_->replot(QCustomPlot::rpQueuedReplot);
+      x << std::max(x.back() + 1.0, 60.0), y << y.back();
+      timeline_->traceGraph()->setData(x, y, true);
+      timeline_->replot(QCustomPlot::rpQueuedReplot);
     } catch (const Error&) {
     }
     return true;
   } else if (event->type() == QEvent::MouseButtonRelease && drag_index_ >= 0) {
     drag_index_ = -1;
-    redrawProfile();
+    setProfile(profile_);  // named "(edited)" in the list, described by its new steps
     return true;
   }
   return QWidget::eventFilter(watched, event);
-}
-
-void StreamPanel::clearTimeline() {
-  for (int i = timeline_->itemCount() - 1; i >= 0; --i)
-    if (timeline_->item(i) != slo_line_) timeline_->removeItem(i);
-  decoded_graph_->data()->clear();
-  bandwidth_graph_->data()->clear();
-  decoded_tokens_ = 0;
 }
 
 void StreamPanel::run() {
@@ -448,47 +515,49 @@ void StreamPanel::run() {
     emit errorOccurred(tr("Ladder"), tr("No ladder: pick one or edit one (Edit...)."));
     return;
   }
+  run_started_ms_ = QDateTime::currentMSecsSinceEpoch();
+  // What the background preparation encoded is kept; the run encodes the rest.
+  prepare_runner_->cancel();
   const stream::Ladder ladder = ladder_;
-  std::vector<std::pair<QString, stream::Policy>> policies;
-  policies.emplace_back(QStringLiteral("adaptive"), stream::parse_policy("adaptive", ladder));
-  if (baselines_->isChecked())
-    for (const char* name : {"fp16", "int8", "text"})
-      policies.emplace_back(QString::fromLatin1(name), stream::parse_policy(name, ladder));
-  if (!store_ || store_->shared_cache() != cache)
-    store_ = std::make_shared<stream::EncodedContext>(cache, chunk_tokens_->value());
-  auto store = store_;
+  const auto policies = this->policies();
+  auto store = currentStore();
   stream::StreamConfig config;
   config.slo_s = slo_->value();
   config.simulate = simulate_->isChecked();
   config.time_scale = time_scale_->value();
-  config.keep_assembled_cache = false;
+  // Simulated: decode times from the per-token speeds prepare() measured, so
+  // a run is instant and its timeline does not jitter with the machine's load.
+  config.model_decode_time = config.simulate;
+  // The decoded caches are kept only when their quality will be measured.
+  config.keep_assembled_cache = quality_ != nullptr;
   const stream::BandwidthProfile profile = profile_;
   std::optional<stream::Recomputer> recompute;
+  const double rate = session_->prefillTokensPerSecond();
 #if KVSCOPE_GUI_HAVE_MODEL
-  if (auto model = session_->model(); model && !cache->info.token_ids.empty()) {
-    // The model must outlive the recomputer: the job keeps its shared_ptr.
-    recompute = stream::model_recomputer(*model, cache->info.token_ids, 0);
-  }
   auto model_keepalive = session_->model();
+  if (model_keepalive && !cache->info.token_ids.empty()) {
+    // Simulated: text chunks are charged at the rate this machine prefilled
+    // the context (no model run, the chunk's KV taken from the cache: what
+    // recomputing it gives). Real: the model recomputes each chunk.
+    if (config.simulate && rate > 0)
+      recompute = stream::compute_profile_recomputer(cache, rate);
+    else
+      recompute = stream::model_recomputer(*model_keepalive, cache->info.token_ids, rate);
+  }
 #endif
   reports_.clear();
   table_->setRowCount(0);
-  // One lane per ladder level, named, finest at the bottom; text above them.
-  text_lane_ = int(ladder.levels.size());
-  if (auto names = timeline_->yAxis->ticker().dynamicCast<QCPAxisTickerText>()) {
-    names->clear();
-    for (int i = 0; i < text_lane_; ++i) names->addTick(i, qs(ladder.levels[std::size_t(i)].name));
-    names->addTick(text_lane_, tr("text"));
-  }
-  clearTimeline();
-  clearComparison();
+  QStringList levels;
+  for (const auto& l : ladder.levels) levels << qs(l.name);
+  timeline_->setLevels(levels);
+  timeline_->setSlo(config.slo_s);
   timeline_->resetView();
+  progress_->setFormat(tr("encoding chunks"));
   const quint64 gen = runner_->generation() + 1;  // the job about to start
   runner_->start(tr("Streaming"), [=, this](const ProgressFn& progress) {
 #if KVSCOPE_GUI_HAVE_MODEL
     (void)model_keepalive;
 #endif
-    std::vector<stream::StreamReport> reports;
     for (const auto& [name, policy] : policies) {
       if (policy.kind == stream::Policy::Kind::Text && !recompute) continue;
       stream::PrepareOptions prep;
@@ -496,29 +565,24 @@ void StreamPanel::run() {
         return progress(f, "encoding chunks for " + name.toStdString());
       };
       stream::prepare_stream(*store, policy, prep);
-      // Live view: events are queued to the GUI thread (dropped if a newer run started).
-      QMetaObject::invokeMethod(
-          this,
-          [this, gen, name] {
-            if (gen == runner_->generation()) {
-              clearTimeline();
-              live_policy_ = name;
-            }
-          },
-          Qt::QueuedConnection);
       stream::StreamHooks hooks;
       hooks.recompute = recompute;
       hooks.progress = [&](double f, std::string_view) {
         return progress(f, "streaming " + name.toStdString());
       };
-      hooks.on_event = [this, gen, name](const stream::StreamEvent& e) {
-        QMetaObject::invokeMethod(
-            this,
-            [this, gen, e, name] {
-              if (gen == runner_->generation()) onEvent(e, name);
-            },
-            Qt::QueuedConnection);
-      };
+      if (name == QLatin1String("adaptive")) {
+        // Live view of the adaptive run's levels: events queued to the GUI
+        // thread (dropped if a newer run started).
+        hooks.on_event = [this, gen](const stream::StreamEvent& e) {
+          if (e.type != stream::StreamEvent::Type::DecodeEnd) return;
+          QMetaObject::invokeMethod(
+              this,
+              [this, gen, e] {
+                if (gen == runner_->generation()) onEvent(e, QStringLiteral("adaptive"));
+              },
+              Qt::QueuedConnection);
+        };
+      }
       stream::StreamConfig run_config = config;
       run_config.policy = policy;
       stream::StreamReport report = stream::run_stream(*store, profile, run_config, hooks);
@@ -529,10 +593,20 @@ void StreamPanel::run() {
             if (gen == runner_->generation()) addReport(report);
           },
           Qt::QueuedConnection);
-      reports.push_back(std::move(report));
     }
     return std::function<void()>([this] {
-      status_->setText(tr("Done: %1 run(s).").arg(reports_.size()));
+      last_wall_s_ = double(QDateTime::currentMSecsSinceEpoch() - run_started_ms_) / 1000.0;
+      progress_->setValue(1000);
+      progress_->setFormat(tr("done in %1 s").arg(last_wall_s_, 0, 'f', 2));
+      QStringList verdicts;
+      for (const auto& r : reports_)
+        verdicts << tr("%1 %2 s%3")
+                        .arg(qs(r.policy))
+                        .arg(r.ttft_s, 0, 'f', 2)
+                        .arg(r.slo_met ? QString() : tr(" (missed)"));
+      status_->setText(tr("SLO %1 s: %2. Hover the adaptive run's chunks for why each level was chosen.")
+                           .arg(slo_->value(), 0, 'f', 2)
+                           .arg(verdicts.join(QStringLiteral(", "))));
       emit finished();
     });
   });
@@ -543,102 +617,22 @@ void StreamPanel::stop() {
 }
 
 void StreamPanel::onEvent(const stream::StreamEvent& e, const QString& policy) {
+  timeline_->addAdaptiveChunk(e.chunk, slo_->value());
   const stream::ChunkRecord& c = e.chunk;
-  using T = stream::StreamEvent::Type;
-  if (e.type == T::Arrival || e.type == T::DecodeEnd) {
-    // One bar per chunk in the lane of its level, from send start to arrival.
-    if (e.type == T::Arrival) {
-      const double lane = c.level == stream::kTextLevel ? text_lane_ : c.level;
-      auto* rect = new QCPItemRect(timeline_);
-      rect->topLeft->setCoords(c.send_start_s, lane + 0.4);
-      rect->bottomRight->setCoords(c.arrival_s, lane - 0.4);
-      const QColor colour = c.level == stream::kTextLevel ? timeline_->seriesColor(1)
-                                                          : timeline_->seriesColor(3 + std::max(0, c.level));
-      rect->setBrush(colour);
-      rect->setPen(QPen(colour.darker(130)));
-      auto* label = new QCPItemText(timeline_);
-      // From the bar's start: a short bar (a text chunk at 0 s) keeps its label whole.
-      label->setPositionAlignment(Qt::AlignLeft | Qt::AlignVCenter);
-      label->position->setCoords(c.send_start_s, lane);
-      label->setPadding(QMargins(3, 0, 0, 0));
-      label->setText(qs(c.level_name));
-      label->setColor(timeline_->palette().color(QPalette::Text));
-      const double end = c.arrival_s;
-      bandwidth_graph_->addData(c.send_start_s, profile_.mbps_at(c.send_start_s, c.index));
-      bandwidth_graph_->addData(end, profile_.mbps_at(end, c.index));
-    } else {
-      decoded_tokens_ += c.end - c.begin;
-      decoded_graph_->addData(c.decode_end_s, decoded_tokens_);
-    }
-    timeline_->refresh();
-  }
-  status_->setText(tr("%1: chunk %2 (%3) %4 at %5 s, estimate %6 Mbit/s")
+  status_->setText(tr("%1: chunk %2 as %3, decoded at %4 s; estimate %5 Mbit/s")
                        .arg(policy)
                        .arg(c.index)
                        .arg(qs(c.level_name))
-                       .arg(QString::fromLatin1(stream::to_string(e.type)))
-                       .arg(std::max({c.send_start_s, c.arrival_s, c.decode_end_s}), 0, 'f', 3)
+                       .arg(c.decode_end_s, 0, 'f', 3)
                        .arg(c.estimated_mbps, 0, 'f', 1));
 }
 
-void StreamPanel::clearComparison() {
-  for (int i = comparison_->itemCount() - 1; i >= 0; --i)
-    if (comparison_->item(i) != comparison_slo_) comparison_->removeItem(i);
-  static_cast<QCPAxisTickerText*>(comparison_->yAxis->ticker().data())->clear();
-  comparison_->resetView();
-  comparison_->replot(QCustomPlot::rpQueuedReplot);
-}
-
-void StreamPanel::drawComparisonLane(const stream::StreamReport& r, int lane) {
-  auto ticker = comparison_->yAxis->ticker().staticCast<QCPAxisTickerText>();
-  ticker->addTick(lane, qs(r.policy));
-  const QColor text_colour = comparison_->palette().color(QPalette::Text);
-  double end = 0;
-  for (const auto& c : r.chunks) {
-    if (c.send_start_s < 0 || c.arrival_s < 0) continue;  // never sent (stopped or failed)
-    auto* rect = new QCPItemRect(comparison_);
-    rect->topLeft->setCoords(c.send_start_s, lane - 0.35);
-    rect->bottomRight->setCoords(c.arrival_s, lane + 0.35);
-    const QColor colour = c.level == stream::kTextLevel ? comparison_->seriesColor(1)
-                                                        : comparison_->seriesColor(3 + std::max(0, c.level));
-    rect->setBrush(colour);
-    rect->setPen(QPen(colour.darker(130)));
-    rect->setClipToAxisRect(true);
-    auto* label = new QCPItemText(comparison_);
-    // From the bar's start: a short bar (a text chunk at 0 s) keeps its label whole.
-    label->setPositionAlignment(Qt::AlignLeft | Qt::AlignVCenter);
-    label->position->setCoords(c.send_start_s, lane);
-    label->setPadding(QMargins(3, 0, 0, 0));
-    label->setText(qs(c.level_name));
-    label->setColor(text_colour);
-    end = std::max({end, c.arrival_s, c.decode_end_s});
-  }
-  // Time to load: a tick at the end of the lane and its value, green or red against the SLO.
-  const double ttft = r.status == stream::StreamStatus::Ok ? r.ttft_s : end;
-  auto* mark = new QCPItemLine(comparison_);
-  mark->start->setCoords(ttft, lane - 0.45);
-  mark->end->setCoords(ttft, lane + 0.45);
-  const QColor verdict = r.slo_met ? QColor(40, 160, 60) : QColor(210, 50, 40);
-  mark->setPen(QPen(verdict, 3));
-  auto* ttft_label = new QCPItemText(comparison_);
-  // In a column at the right edge (the home view leaves it free of bars), so
-  // it never covers the last chunk's label.
-  ttft_label->setPositionAlignment(Qt::AlignRight | Qt::AlignVCenter);
-  ttft_label->position->setTypeX(QCPItemPosition::ptAxisRectRatio);
-  ttft_label->position->setCoords(1.0, lane);
-  ttft_label->setPadding(QMargins(0, 0, 6, 0));
-  ttft_label->setBrush(comparison_->palette().color(QPalette::Base));
-  ttft_label->setText(
-      r.status == stream::StreamStatus::Ok
-          ? tr(" %1 s %2").arg(r.ttft_s, 0, 'f', 2).arg(r.slo_met ? tr("(SLO met)") : tr("(SLO missed)"))
-          : tr(" failed"));
-  ttft_label->setColor(verdict);
-  comparison_->refresh();  // the home view below, unless the user zoomed
-}
-
-void StreamPanel::addReport(const stream::StreamReport& r) {
+void StreamPanel::addReport(const stream::StreamReport& report) {
+  stream::StreamReport r = report;
+  std::shared_ptr<const kv::KVCache> assembled = std::move(r.assembled);
+  r.assembled.reset();  // not kept: the quality job has its own reference
   reports_.push_back(r);
-  drawComparisonLane(r, int(reports_.size()) - 1);
+  timeline_->addRun(r);
   const int row = table_->rowCount();
   table_->insertRow(row);
   int text_chunks = 0;
@@ -650,13 +644,49 @@ void StreamPanel::addReport(const stream::StreamReport& r) {
   const QString status = r.status == stream::StreamStatus::Ok ? (r.slo_met ? tr("yes") : tr("no"))
                                                               : tr("failed: %1").arg(qs(r.error));
   const QStringList cells = {qs(r.policy),
-                             qs(r.mode),
                              QString::number(r.ttft_s, 'f', 3),
                              status,
                              QString::number(double(r.bytes_sent) / 1e6, 'f', 2),
+                             levels.join(QStringLiteral(", ")),
                              QString::number(text_chunks),
-                             levels.join(QStringLiteral(", "))};
+                             QString(),
+                             QString(),
+                             QString()};
   for (int i = 0; i < cells.size(); ++i) table_->setItem(row, i, new QTableWidgetItem(cells[i]));
+#if KVSCOPE_GUI_HAVE_EVAL
+  if (quality_ && assembled && r.status == stream::StreamStatus::Ok) {
+    const QString why = quality_->unavailableReason();
+    table_->item(row, Kl)->setText(why.isEmpty() ? tr("measuring...") : tr("n/a"));
+    if (!why.isEmpty()) table_->item(row, Kl)->setToolTip(why);
+    quality_->decoded(assembled, qs(r.policy));
+  }
+#endif
+}
+
+void StreamPanel::setQualityService(QualityService* service) {
+  quality_ = service;
+#if KVSCOPE_GUI_HAVE_EVAL
+  connect(service, &QualityService::decodedResult, this, &StreamPanel::onQuality);
+#endif
+}
+
+void StreamPanel::onQuality(const QString& policy, const eval::QualityResult& q) {
+#if KVSCOPE_GUI_HAVE_EVAL
+  for (int row = 0; row < table_->rowCount(); ++row) {
+    if (table_->item(row, Policy)->text() != policy) continue;
+    const auto& i = q.intervals;
+    table_->item(row, Kl)->setText(
+        QStringLiteral("%1 [%2, %3]").arg(q.kl, 0, 'g', 3).arg(i.kl.lo, 0, 'g', 2).arg(i.kl.hi, 0, 'g', 2));
+    table_->item(row, Top1)->setText(QString::number(100 * q.top1_agreement, 'f', 1));
+    table_->item(row, Ppl)->setText(QString::number(q.delta_ppl_pct, 'f', 2));
+    table_->item(row, Kl)->setToolTip(qualitySummary(q, false));
+    timeline_->setRunNote(row, tr("KL %1").arg(q.kl, 0, 'g', 2));
+    emit qualityAdded(policy);
+  }
+#else
+  Q_UNUSED(policy);
+  Q_UNUSED(q);
+#endif
 }
 
 }  // namespace kvscope::gui

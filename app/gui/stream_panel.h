@@ -1,6 +1,8 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
 #include <QWidget>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -8,6 +10,7 @@
 #include "kvscope/stream/ladder.h"
 #include "kvscope/stream/profile.h"
 #include "kvscope/stream/streamer.h"
+#include "workspace.h"
 
 class QCheckBox;
 class QComboBox;
@@ -17,34 +20,41 @@ class QProgressBar;
 class QPushButton;
 class QSpinBox;
 class QTableWidget;
-class QCPGraph;
-class QCPItemStraightLine;
+
+namespace kvscope::eval {
+struct QualityResult;
+}
 
 namespace kvscope::gui {
 
 class JobRunner;
 class LadderEditor;
 class PlotWidget;
+class QualityService;
 class Session;
+class StreamTimeline;
 
-/// Bandwidth & SLO and the streaming run (core/stream):
-/// - a bandwidth profile (presets from resources/profiles, CSV import and
-///   export) plotted as Mbit/s over time, whose points can be dragged;
-/// - SLO, chunk size, and the level ladder: a shipped one from
-///   resources/ladders or one edited in the LadderEditor (Edit...);
-/// - Run streams the current cache with the real streamer (adaptive policy,
-///   then the fixed baselines fp16, int8 and text) on a worker; the timeline
-///   shows each chunk as a bar from send start to arrival in the lane of its
-///   level, the decoded tokens over time and the SLO; Stop cancels.
+/// Streaming (core/stream), set up to teach:
+/// - a scenario (resources/scenarios/*.kvscope: bandwidth trace, SLO, chunk
+///   size, ladder) or each part by hand: trace presets, CSV import/export,
+///   points dragged on the plot; SLO; chunk size; a shipped or edited ladder;
+/// - Run streams the current cache with the real streamer: the adaptive
+///   policy, then the fixed baselines fp16, int8 and text, on a simulated
+///   clock (default; decode times modelled from measured per-token speeds,
+///   text recompute charged at the prefill's measured rate) or over a real
+///   TCP connection on 127.0.0.1;
+/// - StreamTimeline shows the trace, the adaptive run's levels (hover: the
+///   estimate and every level's predicted finish) and every policy's lane on
+///   one time axis; the table adds, per policy, the quality of the cache it
+///   delivered (KL, top-1, perplexity change) next to its time to load.
 /// Chunks are encoded once per (cache, chunk size, level) and kept, so a new
-/// profile or SLO never re-encodes.
+/// trace or SLO never re-encodes.
 class StreamPanel : public QWidget {
   Q_OBJECT
 
  public:
   /// Accepted SLO (seconds) and chunk size (tokens).
-  static constexpr double kMinSlo = 0.01, kMaxSlo = 3600;
-  static constexpr int kMinChunkTokens = 16, kMaxChunkTokens = 65536;
+  static constexpr double kMinSlo = kMinSloSeconds, kMaxSlo = kMaxSloSeconds;
 
   explicit StreamPanel(Session* session, QWidget* parent = nullptr);
   ~StreamPanel() override;
@@ -57,13 +67,9 @@ class StreamPanel : public QWidget {
   bool loadProfileFile(const QString& path, QString* error);
   const std::vector<stream::StreamReport>& reports() const { return reports_; }
   JobRunner* runner() const { return runner_.get(); }
-  PlotWidget* timelinePlot() const { return timeline_; }
-  /// Every finished run of the last Run side by side: one lane per policy
-  /// (adaptive on top, then the fixed baselines), chunks as bars from send
-  /// start to arrival coloured by level, each run's time to load marked, and
-  /// the SLO across all lanes.
-  PlotWidget* comparisonPlot() const { return comparison_; }
-  PlotWidget* profilePlot() const { return profile_plot_; }
+  /// The three time-aligned plots (bandwidth, adaptive level, policy lanes).
+  StreamTimeline* timeline() const { return timeline_; }
+  QTableWidget* table() const { return table_; }
   void setSlo(double seconds);
   double slo() const;
   void setChunkTokens(int tokens);
@@ -81,24 +87,49 @@ class StreamPanel : public QWidget {
   void setLadder(const stream::Ladder& ladder);
   /// Opens the ladder editor on the current ladder (created on first use).
   LadderEditor* editLadder();
+  /// Applies the stream part of a validated workspace (profile, SLO, chunk
+  /// size, ladder); a shipped ladder that no longer loads goes to `error`.
+  void applyWorkspace(const Workspace& workspace, const std::function<void(const QString&)>& error);
+  /// Shipped scenarios (resources/scenarios), by name; the default first.
+  QStringList scenarios() const;
+  /// Applies a shipped scenario; false (and `error`) when it does not load.
+  bool setScenario(const QString& name, QString* error = nullptr);
   /// Runs only the adaptive policy (baselines off); for tests.
   void setRunBaselines(bool on);
+  /// Simulated clock (on by default) or the real transport.
+  void setSimulated(bool on);
+  /// Measures what each policy delivered with `service` (after each run).
+  void setQualityService(QualityService* service);
+  /// Wall seconds of the last run, from Run to the last report.
+  double lastRunWallSeconds() const { return last_wall_s_; }
+
+  /// The scenario a fresh window starts with.
+  static constexpr const char* kDefaultScenario = "adaptive-vs-int8";
 
  signals:
   void finished();
+  /// The quality of what `policy` delivered was added to the table.
+  void qualityAdded(const QString& policy);
   void errorOccurred(const QString& title, const QString& message);
 
  private:
   void redrawProfile();
   bool loadLadderItem(int index, QString* error);
-  void clearTimeline();
   void onEvent(const stream::StreamEvent& event, const QString& policy);
   void addReport(const stream::StreamReport& report);
-  void clearComparison();
-  void drawComparisonLane(const stream::StreamReport& report, int lane);
+  void onQuality(const QString& policy, const eval::QualityResult& result);
   bool eventFilter(QObject* watched, QEvent* event) override;
+  void showEvent(QShowEvent* event) override;
+  /// The policies a run streams, in lane order.
+  std::vector<std::pair<QString, stream::Policy>> policies() const;
+  /// The store for the current cache and chunk size (created when needed).
+  std::shared_ptr<stream::EncodedContext> currentStore();
+  /// Encodes the chunks every policy needs in the background while the panel
+  /// is shown, so Run only streams (the store keeps them).
+  void prepareAhead();
 
   Session* session_;
+  QComboBox* scenario_;
   QComboBox* preset_;
   QDoubleSpinBox* slo_;
   QSpinBox* chunk_tokens_;
@@ -112,24 +143,18 @@ class StreamPanel : public QWidget {
   QPushButton* stop_;
   QProgressBar* progress_;
   QLabel* status_;
-  PlotWidget* profile_plot_;
-  QCPGraph* profile_graph_;
-  PlotWidget* timeline_;
-  QCPGraph* decoded_graph_;
-  QCPGraph* bandwidth_graph_;
-  QCPItemStraightLine* slo_line_;
-  PlotWidget* comparison_;
-  QCPItemStraightLine* comparison_slo_;
+  StreamTimeline* timeline_;
   QTableWidget* table_;
   stream::BandwidthProfile profile_;
   std::vector<stream::StreamReport> reports_;
+  QualityService* quality_ = nullptr;
   int drag_index_ = -1;
-  int decoded_tokens_ = 0;
-  int text_lane_ = 8;  ///< timeline lane of chunks sent as text: above the ladder's levels
-  QString live_policy_;
+  double last_wall_s_ = 0;
+  qint64 run_started_ms_ = 0;
   // Encoded chunks, kept across runs for the same cache and chunk size.
   std::shared_ptr<stream::EncodedContext> store_;
   std::unique_ptr<JobRunner> runner_;
+  std::unique_ptr<JobRunner> prepare_runner_;
 };
 
 }  // namespace kvscope::gui

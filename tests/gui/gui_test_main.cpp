@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // GoogleTest main for GUI tests: a QApplication on the offscreen platform, a
 // throwaway settings location, so tests never touch the user's configuration.
 #include <gtest/gtest.h>

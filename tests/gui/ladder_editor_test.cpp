@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The in-app ladder editor: edit levels, validate, apply to the streaming run,
 // load and save ladder files, and keep the edited ladder in the workspace.
 #include "window_fixture.h"

@@ -1,7 +1,9 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The real window with the default model (label `model`).
 #include <gtest/gtest.h>
 
 #include <QFile>
+#include <QLabel>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTest>
@@ -22,6 +24,7 @@ TEST(ModelWindow, StartsWithDefaultModelAndPrefillsShortContext) {
   KVSCOPE_REQUIRE_DEFAULT_MODEL(model_path);
   MainWindow::Options options;
   options.use_settings = false;
+  options.keep_prefills = false;
   options.load_default = true;  // what a user gets at launch
   MainWindow window(options);
   // Short context instead of the 2K-token default, so the test stays fast.
@@ -43,12 +46,37 @@ TEST(ModelWindow, StartsWithDefaultModelAndPrefillsShortContext) {
 }
 #endif
 
+// Regression (issue 21): a context longer than the model's limit was cut
+// silently; the cut is said in the token info and the status bar.
+TEST(ModelWindow, RegressionTruncationToTheContextLimitWasSilent) {
+  KVSCOPE_REQUIRE_DEFAULT_MODEL(model_path);
+  MainWindow::Options options;
+  options.use_settings = false;
+  options.keep_prefills = false;
+  options.load_default = false;
+  options.context_limit = 8;  // stands in for the model's 8192, so the test stays fast
+  MainWindow window(options);
+  window.show();
+  QSignalSpy loaded(&window, &MainWindow::modelLoaded);
+  window.openModel(QString::fromStdString(model_path.string()));
+  ASSERT_TRUE(loaded.wait(120000));
+  QSignalSpy prefilled(&window, &MainWindow::prefilled);
+  window.setContextText(QStringLiteral("long"), kShortContext, true);
+  ASSERT_TRUE(prefilled.wait(120000));
+  EXPECT_EQ(window.session()->cache()->shape().tokens, 8);
+  auto* info = window.findChild<QLabel*>(QStringLiteral("tokenInfo"));
+  ASSERT_NE(info, nullptr);
+  EXPECT_TRUE(info->text().contains(QStringLiteral("truncated"))) << info->text().toStdString();
+  EXPECT_TRUE(info->text().contains(QStringLiteral("limit of 8 tokens"))) << info->text().toStdString();
+}
+
 TEST(ModelWindow, BadModelFileGivesErrorDialog) {
 #if !KVSCOPE_GUI_HAVE_MODEL
   GTEST_SKIP() << "this build has no model runtime";
 #else
   MainWindow::Options options;
   options.use_settings = false;
+  options.keep_prefills = false;
   options.load_default = false;
   MainWindow window(options);
   QTemporaryDir dir;

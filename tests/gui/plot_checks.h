@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 // Checks on what a plot last drew, shared by the plot and window tests.
 #include <qcustomplot.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 // The shared setup of the MainWindow tests: a window without the default
 // model or user settings, a temporary folder, a small synthetic cache, and
@@ -32,6 +33,7 @@ class WindowFixture : public ::testing::Test {
     MainWindow::Options o;
     o.load_default = false;
     o.use_settings = false;
+    o.keep_prefills = false;
     return o;
   }
 
@@ -106,7 +108,7 @@ class WindowFixture : public ::testing::Test {
     StreamPanel* panel = window().streamPanel();
     QSignalSpy finished(panel, &StreamPanel::finished);
     QSignalSpy errors(&window(), &MainWindow::errorShown);
-    panel->findChild<QCheckBox*>()->setChecked(true);  // the first check box: simulated clock
+    panel->setSimulated(true);
     panel->run();
     if (!QTest::qWaitFor([&] { return finished.count() > 0 || errors.count() > 0; }, 60000))
       return ::testing::AssertionFailure() << "the stream run did not finish";

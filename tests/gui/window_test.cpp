@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // Drives the real MainWindow without a model: raw caches, errors, workspace, layout.
 #include <QCheckBox>
 #include <QDockWidget>
@@ -235,7 +236,81 @@ TEST_F(WindowTest, Hdf5ExportIsDecodedByTheCli) {
 }  // namespace kvscope::gui
 #endif
 
+#if KVSCOPE_GUI_HAVE_HDF5
+namespace kvscope::gui {
+namespace {
+
+// Regression (issue 21): File > Open KV Cache could not open the app's own
+// .h5 export ("not a valid safetensors file"), and `kvscope file.h5`
+// prefilled the HDF5 bytes as text. Opened by content now, from every entry.
+TEST_F(WindowTest, RegressionOwnHdf5ExportDidNotOpenAsACache) {
+  MainWindow& window = this->window();
+  ASSERT_FALSE(encodeAfter([&] { window.openCacheFile(syntheticCache()); }).isEmpty());
+  const auto original = window.session()->cache();
+  const QString h5 = path(QStringLiteral("export.h5"));
+  QSignalSpy exported(&window, &MainWindow::exported);
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  window.exportHdf5(h5);
+  ASSERT_TRUE(QTest::qWaitFor([&] { return exported.count() > 0 || errors.count() > 0; }, 30000));
+  ASSERT_EQ(errors.count(), 0) << errors.at(0).at(1).toString().toStdString();
+  // Through the path every entry (menu, command line, drop) takes.
+  QSignalSpy loaded(&window, &MainWindow::prefilled);
+  window.openPath(h5);
+  ASSERT_TRUE(QTest::qWaitFor([&] { return loaded.count() > 0 || errors.count() > 0; }, 30000));
+  ASSERT_EQ(errors.count(), 0) << errors.at(0).at(1).toString().toStdString();
+  EXPECT_EQ(window.session()->cache()->shape(), original->shape());
+  EXPECT_LT(kv::max_abs_difference(*window.session()->cache(), *original), 5.0f);
+  EXPECT_TRUE(window.session()->contextText().isEmpty()) << "the HDF5 bytes became a context";
+  // The same file renamed without its suffix still opens as a cache.
+  const QString renamed = path(QStringLiteral("export-copy"));
+  ASSERT_TRUE(QFile::copy(h5, renamed));
+  const int before = int(loaded.count());
+  window.openPath(renamed);
+  ASSERT_TRUE(QTest::qWaitFor([&] { return loaded.count() > before || errors.count() > 0; }, 30000));
+  ASSERT_EQ(errors.count(), 0) << errors.at(0).at(1).toString().toStdString();
+}
+
+TEST_F(WindowTest, KvcBitstreamOpensAsACache) {
+  MainWindow& window = this->window();
+  ASSERT_FALSE(encodeAfter([&] { window.openCacheFile(syntheticCache()); }).isEmpty());
+  const auto result = window.codecPanel()->lastResult();
+  const QString kvc = writeFile(
+      QStringLiteral("cache.kvc"),
+      QByteArray(reinterpret_cast<const char*>(result->bytes.data()), qsizetype(result->bytes.size())));
+  QSignalSpy loaded(&window, &MainWindow::prefilled);
+  QSignalSpy errors(&window, &MainWindow::errorShown);
+  window.openPath(kvc);
+  ASSERT_TRUE(loaded.wait(30000));
+  EXPECT_EQ(errors.count(), 0);
+  EXPECT_EQ(window.session()->cache()->shape().tokens, 64);
+}
+
+}  // namespace
+}  // namespace kvscope::gui
+#endif
+
+// Regression (issue 21): a binary file renamed .txt was accepted as a context.
+namespace kvscope::gui {
+namespace {
+TEST_F(WindowTest, RegressionBinaryFileRenamedTxtWasAcceptedAsAContext) {
+  const QString bin = writeFile(QStringLiteral("model.txt"), QByteArray("PK\x03\x04\x00\x00binary", 12));
+  QSignalSpy errors(&window(), &MainWindow::errorShown);
+  window().openPath(bin);
+  ASSERT_EQ(errors.count(), 1);
+  EXPECT_TRUE(errors.at(0).at(1).toString().contains(bin));
+  EXPECT_TRUE(errors.at(0).at(1).toString().contains(QStringLiteral("not a text file")));
+  EXPECT_TRUE(window().session()->contextText().isEmpty());
+}
+}  // namespace
+}  // namespace kvscope::gui
+
 #if KVSCOPE_GUI_HAVE_STREAM
+#include <QHeaderView>
+#include <QProgressBar>
+#include <QTableWidget>
+
+#include "stream_timeline.h"
+
 namespace kvscope::gui {
 namespace {
 
@@ -252,14 +327,23 @@ TEST_F(StreamPanelTest, RunsTheStreamerAndDrawsTheTimeline) {
   ASSERT_EQ(panel->reports().size(), 1u);
   EXPECT_EQ(panel->reports()[0].chunks.size(), 4u);  // 64 tokens / 16
   EXPECT_GT(panel->reports()[0].ttft_s, 0.0);
-  EXPECT_GE(panel->timelinePlot()->itemCount(), 4);  // one bar per chunk (+ labels, SLO line)
+  EXPECT_EQ(panel->timeline()->adaptiveChunks().size(), 4u);
   // The lanes are named after the ladder's levels (they were numbers), text on top.
-  const auto names = panel->timelinePlot()->yAxis->ticker().dynamicCast<QCPAxisTickerText>();
+  const auto names = panel->timeline()->levelAxis()->ticker().dynamicCast<QCPAxisTickerText>();
   ASSERT_TRUE(names);
   const auto& levels = panel->currentLadder().levels;
   ASSERT_EQ(names->ticks().size(), int(levels.size()) + 1);
   EXPECT_EQ(names->ticks().value(0), QString::fromStdString(levels[0].name));
   EXPECT_EQ(names->ticks().value(double(levels.size())), QStringLiteral("text"));
+}
+
+// Items of the timeline drawn in one of its three plots.
+template <typename Item>
+QList<Item*> itemsIn(StreamTimeline* t, QCPAxisRect* rect) {
+  QList<Item*> out;
+  for (int i = 0; i < t->itemCount(); ++i)
+    if (auto* item = qobject_cast<Item*>(t->item(i)); item && item->clipAxisRect() == rect) out << item;
+  return out;
 }
 
 // The fixed baselines are drawn beside the adaptive run, one lane each, with the SLO.
@@ -272,8 +356,8 @@ TEST_F(StreamPanelTest, BaselinesShownSideBySideWithTheAdaptiveRun) {
   panel->setSlo(0.05);
   ASSERT_TRUE(runStream());
   ASSERT_EQ(panel->reports().size(), 3u);
-  PlotWidget* cmp = panel->comparisonPlot();
-  const auto ticker = cmp->yAxis->ticker().dynamicCast<QCPAxisTickerText>();
+  StreamTimeline* t = panel->timeline();
+  const auto ticker = t->laneAxis()->ticker().dynamicCast<QCPAxisTickerText>();
   ASSERT_TRUE(ticker);
   ASSERT_EQ(ticker->ticks().size(), 3);
   EXPECT_EQ(ticker->ticks().value(0), QStringLiteral("adaptive"));
@@ -281,19 +365,18 @@ TEST_F(StreamPanelTest, BaselinesShownSideBySideWithTheAdaptiveRun) {
   EXPECT_EQ(ticker->ticks().value(2), QStringLiteral("int8"));
   // Per lane: 4 chunk bars, and one load-time mark, all at their report's times.
   int bars[3] = {0, 0, 0}, marks[3] = {0, 0, 0};
-  for (int i = 0; i < cmp->itemCount(); ++i) {
-    if (auto* r = qobject_cast<QCPItemRect*>(cmp->item(i))) {
-      const int lane = int(std::lround((r->topLeft->coords().y() + r->bottomRight->coords().y()) / 2));
-      ASSERT_GE(lane, 0);
-      ASSERT_LT(lane, 3);
-      ++bars[lane];
-    } else if (auto* l = qobject_cast<QCPItemLine*>(cmp->item(i))) {
-      const int lane = int(std::lround((l->start->coords().y() + l->end->coords().y()) / 2));
-      ASSERT_GE(lane, 0);
-      ASSERT_LT(lane, 3);
-      EXPECT_DOUBLE_EQ(l->start->coords().x(), panel->reports()[std::size_t(lane)].ttft_s);
-      ++marks[lane];
-    }
+  for (auto* r : itemsIn<QCPItemRect>(t, t->lanesRect())) {
+    const int lane = int(std::lround((r->topLeft->coords().y() + r->bottomRight->coords().y()) / 2));
+    ASSERT_GE(lane, 0);
+    ASSERT_LT(lane, 3);
+    ++bars[lane];
+  }
+  for (auto* l : itemsIn<QCPItemLine>(t, t->lanesRect())) {
+    const int lane = int(std::lround((l->start->coords().y() + l->end->coords().y()) / 2));
+    ASSERT_GE(lane, 0);
+    ASSERT_LT(lane, 3);
+    EXPECT_DOUBLE_EQ(l->start->coords().x(), panel->reports()[std::size_t(lane)].ttft_s);
+    ++marks[lane];
   }
   for (int lane = 0; lane < 3; ++lane) {
     EXPECT_EQ(bars[lane], 4) << lane;
@@ -301,55 +384,130 @@ TEST_F(StreamPanelTest, BaselinesShownSideBySideWithTheAdaptiveRun) {
   }
   // fp16 sends more bytes than int8 on the same link, so it loads later.
   EXPECT_GT(panel->reports()[1].ttft_s, panel->reports()[2].ttft_s);
-  // The SLO line spans every lane at the SLO.
-  bool slo = false;
-  for (int i = 0; i < cmp->itemCount(); ++i)
-    if (auto* line = qobject_cast<QCPItemStraightLine*>(cmp->item(i)))
+  // The SLO line crosses all three plots at the SLO.
+  for (QCPAxisRect* rect : {t->bandwidthRect(), t->levelRect(), t->lanesRect()}) {
+    bool slo = false;
+    for (auto* line : itemsIn<QCPItemStraightLine>(t, rect))
       slo = slo || (line->point1->coords().x() == 0.05 && line->point2->coords().x() == 0.05);
-  EXPECT_TRUE(slo);
+    EXPECT_TRUE(slo);
+  }
+  // Four rows of the results table visible (two of four were).
+  EXPECT_GE(panel->table()->height(), panel->table()->horizontalHeader()->height() +
+                                          4 * panel->table()->verticalHeader()->defaultSectionSize());
 }
 
-// The comparison lanes are items; double-click still returns to the view of
-// every lane, the longest run and the SLO, like the other plots.
-TEST_F(StreamPanelTest, ComparisonPlotResetsOnDoubleClick) {
+// Regression (issue 21): the bandwidth, level and lane plots used different
+// time ranges. One axis now: zooming one plot moves the others.
+TEST_F(StreamPanelTest, RegressionStreamPlotsUsedDifferentTimeRanges) {
   ASSERT_TRUE(loadSyntheticCache());
   StreamPanel* panel = window().streamPanel();
   panel->setChunkTokens(16);
   panel->setRunBaselines(true);
-  panel->setProfile(stream::BandwidthProfile::constant(0.5));
-  panel->setSlo(0.05);
+  panel->setProfile(stream::BandwidthProfile::piecewise({{0, 2}, {0.05, 0.4}}));
+  panel->setSlo(0.1);
   ASSERT_TRUE(runStream());
-  PlotWidget* cmp = panel->comparisonPlot();
-  ASSERT_TRUE(QTest::qWaitForWindowExposed(cmp));
-  QTest::qWait(20);
-  const QCPRange home_x = cmp->xAxis->range(), home_y = cmp->yAxis->range();
+  StreamTimeline* t = panel->timeline();
+  ASSERT_TRUE(QTest::qWaitForWindowExposed(t));
+  t->replot(QCustomPlot::rpImmediateRefresh);
+  const QCPRange home = t->timeAxis(0)->range();
+  for (int i = 1; i < 3; ++i) EXPECT_EQ(t->timeAxis(i)->range(), home);
+  // Every run in view, up to three times the SLO (a far outlier would squeeze the rest).
   double longest = 0;
   for (const auto& r : panel->reports()) longest = std::max(longest, r.ttft_s);
-  EXPECT_GT(home_x.upper, longest);
-  EXPECT_LT(home_y.lower, 0);
-  EXPECT_GT(home_y.upper, 2);  // three lanes
-  const QPoint centre = cmp->axisRect()->center();
-  QWheelEvent wheel(centre, cmp->mapToGlobal(centre), QPoint(), QPoint(0, 480), Qt::NoButton, Qt::NoModifier,
+  EXPECT_GT(home.upper, std::min(longest, 3 * panel->slo()));
+  EXPECT_GE(home.upper, 1.5 * panel->slo());
+  // Aligned: the three plots' left and right edges coincide.
+  EXPECT_EQ(t->bandwidthRect()->left(), t->lanesRect()->left());
+  EXPECT_EQ(t->levelRect()->right(), t->lanesRect()->right());
+  // Zoom the lanes plot: all three follow; double-click returns to the home view.
+  const QPoint centre = t->lanesRect()->center();
+  QWheelEvent wheel(centre, t->mapToGlobal(centre), QPoint(), QPoint(0, 480), Qt::NoButton, Qt::NoModifier,
                     Qt::NoScrollPhase, false);
-  QApplication::sendEvent(cmp, &wheel);
-  ASSERT_TRUE(cmp->userZoomed());
-  ASSERT_NE(cmp->xAxis->range(), home_x);
-  QTest::mouseDClick(cmp, Qt::LeftButton, Qt::NoModifier, centre);
-  EXPECT_FALSE(cmp->userZoomed());
-  EXPECT_EQ(cmp->xAxis->range(), home_x);
-  EXPECT_EQ(cmp->yAxis->range(), home_y);
+  QApplication::sendEvent(t, &wheel);
+  ASSERT_TRUE(t->userZoomed());
+  ASSERT_NE(t->timeAxis(2)->range(), home);
+  EXPECT_EQ(t->timeAxis(0)->range(), t->timeAxis(2)->range());
+  EXPECT_EQ(t->timeAxis(1)->range(), t->timeAxis(2)->range());
+  QTest::mouseDClick(t, Qt::LeftButton, Qt::NoModifier, centre);
+  EXPECT_FALSE(t->userZoomed());
+  EXPECT_EQ(t->timeAxis(0)->range(), home);
 }
 
-// The profile plot fitted its y axis to the data, so wifi-drop's lowest step
-// (15 Mbit/s) lay on the bottom edge and read as an outage
-// (docs/screenshots/pipeline.png): rates now start at 0.
+// Regression (issue 21): the level plot showed the last baseline's chunks,
+// not the adaptive run's; and hovering a chunk now says why its level was chosen.
+TEST_F(StreamPanelTest, RegressionLevelPlotShowedTheLastBaseline) {
+  ASSERT_TRUE(loadSyntheticCache());
+  StreamPanel* panel = window().streamPanel();
+  panel->setChunkTokens(16);
+  panel->setRunBaselines(true);
+  panel->setProfile(stream::BandwidthProfile::piecewise({{0, 2}, {0.05, 0.4}}));
+  panel->setSlo(0.2);
+  ASSERT_TRUE(runStream());
+  const auto& adaptive = panel->reports().front();
+  ASSERT_EQ(adaptive.policy, "adaptive");
+  const auto& shown = panel->timeline()->adaptiveChunks();
+  ASSERT_EQ(shown.size(), adaptive.chunks.size());
+  for (std::size_t i = 0; i < shown.size(); ++i) {
+    EXPECT_EQ(shown[i].level, adaptive.chunks[i].level) << i;
+    EXPECT_DOUBLE_EQ(shown[i].arrival_s, adaptive.chunks[i].arrival_s) << i;
+  }
+  const auto& c = shown[1];
+  const double lane = c.level == stream::kTextLevel ? double(panel->currentLadder().levels.size()) : c.level;
+  const QString why = panel->timeline()->chunkExplanation((c.send_start_s + c.arrival_s) / 2, lane);
+  EXPECT_TRUE(why.contains(QStringLiteral("estimate"))) << why.toStdString();
+  for (const auto& level : panel->currentLadder().levels)
+    EXPECT_TRUE(why.contains(QString::fromStdString(level.name))) << why.toStdString();
+  if (c.level != stream::kTextLevel) {
+    EXPECT_TRUE(why.contains(QStringLiteral("chosen"))) << why.toStdString();
+  }
+}
+
+// Regression (issue 21): the progress bar still said "streaming text" when the run was done.
+TEST_F(StreamPanelTest, RegressionProgressSaidStreamingTextWhenDone) {
+  ASSERT_TRUE(loadSyntheticCache());
+  StreamPanel* panel = window().streamPanel();
+  panel->setChunkTokens(16);
+  ASSERT_TRUE(runStream());
+  auto* bar = panel->findChild<QProgressBar*>();
+  ASSERT_NE(bar, nullptr);
+  EXPECT_TRUE(bar->format().startsWith(QStringLiteral("done"))) << bar->format().toStdString();
+  EXPECT_GT(panel->lastRunWallSeconds(), 0.0);
+}
+
+// The bandwidth trace drew its lowest step on the bottom edge (it read as an
+// outage): rates start at 0.
 TEST_F(StreamPanelTest, ProfilePlotShowsTheLowestRateAboveTheAxis) {
   StreamPanel* panel = window().streamPanel();
   panel->setProfile(stream::BandwidthProfile::piecewise({{0, 100}, {1, 15}, {3, 40}}));
-  PlotWidget* plot = panel->profilePlot();
-  plot->replot(QCustomPlot::rpImmediateRefresh);
-  EXPECT_EQ(plot->yAxis->range().lower, 0);
-  EXPECT_GT(plot->yAxis->range().upper, 100);
+  StreamTimeline* t = panel->timeline();
+  t->resetView();
+  t->replot(QCustomPlot::rpImmediateRefresh);
+  EXPECT_EQ(t->bandwidthAxis()->range().lower, 0);
+  EXPECT_GT(t->bandwidthAxis()->range().upper, 100);
+}
+
+// Regression (issue 21): after dragging a trace point its description still
+// said "drop to 15 Mbit/s".
+TEST_F(StreamPanelTest, RegressionDraggedTraceKeptItsOldDescription) {
+  StreamPanel* panel = window().streamPanel();
+  window().resize(1600, 1000);
+  if (auto* dock = window().findChild<QDockWidget*>(QStringLiteral("streamDock"))) dock->raise();
+  panel->setProfile(stream::resolve_profile("wifi-drop"));
+  StreamTimeline* t = panel->timeline();
+  ASSERT_TRUE(QTest::qWaitForWindowExposed(t));
+  t->replot(QCustomPlot::rpImmediateRefresh);
+  const auto& p = panel->profile().points()[1];  // the 15 Mbit/s step
+  const QPoint at(int(t->timeAxis(0)->coordToPixel(p.time_s)), int(t->bandwidthAxis()->coordToPixel(p.mbps)));
+  const QPoint to(at.x(), int(t->bandwidthAxis()->coordToPixel(60)));
+  QTest::mousePress(t, Qt::LeftButton, Qt::NoModifier, at);
+  QMouseEvent move(QEvent::MouseMove, QPointF(to), t->mapToGlobal(QPointF(to)), Qt::NoButton, Qt::LeftButton,
+                   Qt::NoModifier);
+  QApplication::sendEvent(t, &move);
+  QTest::mouseRelease(t, Qt::LeftButton, Qt::NoModifier, to);
+  EXPECT_NEAR(panel->profile().points()[1].mbps, 60, 6);
+  const std::string d = panel->profile().description();
+  EXPECT_EQ(d.find("15 Mbit/s"), std::string::npos) << d;
+  EXPECT_NE(d.find("Edited"), std::string::npos) << d;
 }
 
 // The workspace keeps the streaming setup: profile (every kind), SLO, chunk size, ladder.
@@ -446,6 +604,78 @@ TEST_F(StreamPanelTest, RegressionBadWorkspaceProfileAppliedCodecSettingsBeforeT
   }
 }
 
+}  // namespace
+}  // namespace kvscope::gui
+#endif
+
+#if KVSCOPE_GUI_HAVE_CODECS
+namespace kvscope::gui {
+namespace {
+// Regression (issue 21): the app encoded the cache several times on its own
+// after a new cache arrived; one encode per change now.
+TEST_F(WindowTest, RegressionNewCacheWasEncodedSeveralTimes) {
+  CodecPanel* panel = window().codecPanel();
+  const int before = panel->encodesStarted();
+  ASSERT_FALSE(encodeAfter([&] { window().openCacheFile(syntheticCache()); }).isEmpty());
+  QTest::qWait(300);  // anything queued behind the first encode
+  EXPECT_EQ(panel->encodesStarted() - before, 1);
+  ASSERT_FALSE(
+      encodeAfter([&] { panel->setParam(QStringLiteral("group_size"), QStringLiteral("8")); }).isEmpty());
+  QTest::qWait(300);
+  EXPECT_EQ(panel->encodesStarted() - before, 2);
+}
+}  // namespace
+}  // namespace kvscope::gui
+#endif
+
+#if KVSCOPE_GUI_HAVE_CODECS
+#include <QComboBox>
+
+#include "help_panel.h"
+
+namespace kvscope::gui {
+namespace {
+// Regression (issue 19): the entropy bars used one quantization step per
+// channel, unlike cachegen's per-token default, so they did not predict the
+// coded bits. The default bars are now the codec's own symbol entropies with
+// the current settings; the per-channel ones say what they are.
+TEST_F(CodecPanelTest, RegressionEntropyBarsDidNotQuantizeLikeTheCodec) {
+  ASSERT_FALSE(encodeAfter([&] { window().openCacheFile(syntheticCache()); }).isEmpty());
+  const auto stages = window().codecPanel()->lastStages();
+  ASSERT_NE(stages, nullptr);
+  DistributionsPanel* dist = window().distributionsPanel();
+  ASSERT_TRUE(QTest::qWaitFor([&] { return dist->stats() != nullptr; }, 10000));
+  auto* metric = dist->findChild<QComboBox*>(QStringLiteral("metricCombo"));
+  ASSERT_NE(metric, nullptr);
+  EXPECT_TRUE(metric->currentText().contains(QStringLiteral("as cachegen codes")))
+      << metric->currentText().toStdString();
+  auto* k_bars = qobject_cast<QCPBars*>(dist->summaryPlot()->plottable(0));
+  ASSERT_NE(k_bars, nullptr);
+  ASSERT_EQ(k_bars->data()->size(), 4);
+  for (int l = 0; l < 4; ++l)
+    EXPECT_DOUBLE_EQ(k_bars->data()->at(l)->value, stages->raw_entropy.per_layer[std::size_t(l) * 2]) << l;
+  metric->setCurrentIndex(
+      metric->findText(QStringLiteral("entropy at one per-channel step: raw values (bits)")));
+  EXPECT_TRUE(dist->summaryPlot()->yAxis->label().contains(QStringLiteral("per-channel step")));
+}
+
+// Regression (issue 21): Help was a glossary asserting that deltas need fewer
+// bits; it is a how-to whose statements come from the loaded cache.
+TEST_F(CodecPanelTest, RegressionHelpAssertedDeltasNeedFewerBits) {
+  ASSERT_FALSE(encodeAfter([&] { window().openCacheFile(syntheticCache()); }).isEmpty());
+  const auto stages = window().codecPanel()->lastStages();
+  ASSERT_NE(stages, nullptr);
+  const QString page = window().helpPanel()->page();
+  EXPECT_TRUE(page.contains(QStringLiteral("Find the smallest setting with KL under 0.01")));
+  EXPECT_TRUE(page.contains(QStringLiteral("Make adaptation meet an SLO")));
+  EXPECT_TRUE(page.contains(QString::number(stages->raw_entropy.per_layer[0], 'f', 2))) << page.toStdString();
+  EXPECT_TRUE(page.contains(QString::number(stages->delta_entropy.per_layer[0], 'f', 2)))
+      << page.toStdString();
+  int cheaper = 0;
+  for (std::size_t i = 0; i < stages->raw_entropy.per_layer.size(); ++i)
+    cheaper += stages->delta_entropy.per_layer[i] < stages->raw_entropy.per_layer[i];
+  EXPECT_TRUE(page.contains(QStringLiteral("in %1 of 8").arg(cheaper))) << page.toStdString();
+}
 }  // namespace
 }  // namespace kvscope::gui
 #endif

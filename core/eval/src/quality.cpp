@@ -89,6 +89,40 @@ const Reference& Evaluator::reference(const std::string& text, const std::string
   return *refs_.emplace(key, std::move(ref)).first->second;
 }
 
+Reference reference_from_cache(const model::Model& model, const kv::KVCache& cache, const std::string& label,
+                               const EvalConfig& config) {
+  const auto& tokens = cache.info.token_ids;
+  const int T = cache.shape().tokens;
+  require(!tokens.empty() && int(tokens.size()) == T, ErrorCode::InvalidArgument,
+          "context '" + label + "': the cache has no token ids (a prefilled cache has one per token)");
+  const int M = config.continuation_tokens;
+  require(M >= 1 && T >= M + 2, ErrorCode::InvalidArgument,
+          "context '" + label + "' has " + std::to_string(T) + " tokens; needs at least " +
+              std::to_string(M + 2) + " for a " + std::to_string(M) + "-token continuation");
+  int N = T - M;
+  if (config.max_context_tokens > 0) N = std::min(N, config.max_context_tokens);
+
+  Reference ref;
+  ref.label = label;
+  ref.context_tokens.assign(tokens.begin(), tokens.begin() + N);
+  ref.continuation_tokens.assign(tokens.begin() + N, tokens.begin() + N + M);
+  const auto t0 = Clock::now();
+  ref.cache = cache.slice_tokens(0, N - 1);
+  ref.cache.round_to_fp16();
+  std::vector<std::int32_t> fed{ref.context_tokens.back()};
+  fed.insert(fed.end(), ref.continuation_tokens.begin(), ref.continuation_tokens.end() - 1);
+  report_progress(config.progress, 0.0, "reference continuation " + label);
+  ref.logits = model.continue_logits(ref.cache, fed);
+  ref.ppl = perplexity(ref.logits, model.config().vocab, ref.continuation_tokens);
+  if (config.greedy_tokens > 0) {
+    const std::int32_t last = ref.context_tokens.back();
+    ref.greedy = model.generate(ref.cache, std::span(&last, 1), config.greedy_tokens);
+  }
+  ref.prefill_seconds = since(t0);
+  report_progress(config.progress, 1.0, "reference " + label);
+  return ref;
+}
+
 const std::vector<TaskReference>& Evaluator::task_references(const DatasetIndex& index,
                                                              const std::string& task_set) {
   const std::string key = task_set + "|" + std::to_string(config_.task_greedy_tokens);
@@ -153,6 +187,9 @@ QualityResult Evaluator::evaluate(const Reference& ref, const codec::CodecConfig
   q.delta_ppl_pct = 100.0 * (q.ppl - q.ppl_ref) / q.ppl_ref;
   q.top1_agreement = top1_agreement(ref.logits, logits, vocab);
   q.kl = mean_kl(ref.logits, logits, vocab);
+  q.token_scores = token_scores(ref.logits, logits, vocab, ref.continuation_tokens);
+  if (config_.bootstrap_resamples > 0)
+    q.intervals = bootstrap_intervals(q.token_scores, config_.bootstrap_resamples);
   if (!ref.greedy.empty()) {
     report_progress(config_.progress, 0.5, "generate " + config.codec);
     const std::int32_t last = ref.context_tokens.back();

@@ -29,6 +29,7 @@
 #include "kvscope/common/progress.h"
 #include "kvscope/eval/dataset.h"
 #include "kvscope/eval/metrics.h"
+#include "kvscope/eval/token_scores.h"
 #include "kvscope/kv/kv_cache.h"
 #include "kvscope/model/model.h"
 
@@ -38,10 +39,11 @@ struct EvalConfig {
   /// Context tokens N kept (from the start of the text); 0 = all the text
   /// leaves after the continuation.
   int max_context_tokens = 0;
-  int continuation_tokens = 64;  ///< M, >= 1
-  int greedy_tokens = 32;        ///< G, >= 0
-  int task_greedy_tokens = 8;    ///< tokens generated per retrieval task
-  int threads = 0;               ///< codec threads (0 = all)
+  int continuation_tokens = 64;    ///< M, >= 1
+  int greedy_tokens = 32;          ///< G, >= 0
+  int task_greedy_tokens = 8;      ///< tokens generated per retrieval task
+  int threads = 0;                 ///< codec threads (0 = all)
+  int bootstrap_resamples = 1000;  ///< resamples of QualityResult::intervals; 0 = skip
   ProgressFn progress;
 };
 
@@ -83,6 +85,10 @@ struct QualityResult {
   double ppl_ref = 0, ppl = 0, delta_ppl_pct = 0;
   double top1_agreement = 0, kl = 0, greedy_match = 0;
   double max_abs_error = 0;  ///< largest |decoded - original| over the cache
+  /// The M continuation tokens' own scores, and bootstrap intervals of the
+  /// summary metrics over them (EvalConfig::bootstrap_resamples; 0 = none).
+  TokenScores token_scores;
+  QualityIntervals intervals;
   double encode_seconds = 0, decode_seconds = 0, eval_seconds = 0;
   /// Retrieval tasks (empty unless tasks were evaluated).
   std::vector<TaskOutcome> tasks;
@@ -120,6 +126,16 @@ class Evaluator {
   std::map<std::string, std::unique_ptr<Reference>> refs_;
   std::map<std::string, std::vector<TaskReference>> task_refs_;
 };
+
+/// The reference of a context whose cache is already computed: `cache`
+/// covers every token of the context (cache.info.token_ids, one per token,
+/// as a prefill leaves them), so its first N-1 tokens are exactly the
+/// reference cache (attention is causal) and no second prefill is needed.
+/// Split, continuation and greedy tokens follow `config` as reference()
+/// does. Error(InvalidArgument) without token ids or with fewer than M + 2
+/// tokens; Error(Cancelled) from config.progress.
+Reference reference_from_cache(const model::Model& model, const kv::KVCache& cache, const std::string& label,
+                               const EvalConfig& config);
 
 /// A codec configuration decoded back to a cache, with its size and timing.
 struct RoundTrip {
