@@ -82,6 +82,10 @@ void PrefillCache::store(const QString& key, const Entry& entry) const {
     const QByteArray json = QJsonDocument(o).toJson();
     write_file_atomically(folder_ / (key.toStdString() + ".json"), json.constData(),
                           std::size_t(json.size()));
+    // Stamped with the clock's full resolution (a file's own mtime is only as
+    // fine as the kernel tick), so entries stored in quick succession still
+    // order from newest to oldest.
+    fs::last_write_time(folder_ / (key.toStdString() + ".json"), fs::file_time_type::clock::now(), ec);
     // Keep the newest kMaxEntries (by their side file's time).
     std::vector<std::pair<fs::file_time_type, fs::path>> sides;
     for (const auto& f : fs::directory_iterator(folder_, ec))
