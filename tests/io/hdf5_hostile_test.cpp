@@ -7,7 +7,9 @@
 // edit, as an attacker would.
 #include <hdf5.h>
 
+#include <atomic>
 #include <chrono>
+#include <thread>
 
 #include "fuzz_outcome.h"
 #include "hdf5_test_util.h"
@@ -181,6 +183,46 @@ TEST(Hdf5Hostile, AFileThatHangsHdf5IsAFormatError) {
   EXPECT_EQ(out.error, ErrorCode::Format) << out.message;
   EXPECT_NE(out.message.find("HDF5"), std::string::npos) << out.message;
   EXPECT_LT(secs, 10.0);
+}
+
+// Regression: import forks a child to parse the file; a fork while another
+// thread was inside HDF5 (holding its global lock) could leave the child
+// waiting forever, and the import failed after the child's time limit. The
+// GUI exports on one job thread while another imports, so both run here.
+TEST(Hdf5Hostile, ImportWhileAnotherThreadExportsSucceeds) {
+  TempDir dir("concurrent");
+  const auto path = file_with_reference(dir);
+  // A reference cache makes the exporter spend most of its time in H5Dwrite.
+  kv::KVCache cache = test::make_cache({2, 4, 128, 128});
+  cache.info.token_ids.clear();
+  cache.info.positions.clear();
+  auto contents = test::contents_for(cache, "int8");
+  contents.reference = cache;
+  std::atomic<bool> stop{false};
+  std::atomic<int> exports{0};
+  std::thread exporter([&] {
+    io::Hdf5ExportOptions options;
+    options.overwrite = true;
+    options.include_reference = true;
+    while (!stop.load()) {
+      io::export_hdf5(dir / "other.h5", contents, options);
+      exports.fetch_add(1);
+    }
+  });
+  while (exports.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  io::Hdf5ImportOptions options;
+  options.isolate_timeout_seconds = 5;
+  std::string error;  // the first failure ends the loop (each costs the 5 s limit)
+  for (int i = 0; i < 30 && error.empty(); ++i) {
+    try {
+      io::import_hdf5(path, options);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  stop = true;
+  exporter.join();
+  EXPECT_EQ(error, "");
 }
 
 }  // namespace

@@ -8,6 +8,11 @@
 
 namespace kvscope::io::h5 {
 
+std::mutex& library_mutex() {
+  static std::mutex m;
+  return m;
+}
+
 static_assert(std::endian::native == std::endian::little,
               "checksums are defined over little-endian bytes; add byte swapping for this host");
 

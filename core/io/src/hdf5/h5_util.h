@@ -9,6 +9,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -50,6 +51,11 @@ class Handle {
   hid_t id_ = -1;
   Closer closer_ = nullptr;
 };
+
+/// Held by every KVScope call into HDF5 (export, import): import forks a
+/// child that parses the file, and a fork while another thread is inside
+/// HDF5 (holding its global lock) would leave the child waiting forever.
+std::mutex& library_mutex();
 
 /// Turns HDF5's automatic error printing off for the calling thread (error
 /// settings are per thread in thread-safe builds) and clears its stack.

@@ -389,6 +389,7 @@ bool is_hdf5_path(const fs::path& path) {
 
 Hdf5ExportResult export_hdf5(const fs::path& path, const Hdf5Contents& contents,
                              const Hdf5ExportOptions& options) {
+  const std::lock_guard<std::mutex> lock(h5::library_mutex());
   const auto t0 = std::chrono::steady_clock::now();
   h5::silence_errors();
   validate(contents, options);

@@ -364,6 +364,7 @@ void parse_in_child(const fs::path& path, const Hdf5ImportOptions& options) {
 
 Hdf5Contents import_hdf5(const fs::path& path, const Hdf5ImportOptions& options) {
   try {
+    const std::lock_guard<std::mutex> lock(h5::library_mutex());
     if (options.isolate) parse_in_child(path, options);
     return import_unchecked(path, options);
   } catch (const std::bad_alloc&) {

@@ -10,7 +10,9 @@
 //
 // Only built when KVSCOPE_WITH_HDF5 (the macro KVSCOPE_HAVE_HDF5 says so).
 // All functions are safe to call from worker threads (Debian's HDF5 is built
-// thread-safe; HDF5 never prints to stderr from these calls).
+// thread-safe; HDF5 never prints to stderr from these calls). Exports and
+// imports run one at a time per process: they share one lock, so import's
+// check process is never forked while another thread is inside HDF5.
 
 #include <cstdint>
 #include <filesystem>
