@@ -145,8 +145,11 @@ struct Model::Impl {
 
   // Causal attention of q [heads, T, hd] over K/V [kv_heads, S, hd] whose last
   // T entries are the queries' own; query row r sees keys 0..S-T+r, or only
-  // the last `window` of them.
-  Tensor attention(const Tensor& q, const Tensor& K, const Tensor& V, int window) const {
+  // the last `window` of them. With `drawn` ([past] floats), adds the weight
+  // every query row of every head puts on each of the `past` keys before the
+  // queries' own.
+  Tensor attention(const Tensor& q, const Tensor& K, const Tensor& V, int window,
+                   Tensor* drawn = nullptr) const {
     const auto nh = q.size(0), T = q.size(1), hd = q.size(2);
     const auto nkv = K.size(0), S = K.size(1), g = nh / nkv, past = S - T;
     const Tensor qg = q.reshape({nkv, g, T, hd});
@@ -172,6 +175,9 @@ struct Model::Impl {
       if (window > 0) mask = mask.logical_or(cols.unsqueeze(0) <= rows.unsqueeze(1) - window);
       scores.view({nkv, g, B, S_n}).masked_fill_(mask, -std::numeric_limits<float>::infinity());
       const Tensor p = torch::softmax(scores, -1);
+      if (drawn && past > S_lo)
+        drawn->narrow(0, S_lo, past - S_lo)
+            .add_(p.narrow(2, 0, past - S_lo).sum(std::vector<std::int64_t>{0, 1}));
       const Tensor ob = torch::bmm(p, V.narrow(1, S_lo, S_n));  // [nkv, g*B, hd]
       out.narrow(2, r0, B).copy_(ob.view({nkv, g, B, hd}));
     }
@@ -202,7 +208,8 @@ struct Model::Impl {
   // Runs `ids` at positions pos0.. after the K/V in `kv` (appending to it).
   // Returns logits for every row (all_logits) or the last row only.
   Tensor forward(const std::vector<std::int32_t>& ids, std::int64_t pos0, std::vector<LayerKV>& kv,
-                 std::vector<Tensor>* pre_rope, bool all_logits, const ProgressFn& progress) const {
+                 std::vector<Tensor>* pre_rope, bool all_logits, const ProgressFn& progress,
+                 std::vector<Tensor>* drawn = nullptr) const {
     const auto T = static_cast<std::int64_t>(ids.size());
     const auto nh = cfg.heads, nkv = cfg.kv_heads, hd = cfg.head_dim, I = cfg.intermediate;
     std::vector<std::int64_t> ids64(ids.begin(), ids.end());
@@ -232,7 +239,7 @@ struct Model::Impl {
       auto& c = kv[l];
       c.k = c.k.defined() ? torch::cat({c.k, k}, 1) : k.contiguous();
       c.v = c.v.defined() ? torch::cat({c.v, v}, 1) : v.contiguous();
-      Tensor a = L.wo.apply(attention(q, c.k, c.v, L.window), scratch);
+      Tensor a = L.wo.apply(attention(q, c.k, c.v, L.window, drawn ? &(*drawn)[l] : nullptr), scratch);
       if (cfg.sandwich_norms) a = rms_norm(a, L.post_attn_norm, cfg.rms_eps);
       x = x + a;
       const Tensor h2 = rms_norm(x, L.ffn_norm, cfg.rms_eps);
@@ -580,6 +587,30 @@ std::vector<float> Model::continue_logits(const kv::KVCache& cache,
   const std::vector<std::int32_t> ids(tokens.begin(), tokens.end());
   const Tensor lg = im.forward(ids, pos0, kv, nullptr, true, {}).to(torch::kCPU).contiguous();
   return std::vector<float>(lg.data_ptr<float>(), lg.data_ptr<float>() + lg.numel());
+}
+
+std::vector<float> Model::attention_to_cache(const kv::KVCache& cache,
+                                             std::span<const std::int32_t> tokens) const {
+  const auto& im = *impl_;
+  if (tokens.empty()) throw Error(ErrorCode::InvalidArgument, "attention_to_cache needs at least one token");
+  im.check_tokens(tokens);
+  c10::InferenceMode guard;
+  std::int64_t pos0 = 0;
+  auto kv = im.from_cache(cache, pos0);
+  const std::int64_t past = cache.shape().tokens;
+  std::vector<Tensor> drawn;
+  for (int l = 0; l < im.cfg.layers; ++l)
+    drawn.push_back(torch::zeros({past}, torch::TensorOptions().dtype(torch::kFloat32).device(im.device)));
+  const std::vector<std::int32_t> ids(tokens.begin(), tokens.end());
+  im.forward(ids, pos0, kv, nullptr, false, {}, &drawn);
+  const double rows = double(im.cfg.heads) * double(tokens.size());
+  std::vector<float> out;
+  out.reserve(std::size_t(im.cfg.layers) * std::size_t(past));
+  for (const auto& d : drawn) {
+    const Tensor c = (d / rows).to(torch::kCPU).contiguous();
+    out.insert(out.end(), c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  }
+  return out;
 }
 
 std::vector<std::int32_t> Model::generate(const kv::KVCache& cache, std::span<const std::int32_t> tokens,

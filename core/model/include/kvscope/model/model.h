@@ -180,6 +180,14 @@ class Model {
   /// `tokens` is empty. An empty cache (0 tokens) is allowed.
   std::vector<float> continue_logits(const kv::KVCache& cache, std::span<const std::int32_t> tokens) const;
 
+  /// How much attention each cached token draws: feeds `tokens` after the
+  /// cache as continue_logits does and returns, for every layer and cached
+  /// token ([layer][token], layers x cache tokens floats), the softmax weight
+  /// the fed tokens' queries put on that token, averaged over query heads and
+  /// fed tokens (a layer's weights sum to at most 1; the rest goes to the fed
+  /// tokens themselves). Errors as continue_logits.
+  std::vector<float> attention_to_cache(const kv::KVCache& cache, std::span<const std::int32_t> tokens) const;
+
   /// Greedy generation: feeds `tokens` (non-empty) after the cache as
   /// continue_logits does, then appends the argmax token `n` times, each fed
   /// back. Returns only the `n` generated ids (fewer when `stop_at_eos` and
