@@ -298,3 +298,31 @@ TEST(LoadErrors, UnsupportedTypeMissingTokenizerAndArchitectureSayExactlyWhy) {
   expect_error(dir / "hf", {"tokenizer.json"});
   std::filesystem::remove_all(dir);
 }
+
+TEST(SlidingWindowCaches, AttentionToCacheGivesNothingOutsideAWindow) {
+  // Gemma 2: layer 0 slides (window 4), layer 1 attends to everything.
+  const auto& g = golden()["models"]["gemma2"];
+  const auto dir = std::filesystem::temp_directory_path() / "kvscope_sliding_attention";
+  std::filesystem::create_directories(dir);
+  write_bytes(dir / "tiny.gguf", tiny_gguf_bytes(TinyWeights(dims_of(g["dims"]), 7, true)));
+  const auto m = Model::load(dir / "tiny.gguf");
+  std::filesystem::remove_all(dir);
+  const auto tokens = golden()["tokens"].get<std::vector<std::int32_t>>();
+  const auto cache = m->prefill(std::span(tokens).first(9)).cache;
+  const auto drawn = m->attention_to_cache(cache, std::span(tokens).last(3));
+  ASSERT_EQ(drawn.size(), 2u * 9u);
+  // The fed tokens sit at positions 9..11: with a window of 4 they see keys 6..11.
+  for (int t = 0; t < 9; ++t) {
+    if (t < 6) {
+      EXPECT_EQ(drawn[t], 0.f) << "sliding layer, cached token " << t;
+    } else {
+      EXPECT_GT(drawn[t], 0.f) << "sliding layer, cached token " << t;
+    }
+    EXPECT_GT(drawn[9 + t], 0.f) << "full layer, cached token " << t;
+  }
+  for (int l = 0; l < 2; ++l) {
+    double sum = 0;
+    for (int t = 0; t < 9; ++t) sum += drawn[l * 9 + t];
+    EXPECT_LE(sum, 1.0 + 1e-6) << "layer " << l;
+  }
+}
