@@ -2,6 +2,7 @@
 
 #include <QWidget>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -83,6 +84,14 @@ class StreamPanel : public QWidget {
   LadderEditor* editLadder();
   /// Runs only the adaptive policy (baselines off); for tests.
   void setRunBaselines(bool on);
+  /// Where runs load the chunks from: "memory:" (published in this process;
+  /// real mode through an in-process sender) or a chunk store spec
+  /// (dir:PATH, redis://HOST:PORT[,...], tcp://HOST:PORT; docs/streaming.md).
+  void setStoreSpec(const QString& spec);
+  QString storeSpec() const;
+  /// Recompute rate (tokens/s) charged for text chunks and the query; 0 =
+  /// measured with the model on this machine at each Run.
+  void setRecomputeRate(double tokens_per_s);
 
  signals:
   void finished();
@@ -108,6 +117,15 @@ class StreamPanel : public QWidget {
   QDoubleSpinBox* time_scale_;
   QCheckBox* simulate_;
   QCheckBox* baselines_;
+  QComboBox* store_spec_;
+  QDoubleSpinBox* recompute_rate_;
+  /// The recompute rate measured with a model (on a worker; kept across runs).
+  struct RateCache {
+    std::mutex mutex;
+    const void* model = nullptr;
+    std::optional<stream::RecomputeRate> rate;
+  };
+  std::shared_ptr<RateCache> rate_cache_ = std::make_shared<RateCache>();
   QPushButton* run_;
   QPushButton* stop_;
   QProgressBar* progress_;
