@@ -148,7 +148,7 @@ void run(const Options& o) {
     stream::StoreOptions so;
     so.retry_timeout_s = o.store_timeout;
     auto store = stream::open_store(o.store, so);
-    const auto id = stream::context_id(ctx.info, ctx.shape);
+    const auto id = cache ? stream::context_id(*cache) : stream::context_id(ctx.info, ctx.shape);
     auto manifest = stream::load_manifest(*store, id, o.chunk_tokens);
     if (!manifest) {
       std::string other;

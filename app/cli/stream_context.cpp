@@ -16,7 +16,9 @@ void add_stream_context_options(CLI::App* cmd, StreamContextOptions& o) {
   cmd->add_option("--model", o.model, "model file (default: the default model)");
   cmd->add_option("--context", o.context,
                   "the context: a text file or a dataset id (prefilled with the model)");
-  cmd->add_option("--cache", o.cache, "a saved raw cache (.safetensors with token ids) instead of --context");
+  cmd->add_option(
+      "--cache", o.cache,
+      "a saved raw cache (.safetensors) instead of --context; without token ids no chunk goes as text");
   cmd->add_option("--max-tokens", o.max_tokens, "truncate the context to this many tokens (0 = all)")
       ->capture_default_str();
 }
@@ -28,9 +30,11 @@ StreamContext load_stream_context(const StreamContextOptions& o, bool need_model
     s.cache = std::make_shared<kv::KVCache>(io::load_cache(o.cache));
     if (o.max_tokens > 0 && s.cache->shape().tokens > o.max_tokens)
       s.cache = std::make_shared<kv::KVCache>(s.cache->slice_tokens(0, o.max_tokens));
-    if (static_cast<int>(s.cache->info.token_ids.size()) != s.cache->shape().tokens)
-      throw Error(ErrorCode::InvalidArgument, o.cache,
-                  "the cache carries no token ids: a store names a context by its tokens");
+    // Without token ids a store names the context by its values
+    // (chunk_key.h), and text chunks cannot be recomputed.
+    if (!s.cache->info.token_ids.empty() &&
+        static_cast<int>(s.cache->info.token_ids.size()) != s.cache->shape().tokens)
+      throw Error(ErrorCode::Format, o.cache, "the cache has token ids for only some of its tokens");
     s.source = {{"cache", o.cache}, {"model", s.cache->info.model_name}};
     s.info = s.cache->info;
     s.shape = s.cache->shape();

@@ -27,6 +27,7 @@
 #include "kvscope/common/error.h"
 #include "kvscope/common/paths.h"
 #include "kvscope/stream/ladder.h"
+#include "kvscope/stream/manifest.h"
 #include "kvscope/stream/model_recomputer.h"
 #include "ladder_editor.h"
 #include "session.h"
@@ -57,7 +58,9 @@ std::string describeSteps(const std::vector<stream::ProfilePoint>& points) {
   return QStringLiteral("Edited: %1.").arg(parts.join(QStringLiteral(", "))).toStdString();
 }
 
-enum Column { Policy, Load, SloMet, Sent, Levels, Text, Kl, Top1, Ppl, Columns };
+enum Column { Policy, Load, Loaded, Query, FirstToken, SloMet, Sent, Levels, Text, Kl, Top1, Ppl, Columns };
+/// The query asked after the context: its prefill and first token are part of TTFT.
+constexpr const char* kQuery = "\n\nQuestion: What is the text above about?\nAnswer:";
 }  // namespace
 
 StreamPanel::StreamPanel(Session* session, QWidget* parent)
@@ -112,6 +115,25 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
          "connection on 127.0.0.1 paced by the trace."));
   baselines_ = new QCheckBox(tr("baselines fp16, int8, text"));
   baselines_->setChecked(true);
+  store_spec_ = new QComboBox;
+  store_spec_->setObjectName(QStringLiteral("storeCombo"));
+  store_spec_->setEditable(true);
+  store_spec_->addItem(QStringLiteral("memory:"));
+  store_spec_->setToolTip(
+      tr("Where the chunks are loaded from. memory: publishes them in this process (real mode sends them "
+         "through an in-process sender on 127.0.0.1); dir:PATH, redis://HOST:PORT[,HOST:PORT...] (a server "
+         "or a cluster) or tcp://HOST:PORT (a kvscope-cli serve sender): Run publishes the context there, "
+         "then loads it from there. See docs/streaming.md."));
+  recompute_rate_ = new QDoubleSpinBox;
+  recompute_rate_->setObjectName(QStringLiteral("recomputeRate"));
+  recompute_rate_->setRange(0, 1e7);
+  recompute_rate_->setDecimals(0);
+  recompute_rate_->setSingleStep(100);
+  recompute_rate_->setSuffix(tr(" tokens/s"));
+  recompute_rate_->setSpecialValueText(tr("measured"));
+  recompute_rate_->setToolTip(
+      tr("Recompute rate: what text chunks and the query's prefill are charged. \"measured\": the model's "
+         "prefill speed on this machine, measured at each Run; or set a rate (a faster receiver)."));
   run_ = new QPushButton(tr("Run"));
   run_->setObjectName(QStringLiteral("runStreamButton"));
   stop_ = new QPushButton(tr("Stop"));
@@ -129,11 +151,12 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   timeline_->installEventFilter(this);
   timeline_->setToolTip(QString());
 
+  // TTFT and its parts: context loaded + the query's prefill + the first token.
   table_ = new QTableWidget(0, Columns);
   table_->setObjectName(QStringLiteral("streamTable"));
-  table_->setHorizontalHeaderLabels({tr("policy"), tr("time to load (s)"), tr("SLO met"), tr("MB sent"),
-                                     tr("levels used"), tr("chunks as text"), tr("KL [95%]"), tr("top-1 %"),
-                                     tr("Δppl %")});
+  table_->setHorizontalHeaderLabels({tr("policy"), tr("TTFT (s)"), tr("loaded (s)"), tr("query (s)"),
+                                     tr("first token (s)"), tr("SLO met"), tr("MB sent"), tr("levels used"),
+                                     tr("chunks as text"), tr("KL [95%]"), tr("top-1 %"), tr("Δppl %")});
   table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
   table_->horizontalHeader()->setStretchLastSection(true);
   table_->verticalHeader()->setVisible(false);
@@ -173,6 +196,11 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   run_row->addWidget(baselines_);
   run_row->addWidget(progress_, 1);
   form->addRow(tr("Run"), run_row);
+  auto* store_row = new QHBoxLayout;
+  store_row->addWidget(store_spec_, 1);
+  store_row->addWidget(new QLabel(tr("recompute")));
+  store_row->addWidget(recompute_rate_);
+  form->addRow(tr("Store"), store_row);
   auto* splitter = new QSplitter(Qt::Vertical);
   splitter->setChildrenCollapsible(false);
   splitter->addWidget(timeline_);
@@ -531,19 +559,13 @@ void StreamPanel::run() {
   // The decoded caches are kept only when their quality will be measured.
   config.keep_assembled_cache = quality_ != nullptr;
   const stream::BandwidthProfile profile = profile_;
-  std::optional<stream::Recomputer> recompute;
-  const double rate = session_->prefillTokensPerSecond();
+  const std::string store_spec = store_spec_->currentText().trimmed().toStdString();
+  const double edited_rate = recompute_rate_->value();
+  auto rate_cache = rate_cache_;
 #if KVSCOPE_GUI_HAVE_MODEL
+  // The model must outlive the recomputer and the query: the job keeps its shared_ptr.
   auto model_keepalive = session_->model();
-  if (model_keepalive && !cache->info.token_ids.empty()) {
-    // Simulated: text chunks are charged at the rate this machine prefilled
-    // the context (no model run, the chunk's KV taken from the cache: what
-    // recomputing it gives). Real: the model recomputes each chunk.
-    if (config.simulate && rate > 0)
-      recompute = stream::compute_profile_recomputer(cache, rate);
-    else
-      recompute = stream::model_recomputer(*model_keepalive, cache->info.token_ids, rate);
-  }
+  if (!model_keepalive || cache->info.token_ids.empty()) model_keepalive.reset();
 #endif
   reports_.clear();
   table_->setRowCount(0);
@@ -555,9 +577,46 @@ void StreamPanel::run() {
   progress_->setFormat(tr("encoding chunks"));
   const quint64 gen = runner_->generation() + 1;  // the job about to start
   runner_->start(tr("Streaming"), [=, this](const ProgressFn& progress) {
+    // The receiver's compute (docs/streaming.md, "Delay model"): text chunks
+    // recomputed over the decoded prefix and the query, charged at the
+    // recompute rate measured here (or the one set).
+    std::optional<stream::Recomputer> recompute;
+    std::optional<stream::QueryCost> query;
 #if KVSCOPE_GUI_HAVE_MODEL
-    (void)model_keepalive;
+    if (model_keepalive && cache->info.token_ids.size() >= 16) {
+      stream::RecomputeRate rate;
+      {
+        // Measured once per model (a few prefills), then kept.
+        std::lock_guard lock(rate_cache->mutex);
+        if (rate_cache->model != model_keepalive.get() || !rate_cache->rate) {
+          progress(0.0, "measuring the recompute rate");
+          rate_cache->rate = stream::measure_recompute_rate(*model_keepalive, cache->info.token_ids);
+          rate_cache->model = model_keepalive.get();
+        }
+        rate = *rate_cache->rate;
+      }
+      if (edited_rate > 0) {
+        rate.tokens_per_s = edited_rate;
+        rate.source = "set in the panel";
+      }
+      recompute = stream::model_recomputer(*model_keepalive, rate);
+      const auto ids = model_keepalive->tokenizer().encode(kQuery, false);
+      if (!ids.empty()) {
+        query = stream::model_query(*model_keepalive, ids, rate);
+        // Timed once per Run: the time does not depend on the cache's values.
+        auto measured = std::make_shared<std::optional<std::pair<double, double>>>();
+        query->measure = [inner = query->measure, measured](const kv::KVCache& assembled) {
+          if (!*measured) *measured = inner(assembled);
+          return **measured;
+        };
+      }
+    }
 #endif
+    if (!recompute && edited_rate > 0 && !cache->info.token_ids.empty())
+      recompute = stream::fixed_rate_recomputer(cache, edited_rate);
+    // Another store than memory: publish there once, load from there.
+    std::unique_ptr<stream::ChunkStore> remote;
+    if (store_spec != "memory:" && !store_spec.empty()) remote = stream::open_store(store_spec);
     for (const auto& [name, policy] : policies) {
       if (policy.kind == stream::Policy::Kind::Text && !recompute) continue;
       stream::PrepareOptions prep;
@@ -585,7 +644,18 @@ void StreamPanel::run() {
       }
       stream::StreamConfig run_config = config;
       run_config.policy = policy;
-      stream::StreamReport report = stream::run_stream(*store, profile, run_config, hooks);
+      hooks.query = query;
+      stream::StreamReport report;
+      if (remote && policy.kind != stream::Policy::Kind::Text) {
+        stream::publish(*store, policy.levels, *remote);
+        auto manifest = stream::load_manifest(*remote, stream::context_id(*cache), store->chunk_tokens());
+        if (!manifest)
+          throw Error(ErrorCode::Io, remote->describe() + ": the manifest just published is gone");
+        stream::StreamSource source{remote.get(), std::move(*manifest), cache->info.token_ids};
+        report = stream::run_stream(source, profile, run_config, hooks);
+      } else {
+        report = stream::run_stream(*store, profile, run_config, hooks);
+      }
       report.policy = name.toStdString();
       QMetaObject::invokeMethod(
           this,
@@ -627,6 +697,18 @@ void StreamPanel::onEvent(const stream::StreamEvent& e, const QString& policy) {
                        .arg(c.estimated_mbps, 0, 'f', 1));
 }
 
+void StreamPanel::setStoreSpec(const QString& spec) {
+  store_spec_->setCurrentText(spec);
+}
+
+QString StreamPanel::storeSpec() const {
+  return store_spec_->currentText().trimmed();
+}
+
+void StreamPanel::setRecomputeRate(double tokens_per_s) {
+  recompute_rate_->setValue(tokens_per_s);
+}
+
 void StreamPanel::addReport(const stream::StreamReport& report) {
   stream::StreamReport r = report;
   std::shared_ptr<const kv::KVCache> assembled = std::move(r.assembled);
@@ -645,6 +727,9 @@ void StreamPanel::addReport(const stream::StreamReport& report) {
                                                               : tr("failed: %1").arg(qs(r.error));
   const QStringList cells = {qs(r.policy),
                              QString::number(r.ttft_s, 'f', 3),
+                             QString::number(r.context_loaded_s, 'f', 3),
+                             QString::number(r.query_prefill_s, 'f', 3),
+                             QString::number(r.first_token_s, 'f', 3),
                              status,
                              QString::number(double(r.bytes_sent) / 1e6, 'f', 2),
                              levels.join(QStringLiteral(", ")),

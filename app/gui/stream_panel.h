@@ -4,6 +4,7 @@
 #include <QWidget>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -96,6 +97,14 @@ class StreamPanel : public QWidget {
   bool setScenario(const QString& name, QString* error = nullptr);
   /// Runs only the adaptive policy (baselines off); for tests.
   void setRunBaselines(bool on);
+  /// Where runs load the chunks from: "memory:" (published in this process;
+  /// real mode through an in-process sender) or a chunk store spec
+  /// (dir:PATH, redis://HOST:PORT[,...], tcp://HOST:PORT; docs/streaming.md).
+  void setStoreSpec(const QString& spec);
+  QString storeSpec() const;
+  /// Recompute rate (tokens/s) charged for text chunks and the query; 0 =
+  /// measured with the model on this machine at each Run.
+  void setRecomputeRate(double tokens_per_s);
   /// Simulated clock (on by default) or the real transport.
   void setSimulated(bool on);
   /// Measures what each policy delivered with `service` (after each run).
@@ -139,6 +148,15 @@ class StreamPanel : public QWidget {
   QDoubleSpinBox* time_scale_;
   QCheckBox* simulate_;
   QCheckBox* baselines_;
+  QComboBox* store_spec_;
+  QDoubleSpinBox* recompute_rate_;
+  /// The recompute rate measured with a model (on a worker; kept across runs).
+  struct RateCache {
+    std::mutex mutex;
+    const void* model = nullptr;
+    std::optional<stream::RecomputeRate> rate;
+  };
+  std::shared_ptr<RateCache> rate_cache_ = std::make_shared<RateCache>();
   QPushButton* run_;
   QPushButton* stop_;
   QProgressBar* progress_;

@@ -305,6 +305,7 @@ TEST_F(WindowTest, RegressionBinaryFileRenamedTxtWasAcceptedAsAContext) {
 }  // namespace kvscope::gui
 
 #if KVSCOPE_GUI_HAVE_STREAM
+#include <QDir>
 #include <QHeaderView>
 #include <QProgressBar>
 #include <QTableWidget>
@@ -508,6 +509,49 @@ TEST_F(StreamPanelTest, RegressionDraggedTraceKeptItsOldDescription) {
   const std::string d = panel->profile().description();
   EXPECT_EQ(d.find("15 Mbit/s"), std::string::npos) << d;
   EXPECT_NE(d.find("Edited"), std::string::npos) << d;
+}
+
+// The Store field: a run publishes the context to a folder store and loads it
+// from there (a raw cache without token ids is named by its values), and the
+// table shows TTFT with its parts.
+TEST_F(StreamPanelTest, StoreFieldLoadsFromAFolderStoreAndTableShowsTtftParts) {
+  ASSERT_TRUE(loadSyntheticCache());
+  StreamPanel* panel = window().streamPanel();
+  panel->setChunkTokens(16);
+  panel->setRunBaselines(false);
+  panel->setProfile(stream::BandwidthProfile::constant(50));
+  const QString folder = path(QStringLiteral("chunks"));
+  panel->setStoreSpec(QStringLiteral("dir:") + folder);
+  EXPECT_EQ(panel->storeSpec(), QStringLiteral("dir:") + folder);
+  ASSERT_TRUE(runStream());
+  ASSERT_EQ(panel->reports().size(), 1u);
+  const auto& r = panel->reports()[0];
+  EXPECT_NE(r.store.find(folder.toStdString()), std::string::npos) << r.store;
+  EXPECT_EQ(r.chunks.size(), 4u);
+  for (const auto& c : r.chunks) EXPECT_FALSE(c.key.empty());
+  EXPECT_DOUBLE_EQ(r.ttft_s, r.context_loaded_s + r.query_prefill_s + r.first_token_s);
+  EXPECT_FALSE(QDir(folder).isEmpty());  // the chunks were published there
+  auto* table = panel->findChild<QTableWidget*>(QStringLiteral("streamTable"));
+  ASSERT_NE(table, nullptr);
+  ASSERT_EQ(table->rowCount(), 1);
+  QStringList headers;
+  for (int c = 0; c < table->columnCount(); ++c) headers << table->horizontalHeaderItem(c)->text();
+  for (const char* h : {"TTFT (s)", "loaded (s)", "query (s)", "first token (s)"})
+    EXPECT_TRUE(headers.contains(QString::fromLatin1(h))) << h;
+  EXPECT_EQ(table->item(0, int(headers.indexOf(QStringLiteral("loaded (s)"))))->text(),
+            QString::number(r.context_loaded_s, 'f', 3));
+}
+
+// A store that cannot be opened ends the run with an error naming it, not a hang.
+TEST_F(StreamPanelTest, UnreachableStoreIsAnError) {
+  ASSERT_TRUE(loadSyntheticCache());
+  StreamPanel* panel = window().streamPanel();
+  panel->setChunkTokens(16);
+  panel->setRunBaselines(false);
+  panel->setStoreSpec(QStringLiteral("nosuchscheme:x"));
+  const auto result = runStream();
+  ASSERT_FALSE(result);
+  EXPECT_NE(std::string(result.message()).find("nosuchscheme"), std::string::npos) << result.message();
 }
 
 // The workspace keeps the streaming setup: profile (every kind), SLO, chunk size, ladder.

@@ -65,10 +65,13 @@ TEST(ChunkKey, SchemeIsStableAndParses) {
   EXPECT_NE(level_id({"int8", {}}), level_id({"int4", {}}));
   EXPECT_EQ(level_id({"cachegen", {{"key_bins", "32,16,16"}}}),
             level_id({"cachegen", {{"key_bins", "32,16,16"}}}));
-  // No token ids: no identity.
+  // No token ids: named by its values (and only the cache's description,
+  // without the values, names nothing).
   auto bare = testing::synthetic_context(10);
   bare->info.token_ids.clear();
-  EXPECT_THROW(context_id(*bare), Error);
+  EXPECT_EQ(context_id(*bare).prefix_hash, content_hash(*bare));
+  EXPECT_NE(content_hash(*bare), prefix_hash(testing::synthetic_context(10)->info.token_ids));
+  EXPECT_THROW(context_id(bare->info, bare->shape()), Error);
 }
 
 TEST(ChunkKey, ClusterSlotFollowsTheSpecification) {
@@ -263,6 +266,20 @@ TEST(StreamFromStore, PolicyLevelMissingFromTheStoreIsRejected) {
   EXPECT_THROW(run_stream(source_of(*store, *context), BandwidthProfile::constant(100),
                           config_for("adaptive", 5, true)),
                Error);
+}
+
+// Regression guard: a raw cache without token ids (the app's imported
+// caches) still streams through the in-process sender, just never as text.
+TEST(StreamFromStore, CacheWithoutTokenIdsStillStreams) {
+  auto cache = testing::synthetic_context(256);
+  cache->info.token_ids.clear();
+  auto context = std::make_shared<EncodedContext>(cache, 64);
+  prepare_stream(*context, parse_policy("adaptive", quantization_ladder()));
+  for (bool simulate : {true, false}) {
+    const auto r = run_stream(*context, BandwidthProfile::constant(50), config_for("adaptive", 1, simulate));
+    ASSERT_EQ(r.status, StreamStatus::Ok) << r.error;
+    EXPECT_EQ(r.chunks.size(), 4u);
+  }
 }
 
 // TTFT = context loaded + query prefill + first token, and the policy plans

@@ -58,7 +58,14 @@ std::string level_id(const codec::CodecConfig& config) {
   return hex64(XXH3_64bits(key.data(), key.size()), 12);
 }
 
+std::string content_hash(const kv::KVCache& cache) {
+  const auto data = cache.data();
+  const XXH128_hash_t h = XXH3_128bits_withSeed(data.data(), data.size_bytes(), 1);
+  return hex64(h.high64, 16) + hex64(h.low64, 16);
+}
+
 ContextId context_id(const kv::KVCache& cache) {
+  if (cache.info.token_ids.empty()) return {model_hash(cache.info, cache.shape()), content_hash(cache)};
   return context_id(cache.info, cache.shape());
 }
 

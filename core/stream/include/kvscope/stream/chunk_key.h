@@ -44,8 +44,13 @@ std::string prefix_hash(std::span<const std::int32_t> token_ids);
 /// 12 hex digits naming a codec configuration (XXH3-64 of config_key()).
 std::string level_id(const codec::CodecConfig& config);
 
-/// The context of a cache: model_hash(info, shape) and prefix_hash(info.token_ids).
-/// Error(InvalidArgument) when the cache carries no token ids (one per token).
+/// XXH3-128 (seed 1, so it never equals a prefix_hash) of a cache's float32
+/// values, 32 hex digits: the name of a context whose tokens are unknown.
+std::string content_hash(const kv::KVCache& cache);
+
+/// The context of a cache: model_hash(info, shape) and prefix_hash(info.token_ids),
+/// or content_hash(cache) when it carries no token ids (a raw cache from
+/// elsewhere: found again only from the same values).
 ContextId context_id(const kv::KVCache& cache);
 /// The same from the cache's description alone (a receiver that has the
 /// tokens and the model but not the KV yet); shape.tokens must equal the
