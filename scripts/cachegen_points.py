@@ -50,8 +50,8 @@ RD_PLAN_LEVELS = ["2.3", "2.6", "3.2", "3.5"]
 
 # (label, point): each feature alone on the previous default, then each removed from the new default. The
 # new default itself (with and without the calibration's tables) is RD_POINTS, measured once in the front.
+ABLATION_BASE = [("previous default (layout version 2)", _OLD)]
 ABLATION_ADD = [
-    ("previous default (layout version 2)", _OLD),
     ("+ sinks=1", with_(_OLD, sinks=1)),
     ("+ step_coding=coded", with_(_OLD, step_coding="coded")),
     ("+ table_bits=10", with_(_OLD, table_bits=10)),

@@ -24,7 +24,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cachegen_points import ABLATION_ADD, ABLATION_NEW, ABLATION_REMOVE, FINAL_POINTS, RD_PLAN_LEVELS, RD_POINTS, TARGETS  # noqa: E402
+from cachegen_points import ABLATION_BASE, ABLATION_ADD, ABLATION_NEW, ABLATION_REMOVE, FINAL_POINTS, RD_PLAN_LEVELS, RD_POINTS, TARGETS  # noqa: E402
 
 
 def cli(args, exe):
@@ -159,6 +159,12 @@ def cachegen_sections(rd, ablation, final, per_ctx, held_out, tune, final_tokens
         L.append("### Ablation (held-out mean, 1024 tokens)\n")
         L.append("Each feature measured on its own: added to the previous default (layout version 2, first row), "
                  "and removed from the new default.\n")
+        labels = [label for label, _ in ablation]
+        unmeasured = [label for label, _ in ABLATION_ADD if label not in labels]
+        if unmeasured:
+            L.append(f"Not measured on the held-out contexts in this run: {', '.join(unmeasured)} "
+                     "(`--only ablation-add-heldout`); the same features on the TUNE contexts: "
+                     "docs/cachegen-defaults.md.\n")
         L += RD_HEADER
         for label, r in ablation:
             L.append(rd_row(r, label))
@@ -169,6 +175,9 @@ def cachegen_sections(rd, ablation, final, per_ctx, held_out, tune, final_tokens
                  f"then {final_scored} continuation tokens scored.\n")
         L += RD_HEADER
         cachegen_rows = [r for r in final if r["codec"] == "cachegen"]
+        if not cachegen_rows:
+            L.append("cachegen at 2048 tokens was not measured in this run (`--only final-2048-heldout`); the "
+                     "1024-token numbers above are its held-out measurement.\n")
         for (label, _), r in zip(FINAL_POINTS, cachegen_rows):
             L.append(rd_row(r, label))
         for r in final:
@@ -194,7 +203,7 @@ def main():
                     help="skip sweeps whose CSV file already exists, and keep the calibration built by the "
                          "interrupted run (to finish it)")
     ap.add_argument("--only", help="comma-separated names of the cachegen sweeps to run (rd-heldout, "
-                    "rd-plans-heldout, ablation-add-heldout, ablation-remove-heldout, final-2048-heldout, "
+                    "rd-plans-heldout, ablation-base-heldout, ablation-add-heldout, ablation-remove-heldout, final-2048-heldout, "
                     "final-2048-heldout-int); the others' CSV files are read as they are")
     ap.add_argument("--cachegen-only", action="store_true",
                     help="run only cachegen's held-out sweeps (front, ablation, 2048 tokens); the every-codec "
@@ -245,6 +254,7 @@ def main():
         sens = os.path.join(csv_dir, "tune", "sensitivity.kvssens")
         plan = ["--sensitivity", sens] + [x for lv in RD_PLAN_LEVELS for x in ("--plan-level", lv)]
         jobs["__rd_plans__"] = sweep_points("rd-plans-heldout", ["profile="], common + plan)
+        jobs["__ablation_base__"] = sweep_points("ablation-base-heldout", [p for _, p in ABLATION_BASE], common)
         jobs["__ablation_add__"] = sweep_points("ablation-add-heldout", [p for _, p in ABLATION_ADD], common)
         jobs["__ablation_remove__"] = sweep_points("ablation-remove-heldout", [p for _, p in ABLATION_REMOVE], common)
         final_common = ["--max-tokens", str(final_tokens), "--continuation-tokens", str(final_scored),
@@ -257,7 +267,7 @@ def main():
                                  ] + final_common
     # Most informative first (the cachegen front and final numbers, then the default context with the tasks),
     # so a run cut short by the deadline still has them.
-    first = ["__rd__", "__ablation_add__", "__ablation_remove__", "__final__", "__rd_plans__", "__final_int__"]
+    first = ["__rd__", "__ablation_base__", "__ablation_add__", "__ablation_remove__", "__final__", "__rd_plans__", "__final_int__"]
     order = first + [k for k in jobs if k not in first]
     jobs = {k: jobs[k] for k in order if k in jobs}
     csv_name = lambda v: os.path.basename(v[v.index("--csv") + 1])[:-len(".csv")]
@@ -291,7 +301,8 @@ def main():
     rd = read_summary("rd-heldout") + read_summary("rd-plans-heldout")
     # The ablation's rows in ABLATION_ADD, ABLATION_NEW, ABLATION_REMOVE order (label, summary row or None).
     new_rows = read_summary("rd-heldout")[:len(ABLATION_NEW)]
-    ablation = [(label, r) for parts in ((ABLATION_ADD, read_summary("ablation-add-heldout")),
+    ablation = [(label, r) for parts in ((ABLATION_BASE, read_summary("ablation-base-heldout")),
+                                         (ABLATION_ADD, read_summary("ablation-add-heldout")),
                                          (ABLATION_NEW, new_rows),
                                          (ABLATION_REMOVE, read_summary("ablation-remove-heldout")))
                 for (label, _), r in zip(parts[0], parts[1])]
@@ -306,6 +317,8 @@ def main():
         run = {"command": " ".join(["/usr/bin/python3", "scripts/make-results.py"]
                                    + [a for a in sys.argv[1:] if a != "--from-csv"]),
                "threads": args.threads, "jobs": args.jobs}
+        if args.only:
+            run["only"] = args.only
         if not args.from_csv:
             run.update(elapsed_s=round(elapsed, 1), finished_utc=f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M}")
             with open(run_path, "w") as f:
@@ -333,6 +346,14 @@ def main():
 
     L.append(f"- Command: `{run['command']}` (codec threads per sweep: {run['threads'] or 'all cores'}, "
              f"{run['jobs']} sweep(s) at once).")
+    if "only" not in run and " --only " in run["command"]:
+        run["only"] = run["command"].split(" --only ")[1].split()[0]
+    if run.get("only"):
+        others = sorted(f[:-len("-summary.csv")] for f in os.listdir(csv_dir)
+                        if f.endswith("-summary.csv") and f[:-len("-summary.csv")] not in run["only"].split(","))
+        L.append(f"  That command measured {run['only'].replace(',', ', ')}; the other CSV files here "
+                 f"({', '.join(others)}) come from earlier runs of this script with the same settings "
+                 f"(`--only NAME` reruns one).")
     L.append(f"- Caveats of this run: contexts are cut at {args.max_tokens or 'no'} tokens, so cachegen's per-object "
              f"symbol tables still weigh on its bits/element (they fall as contexts grow); {args.continuation_tokens} "
              "scored tokens still leave dppl noisy (it can be negative), so top-1 agreement and KL are the steadier "
