@@ -173,11 +173,11 @@ def cachegen_sections(rd, ablation, final, per_ctx, held_out, tune, final_tokens
         L.append(f"### {final_tokens}-token contexts, {final_scored} scored tokens (held-out mean)\n")
         L.append(f"The first {final_tokens} tokens of each held-out context (fewer where the text is shorter), "
                  f"then {final_scored} continuation tokens scored.\n")
-        L += RD_HEADER
         cachegen_rows = [r for r in final if r["codec"] == "cachegen"]
         if not cachegen_rows:
             L.append("cachegen at 2048 tokens was not measured in this run (`--only final-2048-heldout`); the "
                      "1024-token numbers above are its held-out measurement.\n")
+        L += RD_HEADER
         for (label, _), r in zip(FINAL_POINTS, cachegen_rows):
             L.append(rd_row(r, label))
         for r in final:
