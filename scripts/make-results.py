@@ -24,7 +24,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cachegen_points import ABLATION, FINAL_POINTS, RD_PLAN_LEVELS, RD_POINTS, TARGETS  # noqa: E402
+from cachegen_points import ABLATION_BASE, ABLATION_ADD, ABLATION_NEW, ABLATION_REMOVE, FINAL_POINTS, RD_PLAN_LEVELS, RD_POINTS, TARGETS  # noqa: E402
 
 
 def cli(args, exe):
@@ -99,30 +99,51 @@ def cachegen_sections(rd, ablation, final, per_ctx, held_out, tune, final_tokens
     """The cachegen part of the document: targets, front, ablation, 2048-token numbers."""
     L = []
     defaults = next((r for r in rd if not r["params"] or r["params"] == rd[0]["params"]), None)
+    # The points come from several sweeps: the front is recomputed over all of them.
+    for r in rd:
+        r["pareto"] = not any(q is not r and q["bits_per_element"] <= r["bits_per_element"] and q["kl"] <= r["kl"]
+                              and (q["bits_per_element"] < r["bits_per_element"] or q["kl"] < r["kl"]) for q in rd)
     cg = [r for cid in held_out if cid in per_ctx for r in per_ctx[cid] if r["codec"] == "cachegen"]
     L.append("## cachegen: targets, rate-distortion front, ablation (held-out contexts)\n")
     L.append(f"Held-out contexts: {', '.join(held_out)} (cachegen's defaults were chosen on {', '.join(tune)}: "
              "docs/cachegen-defaults.md). KL (nats, mean over the scored tokens) is the primary quality measure; "
              "bits per element count every header, table and step, split into the headers, tables, steps and "
              "payload columns. Worst KL / worst top-1: the worst held-out context.\n")
-    if cg:
-        n = len(cg)
-        bits = sum(r["bits_per_element"] for r in cg) / n
-        kl = sum(r["kl"] for r in cg) / n
-        top1 = sum(r["top1_agreement"] for r in cg) / n
+    if defaults or cg:
+        ratio = None
+        if defaults:  # the held-out mean of cachegen's defaults (first point of the rd-heldout sweep)
+            bits, kl, top1 = defaults["bits_per_element"], defaults["kl"], defaults["top1_agreement"]
+            ratio = defaults["ratio_vs_int8"]
+        else:
+            n = len(cg)
+            bits = sum(r["bits_per_element"] for r in cg) / n
+            kl = sum(r["kl"] for r in cg) / n
+            top1 = sum(r["top1_agreement"] for r in cg) / n
         L.append("### Targets (held-out mean at 1024 tokens, cachegen at its defaults)\n")
         a_ok = bits <= TARGETS["a_bits"] and kl <= TARGETS["a_kl"] and top1 >= TARGETS["a_top1"]
         L.append(f"- (a) <= {TARGETS['a_bits']} bits/element (>= 3.5x vs int8) with KL <= {TARGETS['a_kl']} and "
                  f"top-1 >= {100 * TARGETS['a_top1']:.0f}%: measured {bits:.3f} bits/element "
-                 f"({8.09 / bits if bits else 0:.2f}x vs int8), KL {kl:.4f}, top-1 {fmt_pct(top1)}: "
+                 f"({ratio if ratio else 8.09 / bits if bits else 0:.2f}x vs int8), KL {kl:.4f}, top-1 {fmt_pct(top1)}: "
                  f"**{'met' if a_ok else 'not met'}**.")
+        good = [r for r in rd if r["kl"] <= TARGETS["a_kl"] and r["top1_agreement"] >= TARGETS["a_top1"]]
+        if not a_ok and good:
+            g = min(good, key=lambda r: r["bits_per_element"])
+            L.append(f"  The smallest measured point with that quality takes {g['bits_per_element']:.3f} bits/element "
+                     f"({g['ratio_vs_int8']:.2f}x vs int8; KL {g['kl']:.4f}, top-1 {fmt_pct(g['top1_agreement'])}; "
+                     f"`{fmt_params(g['params'], defaults['params'] if defaults else None)}`).")
         below = [r for r in rd if r["kl"] <= TARGETS["b_kl"]]
         best = min(below, key=lambda r: r["bits_per_element"]) if below else None
         if best:
             b_ok = best["bits_per_element"] <= TARGETS["b_bits"]
             L.append(f"- (b) <= {TARGETS['b_bits']} bits/element at KL <= {TARGETS['b_kl']}: the smallest measured "
                      f"point with mean KL <= {TARGETS['b_kl']} takes {best['bits_per_element']:.3f} bits/element "
-                     f"(KL {best['kl']:.4f}; `{fmt_params(best['params'])}`): **{'met' if b_ok else 'not met'}**.")
+                     f"(KL {best['kl']:.4f}; `{fmt_params(best['params'], defaults['params'] if defaults else None)}`): "
+                     f"**{'met' if b_ok else 'not met'}**.")
+            small = [r for r in rd if r["bits_per_element"] <= TARGETS["b_bits"] * 1.01]
+            if not b_ok and small:
+                s = min(small, key=lambda r: r["kl"])
+                L.append(f"  The measured point nearest {TARGETS['b_bits']} bits/element ({s['bits_per_element']:.3f}) "
+                         f"reaches KL {s['kl']:.4f} (`{fmt_params(s['params'], defaults['params'] if defaults else None)}`).")
         L.append("")
     if rd:
         L.append(f"### Rate-distortion front (held-out mean, 1024 tokens)\n")
@@ -138,16 +159,25 @@ def cachegen_sections(rd, ablation, final, per_ctx, held_out, tune, final_tokens
         L.append("### Ablation (held-out mean, 1024 tokens)\n")
         L.append("Each feature measured on its own: added to the previous default (layout version 2, first row), "
                  "and removed from the new default.\n")
+        labels = [label for label, _ in ablation]
+        unmeasured = [label for label, _ in ABLATION_ADD if label not in labels]
+        if unmeasured:
+            L.append(f"Not measured on the held-out contexts in this run: {', '.join(unmeasured)} "
+                     "(`--only ablation-add-heldout`); the same features on the TUNE contexts: "
+                     "docs/cachegen-defaults.md.\n")
         L += RD_HEADER
-        for (label, _), r in zip(ABLATION, ablation):
+        for label, r in ablation:
             L.append(rd_row(r, label))
         L.append("")
     if final:
         L.append(f"### {final_tokens}-token contexts, {final_scored} scored tokens (held-out mean)\n")
         L.append(f"The first {final_tokens} tokens of each held-out context (fewer where the text is shorter), "
                  f"then {final_scored} continuation tokens scored.\n")
-        L += RD_HEADER
         cachegen_rows = [r for r in final if r["codec"] == "cachegen"]
+        if not cachegen_rows:
+            L.append("cachegen at 2048 tokens was not measured in this run (`--only final-2048-heldout`); the "
+                     "1024-token numbers above are its held-out measurement.\n")
+        L += RD_HEADER
         for (label, _), r in zip(FINAL_POINTS, cachegen_rows):
             L.append(rd_row(r, label))
         for r in final:
@@ -170,7 +200,14 @@ def main():
                          "(contexts without a CSV are listed as not measured)")
     ap.add_argument("--jobs", type=int, default=1, help="sweeps run at once (one process each)")
     ap.add_argument("--keep-existing", action="store_true",
-                    help="skip sweeps whose CSV file already exists (to finish an interrupted run)")
+                    help="skip sweeps whose CSV file already exists, and keep the calibration built by the "
+                         "interrupted run (to finish it)")
+    ap.add_argument("--only", help="comma-separated names of the cachegen sweeps to run (rd-heldout, "
+                    "rd-plans-heldout, ablation-base-heldout, ablation-add-heldout, ablation-remove-heldout, final-2048-heldout, "
+                    "final-2048-heldout-int); the others' CSV files are read as they are")
+    ap.add_argument("--cachegen-only", action="store_true",
+                    help="run only cachegen's held-out sweeps (front, ablation, 2048 tokens); the every-codec "
+                         "tables use docs/results/defaults-*.csv where they exist and are left out otherwise")
     ap.add_argument("--threads", type=int, default=0, help="codec threads per sweep (0 = all cores)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/results.md"))
     args = ap.parse_args()
@@ -191,10 +228,10 @@ def main():
     # it from the TUNE contexts only, in a folder of this run, so every number below is reproducible.
     calib_dir = os.path.join(ROOT, "build", "results-calibration")  # rebuilt by every run, not committed
     os.environ["KVSCOPE_CALIBRATION_DIR"] = calib_dir
-    if not args.from_csv and "cachegen" in codec_names:
+    if not args.from_csv and "cachegen" in codec_names and not (args.keep_existing and os.path.isdir(calib_dir)):
         build_calibration(args.cli, calib_dir, args.max_tokens)
     jobs = {}
-    for cid in ctx_ids:
+    for cid in ([] if args.cachegen_only else ctx_ids):
         extra = []
         if cid == default_ctx and not args.no_tasks:
             extra = ["--tasks", "passkey,line-retrieval"]
@@ -217,7 +254,9 @@ def main():
         sens = os.path.join(csv_dir, "tune", "sensitivity.kvssens")
         plan = ["--sensitivity", sens] + [x for lv in RD_PLAN_LEVELS for x in ("--plan-level", lv)]
         jobs["__rd_plans__"] = sweep_points("rd-plans-heldout", ["profile="], common + plan)
-        jobs["__ablation__"] = sweep_points("ablation-heldout", [p for _, p in ABLATION], common)
+        jobs["__ablation_base__"] = sweep_points("ablation-base-heldout", [p for _, p in ABLATION_BASE], common)
+        jobs["__ablation_add__"] = sweep_points("ablation-add-heldout", [p for _, p in ABLATION_ADD], common)
+        jobs["__ablation_remove__"] = sweep_points("ablation-remove-heldout", [p for _, p in ABLATION_REMOVE], common)
         final_common = ["--max-tokens", str(final_tokens), "--continuation-tokens", str(final_scored),
                         "--greedy-tokens", str(args.greedy_tokens), "--threads", str(args.threads), "--device",
                         "cpu", "--json"]
@@ -228,11 +267,14 @@ def main():
                                  ] + final_common
     # Most informative first (the cachegen front and final numbers, then the default context with the tasks),
     # so a run cut short by the deadline still has them.
-    first = ["__rd__", "__final__", "__ablation__", "__rd_plans__", "__final_int__"]
+    first = ["__rd__", "__ablation_base__", "__ablation_add__", "__ablation_remove__", "__final__", "__rd_plans__", "__final_int__"]
     order = first + [k for k in jobs if k not in first]
     jobs = {k: jobs[k] for k in order if k in jobs}
+    csv_name = lambda v: os.path.basename(v[v.index("--csv") + 1])[:-len(".csv")]
     if args.keep_existing:
         jobs = {k: v for k, v in jobs.items() if not os.path.exists(v[v.index("--csv") + 1])}
+    if args.only:
+        jobs = {k: v for k, v in jobs.items() if k.startswith("__") and csv_name(v) in args.only.split(",")}
     if not args.from_csv:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             for f in [pool.submit(cli, v, args.cli) for v in jobs.values()]:
@@ -257,7 +299,13 @@ def main():
         return rows
 
     rd = read_summary("rd-heldout") + read_summary("rd-plans-heldout")
-    ablation = read_summary("ablation-heldout")
+    # The ablation's rows in ABLATION_ADD, ABLATION_NEW, ABLATION_REMOVE order (label, summary row or None).
+    new_rows = read_summary("rd-heldout")[:len(ABLATION_NEW)]
+    ablation = [(label, r) for parts in ((ABLATION_BASE, read_summary("ablation-base-heldout")),
+                                         (ABLATION_ADD, read_summary("ablation-add-heldout")),
+                                         (ABLATION_NEW, new_rows),
+                                         (ABLATION_REMOVE, read_summary("ablation-remove-heldout")))
+                for (label, _), r in zip(parts[0], parts[1])]
     final = read_summary("final-2048-heldout") + read_summary("final-2048-heldout-int")
     missing = [cid for cid in ctx_ids if cid not in per_ctx]
     ctx_ids = [cid for cid in ctx_ids if cid in per_ctx]
@@ -269,6 +317,8 @@ def main():
         run = {"command": " ".join(["/usr/bin/python3", "scripts/make-results.py"]
                                    + [a for a in sys.argv[1:] if a != "--from-csv"]),
                "threads": args.threads, "jobs": args.jobs}
+        if args.only:
+            run["only"] = args.only
         if not args.from_csv:
             run.update(elapsed_s=round(elapsed, 1), finished_utc=f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M}")
             with open(run_path, "w") as f:
@@ -296,16 +346,43 @@ def main():
 
     L.append(f"- Command: `{run['command']}` (codec threads per sweep: {run['threads'] or 'all cores'}, "
              f"{run['jobs']} sweep(s) at once).")
+    if "only" not in run and " --only " in run["command"]:
+        run["only"] = run["command"].split(" --only ")[1].split()[0]
+    if run.get("only"):
+        others = sorted(f[:-len("-summary.csv")] for f in os.listdir(csv_dir)
+                        if f.endswith("-summary.csv") and f[:-len("-summary.csv")] not in run["only"].split(","))
+        L.append(f"  That command measured {run['only'].replace(',', ', ')}; the other CSV files here "
+                 f"({', '.join(others)}) come from earlier runs of this script with the same settings "
+                 f"(`--only NAME` reruns one).")
     L.append(f"- Caveats of this run: contexts are cut at {args.max_tokens or 'no'} tokens, so cachegen's per-object "
              f"symbol tables still weigh on its bits/element (they fall as contexts grow); {args.continuation_tokens} "
              "scored tokens still leave dppl noisy (it can be negative), so top-1 agreement and KL are the steadier "
              "quality signals." + ("" if any(r["task_count"] for rows in per_ctx.values() for r in rows) else
                           " Retrieval tasks were not run in this pass (`--no-tasks`): "
                           "`kvscope-cli sweep --tasks passkey,line-retrieval` measures them."))
-    if missing:
+    if missing and not ctx_ids:
+        L.append("- The every-codec tables were not measured in this run (`--cachegen-only`: cachegen's held-out sweeps "
+                 "only, to fit the shared 2-core machine); the script without that option measures them.")
+    elif missing:
         L.append(f"- Not measured (the shared 2-core machine ran out of time before the deadline): {', '.join(missing)}. "
                  "Rerun the script on an idle machine to fill them in.")
     L.append("")
+    if ctx_ids:
+        L += every_codec_sections(index, default_ctx, codec_names, ctx_ids, per_ctx, tune)
+    L += cachegen_sections(rd, ablation, final, per_ctx, held_out, tune, final_tokens, final_scored)
+    # The transform codec's own section (scripts/transform-results.py writes it; its curves need a
+    # calibration and longer contexts than this script's run).
+    transform_md = os.path.join(csv_dir, "transform.md")
+    if os.path.exists(transform_md):
+        L.append(open(transform_md).read().rstrip() + "\n")
+    with open(args.out, "w") as f:
+        f.write("\n".join(L) + "\n")
+    print("wrote", args.out, file=sys.stderr)
+
+
+def every_codec_sections(index, default_ctx, codec_names, ctx_ids, per_ctx, tune):
+    """Every codec at its defaults: the mean over the measured contexts, then one table per context."""
+    L = []
     L.append("## Every codec at its default settings\n")
     L.append(f"Mean over all {len(ctx_ids)} contexts (per-context tables below; cachegen's defaults were tuned on "
              f"{', '.join(tune)}, so the held-out means in the next section are the numbers to quote):\n")
@@ -342,16 +419,7 @@ def main():
                      f"{r['ppl']:.3f} | {r['delta_ppl_pct']:+.2f}% | {fmt_pct(r['top1_agreement'])} | {r['kl']:.4f} | "
                      f"{fmt_pct(r['greedy_match'])} |")
         L.append("")
-
-    L += cachegen_sections(rd, ablation, final, per_ctx, held_out, tune, final_tokens, final_scored)
-    # The transform codec's own section (scripts/transform-results.py writes it; its curves need a
-    # calibration and longer contexts than this script's run).
-    transform_md = os.path.join(csv_dir, "transform.md")
-    if os.path.exists(transform_md):
-        L.append(open(transform_md).read().rstrip() + "\n")
-    with open(args.out, "w") as f:
-        f.write("\n".join(L) + "\n")
-    print("wrote", args.out, file=sys.stderr)
+    return L
 
 
 if __name__ == "__main__":

@@ -24,22 +24,26 @@ plan::Layout cachegen_layout(const kv::CacheShape& shape, const codec::CodecConf
   info.codec = "cachegen";
   info.codec_version = plan::kCachegenVersion;  // what codec::encode writes
   info.shape = shape;
-  // Parameters the GPU encoder does not implement are fine at their
-  // default (a neutral value: the codec then writes the layout the GPU
-  // implements, which CachegenEncodeEmulation.* checks byte for byte);
-  // any other value is the CPU's to encode.
-  std::map<std::string, std::string> defaults;
-  for (const auto& spec : codec::find_codec("cachegen").params(&shape)) {
-    defaults[spec.name] = spec.default_value;
-    if (plan::implements_param(plan::CodecId::Cachegen, spec.name))
-      info.params[spec.name] = spec.default_value;
-  }
+  // Parameters the GPU encoder does not implement are fine at their neutral
+  // value (docs/bitstream.md, cachegen "Version 3": the codec then writes the
+  // layout version 2 the GPU implements, which CachegenEncodeEmulation.*
+  // checks byte for byte), whether given or the codec's default; any other
+  // value (the codec's defaults use sinks and pre-RoPE keys) is the CPU's.
+  static const std::map<std::string, std::string> neutral = {
+      {"sinks", "0"},          {"delta_mode", "integer"}, {"anchor_bins", "256"},
+      {"step_coding", "fp16"}, {"table_bits", "16"},      {"key_space", "post_rope"}};
+  std::map<std::string, std::string> effective;
+  for (const auto& spec : codec::find_codec("cachegen").params(&shape))
+    effective[spec.name] = spec.default_value;
   for (const auto& [k, v] : config.params) {
-    if (!defaults.count(k))
+    if (!effective.count(k))
       throw Error(ErrorCode::InvalidArgument, "gpu encode: unknown parameter '" + k + "'");
+    effective[k] = v;
+  }
+  for (const auto& [k, v] : effective) {
     if (plan::implements_param(plan::CodecId::Cachegen, k)) {
       info.params[k] = v;
-    } else if (v != defaults[k]) {
+    } else if (const auto n = neutral.find(k); n == neutral.end() || v != n->second) {
       throw Error(ErrorCode::Unsupported,
                   "gpu encode: cachegen " + k + "=" + v + " is not implemented on the GPU");
     }

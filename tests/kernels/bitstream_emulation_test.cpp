@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu_cachegen_params.h"
 #include "kvscope/codec/bitstream.h"
 #include "kvscope/codec/codec.h"
 #include "kvscope/common/crc32c.h"
@@ -44,7 +45,7 @@ struct Case {
 };
 
 codec::CodecConfig cachegen(codec::ParamSet params) {
-  return {"cachegen", std::move(params)};
+  return {"cachegen", testing::gpu_cachegen_params(std::move(params))};
 }
 
 std::vector<Case> cases() {
@@ -56,8 +57,11 @@ std::vector<Case> cases() {
     v.push_back({{2, 3, 300, 5}, cachegen({{"chunk_tokens", "128"}, {"scale", scale}})});
     v.push_back({{3, 1, 37, 7}, cachegen({{"chunk_tokens", "16"}, {"group_size", "4"}, {"scale", scale}})});
     v.push_back({{4, 2, 257, 16}, cachegen({{"chunk_tokens", "64"}, {"group_size", "1"}, {"scale", scale}})});
-    v.push_back(
-        {{6, 2, 129, 32}, cachegen({{"chunk_tokens", "128"}, {"key_bins", "64,32,16"}, {"scale", scale}})});
+    v.push_back({{6, 2, 129, 32},
+                 cachegen({{"chunk_tokens", "128"},
+                           {"key_bins", "64,32,16"},
+                           {"key_layer_splits", "2,4"},
+                           {"scale", scale}})});
     v.push_back({{2, 5, 61, 3}, cachegen({{"chunk_tokens", "20"}, {"group_size", "7"}, {"scale", scale}})});
     // Per-channel mode forced both ways (auto above mixes raw and anchor/delta channels).
     for (const char* delta : {"always", "never", "auto"})
@@ -255,8 +259,9 @@ TEST(BitstreamEmulation, VersionAndScaleRulesMatchTheCpu) {
   ASSERT_EQ(codec::inspect_stream(good).codec_version, 2);
   int rejected = 0;
   // A version 1 stream with a scale parameter, a version this build does not
-  // know, an unknown scale: the GPU path gives the CPU's verdict and code.
-  for (std::uint16_t version : {1, 3, 0}) {
+  // know (4; the CPU decodes 3 since issue #14), an unknown scale: the GPU path gives the CPU's verdict and
+  // code.
+  for (std::uint16_t version : {1, 4, 0}) {
     const auto bad = with_header_edit(good, version, "");
     expect_same_verdict(bad, "version " + std::to_string(version), rejected);
   }
@@ -272,17 +277,17 @@ TEST(BitstreamEmulation, VersionAndScaleRulesMatchTheCpu) {
     return ErrorCode::Internal;
   };
   EXPECT_EQ(code_of(with_header_edit(good, 1, "")), ErrorCode::Format);
-  EXPECT_EQ(code_of(with_header_edit(good, 3, "")), ErrorCode::Unsupported);
+  EXPECT_EQ(code_of(with_header_edit(good, 4, "")), ErrorCode::Unsupported);
   EXPECT_EQ(code_of(with_header_edit(good, 2, "tokex")), ErrorCode::Format);
   EXPECT_EQ(emulate_gpu_decode_fp16(with_header_edit(good, 2, "")),
             cpu_fp16(good));  // an edit that keeps it valid
   EXPECT_THROW(emulate_gpu_decode_fp16(with_header_edit(good, 1, "")), Error);
-  EXPECT_FALSE(gpu_decode_support(with_header_edit(good, 3, "")).supported);  // Unsupported: the CPU decides
+  EXPECT_FALSE(gpu_decode_support(with_header_edit(good, 4, "")).supported);  // Unsupported: the CPU decides
 }
 
 TEST(BitstreamEmulation, TruncatedStreamsAreErrors) {
   const auto cache = make_cache({1, 2, 50, 4}, Pattern::Realistic, 6, 1);
-  const auto good = codec::encode(cache, {"cachegen", {{"chunk_tokens", "16"}}}).bytes;
+  const auto good = codec::encode(cache, cachegen({{"chunk_tokens", "16"}})).bytes;
   for (std::size_t cut = 0; cut < good.size(); cut += 7) {
     EXPECT_THROW(emulate_gpu_decode_fp16(std::span<const std::uint8_t>(good).first(cut)), Error) << cut;
   }
@@ -322,7 +327,7 @@ TEST(CachegenEncodeEmulation, SectionPayloadsEqualTheCodecs) {
     }
   }
   EXPECT_THROW(emulate_gpu_encode_cachegen_sections(make_cache({1, 1, 4, 2}, Pattern::Realistic, 1, 1),
-                                                    {"cachegen", {{"no_such_param", "1"}}}),
+                                                    cachegen({{"no_such_param", "1"}})),
                Error);
   // A bad scale and NaN values are the caller's errors, at every scale.
   const auto small = make_cache({1, 2, 6, 2}, Pattern::Realistic, 1, 1);

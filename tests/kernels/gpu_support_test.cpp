@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu_cachegen_params.h"
 #include "kvscope/codec/bitstream.h"
 #include "kvscope/codec/codec.h"
 #include "kvscope/common/crc32c.h"
@@ -45,10 +46,27 @@ std::vector<std::uint8_t> edit_header(std::vector<std::uint8_t> bytes, const std
 TEST(GpuDecodeSupport, CachegenInt8Int4Fp16AreSupported) {
   const auto cache = make_cache({2, 2, 50, 4}, Pattern::Realistic, 1, 1);
   for (const char* name : {"cachegen", "int8", "int4", "fp16"}) {
-    const GpuSupport s = gpu_decode_support(codec::encode(cache, {name, {}}).bytes);
+    const codec::ParamSet params =
+        std::string(name) == "cachegen" ? testing::gpu_cachegen_params() : codec::ParamSet{};
+    const GpuSupport s = gpu_decode_support(codec::encode(cache, {name, params}).bytes);
     EXPECT_TRUE(s.supported) << name << ": " << s.reason;
     EXPECT_EQ(s.reason, "") << name;
   }
+}
+
+// Regression (issue #14's new defaults made every default cachegen stream
+// layout version 3): the GPU path refuses what it does not implement with a
+// reason, and decode_auto decodes it on the CPU and says why.
+TEST(GpuDecodeSupport, DefaultCachegenStreamsFallBackToTheCpuWithAReason) {
+  const auto cache = make_cache({2, 2, 50, 4}, Pattern::Realistic, 1, 1);
+  const auto bytes = codec::encode(cache, {"cachegen", {}}).bytes;
+  const GpuSupport s = gpu_decode_support(bytes);
+  EXPECT_FALSE(s.supported);
+  EXPECT_NE(s.reason.find("version 3"), std::string::npos) << s.reason;
+  const AutoDecodeResult r = decode_auto(bytes);
+  EXPECT_EQ(r.backend, "cpu");
+  EXPECT_FALSE(r.fallback_reason.empty());
+  EXPECT_EQ(r.cache.data().size(), codec::decode(bytes).data().size());
 }
 
 TEST(GpuDecodeSupport, OtherCodecsAreRefusedWithTheirName) {
@@ -65,7 +83,8 @@ TEST(GpuDecodeSupport, OtherCodecsAreRefusedWithTheirName) {
 // decides (and rejects this one, as it does not know it either).
 TEST(GpuDecodeSupport, UnknownParameterFallsBackToTheCpu) {
   const auto cache = make_cache({2, 2, 50, 4}, Pattern::Realistic, 1, 1);
-  const auto good = codec::encode(cache, {"cachegen", {{"chunk_tokens", "16"}}}).bytes;
+  const auto good =
+      codec::encode(cache, {"cachegen", testing::gpu_cachegen_params({{"chunk_tokens", "16"}})}).bytes;
   const auto bad = edit_header(good, "delta", "delty");
   const GpuSupport s = gpu_decode_support(bad);
   EXPECT_FALSE(s.supported);
@@ -114,15 +133,19 @@ TEST(GpuDecodeSupport, StreamsWithExtendedCacheInfoDecode) {
 
 TEST(GpuEncodeSupport, CachegenWithShippedTablesOnly) {
   const kv::CacheShape shape{4, 2, 100, 8};
-  EXPECT_TRUE(gpu_encode_support(shape, {"cachegen", {}}).supported);
-  EXPECT_TRUE(gpu_encode_support(shape, {"cachegen", {{"scale", "head"}, {"delta", "always"}}}).supported);
+  EXPECT_TRUE(gpu_encode_support(shape, {"cachegen", testing::gpu_cachegen_params()}).supported);
+  EXPECT_TRUE(gpu_encode_support(
+                  shape, {"cachegen", testing::gpu_cachegen_params({{"scale", "head"}, {"delta", "always"}})})
+                  .supported);
   const GpuSupport other = gpu_encode_support(shape, {"int8", {}});
   EXPECT_FALSE(other.supported);
   EXPECT_EQ(other.reason, "codec 'int8' has no GPU cachegen encoder");
-  const GpuSupport unknown = gpu_encode_support(shape, {"cachegen", {{"no_such_param", "1"}}});
+  const GpuSupport unknown =
+      gpu_encode_support(shape, {"cachegen", testing::gpu_cachegen_params({{"no_such_param", "1"}})});
   EXPECT_FALSE(unknown.supported);
   EXPECT_NE(unknown.reason.find("no_such_param"), std::string::npos) << unknown.reason;
-  const GpuSupport bad = gpu_encode_support(shape, {"cachegen", {{"scale", "tokex"}}});
+  const GpuSupport bad =
+      gpu_encode_support(shape, {"cachegen", testing::gpu_cachegen_params({{"scale", "tokex"}})});
   EXPECT_FALSE(bad.supported);
   EXPECT_NE(bad.reason.find("scale"), std::string::npos) << bad.reason;
   // The encoder itself refuses with the same reason.
