@@ -4,22 +4,13 @@
 #include <cmath>
 
 #include "kvscope/common/error.h"
+#include "logit_rows.h"
 
 namespace kvscope::eval {
 namespace {
 
-// log-sum-exp of one row, in double.
-double log_sum_exp(const float* row, int vocab) {
-  float mx = row[0];
-  for (int i = 1; i < vocab; ++i) mx = std::max(mx, row[i]);
-  double s = 0;
-  for (int i = 0; i < vocab; ++i) s += std::exp(double(row[i]) - mx);
-  return double(mx) + std::log(s);
-}
-
-int argmax(const float* row, int vocab) {
-  return int(std::max_element(row, row + vocab) - row);
-}
+using detail::argmax;
+using detail::log_sum_exp;
 
 std::size_t rows_of(const std::vector<float>& logits, int vocab) {
   require(vocab > 0 && logits.size() % std::size_t(vocab) == 0, ErrorCode::InvalidArgument,

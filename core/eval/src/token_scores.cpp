@@ -5,21 +5,13 @@
 #include <cmath>
 
 #include "kvscope/common/error.h"
+#include "logit_rows.h"
 
 namespace kvscope::eval {
 namespace {
 
-double log_sum_exp(const float* row, int vocab) {
-  float mx = row[0];
-  for (int i = 1; i < vocab; ++i) mx = std::max(mx, row[i]);
-  double s = 0;
-  for (int i = 0; i < vocab; ++i) s += std::exp(double(row[i]) - mx);
-  return double(mx) + std::log(s);
-}
-
-int argmax(const float* row, int vocab) {
-  return int(std::max_element(row, row + vocab) - row);
-}
+using detail::argmax;
+using detail::log_sum_exp;
 
 // SplitMix64: a small, well-mixed generator whose output is the same on
 // every platform (std:: distributions are not), so intervals reproduce.
