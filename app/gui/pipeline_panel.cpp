@@ -15,6 +15,7 @@
 #include <cmath>
 
 #include "kvscope/common/error.h"
+#include "labeled_control.h"
 #include "plot_widget.h"
 #include "session.h"
 
@@ -64,11 +65,7 @@ PipelinePanel::PipelinePanel(Session* session, std::function<codec::CodecConfig(
     : QWidget(parent), session_(session), config_(std::move(config)) {
   auto* controls = new QHBoxLayout;
   auto add = [&](const QString& label, QWidget* w, const QString& tip) {
-    auto* l = new QLabel(label);
-    l->setToolTip(tip);
-    w->setToolTip(tip);
-    controls->addWidget(l);
-    controls->addWidget(w);
+    addLabeledControl(controls, label, w, tip);
   };
   layer_ = new QSpinBox;
   layer_->setObjectName(QStringLiteral("pipelineLayer"));
@@ -224,8 +221,9 @@ void PipelinePanel::refresh() {
   if (t.sinks > 0)
     head += tr(" The first %1 token(s) of the cache are attention sinks, stored exactly.").arg(t.sinks);
   if (t.pre_rope)
-    head += tr(" Keys are coded before RoPE (key_space=pre_rope): the values below are the keys with RoPE "
-               "removed; the decoder rotates them back at each token's position.");
+    head +=
+        tr(" Keys are coded before RoPE (key_space=pre_rope): the values below are the keys with RoPE "
+           "removed; the decoder rotates them back at each token's position.");
   if (!is_cachegen)
     head.prepend(tr("The current codec is '%1'; this view traces cachegen with its default settings. ")
                      .arg(QString::fromStdString(cfg.codec)));

@@ -15,6 +15,7 @@
 #include "kvscope/codec/calibration_file.h"
 #include "kvscope/codec/transform_basis.h"
 #include "kvscope/kv/rope.h"
+#include "labeled_control.h"
 #include "plot_widget.h"
 #include "session.h"
 
@@ -27,11 +28,7 @@ SpectrumPanel::SpectrumPanel(Session* session, std::function<codec::CodecConfig(
       runner_(std::make_unique<JobRunner>(QStringLiteral("spectrum"))) {
   auto* controls = new QHBoxLayout;
   auto add = [&](const QString& label, QWidget* w, const QString& tip) {
-    auto* l = new QLabel(label);
-    l->setToolTip(tip);
-    w->setToolTip(tip);
-    controls->addWidget(l);
-    controls->addWidget(w);
+    addLabeledControl(controls, label, w, tip);
   };
   layer_ = new QSpinBox;
   layer_->setObjectName(QStringLiteral("spectrumLayer"));
