@@ -255,8 +255,6 @@ def parse_container(data):
         if n not in (0, tokens):
             raise FormatError(key + " count differs from the token count")
         info[key] = [h.i32() for _ in range(n)]
-    info["codec_header"] = h.take(h.u32())
-    count = h.u32()
     info["rope_inv_freq"] = []
     info["layer_window"] = []
     if flags & 1:  # extended cache info
@@ -281,6 +279,8 @@ def parse_container(data):
             info["layer_window"] = [h.u32() for _ in range(layers)]
             if any(x > 2 ** 31 - 1 for x in info["layer_window"]):
                 raise FormatError("layer window out of range")
+    info["codec_header"] = h.take(h.u32())
+    count = h.u32()
     if not h.done():
         raise FormatError("trailing bytes in the header body")
     sections = []
@@ -670,6 +670,11 @@ def token_positions(info):
     return info["positions"] if info["positions"] else list(range(tokens))
 
 
+# How many chunks used each coded-steps method (0 = plain f16, 1 = range
+# coded): lets the tests check that their corpus exercises both.
+CODED_STEP_METHODS = {}
+
+
 def read_coded_steps(r, count):
     """cachegen "Coded steps" (step_coding=coded): f16 bit patterns -> float32."""
     if count == 0:
@@ -678,6 +683,7 @@ def read_coded_steps(r, count):
         method = 0
     else:
         method = r.u8()
+    CODED_STEP_METHODS[method] = CODED_STEP_METHODS.get(method, 0) + 1
     if method == 0:
         h = [r.u16() for _ in range(count)]
     elif method == 1:
