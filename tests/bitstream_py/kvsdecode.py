@@ -5,10 +5,18 @@ prove that the document is complete: tests/bitstream_py/test_decoder.py
 decodes every golden stream and freshly encoded streams of every codec and
 mode with it and compares the values, one by one, with the C++ decoder.
 
+Every codec: fp16, int8, int4, kivi2, zstd, cachegen-lmcache, cachegen
+(layout versions 1-3: sinks, integer and float deltas, f16 and coded steps,
+table_bits, per-layer bins, keys before RoPE, tables shipped or from a
+calibration file) and transform (shipped or calibration bases, both
+groupings, keys before RoPE). Every range-coded stream is checked to end
+exactly as section 2 "End of a stream" says.
+
 Python 3 with numpy only; zstd frames go through the system's libzstd (a
 general-purpose library, not KVScope's). Float operations follow the
 document: every product or quotient is one IEEE binary32 operation
-(numpy.float32 scalars and arrays), rounding is half to even.
+(numpy.float32 scalars and arrays), rounding is half to even; RoPE's cos and
+sin are math.cos/math.sin (the C library's binary64 functions).
 
     values, info = decode(stream_bytes, profile_dir=None)
     values: numpy float32 array [layers, 2, kv_heads, tokens, head_dim]
@@ -169,10 +177,13 @@ class RangeDecoder:
         s = bisect.bisect_right(cdf, v) - 1  # cdf[s] <= v < cdf[s+1]
         self.code = (self.code - r * cdf[s]) & 0xFFFFFFFF
         self.range = (r * (cdf[s + 1] - cdf[s])) & 0xFFFFFFFF
+        self._renormalise()
+        return s
+
+    def _renormalise(self):
         while self.range < (1 << 24):
             self.range = (self.range << 8) & 0xFFFFFFFF
             self.code = ((self.code << 8) | self._next()) & 0xFFFFFFFF
-        return s
 
     def decode_bits(self, k):
         """A uniform symbol of k bits (0 <= k <= 16): cum = v << (16 - k), freq = 1 << (16 - k)."""
@@ -181,9 +192,7 @@ class RangeDecoder:
         v = w >> (16 - k)
         self.code = (self.code - r * (v << (16 - k))) & 0xFFFFFFFF
         self.range = (r << (16 - k)) & 0xFFFFFFFF
-        while self.range < (1 << 24):
-            self.range = (self.range << 8) & 0xFFFFFFFF
-            self.code = ((self.code << 8) | self._next()) & 0xFFFFFFFF
+        self._renormalise()
         return v
 
     def check_end(self, what):
