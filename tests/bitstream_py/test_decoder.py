@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -135,6 +136,36 @@ def check_golden_hashes(golden, failures):
     return n
 
 
+def append_to_last_section(data, extra):
+    """The stream with `extra` appended to its last section's payload (length
+    and section CRC updated, so only the payload's own rules can object)."""
+    pos = 16 + struct.unpack_from("<I", data, 8)[0]
+    last = None
+    while pos < len(data):
+        last = pos
+        pos += 24 + struct.unpack_from("<I", data, pos + 16)[0]
+    hdr = bytearray(data[last:last + 20])
+    payload = data[last + 24:] + extra
+    struct.pack_into("<I", hdr, 16, len(payload))
+    crc = kvsdecode.crc32c(payload, kvsdecode.crc32c(bytes(hdr)))
+    return data[:last] + bytes(hdr) + struct.pack("<I", crc) + payload
+
+
+def check_transform_tamper(name, data, profile_dir, failures):
+    """docs/bitstream.md section 2 "End of a stream": transform's coefficient
+    stream is the rest of its chunk payload, so a byte appended to the payload
+    is a byte appended to the stream, and the decoder must refuse it."""
+    for extra in (b"\x5a", b"\x01", b"\x00"):
+        try:
+            kvsdecode.decode(append_to_last_section(data, extra), profile_dir)
+        except kvsdecode.FormatError as e:
+            if "trailing" in str(e) or "does not end" in str(e) or "0 byte" in str(e):
+                continue
+            failures.append("%s + %r: refused for another reason: %s" % (name, extra, e))
+            continue
+        failures.append("%s + %r: a byte appended to the coefficient stream decoded" % (name, extra))
+
+
 def check_streams(corpus, manifest, failures):
     n = 0
     features = set()
@@ -149,6 +180,8 @@ def check_streams(corpus, manifest, failures):
             failures.append("%s: the independent decoder failed: %r" % (name, e))
             continue
         features |= stream_features(info)
+        if info["codec"] == "transform":
+            check_transform_tamper(name, data, profile_dir, failures)
         theirs = load_f32(os.path.join(corpus, item["f32"]), item["shape"])
         err = compare_exact(name, ours, theirs)
         if err:
