@@ -5,10 +5,18 @@ prove that the document is complete: tests/bitstream_py/test_decoder.py
 decodes every golden stream and freshly encoded streams of every codec and
 mode with it and compares the values, one by one, with the C++ decoder.
 
+Every codec: fp16, int8, int4, kivi2, zstd, cachegen-lmcache, cachegen
+(layout versions 1-3: sinks, integer and float deltas, f16 and coded steps,
+table_bits, per-layer bins, keys before RoPE, tables shipped or from a
+calibration file) and transform (shipped or calibration bases, both
+groupings, keys before RoPE). Every range-coded stream is checked to end
+exactly as section 2 "End of a stream" says.
+
 Python 3 with numpy only; zstd frames go through the system's libzstd (a
 general-purpose library, not KVScope's). Float operations follow the
 document: every product or quotient is one IEEE binary32 operation
-(numpy.float32 scalars and arrays), rounding is half to even.
+(numpy.float32 scalars and arrays), rounding is half to even; RoPE's cos and
+sin are math.cos/math.sin (the C library's binary64 functions).
 
     values, info = decode(stream_bytes, profile_dir=None)
     values: numpy float32 array [layers, 2, kv_heads, tokens, head_dim]
@@ -18,6 +26,7 @@ document: every product or quotient is one IEEE binary32 operation
 import bisect
 import ctypes
 import ctypes.util
+import math
 import os
 import struct
 
@@ -120,8 +129,10 @@ def round_half_even(x):
 
 # -------------------------------------------------------------- range coder
 
-def read_model(r, alphabet):
-    """Section 2 "Model serialisation": None for the empty model, else the CDF list."""
+def read_model(r, alphabet, total_bits=16):
+    """Section 2 "Model serialisation": None for the empty model, else the CDF list.
+    cachegen's shipped tables (version 3) sum to 2^table_bits: their
+    frequencies are multiplied by 2^(16 - table_bits)."""
     first = r.varint()
     m = r.varint()
     if m == 0:
@@ -133,11 +144,11 @@ def read_model(r, alphabet):
     freq = [0] * alphabet
     for i in range(m):
         freq[first + i] = r.varint()
-    if sum(freq) != 65536:
-        raise FormatError("model frequencies do not sum to 65536")
+    if sum(freq) != 1 << total_bits:
+        raise FormatError("model frequencies do not sum to 2^%d" % total_bits)
     cdf = [0]
     for f in freq:
-        cdf.append(cdf[-1] + f)
+        cdf.append(cdf[-1] + (f << (16 - total_bits)))
     return cdf
 
 
@@ -166,10 +177,23 @@ class RangeDecoder:
         s = bisect.bisect_right(cdf, v) - 1  # cdf[s] <= v < cdf[s+1]
         self.code = (self.code - r * cdf[s]) & 0xFFFFFFFF
         self.range = (r * (cdf[s + 1] - cdf[s])) & 0xFFFFFFFF
+        self._renormalise()
+        return s
+
+    def _renormalise(self):
         while self.range < (1 << 24):
             self.range = (self.range << 8) & 0xFFFFFFFF
             self.code = ((self.code << 8) | self._next()) & 0xFFFFFFFF
-        return s
+
+    def decode_bits(self, k):
+        """A uniform symbol of k bits (0 <= k <= 16): cum = v << (16 - k), freq = 1 << (16 - k)."""
+        r = self.range >> 16
+        w = min(self.code // r, 65535)
+        v = w >> (16 - k)
+        self.code = (self.code - r * (v << (16 - k))) & 0xFFFFFFFF
+        self.range = (r << (16 - k)) & 0xFFFFFFFF
+        self._renormalise()
+        return v
 
     def check_end(self, what):
         """Section 2 "End of a stream": the stream is exactly the encoder's output."""
@@ -240,8 +264,6 @@ def parse_container(data):
         if n not in (0, tokens):
             raise FormatError(key + " count differs from the token count")
         info[key] = [h.i32() for _ in range(n)]
-    info["codec_header"] = h.take(h.u32())
-    count = h.u32()
     info["rope_inv_freq"] = []
     info["layer_window"] = []
     if flags & 1:  # extended cache info
@@ -266,6 +288,8 @@ def parse_container(data):
             info["layer_window"] = [h.u32() for _ in range(layers)]
             if any(x > 2 ** 31 - 1 for x in info["layer_window"]):
                 raise FormatError("layer window out of range")
+    info["codec_header"] = h.take(h.u32())
+    count = h.u32()
     if not h.done():
         raise FormatError("trailing bytes in the header body")
     sections = []
@@ -314,7 +338,11 @@ def bins_per_layer(bins_text, splits_text, layers):
     """cachegen / cachegen-lmcache: layer l uses bins[g], g = splits <= l."""
     bins = [int(x) for x in bins_text.split(",") if x.strip()]
     splits = [int(x) for x in splits_text.split(",") if x.strip()]
-    if len(splits) + 1 != len(bins) or any(not 4 <= b <= 256 for b in bins):
+    if any(not 4 <= b <= 256 for b in bins):
+        raise FormatError("bins out of range")
+    if not splits and layers >= 2 and len(bins) == layers:  # per-layer form
+        return bins
+    if len(splits) + 1 != len(bins):
         raise FormatError("bins and layer splits do not fit")
     if any(s < 1 or s > layers - 1 for s in splits) or any(b <= a for a, b in zip(splits, splits[1:])):
         raise FormatError("layer splits out of range")
@@ -547,18 +575,32 @@ def calibration_sections(data):
 
 
 def parse_profile(data):
-    """Section 4: the `cachegen.tables` section of a calibration file."""
+    """Section 4: the `cachegen.tables` section of a calibration file (table
+    versions 1-3; every model codes any symbol of its alphabet)."""
     sections = calibration_sections(data)
     if "cachegen.tables" not in sections:
         raise FormatError("calibration file has no cachegen.tables section")
     b = Reader(sections["cachegen.tables"], "cachegen.tables")
     version = b.u16()
-    if version not in (1, 2):
+    if version not in (1, 2, 3):
         raise FormatError("unsupported cachegen table version")
     layers, channels, group_size, chunk_tokens = b.u32(), b.u32(), b.u32(), b.u32()
-    scale = SCALES[b.u8()] if version >= 2 else "channel"
+    scale = "channel"
+    if version >= 2:
+        code = b.u8()
+        if code > 2:
+            raise FormatError("profile: bad scale")
+        scale = SCALES[code]
+    key_space = "post_rope"
+    if version >= 3:
+        code = b.u8()
+        if code > 1:
+            raise FormatError("profile: bad key space")
+        key_space = ("post_rope", "pre_rope")[code]
     kbins = [b.u16() for _ in range(layers)]
     vbins = [b.u16() for _ in range(layers)]
+    if any(not 4 <= x <= 256 for x in kbins + vbins):
+        raise FormatError("profile: bins out of range")
     models = {}
     for l in range(layers):
         for k, bins in enumerate((kbins, vbins)):
@@ -570,28 +612,153 @@ def parse_profile(data):
                     raise FormatError("profile: bad channel mode")
                 anchor = read_model(b, 2 * M + 1)
                 delta = read_model(b, 4 * M + 1)
+                if mode and delta is not None:
+                    raise FormatError("profile: raw channel with a delta model")
+                for m in (anchor, delta if not mode else anchor):
+                    if m is None or any(m[i + 1] == m[i] for i in range(len(m) - 1)):
+                        raise FormatError("profile: a model that cannot code every symbol")
                 ms.append((mode, anchor, delta))
             models[(l, k)] = ms
     if not b.done():
         raise FormatError("profile: trailing bytes")
     return {"layers": layers, "channels": channels, "group_size": group_size, "chunk_tokens": chunk_tokens,
-            "scale": scale, "bins": [kbins, vbins], "models": models}
+            "scale": scale, "key_space": key_space, "bins": [kbins, vbins], "models": models}
+
+
+# cachegen layout version 3 parameters and the values that mean version 2
+# behaviour (docs/bitstream.md "cachegen", "Version 3").
+CACHEGEN_V3 = {"sinks": "0", "delta_mode": "integer", "anchor_bins": "256", "step_coding": "fp16",
+               "table_bits": "16", "key_space": "post_rope"}
+
+
+def int_param(params, key, lo, hi):
+    try:
+        v = int(params[key])
+    except (KeyError, ValueError):
+        raise FormatError("missing or invalid parameter " + key)
+    if not lo <= v <= hi:
+        raise FormatError("parameter %s out of range" % key)
+    return v
+
+
+def choice_param(params, key, choices):
+    v = params.get(key)
+    if v not in choices:
+        raise FormatError("missing or invalid parameter " + key)
+    return v
+
+
+def layer_rope_freqs(info, layer):
+    """Section 1.1 "RoPE": the layer's table, else plain RoPE from rope_theta."""
+    dim = info["shape"][3]
+    if info["rope_inv_freq"]:
+        return info["rope_inv_freq"][layer]
+    theta = info["rope_theta"]
+    if not (math.isfinite(theta) and theta > 0):
+        raise FormatError("plain RoPE needs a finite rope_theta > 0")
+    return [1.0 / math.pow(theta, (2.0 * i) / dim) for i in range(dim // 2)]
+
+
+def apply_rope(keys, positions, freqs):
+    """Section 1.1 "RoPE", apply: keys float32 [heads, tokens, dim], rotated in
+    place; cos/sin of binary64 angles rounded once to float32, then float32
+    products and sums (numpy float32 arrays: no fused multiply-add)."""
+    if keys.shape[1] == 0:
+        return
+    half = keys.shape[2] // 2
+    c = np.array([[math.cos(float(p) * f) for f in freqs] for p in positions], dtype=np.float64).astype(F32)
+    s = np.array([[math.sin(float(p) * f) for f in freqs] for p in positions], dtype=np.float64).astype(F32)
+    x0 = keys[:, :, :half].copy()
+    x1 = keys[:, :, half:].copy()
+    keys[:, :, :half] = x0 * c - x1 * s
+    keys[:, :, half:] = x1 * c + x0 * s
+
+
+def token_positions(info):
+    tokens = info["shape"][2]
+    return info["positions"] if info["positions"] else list(range(tokens))
+
+
+# How many chunks used each coded-steps method (0 = plain f16, 1 = range
+# coded): lets the tests check that their corpus exercises both.
+CODED_STEP_METHODS = {}
+
+
+def read_coded_steps(r, count):
+    """cachegen "Coded steps" (step_coding=coded): f16 bit patterns -> float32."""
+    if count == 0:
+        return np.zeros(0, F32)
+    if count == 1:
+        method = 0
+    else:
+        method = r.u8()
+    CODED_STEP_METHODS[method] = CODED_STEP_METHODS.get(method, 0) + 1
+    if method == 0:
+        h = [r.u16() for _ in range(count)]
+    elif method == 1:
+        h = [r.u16()]
+        if h[0] >= 0x7C00:
+            raise FormatError("invalid step")
+        model = read_model(r, 17)
+        if model is None:
+            raise FormatError("empty step model")
+        n = r.varint()
+        if n > r.remaining():
+            raise FormatError("coded steps exceed the section")
+        rd = RangeDecoder(r.take(n))
+        for _ in range(count - 1):
+            b = rd.decode(model)
+            z = 0 if b == 0 else 1
+            left = b - 1
+            while left > 0:
+                m = min(left, 8)
+                left -= m
+                z = (z << m) | rd.decode_bits(m)
+            d = z // 2 if z % 2 == 0 else -(z + 1) // 2
+            h.append(h[-1] + d)
+            if not 0 <= h[-1] < 0x7C00:
+                raise FormatError("invalid coded step")
+        rd.check_end("coded steps")
+    else:
+        raise FormatError("unknown step coding")
+    if any(x >= 0x7C00 for x in h):
+        raise FormatError("invalid step")
+    return np.array(h, dtype="<u2").view("<f2").astype(F32)
 
 
 class CachegenDecoder:
     def __init__(self, info, sections, profile_dir=None):
         layers, heads, _, dim = info["shape"]
-        p = info["params"]
+        p = dict(info["params"])
+        self.info = info
         self.heads, self.dim, self.C = heads, dim, heads * dim
-        self.G = int(p["group_size"])
-        if info["codec_version"] == 1:
+        version = info["codec_version"]
+        if version not in (1, 2, 3):
+            raise FormatError("cachegen layout version %d" % version)
+        for key, neutral in CACHEGEN_V3.items():
+            if version < 3:
+                if key in p:
+                    raise FormatError("a version %d cachegen stream with parameter %s" % (version, key))
+                p[key] = neutral
+            elif key not in p:
+                raise FormatError("a version 3 cachegen stream without parameter " + key)
+        self.G = int_param(p, "group_size", 1, 1024)
+        if version == 1:
             if "scale" in p:
                 raise FormatError("a version 1 cachegen stream with a scale parameter")
             self.scale = "channel"
-        elif info["codec_version"] == 2:
-            self.scale = p["scale"]
         else:
-            raise FormatError("cachegen layout version %d" % info["codec_version"])
+            self.scale = choice_param(p, "scale", SCALES)
+        self.sinks = int_param(p, "sinks", 0, 65536)
+        self.float = choice_param(p, "delta_mode", ("integer", "float")) == "float"
+        self.anchor_bins = int_param(p, "anchor_bins", 4, 256)
+        self.coded_steps = choice_param(p, "step_coding", ("fp16", "coded")) == "coded"
+        self.table_bits = int_param(p, "table_bits", 10, 16)
+        self.pre_rope = choice_param(p, "key_space", ("post_rope", "pre_rope")) == "pre_rope"
+        if self.float and self.scale == "channel":
+            raise FormatError("delta_mode=float with scale=channel")
+        if self.pre_rope and dim % 2:
+            raise FormatError("key_space=pre_rope with an odd head_dim")
         self.bins = [bins_per_layer(p["key_bins"], p["key_layer_splits"], layers),
                      bins_per_layer(p["value_bins"], p["value_layer_splits"], layers)]
         h = Reader(info["codec_header"], "cachegen header")
@@ -607,23 +774,24 @@ class CachegenDecoder:
             if fnv1a64(data) != digest:
                 raise FormatError("profile hash mismatch")
             prof = parse_profile(data)
+            key_space = "pre_rope" if self.pre_rope else "post_rope"
             if (prof["layers"] != layers or prof["channels"] != self.C or prof["bins"] != self.bins
-                    or prof["scale"] != self.scale):
+                    or prof["scale"] != self.scale or prof["key_space"] != key_space or self.float):
                 raise FormatError("profile does not match the stream")
             self.models = prof["models"]
         elif mode == 0:
             for s in sections:
                 if s["kind"] != KIND_TABLE:
                     continue
-                M = self.bins[s["kv"]][s["layer"]] // 2 - 1
                 t = Reader(s["payload"], "cachegen table")
+                A, B = self.alphabets(s["layer"], s["kv"])
                 ms = []
                 for _ in range(self.C):
                     raw = t.u8()
-                    if raw > 1:
+                    if raw > 1 or (raw and self.float):
                         raise FormatError("bad channel mode")
-                    anchor = read_model(t, 2 * M + 1)
-                    delta = read_model(t, 4 * M + 1)
+                    anchor = read_model(t, A, self.table_bits)
+                    delta = read_model(t, B, self.table_bits)
                     if raw and delta is not None:
                         raise FormatError("raw channel with a delta model")
                     ms.append((raw, anchor, delta))
@@ -635,6 +803,20 @@ class CachegenDecoder:
         if not h.done():
             raise FormatError("trailing bytes in the cachegen header")
         self.tables = mode == 0
+        self.rope = self.pre_rope and info["rope_applied"]
+        if self.rope:
+            self.freqs = [layer_rope_freqs(info, l) for l in range(layers)]
+            self.positions = token_positions(info)
+
+    def M(self, layer, kv):
+        return self.bins[kv][layer] // 2 - 1
+
+    def alphabets(self, layer, kv):
+        """(anchor, delta) alphabet sizes of (layer, kind)."""
+        M = self.M(layer, kv)
+        if self.float:
+            return 2 * (self.anchor_bins // 2 - 1) + 1, 2 * M + 1
+        return 2 * M + 1, 4 * M + 1
 
     def step_index(self, c, t):
         if self.scale == "token":
@@ -644,39 +826,264 @@ class CachegenDecoder:
         return c
 
     def __call__(self, info, chunk, out):
-        n = chunk["count"]
-        M = self.bins[chunk["kv"]][chunk["layer"]] // 2 - 1
+        count, begin = chunk["count"], chunk["begin"]
+        ns = min(max(self.sinks - begin, 0), count)
+        n = count - ns
+        M = self.M(chunk["layer"], chunk["kv"])
         models = self.models[(chunk["layer"], chunk["kv"])]
         S = {"token": n, "head": n * self.heads, "channel": self.C}[self.scale]
         r = Reader(chunk["payload"], "cachegen chunk")
-        step = read_steps(r, S)
+        sinks = f16_array(r.take(2 * self.heads * ns * self.dim)).reshape(self.heads, ns, self.dim)
+        if not np.all(np.isfinite(sinks)):
+            raise FormatError("invalid sink value")
+        out[:, :ns, :] = sinks
+        step = read_coded_steps(r, S) if self.coded_steps else read_steps(r, S)
         streams = read_streams(r, self.C)
-        Mf = F32(M)
+        quantized = out[:, ns:, :]
         for c in range(self.C):
             raw, am, dm = models[c]
             group = 1 if raw else self.G
-            if am is None or (n > 1 and group > 1 and dm is None):
-                raise FormatError("chunk needs an empty model")
             rd = RangeDecoder(streams[c])
+            if n and (am is None or (n > 1 and group > 1 and dm is None)):
+                raise FormatError("chunk needs an empty model")
             h, d = divmod(c, self.dim)
-            q_a = 0
-            s_a = F32(0)
-            for t in range(n):
-                st = step[self.step_index(c, t)]
-                if t % group == 0:  # anchor
-                    q = rd.decode(am) - M
-                    q_a, s_a = q, st
-                else:
-                    if st > 0:
-                        ratio = F32(1) if s_a == st else F32(s_a) / F32(st)
-                    else:
-                        ratio = F32(0)
-                    pred = int(np.rint(min(max(F32(q_a) * ratio, -Mf), Mf)))
-                    q = pred + rd.decode(dm) - 2 * M
-                    if not -M <= q <= M:
-                        raise FormatError("decoded value out of range")
-                out[h, t, d] = F32(q) * st
+            if self.float:
+                self.decode_float(rd, am, dm, M, step, c, n, quantized[h, :, d])
+            else:
+                self.decode_integer(rd, am, dm, M, group, step, c, n, quantized[h, :, d])
             rd.check_end("channel %d" % c)
+        if self.rope and chunk["kv"] == 0:
+            apply_rope(quantized, self.positions[begin + ns:begin + count], self.freqs[chunk["layer"]])
+
+    def decode_integer(self, rd, am, dm, M, group, step, c, n, dst):
+        """Integer deltas: Q_t = P_t + s - 2M, P_t from the anchor's Q_a."""
+        Mf = F32(M)
+        q_a = 0
+        s_a = F32(0)
+        for t in range(n):
+            st = step[self.step_index(c, t)]
+            if t % group == 0:  # anchor
+                q = rd.decode(am) - M
+                q_a, s_a = q, st
+            else:
+                if st > 0:
+                    ratio = F32(1) if s_a == st else F32(s_a) / F32(st)
+                else:
+                    ratio = F32(0)
+                pred = int(np.rint(min(max(F32(q_a) * ratio, -Mf), Mf)))
+                q = pred + rd.decode(dm) - 2 * M
+                if not -M <= q <= M:
+                    raise FormatError("decoded value out of range")
+            dst[t] = F32(q) * st
+
+    def decode_float(self, rd, am, dm, M, step, c, n, dst):
+        """Float deltas: anchors x' = Q*step on anchor_bins, others x'_a + Q*step."""
+        Ma = self.anchor_bins // 2 - 1
+        anchor = F32(0)
+        for t in range(n):
+            st = step[self.step_index(c, t)]
+            if t % self.G == 0:
+                anchor = F32(rd.decode(am) - Ma) * st
+                dst[t] = anchor
+            else:
+                dst[t] = anchor + F32(rd.decode(dm) - M) * st
+
+
+# ---------------------------------------------------------------- transform
+
+def geometric_model(rho, K):
+    """transform "Model G(rho, K)": the CDF of the two-sided geometric model."""
+    p = rho << 16
+    w = [(1 << 32) - p]
+    for k in range(K):
+        nxt = (p * p) >> 32
+        mass = p if k == K - 1 else p - nxt
+        w += [mass, mass]
+        p = nxt
+    n = 1 + 2 * K
+    W = sum(w)
+    f = [1 + (x * (65536 - n)) // W for x in w]
+    f[f.index(max(f))] += 65536 - sum(f)
+    cdf = [0]
+    for x in f:
+        cdf.append(cdf[-1] + x)
+    return cdf
+
+
+def parse_transform_basis(payload, grouping, shape):
+    """Section 4 "transform.basis": the set of `grouping` as {(l, k): [(mean, vectors)] per group}."""
+    layers, heads, _, dim = shape
+    b = Reader(payload, "transform.basis")
+    if b.u16() != 1:
+        raise FormatError("unsupported transform.basis version")
+    count = b.u8()
+    if count not in (1, 2):
+        raise FormatError("transform.basis: bad set count")
+    found, seen = None, set()
+    for _ in range(count):
+        g = b.u8()
+        if g > 1 or g in seen:
+            raise FormatError("transform.basis: bad or repeated grouping")
+        seen.add(g)
+        L, H, D = b.u32(), b.u32(), b.u32()
+        if not (1 <= L <= 4096 and H >= 1 and D >= 1 and H * D <= 4096):
+            raise FormatError("transform.basis: shape out of range")
+        b.take(8)  # calibration tokens
+        G, n = (1, H * D) if g == 0 else (H, D)
+        sets = {}
+        for l in range(L):
+            for k in range(2):
+                groups = []
+                for _ in range(G):
+                    mean = np.frombuffer(b.take(4 * n), dtype="<f4").astype(F32)
+                    var = np.frombuffer(b.take(4 * n), dtype="<f4").astype(F32)
+                    vec = np.frombuffer(b.take(4 * n * n), dtype="<f4").astype(F32).reshape(n, n)
+                    if (not np.all(np.isfinite(var)) or np.any(var < 0) or np.any(var[1:] > var[:-1])
+                            or not np.all(np.isfinite(vec)) or np.any(np.abs(vec) > 1)):
+                        raise FormatError("transform.basis: invalid variances or vectors")
+                    groups.append((mean, vec))
+                sets[(l, k)] = groups
+        if ("layer", "head")[g] == grouping:
+            found = (L, H, D, sets)
+    if not b.done():
+        raise FormatError("transform.basis: trailing bytes")
+    if found is None:
+        raise FormatError("calibration has no transform basis for grouping " + grouping)
+    if found[:3] != (layers, heads, dim):
+        raise FormatError("transform basis does not fit the stream's shape")
+    return found[3]
+
+
+class TransformDecoder:
+    """docs/bitstream.md "transform": PCA coefficients, range coded with
+    integer geometric models, reconstructed in float32 in a fixed order."""
+
+    def __init__(self, info, sections, profile_dir=None):
+        layers, heads, tokens, dim = info["shape"]
+        p = info["params"]
+        if info["codec_version"] != 1:
+            raise FormatError("transform layout version %d" % info["codec_version"])
+        self.info = info
+        self.grouping = choice_param(p, "grouping", ("layer", "head"))
+        self.sink = int_param(p, "sink_tokens", 0, 1 << 24)
+        self.recent = int_param(p, "recent_tokens", 0, 1 << 24)
+        self.G, self.n = (1, heads * dim) if self.grouping == "layer" else (heads, dim)
+        ch = info["codec_header"]
+        if len(ch) < 2 or ch[0] > 1 or ch[1] > 1 or len(ch) != (18 if ch[0] == 0 else 2):
+            raise FormatError("transform: bad codec header")
+        self.rope = ch[1] == 1
+        if self.rope and (not info["rope_applied"] or dim % 2):
+            raise FormatError("transform: keys before RoPE in a stream of a cache without RoPE")
+        self.basis = {}
+        self.tables = ch[0] == 1
+        if not self.tables:
+            digest = bytes(ch[2:]).decode("ascii", "replace")
+            if any(c not in "0123456789abcdef" for c in digest):
+                raise FormatError("transform: bad calibration hash")
+            path = os.path.join(profile_dir or default_profile_dir(), digest + ".kvsprof")
+            with open(path, "rb") as f:
+                data = f.read()
+            if fnv1a64(data) != digest:
+                raise FormatError("calibration hash mismatch")
+            sections_ = calibration_sections(data)
+            if "transform.basis" not in sections_:
+                raise FormatError("calibration file has no transform.basis section")
+            self.basis = parse_transform_basis(sections_["transform.basis"], self.grouping, info["shape"])
+            self.rows = {key: [self.n] * self.G for key in self.basis}
+        else:
+            self.rows = {}
+            for s in sections:
+                if s["kind"] != KIND_TABLE:
+                    continue
+                t = Reader(s["payload"], "transform table")
+                groups, rows = [], []
+                for _ in range(self.G):
+                    r = t.varint()
+                    if r > self.n:
+                        raise FormatError("more basis vectors than channels")
+                    mean = np.frombuffer(t.take(4 * self.n), dtype="<f4").astype(F32)
+                    vec = f16_array(t.take(2 * r * self.n)).reshape(r, self.n)
+                    if not np.all(np.isfinite(mean)) or not np.all(np.isfinite(vec)):
+                        raise FormatError("non-finite basis entry")
+                    groups.append((mean, vec))
+                    rows.append(r)
+                if not t.done():
+                    raise FormatError("trailing bytes in a transform table")
+                self.basis[(s["layer"], s["kv"])] = groups
+                self.rows[(s["layer"], s["kv"])] = rows
+        if self.rope:
+            self.freqs = [layer_rope_freqs(info, l) for l in range(layers)]
+            self.positions = token_positions(info)
+
+    def exact(self, t):
+        return t < self.sink or t >= self.info["shape"][2] - self.recent
+
+    def __call__(self, info, chunk, out):
+        _, heads, _, dim = info["shape"]
+        key = (chunk["layer"], chunk["kv"])
+        begin, count = chunk["begin"], chunk["count"]
+        toks = range(begin, begin + count)
+        exact = [t - begin for t in toks if self.exact(t)]
+        coded = [t - begin for t in toks if not self.exact(t)]
+        r = Reader(chunk["payload"], "transform chunk")
+        vals = f16_array(r.take(2 * heads * len(exact) * dim)).reshape(heads, len(exact), dim)
+        for i, t in enumerate(exact):
+            out[:, t, :] = vals[:, i, :]
+        groups = []
+        for g in range(self.G):
+            rows = self.rows[key][g]
+            m = r.varint()
+            if m > rows:
+                raise FormatError("more coded components than the basis has")
+            comps = []
+            step = F32(0)
+            if m:
+                step = F32(struct.unpack("<f", r.take(4))[0])
+                if not (np.isfinite(step) and 0 < step <= 2.0 ** 32):
+                    raise FormatError("invalid quantization step")
+                j = -1
+                for _ in range(m):
+                    j += 1 + r.varint()
+                    if j >= rows:
+                        raise FormatError("component index out of range")
+                    zc = r.varint()
+                    if zc > 1 << 21:
+                        raise FormatError("component center out of range")
+                    center = zc >> 1 if zc % 2 == 0 else -(zc >> 1) - 1
+                    K = r.u8()
+                    if K > 16:
+                        raise FormatError("too many magnitude classes")
+                    rho = r.u16()
+                    comps.append((j, center, geometric_model(rho, K)))
+            groups.append((step, comps))
+        rd = RangeDecoder(r.take(r.remaining()))
+        y = [np.zeros((len(coded), len(c)), F32) for _, c in groups]
+        for ti in range(len(coded)):
+            for g, (step, comps) in enumerate(groups):
+                for i, (_, center, cdf) in enumerate(comps):
+                    s = rd.decode(cdf)
+                    d = 0
+                    if s:
+                        k = (s - 1) >> 1
+                        mag = (1 << k) + (rd.decode_bits(k) if k else 0)
+                        d = mag if s & 1 else -mag
+                    y[g][ti, i] = F32(center + d) * step
+        rd.check_end("transform coefficients")
+        tok = np.zeros((heads, len(coded), dim), F32)
+        for g, (step, comps) in enumerate(groups):
+            mean, vec = self.basis[key][g]
+            a = np.zeros((len(coded), self.n), F32)
+            for i, (j, _, _) in enumerate(comps):
+                a = a + vec[j][None, :] * y[g][:, i:i + 1]  # float32 product, then float32 sum
+            x = a + mean[None, :]
+            if self.grouping == "layer":
+                tok[:, :, :] = x.reshape(len(coded), heads, dim).transpose(1, 0, 2)
+            else:
+                tok[g, :, :] = x
+        if self.rope and chunk["kv"] == 0:
+            apply_rope(tok, [self.positions[begin + t] for t in coded], self.freqs[chunk["layer"]])
+        for i, t in enumerate(coded):
+            out[:, t, :] = tok[:, i, :]
 
 
 def decode(data, profile_dir=None):
@@ -696,6 +1103,9 @@ def decode(data, profile_dir=None):
         run, tables = LmcacheDecoder(info, sections), True
     elif codec == "cachegen":
         run = CachegenDecoder(info, sections, profile_dir)
+        tables = run.tables
+    elif codec == "transform":
+        run = TransformDecoder(info, sections, profile_dir)
         tables = run.tables
     else:
         raise FormatError("unknown codec " + codec)

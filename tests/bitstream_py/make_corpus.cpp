@@ -11,6 +11,7 @@
 // OUT_DIR/manifest.json lists every item: {"name", "kvc", "f32", "shape",
 // "codec", "params", "orig" (the encoded cache, float32), "h5" (optional)}.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,8 +22,10 @@
 
 #include "kvscope/codec/bitstream.h"
 #include "kvscope/codec/calibration.h"
+#include "kvscope/codec/calibration_file.h"
 #include "kvscope/codec/codec.h"
 #include "kvscope/codec/synthetic.h"
+#include "kvscope/codec/transform_basis.h"
 #include "kvscope/common/paths.h"
 #if KVSCOPE_CORPUS_HDF5
 #include "kvscope/io/hdf5_container.h"
@@ -49,7 +52,24 @@ struct Case {
   std::uint64_t seed = 1;
   codec::CodecConfig config;
   bool zero = false;  // an all-zero cache (empty coded streams)
+  // Key RoPE state of the cache: as synthetic_cache makes it (rope_applied,
+  // positions 0..T-1), with explicit positions, with per-layer RoPE tables,
+  // or without RoPE.
+  enum class Rope { Default, Positions, Tables, None } rope = Rope::Default;
 };
+
+// The version 3 parameters at their version 2 meaning: such a stream is
+// written as layout version 2 (docs/bitstream.md "cachegen").
+const codec::ParamSet kCachegenV2 = {{"sinks", "0"},
+                                     {"delta_mode", "integer"},
+                                     {"step_coding", "fp16"},
+                                     {"table_bits", "16"},
+                                     {"key_space", "post_rope"}};
+
+codec::ParamSet with(codec::ParamSet base, const codec::ParamSet& more) {
+  for (const auto& [k, v] : more) base[k] = v;
+  return base;
+}
 
 // Random parameters for each codec and mode; fixed seed, so the corpus is
 // the same on every run.
@@ -62,9 +82,15 @@ std::vector<Case> fresh_cases() {
     if (s.tokens == 0 && pick(0, 1)) s.tokens = 1;
     return s;
   };
-  auto add = [&](const std::string& name, codec::CodecConfig cfg, bool simd = false) {
+  auto add = [&](const std::string& name, codec::CodecConfig cfg, bool simd = false,
+                 Case::Rope rope = Case::Rope::Default) {
     Case c;
     c.shape = shape(simd);
+    c.rope = rope;
+    // RoPE rotates pairs of dimensions: keys before RoPE need an even head_dim.
+    const auto ks = cfg.params.find("key_space");
+    if ((ks != cfg.params.end() && ks->second == "pre_rope") || rope == Case::Rope::Tables)
+      c.shape.head_dim += c.shape.head_dim % 2;
     c.seed = rng();
     c.name = name + "-" + std::to_string(cases.size());
     if (!cfg.params.count("chunk_tokens")) cfg.params["chunk_tokens"] = std::to_string(pick(1, 24));
@@ -75,37 +101,116 @@ std::vector<Case> fresh_cases() {
     add("fp16", {"fp16", {}});
     add("int8", {"int8", {}});
     add("int4", {"int4", {}});
-    add("kivi2", {"kivi2", {{"group_size", std::to_string(pick(1, 9))},
-                            {"residual_tokens", std::to_string(pick(0, 30))}}});
+    add("kivi2",
+        {"kivi2",
+         {{"group_size", std::to_string(pick(1, 9))}, {"residual_tokens", std::to_string(pick(0, 30))}}});
     add("lmcache", {"cachegen-lmcache", {}});
-    add("lmcache-bins", {"cachegen-lmcache", {{"key_bins", std::to_string(2 * pick(2, 128))},
-                                              {"key_layer_splits", ""},
-                                              {"value_bins", std::to_string(2 * pick(2, 128))},
-                                              {"value_layer_splits", ""}}});
+    add("lmcache-bins", {"cachegen-lmcache",
+                         {{"key_bins", std::to_string(2 * pick(2, 128))},
+                          {"key_layer_splits", ""},
+                          {"value_bins", std::to_string(2 * pick(2, 128))},
+                          {"value_layer_splits", ""}}});
     if (has_zstd()) add("zstd", {"zstd", {{"level", std::to_string(pick(1, 19))}}});
   }
+  // Integer deltas: version 2 streams (the version 3 parameters neutral) and
+  // the version 3 defaults (a sink, keys before RoPE, coded steps, 10-bit tables).
   for (const char* scale : {"token", "head", "channel"})
     for (const char* delta : {"auto", "always", "never"})
-      for (bool simd : {false, true}) {
-        add(std::string("cachegen-") + scale + "-" + delta,
+      for (bool simd : {false, true})
+        for (bool v2 : {true, false}) {
+          codec::ParamSet params = {{"scale", scale},
+                                    {"delta", delta},
+                                    {"group_size", std::to_string(pick(1, 12))},
+                                    {"key_bins", std::to_string(2 * pick(2, 128))},
+                                    {"key_layer_splits", ""},
+                                    {"value_bins", std::to_string(2 * pick(2, 128))},
+                                    {"value_layer_splits", ""}};
+          add(std::string("cachegen-") + (v2 ? "v2-" : "v3-") + scale + "-" + delta,
+              {"cachegen", v2 ? with(params, kCachegenV2) : params}, simd);
+        }
+  // Layout version 3, each mode on its own and mixed (docs/bitstream.md
+  // "cachegen", "Version 3").
+  for (int i = 0; i < 3; ++i) {
+    const std::string scale = i == 1 ? "head" : i == 2 ? "channel" : "token";
+    add("cachegen-sinks", {"cachegen", with(kCachegenV2, {{"sinks", std::to_string(pick(1, 30))},
+                                                          {"scale", scale},
+                                                          {"group_size", std::to_string(pick(1, 12))}})});
+    add("cachegen-coded-steps", {"cachegen", with(kCachegenV2, {{"step_coding", "coded"}, {"scale", scale}})},
+        i == 2);
+    add("cachegen-table-bits",
+        {"cachegen", with(kCachegenV2, {{"table_bits", std::to_string(pick(10, 15))}, {"scale", scale}})});
+    add("cachegen-pre-rope", {"cachegen", with(kCachegenV2, {{"key_space", "pre_rope"}, {"scale", scale}})},
+        i == 0,
+        i == 1   ? Case::Rope::Positions
+        : i == 2 ? Case::Rope::Tables
+                 : Case::Rope::Default);
+  }
+  add("cachegen-pre-rope-norope", {"cachegen", with(kCachegenV2, {{"key_space", "pre_rope"}})}, false,
+      Case::Rope::None);
+  for (const char* scale : {"token", "head"})
+    for (const char* steps : {"fp16", "coded"})
+      for (bool simd : {false, true})
+        add(std::string("cachegen-float-") + scale + "-" + steps,
             {"cachegen",
-             {{"scale", scale},
-              {"delta", delta},
+             {{"delta_mode", "float"},
+              {"scale", scale},
+              {"step_coding", steps},
+              {"anchor_bins", std::to_string(2 * pick(2, 128))},
               {"group_size", std::to_string(pick(1, 12))},
               {"key_bins", std::to_string(2 * pick(2, 128))},
               {"key_layer_splits", ""},
               {"value_bins", std::to_string(2 * pick(2, 128))},
-              {"value_layer_splits", ""}}},
-            simd);
-      }
+              {"value_layer_splits", ""},
+              {"sinks", std::to_string(pick(0, 12))},
+              {"table_bits", std::to_string(pick(10, 16))},
+              {"key_space", pick(0, 1) ? "pre_rope" : "post_rope"}}},
+            simd, simd ? Case::Rope::Positions : Case::Rope::Default);
+  // Per-layer bins (an empty split list with one entry per layer).
+  for (int i = 0; i < 2; ++i) {
+    Case c;
+    c.name = "cachegen-per-layer-" + std::to_string(cases.size());
+    c.shape = {5, 2, 29, 8};
+    c.seed = rng();
+    std::string kb, vb;
+    for (int l = 0; l < c.shape.layers; ++l) {
+      kb += (l ? "," : "") + std::to_string(2 * pick(2, 128));
+      vb += (l ? "," : "") + std::to_string(2 * pick(2, 128));
+    }
+    c.config = {"cachegen",
+                {{"chunk_tokens", "9"},
+                 {"key_bins", kb},
+                 {"key_layer_splits", ""},
+                 {"value_bins", vb},
+                 {"value_layer_splits", ""}}};
+    if (i == 1) c.config.params = with(c.config.params, {{"delta_mode", "float"}});
+    cases.push_back(c);
+  }
+  // transform: shipped bases (basis=cache), both groupings, exact sink and
+  // recent tokens, keys before RoPE (key_rope=remove) or as they are.
+  for (const char* grouping : {"layer", "head"})
+    for (const char* key_rope : {"remove", "keep"})
+      for (int i = 0; i < 2; ++i)
+        add(std::string("transform-") + grouping + "-" + key_rope,
+            {"transform",
+             {{"basis", "cache"},
+              {"grouping", grouping},
+              {"key_rope", key_rope},
+              {"bits", std::to_string(pick(1, 6))},
+              {"sink_tokens", std::to_string(pick(0, 6))},
+              {"recent_tokens", std::to_string(pick(0, 6))}}},
+            i == 1, i == 1 ? Case::Rope::Positions : Case::Rope::Default);
   // Layer groups (splits) and the defaults.
   for (int i = 0; i < 2; ++i) {
     Case c;
     c.name = "cachegen-layers-" + std::to_string(cases.size());
     c.shape = {6, 2, 33, 8};
     c.seed = rng();
-    c.config = {"cachegen", {{"chunk_tokens", "10"}, {"key_bins", "8,32,64"}, {"key_layer_splits", "2,5"},
-                             {"value_bins", "16,12"}, {"value_layer_splits", "1"}}};
+    c.config = {"cachegen",
+                {{"chunk_tokens", "10"},
+                 {"key_bins", "8,32,64"},
+                 {"key_layer_splits", "2,5"},
+                 {"value_bins", "16,12"},
+                 {"value_layer_splits", "1"}}};
     if (i == 1) c.config = {"cachegen", {}};
     cases.push_back(c);
   }
@@ -126,9 +231,12 @@ kv::KVCache make_cache(const Case& c) {
   kv::KVCache cache = codec::synthetic_cache(shape, c.seed);
   if (c.zero) std::fill(cache.data().begin(), cache.data().end(), 0.0f);
   cache.info.model_name = "corpus";
+  if (c.rope == Case::Rope::None) cache.info.rope_applied = false;
+  if (c.rope == Case::Rope::Positions)
+    for (int t = 0; t < shape.tokens; ++t) cache.info.positions.push_back(7 + 3 * t);
   // Every third stream carries the extended cache info (container flag bit
   // 0): per-layer RoPE tables and attention windows.
-  if (c.seed % 3 == 0 && shape.head_dim % 2 == 0) {
+  if ((c.seed % 3 == 0 || c.rope == Case::Rope::Tables) && shape.head_dim % 2 == 0) {
     for (int l = 0; l < shape.layers; ++l) {
       std::vector<double> f(std::size_t(shape.head_dim / 2));
       for (std::size_t i = 0; i < f.size(); ++i) f[i] = 1.0 / (1.0 + double(l) + double(i) * 0.37);
@@ -149,6 +257,10 @@ int main(int argc, char** argv) {
   try {
     const fs::path out = argv[1], golden = argv[2];
     fs::create_directories(out);
+    // cachegen's profile=auto (a default) looks in the calibration folder:
+    // OUT_DIR/profiles, so the corpus does not depend on the user's files.
+    const fs::path profiles = out / "profiles";
+    ::setenv("KVSCOPE_CALIBRATION_DIR", profiles.c_str(), 1);
     nlohmann::json manifest = nlohmann::json::array();
     codec::DecodeOptions dopt;
     dopt.threads = 1;
@@ -194,12 +306,14 @@ int main(int argc, char** argv) {
     }
 
     // cachegen's profile mode: a profile in OUT_DIR/profiles, streams that reference it.
-    const fs::path profiles = out / "profiles";
     kv::CacheShape pshape{3, 2, 40, 8};
     std::vector<kv::KVCache> calib = {codec::synthetic_cache(pshape, 11), codec::synthetic_cache(pshape, 12)};
     std::vector<std::string> profile_streams;
     for (const char* scale : {"token", "channel"}) {
       codec::ParamSet params = {{"chunk_tokens", "16"}, {"group_size", "6"}, {"scale", scale}};
+      // scale=channel: a layout version 2 stream (tables of keys after RoPE);
+      // scale=token: the version 3 defaults (keys before RoPE).
+      if (std::string(scale) == "channel") params = with(params, kCachegenV2);
       const auto prof = codec::calibration::build_profile(calib, params);
       const auto path = codec::calibration::save_profile(prof, profiles);
       params["profile"] = path.string();
@@ -213,6 +327,58 @@ int main(int argc, char** argv) {
       j["profile_file"] = path.filename().string();
       manifest.push_back(j);
       profile_streams.push_back(name);
+    }
+    // profile=auto: the model's calibration file from the calibration folder,
+    // where it codes the cache in fewer bits than shipped tables.
+    {
+      const auto cache = codec::synthetic_cache(pshape, 14);
+      const std::string name = "cachegen-profile-auto";
+      const auto bytes =
+          codec::encode(cache,
+                        {"cachegen", {{"chunk_tokens", "16"}, {"group_size", "6"}, {"scale", "token"}}},
+                        {.threads = 1, .progress = {}})
+              .bytes;
+      auto j = entry(name, bytes);
+      write_f32(out / (name + ".orig.f32"), cache.data());
+      j["orig"] = name + ".orig.f32";
+      j["profile_dir"] = "profiles";
+      // Codec header: u8 coder, u8 tables (1 = calibration), 16 hash digits.
+      const auto info = codec::inspect_stream(bytes);
+      if (info.codec_header_bytes == 18 && bytes[info.codec_header_offset + 1] == 1)
+        j["profile_file"] = std::string(bytes.begin() + std::ptrdiff_t(info.codec_header_offset + 2),
+                                        bytes.begin() + std::ptrdiff_t(info.codec_header_offset + 18)) +
+                            ".kvsprof";
+      manifest.push_back(j);
+    }
+    // transform with its bases from a calibration file (codec header source 0).
+    {
+      kv::CacheShape tshape{2, 2, 30, 8};
+      std::vector<kv::KVCache> tcal = {codec::synthetic_cache(tshape, 21),
+                                       codec::synthetic_cache(tshape, 22)};
+      for (auto& c : tcal) c.info.rope_applied = false;  // bases are computed from keys before RoPE
+      codec::calibration::CalibrationFile file;
+      file.model_name = "synthetic";
+      file.sections["transform.basis"] =
+          codec::transform::serialize_calibration(codec::transform::build_calibration(tcal, {.threads = 1}));
+      const auto bytes = codec::calibration::serialize(file);
+      const auto path = codec::calibration::save(bytes, profiles);
+      for (const char* grouping : {"layer", "head"}) {
+        const auto cache = codec::synthetic_cache(tshape, 23);
+        const std::string name = std::string("transform-calibration-") + grouping;
+        auto j = entry(name, codec::encode(cache,
+                                           {"transform",
+                                            {{"basis", "calibration"},
+                                             {"calibration", path.string()},
+                                             {"grouping", grouping},
+                                             {"chunk_tokens", "10"}}},
+                                           {.threads = 1, .progress = {}})
+                                 .bytes);
+        write_f32(out / (name + ".orig.f32"), cache.data());
+        j["orig"] = name + ".orig.f32";
+        j["profile_dir"] = "profiles";
+        j["profile_file"] = path.filename().string();
+        manifest.push_back(j);
+      }
     }
 
 #if KVSCOPE_CORPUS_HDF5
@@ -239,7 +405,8 @@ int main(int argc, char** argv) {
       eo.overwrite = true;
       if (j.contains("profile_file")) {
         const auto pbytes = read_file(profiles / j["profile_file"].get<std::string>());
-        contents.calibration = io::Hdf5Calibration{j["profile_file"], j["profile_file"].get<std::string>().substr(0, 16),
+        contents.calibration = io::Hdf5Calibration{j["profile_file"],
+                                                   j["profile_file"].get<std::string>().substr(0, 16),
                                                    {pbytes.begin(), pbytes.end()}};
       }
       io::export_hdf5(out / (name + ".h5"), contents, eo);

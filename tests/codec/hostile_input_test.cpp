@@ -20,6 +20,14 @@
 namespace kvscope::codec {
 namespace {
 
+// cachegen's layout version 3 parameters at their version 2 meaning
+// (docs/bitstream.md "cachegen"). assemble_stream() resolves a missing
+// parameter to today's default, and those defaults are version 3 features
+// (sinks, coded steps, 10-bit tables, keys before RoPE) that change the
+// payload layout: streams framed here from version 2 payloads name them.
+const ParamSet kCachegenV2 = {{"sinks", "0"},          {"delta_mode", "integer"}, {"anchor_bins", "256"},
+                              {"step_coding", "fp16"}, {"table_bits", "16"},      {"key_space", "post_rope"}};
+
 // The issue's attack: 2^31 values (16 layers x 1024 channels x 65536 tokens
 // x 2 kinds) in ~360 KB. Every channel is raw with a single-symbol model
 // (probability 1: zero bits per value), every coded stream is empty.
@@ -32,7 +40,11 @@ std::vector<std::uint8_t> two_billion_value_stream() {
                             {"key_bins", "16"},
                             {"key_layer_splits", ""},
                             {"value_bins", "16"},
-                            {"value_layer_splits", ""}}};
+                            {"value_layer_splits", ""},
+                            {"sinks", "0"},
+                            {"step_coding", "fp16"},
+                            {"table_bits", "16"},
+                            {"key_space", "post_rope"}}};
   const int C = shape.channels(), M = 7;
   std::vector<std::uint8_t> table, chunk;
   detail::ByteWriter t(table), c(chunk);
@@ -167,8 +179,10 @@ std::vector<std::uint8_t> with_chunk_edit(const std::vector<std::uint8_t>& bytes
     if (i == index) edit(payloads.back());
   }
   const auto header = std::span(bytes).subspan(info.codec_header_offset, info.codec_header_bytes);
-  return assemble_stream(info.shape, info.info, {info.codec, info.params}, header, tables,
-                         std::move(payloads));
+  ParamSet params = info.params;
+  if (info.codec == "cachegen" && info.codec_version < 3)
+    params.insert(kCachegenV2.begin(), kCachegenV2.end());
+  return assemble_stream(info.shape, info.info, {info.codec, params}, header, tables, std::move(payloads));
 }
 
 // In a range-coded chunk (steps, C varint lengths, C streams), appends
@@ -213,7 +227,15 @@ TEST(HostileInput, ACodedStreamMustEndExactlyAsTheEncoderEndsIt) {
   for (bool simd : {false, true}) {
     detail::cachegen::set_simd_decode(simd);
     for (const char* scale : {"token", "channel"}) {
-      const auto valid = encode(cache, {"cachegen", {{"scale", scale}, {"chunk_tokens", "12"}}}).bytes;
+      // Layout version 2 chunks (no sinks, f16 steps): steps, lengths, streams.
+      const auto valid = encode(cache, {"cachegen",
+                                        {{"scale", scale},
+                                         {"chunk_tokens", "12"},
+                                         {"sinks", "0"},
+                                         {"step_coding", "fp16"},
+                                         {"key_space", "post_rope"},
+                                         {"table_bits", "16"}}})
+                             .bytes;
       ASSERT_NO_THROW(decode(valid));
       const std::size_t steps = std::string(scale) == "token" ? 12 : 16;
       for (int extra : {0x5a, 0x01, 0}) {
@@ -236,12 +258,111 @@ TEST(HostileInput, ACodedStreamMustEndExactlyAsTheEncoderEndsIt) {
   EXPECT_EQ(checked, 15);
 }
 
+// Regression (issue #18): the end rule of docs/bitstream.md section 2 holds for
+// every range-coded stream, not only cachegen's integer-delta streams:
+// cachegen's float-delta streams (layout version 3) and the transform codec's
+// coefficient stream (which had no end check: appended bytes decoded).
+TEST(HostileInput, FloatDeltaAndTransformStreamsMustEndExactly) {
+  const auto cache = synthetic_cache({1, 1, 12, 16}, 9);
+  int checked = 0;
+  const auto fl = encode(cache, {"cachegen",
+                                 {{"delta_mode", "float"},
+                                  {"scale", "token"},
+                                  {"sinks", "0"},
+                                  {"step_coding", "fp16"},
+                                  {"chunk_tokens", "12"}}})
+                      .bytes;
+  ASSERT_NO_THROW(decode(fl));
+  ASSERT_EQ(inspect_stream(fl).codec_version, 3);
+  for (int extra : {0x5a, 0x01, 0}) {
+    const auto bad = with_chunk_edit(fl, 1, [&](auto& p) { edit_last_stream(p, 12, 16, extra); });
+    const std::string m = decode_error(bad);
+    EXPECT_TRUE(reported(m, extra)) << "float deltas, edit " << extra << ": " << m;
+    ++checked;
+  }
+  for (const char* grouping : {"layer", "head"}) {
+    const auto tf = encode(cache, {"transform", {{"chunk_tokens", "12"}, {"grouping", grouping}}}).bytes;
+    ASSERT_NO_THROW(decode(tf));
+    for (int extra : {0x5a, 0x01, 0}) {
+      // The coefficient stream is the rest of the chunk payload.
+      const auto bad = with_chunk_edit(tf, 1, [&](auto& p) { p.push_back(std::uint8_t(extra)); });
+      const std::string m = decode_error(bad);
+      EXPECT_TRUE(reported(m, extra)) << "transform " << grouping << ", edit " << extra << ": " << m;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 9);
+}
+
+// Regression (issue #18): cachegen's coded steps (step_coding=coded) are a
+// range-coded stream inside the chunk; a byte appended to it must be an error.
+TEST(HostileInput, CodedStepsMustEndExactly) {
+  const auto cache = synthetic_cache({1, 1, 64, 16}, 5);
+  const auto valid =
+      encode(cache, {"cachegen",
+                     {{"step_coding", "coded"}, {"scale", "token"}, {"sinks", "0"}, {"chunk_tokens", "64"}}})
+          .bytes;
+  ASSERT_NO_THROW(decode(valid));
+  int checked = 0;
+  for (int extra : {0x5a, 0x01, 0}) {
+    const auto bad = with_chunk_edit(valid, 1, [&](std::vector<std::uint8_t>& p) {
+      // u8 method (1 = coded), u16 first step, the bucket model (varint
+      // first, varint m, m varints), varint B, B stream bytes, ...
+      ASSERT_EQ(p[0], 1) << "the encoder chose plain steps; the test needs coded ones";
+      std::size_t pos = 3;
+      auto varint = [&] {
+        std::uint64_t v = 0;
+        for (int shift = 0;; shift += 7) {
+          const std::uint8_t b = p[pos++];
+          v |= std::uint64_t(b & 0x7f) << shift;
+          if (!(b & 0x80)) return v;
+        }
+      };
+      varint();
+      const std::uint64_t m = varint();
+      for (std::uint64_t i = 0; i < m; ++i) varint();
+      const std::size_t length_at = pos;
+      const std::uint64_t B = varint();
+      ASSERT_LT(B, 0x7fu) << "test assumes a one-byte length";
+      ++p[length_at];
+      p.insert(p.begin() + std::ptrdiff_t(pos + B), std::uint8_t(extra));
+    });
+    const std::string m = decode_error(bad);
+    EXPECT_TRUE(reported(m, extra)) << "coded steps, edit " << extra << ": " << m;
+    EXPECT_NE(m.find("coded steps"), std::string::npos) << m;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 3);
+}
+
+// Regression (issue #18): a cachegen chunk whose tokens are all sinks codes
+// no symbol, and its streams were not checked at all: bytes put into them
+// decoded, ignored. A stream of no symbols is zero bytes (section 2).
+TEST(HostileInput, StreamsOfAChunkOfSinksOnlyMustBeEmpty) {
+  const auto cache = synthetic_cache({1, 1, 12, 16}, 3);
+  const auto valid =
+      encode(cache, {"cachegen",
+                     {{"sinks", "6"}, {"step_coding", "fp16"}, {"scale", "token"}, {"chunk_tokens", "6"}}})
+          .bytes;
+  ASSERT_NO_THROW(decode(valid));
+  // Chunk section 1 is the first key chunk: 6 sink tokens x 16 f16 values,
+  // no steps, 16 zero lengths.
+  const auto bad = with_chunk_edit(valid, 1, [&](auto& p) {
+    ASSERT_EQ(p.size(), std::size_t(6 * 16 * 2 + 16));
+    p[6 * 16 * 2 + 15] = 1;
+    p.push_back(0x5a);
+  });
+  EXPECT_NE(decode_error(bad).find("without quantized tokens"), std::string::npos) << decode_error(bad);
+}
+
 // Empty coded streams are exact where the model gives the symbol probability
 // 1 (an all-zero cache: every model has one symbol) and decode.
 TEST(HostileInput, EmptyCodedStreamsOfSingleSymbolModelsDecode) {
   kv::KVCache zero({2, 2, 20, 8});
   for (const char* codec : {"cachegen", "cachegen-lmcache"}) {
-    const auto bytes = encode(zero, {codec, {{"chunk_tokens", "7"}}}).bytes;
+    ParamSet params = {{"chunk_tokens", "7"}};
+    if (std::string(codec) == "cachegen") params.insert({{"sinks", "0"}, {"step_coding", "fp16"}});
+    const auto bytes = encode(zero, {codec, params}).bytes;
     const auto info = inspect_stream(bytes);
     for (const auto& s : info.sections)
       if (s.kind == SectionKind::Chunk) {

@@ -80,7 +80,12 @@ class CachegenDecoder : public ChunkDecoder {
     }
     if (total != r.remaining()) r.fail("stream lengths do not add up to the section size");
     auto streams = r.bytes(total);
-    if (n == 0) return;
+    // A chunk of sinks only codes no symbol: its streams are empty (section 2,
+    // "End of a stream": a stream of no symbols is zero bytes).
+    if (n == 0) {
+      if (total != 0) r.fail("a chunk without quantized tokens has non-empty streams");
+      return;
+    }
     // After its tokens every stream must end exactly as the encoder ends one
     // (docs/bitstream.md section 2, "End of a stream").
     auto require_end = [&](const char* error, int c) {

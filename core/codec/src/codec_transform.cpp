@@ -129,6 +129,9 @@ class TransformDecoder : public ChunkDecoder {
           yt[j] = float(q) * g.step;
         }
       }
+    // The stream must end exactly as the encoder ends one (docs/bitstream.md
+    // section 2, "End of a stream"): no trailing or missing bytes.
+    if (const char* e = dec.end_error()) r.fail(std::string("the coefficient stream ") + e);
     // Inverse projection and mean into [head][coded token][dim], RoPE, scatter.
     const std::size_t Tc = coded.size();
     std::vector<float> rowsbuf, xs(Tc * std::size_t(n)), tok(std::size_t(s_.kv_heads) * Tc * D);
