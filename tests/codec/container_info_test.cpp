@@ -38,23 +38,28 @@ TEST(ContainerInfo, RopeTablesAndWindowsSurviveEveryCodec) {
 }
 
 // Regression (issue #19 review of the extended info): the codec header was
-// located as ending 4 bytes before the header body's end, which is wrong once
-// the extended info follows the section count; windows ending in zero bytes
-// hid it for cachegen, whose codec header is two zero bytes.
-TEST(ContainerInfo, CodecHeaderIsFoundBeforeTheExtendedInfo) {
+// once located by a fixed offset from the header body's end, which broke when
+// the extended info moved; windows ending in zero bytes hid it for cachegen,
+// whose codec header starts with zero bytes. inspect_stream() records where it
+// read the codec header: after the extended info, 4 bytes before the body's
+// end (docs/bitstream.md 1.1).
+TEST(ContainerInfo, CodecHeaderIsFoundAfterTheExtendedInfo) {
   kv::KVCache c = cache_with_info();
   c.info.layer_window = {0, 0xABCDEF, 5};  // the 2 bytes before the body's last 4: AB 00
-  for (const char* name : {"cachegen", "kivi2"}) {
-    const auto r = encode(c, {name, {}});
+  // Keys coded after RoPE: the tables then change nothing in the values.
+  for (const codec::CodecConfig& config :
+       {codec::CodecConfig{"cachegen", {{"key_space", "post_rope"}}}, codec::CodecConfig{"kivi2", {}}}) {
+    const std::string name = config.codec;
+    const auto r = encode(c, config);
     const auto info = inspect_stream(r.bytes);
     ASSERT_EQ(r.bytes[6], kFlagExtendedInfo);
-    EXPECT_LT(info.codec_header_offset + info.codec_header_bytes, info.header_bytes - 4) << name;
+    EXPECT_EQ(info.codec_header_offset + info.codec_header_bytes, info.header_bytes - 4) << name;
     EXPECT_EQ(decode(r.bytes).info.layer_window, c.info.layer_window) << name;
     const auto plain = [&] {
       kv::KVCache p = c;
       p.info.rope_inv_freq.clear();
       p.info.layer_window.clear();
-      return encode(p, {name, {}}).bytes;
+      return encode(p, config).bytes;
     }();
     const auto a = decode(r.bytes), b = decode(plain);
     EXPECT_TRUE(std::equal(a.data().begin(), a.data().end(), b.data().begin(), b.data().end())) << name;
