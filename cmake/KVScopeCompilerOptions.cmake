@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Warnings and sanitizers shared by every KVScope target.
 add_library(kvscope_warnings INTERFACE)
 target_compile_options(kvscope_warnings INTERFACE

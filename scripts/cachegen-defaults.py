@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes docs/cachegen-defaults.md: the measurements behind cachegen's defaults on the default model, taken
 on the TUNE split of datasets/splits.json only (the held-out contexts are for docs/results.md).
 

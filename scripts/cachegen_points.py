@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """cachegen settings shared by scripts/make-results.py and scripts/cachegen-defaults.py.
 
 Every setting is a "k=v k=v" string for `kvscope-cli sweep --point`, applied on top of the codec's

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Generates docs/results.md (and docs/results/*.csv) from kvscope-cli.
 
     /usr/bin/python3 scripts/make-results.py [--cli build/release/app/cli/kvscope-cli]

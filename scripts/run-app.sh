@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Sets up (packages, model, build) and launches the KVScope desktop app on the
 # default model and context. Extra arguments go to the app.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Sets up (packages, model, build) and runs the whole test suite. Tests that
 # need the default model fail rather than skip here (KVSCOPE_REQUIRE_MODEL=1),
 # and so do the Redis tests without redis-server (KVSCOPE_REQUIRE_REDIS=1);

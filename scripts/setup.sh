@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # One-time (and idempotent) setup on Debian 12: installs the packages the
 # build and tests need, fetches the default model, configures and builds.
 # A second run with everything present only does the incremental build.

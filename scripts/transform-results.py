@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Measures the `transform` codec against cachegen and the baselines and writes
 docs/results/transform.md (included in docs/results.md by make-results.py)
 and its raw points, docs/results/transform-*.csv and .json.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli calibrate`: builds a model's calibration file: cachegen's
 // per-model symbol tables from calibration caches (--in; `encode --set
 // profile=FILE`) and the `transform` codec's PCA bases from text contexts run

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // File routing shared by `encode`, `decode` and `inspect`: every read and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli codecs`: every codec and its parameters (what the GUI builds
 // its controls from).
 #include <iostream>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli decode`: a KVScope bitstream -> a raw cache (safetensors).
 #include <chrono>
 #include <iostream>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli doctor`: where KVScope looks for its model and data, and
 // which optional parts this build has.
 #include <filesystem>

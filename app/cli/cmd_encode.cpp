@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli encode`: a raw cache -> a KVScope bitstream, with a size report.
 #include <iostream>
 #include <memory>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli eval`: quality of one codec configuration on one context
 // (core/eval/quality.h): size, perplexity change, top-1 agreement, KL,
 // greedy match and optionally retrieval-task accuracy.

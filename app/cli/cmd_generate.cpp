@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli generate --prompt TEXT [-n N]`: greedy continuation of a prompt.
 #if KVSCOPE_HAVE_TORCH
 #include <iostream>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The `.h5` branches of `encode`, `decode` and `inspect`: the HDF5

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli inspect`: the header, sections and sizes of a bitstream,
 // without decoding it.
 #include <iostream>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli model info [--model PATH] [--json]`: what a model file holds,
 // how it was loaded and the memory it takes; a model that cannot be loaded
 // prints the reason (type, architecture, tokenizer) and exits 1.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli prefill --context FILE --out CACHE.safetensors`: runs the model
 // over a text and writes its KV cache (docs/architecture.md, "Files").
 #if KVSCOPE_HAVE_TORCH

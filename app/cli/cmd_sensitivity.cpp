@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli sensitivity`: measures how much the continuation's KL grows
 // when one layer's keys or values alone get coarser cachegen bins
 // (core/eval/sensitivity.h), and `kvscope-cli plan`: the per-layer bins that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli stats`: statistics of a saved KV cache (core/kv/stats.h).
 #include <cstdio>
 #include <iostream>

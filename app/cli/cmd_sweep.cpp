@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli sweep`: the rate-distortion curve (bits/element against KL,
 // with top-1, dppl and greedy match) over any grid of codec parameters, on one
 // context or several (one prefill each, reused by every point;

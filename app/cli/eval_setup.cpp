@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Built only with the model runtime (KVSCOPE_HAVE_TORCH is a compile definition).
 #if KVSCOPE_HAVE_TORCH
 #include "eval_setup.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // kvscope-cli: headless front end over the KVScope core.
 #include <CLI/CLI.hpp>
 #include <exception>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Generates the kvscope-cli(1) man page from the real program: its --help and
 # the --help of every subcommand (recursively), so the page lists exactly the
 # commands the built binary has.

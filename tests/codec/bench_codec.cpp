@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Encode/decode throughput of every codec in MB/s of fp16 KV (the cache's
 // fp16 size per second), with 1 thread and all threads, plus sizes.
 // The cache: $KVSCOPE_BENCH_CACHE (a safetensors raw cache, e.g. from

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cachegen's layout version 3 modes (docs/bitstream.md, "cachegen"): sinks,
 // per-layer bins, float deltas, coded steps, coarse tables, and which layout
 // version a stream is written with.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Calibration files (docs/bitstream.md section 4): named, CRC-checked
 // sections in one file hashed as a whole; version 1/2 files still load.
 #include "kvscope/codec/calibration_file.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The container's extended cache info (docs/bitstream.md 1.1): per-layer RoPE
 // frequencies and sliding windows travel with every codec's stream, streams
 // without them keep their old bytes, and a tampered block is a Format error.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Corrupt, truncated and tampered streams must give kvscope::Error, never a
 // crash (run under the asan preset to catch out-of-bounds reads too).
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The committed golden bitstreams must keep decoding to the same values, and
 // the encoder must keep producing them byte for byte (regenerate with
 // codec_make_golden only for an intended format change).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Writes tests/codec/golden/*.kvc and expected.txt (codec file, size and the
 // FNV-1a hash of the decoded values). Run it only when the format changes on
 // purpose:  build/release/tests/codec/codec_make_golden tests/codec/golden

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "kvscope/codec/pipeline_trace.h"
 
 #include <gtest/gtest.h>

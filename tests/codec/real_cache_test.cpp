@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Every codec on a real KV cache of the default model (label `model`): round
 // trip, determinism, cachegen smaller than int8 and close to its entropy.
 #include <gtest/gtest.h>

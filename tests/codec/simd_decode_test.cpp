@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The AVX2 cachegen decoder (core/codec/src/cachegen_block_avx2.cpp) must be
 // bit-identical to the scalar decoder: same values on valid streams, same
 // verdict and values on tampered ones.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The transform codec's PCA: the symmetric eigen-solver, bases built from caches
 // (orthonormal, reconstructing), and the "transform.basis" section format.
 #include "kvscope/codec/transform_basis.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Encode/decode throughput of the `transform` codec in MB/s of fp16 KV per
 // core (one thread; rates per CPU second, so a shared machine's load does not
 // count against them), at several budgets, with a calibrated basis and with

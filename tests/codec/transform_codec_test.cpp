@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The `transform` codec: its symbol model, round trips within the error
 // bound its quantizer implies, exact sink/recent tokens, the bit budget,
 // determinism, and the errors a user meets without a calibration.

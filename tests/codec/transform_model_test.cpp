@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The transform codec on real caches of the default model (label `model`):
 // bases calibrated on two texts code a third text's cache stored after RoPE
 // (keys before RoPE, RoPE re-applied at decode), and the model continuing

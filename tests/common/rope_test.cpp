@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RoPE on cached keys (kvscope/kv/rope.h): the rotation matches an
 // independent binary64 computation, removal undoes it, per-layer tables are
 // honoured, and bad tables are refused.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The shipped datasets (datasets/index.json) are complete and consistent.
 #include "kvscope/eval/dataset.h"
 

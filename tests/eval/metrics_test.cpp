@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Logit comparisons against hand-computed values.
 #include "kvscope/eval/metrics.h"
 

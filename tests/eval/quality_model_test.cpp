@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Quality evaluation with the default model (label `model`). Contexts are
 // kept to a couple of hundred tokens so the suite stays short on 2 cores.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Layer sensitivity (core/eval/sensitivity.h) and the attention measurement
 // behind attention sinks (model::Model::attention_to_cache), on the default
 // model (label `model`); short contexts keep it quick on 2 cores.

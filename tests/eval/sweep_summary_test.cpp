@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The rate-distortion summary of `kvscope-cli sweep` (core/eval/report.h) and
 // the dataset split it can run on.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The views behind cachegen's defaults (issue #14): Layer Sensitivity (load a
 // measurement, plan bins under a budget, hand them to Codec Tuning) and the
 // pipeline view explaining sinks. The attention measurement needs the model:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
 // The transform spectrum view in the real MainWindow: it draws the component
 // variances and the bits each component gets, and follows the codec panel's
 // transform settings (a smaller budget codes fewer components).

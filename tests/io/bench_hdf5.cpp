@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Export/import time and file size of the HDF5 container for a 2K-token cache
 // of SmolLM2-135M's shape (30 layers, 3 kv heads, head_dim 64), per codec.
 // Counters: file_bytes, bitstream_bytes, overhead_bytes (file - bitstream).

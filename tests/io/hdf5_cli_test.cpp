@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kvscope-cli encode --out FILE.h5`, `decode --in FILE.h5` and
 // `inspect FILE.h5 --json`: the extension chooses the container, decoding the
 // .h5 gives the same cache as decoding the .kvc, and nothing is overwritten

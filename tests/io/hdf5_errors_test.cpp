@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Malformed files give clear kvscope::Error (never crashes), failed exports
 // leave nothing behind, and existing files are never silently replaced.
 // Bad files are built with the HDF5 C API (then re-stamped so the whole-file

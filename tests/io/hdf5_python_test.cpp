@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The format stays readable outside KVScope: Debian's python3 with h5py
 // reads an exported file, checks the structure docs/hdf5-format.md
 // documents (names, types, shapes, checksums), and runs the doc's example.

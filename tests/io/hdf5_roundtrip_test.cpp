@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Export -> import -> decode gives the same cache, bit for bit, as decoding
 // the original bitstream; metadata, levels, text and reference survive.
 #include <gtest/gtest.h>

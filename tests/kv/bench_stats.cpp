@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Time of compute_stats on a cache of the default model's shape (30 layers,
 // 3 KV heads, head_dim 64) with 4096 tokens of synthetic data: the
 // interactive-recompute budget the GUI needs.

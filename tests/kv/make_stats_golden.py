@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes tests/kv/data/stats_golden.json: a small synthetic KV cache and its
 statistics computed independently with numpy, following the definitions in
 core/kv/include/kvscope/kv/stats.h. Run with Debian's /usr/bin/python3 (numpy).

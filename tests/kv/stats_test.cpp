@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Statistics against values computed independently with numpy
 // (tests/kv/make_stats_golden.py -> tests/kv/data/stats_golden.json) and a
 // few hand-checkable cases.

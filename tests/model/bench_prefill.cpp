@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Prefill throughput of the default model at 512 and 2048 tokens, and peak
 // resident memory (counters: tokens_per_second, peak_rss_mb), with weights
 // dequantized to float32 at load (BM_Prefill, what "auto" picks for it) and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The GGUF reader on images built in memory: metadata, tensor infos,
 // dequantization of every supported type, and clear errors on bad input.
 #include "kvscope/io/gguf.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The default model against golden references produced by an independent
 // implementation (tests/model/make_golden.py: Hugging Face `tokenizers` and a
 // float64 numpy forward pass on weights dequantized by the `gguf` package).

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Golden references for the model runtime, from implementations independent
 of KVScope's C++ code:
 

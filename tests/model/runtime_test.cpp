@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The model runtime on tiny random models the tests write themselves (GGUF
 // and Hugging Face formats): loading, shapes, tokenizer, prefill,
 // continuation, generation, errors and cancellation.

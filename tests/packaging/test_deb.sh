@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the .deb with CPack from a configured and built tree, unpacks it into
 # a temporary root, checks what it contains and validates its desktop
 # integration, then runs the unpacked kvscope-cli (which must find its data

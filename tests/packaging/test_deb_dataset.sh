@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs the kvscope-cli unpacked by test_deb.sh (fixture) over the default
 # dataset context it installed: prefill a short prefix with the default
 # model, then stats, encode (cachegen), inspect, decode and a simulated

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // main() for KVScope's GoogleTest programs: like gtest_main, but first lets
 // OpenBLAS use this CPU's fast kernels (model tests are 4-6x slower without).
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Bin plans from measured layer sensitivity (kvscope/codec/bin_plan.h).
 #include "kvscope/codec/bin_plan.h"
 

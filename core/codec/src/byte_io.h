@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Little-endian byte writer and a bounds-checked reader for the bitstream.

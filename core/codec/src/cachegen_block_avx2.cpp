@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "cachegen_block_avx2.h"
 
 #include <immintrin.h>

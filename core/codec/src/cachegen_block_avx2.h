@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // AVX2 decoding of one cachegen fast-path block: 8 adjacent channels of one

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The two halves of the `cachegen` codec (codec_cachegen.cpp ties them to

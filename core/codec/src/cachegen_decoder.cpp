@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cachegen's decoders (docs/bitstream.md, "cachegen"): the header and
 // Table parsing for layout versions 1-3, and the chunk decoder: sinks and
 // steps, then integer-mode streams in lanes of 8 channels (the AVX2 block

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cachegen's encoder: quantizes every chunk of every (layer, kind), builds
 // the per-channel symbol models (or takes a calibration profile's), and
 // writes the Table and Chunk sections (docs/bitstream.md, "cachegen").

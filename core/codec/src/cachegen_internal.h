@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Pieces of `cachegen` shared by its encoder, decoders, calibration profiles,

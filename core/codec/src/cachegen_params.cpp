@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cachegen's parameters: their self-description (ParamSpec, what the GUI and
 // CLI build their controls from) and their resolution into a Layout for one
 // cache shape (docs/bitstream.md, "cachegen").

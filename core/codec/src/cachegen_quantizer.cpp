@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cachegen's quantizer: from one chunk of one (layer, kind) to steps and
 // symbols (docs/bitstream.md, "cachegen"), and the symbol counts the symbol
 // models are built from.

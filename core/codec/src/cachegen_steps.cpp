@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cachegen's quantization steps in a chunk payload (docs/bitstream.md
 // "cachegen", "Steps"): f16 values, or the same values range coded. Coded
 // steps are lossless: a step's f16 bit pattern minus the previous one,

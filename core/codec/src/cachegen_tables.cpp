@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // cachegen's shipped symbol tables at a chosen precision (`table_bits`,
 // docs/bitstream.md "cachegen"): fewer bits per frequency make the tables
 // smaller, at a small cost in coded symbols.

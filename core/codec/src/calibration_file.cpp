@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Framing of calibration files (docs/bitstream.md section 4): named sections,
 // each with its own CRC, in one file hashed as a whole.
 #include "kvscope/codec/calibration_file.h"

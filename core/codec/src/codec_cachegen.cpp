@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `cachegen`: the encoder of the CacheGen paper (docs/architecture.md,
 // "CacheGen"; the format: docs/bitstream.md, "cachegen") in the codec registry. One concept per file:
 //   cachegen_params.cpp     parameter specs and their resolution (Layout)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `fp16`: the cache stored as IEEE half floats, the reference every ratio is
 // quoted against. Chunk payload: u16 per value, [kv_heads][tokens][head_dim].
 #include "byte_io.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `int8` and `int4`: the paper's quantization baseline. Per-token symmetric
 // uniform quantization: one fp16 step per (layer, kind, token) over all
 // kv_heads*head_dim channels, q = round(x / step) in [-M, M], M = 2^(b-1)-1.

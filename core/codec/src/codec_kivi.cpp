@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `kivi2`: KIVI's 2-bit asymmetric quantization. Keys per channel over
 // groups of `group_size` tokens, values per token over groups of
 // `group_size` channels; min and step stored as fp16 (min rounded down, step

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `cachegen-lmcache`: what LMCache's public "cachegen" serde does
 // (docs/architecture.md, "What LMCache's code does"), for comparison with the paper: no anchor/delta step; one symmetric
 // scale per (layer, kind, token) over all channels, q = round(x/step) + M

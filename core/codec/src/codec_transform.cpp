@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `transform`: transform coding of the KV cache (KVTC-style; docs/bitstream.md,
 // "transform"). Per layer and K/V (or per KV head), each token's channels
 // (keys before RoPE) minus the basis mean are projected on a PCA basis; the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `transform` codec: rate control. Reverse water-filling under the bit
 // budget, on a sample of the cache's own coefficients: one water level theta
 // for the whole cache; each (layer, kind, group) quantizes every coded

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `transform` codec: parameters, the calibration it reads, and the basis
 // each group is coded with (docs/bitstream.md, "transform").
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `zstd`: the int8 baseline's symbols compressed with zstd at a chosen level,
 // what a user would try first. Chunk payload: token_count fp16 steps (as
 // int8), then one zstd frame holding the int8 symbols [head][token][dim].

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The container of docs/bitstream.md: framing on encode, validation and
 // section walking on inspect, and the decode entry points.
 #include <algorithm>

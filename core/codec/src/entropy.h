@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Entropy coding on 16-bit CDF models (docs/bitstream.md "Range coder"):

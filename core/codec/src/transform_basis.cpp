@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PCA bases for the `transform` codec: channel statistics, a symmetric
 // eigen-solver (Householder tridiagonalisation, then implicit QL), and the "transform.basis" section body
 // (docs/bitstream.md, section "transform").

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Symbol models of the `transform` codec (docs/bitstream.md, "transform"):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Model weights, config and tokenizer from a GGUF file (llama.cpp's format).
 #include <algorithm>
 #include <cmath>

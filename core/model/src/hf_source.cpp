@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Model weights, config and tokenizer from a Hugging Face folder:
 // config.json, tokenizer.json, model.safetensors or a sharded set listed in
 // model.safetensors.index.json.

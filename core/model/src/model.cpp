@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The decoder forward pass in libtorch: load weights from a WeightSource,
 // prefill (capturing K/V), continue from a supplied cache. One pass serves
 // every supported architecture; the differences (QK norms, Gemma's extra

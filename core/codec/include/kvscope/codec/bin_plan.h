@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Bits where they matter: cachegen bins per (layer, K|V) derived from a

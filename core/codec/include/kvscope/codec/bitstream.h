@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Looking inside a KVScope bitstream (docs/bitstream.md) without decoding it:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // cachegen's anchor prediction (docs/bitstream.md, "cachegen"): a delta

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A model's calibration file: what codecs learn once per model (cachegen's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The public API of KVScope's codec library: encode a KV cache into a

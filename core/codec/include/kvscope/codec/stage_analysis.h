@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Where cachegen's bits go, stage by stage, for the GUI's teaching views:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A deterministic synthetic KV cache with realistic statistics, for tests,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Compiles for the host and, under nvcc, for the device too: the CUDA kernels

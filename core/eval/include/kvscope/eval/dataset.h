@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // The evaluation datasets shipped in datasets/ (see datasets/README.md):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Comparisons of next-token logits (pure arithmetic; no model needed).

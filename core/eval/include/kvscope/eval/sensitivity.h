@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Measures a model's sensitivity to cachegen's bins layer by layer (for the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // A pure C++ reader for GGUF v2/v3 model files (llama.cpp's format): header,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Statistics of a KV cache per (layer, K|V) tensor and per channel: what the

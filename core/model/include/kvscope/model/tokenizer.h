@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 
 // Text <-> token ids: byte-level BPE (GPT-2 style: SmolLM2, Llama 3, Qwen2/3)
