@@ -262,7 +262,7 @@ void GpuSectionDecoder::finish() {
   std::uint32_t flags = 0;
   s.d_flags.download(&flags, 1);
   cuda::check(cudaDeviceSynchronize(), "gpu decode flags");
-  if (flags != 0) throw Error(ErrorCode::Format, "gpu decode: decoded value out of range (corrupt stream)");
+  if (flags != 0) throw Error(ErrorCode::Format, detail::codec_flags_error(flags));
 }
 
 double GpuSectionDecoder::kernel_ms() const {

@@ -85,7 +85,7 @@ std::vector<std::uint16_t> emulate_gpu_decode_fp16(std::span<const std::uint8_t>
       }
     }
   }
-  if (flags != 0) throw Error(ErrorCode::Format, "gpu decode: decoded value out of range (corrupt stream)");
+  if (flags != 0) throw Error(ErrorCode::Format, detail::codec_flags_error(flags));
   return out;
 }
 

@@ -108,6 +108,19 @@ std::vector<float> bounds_for(const kv::KVCache& x, const std::string& codec, co
     const int M = kind == kv::Kind::Key ? bins_M(p, "key_bins", 24) : bins_M(p, "value_bins", 16);
     const std::string scale = p.at("scale");
     per_token(M, scale == "head", scale == "channel");
+    auto ks = p.find("key_space");
+    if (kind == kv::Kind::Key && ks != p.end() && ks->second == "pre_rope") {
+      // Keys quantized before RoPE, rotated back after: a pre-RoPE value is
+      // at most its pair's norm (<= sqrt(2) x the post-RoPE maximum), and
+      // rotating the error of a pair can move up to sqrt(2) of it into one
+      // value: twice the bound, plus the rotation's float rounding.
+      for (int t = 0; t < T; ++t) {
+        float amax = 0;
+        for (int c = 0; c < C; ++c) amax = std::max(amax, std::fabs(v(c, t)));
+        for (int c = 0; c < C; ++c)
+          b[std::size_t(c) * T + t] = 2 * b[std::size_t(c) * T + t] + amax * 0x1p-18f;
+      }
+    }
   } else if (codec == "kivi2") {
     const int G = std::stoi(p.at("group_size")), R = std::stoi(p.at("residual_tokens"));
     for (int t0 = 0; t0 < T; t0 += ct) {

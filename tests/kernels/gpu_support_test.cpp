@@ -113,15 +113,19 @@ TEST(GpuDecodeSupport, MalformedHeaderIsAReasonNotAnException) {
   EXPECT_FALSE(s.supported);
 }
 
-// A cache with per-layer RoPE tables and windows puts extended info after
-// the section count; the GPU path still finds the codec header (it looked
-// for it just before the section count) and decodes as the CPU does.
+// A cache with per-layer RoPE tables and windows carries extended info
+// before the codec header; the GPU path finds the codec header where
+// inspect_stream read it and decodes as the CPU does (cachegen at the
+// layout version 2 settings the kernels implement).
 TEST(GpuDecodeSupport, StreamsWithExtendedCacheInfoDecode) {
   kv::KVCache cache = make_cache({3, 2, 40, 8}, Pattern::Realistic, 4, 1);
   cache.info.rope_inv_freq.assign(3, std::vector<double>(4, 0.25));
   cache.info.layer_window = {0, 0xABCDEF, 5};  // the body ends AB 00, then 05 00 00 00
   for (const char* name : {"cachegen", "int8"}) {
-    const auto bytes = codec::encode(cache, {name, {{"chunk_tokens", "16"}}}).bytes;
+    const codec::ParamSet params = std::string(name) == "cachegen"
+                                       ? testing::gpu_cachegen_params({{"chunk_tokens", "16"}})
+                                       : codec::ParamSet{{"chunk_tokens", "16"}};
+    const auto bytes = codec::encode(cache, {name, params}).bytes;
     ASSERT_EQ(bytes[6], codec::kFlagExtendedInfo) << name;
     ASSERT_TRUE(gpu_decode_support(bytes).supported) << name << ": " << gpu_decode_support(bytes).reason;
     const kv::KVCache cpu = codec::decode(bytes);

@@ -244,7 +244,12 @@ TEST(SlidingWindowCaches, EveryCodecAndTheStatisticsHandleThem) {
   for (float v : cache.data()) range = std::max(range, std::fabs(v));
   for (const auto* codec : kvscope::codec::all_codecs()) {
     SCOPED_TRACE(codec->name());
-    const auto encoded = codec->encode(cache, kvscope::codec::ParamSet{});
+    // transform at its default 2 bits drops whole components of this tiny
+    // random model's cache (nothing to compact), so its error can exceed
+    // any per-value bound: a generous budget tests the windows and tables.
+    const auto params =
+        codec->name() == "transform" ? kvscope::codec::ParamSet{{"bits", "10"}} : kvscope::codec::ParamSet{};
+    const auto encoded = codec->encode(cache, params);
     const auto decoded = kvscope::codec::decode(encoded.bytes);
     ASSERT_EQ(decoded.shape(), cache.shape());
     EXPECT_EQ(decoded.info.layer_window, cache.info.layer_window);

@@ -4,6 +4,7 @@
 // and for a model that cannot be loaded, the reason in the JSON and exit 1.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -35,7 +36,14 @@ class ModelCli : public ::testing::Test {
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
-  const std::filesystem::path dir_ = std::filesystem::temp_directory_path() / "kvscope_model_cli_test";
+  // One folder per test and process: ctest runs the tests of this file in
+  // parallel, and a shared folder let one test delete the other's files
+  // (regression: both failed at random under `ctest -j2`).
+  const std::filesystem::path dir_ =
+      std::filesystem::temp_directory_path() /
+      ("kvscope_model_cli_test_" +
+       std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
+       std::to_string(::getpid()));
 };
 
 TinyDims gemma3_dims() {

@@ -36,6 +36,21 @@ std::vector<int> stretch(const int (&plan)[kPlanLayers], int layers) {
 
 }  // namespace
 
+ParamSet complete_layer_splits(ParamSet given, int layers) {
+  for (const auto& [bins_name, splits_name] :
+       {std::pair{"key_bins", "key_layer_splits"}, std::pair{"value_bins", "value_layer_splits"}}) {
+    const auto bins = given.find(bins_name);
+    if (bins == given.end() || given.count(splits_name)) continue;
+    const int groups = 1 + int(std::count(bins->second.begin(), bins->second.end(), ','));
+    if (groups < 2 || groups >= layers) continue;  // one group, or one entry per layer, or invalid
+    std::string splits;
+    for (int g = 1; g < groups; ++g)
+      splits += (g > 1 ? "," : "") + std::to_string((2 * g * layers + groups) / (2 * groups));
+    given[splits_name] = splits;
+  }
+  return given;
+}
+
 std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
   const int L = shape && shape->layers > 0 ? shape->layers : 32;
   // One bin count per layer (no splits); a single layer is one group.
@@ -66,7 +81,7 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        4095,
        {},
        "first layer of each key layer group after the first (one fewer than key_bins; empty when key_bins "
-       "has one entry per layer)"},
+       "has one entry per layer; left out with group bins: equal groups)"},
       {"value_bins",
        T::IntList,
        join(vbins),
@@ -81,7 +96,7 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        4095,
        {},
        "first layer of each value layer group after the first (one fewer than value_bins; empty when "
-       "value_bins has one entry per layer)"},
+       "value_bins has one entry per layer; left out with group bins: equal groups)"},
       {"delta",
        T::Choice,
        "auto",

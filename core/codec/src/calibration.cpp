@@ -144,7 +144,7 @@ std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, con
     if (c.shape().layers != shape.layers || c.shape().kv_heads != shape.kv_heads ||
         c.shape().head_dim != shape.head_dim)
       throw Error(ErrorCode::InvalidArgument, "calibration caches differ in layers, kv_heads or head_dim");
-  const Params p("cachegen", param_specs(&shape), params);
+  const Params p("cachegen", param_specs(&shape), complete_layer_splits(params, shape.layers));
   if (!p.get("profile").empty() && p.get("profile") != "auto")
     throw Error(ErrorCode::InvalidArgument, "calibration: parameter 'profile' must be empty or auto");
   const Layout L = make_layout(p, shape);

@@ -95,6 +95,14 @@ class CodecBase : public Codec {
   EncodeResult encode(const kv::KVCache& cache, const ParamSet& params,
                       const EncodeOptions& options = {}) const final;
 
+  /// The user's parameters completed for this shape before they are
+  /// validated (what encode() validates and writes into the header). The
+  /// default returns them as given.
+  virtual ParamSet complete_params(const ParamSet& given, const kv::CacheShape& shape) const {
+    (void)shape;
+    return given;
+  }
+
   /// Builds the sections. `params` are validated.
   virtual EncodedParts encode_parts(const kv::KVCache& cache, const Params& params,
                                     const EncodeOptions& options) const = 0;

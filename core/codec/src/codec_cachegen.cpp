@@ -23,6 +23,9 @@ class CachegenCodec : public CodecBase {
     return "CacheGen (paper): anchor/delta token groups, layer-wise bins, per-channel arithmetic coding.";
   }
   std::vector<ParamSpec> params(const kv::CacheShape* shape) const override { return param_specs(shape); }
+  ParamSet complete_params(const ParamSet& given, const kv::CacheShape& shape) const override {
+    return complete_layer_splits(given, shape.layers);
+  }
   // Version 2 added the `scale` parameter and the scaled anchor prediction;
   // version 3 sinks, float deltas, coded steps, coarse tables and pre-RoPE
   // keys (streams that use none of them are still written as version 2);

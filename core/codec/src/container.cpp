@@ -290,7 +290,7 @@ EncodeResult detail::CodecBase::encode(const kv::KVCache& cache, const ParamSet&
   const auto t0 = std::chrono::steady_clock::now();
   const auto& shape = cache.shape();
   check_shape(shape, name());
-  const Params p(name(), this->params(&shape), params);
+  const Params p(name(), this->params(&shape), complete_params(params, shape));
   report_progress(options.progress, 0.0, "encoding");
   EncodeResult r = frame(*this, p, shape, cache.info, encode_parts(cache, p, options));
   report_progress(options.progress, 1.0, "encoding");

@@ -13,7 +13,7 @@ StageAnalysis analyze_stages(const kv::KVCache& cache, const ParamSet& params, c
   using namespace detail::cachegen;
   const Codec& codec = find_codec("cachegen");
   const auto& sh = cache.shape();
-  const Params p("cachegen", codec.params(&sh), params);
+  const Params p("cachegen", codec.params(&sh), cachegen::complete_layer_splits(params, sh.layers));
   const Layout L = make_layout(p, sh);
   kv::KVCache pre_rope;
   const kv::KVCache& coded = coding_cache(cache, L, pre_rope);

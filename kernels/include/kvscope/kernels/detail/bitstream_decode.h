@@ -25,7 +25,15 @@ namespace kvscope::kernels::detail {
 enum CodecFlag : std::uint32_t {
   kCodecBadSymbol = 1u,  ///< a delta put the value outside [-M, M] (the CPU's "corrupt stream")
   kCodecBadModel = 2u,   ///< a symbol model index out of range (host validation should prevent it)
+  kCodecBadEnd = 4u,     ///< a stream does not end exactly as the encoder ends one (docs/bitstream.md 2)
 };
+
+/// The host's error message for a non-zero set of CodecFlag bits.
+inline const char* codec_flags_error(std::uint32_t flags) {
+  if ((flags & kCodecBadEnd) != 0 && (flags & (kCodecBadSymbol | kCodecBadModel)) == 0)
+    return "gpu decode: a stream does not end as the encoder ends it (corrupt stream)";
+  return "gpu decode: decoded value out of range (corrupt stream)";
+}
 
 /// A 16-bit CDF of `n` symbols: n + 1 uint32 entries, cdf[0] = 0,
 /// cdf[n] = 65536, non-decreasing (zero-frequency symbols allowed). n = 0
@@ -53,20 +61,43 @@ KVSCOPE_HD int find_symbol(const std::uint32_t* cdf, int n, std::uint32_t v) {
 
 /// core/codec's range decoder: reads 4 bytes to start, zeros past the end
 /// (the encoder trims trailing zero bytes), clamps v like the CPU does.
+/// `read` counts the bytes read, past the end included, for ends_exactly().
 struct CodecRangeDecoder {
-  const std::uint8_t* pos;
-  const std::uint8_t* end;
+  const std::uint8_t* begin;
+  std::uint32_t length;
+  std::uint64_t read;
   std::uint32_t code;
   std::uint32_t range;
 
-  KVSCOPE_HD void init(const std::uint8_t* begin, std::uint32_t length) {
-    pos = begin;
-    end = begin + length;
+  KVSCOPE_HD void init(const std::uint8_t* bytes, std::uint32_t size) {
+    begin = bytes;
+    length = size;
+    read = 0;
     code = 0;
     range = 0xffffffffu;
     for (int i = 0; i < 4; ++i) code = (code << 8) | next();
   }
-  KVSCOPE_HD std::uint32_t next() { return pos < end ? static_cast<std::uint32_t>(*pos++) : 0u; }
+  KVSCOPE_HD std::uint32_t byte_at(std::uint64_t i) const {
+    return i < length ? static_cast<std::uint32_t>(begin[i]) : 0u;
+  }
+  KVSCOPE_HD std::uint32_t next() { return byte_at(read++); }
+  /// After the last symbol: whether the stream ends exactly as the encoder
+  /// ends one (core/codec's range_stream_end_error(), docs/bitstream.md
+  /// section 2): every byte read, no trailing 0 byte, and the final code is
+  /// the offset the encoder's finish() picks in the last interval.
+  KVSCOPE_HD bool ends_exactly() const {
+    if (read < length) return false;
+    if (length > 0 && begin[length - 1] == 0) return false;
+    std::uint32_t window = 0;
+    for (std::uint64_t i = read - 4; i < read; ++i) window = (window << 8) | byte_at(i);
+    const std::uint32_t low = window - code;
+    for (int k = 32; k >= 0; k -= 8) {
+      const std::uint64_t unit = 1ull << k;
+      const std::uint64_t offset = (unit - static_cast<std::uint64_t>(low) % unit) % unit;
+      if (offset <= static_cast<std::uint64_t>(range) - 1) return offset == code;
+    }
+    return false;
+  }
   KVSCOPE_HD int decode(const CdfRef& m) {
     const std::uint32_t r = range >> 16;
     std::uint32_t v = code / r;
@@ -141,6 +172,7 @@ KVSCOPE_HD std::uint32_t decode_cachegen_stream(const std::uint8_t* bytes, std::
     out[static_cast<std::uint64_t>(t) * stride] = float_to_half(static_cast<float>(q) * step);
     if (++g == group_size) g = 0;
   }
+  if (!rd.ends_exactly()) flags |= kCodecBadEnd;
   return flags;
 }
 
