@@ -561,6 +561,8 @@ void StreamPanel::run() {
   const stream::BandwidthProfile profile = profile_;
   const std::string store_spec = store_spec_->currentText().trimmed().toStdString();
   const double edited_rate = recompute_rate_->value();
+  // This machine's prefill speed on the context, measured when it was prefilled.
+  [[maybe_unused]] const double prefill_rate = session_->prefillTokensPerSecond();
   auto rate_cache = rate_cache_;
 #if KVSCOPE_GUI_HAVE_MODEL
   // The model must outlive the recomputer and the query: the job keeps its shared_ptr.
@@ -578,14 +580,19 @@ void StreamPanel::run() {
   const quint64 gen = runner_->generation() + 1;  // the job about to start
   runner_->start(tr("Streaming"), [=, this](const ProgressFn& progress) {
     // The receiver's compute (docs/streaming.md, "Delay model"): text chunks
-    // recomputed over the decoded prefix and the query, charged at the
-    // recompute rate measured here (or the one set).
+    // and the query, charged at the recompute rate set, else measured. Real
+    // mode recomputes text chunks with the model over the decoded prefix;
+    // simulated runs stay instant: text is charged at this machine's prefill
+    // rate of the context and its KV taken from the cache (no model run).
     std::optional<stream::Recomputer> recompute;
     std::optional<stream::QueryCost> query;
 #if KVSCOPE_GUI_HAVE_MODEL
     if (model_keepalive && cache->info.token_ids.size() >= 16) {
       stream::RecomputeRate rate;
-      {
+      if (config.simulate && prefill_rate > 0) {
+        rate.tokens_per_s = prefill_rate;
+        rate.source = "this machine's prefill of the context";
+      } else {
         // Measured once per model (a few prefills), then kept.
         std::lock_guard lock(rate_cache->mutex);
         if (rate_cache->model != model_keepalive.get() || !rate_cache->rate) {
@@ -599,7 +606,8 @@ void StreamPanel::run() {
         rate.tokens_per_s = edited_rate;
         rate.source = "set in the panel";
       }
-      recompute = stream::model_recomputer(*model_keepalive, rate);
+      recompute = config.simulate ? stream::fixed_rate_recomputer(cache, rate.tokens_per_s)
+                                  : stream::model_recomputer(*model_keepalive, rate);
       const auto ids = model_keepalive->tokenizer().encode(kQuery, false);
       if (!ids.empty()) {
         query = stream::model_query(*model_keepalive, ids, rate);

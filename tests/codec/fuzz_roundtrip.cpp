@@ -60,6 +60,12 @@ float half_down(float v) {
   return half_to_float(h);
 }
 
+std::string params_text(const codec::ParamSet& p) {
+  std::string out;
+  for (const auto& [k, v] : p) out += (out.empty() ? "" : " ") + k + "=" + v;
+  return out;
+}
+
 [[noreturn]] void finding(const std::string& what) {
   std::fprintf(stderr, "fuzz_roundtrip: %s\n", what.c_str());
   std::abort();
@@ -79,6 +85,14 @@ std::vector<float> bounds_for(const kv::KVCache& x, const std::string& codec, co
   const int ct = std::stoi(p.at("chunk_tokens"));
   std::vector<float> b(std::size_t(C) * T, 0.0f);  // [c][t]
   auto v = [&](int c, int t) { return x.at(layer, kind, c / D, t, c % D); };
+  // Keys coded before RoPE: a pre-RoPE value is at most the norm of its
+  // rotate-half pair (i, i + D/2), which RoPE keeps; the quantizer's range
+  // follows that norm.
+  auto ks = p.find("key_space");
+  const bool pre_rope = codec == "cachegen" && kind == kv::Kind::Key && ks != p.end() &&
+                        ks->second == "pre_rope" && x.info.rope_applied && D % 2 == 0;
+  auto partner = [&](int c) { return c / D * D + (c % D + D / 2) % D; };
+  auto range_of = [&](int c, int t) { return pre_rope ? std::hypot(v(c, t), v(partner(c), t)) : v(c, t); };
   auto per_token = [&](int M, bool per_head, bool per_chunk_channel) {
     for (int t0 = 0; t0 < T; t0 += ct) {
       const int t1 = std::min(T, t0 + ct);
@@ -86,10 +100,10 @@ std::vector<float> bounds_for(const kv::KVCache& x, const std::string& codec, co
         for (int c = 0; c < C; ++c) {
           float amax = 0;
           if (per_chunk_channel) {
-            for (int u = t0; u < t1; ++u) amax = std::max(amax, std::fabs(v(c, u)));
+            for (int u = t0; u < t1; ++u) amax = std::max(amax, std::fabs(range_of(c, u)));
           } else {
             const int c0 = per_head ? c / D * D : 0, c1 = per_head ? c0 + D : C;
-            for (int k = c0; k < c1; ++k) amax = std::max(amax, std::fabs(v(k, t)));
+            for (int k = c0; k < c1; ++k) amax = std::max(amax, std::fabs(range_of(k, t)));
           }
           b[std::size_t(c) * T + t] = half_up(amax / float(M)) / 2;
         }
@@ -108,18 +122,15 @@ std::vector<float> bounds_for(const kv::KVCache& x, const std::string& codec, co
     const int M = kind == kv::Kind::Key ? bins_M(p, "key_bins", 24) : bins_M(p, "value_bins", 16);
     const std::string scale = p.at("scale");
     per_token(M, scale == "head", scale == "channel");
-    auto ks = p.find("key_space");
-    if (kind == kv::Kind::Key && ks != p.end() && ks->second == "pre_rope") {
-      // Keys quantized before RoPE, rotated back after: a pre-RoPE value is
-      // at most its pair's norm (<= sqrt(2) x the post-RoPE maximum), and
-      // rotating the error of a pair can move up to sqrt(2) of it into one
-      // value: twice the bound, plus the rotation's float rounding.
-      for (int t = 0; t < T; ++t) {
-        float amax = 0;
-        for (int c = 0; c < C; ++c) amax = std::max(amax, std::fabs(v(c, t)));
-        for (int c = 0; c < C; ++c)
-          b[std::size_t(c) * T + t] = 2 * b[std::size_t(c) * T + t] + amax * 0x1p-18f;
-      }
+    if (pre_rope) {
+      // Rotating a pair back mixes the errors of its two values: at most
+      // sqrt(2) x the larger, plus the rotation's float rounding.
+      const std::vector<float> q = b;
+      for (int c = 0; c < C; ++c)
+        for (int t = 0; t < T; ++t)
+          b[std::size_t(c) * T + t] =
+              1.4143f * std::max(q[std::size_t(c) * T + t], q[std::size_t(partner(c)) * T + t]) +
+              std::fabs(range_of(c, t)) * 0x1p-18f;
     }
   } else if (codec == "kivi2") {
     const int G = std::stoi(p.at("group_size")), R = std::stoi(p.at("residual_tokens"));
@@ -221,7 +232,13 @@ FuzzOutcome fuzz_roundtrip_run(std::span<const std::uint8_t> in) {
     const auto info = codec::inspect_stream(enc.bytes);
     for (const auto& [k, v] : p)
       if (info.params.at(k) != v) finding(name + ": parameter " + k + " not recorded as given");
-    for (int l = 0; l < shape.layers; ++l)
+    // transform has no per-value bound (components below the water level
+    // are dropped, docs/bitstream.md "transform"): its values must be finite.
+    if (name == "transform") {
+      for (float v : y.data())
+        if (!std::isfinite(v)) finding("transform: a decoded value is not finite");
+    }
+    for (int l = 0; l < shape.layers && name != "transform"; ++l)
       for (kv::Kind k : kv::kKinds) {
         const auto b = bounds_for(x, name, info.params, l, k);
         for (int cc = 0; cc < shape.channels(); ++cc)
@@ -229,9 +246,10 @@ FuzzOutcome fuzz_roundtrip_run(std::span<const std::uint8_t> in) {
             const float a = x.channel_value(l, k, t, cc), d = y.channel_value(l, k, t, cc);
             const float bound = b[std::size_t(cc) * shape.tokens + t];
             if (!(std::fabs(d - a) <= bound))
-              finding(name + ": layer " + std::to_string(l) + " channel " + std::to_string(cc) + " token " +
-                      std::to_string(t) + ": " + std::to_string(a) + " decoded as " + std::to_string(d) +
-                      ", bound " + std::to_string(bound));
+              finding(name + " (" + params_text(info.params) + "): " +
+                      (k == kv::Kind::Key ? "key" : "value") + " layer " + std::to_string(l) + " channel " +
+                      std::to_string(cc) + " token " + std::to_string(t) + ": " + std::to_string(a) +
+                      " decoded as " + std::to_string(d) + ", bound " + std::to_string(bound));
           }
       }
     // One chunk decoded alone gives the same values.

@@ -186,6 +186,9 @@ TEST_F(QualityModelTest, RegressionContextLabelsShowedApproximateTokenCounts) {
 
 #if KVSCOPE_GUI_HAVE_HDF5
 // Regression (issue 21): the model SHA-256 attribute was empty in HDF5 exports.
+// Also a regression: importing the file after the model ran hung in fork()
+// (OpenBLAS's atfork handler waited for its worker thread for ever; the
+// import's check process now starts with _Fork).
 TEST_F(QualityModelTest, RegressionHdf5ExportHadAnEmptyModelHash) {
   ASSERT_TRUE(QTest::qWaitFor([&] { return window().codecPanel()->lastResult() != nullptr; }, 60000));
   QTemporaryDir dir;

@@ -298,7 +298,12 @@ void parse_in_child(const fs::path& path, const Hdf5ImportOptions& options) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0)
     throw Error(ErrorCode::Io, name, std::string("cannot create a pipe: ") + std::strerror(errno));
-  const pid_t pid = ::fork();
+  // _Fork, not fork: fork() runs the process's atfork handlers, and Debian
+  // 12's OpenBLAS (0.3.21) registers one that joins its worker threads and
+  // can wait for ever (it hung the app's import after a prefill). The child
+  // only runs HDF5, which the library lock held here keeps to this thread,
+  // and then _exits; should it block anyway, the timeout below kills it.
+  const pid_t pid = ::_Fork();
   if (pid < 0) {
     ::close(fds[0]);
     ::close(fds[1]);
