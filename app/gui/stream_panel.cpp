@@ -591,6 +591,7 @@ void StreamPanel::run() {
       stream::RecomputeRate rate;
       if (config.simulate && prefill_rate > 0) {
         rate.tokens_per_s = prefill_rate;
+        rate.first_token_s = 1.0 / prefill_rate;  // one token's forward pass, at the same speed
         rate.source = "this machine's prefill of the context";
       } else {
         // Measured once per model (a few prefills), then kept.
@@ -609,7 +610,11 @@ void StreamPanel::run() {
       recompute = config.simulate ? stream::fixed_rate_recomputer(cache, rate.tokens_per_s)
                                   : stream::model_recomputer(*model_keepalive, rate);
       const auto ids = model_keepalive->tokenizer().encode(kQuery, false);
-      if (!ids.empty()) {
+      if (!ids.empty() && config.simulate) {
+        // Simulated: the query charged at the rate, like every other cost
+        // of a simulated run (the same answer whatever the machine's load).
+        query = stream::query_at_rate(int(ids.size()), rate);
+      } else if (!ids.empty()) {
         query = stream::model_query(*model_keepalive, ids, rate);
         // Timed once per Run: the time does not depend on the cache's values.
         auto measured = std::make_shared<std::optional<std::pair<double, double>>>();

@@ -110,11 +110,13 @@ const char* to_string(Layout::Scale s);
 /// Cachegen's parameter specs for a shape (defaults scale with layers).
 std::vector<ParamSpec> param_specs(const kv::CacheShape* shape);
 /// `given` with the layer splits of group bins filled in: bins with more
-/// than one entry but fewer than `layers`, given without their splits
-/// (the defaults' bins have one entry per layer, so empty splits), are
-/// split into equal groups of layers (first layer of group i = round(i *
-/// layers / groups)). Anything else is returned as given; encode() writes
-/// the completed splits into the header, so decoders never guess them.
+/// than one entry but fewer than `layers`, given without their splits (the
+/// defaults' bins have one entry per layer, so empty splits), get the splits
+/// layout version 2's defaults used (3 key groups: thirds; 2 value groups:
+/// the first (layers + 8) / 16 layers), so ladders and scripts written for
+/// them keep their meaning; other counts get equal groups. Anything else is
+/// returned as given; encode() writes the completed splits into the header,
+/// so decoders never guess them.
 ParamSet complete_layer_splits(ParamSet given, int layers);
 /// Builds the layout; Error(InvalidArgument) naming the parameter when the
 /// layer splits do not fit the bins lists or the layer count, or when

@@ -37,16 +37,22 @@ std::vector<int> stretch(const int (&plan)[kPlanLayers], int layers) {
 }  // namespace
 
 ParamSet complete_layer_splits(ParamSet given, int layers) {
-  for (const auto& [bins_name, splits_name] :
-       {std::pair{"key_bins", "key_layer_splits"}, std::pair{"value_bins", "value_layer_splits"}}) {
+  for (const bool keys : {true, false}) {
+    const char* bins_name = keys ? "key_bins" : "value_bins";
+    const char* splits_name = keys ? "key_layer_splits" : "value_layer_splits";
     const auto bins = given.find(bins_name);
     if (bins == given.end() || given.count(splits_name)) continue;
     const int groups = 1 + int(std::count(bins->second.begin(), bins->second.end(), ','));
     if (groups < 2 || groups >= layers) continue;  // one group, or one entry per layer, or invalid
-    std::string splits;
-    for (int g = 1; g < groups; ++g)
-      splits += (g > 1 ? "," : "") + std::to_string((2 * g * layers + groups) / (2 * groups));
-    given[splits_name] = splits;
+    std::vector<int> splits;
+    if (keys && groups == 3) {  // layout version 2's default key groups: thirds
+      splits = {std::max(1, layers / 3), std::max(2, 2 * layers / 3)};
+    } else if (!keys && groups == 2) {  // its default value groups: the first (L + 8) / 16 layers finer
+      splits = {std::max(1, (layers + 8) / 16)};
+    } else {
+      for (int g = 1; g < groups; ++g) splits.push_back((2 * g * layers + groups) / (2 * groups));
+    }
+    given[splits_name] = join(splits);
   }
   return given;
 }
@@ -81,7 +87,7 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        4095,
        {},
        "first layer of each key layer group after the first (one fewer than key_bins; empty when key_bins "
-       "has one entry per layer; left out with group bins: equal groups)"},
+       "has one entry per layer; left out with 3 group bins: thirds, other counts: equal groups)"},
       {"value_bins",
        T::IntList,
        join(vbins),
@@ -96,7 +102,8 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        4095,
        {},
        "first layer of each value layer group after the first (one fewer than value_bins; empty when "
-       "value_bins has one entry per layer; left out with group bins: equal groups)"},
+       "value_bins has one entry per layer; left out with 2 group bins: the first (layers + 8) / 16 layers, "
+       "other counts: equal groups)"},
       {"delta",
        T::Choice,
        "auto",
