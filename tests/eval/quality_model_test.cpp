@@ -3,6 +3,7 @@
 // kept to a couple of hundred tokens so the suite stays short on 2 cores.
 #include <gtest/gtest.h>
 
+#include "default_model_suite.h"
 #include "kvscope/codec/codec.h"
 #include "kvscope/common/paths.h"
 #include "kvscope/eval/dataset.h"
@@ -14,19 +15,8 @@
 namespace kvscope::eval {
 namespace {
 
-class EvalQuality : public ::testing::Test {
+class EvalQuality : public DefaultModelSuite {
  protected:
-  static void SetUpTestSuite() {
-    if (auto path = find_default_model()) {
-      model::LoadOptions lo;
-      lo.device = "cpu";
-      model_ = model::Model::load(*path, lo).release();
-    }
-  }
-  static void TearDownTestSuite() {
-    delete model_;
-    model_ = nullptr;
-  }
   static EvalConfig short_config() {
     EvalConfig c;
     c.max_context_tokens = 160;
@@ -35,10 +25,6 @@ class EvalQuality : public ::testing::Test {
     c.task_greedy_tokens = 5;
     return c;
   }
-  static std::string genesis() {
-    return read_file(std::filesystem::path(KVSCOPE_SOURCE_DIR) / "datasets/contexts/kjv-genesis.txt");
-  }
-  static inline model::Model* model_ = nullptr;
 };
 
 TEST_F(EvalQuality, Fp16IsLosslessAgainstTheFp16Reference) {

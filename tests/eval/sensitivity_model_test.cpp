@@ -6,6 +6,7 @@
 
 #include <numeric>
 
+#include "default_model_suite.h"
 #include "kvscope/common/error.h"
 #include "kvscope/common/paths.h"
 #include "kvscope/eval/sensitivity.h"
@@ -15,24 +16,7 @@
 namespace kvscope::eval {
 namespace {
 
-class Sensitivity : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    if (auto path = find_default_model()) {
-      model::LoadOptions lo;
-      lo.device = "cpu";
-      model_ = model::Model::load(*path, lo).release();
-    }
-  }
-  static void TearDownTestSuite() {
-    delete model_;
-    model_ = nullptr;
-  }
-  static std::string genesis() {
-    return read_file(std::filesystem::path(KVSCOPE_SOURCE_DIR) / "datasets/contexts/kjv-genesis.txt");
-  }
-  static inline model::Model* model_ = nullptr;
-};
+class Sensitivity : public DefaultModelSuite {};
 
 TEST_F(Sensitivity, CoarseningOneLayerRaisesTheKlAndTheSectionRoundTrips) {
   KVSCOPE_REQUIRE_DEFAULT_MODEL(path);
