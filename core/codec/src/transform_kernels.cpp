@@ -81,6 +81,14 @@ __attribute__((target_clones("avx2", "default"))) void matmul_impl(const float* 
 
 void matmul_rows(const float* a, std::size_t lda, int T, int K, const float* m, std::size_t ldm, int N,
                  float* out, std::size_t ldo) {
+  // Empty products touch no memory (their pointers may be null: offsetting a
+  // null pointer is undefined behaviour, found by fuzz_roundtrip).
+  if (T <= 0 || N <= 0) return;
+  if (K <= 0) {
+    for (int t = 0; t < T; ++t)
+      for (int n = 0; n < N; ++n) out[std::size_t(t) * ldo + n] = 0.0f;
+    return;
+  }
   matmul_impl(a, lda, T, K, m, ldm, N, out, ldo);
 }
 
