@@ -123,11 +123,11 @@ void check_known_params(const codec::StreamInfo& info, CodecId codec) {
         std::find_if(known.begin(), known.end(), [&](const KnownParam& k) { return name == k.name; });
     if (it == known.end()) {
       throw Error(ErrorCode::Unsupported,
-                  "gpu: " + info.codec + " parameter '" + name + "' is not implemented on the GPU");
+                  "gpu: " + info.codec + " parameter '" + name + "' has no GPU kernel (the CPU handles it)");
     }
     if (!it->values.empty() && std::find(it->values.begin(), it->values.end(), value) == it->values.end()) {
-      throw Error(ErrorCode::Unsupported,
-                  "gpu: " + info.codec + " " + name + "=" + value + " is not implemented on the GPU");
+      throw Error(ErrorCode::Unsupported, "gpu: " + info.codec + " " + name + "=" + value +
+                                              " has no GPU kernel (the CPU handles it)");
     }
   }
 }
@@ -191,7 +191,7 @@ Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> 
   if (codec_header[0] != 0) {
     throw Error(ErrorCode::Unsupported, "gpu decode: cachegen entropy coder " +
                                             std::to_string(codec_header[0]) +
-                                            " is not implemented on the GPU");
+                                            " has no GPU kernel (the CPU handles it)");
   }
   if (codec_header[1] == 1) {
     throw Error(ErrorCode::Unsupported, "gpu decode: cachegen with a calibration file is decoded on the CPU");
@@ -201,7 +201,7 @@ Layout read_layout(const codec::StreamInfo& info, std::span<const std::uint8_t> 
   if (codec_header[1] != 0 || codec_header.size() != 2) {
     throw Error(ErrorCode::Unsupported, "gpu decode: cachegen table mode " + std::to_string(codec_header[1]) +
                                             " with a " + std::to_string(codec_header.size()) +
-                                            "-byte codec header is not implemented on the GPU");
+                                            "-byte codec header has no GPU kernel (the CPU handles it)");
   }
   L.group_size = int_param(info, "group_size");
   if (L.group_size < 1 || L.group_size > 65536) fail("group_size out of range");

@@ -45,7 +45,7 @@ plan::Layout cachegen_layout(const kv::CacheShape& shape, const codec::CodecConf
       info.params[k] = v;
     } else if (const auto n = neutral.find(k); n == neutral.end() || v != n->second) {
       throw Error(ErrorCode::Unsupported,
-                  "gpu encode: cachegen " + k + "=" + v + " is not implemented on the GPU");
+                  "gpu encode: cachegen " + k + "=" + v + " has no GPU kernel (the CPU encodes it)");
     }
   }
   if (info.params.count("profile") && !info.params["profile"].empty()) {

@@ -88,7 +88,7 @@ TEST(GpuDecodeSupport, UnknownParameterFallsBackToTheCpu) {
   const auto bad = edit_header(good, "delta", "delty");
   const GpuSupport s = gpu_decode_support(bad);
   EXPECT_FALSE(s.supported);
-  EXPECT_EQ(s.reason, "cachegen parameter 'delty' is not implemented on the GPU");
+  EXPECT_EQ(s.reason, "cachegen parameter 'delty' has no GPU kernel (the CPU handles it)");
   try {
     emulate_gpu_decode_fp16(bad);
     ADD_FAILURE() << "the GPU path decoded a stream with an unknown parameter";

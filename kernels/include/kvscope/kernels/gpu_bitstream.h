@@ -33,7 +33,7 @@ namespace kvscope::kernels {
 struct GpuSupport {
   bool supported = false;
   /// "" when supported; otherwise one sentence a front end can show, e.g.
-  /// "cachegen parameter 'sinks' is not implemented on the GPU".
+  /// "cachegen parameter 'sinks' has no GPU kernel (the CPU handles it)".
   std::string reason;
   explicit operator bool() const { return supported; }
 };
