@@ -22,4 +22,16 @@ inline int argmax(const float* row, int vocab) {
   return int(std::max_element(row, row + vocab) - row);
 }
 
+/// KL(softmax(a) || softmax(b)) of one row pair, in nats, in double, given
+/// la = log_sum_exp(a) and lb = log_sum_exp(b); never negative (rounding can
+/// give -1e-17).
+inline double row_kl(const float* a, double la, const float* b, double lb, int vocab) {
+  double kl = 0;
+  for (int i = 0; i < vocab; ++i) {
+    const double lpa = double(a[i]) - la, lpb = double(b[i]) - lb;
+    kl += std::exp(lpa) * (lpa - lpb);
+  }
+  return std::max(0.0, kl);
+}
+
 }  // namespace kvscope::eval::detail

@@ -42,13 +42,7 @@ double mean_kl(const std::vector<float>& a, const std::vector<float>& b, int voc
   for (std::size_t r = 0; r < rows; ++r) {
     const float* pa = a.data() + r * std::size_t(vocab);
     const float* pb = b.data() + r * std::size_t(vocab);
-    const double la = log_sum_exp(pa, vocab), lb = log_sum_exp(pb, vocab);
-    double kl = 0;
-    for (int i = 0; i < vocab; ++i) {
-      const double lpa = double(pa[i]) - la, lpb = double(pb[i]) - lb;
-      kl += std::exp(lpa) * (lpa - lpb);
-    }
-    total += std::max(0.0, kl);  // rounding can give -1e-17
+    total += detail::row_kl(pa, log_sum_exp(pa, vocab), pb, log_sum_exp(pb, vocab), vocab);
   }
   return total / double(rows);
 }

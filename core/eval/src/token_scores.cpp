@@ -54,12 +54,7 @@ TokenScores token_scores(const std::vector<float>& ref, const std::vector<float>
     const float* pa = ref.data() + r * std::size_t(vocab);
     const float* pb = test.data() + r * std::size_t(vocab);
     const double la = log_sum_exp(pa, vocab), lb = log_sum_exp(pb, vocab);
-    double kl = 0;
-    for (int i = 0; i < vocab; ++i) {
-      const double lpa = double(pa[i]) - la, lpb = double(pb[i]) - lb;
-      kl += std::exp(lpa) * (lpa - lpb);
-    }
-    s.kl.push_back(std::max(0.0, kl));  // rounding can give -1e-17
+    s.kl.push_back(detail::row_kl(pa, la, pb, lb, vocab));
     s.nll.push_back(lb - double(pb[targets[r]]));
     s.nll_ref.push_back(la - double(pa[targets[r]]));
     s.top1.push_back(argmax(pa, vocab) == argmax(pb, vocab) ? 1 : 0);
