@@ -96,15 +96,6 @@ inline Recomputer model_recomputer(const model::Model& model, const RecomputeRat
   return r;
 }
 
-/// Older form: recompute rate `tokens_per_s` (0 = charge measured time);
-/// `context_tokens` is no longer needed (the request carries the tokens).
-inline Recomputer model_recomputer(const model::Model& model,
-                                   const std::vector<std::int32_t>& /*context_tokens*/, double tokens_per_s) {
-  RecomputeRate rate;
-  rate.tokens_per_s = tokens_per_s;
-  return model_recomputer(model, rate);
-}
-
 /// The query `query_tokens` after the context: estimated at `rate` (what the
 /// policy budgets), measured with `model` over the assembled cache after the
 /// run (the faster of two runs): the prefill is greedy generation of one

@@ -78,10 +78,4 @@ QueryCost query_at_rate(int tokens, const RecomputeRate& rate);
 /// Error(InvalidArgument) unless tokens_per_s > 0 and reference is set.
 Recomputer fixed_rate_recomputer(std::shared_ptr<const kv::KVCache> reference, double tokens_per_s);
 
-/// Old name of fixed_rate_recomputer() ("compute profile" is now "recompute rate").
-inline Recomputer compute_profile_recomputer(std::shared_ptr<const kv::KVCache> reference,
-                                             double tokens_per_s) {
-  return fixed_rate_recomputer(std::move(reference), tokens_per_s);
-}
-
 }  // namespace kvscope::stream
