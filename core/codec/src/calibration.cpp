@@ -2,18 +2,32 @@
 #include "kvscope/codec/calibration.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
 #include "cachegen_internal.h"
 #include "kvscope/codec/calibration_file.h"
 #include "kvscope/common/crc32c.h"
+#include "kvscope/common/fp16.h"
 #include "kvscope/common/paths.h"
 #include "kvscope/common/thread_pool.h"
 
 namespace kvscope::codec {
 
 namespace detail::cachegen {
+
+namespace {
+
+// Whether a calibration file was made for the cache's model: by file hash
+// when both have one, else by name.
+bool same_model(const calibration::CalibrationFile& file, const kv::CacheInfo& info) {
+  return !file.model_sha256.empty() && !info.model_sha256.empty()
+             ? file.model_sha256 == info.model_sha256
+             : !file.model_name.empty() && file.model_name == info.model_name;
+}
+
+}  // namespace
 
 std::string fnv_hex(std::span<const std::uint8_t> bytes) {
   return calibration::file_hash(bytes);
@@ -30,7 +44,7 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
   // calibration file versions 1 and 2; 3 adds the key space), then that
   // version's body.
   const std::uint16_t version = head.u16();
-  if (version < 1 || version > 3)
+  if (version < 1 || version > 4)
     throw Error(ErrorCode::Unsupported, label,
                 "unsupported cachegen table version " + std::to_string(version));
   ByteReader b(head.bytes(head.remaining()), head.what());
@@ -53,6 +67,22 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
     const std::uint8_t space = b.u8();
     if (space > 1) b.fail("bad key space");
     L.key_space = space ? Layout::KeySpace::PreRope : Layout::KeySpace::PostRope;
+  }
+  if (version >= 4) {  // the channel scales the tables were counted with
+    L.weighted_kinds = b.u8();
+    if (L.weighted_kinds == 0 || L.weighted_kinds > 3) b.fail("bad weighted kinds");
+    L.channel_scale.assign(std::size_t(L.layers) * 2 * L.channels, 1.0f);
+    if (std::size_t(L.layers) * 2 * L.channels * 2 > b.remaining())
+      b.fail("profile too short for its scales");
+    for (int l = 0; l < L.layers; ++l)
+      for (int k = 0; k < 2; ++k) {
+        if (!(L.weighted_kinds >> k & 1)) continue;
+        for (int c = 0; c < L.channels; ++c) {
+          const float v = half_to_float(b.u16());
+          if (!std::isfinite(v) || !(v > 0)) b.fail("a channel scale is not finite and > 0");
+          L.channel_scale[(std::size_t(l) * 2 + k) * L.channels + c] = v;
+        }
+      }
   }
   for (int k = 0; k < 2; ++k) {
     L.bins[k].resize(L.layers);
@@ -111,14 +141,44 @@ std::optional<Profile> find_model_profile(const kv::CacheInfo& info, const Layou
   for (const auto& f : files) {
     try {
       const std::string data = read_file(f);
-      const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
+      const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(data.data()),
+                                                data.size());
       const auto file = calibration::parse(bytes, f.string());
-      const bool same_model = !file.model_sha256.empty() && !info.model_sha256.empty()
-                                  ? file.model_sha256 == info.model_sha256
-                                  : !file.model_name.empty() && file.model_name == info.model_name;
-      if (!same_model || !file.find(calibration::kLegacyCachegenSection)) continue;
+      if (!same_model(file, info) || !file.find(calibration::kLegacyCachegenSection)) continue;
       Profile p = parse_profile(bytes, f.string());
       if (profile_fits(p, layout)) return p;
+    } catch (const Error&) {
+      // An unreadable or foreign file in the folder is not this model's calibration.
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<calibration::ChannelWeighting> find_channel_weighting(const std::string& profile,
+                                                                    const kv::CacheInfo& info,
+                                                                    const Layout& layout) {
+  namespace fs = std::filesystem;
+  auto fits = [&](const calibration::CalibrationFile& file,
+                  const std::string& label) -> std::optional<calibration::ChannelWeighting> {
+    const auto* section = file.find(calibration::kChannelWeightingSection);
+    if (!section) return std::nullopt;
+    auto w = calibration::parse_channel_weighting(*section, label);
+    if (w.layers != layout.layers || w.channels != layout.channels) return std::nullopt;
+    return w;
+  };
+  if (!profile.empty() && profile != "auto") return fits(calibration::load(profile), profile);
+  const fs::path dir = calibration::default_calibration_dir();
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return std::nullopt;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().extension() == calibration::kCalibrationExtension) files.push_back(e.path());
+  std::sort(files.begin(), files.end());  // the same choice every time
+  for (const auto& f : files) {
+    try {
+      const auto file = calibration::load(f);
+      if (!same_model(file, info)) continue;
+      if (auto w = fits(file, f.string())) return w;
     } catch (const Error&) {
       // An unreadable or foreign file in the folder is not this model's calibration.
     }
@@ -135,7 +195,7 @@ std::filesystem::path default_profile_dir() {
 }
 
 std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, const ParamSet& params,
-                                        const ProgressFn& progress) {
+                                        const ProgressFn& progress, const ChannelWeighting* weighting) {
   using namespace detail;
   using namespace detail::cachegen;
   if (caches.empty()) throw Error(ErrorCode::InvalidArgument, "calibration needs at least one cache");
@@ -147,10 +207,15 @@ std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, con
   const Params p("cachegen", param_specs(&shape), complete_layer_splits(params, shape.layers));
   if (!p.get("profile").empty() && p.get("profile") != "auto")
     throw Error(ErrorCode::InvalidArgument, "calibration: parameter 'profile' must be empty or auto");
-  const Layout L = make_layout(p, shape);
+  Layout L = make_layout(p, shape);
   if (L.delta_mode != Layout::DeltaMode::Integer)
     throw Error(ErrorCode::InvalidArgument,
                 "calibration: profiles hold integer-mode tables (delta_mode=integer)");
+  if (weighting && p.get("channel_weighting") == "calibrated" && L.scale != Layout::Scale::Channel) {
+    if (weighting->layers != L.layers || weighting->channels != L.channels)
+      throw Error(ErrorCode::InvalidArgument, "calibration: the channel weighting is for another shape");
+    weight_layout(L, *weighting);
+  }
   const int C = L.channels;
   // Keys before RoPE with key_space=pre_rope: removed once per cache.
   std::vector<kv::KVCache> pre_rope(caches.size());
@@ -187,13 +252,21 @@ std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, con
   });
   std::vector<std::uint8_t> body;
   ByteWriter b(body);
-  b.u16(3);  // cachegen table layout version (3 added the key space)
+  // cachegen table layout version (3 added the key space, 4 the channel scales)
+  b.u16(L.weighted() ? 4 : 3);
   b.u32(L.layers);
   b.u32(C);
   b.u32(L.group_size);
   b.u32(L.chunk_tokens);
   b.u8(std::uint8_t(L.scale));
   b.u8(L.key_space == Layout::KeySpace::PreRope ? 1 : 0);
+  if (L.weighted()) {
+    b.u8(L.weighted_kinds);
+    for (int l = 0; l < L.layers; ++l)
+      for (int k = 0; k < 2; ++k)
+        if (L.weighted_kinds >> k & 1)
+          for (int c = 0; c < C; ++c) b.u16(float_to_half(L.channel_scale[(std::size_t(l) * 2 + k) * C + c]));
+  }
   for (int k = 0; k < 2; ++k)
     for (int v : L.bins[k]) b.u16(std::uint16_t(v));
   for (const auto& part : parts) b.bytes(part.data(), part.size());
