@@ -2,14 +2,12 @@
 #include "kvscope/codec/calibration.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
 #include "cachegen_internal.h"
 #include "kvscope/codec/calibration_file.h"
 #include "kvscope/common/crc32c.h"
-#include "kvscope/common/fp16.h"
 #include "kvscope/common/paths.h"
 #include "kvscope/common/thread_pool.h"
 
@@ -25,6 +23,19 @@ bool same_model(const calibration::CalibrationFile& file, const kv::CacheInfo& i
   return !file.model_sha256.empty() && !info.model_sha256.empty()
              ? file.model_sha256 == info.model_sha256
              : !file.model_name.empty() && file.model_name == info.model_name;
+}
+
+// The calibration folder's files, in name order (the same choice every time).
+std::vector<std::filesystem::path> calibration_files() {
+  namespace fs = std::filesystem;
+  const fs::path dir = calibration::default_calibration_dir();
+  std::error_code ec;
+  std::vector<fs::path> files;
+  if (!fs::is_directory(dir, ec)) return files;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().extension() == calibration::kCalibrationExtension) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  return files;
 }
 
 }  // namespace
@@ -68,22 +79,7 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
     if (space > 1) b.fail("bad key space");
     L.key_space = space ? Layout::KeySpace::PreRope : Layout::KeySpace::PostRope;
   }
-  if (version >= 4) {  // the channel scales the tables were counted with
-    L.weighted_kinds = b.u8();
-    if (L.weighted_kinds == 0 || L.weighted_kinds > 3) b.fail("bad weighted kinds");
-    L.channel_scale.assign(std::size_t(L.layers) * 2 * L.channels, 1.0f);
-    if (std::size_t(L.layers) * 2 * L.channels * 2 > b.remaining())
-      b.fail("profile too short for its scales");
-    for (int l = 0; l < L.layers; ++l)
-      for (int k = 0; k < 2; ++k) {
-        if (!(L.weighted_kinds >> k & 1)) continue;
-        for (int c = 0; c < L.channels; ++c) {
-          const float v = half_to_float(b.u16());
-          if (!std::isfinite(v) || !(v > 0)) b.fail("a channel scale is not finite and > 0");
-          L.channel_scale[(std::size_t(l) * 2 + k) * L.channels + c] = v;
-        }
-      }
-  }
+  if (version >= 4) read_channel_scales(b, L);  // the channel scales the tables were counted with
   for (int k = 0; k < 2; ++k) {
     L.bins[k].resize(L.layers);
     for (auto& v : L.bins[k]) {
@@ -130,15 +126,7 @@ Profile load_profile_by_hash(const std::string& hash, const std::string& dir) {
 }
 
 std::optional<Profile> find_model_profile(const kv::CacheInfo& info, const Layout& layout) {
-  namespace fs = std::filesystem;
-  const fs::path dir = calibration::default_calibration_dir();
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return std::nullopt;
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.path().extension() == calibration::kCalibrationExtension) files.push_back(e.path());
-  std::sort(files.begin(), files.end());  // the same choice every time
-  for (const auto& f : files) {
+  for (const auto& f : calibration_files()) {
     try {
       const std::string data = read_file(f);
       const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(data.data()),
@@ -157,7 +145,6 @@ std::optional<Profile> find_model_profile(const kv::CacheInfo& info, const Layou
 std::optional<calibration::ChannelWeighting> find_channel_weighting(const std::string& profile,
                                                                     const kv::CacheInfo& info,
                                                                     const Layout& layout) {
-  namespace fs = std::filesystem;
   auto fits = [&](const calibration::CalibrationFile& file,
                   const std::string& label) -> std::optional<calibration::ChannelWeighting> {
     const auto* section = file.find(calibration::kChannelWeightingSection);
@@ -167,14 +154,7 @@ std::optional<calibration::ChannelWeighting> find_channel_weighting(const std::s
     return w;
   };
   if (!profile.empty() && profile != "auto") return fits(calibration::load(profile), profile);
-  const fs::path dir = calibration::default_calibration_dir();
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return std::nullopt;
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.path().extension() == calibration::kCalibrationExtension) files.push_back(e.path());
-  std::sort(files.begin(), files.end());  // the same choice every time
-  for (const auto& f : files) {
+  for (const auto& f : calibration_files()) {
     try {
       const auto file = calibration::load(f);
       if (!same_model(file, info)) continue;
@@ -260,13 +240,7 @@ std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, con
   b.u32(L.chunk_tokens);
   b.u8(std::uint8_t(L.scale));
   b.u8(L.key_space == Layout::KeySpace::PreRope ? 1 : 0);
-  if (L.weighted()) {
-    b.u8(L.weighted_kinds);
-    for (int l = 0; l < L.layers; ++l)
-      for (int k = 0; k < 2; ++k)
-        if (L.weighted_kinds >> k & 1)
-          for (int c = 0; c < C; ++c) b.u16(float_to_half(L.channel_scale[(std::size_t(l) * 2 + k) * C + c]));
-  }
+  write_channel_scales(b, L);
   for (int k = 0; k < 2; ++k)
     for (int v : L.bins[k]) b.u16(std::uint16_t(v));
   for (const auto& part : parts) b.bytes(part.data(), part.size());
