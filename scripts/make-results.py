@@ -17,6 +17,7 @@ import concurrent.futures
 import csv
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -141,6 +142,28 @@ def cachegen_sections(rd, ablation, final, per_ctx, held_out, tune, final_tokens
             L.append(f"  The smallest measured point with that quality takes {g['bits_per_element']:.3f} bits/element "
                      f"({g['ratio_vs_int8']:.2f}x vs int8; KL {g['kl']:.4f}, top-1 {fmt_pct(g['top1_agreement'])}; "
                      f"`{fmt_params(g['params'], defaults['params'] if defaults else None)}`).")
+        if not a_ok and rd:
+            # Why: the bits at which the front crosses each of (a)'s two quality bounds (linear interpolation
+            # between the measured points around the crossing; KL in log).
+            front = sorted((r for r in rd if r["pareto"]), key=lambda r: r["bits_per_element"])
+
+            def crossing(ok, value, log=False):
+                f = (lambda v: math.log(v)) if log else (lambda v: v)
+                for lo, hi in zip(front, front[1:]):
+                    if not ok(lo) and ok(hi):
+                        a, b = f(value(lo)), f(value(hi))
+                        t = (f(TARGETS["a_kl"] if log else TARGETS["a_top1"]) - a) / (b - a) if b != a else 1.0
+                        return lo["bits_per_element"] + t * (hi["bits_per_element"] - lo["bits_per_element"])
+                return front[0]["bits_per_element"] if front and ok(front[0]) else None
+
+            kl_bits = crossing(lambda r: r["kl"] <= TARGETS["a_kl"], lambda r: r["kl"], log=True)
+            top1_bits = crossing(lambda r: r["top1_agreement"] >= TARGETS["a_top1"], lambda r: r["top1_agreement"])
+            if kl_bits is not None and top1_bits is not None:
+                binding = "top-1" if top1_bits > kl_bits else "KL"
+                L.append(f"  Why: along the front, KL reaches {TARGETS['a_kl']} at about {kl_bits:.2f} bits/element and "
+                         f"top-1 reaches {100 * TARGETS['a_top1']:.0f}% at about {top1_bits:.2f} (interpolated between "
+                         f"measured points); the {binding} bound is the one that needs more bits (top-1 counts "
+                         f"whole tokens, so it is the noisier of the two).")
         below = [r for r in rd if r["kl"] <= TARGETS["b_kl"]]
         best = min(below, key=lambda r: r["bits_per_element"]) if below else None
         if best:
