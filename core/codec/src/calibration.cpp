@@ -125,25 +125,40 @@ Profile load_profile_file(const std::string& path) {
 
 std::shared_ptr<const Profile> load_profile_by_hash(const std::string& hash, const std::string& dir) {
   // Streams that share a calibration (every chunk of a stream, every decode of
-  // a receiver) parse it once: a file is named by the hash of its bytes, so a
-  // parsed profile stays right for its (folder, hash). A few are kept.
+  // a receiver) parse it once. A parsed profile is reused while its file is
+  // still there with the same size and modification time (a file is named by
+  // its bytes' hash; a replaced or removed one is read again, and its hash
+  // checked, as on the first use). The last four are kept.
+  namespace fs = std::filesystem;
+  struct Entry {
+    fs::path path;
+    std::uintmax_t size = 0;
+    fs::file_time_type time;
+    std::shared_ptr<const Profile> profile;
+  };
   static std::mutex mutex;
-  static std::list<std::pair<std::string, std::shared_ptr<const Profile>>> recent;
-  const std::string key = dir + '\n' + hash;
-  {
+  static std::list<Entry> recent;
+  const fs::path path = (dir.empty() ? calibration::default_calibration_dir() : fs::path(dir)) /
+                        (hash + calibration::kCalibrationExtension);
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  const auto time = ec ? fs::file_time_type() : fs::last_write_time(path, ec);
+  if (!ec) {
     std::lock_guard lock(mutex);
     for (auto it = recent.begin(); it != recent.end(); ++it)
-      if (it->first == key) {
+      if (it->path == path && it->size == size && it->time == time) {
         recent.splice(recent.begin(), recent, it);
-        return recent.front().second;
+        return recent.front().profile;
       }
   }
   const auto bytes = calibration::read_by_hash(hash, dir);
   auto profile =
       std::make_shared<const Profile>(parse_profile(bytes, hash + calibration::kCalibrationExtension));
-  std::lock_guard lock(mutex);
-  recent.emplace_front(key, profile);
-  if (recent.size() > 4) recent.pop_back();
+  if (!ec) {
+    std::lock_guard lock(mutex);
+    recent.push_front({path, size, time, profile});
+    if (recent.size() > 4) recent.pop_back();
+  }
   return profile;
 }
 
