@@ -14,6 +14,7 @@
 #include "kvscope/codec/bitstream.h"
 #include "kvscope/codec/calibration.h"
 #include "kvscope/codec/calibration_file.h"
+#include "kvscope/codec/pipeline_trace.h"
 #include "kvscope/common/error.h"
 #include "kvscope/common/fp16.h"
 #include "test_util.h"
@@ -174,7 +175,7 @@ TEST(ChannelWeighting, RegressionWeightedStreamWithVersion2ParametersDidNotDecod
   CalibrationFolder folder("kvscope_weighting_v2");
   const auto cache = model_cache(6);
   folder.save(cache, make_weighting(cache), false);
-  const ParamSet v2 = {{"sinks", "0"},        {"delta_mode", "integer"}, {"step_coding", "fp16"},
+  const ParamSet v2 = {{"sinks", "0"},        {"delta_mode", "integer"},  {"step_coding", "fp16"},
                        {"table_bits", "16"},  {"key_space", "post_rope"}, {"profile", ""},
                        {"key_bins", "16,24"}, {"value_bins", "16,10"}};
   const auto enc = cachegen().encode(cache, v2);
@@ -183,6 +184,28 @@ TEST(ChannelWeighting, RegressionWeightedStreamWithVersion2ParametersDidNotDecod
   EXPECT_EQ(info.params.at("sinks"), "0");
   const auto dec = decode(enc.bytes);
   EXPECT_EQ(dec.shape().elements(), cache.shape().elements());
+}
+
+// The pipeline view's trace follows the weighting: it says so, gives each
+// element its channel's scale, and its reconstruction times that scale is
+// exactly what the decoder returns.
+TEST(ChannelWeighting, PipelineTraceShowsTheChannelScales) {
+  CalibrationFolder folder("kvscope_weighting_trace");
+  const auto cache = model_cache(7);
+  const auto w = make_weighting(cache);
+  folder.save(cache, w, false);
+  const ParamSet params = {{"profile", ""}, {"sinks", "1"}, {"key_space", "post_rope"}};
+  const auto dec = decode(cachegen().encode(cache, params).bytes);
+  const int C = kShape.channels();
+  const auto tr = trace_pipeline(cache, params, 1, kv::Kind::Key, 5, 0, C);
+  EXPECT_TRUE(tr.weighted);
+  ASSERT_EQ(int(tr.elements.size()), C);
+  for (const auto& e : tr.elements) {
+    EXPECT_EQ(e.channel_scale, half_to_float(w.scale[(std::size_t(1) * 2) * C + e.channel]));
+    EXPECT_EQ(e.reconstructed * e.channel_scale, dec.channel_value(1, kv::Kind::Key, 5, e.channel))
+        << e.channel;
+  }
+  EXPECT_FALSE(trace_pipeline(cache, params, 1, kv::Kind::Value, 5, 0, C).weighted);  // values: power 0
 }
 
 // Tables calibrated with the weighting fit the weighted streams (none ship),

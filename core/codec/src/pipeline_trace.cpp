@@ -57,6 +57,7 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
   tr.chunk_tokens = std::min(L.chunk_tokens, sh.tokens - tr.chunk_begin);
   tr.delta_mode = float_mode ? "float" : "integer";
   tr.pre_rope = kind == kv::Kind::Key && L.key_space == Layout::KeySpace::PreRope && cache.info.rope_applied;
+  tr.weighted = (L.weighted_kinds >> int(kind) & 1) != 0;
   tr.sinks = L.sinks;
   tr.anchor_M = Ma;
   const int chunk_sinks = L.sink_tokens(tr.chunk_begin, tr.chunk_tokens);
@@ -127,6 +128,7 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
     else
       model = table_model(e.raw ? rw : (e.is_anchor ? a : d), L.table_bits);
     e.original = base[(std::size_t(h) * sh.tokens + token) * sh.head_dim + dim];
+    if (L.weighted_kinds >> int(kind) & 1) e.channel_scale = L.channel_scale[lk * C + c];
     e.step = half_to_float(mine.steps[std::size_t(L.step_index(c, t))]);
     const int at = t - t % group;
     e.anchor_token = tr.chunk_begin + chunk_sinks + at;

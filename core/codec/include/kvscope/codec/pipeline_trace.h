@@ -43,6 +43,9 @@ struct TracedElement {
   /// The model the coder uses for this element: cdf[s]..cdf[s+1] is symbol s's
   /// share of 65536 (alphabet 2M+1 for anchors, 4M+1 for deltas).
   std::vector<std::uint32_t> cdf;
+  /// What the decoder multiplies this channel's decoded value by (1 unless
+  /// the trace is weighted).
+  float channel_scale = 1.0f;
   float reconstructed = 0;  ///< q * step, what decode() returns
   float error = 0;          ///< reconstructed - original
 };
@@ -65,6 +68,11 @@ struct PipelineTrace {
   /// Keys coded before RoPE (key_space=pre_rope): original, step, Q and
   /// reconstructed values are in that space (the decoder re-applies RoPE).
   bool pre_rope = false;
+  /// Calibrated channel weighting (channel_weighting=calibrated with a
+  /// weighting found; docs/bitstream.md cachegen "Version 4"): original,
+  /// step, Q and reconstructed values are of the value divided by the
+  /// element's channel_scale, which the decoder multiplies back.
+  bool weighted = false;
   std::vector<TracedElement> elements;  ///< channels [first, first + count)
 };
 
