@@ -259,9 +259,9 @@ TEST(BitstreamEmulation, VersionAndScaleRulesMatchTheCpu) {
   ASSERT_EQ(codec::inspect_stream(good).codec_version, 2);
   int rejected = 0;
   // A version 1 stream with a scale parameter, a version this build does not
-  // know (4; the CPU decodes 3 since issue #14), an unknown scale: the GPU path gives the CPU's verdict and
-  // code.
-  for (std::uint16_t version : {1, 4, 0}) {
+  // know (5; the CPU decodes up to 4, channel weighting), an unknown scale: the GPU path gives the CPU's
+  // verdict and code.
+  for (std::uint16_t version : {1, 5, 0}) {
     const auto bad = with_header_edit(good, version, "");
     expect_same_verdict(bad, "version " + std::to_string(version), rejected);
   }
@@ -277,12 +277,12 @@ TEST(BitstreamEmulation, VersionAndScaleRulesMatchTheCpu) {
     return ErrorCode::Internal;
   };
   EXPECT_EQ(code_of(with_header_edit(good, 1, "")), ErrorCode::Format);
-  EXPECT_EQ(code_of(with_header_edit(good, 4, "")), ErrorCode::Unsupported);
+  EXPECT_EQ(code_of(with_header_edit(good, 5, "")), ErrorCode::Unsupported);
   EXPECT_EQ(code_of(with_header_edit(good, 2, "tokex")), ErrorCode::Format);
   EXPECT_EQ(emulate_gpu_decode_fp16(with_header_edit(good, 2, "")),
             cpu_fp16(good));  // an edit that keeps it valid
   EXPECT_THROW(emulate_gpu_decode_fp16(with_header_edit(good, 1, "")), Error);
-  EXPECT_FALSE(gpu_decode_support(with_header_edit(good, 4, "")).supported);  // Unsupported: the CPU decides
+  EXPECT_FALSE(gpu_decode_support(with_header_edit(good, 5, "")).supported);  // Unsupported: the CPU decides
 }
 
 TEST(BitstreamEmulation, TruncatedStreamsAreErrors) {

@@ -19,10 +19,10 @@ namespace kvscope::kernels::testing {
 /// without splits, which the default uses).
 inline codec::ParamSet gpu_cachegen_params(codec::ParamSet params = {}) {
   const std::pair<const char*, const char*> neutral[] = {
-      {"sinks", "0"},          {"delta_mode", "integer"}, {"anchor_bins", "256"},
-      {"step_coding", "fp16"}, {"table_bits", "16"},      {"key_space", "post_rope"},
-      {"profile", ""},         {"key_bins", "16"},        {"key_layer_splits", ""},
-      {"value_bins", "16"},    {"value_layer_splits", ""}};
+      {"sinks", "0"},          {"delta_mode", "integer"},  {"anchor_bins", "256"},
+      {"step_coding", "fp16"}, {"table_bits", "16"},       {"key_space", "post_rope"},
+      {"profile", ""},         {"key_bins", "16"},         {"key_layer_splits", ""},
+      {"value_bins", "16"},    {"value_layer_splits", ""}, {"channel_weighting", "off"}};
   for (const auto& [k, v] : neutral) params.emplace(k, v);
   return params;
 }
