@@ -293,6 +293,11 @@ void write_channel_scales(ByteWriter& w, const Layout& L) {
 void read_channel_scales(ByteReader& r, Layout& L) {
   L.weighted_kinds = r.u8();
   if (L.weighted_kinds == 0 || L.weighted_kinds > 3) r.fail("bad weighted kinds in the channel scales");
+  // The scales must be there before anything is allocated for them (a
+  // header may declare any shape).
+  const std::uint64_t kinds = L.weighted_kinds == 3 ? 2 : 1;
+  if (kinds * std::uint64_t(L.layers) * std::uint64_t(L.channels) * 2 > r.remaining())
+    r.fail("the channel scales are truncated");
   L.channel_scale.assign(std::size_t(L.layers) * 2 * L.channels, 1.0f);
   for (int l = 0; l < L.layers; ++l)
     for (int k = 0; k < 2; ++k)
