@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "kvscope/common/error.h"
 #include "stream_fixture.h"
 
@@ -167,6 +169,54 @@ TEST(StreamSimulated, RejectsBadConfig) {
   auto cfg2 = config_for("int8", 1, true);
   cfg2.policy = parse_policy("fixed:unprepared", other);
   EXPECT_THROW(run_stream(*store, BandwidthProfile::constant(10), cfg2), Error);
+}
+
+}  // namespace
+}  // namespace kvscope::stream
+
+namespace kvscope::stream {
+namespace {
+
+using testing::config_for;
+
+// The transform codec as ladder levels (issue #15: it appears in ladders): a
+// stream of chunks coded by transform with the chunk's own basis decodes into
+// the assembled cache, smaller than fp16 on the wire, and the adaptive policy
+// can choose between its budgets.
+TEST(StreamSimulated, TransformLevelsStreamAndAdapt) {
+  Ladder ladder;
+  ladder.name = "transform";
+  ladder.levels = {{"fp16", {"fp16", {}}},
+                   {"transform-3", {"transform", {{"basis", "cache"}, {"bits", "3"}}}},
+                   {"transform-1", {"transform", {{"basis", "cache"}, {"bits", "1"}}}}};
+  auto store = std::make_shared<EncodedContext>(testing::synthetic_context(64 * 4), 64);
+  StreamConfig c = config_for("int8", 10, true);
+  c.policy = parse_policy("fixed:transform-3", ladder);
+  prepare_stream(*store, c.policy);
+  const auto r = run_stream(*store, BandwidthProfile::constant(8), c);
+  ASSERT_EQ(r.status, StreamStatus::Ok) << r.error;
+  ASSERT_EQ(r.chunks.size(), 4u);
+  for (const auto& ch : r.chunks) {
+    EXPECT_EQ(ch.codec, "transform");
+    EXPECT_TRUE(ch.decoded);
+    EXPECT_LT(ch.wire_bytes, std::size_t(64) * 4 * 2 * 2 * 64 * 2);  // fp16 bytes of a chunk
+  }
+  ASSERT_TRUE(r.assembled);
+  const auto& orig = store->cache();
+  double err = 0, energy = 0;
+  for (std::size_t i = 0; i < orig.data().size(); ++i) {
+    err += std::pow(double(r.assembled->data()[i]) - orig.data()[i], 2);
+    energy += std::pow(double(orig.data()[i]), 2);
+  }
+  EXPECT_LT(err, 0.2 * energy);  // most of the signal gets through (the chunk ships its own basis)
+  // Adaptive over the transform budgets: a slow link pushes it to the coarser one.
+  StreamConfig a = c;
+  a.policy = parse_policy("adaptive", ladder);
+  prepare_stream(*store, a.policy);
+  a.slo_s = 0.05;
+  const auto slow = run_stream(*store, BandwidthProfile::constant(2), a);
+  ASSERT_EQ(slow.status, StreamStatus::Ok) << slow.error;
+  EXPECT_EQ(slow.chunks.back().level_name, "transform-1");
 }
 
 }  // namespace
