@@ -995,6 +995,11 @@ class TransformDecoder:
     """docs/bitstream.md "transform": PCA coefficients, range coded with
     integer geometric models, reconstructed in float32 in a fixed order."""
 
+    # Called, when set, with (bytes of the chunk's range-coded stream, the
+    # chunk's quantized coefficients center + d in coding order): what
+    # scripts/transform-deflate.py compares DEFLATE with.
+    coefficient_hook = None
+
     def __init__(self, info, sections, profile_dir=None):
         layers, heads, tokens, dim = info["shape"]
         p = info["params"]
@@ -1093,8 +1098,10 @@ class TransformDecoder:
                     rho = r.u16()
                     comps.append((j, center, geometric_model(rho, K)))
             groups.append((step, comps))
-        rd = RangeDecoder(r.take(r.remaining()))
+        coded_bytes = r.remaining()
+        rd = RangeDecoder(r.take(coded_bytes))
         y = [np.zeros((len(coded), len(c)), F32) for _, c in groups]
+        seen = [] if TransformDecoder.coefficient_hook else None
         for ti in range(len(coded)):
             for g, (step, comps) in enumerate(groups):
                 for i, (_, center, cdf) in enumerate(comps):
@@ -1105,7 +1112,11 @@ class TransformDecoder:
                         mag = (1 << k) + (rd.decode_bits(k) if k else 0)
                         d = mag if s & 1 else -mag
                     y[g][ti, i] = F32(center + d) * step
+                    if seen is not None:
+                        seen.append(center + d)
         rd.check_end("transform coefficients")
+        if seen is not None:
+            TransformDecoder.coefficient_hook(coded_bytes, seen)
         tok = np.zeros((heads, len(coded), dim), F32)
         for g, (step, comps) in enumerate(groups):
             mean, vec = self.basis[key][g]
