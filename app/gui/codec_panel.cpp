@@ -386,6 +386,11 @@ void CodecPanel::scheduleEncode() {
   // Timed from here: what listeners of configChanged() do on the GUI thread
   // (the pipeline trace) is part of the wait the user sees.
   change_timer_.start();
+#if KVSCOPE_GUI_HAVE_EVAL
+  // The measurement of the settings before this change is superseded: it
+  // would take a core from the encode (measured again after the encode).
+  if (quality_service_) quality_service_->cancelLive();
+#endif
   emit configChanged();
   const auto cache = session_->cache();
   if (!cache || cache->empty() || codec_combo_->currentIndex() < 0) return;

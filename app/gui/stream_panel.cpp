@@ -30,6 +30,7 @@
 #include "kvscope/stream/manifest.h"
 #include "kvscope/stream/model_recomputer.h"
 #include "ladder_editor.h"
+#include "on_screen.h"
 #include "session.h"
 #include "stream_timeline.h"
 #if KVSCOPE_GUI_HAVE_EVAL
@@ -66,6 +67,7 @@ constexpr const char* kQuery = "\n\nQuestion: What is the text above about?\nAns
 StreamPanel::StreamPanel(Session* session, QWidget* parent)
     : QWidget(parent),
       session_(session),
+      when_shown_(new WhenShown(this, [this] { startPrepare(); })),
       runner_(std::make_unique<JobRunner>(QStringLiteral("stream"))),
       prepare_runner_(std::make_unique<JobRunner>(QStringLiteral("stream chunks"))) {
   scenario_ = new QComboBox;
@@ -316,13 +318,12 @@ std::shared_ptr<stream::EncodedContext> StreamPanel::currentStore() {
   return store_;
 }
 
-void StreamPanel::showEvent(QShowEvent* event) {
-  QWidget::showEvent(event);
-  prepareAhead();
+void StreamPanel::prepareAhead() {
+  when_shown_->request();
 }
 
-void StreamPanel::prepareAhead() {
-  if (!isVisible() || runner_->busy() || ladder_.levels.empty()) return;
+void StreamPanel::startPrepare() {
+  if (runner_->busy() || ladder_.levels.empty()) return;
   auto store = currentStore();
   if (!store) return;
   const auto todo = policies();

@@ -175,6 +175,9 @@ TEST_F(PipelinePanelTest, TracesOneTokenThroughTheCurrentCachegenSettings) {
   PipelinePanel* pipe = window().pipelinePanel();
   ASSERT_NE(pipe, nullptr);
   ASSERT_FALSE(encodeAfter([&] { window().openCacheFile(syntheticCache()); }).isEmpty());
+  // The trace follows the settings while its view is on screen.
+  if (auto* dock = window().findChild<QDockWidget*>(QStringLiteral("pipelineDock"))) dock->raise();
+  QApplication::processEvents();
   pipe->setSelection(0, 0, 13, 1, 6);  // token 13: a delta of anchor token 10 (groups of 10)
   const auto& tr = pipe->trace();
   ASSERT_EQ(tr.elements.size(), 6u);
