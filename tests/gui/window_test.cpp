@@ -124,6 +124,33 @@ TEST_F(CodecPanelTest, ParameterChangeReencodesWithoutTheModel) {
   EXPECT_EQ(panel->layerPlot()->plottable(0)->interface1D()->dataCount(), 4);
 }
 
+// A change of one layer's bins is drawn first from an encode of that layer
+// alone, patched into the last exact encode (labelled an estimate), then
+// the exact encode replaces it with the same per-layer sizes.
+TEST_F(CodecPanelTest, OneLayerBinChangeIsDrawnFirstFromThatLayerAlone) {
+  CodecPanel* panel = window().codecPanel();
+  ASSERT_FALSE(encodeAfter([&] { window().openCacheFile(syntheticCache()); }).isEmpty());
+  QStringList bins = QString::fromStdString(panel->config().params.at("key_bins")).split(QLatin1Char(','));
+  ASSERT_EQ(bins.size(), 4) << "one bin count per layer";
+  bins[2] = QString::number(bins[2].toInt() * 2);
+  QSignalSpy estimated(panel, &CodecPanel::estimated);
+  QString estimate;
+  QObject::connect(panel, &CodecPanel::estimated, panel, [&] { estimate = panel->sizeReadout(); });
+  ASSERT_FALSE(encodeAfter([&] {
+                 panel->setParam(QStringLiteral("key_bins"), bins.join(QLatin1Char(',')));
+               }).isEmpty());
+  ASSERT_EQ(estimated.count(), 1);
+  EXPECT_TRUE(estimate.contains(QStringLiteral("layer 2 re-encoded"))) << estimate.toStdString();
+  EXPECT_TRUE(estimate.contains(QStringLiteral("estimate"))) << estimate.toStdString();
+  EXPECT_FALSE(panel->sizeReadout().contains(QStringLiteral("estimate"))) << "the exact size replaces it";
+  // Back to the settings of an exact encode: shown again without a first estimate.
+  bins[2] = QString::number(bins[2].toInt() / 2);
+  ASSERT_FALSE(encodeAfter([&] {
+                 panel->setParam(QStringLiteral("key_bins"), bins.join(QLatin1Char(',')));
+               }).isEmpty());
+  EXPECT_EQ(estimated.count(), 1);
+}
+
 TEST_F(CodecPanelTest, ChangingABinCountUpdatesTheSizeReadout) {
   CodecPanel* panel = window().codecPanel();
   ASSERT_NE(panel, nullptr);

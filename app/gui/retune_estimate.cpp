@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "retune_estimate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <numeric>
+#include <string>
+
+namespace kvscope::gui {
+
+namespace {
+
+std::vector<std::string> splitList(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t a = 0;
+  while (a <= s.size() && !s.empty()) {
+    std::size_t b = s.find(',', a);
+    if (b == std::string::npos) b = s.size();
+    out.push_back(s.substr(a, b - a));
+    a = b + 1;
+  }
+  return out;
+}
+
+std::string param(const codec::ParamSet& p, const char* name) {
+  const auto it = p.find(name);
+  return it == p.end() ? std::string() : it->second;
+}
+
+}  // namespace
+
+StagedEncode encodeWithStages(const kv::KVCache& cache, const codec::CodecConfig& config,
+                              const codec::EncodeOptions& options) {
+  StagedEncode e;
+  if (config.codec == "cachegen") {
+    auto analysis =
+        std::make_shared<codec::StageAnalysis>(codec::analyze_stages(cache, config.params, options));
+    e.result = std::make_shared<const codec::EncodeResult>(std::move(analysis->encoded));
+    analysis->encoded = {};
+    e.stages = std::move(analysis);
+  } else {
+    e.result = std::make_shared<const codec::EncodeResult>(codec::encode(cache, config, options));
+  }
+  return e;
+}
+
+std::shared_ptr<const kv::KVCache> tokenSubset(const kv::KVCache& cache, int spans, int span_tokens) {
+  const int T = cache.shape().tokens;
+  if (spans < 1 || span_tokens < 1 || T < 4 * spans * span_tokens) return nullptr;
+  std::vector<kv::KVCache> parts;
+  for (int i = 0; i < spans; ++i) {
+    const int begin = spans == 1 ? 0 : int(std::llround(double(T - span_tokens) * i / double(spans - 1)));
+    kv::KVCache part = cache.slice_tokens(begin, begin + span_tokens);
+    // Keys coded before RoPE are un-rotated at each token's own position.
+    if (part.info.positions.empty()) {
+      part.info.positions.resize(std::size_t(span_tokens));
+      std::iota(part.info.positions.begin(), part.info.positions.end(), begin);
+    }
+    parts.push_back(std::move(part));
+  }
+  return std::make_shared<const kv::KVCache>(kv::KVCache::concat_tokens(parts));
+}
+
+StagedEncode scaleToFull(const StagedEncode& sub, const codec::CodecConfig& config,
+                         const kv::CacheShape& full, const kv::CacheShape& part) {
+  const double ratio = double(full.tokens) / double(std::max(1, part.tokens));
+  double chunk_ratio = ratio;
+  if (const auto it = config.params.find("chunk_tokens"); it != config.params.end()) {
+    const int chunk = std::max(1, std::atoi(it->second.c_str()));
+    chunk_ratio = double((full.tokens + chunk - 1) / chunk) / double((part.tokens + chunk - 1) / chunk);
+  }
+  auto r = std::make_shared<codec::EncodeResult>();
+  const codec::SizeReport& s = sub.result->size;
+  codec::SizeReport& o = r->size;
+  o.original_bytes = full.fp16_bytes();
+  o.elements = full.elements();
+  o.header_bytes = s.header_bytes;
+  o.payload_bytes = std::size_t(double(s.payload_bytes) * ratio);
+  o.step_bytes = std::size_t(double(s.step_bytes) * ratio);
+  o.table_bytes = std::size_t(double(s.table_bytes) * chunk_ratio);
+  o.encoded_bytes = o.header_bytes + o.payload_bytes + o.step_bytes + o.table_bytes;
+  o.entropy_bits_per_element = s.entropy_bits_per_element;
+  const double grow = s.encoded_bytes ? double(o.encoded_bytes) / double(s.encoded_bytes) : ratio;
+  for (std::size_t b : s.layer_bytes) o.layer_bytes.push_back(std::size_t(double(b) * grow));
+  r->seconds = sub.result->seconds;
+  StagedEncode e;
+  e.result = std::move(r);
+  if (sub.stages) {
+    auto st = std::make_shared<codec::StageAnalysis>(*sub.stages);
+    st->coded.overall = o.bits_per_element();
+    for (std::size_t i = 0; i < st->coded.per_layer.size() && i < o.layer_bytes.size(); ++i)
+      st->coded.per_layer[i] =
+          8.0 * double(o.layer_bytes[i]) / double(std::max<std::size_t>(1, full.tensor_elements()));
+    st->coded_payload = 8.0 * double(o.payload_bytes) / double(std::max<std::size_t>(1, o.elements));
+    e.stages = std::move(st);
+  }
+  return e;
+}
+
+std::optional<std::vector<int>> layersTouched(const codec::CodecConfig& before,
+                                              const codec::CodecConfig& after, int layers) {
+  if (before.codec != "cachegen" || after.codec != "cachegen" || layers < 1) return std::nullopt;
+  std::vector<int> touched;
+  std::vector<std::string> names;
+  for (const auto& [name, value] : after.params) {
+    const std::string was = param(before.params, name.c_str());
+    if (was != value) names.push_back(name);
+  }
+  for (const auto& [name, value] : before.params)
+    if (!after.params.count(name)) names.push_back(name);
+  for (const std::string& name : names) {
+    if (name != "key_bins" && name != "value_bins") return std::nullopt;
+    const char* splits = name == "key_bins" ? "key_layer_splits" : "value_layer_splits";
+    if (!param(before.params, splits).empty() || !param(after.params, splits).empty()) return std::nullopt;
+    const auto a = splitList(param(before.params, name.c_str())),
+               b = splitList(param(after.params, name.c_str()));
+    if (int(a.size()) != layers || int(b.size()) != layers) return std::nullopt;
+    for (int l = 0; l < layers; ++l)
+      if (a[std::size_t(l)] != b[std::size_t(l)]) touched.push_back(l);
+  }
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  return touched;
+}
+
+kv::KVCache layerSubset(const kv::KVCache& cache, const std::vector<int>& layers) {
+  kv::CacheShape s = cache.shape();
+  s.layers = int(layers.size());
+  kv::KVCache out(s);
+  out.info = cache.info;
+  out.info.rope_inv_freq.clear();
+  out.info.layer_window.clear();
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const int l = layers[i];
+    for (kv::Kind k : kv::kKinds) {
+      const auto src = cache.tensor(l, k);
+      std::copy(src.begin(), src.end(), out.tensor(int(i), k).begin());
+    }
+    if (cache.info.rope_inv_freq.size() == std::size_t(cache.shape().layers))
+      out.info.rope_inv_freq.push_back(cache.info.rope_inv_freq[std::size_t(l)]);
+    if (cache.info.layer_window.size() == std::size_t(cache.shape().layers))
+      out.info.layer_window.push_back(cache.info.layer_window[std::size_t(l)]);
+  }
+  return out;
+}
+
+codec::CodecConfig layerSubsetConfig(const codec::CodecConfig& config, const std::vector<int>& layers) {
+  codec::CodecConfig c = config;
+  for (const char* name : {"key_bins", "value_bins"}) {
+    const auto all = splitList(param(config.params, name));
+    std::string picked;
+    for (int l : layers) {
+      if (std::size_t(l) >= all.size()) break;
+      picked += (picked.empty() ? "" : ",") + all[std::size_t(l)];
+    }
+    if (!picked.empty()) c.params[name] = picked;
+  }
+  return c;
+}
+
+StagedEncode patchLayers(const StagedEncode& exact, const StagedEncode& sub, const std::vector<int>& layers) {
+  auto r = std::make_shared<codec::EncodeResult>();
+  const codec::SizeReport& e = exact.result->size;
+  const codec::SizeReport& s = sub.result->size;
+  codec::SizeReport& o = r->size;
+  o = e;
+  // The changed streams' bytes, split between payload, tables and steps as
+  // in the part that was encoded (headers do not change with bins).
+  double change = 0;
+  for (std::size_t i = 0; i < layers.size(); ++i)
+    for (std::size_t k = 0; k < 2; ++k) {
+      const std::size_t to = std::size_t(layers[i]) * 2 + k, from = i * 2 + k;
+      if (to >= o.layer_bytes.size() || from >= s.layer_bytes.size()) continue;
+      change += double(s.layer_bytes[from]) - double(o.layer_bytes[to]);
+      o.layer_bytes[to] = s.layer_bytes[from];
+    }
+  const double body = double(s.payload_bytes + s.table_bytes + s.step_bytes);
+  auto share = [&](std::size_t part) { return body > 0 ? change * double(part) / body : 0.0; };
+  auto add = [](std::size_t v, double d) { return std::size_t(std::max(0.0, std::round(double(v) + d))); };
+  o.payload_bytes = add(e.payload_bytes, share(s.payload_bytes));
+  o.table_bytes = add(e.table_bytes, share(s.table_bytes));
+  o.step_bytes = add(e.step_bytes, share(s.step_bytes));
+  o.encoded_bytes = add(e.encoded_bytes, change);
+  r->seconds = sub.result->seconds;
+  StagedEncode out;
+  out.result = std::move(r);
+  if (exact.stages && sub.stages) {
+    auto st = std::make_shared<codec::StageAnalysis>(*exact.stages);
+    const std::size_t LK = st->fp16.per_layer.size();
+    for (codec::StageBits codec::StageAnalysis::*stage :
+         {&codec::StageAnalysis::fp16, &codec::StageAnalysis::quantized_fixed,
+          &codec::StageAnalysis::raw_entropy, &codec::StageAnalysis::delta_entropy,
+          &codec::StageAnalysis::coded}) {
+      codec::StageBits& to = (*st).*stage;
+      const codec::StageBits& from = (*sub.stages).*stage;
+      for (std::size_t i = 0; i < layers.size(); ++i)
+        for (std::size_t k = 0; k < 2; ++k) {
+          const std::size_t t = std::size_t(layers[i]) * 2 + k, f = i * 2 + k;
+          if (t < to.per_layer.size() && f < from.per_layer.size()) to.per_layer[t] = from.per_layer[f];
+        }
+      // Every stream has as many elements: the overall figure is their mean.
+      if (LK > 0 && stage != &codec::StageAnalysis::coded)
+        to.overall = std::accumulate(to.per_layer.begin(), to.per_layer.end(), 0.0) / double(LK);
+    }
+    st->coded.overall = o.bits_per_element();
+    st->coded_payload = o.elements ? 8.0 * double(o.payload_bytes) / double(o.elements) : 0;
+    out.stages = std::move(st);
+  }
+  return out;
+}
+
+}  // namespace kvscope::gui
