@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "kvscope/stream/ladder.h"
@@ -170,6 +171,8 @@ class StreamPanel : public QWidget {
   stream::BandwidthProfile profile_;
   std::vector<stream::StreamReport> reports_;
   QualityService* quality_ = nullptr;
+  /// What each policy of the running run delivered, measured when it ends.
+  std::vector<std::pair<std::shared_ptr<const kv::KVCache>, QString>> pending_quality_;
   int drag_index_ = -1;
   double last_wall_s_ = 0;
   qint64 run_started_ms_ = 0;
