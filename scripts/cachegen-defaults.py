@@ -13,8 +13,10 @@ sensitivity is `kvscope-cli sensitivity --split tune`, kept as docs/results/tune
 import argparse
 import csv
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -133,14 +135,25 @@ def main():
     ap.add_argument("--cli", default=os.path.join(ROOT, "build/release/app/cli/kvscope-cli"))
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/cachegen-defaults.md"))
     ap.add_argument("--from-csv", action="store_true", help="only rebuild the document from docs/results/tune")
+    ap.add_argument("--only", help="comma-separated study names to run (the others are read from their CSVs)")
     a = ap.parse_args()
     os.makedirs(OUT_DIR, exist_ok=True)
     sens = os.path.join(OUT_DIR, "sensitivity.kvssens")
     t0 = time.time()
     if not a.from_csv:
-        run([a.cli, "sensitivity"] + sensitivity_args() + ["--out", sens])
+        only = set(a.only.split(",")) if a.only else None
+        if only is None:
+            run([a.cli, "sensitivity"] + sensitivity_args() + ["--out", sens])
+        # The channel weighting study needs the model's calibrated weighting (TUNE contexts); every other
+        # point says channel_weighting=off.
+        calib = tempfile.mkdtemp(prefix="kvscope-tune-calibration-")
+        run([a.cli, "calibrate", "--max-tokens", str(TOKENS), "--out-dir", calib, "--json"]
+            + [x for cid in ("kjv-genesis", "python-textwrap-code", "apache-2.0") for x in ("--context", cid)])
+        os.environ["KVSCOPE_CALIBRATION_DIR"] = calib
         for name, _, _, points, extra in TUNE_STUDIES:
-            sweep(a.cli, name, points, [x.replace("@SENSITIVITY@", sens) for x in extra])
+            if only is None or name in only:
+                sweep(a.cli, name, points, [x.replace("@SENSITIVITY@", sens) for x in extra])
+        shutil.rmtree(calib, ignore_errors=True)
     lines = [
         "# How cachegen's defaults were chosen",
         "",

@@ -9,7 +9,7 @@ defaults change."""
 # below spell out every parameter they depend on, so changing the codec's defaults does not move them.
 OLD_DEFAULT = ("key_bins=16,24,24 key_layer_splits=10,20 value_bins=16,10 value_layer_splits=2 scale=token "
                "group_size=10 delta=auto sinks=0 delta_mode=integer anchor_bins=256 step_coding=fp16 "
-               "table_bits=16 key_space=post_rope")
+               "table_bits=16 key_space=post_rope channel_weighting=off")
 
 
 def parse_point(text):
@@ -45,9 +45,10 @@ _OLD = with_(OLD_DEFAULT, profile="")
 _NEW_SHIPPED = "profile="  # the defaults with their tables shipped in the stream
 
 # Held-out rate-distortion grid: the defaults first ("" = every default, tables from the calibration where
-# smaller), then plans at other levels (tables shipped; their bins have no calibration), via --plan-level.
+# smaller), then plans at other levels via --plan-level, each with tables from a calibration counted at its
+# own bins (make-results builds one per level) where smaller.
 RD_POINTS = ["", _NEW_SHIPPED]
-RD_PLAN_LEVELS = ["2.3", "2.6", "3.2", "3.5"]
+RD_PLAN_LEVELS = ["2.3", "2.6", "3.2", "3.5", "3.8"]
 
 # (label, point): each feature alone on the previous default, then each removed from the new default. The
 # new default itself (with and without the calibration's tables) is RD_POINTS, measured once in the front.
@@ -61,6 +62,7 @@ ABLATION_ADD = [
 ]
 ABLATION_NEW = [("new default", ""), ("new default, tables shipped (no calibration)", _NEW_SHIPPED)]
 ABLATION_REMOVE = [
+    ("... and channel_weighting=off", _NEW_SHIPPED + " channel_weighting=off"),
     ("... and sinks=0", _NEW_SHIPPED + " sinks=0"),
     ("... and key_space=post_rope", _NEW_SHIPPED + " key_space=post_rope"),
     ("... and the previous group bins", _NEW_SHIPPED + " key_bins=16,24,24 key_layer_splits=10,20 value_bins=16,10 "
@@ -80,7 +82,7 @@ FINAL_POINTS = [("cachegen defaults", ""), ("cachegen, previous default", _OLD)]
 _Q = with_(OLD_DEFAULT, sinks=1, profile="")
 _SIDE = with_(_Q, step_coding="coded", table_bits=10)
 _PLAN_BASE = ("scale=token group_size=10 delta=auto sinks=1 delta_mode=integer anchor_bins=256 step_coding=coded "
-              "table_bits=10 profile=")
+              "table_bits=10 profile= channel_weighting=off")
 # The layer sensitivity: 512 context tokens, 64 scored, to keep its 1 + 2 x 30 evaluations per context affordable
 # on the shared build machine (it is a relative measure: which layers matter more); keys after RoPE.
 SENSITIVITY_TOKENS, SENSITIVITY_SCORED = 512, 64
@@ -122,11 +124,23 @@ TUNE_STUDIES = [
      "KL falls about 1.6x per 0.3 levels (0.3 bits); KL <= 0.01 needs about level 3.5 here.",
      [_PLAN_BASE + " key_space=pre_rope"], PLAN + [x for lv in ("2.3", "2.6", "2.9", "3.2") for x in
                                                     ("--plan-level", lv)]),
+    ("channel-weighting", "Channel weighting (`channel_weighting`)",
+     "The same plans (keys before RoPE) with and without the calibrated channel weighting: key channels that "
+     "the queries read strongly get finer steps, the others coarser, with M scaled so the keys spend about the "
+     "same bits (docs/bitstream.md, cachegen \"Version 4\"). The weighting comes from `kvscope-cli calibrate "
+     "--context` on the TUNE contexts (power 0.5 on the keys' query energies; values unweighted: weighting them "
+     "by the output projection measured no better in a prototype). Tables are shipped in both arms. At equal "
+     "bits the weighted plans have 1.2-1.4x lower KL from level 3.1 up. Default: `channel_weighting=calibrated` "
+     "(used when the model's calibration has a weighting; streams are then layout version 4).",
+     [_PLAN_BASE.replace("channel_weighting=off", "channel_weighting=" + cw) + " key_space=pre_rope"
+      for cw in ("off", "calibrated")],
+     PLAN + [x for lv in ("2.9", "3.1", "3.3", "3.5", "3.7") for x in ("--plan-level", lv)]),
 ]
 
 DEFAULTS_TEXT = (
     "The defaults that follow: `sinks=1`, `key_space=pre_rope`, `step_coding=coded`, `table_bits=10`, "
-    "`profile=auto` (the model's calibration tables where they are smaller than shipped ones), `delta_mode=integer`, "
+    "`profile=auto` (the model's calibration tables where they are smaller than shipped ones), "
+    "`channel_weighting=calibrated` (the model's calibrated channel weighting, when it has one), `delta_mode=integer`, "
     "`scale=token`, and one bin count per layer: the plan at level 2.9 of the layer sensitivity below (keys "
     "12-84 bins, finest in layers 10, 18 and 23; values 10-16). Keys carry nearly all of the sensitivity on this "
     "model; values tolerate 10 bins almost everywhere. The plan puts bits where the KL grows fastest, which is "

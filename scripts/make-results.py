@@ -60,8 +60,12 @@ def fmt_pct(x):
     return f"{100 * x:.1f}%"
 
 
-def build_calibration(exe, calib_dir, tokens):
-    """The default model's calibration (cachegen tables at the codec's defaults), from the TUNE contexts."""
+def build_calibration(exe, calib_dir, tokens, sensitivity=None, plan_levels=()):
+    """The default model's calibration from the TUNE contexts: cachegen tables at the codec's defaults, the
+    channel weighting (queries measured on the same contexts) and transform bases; then one more file per plan
+    level whose tables are counted at that level's bins (what `kvscope-cli calibrate --set` with the plan's
+    bins gives a user), so every plan point can take calibrated tables (profile=auto picks the file that
+    fits)."""
     import shutil
     import tempfile
     shutil.rmtree(calib_dir, ignore_errors=True)
@@ -73,7 +77,12 @@ def build_calibration(exe, calib_dir, tokens):
             ctx = os.path.join(ROOT, "datasets/contexts", f"{cid}.txt")
             cli(["prefill", "--context", ctx, "--max-tokens", str(tokens or 0), "--out", path, "--json"], exe)
             caches += ["--in", path]
-        cli(["calibrate"] + caches + ["--out-dir", calib_dir, "--json"], exe)
+        base = (["calibrate"] + caches + [x for cid in tune for x in ("--context", cid)]
+                + ["--max-tokens", str(tokens or 0), "--out-dir", calib_dir, "--json"])
+        cli(base, exe)
+        for level in plan_levels:
+            sets = cli(["plan", "--sensitivity", sensitivity, "--level", level], exe).split()
+            cli(base + sets, exe)
 
 
 def fmt_params(p, reference=None):
@@ -230,7 +239,8 @@ def main():
     calib_dir = os.path.join(ROOT, "build", "results-calibration")  # rebuilt by every run, not committed
     os.environ["KVSCOPE_CALIBRATION_DIR"] = calib_dir
     if not args.from_csv and "cachegen" in codec_names and not (args.keep_existing and os.path.isdir(calib_dir)):
-        build_calibration(args.cli, calib_dir, args.max_tokens)
+        build_calibration(args.cli, calib_dir, args.max_tokens,
+                          os.path.join(csv_dir, "tune", "sensitivity.kvssens"), RD_PLAN_LEVELS)
     jobs = {}
     for cid in ([] if args.cachegen_only else ctx_ids):
         extra = []
@@ -254,7 +264,7 @@ def main():
         jobs["__rd__"] = sweep_points("rd-heldout", RD_POINTS, common)
         sens = os.path.join(csv_dir, "tune", "sensitivity.kvssens")
         plan = ["--sensitivity", sens] + [x for lv in RD_PLAN_LEVELS for x in ("--plan-level", lv)]
-        jobs["__rd_plans__"] = sweep_points("rd-plans-heldout", ["profile="], common + plan)
+        jobs["__rd_plans__"] = sweep_points("rd-plans-heldout", ["profile=auto"], common + plan)
         jobs["__ablation_base__"] = sweep_points("ablation-base-heldout", [p for _, p in ABLATION_BASE], common)
         jobs["__ablation_add__"] = sweep_points("ablation-add-heldout", [p for _, p in ABLATION_ADD], common)
         jobs["__ablation_remove__"] = sweep_points("ablation-remove-heldout", [p for _, p in ABLATION_REMOVE], common)

@@ -13,7 +13,9 @@ and its raw points, docs/results/transform-*.csv and .json.
 2. On every HELD-OUT context (never used for calibration or for choosing a
    default): the rate-distortion curve of `transform` with the calibrated basis
    (bits 0.5..4), with the cache's own basis shipped in the stream, cachegen's
-   bins curve, and int4, kivi2 and cachegen-lmcache at their defaults, all by
+   curve (its defaults at the TUNE layer plan's levels 1.7-4.4, with the channel
+   weighting and tables of make-results' calibrations), and int4, kivi2 and
+   cachegen-lmcache at their defaults, all by
    `kvscope-cli sweep` (one prefill per sweep).
 3. Bits/element at KL 0.01 and 0.05, interpolated on each curve (log bits
    against log KL between the two measured points around the level), the
@@ -35,9 +37,11 @@ SPLIT = {"tune": ["kjv-genesis", "python-textwrap-code", "apache-2.0"],
          "held_out": ["kjv-job-dialogue", "python-appetite", "python-controlflow", "gpl-3.0"]}
 TRANSFORM_BITS = ["0.5", "0.75", "1", "1.25", "1.5", "2", "2.5", "3", "4"]
 SHIPPED_BITS = ["1", "1.5", "2", "3"]
-# cachegen's bins curve, coarse to fine (key bins per layer group, value bins per group).
-CACHEGEN_CURVE = [("8,12,12", "8,6"), ("12,16,16", "12,8"), ("16,24,24", "16,10"), ("24,32,32", "24,16"),
-                  ("32,48,48", "32,24"), ("64,64,64", "64,32"), ("96,128,128", "96,64")]
+# cachegen as it codes today: its defaults (plan level 2.9) and the per-layer plans of the TUNE layer
+# sensitivity at other levels, with the channel weighting and tables of the calibrations
+# scripts/make-results.py builds in build/results-calibration (one per plan level, from the TUNE contexts).
+CACHEGEN_PLAN_LEVELS = ["1.7", "2.0", "2.3", "2.6", "2.9", "3.2", "3.5", "3.8", "4.4"]
+CACHEGEN_CALIBRATION_DIR = os.path.join(ROOT, "build", "results-calibration")
 BASELINES = ["int4", "kivi2", "cachegen-lmcache"]
 LEVELS = [0.01, 0.05]
 
@@ -45,10 +49,10 @@ LEVELS = [0.01, 0.05]
 CALIBRATION_DIR = os.path.expanduser("~/.cache/kvscope/transform-results")
 
 
-def cli(args, exe):
+def cli(args, exe, calibration_dir=CALIBRATION_DIR):
     t = time.time()
     # Decoders find the calibration by its hash in KVSCOPE_CALIBRATION_DIR.
-    env = dict(os.environ, KVSCOPE_DATA_DIR=ROOT, KVSCOPE_CALIBRATION_DIR=CALIBRATION_DIR)
+    env = dict(os.environ, KVSCOPE_DATA_DIR=ROOT, KVSCOPE_CALIBRATION_DIR=calibration_dir)
     out = subprocess.run([exe] + args, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"kvscope-cli {' '.join(args)} failed:\n{out.stderr}")
@@ -65,8 +69,10 @@ def read_points(path):
 
 def run_sweep(job, exe):
     args, out = job
+    # cachegen sweeps take the results' calibrations (weighting and tables per plan level).
+    calibration_dir = CACHEGEN_CALIBRATION_DIR if "cachegen" in args else CALIBRATION_DIR
     with open(out, "w") as f:
-        f.write(cli(args, exe))
+        f.write(cli(args, exe, calibration_dir))
 
 
 def bits_at(points, level):
@@ -119,15 +125,22 @@ def main():
     else:
         started = time.time()
         t, cpu = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        # The transform codec's bases only (no cachegen weighting: cachegen's come from make-results).
         cal = json.loads(cli(["calibrate", "--max-tokens", str(args.max_tokens), "--out-dir", CALIBRATION_DIR,
-                              "--json"] + sum((["--context", c] for c in tune), []), args.cli))
+                              "--key-weighting", "0", "--json"] + sum((["--context", c] for c in tune), []),
+                             args.cli))
+        if not os.path.isdir(CACHEGEN_CALIBRATION_DIR):
+            sys.exit(f"{CACHEGEN_CALIBRATION_DIR} is missing: run scripts/make-results.py first (it builds the "
+                     "calibrations the cachegen curve uses)")
         cal_seconds = time.time() - t
         after = resource.getrusage(resource.RUSAGE_CHILDREN)  # CPU seconds: load-independent
         cal_cpu = after.ru_utime - cpu.ru_utime + after.ru_stime - cpu.ru_stime
         jobs = []
         for cid in held:
             base = ["sweep", "--context", cid] + common
-            points = sum((["--point", f"key_bins={k} value_bins={v}"] for k, v in CACHEGEN_CURVE), [])
+            sens = os.path.join(csv_dir, "tune", "sensitivity.kvssens")
+            points = ["--sensitivity", sens] + sum(
+                (["--plan-level", lv] for lv in CACHEGEN_PLAN_LEVELS), [])
             for kind, extra in (("calibrated", ["--codecs", "transform", "--set", f"calibration={cal['calibration']}",
                                                 "--vary", "bits=" + ";".join(TRANSFORM_BITS)]),
                                 ("shipped", ["--codecs", "transform", "--set", "basis=cache",
@@ -209,15 +222,20 @@ def main():
 
     add_rows("calibrated", lambda r: f"bits={r['params']['bits']}", lambda r: "transform (calibrated basis)")
     add_rows("shipped", lambda r: f"bits={r['params']['bits']}", lambda r: "transform (basis shipped)")
-    add_rows("cachegen", lambda r: f"key_bins={r['params']['key_bins']} value_bins={r['params']['value_bins']}",
-             lambda r: "cachegen")
+    def bins_range(text):
+        v = [int(x) for x in text.split(",")]
+        return f"{min(v)}-{max(v)}"
+
+    add_rows("cachegen", lambda r: f"plan: key bins {bins_range(r['params']['key_bins'])}, value bins "
+                                   f"{bins_range(r['params']['value_bins'])}",
+             lambda r: "cachegen (today's defaults at plan levels)")
     add_rows("baselines", lambda r: f"{r['codec']} defaults", lambda r: r["codec"])  # one row per codec
     L.append("")
 
     L.append("### Bits/element at a KL level\n")
     L.append("Each curve's bits/element at the level, interpolated between its two measured points around it "
-             "(log bits against log KL); cachegen's curve is its bins curve above (the best setting at each "
-             "rate). The mean is over the contexts' interpolated bits.\n")
+             "(log bits against log KL); cachegen's curve is its plan curve above (its defaults, with channel "
+             "weighting and calibrated tables, at the TUNE layer plan's levels). The mean is over the contexts' interpolated bits.\n")
     L.append("| context (cached tokens) | " + " | ".join(f"transform @KL{lv} | cachegen @KL{lv} | saving" for lv in LEVELS) + " |")
     L.append("|---|" + "---|---|---|" * len(LEVELS))
     summary = {lv: ([], []) for lv in LEVELS}

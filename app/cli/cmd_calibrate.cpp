@@ -3,16 +3,20 @@
 // per-model symbol tables from calibration caches (--in; `encode --set
 // profile=FILE`) and the `transform` codec's PCA bases from text contexts run
 // through the model (--context, keys before RoPE; `--set calibration=FILE`),
-// as sections of one file (kvscope/codec/calibration_file.h).
+// and from the same contexts cachegen's channel weighting (the queries'
+// channel energies; the tables from --in are then counted weighted), as
+// sections of one file (kvscope/codec/calibration_file.h).
 #include <chrono>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "cli_util.h"
 #include "cmd_codec_io.h"
 #include "command_registry.h"
 #include "kvscope/codec/calibration.h"
 #include "kvscope/codec/calibration_file.h"
+#include "kvscope/codec/channel_weighting.h"
 #include "kvscope/codec/transform_basis.h"
 #if KVSCOPE_HAVE_TORCH
 #include "kvscope/eval/dataset.h"
@@ -26,18 +30,28 @@ struct Options {
   std::vector<std::string> in, settings, contexts;
   std::string out_dir, model;
   int max_tokens = 2048, skip_tokens = 1;
+  double key_weighting = 0.5, value_weighting = 0.0;
   bool json = false;
 };
 
 #if KVSCOPE_HAVE_TORCH
-// Pre-RoPE caches of the contexts (dataset ids or files), each cut to max_tokens.
-std::vector<kv::KVCache> prefill_contexts(const Options& o, std::string& model_name, std::string& model_sha) {
+struct Prefilled {
+  std::vector<kv::KVCache> caches;              // keys before RoPE
+  std::vector<float> key_weight, value_weight;  // ChannelWeights, token-weighted mean over the contexts
+  std::string model_name, model_sha;
+};
+
+// Pre-RoPE caches of the contexts (dataset ids or files), each cut to
+// max_tokens, and the model's channel weights measured on them.
+Prefilled prefill_contexts(const Options& o) {
   model::LoadOptions lo;
   lo.hash_file = true;
   const auto m = model::Model::load(resolve_model(o.model), lo);
-  model_name = m->config().name;
-  model_sha = m->file_sha256();
-  std::vector<kv::KVCache> caches;
+  Prefilled out;
+  out.model_name = m->config().name;
+  out.model_sha = m->file_sha256();
+  std::vector<double> key, value;
+  double tokens = 0;
   for (const auto& ctx : o.contexts) {
     const std::string text = eval::load_context_text(ctx);
     auto ids = m->tokenizer().encode(text, m->tokenizer().adds_bos());
@@ -45,11 +59,21 @@ std::vector<kv::KVCache> prefill_contexts(const Options& o, std::string& model_n
     if (ids.empty()) throw Error(ErrorCode::InvalidArgument, ctx, "context has no tokens");
     model::PrefillOptions po;
     po.keep_pre_rope_keys = true;
+    po.measure_channel_weights = true;
     po.want_last_logits = false;
     po.progress = terminal_progress();
-    caches.push_back(std::move(*m->prefill(ids, po).pre_rope));
+    auto r = m->prefill(ids, po);
+    const auto& w = *r.channel_weights;
+    key.resize(w.key.size(), 0.0);
+    value.resize(w.value.size(), 0.0);
+    for (std::size_t i = 0; i < w.key.size(); ++i) key[i] += double(w.key[i]) * double(ids.size());
+    for (std::size_t i = 0; i < w.value.size(); ++i) value[i] += double(w.value[i]);
+    tokens += double(ids.size());
+    out.caches.push_back(std::move(*r.pre_rope));
   }
-  return caches;
+  for (double k : key) out.key_weight.push_back(float(k / tokens));
+  for (double v : value) out.value_weight.push_back(float(v / double(o.contexts.size())));
+  return out;
 }
 #endif
 
@@ -57,17 +81,26 @@ const CommandRegistrar calibrate_command(240, [](CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
       "calibrate",
-      "Build a model's calibration: cachegen tables from raw caches (--in), transform bases from "
-      "text contexts (--context)");
+      "Build a model's calibration: cachegen tables from raw caches (--in), transform bases and "
+      "cachegen channel weighting from text contexts (--context)");
   cmd->add_option("--in", o->in, "calibration cache (.safetensors) for cachegen tables, repeatable");
   cmd->add_option("--set", o->settings,
                   "cachegen parameter key=value (bins, splits, group size; repeatable)");
 #if KVSCOPE_HAVE_TORCH
   cmd->add_option("--context", o->contexts,
                   "text context (dataset id or file) run through the model for the transform codec's PCA "
-                  "bases, repeatable");
+                  "bases and cachegen's channel weighting, repeatable");
   cmd->add_option("--model", o->model, "model for --context (default: the default model)");
   cmd->add_option("--max-tokens", o->max_tokens, "tokens kept per context (0 = all)")->capture_default_str();
+  cmd->add_option("--key-weighting", o->key_weighting,
+                  "cachegen channel weighting of keys from the contexts' queries: the power on the weights "
+                  "(0 = none; docs/bitstream.md \"cachegen channel weighting\")")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--value-weighting", o->value_weighting,
+                  "the same for values, from the output projection (0 = none)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   cmd->add_option("--skip-tokens", o->skip_tokens,
                   "leading tokens of each context left out of the transform statistics (attention sinks)")
       ->capture_default_str();
@@ -84,31 +117,47 @@ const CommandRegistrar calibrate_command(240, [](CLI::App& app) {
     // One file per model: cachegen's tables and the transform bases are sections of it.
     codec::calibration::CalibrationFile file;
     nlohmann::json report;
+    std::optional<codec::calibration::ChannelWeighting> weighting;
+#if KVSCOPE_HAVE_TORCH
+    std::optional<Prefilled> prefilled;
+    if (!o->contexts.empty()) {
+      const auto t0 = std::chrono::steady_clock::now();
+      prefilled = prefill_contexts(*o);
+      report["prefill_seconds"] =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (o->key_weighting > 0 || o->value_weighting > 0)
+        weighting = codec::calibration::build_channel_weighting(prefilled->caches, prefilled->key_weight,
+                                                                prefilled->value_weight, o->key_weighting,
+                                                                o->value_weighting);
+    }
+#endif
     if (!o->in.empty()) {
       std::vector<kv::KVCache> caches;
       for (const auto& f : o->in) caches.push_back(read_cache_file(f));
-      file = codec::calibration::parse(codec::calibration::build_profile(caches, parse_settings(o->settings)),
-                                       "cachegen tables");
+      file =
+          codec::calibration::parse(codec::calibration::build_profile(caches, parse_settings(o->settings), {},
+                                                                      weighting ? &*weighting : nullptr),
+                                    "cachegen tables");
     }
 #if KVSCOPE_HAVE_TORCH
-    if (!o->contexts.empty()) {
-      const auto t0 = std::chrono::steady_clock::now();
-      std::string model_name, model_sha;
-      const auto caches = prefill_contexts(*o, model_name, model_sha);
+    if (prefilled) {
       const auto t1 = std::chrono::steady_clock::now();
       codec::transform::BuildOptions bo;
       bo.skip_tokens = o->skip_tokens;
       bo.progress = terminal_progress();
       file.sections[codec::transform::kSectionName] =
-          codec::transform::serialize_calibration(codec::transform::build_calibration(caches, bo));
-      if (file.model_name.empty()) file.model_name = model_name;
-      if (file.model_sha256.empty()) file.model_sha256 = model_sha;
+          codec::transform::serialize_calibration(codec::transform::build_calibration(prefilled->caches, bo));
+      if (weighting)
+        file.sections[codec::calibration::kChannelWeightingSection] =
+            codec::calibration::serialize_channel_weighting(*weighting);
+      if (file.model_name.empty()) file.model_name = prefilled->model_name;
+      if (file.model_sha256.empty()) file.model_sha256 = prefilled->model_sha;
       std::size_t tokens = 0;
-      for (const auto& c : caches) tokens += std::size_t(c.shape().tokens);
+      for (const auto& c : prefilled->caches) tokens += std::size_t(c.shape().tokens);
       report["transform"] = {
           {"contexts", o->contexts},
           {"tokens", tokens},
-          {"prefill_seconds", std::chrono::duration<double>(t1 - t0).count()},
+          {"prefill_seconds", report["prefill_seconds"]},
           {"basis_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count()}};
     }
 #endif

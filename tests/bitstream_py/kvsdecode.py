@@ -6,7 +6,7 @@ decodes every golden stream and freshly encoded streams of every codec and
 mode with it and compares the values, one by one, with the C++ decoder.
 
 Every codec: fp16, int8, int4, kivi2, zstd, cachegen-lmcache, cachegen
-(layout versions 1-3: sinks, integer and float deltas, f16 and coded steps,
+(layout versions 1-4: channel weighting, sinks, integer and float deltas, f16 and coded steps,
 table_bits, per-layer bins, keys before RoPE, tables shipped or from a
 calibration file) and transform (shipped or calibration bases, both
 groupings, keys before RoPE). Every range-coded stream is checked to end
@@ -582,7 +582,7 @@ def parse_profile(data):
         raise FormatError("calibration file has no cachegen.tables section")
     b = Reader(sections["cachegen.tables"], "cachegen.tables")
     version = b.u16()
-    if version not in (1, 2, 3):
+    if version not in (1, 2, 3, 4):
         raise FormatError("unsupported cachegen table version")
     layers, channels, group_size, chunk_tokens = b.u32(), b.u32(), b.u32(), b.u32()
     scale = "channel"
@@ -597,6 +597,9 @@ def parse_profile(data):
         if code > 1:
             raise FormatError("profile: bad key space")
         key_space = ("post_rope", "pre_rope")[code]
+    scales = {}
+    if version >= 4:
+        scales = read_channel_scales(b, layers, channels)
     kbins = [b.u16() for _ in range(layers)]
     vbins = [b.u16() for _ in range(layers)]
     if any(not 4 <= x <= 256 for x in kbins + vbins):
@@ -622,7 +625,26 @@ def parse_profile(data):
     if not b.done():
         raise FormatError("profile: trailing bytes")
     return {"layers": layers, "channels": channels, "group_size": group_size, "chunk_tokens": chunk_tokens,
-            "scale": scale, "key_space": key_space, "bins": [kbins, vbins], "models": models}
+            "scale": scale, "key_space": key_space, "bins": [kbins, vbins], "models": models,
+            "channel_scales": scales}
+
+
+def read_channel_scales(r, layers, channels):
+    """Channel weighting (cachegen layout version 4): u8 weighted kinds (bit 0
+    keys, bit 1 values), then per layer and weighted kind the channels' f16
+    scales, each finite and > 0. Returns {(layer, kind): float32 array}."""
+    kinds = r.u8()
+    if kinds not in (1, 2, 3):
+        raise FormatError("bad weighted kinds")
+    out = {}
+    for l in range(layers):
+        for k in (0, 1):
+            if kinds >> k & 1:
+                v = f16_array(r.take(2 * channels))
+                if not np.all(np.isfinite(v)) or not np.all(v > 0):
+                    raise FormatError("a channel scale is not finite and > 0")
+                out[(l, k)] = v
+    return out
 
 
 # cachegen layout version 3 parameters and the values that mean version 2
@@ -733,8 +755,12 @@ class CachegenDecoder:
         self.info = info
         self.heads, self.dim, self.C = heads, dim, heads * dim
         version = info["codec_version"]
-        if version not in (1, 2, 3):
+        if version not in (1, 2, 3, 4):
             raise FormatError("cachegen layout version %d" % version)
+        # Version 4 streams say channel_weighting=calibrated; earlier ones have no such parameter.
+        if (version >= 4) != (p.get("channel_weighting") == "calibrated") or (
+                version < 4 and "channel_weighting" in p):
+            raise FormatError("channel_weighting does not match layout version %d" % version)
         for key, neutral in CACHEGEN_V3.items():
             if version < 3:
                 if key in p:
@@ -765,9 +791,18 @@ class CachegenDecoder:
         if h.u8() != 0:
             raise FormatError("unknown entropy coder")
         mode = h.u8()
+        if mode not in (0, 1):
+            raise FormatError("unknown table mode")
+        digest = h.take(16).decode("ascii") if mode == 1 else None
+        self.channel_scales = {}
+        if version >= 4:
+            if self.float or self.scale == "channel":
+                raise FormatError("channel scales with float deltas or scale=channel")
+            self.channel_scales = read_channel_scales(h, layers, self.C)
+        if not h.done():
+            raise FormatError("trailing bytes in the cachegen header")
         self.models = {}
         if mode == 1:
-            digest = h.take(16).decode("ascii")
             path = os.path.join(profile_dir or default_profile_dir(), digest + ".kvsprof")
             with open(path, "rb") as f:
                 data = f.read()
@@ -775,8 +810,11 @@ class CachegenDecoder:
                 raise FormatError("profile hash mismatch")
             prof = parse_profile(data)
             key_space = "pre_rope" if self.pre_rope else "post_rope"
+            same_scales = prof["channel_scales"].keys() == self.channel_scales.keys() and all(
+                np.array_equal(prof["channel_scales"][k], v) for k, v in self.channel_scales.items())
             if (prof["layers"] != layers or prof["channels"] != self.C or prof["bins"] != self.bins
-                    or prof["scale"] != self.scale or prof["key_space"] != key_space or self.float):
+                    or prof["scale"] != self.scale or prof["key_space"] != key_space or self.float
+                    or not same_scales):
                 raise FormatError("profile does not match the stream")
             self.models = prof["models"]
         elif mode == 0:
@@ -798,10 +836,6 @@ class CachegenDecoder:
                 if not t.done():
                     raise FormatError("trailing bytes in a table")
                 self.models[(s["layer"], s["kv"])] = ms
-        else:
-            raise FormatError("unknown table mode")
-        if not h.done():
-            raise FormatError("trailing bytes in the cachegen header")
         self.tables = mode == 0
         self.rope = self.pre_rope and info["rope_applied"]
         if self.rope:
@@ -852,6 +886,9 @@ class CachegenDecoder:
             else:
                 self.decode_integer(rd, am, dm, M, group, step, c, n, quantized[h, :, d])
             rd.check_end("channel %d" % c)
+        scales = self.channel_scales.get((chunk["layer"], chunk["kv"]))
+        if scales is not None:  # the encoder divided by them; float32 products
+            quantized *= scales.reshape(self.heads, 1, self.dim)
         if self.rope and chunk["kv"] == 0:
             apply_rope(quantized, self.positions[begin + ns:begin + count], self.freqs[chunk["layer"]])
 

@@ -23,6 +23,7 @@
 #include "kvscope/codec/bitstream.h"
 #include "kvscope/codec/calibration.h"
 #include "kvscope/codec/calibration_file.h"
+#include "kvscope/codec/channel_weighting.h"
 #include "kvscope/codec/codec.h"
 #include "kvscope/codec/synthetic.h"
 #include "kvscope/codec/transform_basis.h"
@@ -349,6 +350,39 @@ int main(int argc, char** argv) {
                                         bytes.begin() + std::ptrdiff_t(info.codec_header_offset + 18)) +
                             ".kvsprof";
       manifest.push_back(j);
+    }
+    // Calibrated channel weighting (layout version 4): a calibration with the
+    // weighting and tables counted with it; one stream takes its tables, one
+    // ships its own (the weighting found in the calibration folder).
+    {
+      kv::CacheShape wshape{2, 2, 48, 8};
+      const auto wcal = codec::synthetic_cache(wshape, 31);
+      std::vector<float> key_w, value_w(std::size_t(wshape.layers) * wshape.channels(), 1.0f);
+      for (int l = 0; l < wshape.layers; ++l)
+        for (int c = 0; c < wshape.channels(); ++c) key_w.push_back(float(1 + (c % 4) * (c % 4)));
+      const auto w = codec::calibration::build_channel_weighting(std::vector<kv::KVCache>{wcal}, key_w,
+                                                                 value_w, 0.5, 0.0);
+      const codec::ParamSet base = {{"chunk_tokens", "16"}, {"sinks", "1"}};
+      codec::ParamSet tables_params = base;
+      tables_params["profile"] = "";
+      auto file = codec::calibration::parse(
+          codec::calibration::build_profile(std::vector<kv::KVCache>{wcal}, tables_params, {}, &w), "corpus");
+      file.sections[codec::calibration::kChannelWeightingSection] =
+          codec::calibration::serialize_channel_weighting(w);
+      const auto path = codec::calibration::save(codec::calibration::serialize(file), profiles);
+      const auto cache = codec::synthetic_cache(wshape, 32);
+      for (const bool from_file : {true, false}) {
+        codec::ParamSet params = base;
+        params["profile"] = from_file ? path.string() : std::string();
+        const std::string name = from_file ? "cachegen-weighting-profile" : "cachegen-weighting";
+        auto j =
+            entry(name, codec::encode(cache, {"cachegen", params}, {.threads = 1, .progress = {}}).bytes);
+        write_f32(out / (name + ".orig.f32"), cache.data());
+        j["orig"] = name + ".orig.f32";
+        j["profile_dir"] = "profiles";
+        if (from_file) j["profile_file"] = path.filename().string();
+        manifest.push_back(j);
+      }
     }
     // transform with its bases from a calibration file (codec header source 0).
     {

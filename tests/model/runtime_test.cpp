@@ -190,6 +190,56 @@ TEST_F(TinyModel, PrefillCacheHasShapeIdsPositionsAndPreRopeKeys) {
   }
 }
 
+// ChannelWeights, recomputed here from the weights for layer 0 (whose input
+// is the embedding): keys, the mean over tokens of the squared pre-RoPE
+// queries of the KV head's query heads, summed over RoPE pairs; values, the
+// squared norms of the output projection's columns.
+TEST_F(TinyModel, ChannelWeightsAreQueryEnergiesAndOutputColumnNorms) {
+  const TinyDims d;
+  const TinyWeights tw(d);
+  const auto m = Model::load(write_gguf(tw), on_device("cpu"));
+  kvscope::model::PrefillOptions o;
+  o.measure_channel_weights = true;
+  const auto r = m->prefill(kTokens, o);
+  ASSERT_TRUE(r.channel_weights.has_value());
+  const int C = d.kv_heads * d.head_dim, hd = d.head_dim, g = d.heads / d.kv_heads, H = d.hidden;
+  ASSERT_EQ(r.channel_weights->key.size(), std::size_t(d.layers) * C);
+  ASSERT_EQ(r.channel_weights->value.size(), std::size_t(d.layers) * C);
+  const auto& embd = tw.w.at("token_embd");
+  const auto& norm = tw.w.at("blk.0.attn_norm");
+  const auto& wq = tw.w.at("blk.0.attn_q");
+  std::vector<double> energy(std::size_t(d.heads) * hd, 0.0);
+  for (const auto t : kTokens) {
+    const float* x = embd.data() + std::size_t(t) * H;
+    double ms = 0;
+    for (int i = 0; i < H; ++i) ms += double(x[i]) * x[i];
+    const double inv = 1.0 / std::sqrt(ms / H + d.rms_eps);
+    for (int row = 0; row < d.heads * hd; ++row) {
+      double q = 0;
+      for (int i = 0; i < H; ++i)
+        q += double(wq[std::size_t(row) * H + i]) * x[i] * inv * norm[std::size_t(i)];
+      energy[std::size_t(row)] += q * q;
+    }
+  }
+  const auto& wo = tw.w.at("blk.0.attn_output");
+  for (int h = 0; h < d.kv_heads; ++h)
+    for (int c = 0; c < hd; ++c) {
+      double key = 0, value = 0;
+      for (int j = 0; j < g; ++j) {
+        const int qh = h * g + j;
+        key += energy[std::size_t(qh * hd + c % (hd / 2))] +
+               energy[std::size_t(qh * hd + c % (hd / 2) + hd / 2)];
+        for (int row = 0; row < H; ++row)
+          value += std::pow(wo[std::size_t(row) * d.heads * hd + qh * hd + c], 2);
+      }
+      key /= double(kTokens.size());
+      EXPECT_NEAR(r.channel_weights->key[std::size_t(h * hd + c)], key, 1e-3 * key) << h << " " << c;
+      EXPECT_NEAR(r.channel_weights->value[std::size_t(h * hd + c)], value, 1e-4 * value) << h << " " << c;
+    }
+  // Without the option there is nothing to read.
+  EXPECT_FALSE(m->prefill(kTokens).channel_weights.has_value());
+}
+
 TEST_F(TinyModel, ContinuationFromACacheMatchesAFullPrefill) {
   const auto m = Model::load(write_gguf(TinyWeights(TinyDims{})));
   const int V = m->config().vocab, T = static_cast<int>(kTokens.size());

@@ -41,8 +41,9 @@ class CachegenDecoder : public ChunkDecoder {
   void decode(const SectionInfo& s, std::span<const std::uint8_t> payload,
               const TensorOut& chunk_out) const override {
     decode_values(s, payload, chunk_out);
-    if (!rope_ || s.kv != kv::Kind::Key) return;
     const int sinks = layout_.sink_tokens(s.token_begin, s.token_count), n = s.token_count - sinks;
+    if (layout_.weighted_kinds >> int(s.kv) & 1) unscale(s, chunk_out, sinks, n);
+    if (!rope_ || s.kv != kv::Kind::Key) return;
     const auto& rotation = rope_->chunks[std::size_t(rope_->layer_table[s.layer])]
                                         [std::size_t(s.token_begin / layout_.chunk_tokens)];
     const int D = chunk_out.head_dim;
@@ -54,6 +55,20 @@ class CachegenDecoder : public ChunkDecoder {
   }
 
  private:
+  // Channel weighting: the coded values were divided by their channel's
+  // scale (sinks are stored as given).
+  void unscale(const SectionInfo& s, const TensorOut& out, int sinks, int n) const {
+    const int D = out.head_dim;
+    const float* scale =
+        layout_.channel_scale.data() + (std::size_t(s.layer) * 2 + int(s.kv)) * layout_.channels;
+    for (int h = 0; h < out.kv_heads; ++h)
+      for (int t = 0; t < n; ++t) {
+        float* row = out.data + (std::size_t(h) * out.tokens + out.token_offset + sinks + t) * D;
+        const float* sc = scale + h * D;
+        for (int d = 0; d < D; ++d) row[d] *= sc[d];
+      }
+  }
+
   void decode_values(const SectionInfo& s, std::span<const std::uint8_t> payload,
                      const TensorOut& chunk_out) const {
     const int C = layout_.channels, D = chunk_out.head_dim;
@@ -360,6 +375,15 @@ Params stream_layout_params(const Codec& codec, const StreamHeader& header) {
           std::string("bitstream: cachegen layout version 3 stream without parameter '") + v3.name + "'");
     }
   }
+  // Version 4 streams say channel_weighting=calibrated; earlier ones had none.
+  const bool weighted = header.info.codec_version >= kLayoutVersionWeighted;
+  const auto cw = given.find("channel_weighting");
+  if (weighted ? (cw == given.end() || cw->second != "calibrated") : cw != given.end())
+    throw Error(ErrorCode::Format, "bitstream: cachegen layout version " +
+                                       std::to_string(header.info.codec_version) +
+                                       (weighted ? " stream without channel_weighting=calibrated"
+                                                 : " stream with parameter 'channel_weighting'"));
+  if (!weighted) given["channel_weighting"] = "off";
   try {
     return Params(codec.name(), codec.params(&header.info.shape), given);
   } catch (const Error& e) {
@@ -388,11 +412,21 @@ std::unique_ptr<ChunkDecoder> make_cachegen_decoder(const Codec& codec, const St
   ByteReader r(header.codec_header, "cachegen header");
   if (r.u8() != kCoderRange) r.fail("unknown entropy coder");
   const std::uint8_t mode = r.u8();
-  std::vector<LayerModels> models(std::size_t(L.layers) * 2);
+  if (mode != kTablesProfile && mode != kTablesObject) r.fail("unknown table mode");
+  std::string hash;
   if (mode == kTablesProfile) {
     auto h = r.bytes(16);
-    std::string hash(reinterpret_cast<const char*>(h.data()), 16);
+    hash.assign(reinterpret_cast<const char*>(h.data()), 16);
     if (hash.find_first_not_of("0123456789abcdef") != std::string::npos) r.fail("bad profile hash");
+  }
+  if (header.info.codec_version >= kLayoutVersionWeighted) {
+    if (L.delta_mode == Layout::DeltaMode::Float || L.scale == Layout::Scale::Channel)
+      r.fail("channel scales with float deltas or scale=channel");
+    read_channel_scales(r, L);
+  }
+  if (!r.done()) r.fail("trailing bytes");
+  std::vector<LayerModels> models(std::size_t(L.layers) * 2);
+  if (mode == kTablesProfile) {
     const Profile prof = load_profile_by_hash(hash, options.profile_dir);
     if (!profile_fits(prof, L))
       throw Error(ErrorCode::Format, "bitstream: calibration profile " + hash + " does not match the stream");
@@ -433,10 +467,7 @@ std::unique_ptr<ChunkDecoder> make_cachegen_decoder(const Codec& codec, const St
       }
       if (!t.done()) t.fail("trailing bytes");
     }
-  } else {
-    r.fail("unknown table mode");
   }
-  if (!r.done()) r.fail("trailing bytes");
   std::optional<RopeRestore> rope;
   if (L.key_space == Layout::KeySpace::PreRope && header.info.info.rope_applied)
     rope = rope_restore(header, L);

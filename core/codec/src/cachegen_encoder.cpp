@@ -13,7 +13,7 @@
 namespace kvscope::codec::detail::cachegen {
 
 void describe_cachegen_header(const Params& p, const Layout& layout, EncodedParts& parts) {
-  parts.codec_version = layout.needs_v3() ? kLayoutVersion : kLayoutVersionPlain;
+  parts.codec_version = std::uint16_t(layout.version());
   parts.header_params = header_params(p, layout);
 }
 
@@ -25,8 +25,8 @@ struct LayerWork {
   std::vector<std::uint64_t> anchor, delta, raw;  // per-channel counts [c * alphabet + s]
   std::vector<FreqModel> am, dm;                  // the models shipped in a Table section
   std::vector<std::uint8_t> raw_mode;             // their raw/delta choice per channel
-  double own_bits = 0;      // symbols under the shipped models, plus the tables
-  double profile_bits = 0;  // symbols under the calibration's models
+  double own_bits = 0;                            // symbols under the shipped models, plus the tables
+  double profile_bits = 0;                        // symbols under the calibration's models
 };
 
 // The symbol tables a stream uses: its own ("" or no fitting calibration), a
@@ -48,7 +48,7 @@ std::optional<Profile> candidate_profile(const std::string& setting, const kv::C
 
 EncodedParts encode_cachegen(const kv::KVCache& input, const Params& p, const EncodeOptions& o) {
   const auto& sh = input.shape();
-  const Layout L = make_layout(p, sh);
+  const Layout L = encoding_layout(p, input);
   kv::KVCache pre_rope;
   const kv::KVCache& cache = coding_cache(input, L, pre_rope);
   const int C = L.channels;
@@ -69,7 +69,8 @@ EncodedParts encode_cachegen(const kv::KVCache& input, const Params& p, const En
     w.raw.assign(std::size_t(C) * A, 0);
     for (int ci = 0; ci < chunks; ++ci) {
       const int b = ci * L.chunk_tokens;
-      w.chunks[ci] = quantize_chunk(cache, l, kv::Kind(k), b, std::min(L.chunk_tokens, sh.tokens - b), L, &input);
+      w.chunks[ci] =
+          quantize_chunk(cache, l, kv::Kind(k), b, std::min(L.chunk_tokens, sh.tokens - b), L, &input);
       count_symbols(w.chunks[ci], L, l, k, w.anchor, w.delta);
       count_raw(w.chunks[ci], L, l, k, w.raw);
     }
@@ -112,6 +113,7 @@ EncodedParts encode_cachegen(const kv::KVCache& input, const Params& p, const En
   hw.u8(kCoderRange);
   hw.u8(use_profile ? kTablesProfile : kTablesObject);
   if (use_profile) hw.bytes(profile->hash.data(), 16);
+  write_channel_scales(hw, L);
   const int per_lk = chunks + (use_profile ? 0 : 1);
   parts.sections.resize(LK * per_lk);
   std::vector<double> bits(LK, 0.0);

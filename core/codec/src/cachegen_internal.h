@@ -16,6 +16,7 @@
 #include "codec_base.h"
 #include "entropy.h"
 #include "kvscope/codec/cachegen_prediction.h"
+#include "kvscope/codec/channel_weighting.h"
 
 namespace kvscope::codec::detail::cachegen {
 
@@ -24,6 +25,9 @@ namespace kvscope::codec::detail::cachegen {
 /// streams without one are written as version 2, byte for byte as before.
 inline constexpr std::uint16_t kLayoutVersion = 3;
 inline constexpr std::uint16_t kLayoutVersionPlain = 2;
+/// The layout version of streams with calibrated channel weighting (their
+/// codec header carries the channel scales).
+inline constexpr std::uint16_t kLayoutVersionWeighted = 4;
 
 /// Resolved cachegen settings for one cache shape.
 struct Layout {
@@ -57,6 +61,19 @@ struct Layout {
   /// PostRope: keys coded as the cache holds them; PreRope: RoPE is removed
   /// before quantizing and re-applied after decoding.
   enum class KeySpace { PostRope, PreRope } key_space = KeySpace::PostRope;
+  /// Encoder only (not in the stream): a value rounds away from zero once
+  /// its magnitude passes `rounding` of a step (0.5 = round to nearest).
+  float rounding = 0.5f;
+
+  // Layout version 4: calibrated channel weighting.
+  /// Empty, or per (layer * 2 + kind) x channel the f16 value a decoder
+  /// multiplies dequantized values by (the encoder divides by it first); a
+  /// kind not weighted holds 1.0 throughout and is not stored.
+  std::vector<float> channel_scale;
+  /// Bit k set when kind k is weighted (stored in the codec header).
+  std::uint8_t weighted_kinds = 0;
+  bool weighted() const { return weighted_kinds != 0; }
+  int version() const;
 
   int M(int layer, int kind) const { return bins[kind][layer] / 2 - 1; }
   /// M of anchor symbols: the layer's M, or anchor_bins' in float mode.
@@ -124,8 +141,30 @@ ParamSet complete_layer_splits(ParamSet given, int layers);
 Layout make_layout(const Params& p, const kv::CacheShape& shape);
 /// The header parameters of a stream with this layout: every parameter for
 /// version 3, without the version 3 ones for version 2 (what
-/// kvscope::codec::encode() writes).
+/// kvscope::codec::encode() writes); version 4 adds channel_weighting and
+/// writes the layout's per-layer bins (the weighted kinds' bins scaled by
+/// their bins factors). `rounding` is never written (encoder only).
 ParamSet header_params(const Params& p, const Layout& layout);
+/// Applies calibrated channel weighting to a layout made by make_layout():
+/// with channel_weighting=calibrated and a weighting found (the calibration
+/// file `profile` names, else the model's calibration in the calibration
+/// folder, the first whose section fits the shape), sets channel_scale and
+/// weighted_kinds and multiplies each weighted (layer, kind)'s M by its bins
+/// factor (rounded, at least 1, bins at most 256). Leaves the layout alone
+/// otherwise, or when delta_mode is float or scale is channel.
+void apply_channel_weighting(Layout& layout, const Params& p, const kv::CacheInfo& info);
+/// The weighting part of apply_channel_weighting() for a given weighting
+/// (which must match the layout's layers and channels).
+void weight_layout(Layout& layout, const calibration::ChannelWeighting& w);
+/// Version 4 codec header tail: u8 weighted kinds, then per layer and
+/// weighted kind the channels' f16 scales. Writes nothing for an unweighted
+/// layout.
+void write_channel_scales(ByteWriter& w, const Layout& layout);
+/// Reads that tail into the layout (from a version 4 stream); Error(Format)
+/// through `r` on bad kinds or a scale that is not finite and > 0.
+void read_channel_scales(ByteReader& r, Layout& layout);
+/// make_layout() then apply_channel_weighting(): the layout an encoder uses.
+Layout encoding_layout(const Params& p, const kv::KVCache& cache);
 
 /// Integer mode alphabets (version 2): anchors [0, 2M], deltas [0, 4M].
 inline int anchor_alphabet(int M) {
@@ -208,10 +247,11 @@ struct Profile {
 };
 
 /// Whether a profile's models fit streams of this layout (same layers,
-/// channels, bins, scale and key space; integer deltas).
+/// channels, bins, scale, key space and channel scales; integer deltas).
 inline bool profile_fits(const Profile& p, const Layout& L) {
   return p.layout.layers == L.layers && p.layout.channels == L.channels && p.layout.bins[0] == L.bins[0] &&
          p.layout.bins[1] == L.bins[1] && p.layout.scale == L.scale && p.layout.key_space == L.key_space &&
+         p.layout.weighted_kinds == L.weighted_kinds && p.layout.channel_scale == L.channel_scale &&
          L.delta_mode == Layout::DeltaMode::Integer;
 }
 
@@ -230,6 +270,16 @@ Profile load_profile_file(const std::string& path);
 /// known, else equal model_name) with a fitting "cachegen.tables" section.
 /// Unreadable files are skipped. nullopt when there is none.
 std::optional<Profile> find_model_profile(const kv::CacheInfo& info, const Layout& layout);
+
+/// The channel weighting an encoder uses: with `profile` naming a file, that
+/// file's section (nullopt when it has none; Error(Io|Format) when the file
+/// cannot be read or parsed); otherwise ("" or "auto") the section of the
+/// first calibration file of the cache's model in the calibration folder
+/// that has one for the layout's layers and channels (unreadable files are
+/// skipped). nullopt when there is none.
+std::optional<calibration::ChannelWeighting> find_channel_weighting(const std::string& profile,
+                                                                    const kv::CacheInfo& info,
+                                                                    const Layout& layout);
 
 /// FNV-1a 64 of bytes, as 16 hex digits.
 std::string fnv_hex(std::span<const std::uint8_t> bytes);

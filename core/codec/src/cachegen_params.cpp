@@ -3,8 +3,10 @@
 // CLI build their controls from) and their resolution into a Layout for one
 // cache shape (docs/bitstream.md, "cachegen").
 #include <algorithm>
+#include <cmath>
 
 #include "cachegen_internal.h"
+#include "kvscope/common/fp16.h"
 
 namespace kvscope::codec::detail::cachegen {
 
@@ -161,6 +163,25 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        {},
        "precision of shipped symbol tables: frequencies out of 2^table_bits (16 = full; fewer bits = "
        "smaller tables, slightly costlier symbols)"},
+      {"rounding",
+       T::Float,
+       "0.5",
+       0.25,
+       0.5,
+       {},
+       "dead-zone rounding (encoder only): a value moves one step away from zero once it passes this "
+       "fraction of a step; 0.5 rounds to nearest, lower values send more zeros (fewer bits, a little more "
+       "error)"},
+      {"channel_weighting",
+       T::Choice,
+       "calibrated",
+       0,
+       0,
+       {"off", "calibrated"},
+       "calibrated: when the model's calibration has channel weights (`kvscope-cli calibrate --context`), "
+       "key channels that queries read strongly get finer steps and the others coarser, at about the same "
+       "key bits (layout version 4; bins scaled by the calibration's factors); off: one step for every "
+       "channel"},
       {"profile",
        T::Text,
        "auto",
@@ -201,6 +222,7 @@ Layout make_layout(const Params& p, const kv::CacheShape& shape) {
   L.anchor_bins = p.get_int("anchor_bins");
   L.step_coding = p.get("step_coding") == "coded" ? Layout::StepCoding::Coded : Layout::StepCoding::Fp16;
   L.table_bits = p.get_int("table_bits");
+  L.rounding = float(p.get_float("rounding"));
   L.key_space = p.get("key_space") == "pre_rope" ? Layout::KeySpace::PreRope : Layout::KeySpace::PostRope;
   if (L.key_space == Layout::KeySpace::PreRope && shape.head_dim % 2 != 0)
     throw Error(ErrorCode::InvalidArgument,
@@ -213,9 +235,79 @@ Layout make_layout(const Params& p, const kv::CacheShape& shape) {
 
 ParamSet header_params(const Params& p, const Layout& layout) {
   ParamSet out = p.values();
+  out.erase("rounding");  // how the encoder rounded; decoders do not need it
   if (!layout.needs_v3())
     for (const auto& v3 : kV3Params) out.erase(v3.name);
+  if (!layout.weighted()) {
+    out.erase("channel_weighting");
+    return out;
+  }
+  // The bins the stream was coded with: the weighted kinds' were scaled.
+  out["channel_weighting"] = "calibrated";
+  out["key_bins"] = join(layout.bins[0]);
+  out["value_bins"] = join(layout.bins[1]);
+  out["key_layer_splits"] = "";
+  out["value_layer_splits"] = "";
   return out;
+}
+
+int Layout::version() const {
+  return weighted() ? kLayoutVersionWeighted : needs_v3() ? kLayoutVersion : kLayoutVersionPlain;
+}
+
+void weight_layout(Layout& L, const calibration::ChannelWeighting& w) {
+  const int C = L.channels;
+  L.channel_scale.assign(std::size_t(L.layers) * 2 * C, 1.0f);
+  L.weighted_kinds = 0;
+  for (int k = 0; k < 2; ++k) {
+    if (!w.weights_kind(k)) continue;
+    L.weighted_kinds |= std::uint8_t(1 << k);
+    for (int l = 0; l < L.layers; ++l) {
+      const std::size_t lk = std::size_t(l) * 2 + k;
+      for (int c = 0; c < C; ++c) L.channel_scale[lk * C + c] = half_to_float(w.scale[lk * C + c]);
+      const int M = L.M(l, k);
+      const int scaled = std::max(1, int(std::lround(double(M) * w.bins_factor[lk])));
+      L.bins[k][std::size_t(l)] = std::min(2 * scaled + 2, 256);
+    }
+  }
+  if (!L.weighted()) L.channel_scale.clear();
+}
+
+void apply_channel_weighting(Layout& L, const Params& p, const kv::CacheInfo& info) {
+  if (p.get("channel_weighting") != "calibrated" || L.delta_mode == Layout::DeltaMode::Float ||
+      L.scale == Layout::Scale::Channel)
+    return;
+  if (const auto w = find_channel_weighting(p.get("profile"), info, L)) weight_layout(L, *w);
+}
+
+void write_channel_scales(ByteWriter& w, const Layout& L) {
+  if (!L.weighted()) return;
+  w.u8(L.weighted_kinds);
+  for (int l = 0; l < L.layers; ++l)
+    for (int k = 0; k < 2; ++k)
+      if (L.weighted_kinds >> k & 1)
+        for (int c = 0; c < L.channels; ++c)
+          w.u16(float_to_half(L.channel_scale[(std::size_t(l) * 2 + k) * L.channels + c]));
+}
+
+void read_channel_scales(ByteReader& r, Layout& L) {
+  L.weighted_kinds = r.u8();
+  if (L.weighted_kinds == 0 || L.weighted_kinds > 3) r.fail("bad weighted kinds in the channel scales");
+  L.channel_scale.assign(std::size_t(L.layers) * 2 * L.channels, 1.0f);
+  for (int l = 0; l < L.layers; ++l)
+    for (int k = 0; k < 2; ++k)
+      if (L.weighted_kinds >> k & 1)
+        for (int c = 0; c < L.channels; ++c) {
+          const float v = half_to_float(r.u16());
+          if (!std::isfinite(v) || !(v > 0)) r.fail("a channel scale is not finite and > 0");
+          L.channel_scale[(std::size_t(l) * 2 + k) * L.channels + c] = v;
+        }
+}
+
+Layout encoding_layout(const Params& p, const kv::KVCache& cache) {
+  Layout L = make_layout(p, cache.shape());
+  apply_channel_weighting(L, p, cache.info);
+  return L;
 }
 
 const char* to_string(Layout::Scale s) {

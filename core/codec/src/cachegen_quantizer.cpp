@@ -26,6 +26,19 @@ inline int quantize(float x, float step, float den, int M) {
   return step > 0 ? std::clamp(v, -M, M) : 0;
 }
 
+// Dead-zone rounding: |x| / step truncated after adding `offset` (< 0.5
+// widens the zero bin and pulls every level's threshold toward the next).
+inline int quantize_deadzone(float x, float step, float den, int M, float offset) {
+  const float lim = float(M + 1);
+  const float y = std::min(std::fabs(x) / den, lim);
+  const int a = std::min(int(y + offset), M);
+  return step > 0 ? (x < 0 ? -a : a) : 0;
+}
+
+inline int quantize(float x, float step, float den, int M, float offset) {
+  return offset == 0.5f ? quantize(x, step, den, M) : quantize_deadzone(x, step, den, M, offset);
+}
+
 void throw_not_finite() {
   throw Error(ErrorCode::InvalidArgument, "codec 'cachegen' cannot encode NaN or infinite values");
 }
@@ -94,7 +107,11 @@ void quantize_integer(const kv::KVCache& cache, int layer, kv::Kind kind, const 
       }
       const float* row = head + std::size_t(b0 + t) * D;
       int* qr = q.data() + std::size_t(t) * D;
-      for (int d = 0; d < D; ++d) qr[d] = quantize(row[d], stp[d], den[d], M);
+      if (layout.rounding == 0.5f) {
+        for (int d = 0; d < D; ++d) qr[d] = quantize(row[d], stp[d], den[d], M);
+      } else {
+        for (int d = 0; d < D; ++d) qr[d] = quantize_deadzone(row[d], stp[d], den[d], M, layout.rounding);
+      }
     }
     for (int d = 0; d < D; ++d) {
       const int c = h * D + d;
@@ -154,7 +171,7 @@ void quantize_float(const kv::KVCache& cache, int layer, kv::Kind kind, const La
     }
     for (int c = 0; c < C; ++c) {
       const float st = step[std::size_t(layout.step_base(c))];
-      const int v = quantize(residual[c], st, st > 0 ? st : 1.0f, Mt);
+      const int v = quantize(residual[c], st, st > 0 ? st : 1.0f, Mt, layout.rounding);
       cs.sym[std::size_t(c) * n + t] = std::uint16_t(v + Mt);
       if (anchor) recon_anchor[c] = float(v) * st;
     }
@@ -164,9 +181,24 @@ void quantize_float(const kv::KVCache& cache, int layer, kv::Kind kind, const La
 }  // namespace
 
 const kv::KVCache& coding_cache(const kv::KVCache& cache, const Layout& layout, kv::KVCache& storage) {
-  if (layout.key_space != Layout::KeySpace::PreRope || !cache.info.rope_applied) return cache;
+  const bool unrotate = layout.key_space == Layout::KeySpace::PreRope && cache.info.rope_applied;
+  if (!unrotate && !layout.weighted()) return cache;
   storage = cache;
-  kv::remove_rope(storage);
+  if (unrotate) kv::remove_rope(storage);
+  // Channel weighting: divide by the scale the decoder multiplies by.
+  const auto& sh = cache.shape();
+  const int C = layout.channels, D = sh.head_dim;
+  for (int l = 0; l < sh.layers; ++l)
+    for (int k = 0; k < 2; ++k) {
+      if (!(layout.weighted_kinds >> k & 1)) continue;
+      const float* scale = layout.channel_scale.data() + (std::size_t(l) * 2 + k) * C;
+      auto t = storage.tensor(l, kv::Kind(k));
+      for (int h = 0; h < sh.kv_heads; ++h)
+        for (int tok = 0; tok < sh.tokens; ++tok) {
+          float* row = t.data() + (std::size_t(h) * sh.tokens + tok) * D;
+          for (int d = 0; d < D; ++d) row[d] /= scale[h * D + d];
+        }
+    }
   return storage;
 }
 

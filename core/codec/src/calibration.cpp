@@ -15,6 +15,31 @@ namespace kvscope::codec {
 
 namespace detail::cachegen {
 
+namespace {
+
+// Whether a calibration file was made for the cache's model: by file hash
+// when both have one, else by name.
+bool same_model(const calibration::CalibrationFile& file, const kv::CacheInfo& info) {
+  return !file.model_sha256.empty() && !info.model_sha256.empty()
+             ? file.model_sha256 == info.model_sha256
+             : !file.model_name.empty() && file.model_name == info.model_name;
+}
+
+// The calibration folder's files, in name order (the same choice every time).
+std::vector<std::filesystem::path> calibration_files() {
+  namespace fs = std::filesystem;
+  const fs::path dir = calibration::default_calibration_dir();
+  std::error_code ec;
+  std::vector<fs::path> files;
+  if (!fs::is_directory(dir, ec)) return files;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().extension() == calibration::kCalibrationExtension) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+}  // namespace
+
 std::string fnv_hex(std::span<const std::uint8_t> bytes) {
   return calibration::file_hash(bytes);
 }
@@ -30,7 +55,7 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
   // calibration file versions 1 and 2; 3 adds the key space), then that
   // version's body.
   const std::uint16_t version = head.u16();
-  if (version < 1 || version > 3)
+  if (version < 1 || version > 4)
     throw Error(ErrorCode::Unsupported, label,
                 "unsupported cachegen table version " + std::to_string(version));
   ByteReader b(head.bytes(head.remaining()), head.what());
@@ -54,6 +79,7 @@ Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& la
     if (space > 1) b.fail("bad key space");
     L.key_space = space ? Layout::KeySpace::PreRope : Layout::KeySpace::PostRope;
   }
+  if (version >= 4) read_channel_scales(b, L);  // the channel scales the tables were counted with
   for (int k = 0; k < 2; ++k) {
     L.bins[k].resize(L.layers);
     for (auto& v : L.bins[k]) {
@@ -100,25 +126,39 @@ Profile load_profile_by_hash(const std::string& hash, const std::string& dir) {
 }
 
 std::optional<Profile> find_model_profile(const kv::CacheInfo& info, const Layout& layout) {
-  namespace fs = std::filesystem;
-  const fs::path dir = calibration::default_calibration_dir();
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return std::nullopt;
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.path().extension() == calibration::kCalibrationExtension) files.push_back(e.path());
-  std::sort(files.begin(), files.end());  // the same choice every time
-  for (const auto& f : files) {
+  for (const auto& f : calibration_files()) {
     try {
       const std::string data = read_file(f);
-      const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
+      const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(data.data()),
+                                                data.size());
       const auto file = calibration::parse(bytes, f.string());
-      const bool same_model = !file.model_sha256.empty() && !info.model_sha256.empty()
-                                  ? file.model_sha256 == info.model_sha256
-                                  : !file.model_name.empty() && file.model_name == info.model_name;
-      if (!same_model || !file.find(calibration::kLegacyCachegenSection)) continue;
+      if (!same_model(file, info) || !file.find(calibration::kLegacyCachegenSection)) continue;
       Profile p = parse_profile(bytes, f.string());
       if (profile_fits(p, layout)) return p;
+    } catch (const Error&) {
+      // An unreadable or foreign file in the folder is not this model's calibration.
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<calibration::ChannelWeighting> find_channel_weighting(const std::string& profile,
+                                                                    const kv::CacheInfo& info,
+                                                                    const Layout& layout) {
+  auto fits = [&](const calibration::CalibrationFile& file,
+                  const std::string& label) -> std::optional<calibration::ChannelWeighting> {
+    const auto* section = file.find(calibration::kChannelWeightingSection);
+    if (!section) return std::nullopt;
+    auto w = calibration::parse_channel_weighting(*section, label);
+    if (w.layers != layout.layers || w.channels != layout.channels) return std::nullopt;
+    return w;
+  };
+  if (!profile.empty() && profile != "auto") return fits(calibration::load(profile), profile);
+  for (const auto& f : calibration_files()) {
+    try {
+      const auto file = calibration::load(f);
+      if (!same_model(file, info)) continue;
+      if (auto w = fits(file, f.string())) return w;
     } catch (const Error&) {
       // An unreadable or foreign file in the folder is not this model's calibration.
     }
@@ -135,7 +175,7 @@ std::filesystem::path default_profile_dir() {
 }
 
 std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, const ParamSet& params,
-                                        const ProgressFn& progress) {
+                                        const ProgressFn& progress, const ChannelWeighting* weighting) {
   using namespace detail;
   using namespace detail::cachegen;
   if (caches.empty()) throw Error(ErrorCode::InvalidArgument, "calibration needs at least one cache");
@@ -147,10 +187,15 @@ std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, con
   const Params p("cachegen", param_specs(&shape), complete_layer_splits(params, shape.layers));
   if (!p.get("profile").empty() && p.get("profile") != "auto")
     throw Error(ErrorCode::InvalidArgument, "calibration: parameter 'profile' must be empty or auto");
-  const Layout L = make_layout(p, shape);
+  Layout L = make_layout(p, shape);
   if (L.delta_mode != Layout::DeltaMode::Integer)
     throw Error(ErrorCode::InvalidArgument,
                 "calibration: profiles hold integer-mode tables (delta_mode=integer)");
+  if (weighting && p.get("channel_weighting") == "calibrated" && L.scale != Layout::Scale::Channel) {
+    if (weighting->layers != L.layers || weighting->channels != L.channels)
+      throw Error(ErrorCode::InvalidArgument, "calibration: the channel weighting is for another shape");
+    weight_layout(L, *weighting);
+  }
   const int C = L.channels;
   // Keys before RoPE with key_space=pre_rope: removed once per cache.
   std::vector<kv::KVCache> pre_rope(caches.size());
@@ -187,13 +232,15 @@ std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, con
   });
   std::vector<std::uint8_t> body;
   ByteWriter b(body);
-  b.u16(3);  // cachegen table layout version (3 added the key space)
+  // cachegen table layout version (3 added the key space, 4 the channel scales)
+  b.u16(L.weighted() ? 4 : 3);
   b.u32(L.layers);
   b.u32(C);
   b.u32(L.group_size);
   b.u32(L.chunk_tokens);
   b.u8(std::uint8_t(L.scale));
   b.u8(L.key_space == Layout::KeySpace::PreRope ? 1 : 0);
+  write_channel_scales(b, L);
   for (int k = 0; k < 2; ++k)
     for (int v : L.bins[k]) b.u16(std::uint16_t(v));
   for (const auto& part : parts) b.bytes(part.data(), part.size());

@@ -29,8 +29,9 @@ class CachegenCodec : public CodecBase {
   // Version 2 added the `scale` parameter and the scaled anchor prediction;
   // version 3 sinks, float deltas, coded steps, coarse tables and pre-RoPE
   // keys (streams that use none of them are still written as version 2);
+  // version 4 calibrated channel weighting (the channel scales);
   // version 1 streams have no `scale` and decode as scale=channel.
-  std::uint16_t codec_version() const override { return kLayoutVersion; }
+  std::uint16_t codec_version() const override { return kLayoutVersionWeighted; }
   std::uint16_t oldest_codec_version() const override { return 1; }
 
   EncodedParts encode_parts(const kv::KVCache& cache, const Params& p,

@@ -26,7 +26,7 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
   const Codec& codec = find_codec("cachegen");
   const auto& sh = cache.shape();
   const Params p("cachegen", codec.params(&sh), cachegen::complete_layer_splits(params, sh.layers));
-  const Layout L = make_layout(p, sh);
+  const Layout L = encoding_layout(p, cache);
   kv::KVCache pre_rope;
   const kv::KVCache& coded = coding_cache(cache, L, pre_rope);  // keys before RoPE with key_space=pre_rope
   const int C = L.channels;

@@ -14,7 +14,7 @@ StageAnalysis analyze_stages(const kv::KVCache& cache, const ParamSet& params, c
   const Codec& codec = find_codec("cachegen");
   const auto& sh = cache.shape();
   const Params p("cachegen", codec.params(&sh), cachegen::complete_layer_splits(params, sh.layers));
-  const Layout L = make_layout(p, sh);
+  const Layout L = encoding_layout(p, cache);
   kv::KVCache pre_rope;
   const kv::KVCache& coded = coding_cache(cache, L, pre_rope);
 

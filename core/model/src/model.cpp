@@ -210,7 +210,7 @@ struct Model::Impl {
   // Returns logits for every row (all_logits) or the last row only.
   Tensor forward(const std::vector<std::int32_t>& ids, std::int64_t pos0, std::vector<LayerKV>& kv,
                  std::vector<Tensor>* pre_rope, bool all_logits, const ProgressFn& progress,
-                 std::vector<Tensor>* drawn = nullptr) const {
+                 std::vector<Tensor>* drawn = nullptr, std::vector<Tensor>* query_energy = nullptr) const {
     const auto T = static_cast<std::int64_t>(ids.size());
     const auto nh = cfg.heads, nkv = cfg.kv_heads, hd = cfg.head_dim, I = cfg.intermediate;
     std::vector<std::int64_t> ids64(ids.begin(), ids.end());
@@ -234,6 +234,8 @@ struct Model::Impl {
         k = rms_norm(k, L.k_norm, cfg.rms_eps);
       }
       if (pre_rope) pre_rope->push_back(k.contiguous());
+      // Sum over tokens of each query channel's square, before RoPE ([heads, hd]).
+      if (query_energy) query_energy->push_back(q.square().sum(1));
       const auto& [cos, sin] = rope[static_cast<std::size_t>(L.rope_set)];
       q = apply_rope(q, cos, sin);
       k = apply_rope(k, cos, sin);
@@ -255,6 +257,55 @@ struct Model::Impl {
     }
     const Tensor last = all_logits ? x : x.narrow(0, T - 1, 1);
     return logits(rms_norm(last, out_norm, cfg.rms_eps), scratch);
+  }
+
+  // ChannelWeights (model.h) from the per-layer query energies forward()
+  // summed over `T` tokens, and the output projections' columns.
+  ChannelWeights channel_weights(const std::vector<Tensor>& query_energy, int T) const {
+    const auto nh = cfg.heads, nkv = cfg.kv_heads, hd = cfg.head_dim, g = nh / nkv;
+    ChannelWeights w;
+    w.key.reserve(std::size_t(cfg.layers) * nkv * hd);
+    w.value.reserve(w.key.capacity());
+    for (int l = 0; l < cfg.layers; ++l) {
+      // Keys: the group's query heads, then both dimensions of a RoPE pair
+      // (rotation mixes them, so they share one weight).
+      Tensor qe = query_energy[std::size_t(l)].to(torch::kCPU).to(torch::kFloat64).view({nkv, g, hd}).sum(1);
+      if (hd % 2 == 0) {
+        const Tensor pair = qe.narrow(1, 0, hd / 2) + qe.narrow(1, hd / 2, hd / 2);
+        qe = torch::cat({pair, pair}, 1);
+      }
+      qe = (qe / double(std::max(T, 1))).contiguous();
+      const double* pk = qe.data_ptr<double>();
+      w.key.insert(w.key.end(), pk, pk + nkv * hd);
+      // Values: squared norms of the output projection's columns, summed over
+      // the query heads that read this KV head.
+      const WeightMatrix& wo = layers[std::size_t(l)].wo;
+      std::vector<double> col(std::size_t(nh * hd), 0.0);
+      const std::int64_t rows_at_once = std::max<std::int64_t>(1, (1 << 20) / wo.cols());
+      std::vector<float> buf;
+      for (std::int64_t r0 = 0; r0 < wo.rows(); r0 += rows_at_once) {
+        const auto n = std::min(rows_at_once, wo.rows() - r0);
+        buf.resize(std::size_t(n * wo.cols()));
+        if (wo.resident()) {
+          const Tensor part = wo.in_out().narrow(1, r0, n).t().contiguous().to(torch::kCPU);
+          std::memcpy(buf.data(), part.data_ptr<float>(), buf.size() * sizeof(float));
+        } else {
+          wo.dequantize(r0, n, buf.data());
+        }
+        for (std::int64_t r = 0; r < n; ++r)
+          for (std::int64_t c = 0; c < wo.cols(); ++c) {
+            const double x = buf[std::size_t(r * wo.cols() + c)];
+            col[std::size_t(c)] += x * x;
+          }
+      }
+      for (std::int64_t h = 0; h < nkv; ++h)
+        for (std::int64_t d = 0; d < hd; ++d) {
+          double s = 0;
+          for (std::int64_t j = 0; j < g; ++j) s += col[std::size_t(((h * g + j) * hd) + d)];
+          w.value.push_back(float(s));
+        }
+    }
+    return w;
   }
 
   void check_tokens(std::span<const std::int32_t> tokens) const {
@@ -546,8 +597,10 @@ PrefillResult Model::prefill(std::span<const std::int32_t> tokens, const Prefill
   std::vector<Tensor> pre;
   const std::vector<std::int32_t> ids(tokens.begin(), tokens.end());
   report_progress(options.progress, 0.0, "prefill");
+  std::vector<Tensor> query_energy;
   const Tensor logits =
-      im.forward(ids, 0, kv, options.keep_pre_rope_keys ? &pre : nullptr, false, options.progress);
+      im.forward(ids, 0, kv, options.keep_pre_rope_keys ? &pre : nullptr, false, options.progress, nullptr,
+                 options.measure_channel_weights ? &query_energy : nullptr);
 
   PrefillResult r;
   r.cache = im.make_cache(T);
@@ -569,6 +622,7 @@ PrefillResult Model::prefill(std::span<const std::int32_t> tokens, const Prefill
     for (int l = 0; l < im.cfg.layers; ++l) copy_into(pre[l], p.tensor(l, kv::Kind::Key));
     r.pre_rope = std::move(p);
   }
+  if (options.measure_channel_weights) r.channel_weights = im.channel_weights(query_energy, T);
   if (options.want_last_logits) {
     const Tensor lg = logits.to(torch::kCPU).contiguous();
     r.last_logits.assign(lg.data_ptr<float>(), lg.data_ptr<float>() + lg.numel());

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kvscope/codec/channel_weighting.h"
 #include "kvscope/codec/codec.h"
 
 namespace kvscope::codec::calibration {
@@ -26,8 +27,14 @@ inline constexpr const char* kProfileExtension = ".kvsprof";
 /// cachegen parameters `params` (bins, layer splits, group size, chunk size;
 /// `profile` must be empty). All caches must share layers, kv_heads and
 /// head_dim (Error(InvalidArgument) otherwise, or when `caches` is empty).
+/// With `weighting` (channel_weighting=calibrated in `params`, scale token or
+/// head), the tables are counted on the weighted values and the bins scaled
+/// as encoders scale them (kvscope/codec/channel_weighting.h), so streams
+/// weighted the same way fit them; Error(InvalidArgument) when the weighting
+/// is for another shape.
 std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, const ParamSet& params,
-                                        const ProgressFn& progress = {});
+                                        const ProgressFn& progress = {},
+                                        const ChannelWeighting* weighting = nullptr);
 
 /// The hash a bitstream uses to reference a profile: 16 lowercase hex digits
 /// (FNV-1a 64 of the file bytes).

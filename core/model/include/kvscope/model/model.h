@@ -107,9 +107,25 @@ struct LoadOptions {
   ProgressFn progress;
 };
 
+/// How much an error in each K/V channel moves the attention output
+/// (docs/bitstream.md, "cachegen channel weights"), [layer][kv_head][dim]
+/// floats each, comparable within one layer and kind only:
+///  - key: the mean over the context's tokens of the squared queries that
+///    read the channel (pre-RoPE, summed over the KV head's query heads and
+///    over both dimensions of a RoPE pair, which rotation mixes): an error e
+///    in a key moves a score by q . e;
+///  - value: the squared norm of the output projection's columns the channel
+///    feeds, summed over those query heads: an error e in a value reaches the
+///    residual stream as W_o e.
+struct ChannelWeights {
+  std::vector<float> key, value;
+};
+
 struct PrefillOptions {
   /// Also return keys before RoPE (what transform coders need).
   bool keep_pre_rope_keys = false;
+  /// Also measure PrefillResult::channel_weights (one extra reduction per layer).
+  bool measure_channel_weights = false;
   /// Return the logits of the last token (vocab floats).
   bool want_last_logits = true;
   ProgressFn progress;  ///< reported per layer; false cancels (Error(Cancelled))
@@ -126,6 +142,8 @@ struct PrefillResult {
   /// Keys before RoPE (values identical to `cache`), rope_applied = false;
   /// set only when PrefillOptions::keep_pre_rope_keys.
   std::optional<kv::KVCache> pre_rope;
+  /// Set only when PrefillOptions::measure_channel_weights.
+  std::optional<ChannelWeights> channel_weights;
   /// Next-token logits after the last context token (vocab floats).
   std::vector<float> last_logits;
   double seconds = 0.0;
