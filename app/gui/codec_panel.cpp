@@ -364,6 +364,7 @@ void CodecPanel::scheduleEncode() {
     runner_->start(tr("Encoding (%1)").arg(qs(cfg.codec)), [=, this](const ProgressFn&) {
       return std::function<void()>([=, this] {
         exact_worker_ms_ = 0;
+        result_coded_alone_ = cfg.codec == "cachegen" && layersCodedAlone(*same.result);
         result_config_ = cfg;
         result_cache_ = cache;
         showResult(same.result, same.stages, shape, QString());
@@ -371,8 +372,8 @@ void CodecPanel::scheduleEncode() {
     });
     return;
   }
-  // A shipped calibration's tables are not in the layers' bytes: no patching.
-  if (touched && (int(touched->size()) * 4 > shape.layers || result_->size.table_bytes == 0)) touched.reset();
+  // Calibrated tables or channel weights: a layer alone is coded otherwise.
+  if (touched && (int(touched->size()) * 4 > shape.layers || !result_coded_alone_)) touched.reset();
   const StagedEncode last{result_, stages_};
   const auto subset = subset_enabled_ && !touched ? subsetOf(cache) : nullptr;
   first_view_pending_ = true;
@@ -412,8 +413,10 @@ void CodecPanel::scheduleEncode() {
     }
     const StagedEncode exact = encodeWithStages(*cache, cfg, options);
     const double worker_ms = worker.nsecsElapsed() / 1e6;
-    return std::function<void()>([this, exact, cache, worker_ms, cfg] {
+    const bool coded_alone = cfg.codec == "cachegen" && layersCodedAlone(*exact.result);
+    return std::function<void()>([this, exact, cache, worker_ms, cfg, coded_alone] {
       exact_worker_ms_ = worker_ms;
+      result_coded_alone_ = coded_alone;
       result_config_ = cfg;
       result_cache_ = cache;
       remember(cache, cfg, exact);

@@ -130,6 +130,7 @@ class CodecPanel : public QWidget {
   std::shared_ptr<const codec::EncodeResult> result_;
   codec::CodecConfig result_config_;
   std::weak_ptr<const kv::KVCache> result_cache_;                        ///< the cache result_ encodes
+  bool result_coded_alone_ = false;                                      ///< layersCodedAlone(*result_)
   std::vector<std::pair<codec::CodecConfig, StagedEncode>> remembered_;  ///< newest first
   std::weak_ptr<const kv::KVCache> remembered_cache_;
   QString built_codec_;

@@ -7,6 +7,9 @@
 #include <numeric>
 #include <string>
 
+#include "kvscope/codec/bitstream.h"
+#include "kvscope/common/error.h"
+
 namespace kvscope::gui {
 
 namespace {
@@ -122,6 +125,16 @@ std::optional<std::vector<int>> layersTouched(const codec::CodecConfig& before,
   std::sort(touched.begin(), touched.end());
   touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
   return touched;
+}
+
+bool layersCodedAlone(const codec::EncodeResult& exact) {
+  if (exact.size.table_bytes == 0 || exact.bytes.empty()) return false;
+  try {
+    const codec::StreamInfo info = codec::inspect_stream(exact.bytes, false);
+    return info.codec == "cachegen" && !info.params.count("channel_weighting");
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 kv::KVCache layerSubset(const kv::KVCache& cache, const std::vector<int>& layers) {

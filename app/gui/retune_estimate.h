@@ -54,6 +54,12 @@ StagedEncode scaleToFull(const StagedEncode& sub, const codec::CodecConfig& conf
 std::optional<std::vector<int>> layersTouched(const codec::CodecConfig& before,
                                               const codec::CodecConfig& after, int layers);
 
+/// Whether `exact` (a cachegen encode) codes each layer from that layer's
+/// values and bins alone, so layers re-encoded on their own can replace
+/// theirs: it ships its own symbol tables and has no calibrated channel
+/// weighting (both come from a calibration of the whole model).
+bool layersCodedAlone(const codec::EncodeResult& exact);
+
 /// The given layers of `cache` as a cache of their own (per-layer RoPE tables
 /// and attention windows follow their layers). Preconditions: valid, distinct layers.
 kv::KVCache layerSubset(const kv::KVCache& cache, const std::vector<int>& layers);

@@ -60,6 +60,7 @@ TEST(RetuneEstimate, PatchedLayersMatchTheExactEncode) {
   const auto after = cachegen("16,32,24,24", "10,10,10,10");
   const StagedEncode last = encodeWithStages(cache, before);
   const StagedEncode exact = encodeWithStages(cache, after);
+  ASSERT_TRUE(layersCodedAlone(*last.result)) << "own tables, no calibrated weights";
   const auto touched = layersTouched(before, after, 4);
   ASSERT_TRUE(touched && touched->size() == 1u);
   const StagedEncode part =
