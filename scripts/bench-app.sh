@@ -10,6 +10,8 @@
 #   KVSCOPE_BENCH_RUNS=3                       measured launches
 #   KVSCOPE_BENCH_WARMUP=1                     one launch first, not counted
 #                                              (prefills and keeps the context)
+#   KVSCOPE_BENCH_RECORD=1                     also write docs/performance/app.json
+#                                              (then scripts/make-performance.py)
 # docs/performance.md, "The app", says what each number means and the targets.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,21 +44,38 @@ if [[ "$warmup" != 0 ]]; then
   echo "== warm-up launch (not counted)"
   launch "$log/warmup"
 fi
-echo "== $runs measured launch(es); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== $runs measured launch(es); load: $load_before"
 for i in $(seq 1 "$runs"); do
   launch "$log/run$i"
   grep "^timing:" "$log/run$i"
 done
 echo "== median of $runs run(s); load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-cat "$log"/run* | grep "^timing:" | python3 -c '
-import statistics, sys
+cat "$log"/run* | grep "^timing:" | LOAD_BEFORE="$load_before" RECORD="${KVSCOPE_BENCH_RECORD:-0}" \
+  OUT="$root/docs/performance/app.json" python3 -c '
+import datetime, json, os, socket, statistics, sys
 rows = [dict(kv.split("=", 1) for kv in line.split()[1:]) for line in sys.stdin]
 keys = [k for k in rows[0] if k != "incomplete"]
-out = []
+median = {}
 for k in keys:
     vals = [float(r[k]) for r in rows if r.get(k, "na") != "na"]
-    out.append("%s=%s" % (k, ("%g" % statistics.median(vals)) if vals else "na"))
-print("timing median: " + " ".join(out))
+    median[k] = statistics.median(vals) if vals else None
+print("timing median: " + " ".join("%s=%s" % (k, "na" if v is None else "%g" % v) for k, v in median.items()))
+if os.environ["RECORD"] == "1":
+    cpu, mhz = "?", "?"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name") and cpu == "?":
+            cpu = line.split(":", 1)[1].strip()
+        if line.startswith("cpu MHz") and mhz == "?":
+            mhz = str(round(float(line.split(":", 1)[1])))
+    context = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "host_name": socket.gethostname(), "cpu_model": cpu, "num_cpus": os.cpu_count(),
+               "mhz_per_cpu": mhz, "load_avg": [float(x) for x in os.environ["LOAD_BEFORE"].split()],
+               "library_build_type": "not used", "command": "scripts/bench-app.sh"}
+    with open(os.environ["OUT"], "w") as f:
+        json.dump({"context": context, "runs": rows, "median": median}, f, indent=2)
+        f.write("\n")
+    print("wrote " + os.environ["OUT"])
 if any("incomplete" in r for r in rows):
     print("bench-app: some runs were incomplete", file=sys.stderr)
     sys.exit(1)
