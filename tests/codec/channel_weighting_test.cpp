@@ -166,6 +166,25 @@ TEST(ChannelWeighting, CalibratedStreamsAreVersion4AndMoveErrorToLightChannels) 
   }
 }
 
+// Regression: a weighted stream whose other parameters are all version 2's
+// (sinks=0, post-RoPE keys, f16 steps, 16-bit tables) was written without
+// the version 3 parameters, and decoders refuse a version 3 or 4 stream
+// without them ("layout version 3 stream without parameter 'sinks'").
+TEST(ChannelWeighting, RegressionWeightedStreamWithVersion2ParametersDidNotDecode) {
+  CalibrationFolder folder("kvscope_weighting_v2");
+  const auto cache = model_cache(6);
+  folder.save(cache, make_weighting(cache), false);
+  const ParamSet v2 = {{"sinks", "0"},        {"delta_mode", "integer"}, {"step_coding", "fp16"},
+                       {"table_bits", "16"},  {"key_space", "post_rope"}, {"profile", ""},
+                       {"key_bins", "16,24"}, {"value_bins", "16,10"}};
+  const auto enc = cachegen().encode(cache, v2);
+  const auto info = inspect_stream(enc.bytes);
+  EXPECT_EQ(info.codec_version, 4);
+  EXPECT_EQ(info.params.at("sinks"), "0");
+  const auto dec = decode(enc.bytes);
+  EXPECT_EQ(dec.shape().elements(), cache.shape().elements());
+}
+
 // Tables calibrated with the weighting fit the weighted streams (none ship),
 // and decoders need nothing but the calibration folder the tables need.
 TEST(ChannelWeighting, TablesCountedWithTheWeightingFitWeightedStreams) {

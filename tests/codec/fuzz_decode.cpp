@@ -6,17 +6,23 @@
 // chunk by chunk (decode_section) to the same values. fuzz_replay_test.cpp
 // runs it over deterministic mutations under ctest with time and memory
 // bounds; the `fuzz` ctest label runs it under libFuzzer (tests/fuzz).
+#include <unistd.h>
+
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "fuzz_outcome.h"
 #include "fuzz_seeds.h"
 #include "kvscope/codec/bitstream.h"
+#include "kvscope/codec/calibration_file.h"
+#include "kvscope/codec/channel_weighting.h"
 #include "kvscope/codec/synthetic.h"
 #include "kvscope/common/error.h"
 
@@ -49,6 +55,33 @@ FuzzOutcome fuzz_decode_run(std::span<const std::uint8_t> in) {
   });
 }
 
+/// A cachegen layout version 4 stream (channel weighting; tables shipped, so
+/// decoding needs no calibration): the weighting comes from a calibration in
+/// a temporary folder, made the encoder's for this call only.
+std::vector<std::uint8_t> weighted_stream(const kv::KVCache& cache) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("kvscope_fuzz_weighting_" + std::to_string(::getpid()));
+  const std::size_t n = std::size_t(cache.shape().layers) * std::size_t(cache.shape().channels());
+  std::vector<float> key(n), value(n, 1.0f);
+  for (std::size_t i = 0; i < n; ++i) key[i] = float(1 + i % 5);
+  codec::calibration::CalibrationFile file;
+  file.model_name = cache.info.model_name;
+  file.sections[codec::calibration::kChannelWeightingSection] =
+      codec::calibration::serialize_channel_weighting(
+          codec::calibration::build_channel_weighting(std::vector<kv::KVCache>{cache}, key, value, 0.5, 0.0));
+  codec::calibration::save(codec::calibration::serialize(file), dir);
+  const char* before = std::getenv("KVSCOPE_CALIBRATION_DIR");
+  const std::string saved = before ? before : "";
+  ::setenv("KVSCOPE_CALIBRATION_DIR", dir.c_str(), 1);
+  auto bytes = codec::find_codec("cachegen").encode(cache, {{"chunk_tokens", "8"}, {"profile", ""}}).bytes;
+  if (before)
+    ::setenv("KVSCOPE_CALIBRATION_DIR", saved.c_str(), 1);
+  else
+    ::unsetenv("KVSCOPE_CALIBRATION_DIR");
+  std::filesystem::remove_all(dir);
+  return bytes;
+}
+
 /// Valid streams of every codec (small caches, several chunks): the seeds.
 std::vector<std::vector<std::uint8_t>> fuzz_decode_seeds() {
   std::vector<std::vector<std::uint8_t>> seeds;
@@ -65,6 +98,7 @@ std::vector<std::vector<std::uint8_t>> fuzz_decode_seeds() {
         seeds.push_back(
             c->encode(extended, {{"chunk_tokens", "8"}, {"scale", scale}, {"delta", "always"}}).bytes);
   }
+  seeds.push_back(weighted_stream(extended));
   return seeds;
 }
 

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -99,4 +100,55 @@ TEST_F(ModelCli, InfoOnAModelThatCannotLoadSaysWhyAndFails) {
   const auto why = j["error"].get<std::string>();
   EXPECT_NE(why.find("IQ2_XXS"), std::string::npos) << why;
   EXPECT_NE(why.find("blk.2.ffn_down.weight"), std::string::npos) << why;
+}
+
+// `calibrate --context` measures the model's channel weighting; an encode
+// that finds it in the calibration folder writes a version 4 stream, which
+// decodes without the folder.
+TEST_F(ModelCli, CalibrateWritesChannelWeightingThatEncodesUse) {
+  write_bytes(dir_ / "m.gguf", tiny_gguf_bytes(TinyWeights(TinyDims{})));
+  {
+    std::ofstream ctx(dir_ / "ctx.txt");
+    for (int i = 0; i < 8; ++i) ctx << "the quick brown fox jumps over the lazy dog " << i << "\n";
+  }
+  const std::string model = " --model '" + (dir_ / "m.gguf").string() + "'";
+  const std::string context = " --context '" + (dir_ / "ctx.txt").string() + "'";
+  std::string out;
+  ASSERT_EQ(cli(dir_,
+                "calibrate" + model + context + " --max-tokens 48 --out-dir '" + (dir_ / "cal").string() +
+                    "' --json",
+                out),
+            0)
+      << out;
+  const auto j = nlohmann::json::parse(out);
+  const auto sections = j["sections"].get<std::vector<std::string>>();
+  EXPECT_NE(std::find(sections.begin(), sections.end(), "cachegen.channel-weighting"), sections.end()) << out;
+  ASSERT_EQ(
+      cli(dir_,
+          "prefill" + model + context + " --max-tokens 48 --out '" + (dir_ / "c.safetensors").string() + "'",
+          out),
+      0);
+  const std::string in = " --in '" + (dir_ / "c.safetensors").string() + "'";
+  // Without a calibration: version 3. With the one just made: version 4.
+  ::setenv("KVSCOPE_CALIBRATION_DIR", (dir_ / "empty").c_str(), 1);
+  ASSERT_EQ(
+      cli(dir_, "encode" + in + " --codec cachegen --set profile= --out '" + (dir_ / "c.kvc").string() + "'",
+          out),
+      0);
+  ASSERT_EQ(cli(dir_, "inspect '" + (dir_ / "c.kvc").string() + "' --json", out), 0);
+  EXPECT_EQ(nlohmann::json::parse(out)["codec_version"], 3) << out;
+  ::setenv("KVSCOPE_CALIBRATION_DIR", (dir_ / "cal").c_str(), 1);
+  ASSERT_EQ(
+      cli(dir_, "encode" + in + " --codec cachegen --set profile= --out '" + (dir_ / "w.kvc").string() + "'",
+          out),
+      0);
+  ::setenv("KVSCOPE_CALIBRATION_DIR", (dir_ / "empty").c_str(), 1);
+  ASSERT_EQ(cli(dir_, "inspect '" + (dir_ / "w.kvc").string() + "' --json", out), 0);
+  EXPECT_EQ(nlohmann::json::parse(out)["codec_version"], 4) << out;
+  EXPECT_EQ(
+      cli(dir_,
+          "decode --in '" + (dir_ / "w.kvc").string() + "' --out '" + (dir_ / "d.safetensors").string() + "'",
+          out),
+      0);
+  ::unsetenv("KVSCOPE_CALIBRATION_DIR");
 }

@@ -427,7 +427,8 @@ std::unique_ptr<ChunkDecoder> make_cachegen_decoder(const Codec& codec, const St
   if (!r.done()) r.fail("trailing bytes");
   std::vector<LayerModels> models(std::size_t(L.layers) * 2);
   if (mode == kTablesProfile) {
-    const Profile prof = load_profile_by_hash(hash, options.profile_dir);
+    const auto shared = load_profile_by_hash(hash, options.profile_dir);
+    const Profile& prof = *shared;
     if (!profile_fits(prof, L))
       throw Error(ErrorCode::Format, "bitstream: calibration profile " + hash + " does not match the stream");
     for (std::size_t lk = 0; lk < models.size(); ++lk) {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -258,8 +259,10 @@ inline bool profile_fits(const Profile& p, const Layout& L) {
 /// Parses and validates profile file bytes (Error(Format|Checksum)).
 Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& label);
 
-/// Loads the profile with this hash from `dir` (Error(Io) naming the file if missing).
-Profile load_profile_by_hash(const std::string& hash, const std::string& dir);
+/// Loads the profile with this hash from `dir` (Error(Io) naming the file if
+/// missing). The last few parsed are kept by (dir, hash) and shared: a file
+/// is named by its bytes' hash, so it parses the same every time.
+std::shared_ptr<const Profile> load_profile_by_hash(const std::string& hash, const std::string& dir);
 
 /// Loads a profile from a path.
 Profile load_profile_file(const std::string& path);

@@ -236,7 +236,7 @@ Layout make_layout(const Params& p, const kv::CacheShape& shape) {
 ParamSet header_params(const Params& p, const Layout& layout) {
   ParamSet out = p.values();
   out.erase("rounding");  // how the encoder rounded; decoders do not need it
-  if (!layout.needs_v3())
+  if (layout.version() < kLayoutVersion)  // versions 3 and 4 carry every version 3 parameter
     for (const auto& v3 : kV3Params) out.erase(v3.name);
   if (!layout.weighted()) {
     out.erase("channel_weighting");

@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <list>
+#include <memory>
+#include <mutex>
 
 #include "cachegen_internal.h"
 #include "kvscope/codec/calibration_file.h"
@@ -120,9 +123,28 @@ Profile load_profile_file(const std::string& path) {
   return parse_profile({reinterpret_cast<const std::uint8_t*>(data.data()), data.size()}, path);
 }
 
-Profile load_profile_by_hash(const std::string& hash, const std::string& dir) {
+std::shared_ptr<const Profile> load_profile_by_hash(const std::string& hash, const std::string& dir) {
+  // Streams that share a calibration (every chunk of a stream, every decode of
+  // a receiver) parse it once: a file is named by the hash of its bytes, so a
+  // parsed profile stays right for its (folder, hash). A few are kept.
+  static std::mutex mutex;
+  static std::list<std::pair<std::string, std::shared_ptr<const Profile>>> recent;
+  const std::string key = dir + '\n' + hash;
+  {
+    std::lock_guard lock(mutex);
+    for (auto it = recent.begin(); it != recent.end(); ++it)
+      if (it->first == key) {
+        recent.splice(recent.begin(), recent, it);
+        return recent.front().second;
+      }
+  }
   const auto bytes = calibration::read_by_hash(hash, dir);
-  return parse_profile(bytes, hash + calibration::kCalibrationExtension);
+  auto profile =
+      std::make_shared<const Profile>(parse_profile(bytes, hash + calibration::kCalibrationExtension));
+  std::lock_guard lock(mutex);
+  recent.emplace_front(key, profile);
+  if (recent.size() > 4) recent.pop_back();
+  return profile;
 }
 
 std::optional<Profile> find_model_profile(const kv::CacheInfo& info, const Layout& layout) {
