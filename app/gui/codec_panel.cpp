@@ -375,6 +375,7 @@ void CodecPanel::scheduleEncode() {
   // Calibrated tables or channel weights: a layer alone is coded otherwise.
   if (touched && (int(touched->size()) * 4 > shape.layers || !result_coded_alone_)) touched.reset();
   const StagedEncode last{result_, stages_};
+  const std::size_t last_header = have_exact ? result_->size.header_bytes : 0;
   const auto subset = subset_enabled_ && !touched ? subsetOf(cache) : nullptr;
   first_view_pending_ = true;
   ++encodes_started_;
@@ -397,7 +398,7 @@ void CodecPanel::scheduleEncode() {
                  .arg(names.join(QStringLiteral(", ")))
                  .arg(shape.tokens);
     } else if (subset) {
-      estimate = scaleToFull(encodeWithStages(*subset, cfg, options), cfg, shape, subset->shape());
+      estimate = scaleToFull(encodeWithStages(*subset, cfg, options), shape, subset->shape(), last_header);
       note = tr("estimated from %1 of %2 tokens").arg(subset->shape().tokens).arg(shape.tokens);
     }
     if (estimate) {

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <numeric>
 #include <string>
 
@@ -65,23 +64,22 @@ std::shared_ptr<const kv::KVCache> tokenSubset(const kv::KVCache& cache, int spa
   return std::make_shared<const kv::KVCache>(kv::KVCache::concat_tokens(parts));
 }
 
-StagedEncode scaleToFull(const StagedEncode& sub, const codec::CodecConfig& config,
-                         const kv::CacheShape& full, const kv::CacheShape& part) {
+StagedEncode scaleToFull(const StagedEncode& sub, const kv::CacheShape& full, const kv::CacheShape& part,
+                         std::size_t header_bytes) {
   const double ratio = double(full.tokens) / double(std::max(1, part.tokens));
-  double chunk_ratio = ratio;
-  if (const auto it = config.params.find("chunk_tokens"); it != config.params.end()) {
-    const int chunk = std::max(1, std::atoi(it->second.c_str()));
-    chunk_ratio = double((full.tokens + chunk - 1) / chunk) / double((part.tokens + chunk - 1) / chunk);
-  }
   auto r = std::make_shared<codec::EncodeResult>();
   const codec::SizeReport& s = sub.result->size;
   codec::SizeReport& o = r->size;
   o.original_bytes = full.fp16_bytes();
   o.elements = full.elements();
-  o.header_bytes = s.header_bytes;
+  // Tables come once per (layer, kind) whatever the chunk count
+  // (docs/bitstream.md, "Section order"); they were scaled by the chunk
+  // count, which made the estimate of the default context 20% high. The
+  // header holds per-token ids and positions besides the section headers.
+  o.header_bytes = header_bytes > 0 ? header_bytes : std::size_t(double(s.header_bytes) * ratio);
   o.payload_bytes = std::size_t(double(s.payload_bytes) * ratio);
   o.step_bytes = std::size_t(double(s.step_bytes) * ratio);
-  o.table_bytes = std::size_t(double(s.table_bytes) * chunk_ratio);
+  o.table_bytes = s.table_bytes;
   o.encoded_bytes = o.header_bytes + o.payload_bytes + o.step_bytes + o.table_bytes;
   o.entropy_bits_per_element = s.entropy_bits_per_element;
   const double grow = s.encoded_bytes ? double(o.encoded_bytes) / double(s.encoded_bytes) : ratio;

@@ -83,6 +83,27 @@ TEST(RetuneEstimate, PatchedLayersMatchTheExactEncode) {
   EXPECT_NEAR(patched.stages->coded.overall, exact.stages->coded.overall, 1e-3);
 }
 
+// Regression (issue 21): the token-subset estimate scaled the symbol tables by
+// the chunk count, though a stream ships one table per layer and kind: the
+// first view of the default context was 20% above the exact size.
+TEST(RetuneEstimate, RegressionTokenSubsetEstimateScaledTablesByChunks) {
+  const kv::KVCache cache = smoothCache(2, 2048);  // 2 chunks of 1024 tokens
+  const codec::CodecConfig config{"cachegen", {{"profile", ""}}};
+  const StagedEncode exact = encodeWithStages(cache, config);
+  const auto subset = tokenSubset(cache, 4, 64);
+  ASSERT_NE(subset, nullptr);
+  const StagedEncode estimate = scaleToFull(encodeWithStages(*subset, config), cache.shape(), subset->shape(),
+                                            exact.result->size.header_bytes);
+  // More tokens fill a table more, never less: the whole cache's tables are
+  // at least the subset's (scaled by 2 chunks they were above).
+  EXPECT_LE(estimate.result->size.table_bytes, exact.result->size.table_bytes);
+  EXPECT_GE(estimate.result->size.table_bytes, exact.result->size.table_bytes / 2);
+  // This smooth synthetic cache's spans are less typical than real text's
+  // (1.4% on the default context): a looser bound.
+  EXPECT_NEAR(estimate.result->size.bits_per_element(), exact.result->size.bits_per_element(),
+              0.15 * exact.result->size.bits_per_element());
+}
+
 TEST(RetuneEstimate, TokenSubsetKeepsEachTokensPosition) {
   const kv::KVCache cache = smoothCache(2, 512);
   EXPECT_EQ(tokenSubset(cache, 4, 64), nullptr) << "small enough to encode whole";
