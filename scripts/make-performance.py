@@ -291,6 +291,9 @@ def section_app(d):
             f"| retune to first redraw (cachegen, one layer's key bins; median of the retunes) | "
             f"{v('retune_first_view_ms', 'ms', digits=1)} | 100 ms |",
             f"| retune to first redraw, slowest retune | {v('retune_first_view_max_ms', 'ms', digits=1)} | |",
+            f"| a change every stream feels (group_size) to first redraw | "
+            f"{v('retune_all_streams_first_view_ms', 'ms', digits=1)} | 100 ms |",
+            f"| undoing it (the remembered exact result) to redraw | {v('undo_first_view_ms', 'ms', digits=1)} | |",
             f"| retune to the exact size of the whole cache | {v('retune_exact_ms', 'ms', digits=0)} | |",
             f"| retune to its quality (KL, top-1, perplexity) shown | {v('retune_quality_s', 's')} | |",
             f"| streaming tab's background encoding of the chunks | {v('stream_prepare_s', 's')} | |",

@@ -153,7 +153,8 @@ void TimingReport::maybeSettled() {
 
 void TimingReport::startRetunes() {
 #if KVSCOPE_GUI_HAVE_CODECS
-  // Coarser and finer first-layer key bins, each new, then back to the start.
+  // Coarser and finer first-layer key bins, each new, then back to the start
+  // (kind Bins); then a change every stream feels (group_size) and its undo.
   const codec::CodecConfig config = window_->codecPanel()->config();
   const auto bins = config.params.find("key_bins");
   if (config.codec == "cachegen" && bins != config.params.end()) {
@@ -163,7 +164,13 @@ void TimingReport::startRetunes() {
       QStringList next = start;
       next[0] = QString::number(std::clamp(int(b * f), 4, 256));
       const QString v = next.join(QLatin1Char(','));
-      if (retune_values_.empty() || retune_values_.back() != v) retune_values_.push_back(v);
+      if (plan_.empty() || plan_.back().value != v)
+        plan_.push_back({Kind::Bins, QStringLiteral("key_bins"), v});
+    }
+    if (const auto group = config.params.find("group_size"); group != config.params.end()) {
+      const QString was = QString::fromStdString(group->second);
+      plan_.push_back({Kind::AllStreams, QStringLiteral("group_size"), QString::number(was.toInt() + 2)});
+      plan_.push_back({Kind::Undo, QStringLiteral("group_size"), was});
     }
   }
 #endif
@@ -172,20 +179,21 @@ void TimingReport::startRetunes() {
 
 void TimingReport::nextRetune() {
 #if KVSCOPE_GUI_HAVE_CODECS
-  if (retunes_.size() < retune_values_.size()) {
+  if (retunes_.size() < plan_.size()) {
     CodecPanel* codec = window_->codecPanel();
-    const QString v = retune_values_[retunes_.size()];
+    const Step& step = plan_[retunes_.size()];
     Retune r;
+    r.kind = step.kind;
 #if KVSCOPE_GUI_HAVE_EVAL
     codec::CodecConfig next = codec->config();
-    next.params["key_bins"] = v.toStdString();
+    next.params[step.param.toStdString()] = step.value.toStdString();
     r.quality_known = window_->qualityService()->known(next).has_value();
 #endif
     retunes_.push_back(r);
     retune_encoded_ = false;
     arm(180);
     retune_timer_.start();
-    codec->setParam(QStringLiteral("key_bins"), v);
+    codec->setParam(step.param, step.value);
     return;
   }
 #endif
@@ -214,13 +222,16 @@ void TimingReport::onQualityShown() {
   if (retunes_.empty() || !retune_encoded_ || retunes_.back().quality_s >= 0) return;
   Retune& r = retunes_.back();
   r.quality_s = retune_timer_.nsecsElapsed() / 1e9;
-  print(QStringLiteral("retune %1: first view %2 ms (%3), exact %4 ms, quality shown after %5 s%6")
+  const Step& step = plan_[retunes_.size() - 1];
+  print(QStringLiteral("retune %1 (%7=%8): first view %2 ms (%3), exact %4 ms, quality shown after %5 s%6")
             .arg(retunes_.size())
             .arg(r.first_view_ms, 0, 'f', 1)
             .arg(r.estimate ? QStringLiteral("estimate") : QStringLiteral("exact"))
             .arg(r.exact_ms, 0, 'f', 1)
             .arg(r.quality_s, 0, 'f', 2)
-            .arg(r.quality_known ? QStringLiteral(" (known)") : QString()));
+            .arg(r.quality_known ? QStringLiteral(" (known)") : QString(),
+                 step.kind == Kind::Bins ? step.param + QStringLiteral("[0]") : step.param,
+                 step.kind == Kind::Bins ? step.value.section(QLatin1Char(','), 0, 0) : step.value));
   QTimer::singleShot(kRetunePauseMs, this, &TimingReport::nextRetune);
 }
 
@@ -293,9 +304,13 @@ void TimingReport::startRd() {
 }
 
 QString TimingReport::summary() const {
-  std::vector<double> first_view, exact, quality;
+  std::vector<double> first_view, exact, quality, all_streams, undo;
   for (const Retune& r : retunes_) {
-    first_view.push_back(r.first_view_ms > 0 ? r.first_view_ms : -1);
+    const double view = r.first_view_ms > 0 ? r.first_view_ms : -1;
+    if (r.kind == Kind::AllStreams) all_streams.push_back(view);
+    if (r.kind == Kind::Undo) undo.push_back(view);
+    if (r.kind != Kind::Bins) continue;
+    first_view.push_back(view);
     exact.push_back(r.exact_ms > 0 ? r.exact_ms : -1);
     if (!r.quality_known) quality.push_back(r.quality_s);
   }
@@ -303,14 +318,15 @@ QString TimingReport::summary() const {
       QStringLiteral(
           "timing: first_view_s=%1 first_plot_s=%2 model_s=%3 first_quality_s=%4 retunes=%5 "
           "retune_first_view_ms=%6 retune_first_view_max_ms=%7 retune_exact_ms=%8 retune_quality_s=%9 "
-          "stream_prepare_s=%10 stream_wall_s=%11")
+          "retune_all_streams_first_view_ms=%10 undo_first_view_ms=%11 stream_prepare_s=%12 "
+          "stream_wall_s=%13")
           .arg(value(first_view_s_, 2), value(first_plot_s_, 2), value(model_s_, 2),
                value(first_quality_s_, 2))
-          .arg(retunes_.size())
+          .arg(first_view.size())
           .arg(value(median(first_view), 1),
                value(first_view.empty() ? -1 : *std::max_element(first_view.begin(), first_view.end()), 1),
-               value(median(exact), 1), value(median(quality), 2), value(stream_prepare_s_, 2))
-          .arg(value(stream_wall_s_, 2));
+               value(median(exact), 1), value(median(quality), 2), value(median(all_streams), 1))
+          .arg(value(median(undo), 1), value(stream_prepare_s_, 2), value(stream_wall_s_, 2));
   if (!incomplete_.isEmpty()) s += QStringLiteral(" incomplete=%1").arg(incomplete_);
   return s;
 }

@@ -20,9 +20,10 @@ class MainWindow;
 ///   an estimate on a large cache) and the first plot (statistics and the
 ///   exact encode), in seconds since `launch` started;
 /// - once the app has settled (model loaded and the quality of the starting
-///   settings shown), retunes of cachegen's first key-bin count through the
-///   codec panel's setParam(), one after another once the previous one's
-///   quality is shown: first redraw, exact result and quality, per retune;
+///   settings shown), retunes through the codec panel's setParam(), one after
+///   another once the previous one's quality is shown: cachegen's first key
+///   bin count five times (first redraw, exact result and quality), then
+///   group_size (a change every stream feels) and its undo;
 /// - then, when asked, a streaming run: the Streaming tab is raised, its
 ///   background encoding of the chunks awaited (stream_prepare_s), then Run
 ///   (stream_wall_s, its wall time); and a rate-distortion sweep.
@@ -48,7 +49,15 @@ class TimingReport : public QObject {
   void done();
 
  private:
+  /// Bins: one layer's key bins (the retunes the medians are over);
+  /// AllStreams: a change every stream feels; Undo: back to settings just encoded.
+  enum class Kind { Bins, AllStreams, Undo };
+  struct Step {
+    Kind kind;
+    QString param, value;
+  };
   struct Retune {
+    Kind kind = Kind::Bins;
     double first_view_ms = 0, exact_ms = 0, quality_s = -1;
     bool estimate = false, quality_known = false;
   };
@@ -73,7 +82,7 @@ class TimingReport : public QObject {
          stream_prepare_s_ = -1;
   bool estimate_drawn_ = false, exact_drawn_ = false;
   enum class Phase { Launch, Settling, Retuning, Stream, Rd, Done } phase_ = Phase::Launch;
-  std::vector<QString> retune_values_;
+  std::vector<Step> plan_;
   std::vector<Retune> retunes_;
   QElapsedTimer retune_timer_, prepare_timer_;
   bool retune_encoded_ = false;
