@@ -302,8 +302,11 @@ def section_app(d):
             "A retune is drawn first from a real encode of part of the cache, labelled an estimate until the "
             "exact encode replaces it: when only some layers' bins changed (the default settings have one bin "
             "count per layer), those layers alone over every token, patched into the last exact encode (the "
-            "same per-layer bytes as the exact one); otherwise 4 spans of 64 tokens of every layer, scaled to "
-            "the whole context. Views behind another tab recompute only when picked. The model loads after "
+            "same per-layer bytes as the exact one); a change every stream feels, 6 layers spread over the "
+            "depth on 4 spans of 32 tokens, encoded at the new and the last settings, each layer of the last "
+            "exact encode scaled as its nearest sampled layer changed; with no exact encode to scale, 4 spans "
+            "of 64 tokens of every layer, scaled to the whole context. Views behind another tab recompute only "
+            "when picked. The model loads after "
             "the kept prefill's first plots; quality follows once it has.", ""]
     return out
 

@@ -376,7 +376,14 @@ void CodecPanel::scheduleEncode() {
   if (touched && (int(touched->size()) * 4 > shape.layers || !result_coded_alone_)) touched.reset();
   const StagedEncode last{result_, stages_};
   const std::size_t last_header = have_exact ? result_->size.header_bytes : 0;
-  const auto subset = subset_enabled_ && !touched ? subsetOf(cache) : nullptr;
+  const codec::CodecConfig last_config = result_config_;
+  // A change every stream feels: a few layers of a token subset, each layer
+  // of the last exact encode scaled as its nearest sampled layer changed.
+  std::vector<int> sampled;
+  if (!touched && have_exact && subset_enabled_ && result_coded_alone_ && perLayerBins(cfg, shape.layers) &&
+      perLayerBins(result_config_, shape.layers) && shape.layers >= 2 * kSampledLayers)
+    sampled = spreadLayers(shape.layers, kSampledLayers);
+  const auto subset = subset_enabled_ && !touched && sampled.empty() ? subsetOf(cache) : nullptr;
   first_view_pending_ = true;
   ++encodes_started_;
   const quint64 gen = runner_->generation() + 1;  // the job about to start
@@ -396,6 +403,19 @@ void CodecPanel::scheduleEncode() {
       note = tr("layer%1 %2 re-encoded over all %3 tokens, the other layers as last encoded")
                  .arg(touched->size() == 1 ? QString() : QStringLiteral("s"))
                  .arg(names.join(QStringLiteral(", ")))
+                 .arg(shape.tokens);
+    } else if (!sampled.empty()) {
+      // The same part at the last exact settings too: the ratio cancels the part's own bias.
+      const kv::KVCache layers_part = layerSubset(*cache, sampled);
+      const auto part = tokenSubset(layers_part, kSubsetSpans, kSampledSpanTokens);
+      const kv::KVCache& coded = part ? *part : layers_part;
+      const StagedEncode now = encodeWithStages(coded, layerSubsetConfig(cfg, sampled), options);
+      const StagedEncode before = encodeWithStages(coded, layerSubsetConfig(last_config, sampled), options);
+      estimate = scaleBySampledLayers(last, now, before, sampled);
+      note = tr("estimated from %1 of %2 layers over %3 of %4 tokens")
+                 .arg(sampled.size())
+                 .arg(shape.layers)
+                 .arg(coded.shape().tokens)
                  .arg(shape.tokens);
     } else if (subset) {
       estimate = scaleToFull(encodeWithStages(*subset, cfg, options), shape, subset->shape(), last_header);

@@ -65,6 +65,10 @@ class CodecPanel : public QWidget {
   /// Large caches, when a change may touch every stream: encode kSubsetSpans
   /// spans of kSubsetSpanTokens first.
   static constexpr int kSubsetSpans = 4, kSubsetSpanTokens = 64;
+  /// With a last exact encode to scale, a change every stream feels encodes
+  /// only kSampledLayers layers (spread over the depth) of kSubsetSpans spans
+  /// of kSampledSpanTokens, at the new and the last settings.
+  static constexpr int kSampledLayers = 6, kSampledSpanTokens = 32;
   /// Exact encodes of the current cache kept, so undoing a change shows
   /// its result at once (a few MB each).
   static constexpr std::size_t kRememberedEncodes = 4;

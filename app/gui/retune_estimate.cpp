@@ -221,4 +221,87 @@ StagedEncode patchLayers(const StagedEncode& exact, const StagedEncode& sub, con
   return out;
 }
 
+std::vector<int> spreadLayers(int layers, int count) {
+  std::vector<int> out;
+  if (layers <= 0) return out;
+  if (count >= layers || count < 2) {
+    for (int l = 0; l < layers && (count >= layers || l < std::max(count, 1)); ++l) out.push_back(l);
+    return out;
+  }
+  for (int i = 0; i < count; ++i) out.push_back(int(std::lround(double(layers - 1) * i / double(count - 1))));
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+bool perLayerBins(const codec::CodecConfig& config, int layers) {
+  if (config.codec != "cachegen") return false;
+  for (const char* name : {"key_bins", "value_bins"})
+    if (int(splitList(param(config.params, name)).size()) != layers) return false;
+  return param(config.params, "key_layer_splits").empty() &&
+         param(config.params, "value_layer_splits").empty();
+}
+
+StagedEncode scaleBySampledLayers(const StagedEncode& exact, const StagedEncode& now,
+                                  const StagedEncode& before, const std::vector<int>& layers) {
+  const codec::SizeReport& e = exact.result->size;
+  const codec::SizeReport& s = now.result->size;
+  const codec::SizeReport& b = before.result->size;
+  const std::size_t LK = e.layer_bytes.size();
+  // The sampled layer nearest to each layer.
+  auto nearest = [&](std::size_t layer) {
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < layers.size(); ++i)
+      if (std::abs(layers[i] - int(layer)) < std::abs(layers[best] - int(layer))) best = i;
+    return best;
+  };
+  auto ratio = [](double now, double before) { return before > 0 ? now / before : 1.0; };
+  auto r = std::make_shared<codec::EncodeResult>();
+  codec::SizeReport& o = r->size;
+  o = e;
+  double change = 0;
+  for (std::size_t lk = 0; lk < LK; ++lk) {
+    const std::size_t from = nearest(lk / 2) * 2 + lk % 2;
+    if (from >= s.layer_bytes.size() || from >= b.layer_bytes.size()) continue;
+    const double scaled =
+        double(e.layer_bytes[lk]) * ratio(double(s.layer_bytes[from]), double(b.layer_bytes[from]));
+    change += scaled - double(e.layer_bytes[lk]);
+    o.layer_bytes[lk] = std::size_t(std::max(0.0, std::round(scaled)));
+  }
+  const double body = double(s.payload_bytes + s.table_bytes + s.step_bytes);
+  auto share = [&](std::size_t part) { return body > 0 ? change * double(part) / body : 0.0; };
+  auto add = [](std::size_t v, double d) { return std::size_t(std::max(0.0, std::round(double(v) + d))); };
+  o.payload_bytes = add(e.payload_bytes, share(s.payload_bytes));
+  o.table_bytes = add(e.table_bytes, share(s.table_bytes));
+  o.step_bytes = add(e.step_bytes, share(s.step_bytes));
+  o.encoded_bytes = add(e.encoded_bytes, change);
+  r->seconds = now.result->seconds;
+  StagedEncode out;
+  out.result = std::move(r);
+  if (exact.stages && now.stages && before.stages) {
+    auto st = std::make_shared<codec::StageAnalysis>(*exact.stages);
+    for (codec::StageBits codec::StageAnalysis::*stage :
+         {&codec::StageAnalysis::quantized_fixed, &codec::StageAnalysis::raw_entropy,
+          &codec::StageAnalysis::delta_entropy}) {
+      codec::StageBits& to = (*st).*stage;
+      const codec::StageBits& was = (*before.stages).*stage;
+      const codec::StageBits& is = (*now.stages).*stage;
+      for (std::size_t lk = 0; lk < to.per_layer.size(); ++lk) {
+        const std::size_t from = nearest(lk / 2) * 2 + lk % 2;
+        if (from < is.per_layer.size() && from < was.per_layer.size())
+          to.per_layer[lk] *= ratio(is.per_layer[from], was.per_layer[from]);
+      }
+      if (!to.per_layer.empty())
+        to.overall =
+            std::accumulate(to.per_layer.begin(), to.per_layer.end(), 0.0) / double(to.per_layer.size());
+    }
+    const double per_lk = LK ? double(o.elements) / double(LK) : 0;
+    for (std::size_t lk = 0; lk < st->coded.per_layer.size() && lk < LK; ++lk)
+      st->coded.per_layer[lk] = per_lk > 0 ? 8.0 * double(o.layer_bytes[lk]) / per_lk : 0;
+    st->coded.overall = o.bits_per_element();
+    st->coded_payload = o.elements ? 8.0 * double(o.payload_bytes) / double(o.elements) : 0;
+    out.stages = std::move(st);
+  }
+  return out;
+}
+
 }  // namespace kvscope::gui

@@ -76,4 +76,21 @@ codec::CodecConfig layerSubsetConfig(const codec::CodecConfig& config, const std
 /// the split of the changed bytes between payload, tables and steps.
 StagedEncode patchLayers(const StagedEncode& exact, const StagedEncode& sub, const std::vector<int>& layers);
 
+/// `count` layers spread evenly over `layers` (the first and the last among
+/// them); every layer when count >= layers.
+std::vector<int> spreadLayers(int layers, int count);
+
+/// Whether layerSubsetConfig() can express `config` for a cache of `layers`
+/// layers: cachegen with one bin count per layer and no layer splits.
+bool perLayerBins(const codec::CodecConfig& config, int layers);
+
+/// A change every stream feels, estimated from a few layers: `now` and
+/// `before` are encodes of the same part of the cache (some layers, or a
+/// token subset of them) at the new and at the last exact settings. Every
+/// layer of the last exact encode `exact` is scaled by how its nearest
+/// sampled layer of the same kind changed between them (bytes and stage
+/// entropies; the part's own bias cancels); totals follow.
+StagedEncode scaleBySampledLayers(const StagedEncode& exact, const StagedEncode& now,
+                                  const StagedEncode& before, const std::vector<int>& layers);
+
 }  // namespace kvscope::gui

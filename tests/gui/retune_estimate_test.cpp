@@ -104,6 +104,36 @@ TEST(RetuneEstimate, RegressionTokenSubsetEstimateScaledTablesByChunks) {
               0.15 * exact.result->size.bits_per_element());
 }
 
+// A change every stream feels (group_size), estimated from 6 of 12 layers and
+// the last exact encode: close to the exact encode, and its layers follow.
+TEST(RetuneEstimate, SampledLayersScaleTheLastExactEncode) {
+  const kv::KVCache cache = smoothCache(12, 1024);
+  codec::CodecConfig before =
+      cachegen("16,16,16,16,24,24,24,24,32,32,32,32", "10,10,10,10,10,10,10,10,10,10,10,10");
+  ASSERT_TRUE(perLayerBins(before, 12));
+  codec::CodecConfig after = before;
+  after.params["group_size"] = "4";
+  const StagedEncode last = encodeWithStages(cache, before);
+  const StagedEncode exact = encodeWithStages(cache, after);
+  const std::vector<int> layers = spreadLayers(12, 6);
+  EXPECT_EQ(layers, (std::vector<int>{0, 2, 4, 7, 9, 11}));
+  const kv::KVCache part = layerSubset(cache, layers);
+  const StagedEncode now = encodeWithStages(part, layerSubsetConfig(after, layers));
+  const StagedEncode was = encodeWithStages(part, layerSubsetConfig(before, layers));
+  const StagedEncode estimate = scaleBySampledLayers(last, now, was, layers);
+  const double e = exact.result->size.bits_per_element(), l = last.result->size.bits_per_element();
+  ASSERT_GT(std::abs(e - l), 0.01 * l) << "the change must move the size";
+  EXPECT_NEAR(estimate.result->size.bits_per_element(), e, 0.25 * std::abs(e - l) + 0.02 * e);
+  ASSERT_TRUE(estimate.stages);
+  EXPECT_NEAR(estimate.stages->delta_entropy.overall, exact.stages->delta_entropy.overall,
+              0.05 * exact.stages->delta_entropy.overall);
+  // Sampled layers are exact: their own new bytes.
+  for (std::size_t i = 0; i < layers.size(); ++i)
+    EXPECT_EQ(estimate.result->size.layer_bytes[std::size_t(layers[i]) * 2],
+              now.result->size.layer_bytes[i * 2])
+        << layers[i];
+}
+
 TEST(RetuneEstimate, TokenSubsetKeepsEachTokensPosition) {
   const kv::KVCache cache = smoothCache(2, 512);
   EXPECT_EQ(tokenSubset(cache, 4, 64), nullptr) << "small enough to encode whole";
