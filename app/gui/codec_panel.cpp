@@ -18,6 +18,7 @@
 #include "param_editor.h"
 #include "plot_widget.h"
 #include "quality_strip.h"
+#include "retune_estimate.h"
 #include "session.h"
 #if KVSCOPE_GUI_HAVE_EVAL
 #include "quality_service.h"
@@ -302,98 +303,87 @@ QString CodecPanel::sizeReadout() const {
   return readout_->text();
 }
 
-namespace {
-
-struct Encoded {
-  std::shared_ptr<const codec::EncodeResult> result;
-  std::shared_ptr<const codec::StageAnalysis> stages;
-};
-
-// The stream and, for cachegen, where its bits went stage by stage (one call
-// gives both).
-Encoded encodeWithStages(const kv::KVCache& cache, const codec::CodecConfig& cfg,
-                         const codec::EncodeOptions& options) {
-  Encoded e;
-  if (cfg.codec == "cachegen") {
-    auto analysis = std::make_shared<codec::StageAnalysis>(codec::analyze_stages(cache, cfg.params, options));
-    e.result = std::make_shared<const codec::EncodeResult>(std::move(analysis->encoded));
-    analysis->encoded = {};
-    e.stages = std::move(analysis);
-  } else {
-    e.result = std::make_shared<const codec::EncodeResult>(codec::encode(cache, cfg, options));
-  }
-  return e;
-}
-
-// Scales the encode of a token subset to the whole cache: payload (and side
-// data that grows per token) by the token ratio, tables shipped once per
-// chunk by the chunk count, headers as they are; per-symbol entropies are
-// rates and carry over. An estimate, refined by the full encode.
-Encoded scaleToFull(const Encoded& sub, const codec::CodecConfig& cfg, const kv::CacheShape& full,
-                    const kv::CacheShape& part) {
-  const double ratio = double(full.tokens) / double(std::max(1, part.tokens));
-  double chunk_ratio = ratio;
-  if (const auto it = cfg.params.find("chunk_tokens"); it != cfg.params.end()) {
-    const int chunk = std::max(1, std::atoi(it->second.c_str()));
-    chunk_ratio = double((full.tokens + chunk - 1) / chunk) / double((part.tokens + chunk - 1) / chunk);
-  }
-  auto r = std::make_shared<codec::EncodeResult>();
-  const codec::SizeReport& s = sub.result->size;
-  codec::SizeReport& o = r->size;
-  o.original_bytes = full.fp16_bytes();
-  o.elements = full.elements();
-  o.header_bytes = s.header_bytes;
-  o.payload_bytes = std::size_t(double(s.payload_bytes) * ratio);
-  o.table_bytes = std::size_t(double(s.table_bytes) * chunk_ratio);
-  o.encoded_bytes = o.header_bytes + o.payload_bytes + o.table_bytes;
-  o.entropy_bits_per_element = s.entropy_bits_per_element;
-  const double grow = s.encoded_bytes ? double(o.encoded_bytes) / double(s.encoded_bytes) : ratio;
-  for (std::size_t b : s.layer_bytes) o.layer_bytes.push_back(std::size_t(double(b) * grow));
-  r->seconds = sub.result->seconds;
-  Encoded e;
-  e.result = std::move(r);
-  if (sub.stages) {
-    auto st = std::make_shared<codec::StageAnalysis>(*sub.stages);
-    st->coded.overall = o.bits_per_element();
-    for (std::size_t i = 0; i < st->coded.per_layer.size() && i < o.layer_bytes.size(); ++i)
-      st->coded.per_layer[i] =
-          8.0 * double(o.layer_bytes[i]) / double(std::max<std::size_t>(1, full.tensor_elements()));
-    st->coded_payload = 8.0 * double(o.payload_bytes) / double(std::max<std::size_t>(1, o.elements));
-    e.stages = std::move(st);
-  }
-  return e;
-}
-
-}  // namespace
-
 std::shared_ptr<const kv::KVCache> CodecPanel::subsetOf(const std::shared_ptr<const kv::KVCache>& cache) {
   // Spans spread over the context (its start differs from its middle), each
   // long enough to keep token locality: kSubsetSpans x kSubsetSpanTokens.
-  if (!cache || cache->shape().tokens < 4 * kSubsetSpans * kSubsetSpanTokens) return nullptr;
-  if (subset_for_ == cache) return subset_;
-  const int T = cache->shape().tokens;
-  std::vector<kv::KVCache> parts;
-  for (int i = 0; i < kSubsetSpans; ++i) {
-    const int begin = int(std::llround(double(T - kSubsetSpanTokens) * i / double(kSubsetSpans - 1)));
-    parts.push_back(cache->slice_tokens(begin, begin + kSubsetSpanTokens));
+  if (!cache) return nullptr;
+  if (subset_for_ != cache) {
+    subset_ = tokenSubset(*cache, kSubsetSpans, kSubsetSpanTokens);
+    subset_for_ = cache;
   }
-  subset_ = std::make_shared<const kv::KVCache>(kv::KVCache::concat_tokens(parts));
-  subset_for_ = cache;
   return subset_;
+}
+
+const StagedEncode* CodecPanel::rememberedEncode(const std::shared_ptr<const kv::KVCache>& cache,
+                                                 const codec::CodecConfig& config) const {
+  if (!cache || remembered_cache_.lock() != cache) return nullptr;
+  for (const auto& [c, e] : remembered_)
+    if (c.codec == config.codec && c.params == config.params) return &e;
+  return nullptr;
+}
+
+void CodecPanel::remember(const std::shared_ptr<const kv::KVCache>& cache, const codec::CodecConfig& config,
+                          const StagedEncode& encode) {
+  if (remembered_cache_.lock() != cache) remembered_.clear();
+  remembered_cache_ = cache;
+  std::erase_if(remembered_, [&](const auto& r) {
+    return r.first.codec == config.codec && r.first.params == config.params;
+  });
+  remembered_.insert(remembered_.begin(), {config, encode});
+  if (remembered_.size() > kRememberedEncodes) remembered_.pop_back();
 }
 
 void CodecPanel::scheduleEncode() {
   // Timed from here: what listeners of configChanged() do on the GUI thread
   // (the pipeline trace) is part of the wait the user sees.
   change_timer_.start();
+#if KVSCOPE_GUI_HAVE_EVAL
+  // The measurement of the settings before this change is superseded: it
+  // would take a core from the encode (measured again after the encode).
+  if (quality_service_) quality_service_->cancelLive();
+#endif
   emit configChanged();
   const auto cache = session_->cache();
   if (!cache || cache->empty() || codec_combo_->currentIndex() < 0) return;
   listeners_ms_ = change_timer_.nsecsElapsed() / 1e6;
   const codec::CodecConfig cfg = config();
-  // A large cache is encoded twice: a subset of its tokens first, scaled up
-  // and drawn at once (the first view of a retune), then the whole, exact.
-  const auto subset = subset_enabled_ ? subsetOf(cache) : nullptr;
+  const kv::CacheShape shape = cache->shape();
+  // The first view of a change, drawn while the exact encode of the whole
+  // cache runs (retune_estimate.h): the touched layers alone when only some
+  // layers' bins changed, else a subset of the tokens of a large cache.
+  std::optional<std::vector<int>> touched;
+  const bool have_exact = result_ && result_cache_.lock() == cache;
+  if (have_exact && subset_enabled_) touched = layersTouched(result_config_, cfg, shape.layers);
+  if (const StagedEncode* known = rememberedEncode(cache, cfg)) {
+    // Settings encoded exactly a moment ago (a change undone): that result
+    // is this one. A job all the same, so results of the encodes before it
+    // are dropped.
+    first_view_pending_ = true;
+    ++encodes_started_;
+    const StagedEncode same = *known;
+    runner_->start(tr("Encoding (%1)").arg(qs(cfg.codec)), [=, this](const ProgressFn&) {
+      return std::function<void()>([=, this] {
+        exact_worker_ms_ = 0;
+        result_coded_alone_ = cfg.codec == "cachegen" && layersCodedAlone(*same.result);
+        result_config_ = cfg;
+        result_cache_ = cache;
+        showResult(same.result, same.stages, shape, QString());
+      });
+    });
+    return;
+  }
+  // Calibrated tables or channel weights: a layer alone is coded otherwise.
+  if (touched && (int(touched->size()) * 4 > shape.layers || !result_coded_alone_)) touched.reset();
+  const StagedEncode last{result_, stages_};
+  const std::size_t last_header = have_exact ? result_->size.header_bytes : 0;
+  const codec::CodecConfig last_config = result_config_;
+  // A change every stream feels: a few layers of a token subset, each layer
+  // of the last exact encode scaled as its nearest sampled layer changed.
+  std::vector<int> sampled;
+  if (!touched && have_exact && subset_enabled_ && result_coded_alone_ && perLayerBins(cfg, shape.layers) &&
+      perLayerBins(result_config_, shape.layers) && shape.layers >= 2 * kSampledLayers)
+    sampled = spreadLayers(shape.layers, kSampledLayers);
+  const auto subset = subset_enabled_ && !touched && sampled.empty() ? subsetOf(cache) : nullptr;
   first_view_pending_ = true;
   ++encodes_started_;
   const quint64 gen = runner_->generation() + 1;  // the job about to start
@@ -402,36 +392,66 @@ void CodecPanel::scheduleEncode() {
     worker.start();
     codec::EncodeOptions options;
     options.progress = progress;
-    if (subset) {
-      const Encoded estimate =
-          scaleToFull(encodeWithStages(*subset, cfg, options), cfg, cache->shape(), subset->shape());
+    std::optional<StagedEncode> estimate;
+    QString note;
+    if (touched) {
+      const kv::KVCache part = layerSubset(*cache, *touched);
+      estimate =
+          patchLayers(last, encodeWithStages(part, layerSubsetConfig(cfg, *touched), options), *touched);
+      QStringList names;
+      for (int l : *touched) names << QString::number(l);
+      note = tr("layer%1 %2 re-encoded over all %3 tokens, the other layers as last encoded")
+                 .arg(touched->size() == 1 ? QString() : QStringLiteral("s"))
+                 .arg(names.join(QStringLiteral(", ")))
+                 .arg(shape.tokens);
+    } else if (!sampled.empty()) {
+      // The same part at the last exact settings too: the ratio cancels the part's own bias.
+      const kv::KVCache layers_part = layerSubset(*cache, sampled);
+      const auto part = tokenSubset(layers_part, kSubsetSpans, kSampledSpanTokens);
+      const kv::KVCache& coded = part ? *part : layers_part;
+      const StagedEncode now = encodeWithStages(coded, layerSubsetConfig(cfg, sampled), options);
+      const StagedEncode before = encodeWithStages(coded, layerSubsetConfig(last_config, sampled), options);
+      estimate = scaleBySampledLayers(last, now, before, sampled);
+      note = tr("estimated from %1 of %2 layers over %3 of %4 tokens")
+                 .arg(sampled.size())
+                 .arg(shape.layers)
+                 .arg(coded.shape().tokens)
+                 .arg(shape.tokens);
+    } else if (subset) {
+      estimate = scaleToFull(encodeWithStages(*subset, cfg, options), shape, subset->shape(), last_header);
+      note = tr("estimated from %1 of %2 tokens").arg(subset->shape().tokens).arg(shape.tokens);
+    }
+    if (estimate) {
       const double estimate_ms = worker.nsecsElapsed() / 1e6;
-      const int subset_tokens = subset->shape().tokens;
       QMetaObject::invokeMethod(
           this,
           [=, this] {
             if (gen != runner_->generation()) return;
             worker_ms_ = estimate_ms;
-            showResult(estimate.result, estimate.stages, cache->shape(), subset_tokens);
+            showResult(estimate->result, estimate->stages, shape, note);
           },
           Qt::QueuedConnection);
     }
-    const Encoded exact = encodeWithStages(*cache, cfg, options);
+    const StagedEncode exact = encodeWithStages(*cache, cfg, options);
     const double worker_ms = worker.nsecsElapsed() / 1e6;
-    return std::function<void()>([this, exact, cache, worker_ms, cfg] {
+    const bool coded_alone = cfg.codec == "cachegen" && layersCodedAlone(*exact.result);
+    return std::function<void()>([this, exact, cache, worker_ms, cfg, coded_alone] {
       exact_worker_ms_ = worker_ms;
+      result_coded_alone_ = coded_alone;
       result_config_ = cfg;
-      showResult(exact.result, exact.stages, cache->shape(), 0);
+      result_cache_ = cache;
+      remember(cache, cfg, exact);
+      showResult(exact.result, exact.stages, cache->shape(), QString());
     });
   });
 }
 
 void CodecPanel::showResult(std::shared_ptr<const codec::EncodeResult> result,
                             std::shared_ptr<const codec::StageAnalysis> stages, const kv::CacheShape& shape,
-                            int estimated_from_tokens) {
+                            const QString& estimate_note) {
   QElapsedTimer redraw;
   redraw.start();
-  const bool estimate = estimated_from_tokens > 0;
+  const bool estimate = !estimate_note.isEmpty();
   if (!estimate) {
     result_ = result;
     stages_ = stages;
@@ -445,10 +465,8 @@ void CodecPanel::showResult(std::shared_ptr<const codec::EncodeResult> result,
                            .arg(s.ratio_vs_fp16(), 0, 'f', 2)
                            .arg(vs_int8, 0, 'f', 2)
                            .arg(estimate ? QStringLiteral("i") : QStringLiteral("b"));
-  readout_->setText(estimate ? tr("<i>≈ %1<br><i>estimated from %2 of %3 tokens; the exact size follows</i>")
-                                   .arg(size)
-                                   .arg(estimated_from_tokens)
-                                   .arg(shape.tokens)
+  readout_->setText(estimate ? tr("<i>≈ %1<br><i>estimate: %2; the exact size follows</i>")
+                                   .arg(size, estimate_note.toHtmlEscaped())
                              : tr("<b>%1<br>header %2 B, tables %3 B, steps %6 B, payload %4 B; encode %5 ms")
                                    .arg(size)
                                    .arg(s.header_bytes)
@@ -502,9 +520,8 @@ void CodecPanel::showResult(std::shared_ptr<const codec::EncodeResult> result,
     redraw_ms_ = redraw.nsecsElapsed() / 1e6;
     last_update_ms_ = since_change;
     first_view_pending_ = false;
-    timing_->setText(tr("retune: first view %1 ms (from %2 tokens), exact size follows")
-                         .arg(last_update_ms_, 0, 'f', 1)
-                         .arg(estimated_from_tokens));
+    timing_->setText(
+        tr("retune: first view %1 ms (an estimate), exact size follows").arg(last_update_ms_, 0, 'f', 1));
     timing_->setToolTip(timingBreakdown());
     emit estimated();
     return;

@@ -7,9 +7,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "kvscope/codec/codec.h"
 #include "kvscope/codec/stage_analysis.h"
+#include "retune_estimate.h"
 
 class QComboBox;
 class QLabel;
@@ -54,13 +57,22 @@ class CodecPanel : public QWidget {
   std::shared_ptr<const codec::StageAnalysis> lastStages() const { return stages_; }
   QString sizeReadout() const;
   /// Milliseconds from the last parameter change to its first redrawn view
-  /// (the subset estimate on a large cache, else the exact result).
+  /// (an estimate from a real encode of part of the cache, retune_estimate.h,
+  /// else the exact result).
   double lastUpdateMs() const { return last_update_ms_; }
   /// Milliseconds from the last change to the exact result.
   double exactUpdateMs() const { return exact_update_ms_; }
-  /// Large caches: encode kSubsetSpans spans of kSubsetSpanTokens first.
+  /// Large caches, when a change may touch every stream: encode kSubsetSpans
+  /// spans of kSubsetSpanTokens first.
   static constexpr int kSubsetSpans = 4, kSubsetSpanTokens = 64;
-  /// Turns the subset-first view on or off (on by default).
+  /// With a last exact encode to scale, a change every stream feels encodes
+  /// only kSampledLayers layers (spread over the depth) of kSubsetSpans spans
+  /// of kSampledSpanTokens, at the new and the last settings.
+  static constexpr int kSampledLayers = 6, kSampledSpanTokens = 32;
+  /// Exact encodes of the current cache kept, so undoing a change shows
+  /// its result at once (a few MB each).
+  static constexpr std::size_t kRememberedEncodes = 4;
+  /// Turns the estimate-first view on or off (on by default).
   void setSubsetFirst(bool on) { subset_enabled_ = on; }
   /// Where lastUpdateMs() went: synchronous listeners of configChanged(), the
   /// encode (and stage analysis) on the worker, and the redraw.
@@ -90,11 +102,16 @@ class CodecPanel : public QWidget {
  private:
   void rebuildControls();
   void scheduleEncode();
-  /// Shows an encode: exact, or (estimated_from_tokens > 0) scaled up from a
-  /// subset of that many tokens, drawn while the exact encode runs.
+  /// Shows an encode: exact (empty note), or an estimate drawn while the
+  /// exact encode runs, `estimate_note` saying what it was made from.
   void showResult(std::shared_ptr<const codec::EncodeResult> result,
                   std::shared_ptr<const codec::StageAnalysis> stages, const kv::CacheShape& shape,
-                  int estimated_from_tokens);
+                  const QString& estimate_note);
+  /// An exact encode of `cache` with `config` made recently, or null.
+  const StagedEncode* rememberedEncode(const std::shared_ptr<const kv::KVCache>& cache,
+                                       const codec::CodecConfig& config) const;
+  void remember(const std::shared_ptr<const kv::KVCache>& cache, const codec::CodecConfig& config,
+                const StagedEncode& encode);
   /// The token subset encoded first for `cache` (null when it is small enough to encode at once).
   std::shared_ptr<const kv::KVCache> subsetOf(const std::shared_ptr<const kv::KVCache>& cache);
 
@@ -116,6 +133,10 @@ class CodecPanel : public QWidget {
   QCPBars* stage_bars_;
   std::shared_ptr<const codec::EncodeResult> result_;
   codec::CodecConfig result_config_;
+  std::weak_ptr<const kv::KVCache> result_cache_;                        ///< the cache result_ encodes
+  bool result_coded_alone_ = false;                                      ///< layersCodedAlone(*result_)
+  std::vector<std::pair<codec::CodecConfig, StagedEncode>> remembered_;  ///< newest first
+  std::weak_ptr<const kv::KVCache> remembered_cache_;
   QString built_codec_;
   kv::CacheShape built_geometry_;  ///< layers, kv_heads, head_dim the controls were built for
   std::shared_ptr<const codec::StageAnalysis> stages_;

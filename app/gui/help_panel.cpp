@@ -5,6 +5,7 @@
 #include <QUrl>
 
 #include "help_text.h"
+#include "on_screen.h"
 #include "session.h"
 
 namespace kvscope::gui {
@@ -26,6 +27,10 @@ HelpPanel::HelpPanel(Session* session, QWidget* parent) : QTextBrowser(parent), 
   setOpenLinks(false);
   connect(this, &QTextBrowser::anchorClicked, this, [this](const QUrl& url) {
     if (url.scheme() == QLatin1String("kvscope")) emit showPanel(url.path());
+  });
+  // Rebuilt while on screen only: a hidden tab catches up when picked.
+  when_shown_ = new WhenShown(this, [this] {
+    if (dirty_) rebuild();
   });
   connect(session_, &Session::cacheChanged, this, &HelpPanel::invalidate);
   rebuild();
@@ -50,12 +55,7 @@ QString HelpPanel::page() {
 
 void HelpPanel::invalidate() {
   dirty_ = true;
-  if (isVisible()) rebuild();
-}
-
-void HelpPanel::showEvent(QShowEvent* event) {
-  QTextBrowser::showEvent(event);
-  if (dirty_) rebuild();
+  when_shown_->request();
 }
 
 void HelpPanel::rebuild() {

@@ -13,6 +13,7 @@
 namespace kvscope::gui {
 
 class Session;
+class WhenShown;
 
 /// One line of what the last streaming run delivered, for the help's recipe.
 struct StreamOutcome {
@@ -51,13 +52,12 @@ class HelpPanel : public QTextBrowser {
   void showPanel(const QString& dock_name);
 
  protected:
-  void showEvent(QShowEvent* event) override;
-
  private:
   /// Rebuilds now when shown, else at the next show (a retune must not pay for a hidden page).
   void invalidate();
   void rebuild();
   bool dirty_ = true;
+  WhenShown* when_shown_;
 
   Session* session_;
 #if KVSCOPE_GUI_HAVE_CODECS

@@ -186,22 +186,10 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   });
 #endif
   pipeline_panel_ = new PipelinePanel(session_, [this] { return codec_panel_->config(); });
-  QDockWidget* pipeline_dock = addView(tr("Pipeline"), QStringLiteral("pipelineDock"), pipeline_panel_);
+  addView(tr("Pipeline"), QStringLiteral("pipelineDock"), pipeline_panel_);
   // The trace runs on the GUI thread: only while its tab is shown (a retune
   // must not wait for a view nobody sees); a hidden one catches up when shown.
-  connect(codec_panel_, &CodecPanel::configChanged, pipeline_panel_, [this, pipeline_dock] {
-    if (pipeline_dock->isVisible()) {
-      pipeline_panel_->refresh();
-    } else {
-      pipeline_stale_ = true;
-    }
-  });
-  connect(pipeline_dock, &QDockWidget::visibilityChanged, pipeline_panel_, [this](bool visible) {
-    if (visible && pipeline_stale_) {
-      pipeline_stale_ = false;
-      pipeline_panel_->refresh();
-    }
-  });
+  connect(codec_panel_, &CodecPanel::configChanged, pipeline_panel_, &PipelinePanel::requestRefresh);
   auto* spectrum = new SpectrumPanel(session_, [this] { return codec_panel_->config(); });
   addView(tr("Transform Spectrum"), QStringLiteral("spectrumDock"), spectrum);
   connect(codec_panel_, &CodecPanel::configChanged, spectrum, &SpectrumPanel::refresh);
@@ -241,6 +229,16 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
     distributions_->setCodecStages(stages ? stages->raw_entropy.per_layer : std::vector<double>{},
                                    stages ? stages->delta_entropy.per_layer : std::vector<double>{});
   });
+#endif
+  // A model put off by startDefault() loads once the first cache's statistics
+  // and exact encode are drawn (or the encode failed).
+  auto first_views_drawn = [this] {
+    if (distributions_->stats() && (!codec_panel_ || codec_panel_->lastResult())) loadDeferredModel();
+  };
+  connect(distributions_, &DistributionsPanel::redrawn, this, first_views_drawn);
+#if KVSCOPE_GUI_HAVE_CODECS
+  connect(codec_panel_, &CodecPanel::encoded, this, first_views_drawn);
+  connect(codec_panel_->runner(), &JobRunner::failed, this, [this] { loadDeferredModel(); });
 #endif
   connect(help_, &HelpPanel::showPanel, this, [this](const QString& name) {
     if (auto* dock = findChild<QDockWidget*>(name)) {
@@ -541,9 +539,21 @@ void MainWindow::startDefault() {
   // model loads (the model is needed only for quality and recompute).
   if (options_.keep_prefills && !session_->contextText().isEmpty()) {
     const QString key = PrefillCache::key(fromPath(*model), session_->contextText());
-    if (!key.isEmpty()) restoreCachedPrefill(key, session_->contextName());
+    if (!key.isEmpty() && restoreCachedPrefill(key, session_->contextName())) {
+      // The first plots need only the cache: the model (seconds of loading
+      // that would take the cores from the first encode) loads after them.
+      deferred_model_ = fromPath(*model);
+      return;
+    }
   }
   openModel(fromPath(*model));
+}
+
+void MainWindow::loadDeferredModel() {
+  if (deferred_model_.isEmpty()) return;
+  const QString path = deferred_model_;
+  deferred_model_.clear();
+  openModel(path);
 }
 
 bool MainWindow::restoreCachedPrefill(const QString& key, const QString& name) {
@@ -555,6 +565,7 @@ bool MainWindow::restoreCachedPrefill(const QString& key, const QString& name) {
       restoring_key_.clear();
       if (!entry) {  // unreadable after all: prefill as usual
         if (session_->hasModel()) prefill();
+        loadDeferredModel();  // prefills once loaded
         return;
       }
       cache_note_ = entry->note;

@@ -119,6 +119,8 @@ class MainWindow : public QMainWindow {
   QWidget* buildContextPanel();
   void loadDatasetIndex();
   void startDefault();
+  /// Loads the model startDefault() put off until the first plots were drawn.
+  void loadDeferredModel();
   void updateModelInfo();
   /// Labels the shipped contexts with their token counts under the loaded model's tokenizer.
   void countDatasetTokens();
@@ -149,11 +151,11 @@ class MainWindow : public QMainWindow {
   RdPanel* rd_panel_ = nullptr;
   HelpPanel* help_ = nullptr;
   QDockWidget* first_view_ = nullptr;
-  bool pipeline_stale_ = false;  ///< settings changed while the pipeline view was hidden
   StreamPanel* stream_panel_ = nullptr;
   QPointer<QMessageBox> last_error_box_;
   bool prefill_after_load_ = true;
   QString cache_note_;
+  QString deferred_model_;             ///< model to load once the kept prefill's first plots are drawn
   QString cache_key_;                  ///< PrefillCache key of the cache shown (empty: not a kept prefill)
   QString restoring_key_;              ///< key of a kept prefill being loaded
   const void* counted_for_ = nullptr;  ///< the model whose token counts label the contexts  ///< said with

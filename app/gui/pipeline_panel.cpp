@@ -16,6 +16,7 @@
 
 #include "kvscope/common/error.h"
 #include "labeled_control.h"
+#include "on_screen.h"
 #include "plot_widget.h"
 #include "session.h"
 
@@ -140,8 +141,13 @@ PipelinePanel::PipelinePanel(Session* session, std::function<codec::CodecConfig(
   connect(kind_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] {
     if (!updating_) refresh();
   });
+  when_shown_ = new WhenShown(this, [this] { refresh(); });
   connect(session_, &Session::cacheChanged, this, &PipelinePanel::onCacheChanged);
   onCacheChanged();
+}
+
+void PipelinePanel::requestRefresh() {
+  when_shown_->request();
 }
 
 void PipelinePanel::onCacheChanged() {
@@ -155,7 +161,7 @@ void PipelinePanel::onCacheChanged() {
     channel_count_->setRange(1, std::clamp(sh.channels(), 1, 32));
   }
   updating_ = false;
-  refresh();
+  requestRefresh();
 }
 
 void PipelinePanel::setSelection(int layer, int kind, int token, int first_channel, int channel_count) {

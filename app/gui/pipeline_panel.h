@@ -18,14 +18,16 @@ namespace kvscope::gui {
 
 class PlotWidget;
 class Session;
+class WhenShown;
 
 /// Teaching view: one token's values of a chosen layer, K or V and channel
 /// range going through each cachegen stage (original value, bin step and
 /// quantized Q, anchor or delta, the coded symbol and the probability the
 /// range coder gives it, the decoded value and its error), computed by
 /// core/codec's trace_pipeline() with the current codec settings, plus the
-/// coder's probability model of the first traced channel. Tracing one layer
-/// takes milliseconds, so it runs on the GUI thread.
+/// coder's probability model of the first traced channel. Tracing runs on
+/// the GUI thread (a few hundred ms on a 1,700-token cache), so settings and
+/// cache changes re-trace only while the view is on screen (requestRefresh()).
 class PipelinePanel : public QWidget {
   Q_OBJECT
 
@@ -43,8 +45,11 @@ class PipelinePanel : public QWidget {
   QString explanation() const;
 
  public slots:
-  /// Recomputes the trace (call when the codec settings change).
+  /// Recomputes the trace now.
   void refresh();
+  /// Recomputes the trace now if the view is on screen, else once it is
+  /// (call when the codec settings change).
+  void requestRefresh();
 
  signals:
   void traced();
@@ -54,6 +59,7 @@ class PipelinePanel : public QWidget {
 
   Session* session_;
   std::function<codec::CodecConfig()> config_;
+  WhenShown* when_shown_;
   QSpinBox* layer_;
   QComboBox* kind_;
   QSpinBox* token_;

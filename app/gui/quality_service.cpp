@@ -173,6 +173,11 @@ void QualityService::live(const codec::CodecConfig& config) {
   debounce_.start();
 }
 
+void QualityService::cancelLive() {
+  debounce_.stop();
+  live_->cancel();
+}
+
 void QualityService::startLive(const codec::CodecConfig& config) {
   const QString why = unavailableReason();
   if (!why.isEmpty()) {

@@ -57,6 +57,10 @@ class QualityService : public QObject {
   /// Measures `config` on the current cache after kLiveDelayMs without a
   /// newer request; cancels the previous live request.
   void live(const codec::CodecConfig& config);
+  /// Drops the pending or running live measurement (the settings are being
+  /// changed: the encode the user waits for gets the cores); the next live()
+  /// measures again. Known results are kept.
+  void cancelLive();
   /// Measures every config in order (results already known come at once).
   void sweep(const std::vector<codec::CodecConfig>& configs, const QString& title);
   void cancelSweep();

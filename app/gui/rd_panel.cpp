@@ -4,6 +4,7 @@
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
+#include <QFontMetricsF>
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
@@ -198,6 +199,7 @@ RdPanel::RdPanel(Session* session, QualityService* quality, std::function<codec:
     redraw();
   };
   connect(plot_, &PlotWidget::paletteApplied, this, recolour);
+  connect(plot_, &QCustomPlot::afterLayout, this, &RdPanel::placeLabels);
 
   auto* sweep_row = new QHBoxLayout;
   sweep_row->addWidget(defaults_);
@@ -387,6 +389,7 @@ void RdPanel::markCurrent() {
 void RdPanel::redraw() {
   // Point labels are items: rebuilt with the data (the target line too).
   plot_->clearItems();
+  labels_.clear();
   target_line_ = new QCPItemStraightLine(plot_);
   target_line_->point1->setCoords(0, target_->value());
   target_line_->point2->setCoords(1, target_->value());
@@ -416,6 +419,7 @@ void RdPanel::redraw() {
       t->position->setCoords(px, py);
       t->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
       t->setPadding(QMargins(5, 0, 0, 3));
+      labels_.push_back(t);
       t->setText(label);
       t->setColor(s.param.isEmpty() ? text : c.darker(plot_->darkBackground() ? 80 : 130));
       t->setClipToAxisRect(true);
@@ -445,6 +449,51 @@ void RdPanel::redraw() {
   fillTable();
   describeTarget();
   emit updated();
+}
+
+void RdPanel::placeLabels() {
+  // Regression (issue 21): labels of nearby points were drawn over each other.
+  const QRectF area = plot_->axisRect()->rect();
+  auto pixel = [this](const QCPItemText* t) {
+    return QPointF(plot_->xAxis->coordToPixel(t->position->key()),
+                   plot_->yAxis->coordToPixel(t->position->value()));
+  };
+  std::vector<QRectF> taken;  // the points' markers, then each label placed
+  for (const QCPItemText* t : labels_) taken.emplace_back(pixel(t) - QPointF(5, 5), QSizeF(10, 10));
+  constexpr double kGap = 5, kLift = 3;
+  for (QCPItemText* t : labels_) {
+    const QPointF p = pixel(t);
+    const QSizeF size = QFontMetricsF(t->font()).size(0, t->text());
+    struct Place {
+      Qt::Alignment align;
+      QMargins padding;
+      QPointF top_left;
+    };
+    const Place places[] = {
+        {Qt::AlignLeft | Qt::AlignBottom,
+         QMargins(kGap, 0, 0, kLift),
+         {p.x() + kGap, p.y() - kLift - size.height()}},
+        {Qt::AlignLeft | Qt::AlignTop, QMargins(kGap, kLift, 0, 0), {p.x() + kGap, p.y() + kLift}},
+        {Qt::AlignRight | Qt::AlignBottom,
+         QMargins(0, 0, kGap, kLift),
+         {p.x() - kGap - size.width(), p.y() - kLift - size.height()}},
+        {Qt::AlignRight | Qt::AlignTop,
+         QMargins(0, kLift, kGap, 0),
+         {p.x() - kGap - size.width(), p.y() + kLift}},
+    };
+    bool placed = false;
+    for (const Place& place : places) {
+      const QRectF r(place.top_left, size);
+      if (!area.contains(r)) continue;
+      if (std::any_of(taken.begin(), taken.end(), [&](const QRectF& o) { return o.intersects(r); })) continue;
+      t->setPositionAlignment(place.align);
+      t->setPadding(place.padding);
+      taken.push_back(r);
+      placed = true;
+      break;
+    }
+    t->setVisible(placed);
+  }
 }
 
 void RdPanel::setKlTarget(double nats) {

@@ -21,6 +21,7 @@ class QPushButton;
 class QCPGraph;
 class QCPErrorBars;
 class QCPItemStraightLine;
+class QCPItemText;
 
 namespace kvscope::gui {
 
@@ -64,6 +65,9 @@ class RdPanel : public QWidget {
   /// The cheapest measured point (fewest bits per element) with KL under the target.
   std::optional<eval::QualityResult> cheapestUnderTarget() const;
   QTableWidget* table() const { return table_; }
+  /// The point labels drawn (a label with no free place beside its point is
+  /// hidden; its point keeps its tooltip and table row).
+  std::vector<QCPItemText*> pointLabels() const { return labels_; }
   /// Writes every point as CSV (eval::results_csv plus series and intervals). Atomic.
   bool exportResults(const QString& path, QString* error = nullptr) const;
 
@@ -92,6 +96,9 @@ class RdPanel : public QWidget {
   void redraw();
   void fillTable();
   void describeTarget();
+  /// Puts each point label beside its point (right or left, above or below)
+  /// where it overlaps no other label or point, after every layout.
+  void placeLabels();
   Series* seriesFor(const codec::CodecConfig& config, QString* point_label);
 
   Session* session_;
@@ -111,6 +118,7 @@ class RdPanel : public QWidget {
   QCPGraph* current_graph_;
   QDoubleSpinBox* target_;
   QCPItemStraightLine* target_line_ = nullptr;
+  std::vector<QCPItemText*> labels_;
   QTableWidget* table_;
   QCPErrorBars* current_error_;
   std::vector<Series> series_;

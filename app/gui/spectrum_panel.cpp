@@ -17,6 +17,7 @@
 #include "kvscope/codec/transform_basis.h"
 #include "kvscope/kv/rope.h"
 #include "labeled_control.h"
+#include "on_screen.h"
 #include "plot_widget.h"
 #include "session.h"
 
@@ -107,6 +108,7 @@ SpectrumPanel::SpectrumPanel(Session* session, std::function<codec::CodecConfig(
   connect(kind_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] {
     if (!updating_) redraw();
   });
+  when_shown_ = new WhenShown(this, [this] { startPlan(); });
   connect(session_, &Session::cacheChanged, this, &SpectrumPanel::refresh);
   connect(runner_.get(), &JobRunner::failed, this, [this](const QString&, const QString& message) {
     plan_.reset();
@@ -132,6 +134,10 @@ void SpectrumPanel::setSelection(int layer, int kind, int group) {
 }
 
 void SpectrumPanel::refresh() {
+  when_shown_->request();
+}
+
+void SpectrumPanel::startPlan() {
   const auto cache = session_->cache();
   if (!cache || cache->empty()) return;
   codec::CodecConfig cfg = config_ ? config_() : codec::CodecConfig{};

@@ -21,6 +21,7 @@ namespace kvscope::gui {
 class JobRunner;
 class PlotWidget;
 class Session;
+class WhenShown;
 
 /// Teaching view of the `transform` codec ("energy compaction"): for a chosen
 /// layer, K or V and basis group, the variance of each PCA component (the
@@ -28,7 +29,8 @@ class Session;
 /// bit budget sets, and the bits each component gets (zero below the water
 /// level). Computed by core/codec's plan_transform() with the codec panel's
 /// settings when its codec is `transform` (else the transform defaults, said
-/// on screen), on a worker: it projects the whole cache.
+/// on screen), on a worker: it projects the whole cache, so it runs only
+/// while the view is on screen (a hidden view catches up when shown).
 class SpectrumPanel : public QWidget {
   Q_OBJECT
 
@@ -46,7 +48,8 @@ class SpectrumPanel : public QWidget {
   void setSelection(int layer, int kind, int group);
 
  public slots:
-  /// Recomputes the plan (call when the cache or the codec settings change).
+  /// Recomputes the plan (call when the cache or the codec settings change):
+  /// now if the view is on screen, else once it is.
   void refresh();
   /// Builds a calibration file with the transform bases of the current cache
   /// (keys before RoPE) in the default calibration folder, on a worker;
@@ -60,8 +63,10 @@ class SpectrumPanel : public QWidget {
 
  private:
   void redraw();
+  void startPlan();
 
   Session* session_;
+  WhenShown* when_shown_;
   std::function<codec::CodecConfig()> config_;
   std::unique_ptr<JobRunner> runner_;
   std::shared_ptr<const codec::transform::TransformPlan> plan_;

@@ -30,6 +30,7 @@
 #include "kvscope/stream/manifest.h"
 #include "kvscope/stream/model_recomputer.h"
 #include "ladder_editor.h"
+#include "on_screen.h"
 #include "session.h"
 #include "stream_timeline.h"
 #if KVSCOPE_GUI_HAVE_EVAL
@@ -66,6 +67,7 @@ constexpr const char* kQuery = "\n\nQuestion: What is the text above about?\nAns
 StreamPanel::StreamPanel(Session* session, QWidget* parent)
     : QWidget(parent),
       session_(session),
+      when_shown_(new WhenShown(this, [this] { startPrepare(); })),
       runner_(std::make_unique<JobRunner>(QStringLiteral("stream"))),
       prepare_runner_(std::make_unique<JobRunner>(QStringLiteral("stream chunks"))) {
   scenario_ = new QComboBox;
@@ -316,13 +318,12 @@ std::shared_ptr<stream::EncodedContext> StreamPanel::currentStore() {
   return store_;
 }
 
-void StreamPanel::showEvent(QShowEvent* event) {
-  QWidget::showEvent(event);
-  prepareAhead();
+void StreamPanel::prepareAhead() {
+  when_shown_->request();
 }
 
-void StreamPanel::prepareAhead() {
-  if (!isVisible() || runner_->busy() || ladder_.levels.empty()) return;
+void StreamPanel::startPrepare() {
+  if (runner_->busy() || ladder_.levels.empty()) return;
   auto store = currentStore();
   if (!store) return;
   const auto todo = policies();
@@ -570,6 +571,7 @@ void StreamPanel::run() {
   if (!model_keepalive || cache->info.token_ids.empty()) model_keepalive.reset();
 #endif
   reports_.clear();
+  pending_quality_.clear();
   table_->setRowCount(0);
   QStringList levels;
   for (const auto& l : ladder.levels) levels << qs(l.name);
@@ -679,6 +681,10 @@ void StreamPanel::run() {
     }
     return std::function<void()>([this] {
       last_wall_s_ = double(QDateTime::currentMSecsSinceEpoch() - run_started_ms_) / 1000.0;
+#if KVSCOPE_GUI_HAVE_EVAL
+      for (const auto& [cache, policy] : pending_quality_) quality_->decoded(cache, policy);
+      pending_quality_.clear();
+#endif
       progress_->setValue(1000);
       progress_->setFormat(tr("done in %1 s").arg(last_wall_s_, 0, 'f', 2));
       QStringList verdicts;
@@ -756,7 +762,9 @@ void StreamPanel::addReport(const stream::StreamReport& report) {
     const QString why = quality_->unavailableReason();
     table_->item(row, Kl)->setText(why.isEmpty() ? tr("measuring...") : tr("n/a"));
     if (!why.isEmpty()) table_->item(row, Kl)->setToolTip(why);
-    quality_->decoded(assembled, qs(r.policy));
+    // Measured once the run is over: the model's forward passes would take
+    // the cores from the run's encodes.
+    if (why.isEmpty()) pending_quality_.push_back({assembled, qs(r.policy)});
   }
 #endif
 }

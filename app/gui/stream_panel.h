@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "kvscope/stream/ladder.h"
@@ -34,6 +35,7 @@ class PlotWidget;
 class QualityService;
 class Session;
 class StreamTimeline;
+class WhenShown;
 
 /// Streaming (core/stream), set up to teach:
 /// - a scenario (resources/scenarios/*.kvscope: bandwidth trace, SLO, chunk
@@ -68,6 +70,8 @@ class StreamPanel : public QWidget {
   bool loadProfileFile(const QString& path, QString* error);
   const std::vector<stream::StreamReport>& reports() const { return reports_; }
   JobRunner* runner() const { return runner_.get(); }
+  /// Encodes the chunks ahead of a run while the view is on screen.
+  JobRunner* prepareRunner() const { return prepare_runner_.get(); }
   /// The three time-aligned plots (bandwidth, adaptive level, policy lanes).
   StreamTimeline* timeline() const { return timeline_; }
   QTableWidget* table() const { return table_; }
@@ -128,16 +132,17 @@ class StreamPanel : public QWidget {
   void addReport(const stream::StreamReport& report);
   void onQuality(const QString& policy, const eval::QualityResult& result);
   bool eventFilter(QObject* watched, QEvent* event) override;
-  void showEvent(QShowEvent* event) override;
   /// The policies a run streams, in lane order.
   std::vector<std::pair<QString, stream::Policy>> policies() const;
   /// The store for the current cache and chunk size (created when needed).
   std::shared_ptr<stream::EncodedContext> currentStore();
   /// Encodes the chunks every policy needs in the background while the panel
-  /// is shown, so Run only streams (the store keeps them).
+  /// is on screen (else once it is), so Run only streams (the store keeps them).
   void prepareAhead();
+  void startPrepare();
 
   Session* session_;
+  WhenShown* when_shown_;
   QComboBox* scenario_;
   QComboBox* preset_;
   QDoubleSpinBox* slo_;
@@ -166,6 +171,8 @@ class StreamPanel : public QWidget {
   stream::BandwidthProfile profile_;
   std::vector<stream::StreamReport> reports_;
   QualityService* quality_ = nullptr;
+  /// What each policy of the running run delivered, measured when it ends.
+  std::vector<std::pair<std::shared_ptr<const kv::KVCache>, QString>> pending_quality_;
   int drag_index_ = -1;
   double last_wall_s_ = 0;
   qint64 run_started_ms_ = 0;

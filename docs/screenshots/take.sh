@@ -31,9 +31,10 @@ shot() {
   ' _ "$app" "$size" "$log/$logname" "$pattern" "$extra" "$out/$name" "$@"
 }
 
-# Tuning: distributions beside the codec panel, after the re-encode
-# measurements (4 changes, 1.5 s apart) and their quality readouts.
-shot distributions-tuning.png 1920x1080 tuning "^ready" 9
+# Tuning: distributions beside the codec panel, after the retune
+# measurements (5 changes, each once the previous one's quality is shown,
+# ending on the starting settings) and their quality readouts.
+shot distributions-tuning.png 1920x1080 tuning "^timing:" 2
 # The codec panel with the rate-distortion view: every codec at defaults and
 # a key_bins sweep, the current settings starred.
 shot tuning.png 1920x1080 rd "^rate-distortion sweep: done" 4 --show rdDock --measure-rd
@@ -44,6 +45,6 @@ shot pipeline.png 1920x1080 pipeline "^ready" 3 --show pipelineDock
 shot layout-1366x768.png 1366x768 small "^ready" 6 --show streamDock
 
 for f in tuning rd stream pipeline small; do
-  grep -E "ready|re-encode|quality|rate-distortion|stream" "$log/$f" | sed "s/^/$f: /" || true
+  grep -E "ready|re-encode|retune|quality|rate-distortion|stream|timing" "$log/$f" | sed "s/^/$f: /" || true
 done
 rm -rf "$log"

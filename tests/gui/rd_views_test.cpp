@@ -3,6 +3,7 @@
 // measurement, plan bins under a budget, hand them to Codec Tuning) and the
 // pipeline view explaining sinks. The attention measurement needs the model:
 // tests/eval/sensitivity_model_test.cpp covers model::Model::attention_to_cache.
+#include <QDockWidget>
 #include <QPushButton>
 
 #include "kvscope/codec/bin_plan.h"
@@ -12,6 +13,8 @@
 #include "job_runner.h"
 #include "pipeline_panel.h"
 #include "plot_widget.h"
+#include "quality_service.h"
+#include "rd_panel.h"
 #include "sensitivity_panel.h"
 #endif
 
@@ -60,13 +63,51 @@ TEST_F(RdViews, SensitivityPlansPerLayerBinsIntoCodecTuning) {
   EXPECT_EQ(*std::max_element(bins.begin(), bins.end()), bins[3]);
 }
 
+// Regression (issue 21): the rate-distortion view drew the labels of nearby
+// points over each other. Points as the quality service reports them (made up
+// here: the view, not the measurement, is under test), crowded together.
+TEST_F(RdViews, RegressionRdPointLabelsOverlapped) {
+  ASSERT_TRUE(loadSyntheticCache());
+  MainWindow& w = window();
+  w.resize(1600, 1000);
+  w.findChild<QDockWidget*>(QStringLiteral("rdDock"))->raise();
+  RdPanel* rd = w.rdPanel();
+  rd->measureDefaults();
+  const auto shape = w.session()->cache()->shape();
+  int i = 0;
+  for (const codec::Codec* c : codec::all_codecs()) {
+    eval::QualityResult r;
+    r.config = QualityService::complete({c->name(), {}}, &shape);
+    r.bits_per_element = 2.0 + 0.02 * i;  // a few pixels apart
+    r.kl = 0.010 * (1.0 + 0.03 * i);
+    ++i;
+    emit w.qualityService()->sweepPoint(r);
+  }
+  ASSERT_GE(rd->points().size(), 4u);
+  ASSERT_TRUE(QTest::qWaitForWindowExposed(rd->plot()));
+  rd->plot()->replot(QCustomPlot::rpImmediateRefresh);
+  std::vector<QRectF> shown;
+  for (QCPItemText* t : rd->pointLabels()) {
+    if (!t->visible()) continue;
+    const QMargins pad = t->padding();  // the gap to its point
+    const QRectF r = QRectF(t->topLeft->pixelPosition(), t->bottomRight->pixelPosition())
+                         .adjusted(pad.left(), pad.top(), -pad.right(), -pad.bottom());
+    for (const QRectF& o : shown)
+      EXPECT_FALSE(o.intersects(r)) << t->text().toStdString() << " overlaps another label";
+    EXPECT_TRUE(rd->plot()->axisRect()->rect().contains(r.toRect())) << t->text().toStdString();
+    shown.push_back(r);
+  }
+  EXPECT_GE(shown.size(), 2u) << "labels hidden that had room";
+}
+
 TEST_F(RdViews, PipelineViewExplainsASinkToken) {
   ASSERT_TRUE(loadSyntheticCache());
   auto* pipeline = window().findChild<PipelinePanel*>();
   ASSERT_NE(pipeline, nullptr);
   ASSERT_TRUE(window().codecPanel()->setConfig({"cachegen", {{"sinks", "1"}}}));
   pipeline->setSelection(0, 0, 0, 0, 4);
-  EXPECT_NE(pipeline->explanation().indexOf(QStringLiteral("sink")), -1) << pipeline->explanation().toStdString();
+  EXPECT_NE(pipeline->explanation().indexOf(QStringLiteral("sink")), -1)
+      << pipeline->explanation().toStdString();
   pipeline->setSelection(0, 0, 3, 0, 4);
   EXPECT_EQ(pipeline->explanation().indexOf(QStringLiteral("Attention sink")), -1);
 }
