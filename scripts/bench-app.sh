@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SPDX-License-Identifier: GPL-3.0-or-later
+# SPDX-License-Identifier: Apache-2.0
 # Speed of the desktop app as a tuning instrument, measured by the app itself
 # (kvscope --timing, app/gui/timing_report.h) under Xvfb at 1920x1080 on the
 # default model and context: launch to first view and first plot (from the

@@ -4,12 +4,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <new>
 #include <optional>
@@ -285,6 +287,14 @@ Hdf5Contents import_unchecked(const fs::path& path, const Hdf5ImportOptions& opt
   return c;
 }
 
+// This process's resident memory now (/proc/self/statm), 0 when unknown.
+std::uint64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  if (!(statm >> size >> resident)) return 0;
+  return resident * std::uint64_t(::sysconf(_SC_PAGESIZE));
+}
+
 // Parses the file in a forked child with the same options and returns when
 // the child finished, whether it imported or threw a kvscope::Error (the
 // caller's own import then throws the same error); a Format error when HDF5
@@ -295,6 +305,7 @@ void parse_in_child(const fs::path& path, const Hdf5ImportOptions& options) {
   const auto size = fs::file_size(path, ec);
   const double timeout = options.isolate_timeout_seconds > 0 ? options.isolate_timeout_seconds
                                                              : 30.0 + double(ec ? 0 : size) / 20e6;
+  const std::uint64_t resident_at_fork = resident_bytes();
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0)
     throw Error(ErrorCode::Io, name, std::string("cannot create a pipe: ") + std::strerror(errno));
@@ -351,7 +362,8 @@ void parse_in_child(const fs::path& path, const Hdf5ImportOptions& options) {
   if (timed_out) ::kill(pid, SIGKILL);
   ::close(fds[0]);
   int wstatus = 0;
-  while (::waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  rusage usage{};
+  while (::wait4(pid, &wstatus, 0, &usage) < 0 && errno == EINTR) {
   }
   if (timed_out)
     throw Error(ErrorCode::Format, name,
@@ -363,6 +375,20 @@ void parse_in_child(const fs::path& path, const Hdf5ImportOptions& options) {
                                 : "stopped without a result";
     throw Error(ErrorCode::Format, name, "the HDF5 library " + how + " reading this file (a malformed file)");
   }
+  // A file whose reading made HDF5 itself allocate far more than the file and
+  // the caps allow is refused here, before this process reads it too (HDF5
+  // allocates with malloc, outside the caps; docs/hostile-input.md).
+  const std::uint64_t peak = std::uint64_t(usage.ru_maxrss) * 1024;
+  const std::uint64_t grew = peak > resident_at_fork ? peak - resident_at_fork : 0;
+  const std::uint64_t cap_bytes = options.max_elements > (std::uint64_t(1) << 58)
+                                      ? std::numeric_limits<std::uint64_t>::max() / 2
+                                      : 8 * std::uint64_t(options.max_elements);
+  const std::uint64_t allowed = (std::uint64_t(1) << 30) + cap_bytes + 16 * std::uint64_t(ec ? 0 : size);
+  if (grew > allowed)
+    throw Error(ErrorCode::Format, name,
+                "the HDF5 library needed " + std::to_string(grew >> 20) +
+                    " MiB to read this file, more than " + std::to_string(allowed >> 20) +
+                    " MiB for its size and the element cap (a malformed file; docs/hostile-input.md)");
 }
 
 }  // namespace
