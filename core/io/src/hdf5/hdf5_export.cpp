@@ -137,6 +137,13 @@ LevelPlan plan_level(const Hdf5Level& level, std::size_t index, const kv::CacheS
     std::set<std::string> known;
     for (const auto& spec : c.params(&shape)) {
       known.insert(spec.name);
+      // A cachegen stream without channel_weighting is unweighted
+      // (docs/bitstream.md, cachegen "Version 4"), whatever the encoder's
+      // default is today.
+      if (info.codec == "cachegen" && spec.name == "channel_weighting") {
+        plan.params.emplace(spec.name, "off");
+        continue;
+      }
       plan.params.emplace(spec.name, spec.default_value);  // keeps encoded values
     }
     for (const auto& [key, value] : level.config.params) {
