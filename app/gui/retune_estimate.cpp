@@ -30,6 +30,19 @@ std::string param(const codec::ParamSet& p, const char* name) {
   return it == p.end() ? std::string() : it->second;
 }
 
+// The exact encode `e`'s sizes moved by `change` bytes, shared between
+// payload, tables and steps as the sampled encode `s` splits its own.
+void spreadChange(codec::SizeReport& o, const codec::SizeReport& e, const codec::SizeReport& s,
+                  double change) {
+  const double body = double(s.payload_bytes + s.table_bytes + s.step_bytes);
+  auto share = [&](std::size_t part) { return body > 0 ? change * double(part) / body : 0.0; };
+  auto add = [](std::size_t v, double d) { return std::size_t(std::max(0.0, std::round(double(v) + d))); };
+  o.payload_bytes = add(e.payload_bytes, share(s.payload_bytes));
+  o.table_bytes = add(e.table_bytes, share(s.table_bytes));
+  o.step_bytes = add(e.step_bytes, share(s.step_bytes));
+  o.encoded_bytes = add(e.encoded_bytes, change);
+}
+
 }  // namespace
 
 StagedEncode encodeWithStages(const kv::KVCache& cache, const codec::CodecConfig& config,
@@ -186,13 +199,7 @@ StagedEncode patchLayers(const StagedEncode& exact, const StagedEncode& sub, con
       change += double(s.layer_bytes[from]) - double(o.layer_bytes[to]);
       o.layer_bytes[to] = s.layer_bytes[from];
     }
-  const double body = double(s.payload_bytes + s.table_bytes + s.step_bytes);
-  auto share = [&](std::size_t part) { return body > 0 ? change * double(part) / body : 0.0; };
-  auto add = [](std::size_t v, double d) { return std::size_t(std::max(0.0, std::round(double(v) + d))); };
-  o.payload_bytes = add(e.payload_bytes, share(s.payload_bytes));
-  o.table_bytes = add(e.table_bytes, share(s.table_bytes));
-  o.step_bytes = add(e.step_bytes, share(s.step_bytes));
-  o.encoded_bytes = add(e.encoded_bytes, change);
+  spreadChange(o, e, s, change);
   r->seconds = sub.result->seconds;
   StagedEncode out;
   out.result = std::move(r);
@@ -267,13 +274,7 @@ StagedEncode scaleBySampledLayers(const StagedEncode& exact, const StagedEncode&
     change += scaled - double(e.layer_bytes[lk]);
     o.layer_bytes[lk] = std::size_t(std::max(0.0, std::round(scaled)));
   }
-  const double body = double(s.payload_bytes + s.table_bytes + s.step_bytes);
-  auto share = [&](std::size_t part) { return body > 0 ? change * double(part) / body : 0.0; };
-  auto add = [](std::size_t v, double d) { return std::size_t(std::max(0.0, std::round(double(v) + d))); };
-  o.payload_bytes = add(e.payload_bytes, share(s.payload_bytes));
-  o.table_bytes = add(e.table_bytes, share(s.table_bytes));
-  o.step_bytes = add(e.step_bytes, share(s.step_bytes));
-  o.encoded_bytes = add(e.encoded_bytes, change);
+  spreadChange(o, e, s, change);
   r->seconds = now.result->seconds;
   StagedEncode out;
   out.result = std::move(r);
