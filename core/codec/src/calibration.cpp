@@ -22,10 +22,9 @@ namespace {
 
 // Whether a calibration file was made for the cache's model: by file hash
 // when both have one, else by name.
-bool same_model(const calibration::CalibrationFile& file, const kv::CacheInfo& info) {
-  return !file.model_sha256.empty() && !info.model_sha256.empty()
-             ? file.model_sha256 == info.model_sha256
-             : !file.model_name.empty() && file.model_name == info.model_name;
+bool same_model(const std::string& name, const std::string& sha256, const kv::CacheInfo& info) {
+  return !sha256.empty() && !info.model_sha256.empty() ? sha256 == info.model_sha256
+                                                       : !name.empty() && name == info.model_name;
 }
 
 // The calibration folder's files, in name order (the same choice every time).
@@ -123,23 +122,31 @@ Profile load_profile_file(const std::string& path) {
   return parse_profile({reinterpret_cast<const std::uint8_t*>(data.data()), data.size()}, path);
 }
 
-std::shared_ptr<const Profile> load_profile_by_hash(const std::string& hash, const std::string& dir) {
-  // Streams that share a calibration (every chunk of a stream, every decode of
-  // a receiver) parse it once. A parsed profile is reused while its file is
-  // still there with the same size and modification time (a file is named by
-  // its bytes' hash; a replaced or removed one is read again, and its hash
-  // checked, as on the first use). The last four are kept.
+namespace {
+
+// What cachegen reads from one calibration file.
+struct CalibrationEntry {
+  std::string model_name, model_sha256;
+  std::shared_ptr<const Profile> profile;                  // null without cachegen.tables
+  std::optional<calibration::ChannelWeighting> weighting;  // the cachegen.channel-weighting section
+};
+
+// Reads and parses a calibration file once: encoders scan the folder and
+// decoders open streams' calibrations on every call (every chunk of a
+// stream), and a file may be 12 MB with the transform bases. A parsed file is
+// reused while it is still there with the same size and modification time;
+// a replaced or removed one is read again. The last 16 are kept.
+// Error(Io|Format|Checksum) as the parsers throw them.
+std::shared_ptr<const CalibrationEntry> read_calibration(const std::filesystem::path& path) {
   namespace fs = std::filesystem;
-  struct Entry {
+  struct Kept {
     fs::path path;
     std::uintmax_t size = 0;
     fs::file_time_type time;
-    std::shared_ptr<const Profile> profile;
+    std::shared_ptr<const CalibrationEntry> entry;
   };
   static std::mutex mutex;
-  static std::list<Entry> recent;
-  const fs::path path = (dir.empty() ? calibration::default_calibration_dir() : fs::path(dir)) /
-                        (hash + calibration::kCalibrationExtension);
+  static std::list<Kept> recent;
   std::error_code ec;
   const auto size = fs::file_size(path, ec);
   const auto time = ec ? fs::file_time_type() : fs::last_write_time(path, ec);
@@ -148,58 +155,73 @@ std::shared_ptr<const Profile> load_profile_by_hash(const std::string& hash, con
     for (auto it = recent.begin(); it != recent.end(); ++it)
       if (it->path == path && it->size == size && it->time == time) {
         recent.splice(recent.begin(), recent, it);
-        return recent.front().profile;
+        return recent.front().entry;
       }
   }
-  const auto bytes = calibration::read_by_hash(hash, dir);
-  auto profile =
-      std::make_shared<const Profile>(parse_profile(bytes, hash + calibration::kCalibrationExtension));
+  const std::string data = read_file(path);
+  const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
+  const auto file = calibration::parse(bytes, path.string());
+  auto entry = std::make_shared<CalibrationEntry>();
+  entry->model_name = file.model_name;
+  entry->model_sha256 = file.model_sha256;
+  if (file.find(calibration::kLegacyCachegenSection))
+    entry->profile = std::make_shared<const Profile>(parse_profile(bytes, path.string()));
+  if (const auto* section = file.find(calibration::kChannelWeightingSection))
+    entry->weighting = calibration::parse_channel_weighting(*section, path.string());
   if (!ec) {
     std::lock_guard lock(mutex);
-    recent.push_front({path, size, time, profile});
-    if (recent.size() > 4) recent.pop_back();
+    recent.push_front({path, size, time, entry});
+    if (recent.size() > 16) recent.pop_back();
   }
-  return profile;
+  return entry;
+}
+
+// The entries of the calibration folder's files made for the cache's model,
+// in name order (unreadable or foreign files are not this model's calibration).
+std::vector<std::shared_ptr<const CalibrationEntry>> model_calibrations(const kv::CacheInfo& info) {
+  std::vector<std::shared_ptr<const CalibrationEntry>> out;
+  for (const auto& f : calibration_files()) {
+    try {
+      auto entry = read_calibration(f);
+      if (same_model(entry->model_name, entry->model_sha256, info)) out.push_back(std::move(entry));
+    } catch (const Error&) {
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::shared_ptr<const Profile> load_profile_by_hash(const std::string& hash, const std::string& dir) {
+  namespace fs = std::filesystem;
+  const fs::path path = (dir.empty() ? calibration::default_calibration_dir() : fs::path(dir)) /
+                        (hash + calibration::kCalibrationExtension);
+  std::error_code ec;
+  if (!fs::exists(path, ec)) calibration::read_by_hash(hash, dir);  // throws Io naming the file and folder
+  const auto entry = read_calibration(path);
+  if (!entry->profile)
+    throw Error(ErrorCode::Format, path.string(),
+                std::string("calibration has no '") + calibration::kLegacyCachegenSection + "' section");
+  if (entry->profile->hash != hash)
+    throw Error(ErrorCode::Checksum, path.string(), "calibration content does not match its hash");
+  return entry->profile;
 }
 
 std::optional<Profile> find_model_profile(const kv::CacheInfo& info, const Layout& layout) {
-  for (const auto& f : calibration_files()) {
-    try {
-      const std::string data = read_file(f);
-      const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(data.data()),
-                                                data.size());
-      const auto file = calibration::parse(bytes, f.string());
-      if (!same_model(file, info) || !file.find(calibration::kLegacyCachegenSection)) continue;
-      Profile p = parse_profile(bytes, f.string());
-      if (profile_fits(p, layout)) return p;
-    } catch (const Error&) {
-      // An unreadable or foreign file in the folder is not this model's calibration.
-    }
-  }
+  for (const auto& entry : model_calibrations(info))
+    if (entry->profile && profile_fits(*entry->profile, layout)) return *entry->profile;
   return std::nullopt;
 }
 
 std::optional<calibration::ChannelWeighting> find_channel_weighting(const std::string& profile,
                                                                     const kv::CacheInfo& info,
                                                                     const Layout& layout) {
-  auto fits = [&](const calibration::CalibrationFile& file,
-                  const std::string& label) -> std::optional<calibration::ChannelWeighting> {
-    const auto* section = file.find(calibration::kChannelWeightingSection);
-    if (!section) return std::nullopt;
-    auto w = calibration::parse_channel_weighting(*section, label);
-    if (w.layers != layout.layers || w.channels != layout.channels) return std::nullopt;
-    return w;
+  auto fits = [&](const std::optional<calibration::ChannelWeighting>& w) {
+    return w && w->layers == layout.layers && w->channels == layout.channels ? w : std::nullopt;
   };
-  if (!profile.empty() && profile != "auto") return fits(calibration::load(profile), profile);
-  for (const auto& f : calibration_files()) {
-    try {
-      const auto file = calibration::load(f);
-      if (!same_model(file, info)) continue;
-      if (auto w = fits(file, f.string())) return w;
-    } catch (const Error&) {
-      // An unreadable or foreign file in the folder is not this model's calibration.
-    }
-  }
+  if (!profile.empty() && profile != "auto") return fits(read_calibration(profile)->weighting);
+  for (const auto& entry : model_calibrations(info))
+    if (auto w = fits(entry->weighting)) return w;
   return std::nullopt;
 }
 
