@@ -307,6 +307,39 @@ TEST(CachegenModes, PreRopeKeysAreCodedWithoutRopeAndRotatedBack) {
   }
 }
 
+// rounding (encoder only): a dead zone sends more zeros, so fewer bytes; a
+// value then decodes within (1 - rounding) of its token's step instead of
+// half of it; the stream does not record the parameter.
+TEST(CachegenModes, DeadZoneRoundingSendsFewerBytesWithinItsBound) {
+  const auto cache = synthetic_cache({2, 2, 96, 16}, 11);
+  const ParamSet nearest =
+      v2({{"key_bins", "16,16"}, {"value_bins", "10,10"}, {"scale", "token"}, {"delta", "never"}});
+  ParamSet dead = nearest;
+  dead["rounding"] = "0.3";
+  const auto a = cachegen().encode(cache, nearest), b = cachegen().encode(cache, dead);
+  EXPECT_LT(b.size.encoded_bytes, a.size.encoded_bytes);
+  EXPECT_EQ(inspect_stream(b.bytes).params.count("rounding"), 0u);
+  const auto db = decode(b.bytes);
+  const auto& sh = cache.shape();
+  bool past_half = false;
+  for (int l = 0; l < sh.layers; ++l)
+    for (auto k : kv::kKinds) {
+      const int M = (k == kv::Kind::Key ? 16 : 10) / 2 - 1;
+      for (int t = 0; t < sh.tokens; ++t) {
+        float amax = 0;
+        for (int c = 0; c < sh.channels(); ++c)
+          amax = std::max(amax, std::fabs(cache.channel_value(l, k, t, c)));
+        const float step = test::int_step(amax, M);
+        for (int c = 0; c < sh.channels(); ++c) {
+          const float err = std::fabs(db.channel_value(l, k, t, c) - cache.channel_value(l, k, t, c));
+          EXPECT_LE(err, 0.7f * step * 1.0001f) << l << " " << t << " " << c;
+          past_half = past_half || err > 0.5f * step * 1.0001f;
+        }
+      }
+    }
+  EXPECT_TRUE(past_half);  // the dead zone is in effect, not plain rounding
+}
+
 // profile=auto: the model's calibration from the calibration folder, kept
 // only where it codes the cache in fewer bits than shipped tables; another
 // model's calibration is never used.
