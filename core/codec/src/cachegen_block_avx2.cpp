@@ -56,14 +56,36 @@ __attribute__((target("avx2"))) inline __m256i decode8(Lanes& L, const std::uint
   __m256i s =
       _mm256_i32gather_epi32(reinterpret_cast<const int*>(bucket),
                              _mm256_add_epi32(bucket_base, _mm256_srli_epi32(v, DecodeTable::kShift)), 4);
-  // Step up while cdf[s + 1] <= v (cdf[size] = 65536 > v ends it).
+  // Step up while cdf[s + 1] <= v (cdf[size] = 65536 > v ends it); after two
+  // steps, binary-search the rest of the bucket (last_symbol_at_or_below():
+  // calibrated tables can put a hundred rare symbols in one bucket).
   const __m256i one = _mm256_set1_epi32(1);
   __m256i idx = _mm256_add_epi32(cdf_base, s);
   __m256i hi = _mm256_i32gather_epi32(reinterpret_cast<const int*>(cdf), _mm256_add_epi32(idx, one), 4);
-  for (;;) {
+  for (int steps = 0;; ++steps) {
     const __m256i step = _mm256_andnot_si256(_mm256_cmpgt_epi32(hi, v), one);  // 1 where hi <= v
     if (_mm256_testz_si256(step, step)) break;
     s = _mm256_add_epi32(s, step);
+    if (steps == 2) {
+      // Lanes still stepping search (s, bucket[b + 1]]; the others keep s.
+      const __m256i bound = _mm256_i32gather_epi32(
+          reinterpret_cast<const int*>(bucket),
+          _mm256_add_epi32(bucket_base, _mm256_add_epi32(_mm256_srli_epi32(v, DecodeTable::kShift), one)), 4);
+      __m256i top = _mm256_blendv_epi8(s, bound, _mm256_cmpeq_epi32(step, one));
+      for (;;) {
+        const __m256i open = _mm256_cmpgt_epi32(top, s);
+        if (_mm256_testz_si256(open, open)) break;
+        const __m256i mid = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(s, top), one), 1);
+        const __m256i c =
+            _mm256_i32gather_epi32(reinterpret_cast<const int*>(cdf), _mm256_add_epi32(cdf_base, mid), 4);
+        const __m256i above = _mm256_cmpgt_epi32(c, v);  // cdf[mid] > v: the symbol is below mid
+        s = _mm256_blendv_epi8(mid, s, above);
+        top = _mm256_blendv_epi8(top, _mm256_sub_epi32(mid, one), above);
+      }
+      idx = _mm256_add_epi32(cdf_base, s);
+      hi = _mm256_i32gather_epi32(reinterpret_cast<const int*>(cdf), _mm256_add_epi32(idx, one), 4);
+      break;
+    }
     idx = _mm256_add_epi32(idx, step);
     hi = _mm256_i32gather_epi32(reinterpret_cast<const int*>(cdf), _mm256_add_epi32(idx, one), 4);
   }
@@ -107,21 +129,23 @@ void set_simd_decode(bool enabled) {
 __attribute__((target("avx2"))) bool decode_block_avx2(const Block8& b) {
   constexpr int kLanes = 8;
   const int n = b.tokens, G = b.group_size, M = b.M;
-  // Tables: anchors of lane j at bucket rows j, deltas at 8 + j; cdfs packed.
-  alignas(32) std::uint32_t bucket[2 * kLanes * DecodeTable::kBuckets];
+  // Tables: anchors of lane j at bucket rows j, deltas at 8 + j (each with
+  // its sentinel); cdfs packed.
+  constexpr int kRow = DecodeTable::kBuckets + 1;
+  alignas(32) std::uint32_t bucket[2 * kLanes * kRow];
   thread_local std::vector<std::uint32_t> cdfs;
   cdfs.clear();
   alignas(32) std::int32_t abase[kLanes], dbase[kLanes], aoff[kLanes], doff[kLanes], raw[kLanes];
   alignas(32) std::uint32_t code0[kLanes], pos0[kLanes], end0[kLanes];
   alignas(32) float cstep[kLanes];
   for (int j = 0; j < kLanes; ++j) {
-    abase[j] = j * DecodeTable::kBuckets;
+    abase[j] = j * kRow;
     aoff[j] = std::int32_t(cdfs.size());
     cdfs.insert(cdfs.end(), b.anchor[j]->cdf.begin(), b.anchor[j]->cdf.end());
     fill_buckets(bucket + abase[j], *b.anchor[j], DecodeTable::kShift);
     raw[j] = b.raw[j] ? -1 : 0;
     if (!b.raw[j] && n > 1 && G > 1) {
-      dbase[j] = (kLanes + j) * DecodeTable::kBuckets;
+      dbase[j] = (kLanes + j) * kRow;
       doff[j] = std::int32_t(cdfs.size());
       cdfs.insert(cdfs.end(), b.delta[j]->cdf.begin(), b.delta[j]->cdf.end());
       fill_buckets(bucket + dbase[j], *b.delta[j], DecodeTable::kShift);

@@ -49,8 +49,10 @@ struct FreqModel {
   double cost_bits(std::span<const std::uint64_t> counts) const;
 };
 
-/// Fills a decoder's bucket table (DecodeTable::kBuckets entries): bucket b
-/// holds the symbol whose range [cdf[s], cdf[s+1]) contains b << kShift.
+/// Fills a decoder's bucket table (DecodeTable::kBuckets + 1 entries): bucket
+/// b < kBuckets holds the symbol whose range [cdf[s], cdf[s+1]) contains
+/// b << kShift, and the sentinel bucket kBuckets the last symbol, so
+/// bucket[b + 1] bounds the symbol of every value in bucket b from above.
 /// `Index` is std::uint16_t for DecodeTable, std::uint32_t for the AVX2
 /// decoder's gathered tables.
 template <typename Index>
@@ -60,25 +62,43 @@ void fill_buckets(Index* bucket, const FreqModel& m, int shift) {
     const std::uint32_t b0 = (m.cdf[s] + w - 1) >> shift, b1 = (m.cdf[s + 1] + w - 1) >> shift;
     for (std::uint32_t b = b0; b < b1; ++b) bucket[b] = Index(s);
   }
+  bucket[kProbTotal >> shift] = Index(m.size() > 0 ? m.size() - 1 : 0);
+}
+
+/// The largest symbol s in [lo, hi] with cdf[s] <= v, by binary search; the
+/// caller guarantees cdf[lo] <= v < cdf[hi + 1]. Calibrated tables give every
+/// unseen symbol a frequency of 1, so one bucket can hold a hundred symbol
+/// boundaries, and stepping through them one by one made decoding with them
+/// about 20% slower.
+inline int last_symbol_at_or_below(const std::uint32_t* cdf, int lo, int hi, std::uint32_t v) {
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (cdf[mid] <= v)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
 }
 
 /// Lookup accelerator for decoding: bucket[v >> kShift] = the symbol that
 /// holds the bucket's first value. A bucket holds at most one symbol boundary
 /// unless a symbol has a frequency below the bucket width (rare by
-/// definition), so find() takes one branchless step and then a loop that
-/// almost never runs (a data-dependent loop mispredicts on most symbols).
+/// definition), so find() takes one branchless step and then a binary search
+/// that almost never runs (a data-dependent loop mispredicts on most symbols).
 struct DecodeTable {
   static constexpr int kShift = 8;
   static constexpr int kBuckets = int(kProbTotal >> kShift);
-  std::uint16_t bucket[kBuckets];
+  std::uint16_t bucket[kBuckets + 1];  // + the sentinel (fill_buckets)
   const std::uint32_t* cdf = nullptr;
   int size = 0;
   void build(const FreqModel& m);
   /// The symbol s with cdf[s] <= v < cdf[s+1]; v < 65536.
   int find(std::uint32_t v) const {
-    int s = bucket[v >> kShift];
+    const std::uint32_t b = v >> kShift;
+    int s = bucket[b];
     s += int(cdf[s + 1] <= v);
-    while (cdf[s + 1] <= v) ++s;
+    if (cdf[s + 1] <= v) s = last_symbol_at_or_below(cdf, s + 1, bucket[b + 1], v);
     return s;
   }
 };
