@@ -51,8 +51,10 @@ const StageRow kRows[] = {
      "The symbol's share of the channel's 16-bit frequency table (the CDF the coder uses)."},
     {"4 bits = -log2 p",
      "What the range coder spends on this symbol: frequent symbols cost less than a bit."},
-    {"5 reconstructed", "What decode() returns: Q x step."},
-    {"5 error", "reconstructed - original: at most half a step."},
+    {"5 reconstructed",
+     "What decode() returns: Q x step, or with centroid reconstruction (the reconstruction parameter) Q's "
+     "level x step, the level moved up to a sixth of a step toward the likelier neighbouring bin."},
+    {"5 error", "reconstructed - original: at most half a step (two thirds with centroid reconstruction)."},
 };
 constexpr int kRowCount = int(sizeof(kRows) / sizeof(kRows[0]));
 
@@ -375,6 +377,19 @@ void PipelinePanel::refresh() {
                "%2 x %3 = %4, error %5. The largest error here is %6.</p>")
                 .arg(num(e0.anchor_reconstructed))
                 .arg(e0.q)
+                .arg(num(e0.step))
+                .arg(num(e0.reconstructed))
+                .arg(num(e0.error, 3))
+                .arg(num(max_err, 3));
+  else if (t.reconstruction > 0 && !float_mode)
+    html += tr("<p><b>5. Decode.</b> The decoder reads the symbol back and adds the prediction: Q = %1. "
+               "Values in a bin crowd toward its likelier neighbour, so the decoder moves Q by %2 of the "
+               "offset the channel's table implies (centroid reconstruction) to level %3, and multiplies by "
+               "the step: %3 x %4 = %5, error %6. The largest error here is %7 (at most two thirds of a "
+               "step).</p>")
+                .arg(e0.q)
+                .arg(num(t.reconstruction, 3))
+                .arg(num(e0.level, 4))
                 .arg(num(e0.step))
                 .arg(num(e0.reconstructed))
                 .arg(num(e0.error, 3))

@@ -29,9 +29,15 @@ plan::Layout cachegen_layout(const kv::CacheShape& shape, const codec::CodecConf
   // layout version 2 the GPU implements, which CachegenEncodeEmulation.*
   // checks byte for byte), whether given or the codec's default; any other
   // value (the codec's defaults use sinks and pre-RoPE keys) is the CPU's.
-  static const std::map<std::string, std::string> neutral = {
-      {"sinks", "0"},       {"delta_mode", "integer"},  {"anchor_bins", "256"},       {"step_coding", "fp16"},
-      {"table_bits", "16"}, {"key_space", "post_rope"}, {"channel_weighting", "off"}, {"rounding", "0.5"}};
+  static const std::map<std::string, std::string> neutral = {{"sinks", "0"},
+                                                             {"delta_mode", "integer"},
+                                                             {"anchor_bins", "256"},
+                                                             {"step_coding", "fp16"},
+                                                             {"table_bits", "16"},
+                                                             {"key_space", "post_rope"},
+                                                             {"channel_weighting", "off"},
+                                                             {"rounding", "0.5"},
+                                                             {"reconstruction", "0"}};
   std::map<std::string, std::string> effective;
   for (const auto& spec : codec::find_codec("cachegen").params(&shape))
     effective[spec.name] = spec.default_value;

@@ -755,12 +755,20 @@ class CachegenDecoder:
         self.info = info
         self.heads, self.dim, self.C = heads, dim, heads * dim
         version = info["codec_version"]
-        if version not in (1, 2, 3, 4):
+        if version not in (1, 2, 3, 4, 5):
             raise FormatError("cachegen layout version %d" % version)
-        # Version 4 streams say channel_weighting=calibrated; earlier ones have no such parameter.
-        if (version >= 4) != (p.get("channel_weighting") == "calibrated") or (
-                version < 4 and "channel_weighting" in p):
+        # Version 4 streams say channel_weighting=calibrated, version 5 streams when
+        # they are weighted; earlier ones have no such parameter.
+        cw = p.get("channel_weighting")
+        if cw not in (None, "calibrated") or (version == 4 and cw is None) or (version < 4 and cw is not None):
             raise FormatError("channel_weighting does not match layout version %d" % version)
+        self.weighted = cw == "calibrated"
+        # Version 5: centroid reconstruction, reconstruction > 0 (integer deltas only).
+        if (version >= 5) != ("reconstruction" in p):
+            raise FormatError("reconstruction does not match layout version %d" % version)
+        self.alpha = F32(float(p["reconstruction"])) if version >= 5 else F32(0)
+        if version >= 5 and not (0 < self.alpha <= 1):
+            raise FormatError("reconstruction out of (0, 1]")
         for key, neutral in CACHEGEN_V3.items():
             if version < 3:
                 if key in p:
@@ -783,6 +791,8 @@ class CachegenDecoder:
         self.pre_rope = choice_param(p, "key_space", ("post_rope", "pre_rope")) == "pre_rope"
         if self.float and self.scale == "channel":
             raise FormatError("delta_mode=float with scale=channel")
+        if self.float and self.alpha > 0:
+            raise FormatError("reconstruction with delta_mode=float")
         if self.pre_rope and dim % 2:
             raise FormatError("key_space=pre_rope with an odd head_dim")
         self.bins = [bins_per_layer(p["key_bins"], p["key_layer_splits"], layers),
@@ -795,7 +805,7 @@ class CachegenDecoder:
             raise FormatError("unknown table mode")
         digest = h.take(16).decode("ascii") if mode == 1 else None
         self.channel_scales = {}
-        if version >= 4:
+        if self.weighted:
             if self.float or self.scale == "channel":
                 raise FormatError("channel scales with float deltas or scale=channel")
             self.channel_scales = read_channel_scales(h, layers, self.C)
@@ -892,8 +902,24 @@ class CachegenDecoder:
         if self.rope and chunk["kv"] == 0:
             apply_rope(quantized, self.positions[begin + ns:begin + count], self.freqs[chunk["layer"]])
 
+    def levels(self, am, M):
+        """What each Q in [-M, M] decodes to before the step: Q itself, or with centroid
+        reconstruction (version 5) Q + alpha * (p(Q+1) - p(Q-1)) / (6 (p(Q-1) + 2 p(Q) + p(Q+1)))
+        from the anchor model's frequencies, in float32."""
+        if self.alpha == 0:
+            return [F32(q) for q in range(-M, M + 1)]
+        def p(k):
+            s = k + M
+            return am[s + 1] - am[s] if 0 <= s <= 2 * M and s + 1 < len(am) else 0
+        out = []
+        for q in range(-M, M + 1):
+            den = 6 * (p(q - 1) + 2 * p(q) + p(q + 1))
+            out.append(F32(q) if den == 0 else F32(q) + self.alpha * (F32(p(q + 1) - p(q - 1)) / F32(den)))
+        return out
+
     def decode_integer(self, rd, am, dm, M, group, step, c, n, dst):
         """Integer deltas: Q_t = P_t + s - 2M, P_t from the anchor's Q_a."""
+        level = self.levels(am, M) if n else None
         Mf = F32(M)
         q_a = 0
         s_a = F32(0)
@@ -911,7 +937,7 @@ class CachegenDecoder:
                 q = pred + rd.decode(dm) - 2 * M
                 if not -M <= q <= M:
                     raise FormatError("decoded value out of range")
-            dst[t] = F32(q) * st
+            dst[t] = level[q + M] * st
 
     def decode_float(self, rd, am, dm, M, step, c, n, dst):
         """Float deltas: anchors x' = Q*step on anchor_bins, others x'_a + Q*step."""

@@ -61,11 +61,9 @@ struct Case {
 
 // The version 3 parameters at their version 2 meaning: such a stream is
 // written as layout version 2 (docs/bitstream.md "cachegen").
-const codec::ParamSet kCachegenV2 = {{"sinks", "0"},
-                                     {"delta_mode", "integer"},
-                                     {"step_coding", "fp16"},
-                                     {"table_bits", "16"},
-                                     {"key_space", "post_rope"}};
+const codec::ParamSet kCachegenV2 = {
+    {"sinks", "0"},       {"delta_mode", "integer"},  {"step_coding", "fp16"},
+    {"table_bits", "16"}, {"key_space", "post_rope"}, {"reconstruction", "0"}};
 
 codec::ParamSet with(codec::ParamSet base, const codec::ParamSet& more) {
   for (const auto& [k, v] : more) base[k] = v;
@@ -148,6 +146,18 @@ std::vector<Case> fresh_cases() {
   }
   add("cachegen-pre-rope-norope", {"cachegen", with(kCachegenV2, {{"key_space", "pre_rope"}})}, false,
       Case::Rope::None);
+  // Layout version 5: centroid reconstruction at a random strength
+  // (docs/bitstream.md "cachegen", "Version 5"); the "v3-" cases above use it
+  // too, as today's default.
+  for (const char* scale : {"token", "head", "channel"})
+    for (bool simd : {false, true})
+      add(std::string("cachegen-centroid-") + scale,
+          {"cachegen", with(kCachegenV2, {{"reconstruction", std::to_string(pick(1, 100) / 100.0)},
+                                          {"scale", scale},
+                                          {"group_size", std::to_string(pick(1, 12))},
+                                          {"key_bins", std::to_string(2 * pick(2, 64))},
+                                          {"key_layer_splits", ""}})},
+          simd);
   for (const char* scale : {"token", "head"})
     for (const char* steps : {"fp16", "coded"})
       for (bool simd : {false, true})

@@ -28,7 +28,7 @@ const Codec& cachegen() {
 ParamSet v2(ParamSet changes = {}) {
   ParamSet p = {{"sinks", "0"},           {"delta_mode", "integer"},  {"step_coding", "fp16"},
                 {"table_bits", "16"},     {"key_space", "post_rope"}, {"profile", ""},
-                {"key_layer_splits", ""}, {"value_layer_splits", ""}};
+                {"key_layer_splits", ""}, {"value_layer_splits", ""}, {"reconstruction", "0"}};
   for (auto& [k, v] : changes) p[k] = v;
   return p;
 }

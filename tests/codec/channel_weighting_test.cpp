@@ -131,7 +131,8 @@ TEST(ChannelWeighting, CalibratedStreamsAreVersion4AndMoveErrorToLightChannels) 
   const auto cache = model_cache(3);
   const auto w = make_weighting(cache);
   folder.save(cache, w, false);
-  const ParamSet params = {{"profile", ""}, {"sinks", "1"}};
+  // Midpoint reconstruction keeps the versions 4 and 3 (5 is tested in reconstruction_test.cpp).
+  const ParamSet params = {{"profile", ""}, {"sinks", "1"}, {"reconstruction", "0"}};
   const auto weighted = cachegen().encode(cache, params);
   ParamSet off_params = params;
   off_params["channel_weighting"] = "off";
@@ -177,7 +178,7 @@ TEST(ChannelWeighting, RegressionWeightedStreamWithVersion2ParametersDidNotDecod
   folder.save(cache, make_weighting(cache), false);
   const ParamSet v2 = {{"sinks", "0"},        {"delta_mode", "integer"},  {"step_coding", "fp16"},
                        {"table_bits", "16"},  {"key_space", "post_rope"}, {"profile", ""},
-                       {"key_bins", "16,24"}, {"value_bins", "16,10"}};
+                       {"key_bins", "16,24"}, {"value_bins", "16,10"},    {"reconstruction", "0"}};
   const auto enc = cachegen().encode(cache, v2);
   const auto info = inspect_stream(enc.bytes);
   EXPECT_EQ(info.codec_version, 4);
@@ -214,11 +215,12 @@ TEST(ChannelWeighting, TablesCountedWithTheWeightingFitWeightedStreams) {
   CalibrationFolder folder("kvscope_weighting_tables");
   const auto cache = model_cache(4);
   folder.save(cache, make_weighting(cache), true);
-  const auto enc = cachegen().encode(cache, {{"profile", "auto"}, {"sinks", "1"}});
+  // Midpoints: centroid levels come from the tables, which differ between the two streams.
+  const auto enc = cachegen().encode(cache, {{"profile", "auto"}, {"sinks", "1"}, {"reconstruction", "0"}});
   const auto info = inspect_stream(enc.bytes);
   EXPECT_EQ(info.codec_version, 4);
   for (const auto& s : info.sections) EXPECT_EQ(s.kind, SectionKind::Chunk);
-  const auto shipped = cachegen().encode(cache, {{"profile", ""}, {"sinks", "1"}});
+  const auto shipped = cachegen().encode(cache, {{"profile", ""}, {"sinks", "1"}, {"reconstruction", "0"}});
   EXPECT_EQ(test::hash_values(decode(enc.bytes).data()), test::hash_values(decode(shipped.bytes).data()));
 }
 
@@ -229,7 +231,8 @@ TEST(ChannelWeighting, CorruptVersion4StreamsAreErrors) {
   CalibrationFolder folder("kvscope_weighting_corrupt");
   const auto cache = model_cache(5);
   folder.save(cache, make_weighting(cache), false);
-  const auto valid = cachegen().encode(cache, {{"profile", ""}, {"chunk_tokens", "32"}}).bytes;
+  const auto valid =
+      cachegen().encode(cache, {{"profile", ""}, {"chunk_tokens", "32"}, {"reconstruction", "0"}}).bytes;
   ASSERT_EQ(inspect_stream(valid).codec_version, 4);
   DecodeOptions o;
   o.max_elements = 1 << 20;

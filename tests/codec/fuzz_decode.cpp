@@ -55,10 +55,11 @@ FuzzOutcome fuzz_decode_run(std::span<const std::uint8_t> in) {
   });
 }
 
-/// A cachegen layout version 4 stream (channel weighting; tables shipped, so
-/// decoding needs no calibration): the weighting comes from a calibration in
-/// a temporary folder, made the encoder's for this call only.
-std::vector<std::uint8_t> weighted_stream(const kv::KVCache& cache) {
+/// A weighted cachegen stream, layout version 4 with reconstruction "0" or 5
+/// (channel weighting; tables shipped, so decoding needs no calibration): the
+/// weighting comes from a calibration in a temporary folder, made the
+/// encoder's for this call only.
+std::vector<std::uint8_t> weighted_stream(const kv::KVCache& cache, const char* reconstruction) {
   const auto dir =
       std::filesystem::temp_directory_path() / ("kvscope_fuzz_weighting_" + std::to_string(::getpid()));
   const std::size_t n = std::size_t(cache.shape().layers) * std::size_t(cache.shape().channels());
@@ -73,7 +74,10 @@ std::vector<std::uint8_t> weighted_stream(const kv::KVCache& cache) {
   const char* before = std::getenv("KVSCOPE_CALIBRATION_DIR");
   const std::string saved = before ? before : "";
   ::setenv("KVSCOPE_CALIBRATION_DIR", dir.c_str(), 1);
-  auto bytes = codec::find_codec("cachegen").encode(cache, {{"chunk_tokens", "8"}, {"profile", ""}}).bytes;
+  auto bytes =
+      codec::find_codec("cachegen")
+          .encode(cache, {{"chunk_tokens", "8"}, {"profile", ""}, {"reconstruction", reconstruction}})
+          .bytes;
   if (before)
     ::setenv("KVSCOPE_CALIBRATION_DIR", saved.c_str(), 1);
   else
@@ -98,7 +102,8 @@ std::vector<std::vector<std::uint8_t>> fuzz_decode_seeds() {
         seeds.push_back(
             c->encode(extended, {{"chunk_tokens", "8"}, {"scale", scale}, {"delta", "always"}}).bytes);
   }
-  seeds.push_back(weighted_stream(extended));
+  // Weighted: layout version 4 (bin midpoints) and 5 (centroid levels).
+  for (const char* reconstruction : {"0", "0.75"}) seeds.push_back(weighted_stream(extended, reconstruction));
   return seeds;
 }
 

@@ -122,6 +122,10 @@ std::vector<float> bounds_for(const kv::KVCache& x, const std::string& codec, co
     const int M = kind == kv::Kind::Key ? bins_M(p, "key_bins", 24) : bins_M(p, "value_bins", 16);
     const std::string scale = p.at("scale");
     per_token(M, scale == "head", scale == "channel");
+    // Centroid reconstruction (layout version 5) moves a value up to
+    // reconstruction / 6 of a step from its bin's middle.
+    if (auto r = p.find("reconstruction"); r != p.end())
+      for (auto& bound : b) bound *= 1.0f + std::stof(r->second) / 3.0f;
     if (pre_rope) {
       // Rotating a pair back mixes the errors of its two values: at most
       // sqrt(2) x the larger, plus the rotation's float rounding.

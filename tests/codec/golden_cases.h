@@ -35,7 +35,8 @@ inline ParamSet cachegen_params(const ParamSet& changes) {
                 {"key_layer_splits", "1,2"}, {"value_bins", "16,10"},    {"value_layer_splits", "1"},
                 {"scale", "token"},          {"delta", "auto"},          {"sinks", "0"},
                 {"delta_mode", "integer"},   {"anchor_bins", "256"},     {"step_coding", "fp16"},
-                {"table_bits", "16"},        {"key_space", "post_rope"}, {"profile", ""}};
+                {"table_bits", "16"},        {"key_space", "post_rope"}, {"profile", ""},
+                {"reconstruction", "0"}};
   for (const auto& [k, v] : changes) p[k] = v;
   return p;
 }
@@ -68,6 +69,11 @@ inline std::vector<GoldenCase> golden_cases() {
                                      {"value_layer_splits", ""}})}},
       {"cachegen-v3-pre-rope.kvc",
        {"cachegen", cachegen_params({{"sinks", "2"}, {"key_space", "pre_rope"}})}},
+      // Layout version 5: centroid reconstruction (docs/bitstream.md "cachegen", "Version 5").
+      {"cachegen-v5-centroid.kvc",
+       {"cachegen",
+        cachegen_params(
+            {{"sinks", "1"}, {"step_coding", "coded"}, {"table_bits", "10"}, {"reconstruction", "0.75"}})}},
       {"cachegen-lmcache.kvc", {"cachegen-lmcache", {{"chunk_tokens", "16"}}}},
       {"kivi2.kvc", {"kivi2", {{"chunk_tokens", "16"}, {"group_size", "4"}, {"residual_tokens", "6"}}}},
       // The cache's own PCA basis shipped in Table sections (no calibration file needed).

@@ -259,9 +259,9 @@ TEST(BitstreamEmulation, VersionAndScaleRulesMatchTheCpu) {
   ASSERT_EQ(codec::inspect_stream(good).codec_version, 2);
   int rejected = 0;
   // A version 1 stream with a scale parameter, a version this build does not
-  // know (5; the CPU decodes up to 4, channel weighting), an unknown scale: the GPU path gives the CPU's
-  // verdict and code.
-  for (std::uint16_t version : {1, 5, 0}) {
+  // know (6; the CPU decodes up to 5, centroid reconstruction), an unknown
+  // scale: the GPU path gives the CPU's verdict and code.
+  for (std::uint16_t version : {1, 6, 0}) {
     const auto bad = with_header_edit(good, version, "");
     expect_same_verdict(bad, "version " + std::to_string(version), rejected);
   }

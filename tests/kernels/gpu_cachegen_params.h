@@ -22,7 +22,8 @@ inline codec::ParamSet gpu_cachegen_params(codec::ParamSet params = {}) {
       {"sinks", "0"},          {"delta_mode", "integer"},  {"anchor_bins", "256"},
       {"step_coding", "fp16"}, {"table_bits", "16"},       {"key_space", "post_rope"},
       {"profile", ""},         {"key_bins", "16"},         {"key_layer_splits", ""},
-      {"value_bins", "16"},    {"value_layer_splits", ""}, {"channel_weighting", "off"}};
+      {"value_bins", "16"},    {"value_layer_splits", ""}, {"channel_weighting", "off"},
+      {"reconstruction", "0"}};
   for (const auto& [k, v] : neutral) params.emplace(k, v);
   return params;
 }

@@ -55,14 +55,14 @@ TEST(GpuDecodeSupport, CachegenInt8Int4Fp16AreSupported) {
 }
 
 // Regression (issue #14's new defaults made every default cachegen stream
-// layout version 3): the GPU path refuses what it does not implement with a
+// layout version 3, now 5): the GPU path refuses what it does not implement with a
 // reason, and decode_auto decodes it on the CPU and says why.
 TEST(GpuDecodeSupport, DefaultCachegenStreamsFallBackToTheCpuWithAReason) {
   const auto cache = make_cache({2, 2, 50, 4}, Pattern::Realistic, 1, 1);
   const auto bytes = codec::encode(cache, {"cachegen", {}}).bytes;
   const GpuSupport s = gpu_decode_support(bytes);
   EXPECT_FALSE(s.supported);
-  EXPECT_NE(s.reason.find("version 3"), std::string::npos) << s.reason;
+  EXPECT_NE(s.reason.find("version 5"), std::string::npos) << s.reason;
   const AutoDecodeResult r = decode_auto(bytes);
   EXPECT_EQ(r.backend, "cpu");
   EXPECT_FALSE(r.fallback_reason.empty());

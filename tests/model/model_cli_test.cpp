@@ -129,14 +129,16 @@ TEST_F(ModelCli, CalibrateWritesChannelWeightingThatEncodesUse) {
           out),
       0);
   const std::string in = " --in '" + (dir_ / "c.safetensors").string() + "'";
-  // Without a calibration: version 3. With the one just made: version 4.
+  // Without a calibration: unweighted (version 5 for the default centroid
+  // reconstruction, no channel_weighting). With the one just made: weighted.
   ::setenv("KVSCOPE_CALIBRATION_DIR", (dir_ / "empty").c_str(), 1);
   ASSERT_EQ(
       cli(dir_, "encode" + in + " --codec cachegen --set profile= --out '" + (dir_ / "c.kvc").string() + "'",
           out),
       0);
   ASSERT_EQ(cli(dir_, "inspect '" + (dir_ / "c.kvc").string() + "' --json", out), 0);
-  EXPECT_EQ(nlohmann::json::parse(out)["codec_version"], 3) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["codec_version"], 5) << out;
+  EXPECT_FALSE(nlohmann::json::parse(out)["params"].contains("channel_weighting")) << out;
   ::setenv("KVSCOPE_CALIBRATION_DIR", (dir_ / "cal").c_str(), 1);
   ASSERT_EQ(
       cli(dir_, "encode" + in + " --codec cachegen --set profile= --out '" + (dir_ / "w.kvc").string() + "'",
@@ -144,7 +146,8 @@ TEST_F(ModelCli, CalibrateWritesChannelWeightingThatEncodesUse) {
       0);
   ::setenv("KVSCOPE_CALIBRATION_DIR", (dir_ / "empty").c_str(), 1);
   ASSERT_EQ(cli(dir_, "inspect '" + (dir_ / "w.kvc").string() + "' --json", out), 0);
-  EXPECT_EQ(nlohmann::json::parse(out)["codec_version"], 4) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["codec_version"], 5) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["params"].value("channel_weighting", ""), "calibrated") << out;
   EXPECT_EQ(
       cli(dir_,
           "decode --in '" + (dir_ / "w.kvc").string() + "' --out '" + (dir_ / "d.safetensors").string() + "'",

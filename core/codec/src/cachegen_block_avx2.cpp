@@ -116,6 +116,15 @@ __attribute__((target("avx2"))) inline __m256i decode8(Lanes& L, const std::uint
   return s;
 }
 
+// Each lane's Q as the float the decoder multiplies by the step: float(Q),
+// or with centroid levels their entry at base + clamp(Q, -M, M).
+__attribute__((target("avx2"))) inline __m256 level8(const float* levels, __m256i q, __m256i base,
+                                                     __m256i negM, __m256i M) {
+  if (!levels) return _mm256_cvtepi32_ps(q);
+  const __m256i qc = _mm256_min_epi32(_mm256_max_epi32(q, negM), M);
+  return _mm256_i32gather_ps(levels, _mm256_add_epi32(base, qc), 4);
+}
+
 }  // namespace
 
 bool simd_decode_enabled() {
@@ -175,13 +184,22 @@ __attribute__((target("avx2"))) bool decode_block_avx2(const Block8& b) {
   const __m256 fM = _mm256_set1_ps(float(M)), fnegM = _mm256_set1_ps(-float(M));
   const __m256 kRound = _mm256_set1_ps(12582912.0f);
   const bool shared = b.stride != 0;
+  // Version 5: Q -> its level, gathered at lane j * (2M + 1) + clamp(Q) + M
+  // (a corrupt Q outside [-M, M] is reported below; the clamp keeps the read
+  // inside the levels).
+  const float* levels = b.levels;
+  alignas(32) std::int32_t lbase[kLanes];
+  for (int j = 0; j < kLanes; ++j) lbase[j] = j * (2 * M + 1) + M;
+  const __m256i vlbase = _mm256_load_si256(reinterpret_cast<const __m256i*>(lbase));
+
   const std::uint32_t* cdf = cdfs.data();
   __m256i bad = _mm256_setzero_si256();
   float* row = b.out;
   for (int t0 = 0; t0 < n; t0 += G) {
     const float sa = shared ? b.step[b.base[0] + t0 * b.stride] : 0.0f;
     const __m256i qa = _mm256_sub_epi32(decode8(L, bucket, va_bucket, cdf, va_cdf, b.streams), vM);
-    _mm256_storeu_ps(row, _mm256_mul_ps(_mm256_cvtepi32_ps(qa), shared ? _mm256_set1_ps(sa) : vcstep));
+    _mm256_storeu_ps(
+        row, _mm256_mul_ps(level8(levels, qa, vlbase, vnegM, vM), shared ? _mm256_set1_ps(sa) : vcstep));
     row += b.out_stride;
     const __m256 fqa = _mm256_cvtepi32_ps(qa);
     const int tend = t0 + G < n ? t0 + G : n;
@@ -195,7 +213,8 @@ __attribute__((target("avx2"))) bool decode_block_avx2(const Block8& b) {
       const __m256i pbase = _mm256_blendv_epi8(_mm256_sub_epi32(pred, v2M), vnegM, vraw);
       const __m256i q = _mm256_add_epi32(pbase, decode8(L, bucket, vd_bucket, cdf, vd_cdf, b.streams));
       bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_cmpgt_epi32(vnegM, q), _mm256_cmpgt_epi32(q, vM)));
-      _mm256_storeu_ps(row, _mm256_mul_ps(_mm256_cvtepi32_ps(q), shared ? _mm256_set1_ps(st) : vcstep));
+      _mm256_storeu_ps(
+          row, _mm256_mul_ps(level8(levels, q, vlbase, vnegM, vM), shared ? _mm256_set1_ps(st) : vcstep));
       row += b.out_stride;
     }
   }

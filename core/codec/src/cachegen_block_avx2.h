@@ -36,6 +36,9 @@ struct Block8 {
   int base[8] = {};
   int stride = 0;
   int tokens = 0, group_size = 1, M = 0;
+  /// Centroid reconstruction (layout version 5): lane j decodes Q = q to
+  /// levels[j * (2M + 1) + q + M] * step; null: float(q) * step.
+  const float* levels = nullptr;
   float* out = nullptr;  ///< lane j of token t goes to out[t * out_stride + j]
   int out_stride = 0;
   /// When set, receives each lane's decoder state after the last token.

@@ -31,8 +31,16 @@ void describe_cachegen_header(const Params& params, const Layout& layout, Encode
 /// layout version and header parameters the stream needs.
 EncodedParts encode_cachegen(const kv::KVCache& cache, const Params& params, const EncodeOptions& options);
 
+/// The parameters a stream was coded with (codec::stream_params()): the
+/// header's, completed with what each parameter's absence means at the
+/// stream's layout version. Error(Format) when the header's parameters do
+/// not fit the version (a version 3 stream without a version 3 parameter, a
+/// version 4 stream without channel_weighting=calibrated, a version 5
+/// stream without reconstruction > 0, ...).
+Params stream_layout_params(const Codec& codec, const StreamInfo& info);
+
 /// Parses the codec header and the Table sections of a stream of layout
-/// version 1, 2 or 3 and returns its chunk decoder. Error(Format) on a
+/// version 1 to 5 and returns its chunk decoder. Error(Format) on a
 /// malformed header, table or parameter; Error(Io) for a missing profile.
 std::unique_ptr<ChunkDecoder> make_cachegen_decoder(const Codec& codec, const StreamHeader& header,
                                                     const std::vector<std::span<const std::uint8_t>>& tables,

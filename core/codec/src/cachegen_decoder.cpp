@@ -133,10 +133,27 @@ class CachegenDecoder : public ChunkDecoder {
       padded.assign(streams.begin(), streams.end());
       padded.resize(total + 4, 0);
     }
+    // Centroid reconstruction (version 5): lane j decodes Q = q to
+    // levels[j * A + q + M] * step instead of float(q) * step.
+    const bool centroid = layout_.reconstruction > 0.0f;
+    const int A = 2 * M + 1;
+    thread_local std::vector<float> levels;
+    if (centroid) levels.resize(std::size_t(kLanes) * std::size_t(A));
+    auto level = [&](int j, int q) {
+      return centroid ? levels[std::size_t(j) * std::size_t(A) + std::size_t(std::clamp(q, lo, hi) + M)]
+                      : float(q);
+    };
     for (int c0 = 0; c0 < C; c0 += kLanes) {
       const int nb = std::min(kLanes, C - c0);
+      if (centroid)
+        for (int j = 0; j < nb; ++j) {
+          if (lm.anchor[std::size_t(c0 + j)].empty()) r.fail("chunk needs a model that is empty");
+          reconstruction_levels(lm.anchor[std::size_t(c0 + j)], M, layout_.reconstruction,
+                                levels.data() + std::size_t(j) * std::size_t(A));
+        }
       if (simd && nb == kLanes) {
         Block8 blk;
+        blk.levels = centroid ? levels.data() : nullptr;
         blk.streams = padded.data();
         for (int j = 0; j < kLanes; ++j) {
           const int c = c0 + j;
@@ -219,7 +236,7 @@ class CachegenDecoder : public ChunkDecoder {
         for (int t0 = 0; t0 < n; t0 += G) {
           const float sa = shared ? step_at(0, t0) : 0.0f;
           for (int j = 0; j < kLanes; ++j) qa[j] = rd[j].decode(at[j]) - M;
-          for (int j = 0; j < kLanes; ++j) row[j] = float(qa[j]) * (shared ? sa : cstep[j]);
+          for (int j = 0; j < kLanes; ++j) row[j] = level(j, qa[j]) * (shared ? sa : cstep[j]);
           row += D;
           const int tend = std::min(t0 + G, n);
           for (int t = t0 + 1; t < tend; ++t) {
@@ -232,7 +249,7 @@ class CachegenDecoder : public ChunkDecoder {
               bad |= (q < lo) | (q > hi);
               qv[j] = q;
             }
-            for (int j = 0; j < kLanes; ++j) row[j] = float(qv[j]) * (shared ? st : cstep[j]);
+            for (int j = 0; j < kLanes; ++j) row[j] = level(j, qv[j]) * (shared ? st : cstep[j]);
             row += D;
           }
         }
@@ -255,7 +272,7 @@ class CachegenDecoder : public ChunkDecoder {
           }
           const int next = phase[j] + 1;
           phase[j] = next == group[j] ? 0 : next;
-          dst[j][std::size_t(t) * stride[j]] = float(q) * st;
+          dst[j][std::size_t(t) * stride[j]] = (j < nb ? level(j, q) : float(q)) * st;
         }
       }
       if (bad) r.fail("decoded value out of range (corrupt stream)");
@@ -356,18 +373,20 @@ RopeRestore rope_restore(const StreamHeader& header, const Layout& L) {
   return r;
 }
 
-// The stream's parameters: a version 1 or 2 stream has no version 3
-// parameter and decodes with their version 2 meaning; a version 3 stream
-// must carry every one (so later default changes never reinterpret it).
-Params stream_layout_params(const Codec& codec, const StreamHeader& header) {
-  ParamSet given = header.info.params;
+}  // namespace
+
+// A version 1 or 2 stream has no version 3 parameter and decodes with their
+// version 2 meaning; a version 3 stream must carry every one (so later
+// default changes never reinterpret it).
+Params stream_layout_params(const Codec& codec, const StreamInfo& info) {
+  ParamSet given = info.params;
   for (const auto& v3 : kV3Params) {
     const bool has = given.count(v3.name) != 0;
-    if (header.info.codec_version < kLayoutVersion) {
+    if (info.codec_version < kLayoutVersion) {
       if (has)
         throw Error(ErrorCode::Format, std::string("bitstream: a cachegen layout version ") +
-                                           std::to_string(header.info.codec_version) +
-                                           " stream with parameter '" + v3.name + "'");
+                                           std::to_string(info.codec_version) + " stream with parameter '" +
+                                           v3.name + "'");
       given[v3.name] = v3.neutral;
     } else if (!has) {
       throw Error(
@@ -375,29 +394,42 @@ Params stream_layout_params(const Codec& codec, const StreamHeader& header) {
           std::string("bitstream: cachegen layout version 3 stream without parameter '") + v3.name + "'");
     }
   }
-  // Version 4 streams say channel_weighting=calibrated; earlier ones had none.
-  const bool weighted = header.info.codec_version >= kLayoutVersionWeighted;
+  const std::uint16_t version = info.codec_version;
+  auto refuse = [&](const std::string& what) {
+    throw Error(ErrorCode::Format,
+                "bitstream: cachegen layout version " + std::to_string(version) + " stream " + what);
+  };
+  // Version 4 streams say channel_weighting=calibrated, version 5 streams
+  // when they are weighted; earlier ones had none.
   const auto cw = given.find("channel_weighting");
-  if (weighted ? (cw == given.end() || cw->second != "calibrated") : cw != given.end())
-    throw Error(ErrorCode::Format, "bitstream: cachegen layout version " +
-                                       std::to_string(header.info.codec_version) +
-                                       (weighted ? " stream without channel_weighting=calibrated"
-                                                 : " stream with parameter 'channel_weighting'"));
-  if (!weighted) given["channel_weighting"] = "off";
+  if (cw != given.end() && cw->second != "calibrated") refuse("with channel_weighting=" + cw->second);
+  if (version == kLayoutVersionWeighted && cw == given.end()) refuse("without channel_weighting=calibrated");
+  if (version < kLayoutVersionWeighted && cw != given.end()) refuse("with parameter 'channel_weighting'");
+  if (cw == given.end()) given["channel_weighting"] = "off";
+  // Version 5 streams carry reconstruction > 0; earlier ones decode to midpoints.
+  const auto rc = given.find("reconstruction");
+  if (version < kLayoutVersionCentroid) {
+    if (rc != given.end()) refuse("with parameter 'reconstruction'");
+    given["reconstruction"] = "0";
+  } else if (rc == given.end()) {
+    refuse("without parameter 'reconstruction'");
+  }
   try {
-    return Params(codec.name(), codec.params(&header.info.shape), given);
+    Params p(codec.name(), codec.params(&info.shape), given);
+    if (version >= kLayoutVersionCentroid &&
+        (p.get_float("reconstruction") <= 0.0 || p.get("delta_mode") != "integer"))
+      refuse("with reconstruction " + p.get("reconstruction") + " and delta_mode " + p.get("delta_mode"));
+    return p;
   } catch (const Error& e) {
     if (e.code() != ErrorCode::InvalidArgument) throw;
     throw Error(ErrorCode::Format, std::string("bitstream: ") + e.what());
   }
 }
 
-}  // namespace
-
 std::unique_ptr<ChunkDecoder> make_cachegen_decoder(const Codec& codec, const StreamHeader& header,
                                                     const std::vector<std::span<const std::uint8_t>>& tables,
                                                     const DecodeOptions& options) {
-  const Params p = stream_layout_params(codec, header);
+  const Params p = stream_layout_params(codec, header.info);
   Layout L;
   try {
     L = make_layout(p, header.info.shape);
@@ -419,7 +451,7 @@ std::unique_ptr<ChunkDecoder> make_cachegen_decoder(const Codec& codec, const St
     hash.assign(reinterpret_cast<const char*>(h.data()), 16);
     if (hash.find_first_not_of("0123456789abcdef") != std::string::npos) r.fail("bad profile hash");
   }
-  if (header.info.codec_version >= kLayoutVersionWeighted) {
+  if (p.get("channel_weighting") == "calibrated") {
     if (L.delta_mode == Layout::DeltaMode::Float || L.scale == Layout::Scale::Channel)
       r.fail("channel scales with float deltas or scale=channel");
     read_channel_scales(r, L);

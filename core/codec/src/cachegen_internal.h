@@ -29,6 +29,10 @@ inline constexpr std::uint16_t kLayoutVersionPlain = 2;
 /// The layout version of streams with calibrated channel weighting (their
 /// codec header carries the channel scales).
 inline constexpr std::uint16_t kLayoutVersionWeighted = 4;
+/// The layout version of streams decoded with centroid reconstruction
+/// (parameter `reconstruction` > 0; weighted or not, as `channel_weighting`
+/// says).
+inline constexpr std::uint16_t kLayoutVersionCentroid = 5;
 
 /// Resolved cachegen settings for one cache shape.
 struct Layout {
@@ -74,6 +78,13 @@ struct Layout {
   /// Bit k set when kind k is weighted (stored in the codec header).
   std::uint8_t weighted_kinds = 0;
   bool weighted() const { return weighted_kinds != 0; }
+
+  // Layout version 5: centroid reconstruction.
+  /// 0: a decoded value is Q * step (the bin's midpoint); > 0: it is moved
+  /// toward the bin's likelier neighbour by this fraction of the centroid
+  /// offset the channel's anchor table implies (reconstruction_level()).
+  /// Integer delta mode only (0 with float deltas).
+  float reconstruction = 0.0f;
   int version() const;
 
   int M(int layer, int kind) const { return bins[kind][layer] / 2 - 1; }
@@ -121,6 +132,31 @@ inline constexpr V3Param kV3Params[] = {{"sinks", "0"},         {"delta_mode", "
 // Integer-mode delta tokens are coded against predict_from_anchor(q_anchor,
 // anchor_ratio(step_anchor, step_token), M) (kvscope/codec/cachegen_prediction.h).
 
+/// Centroid reconstruction (layout version 5, docs/bitstream.md "cachegen",
+/// "Version 5"): the level a decoder multiplies by the step for Q = q of a
+/// channel whose anchor model is `anchor` (symbols Q + M, 2M + 1 of them):
+/// float(q) + alpha * (p(q+1) - p(q-1)) / (6 * (p(q-1) + 2 p(q) + p(q+1))),
+/// p being the model's frequencies (0 outside [-M, M]), in float32, each
+/// operation rounded; float(q) when the denominator is 0. That offset is the
+/// centroid of a density that is linear across the bin through the averages
+/// of neighbouring bins: at most 1/6 of a step, toward the likelier side.
+inline float reconstruction_level(const FreqModel& anchor, int M, float alpha, int q) {
+  auto p = [&](int k) -> std::uint32_t {
+    const int s = k + M;
+    return s < 0 || s > 2 * M || s >= anchor.size() ? 0u : anchor.freq(s);
+  };
+  const std::uint32_t lo = p(q - 1), mid = p(q), hi = p(q + 1);
+  const std::uint32_t den = 6 * (lo + 2 * mid + hi);
+  if (alpha == 0.0f || den == 0) return float(q);
+  const float offset = (float(std::int32_t(hi) - std::int32_t(lo)) / float(den));
+  return float(q) + alpha * offset;
+}
+
+/// reconstruction_level() for every q in [-M, M] into levels[q + M].
+inline void reconstruction_levels(const FreqModel& anchor, int M, float alpha, float* levels) {
+  for (int q = -M; q <= M; ++q) levels[q + M] = reconstruction_level(anchor, M, alpha, q);
+}
+
 /// The scale parameter's text form ("token", "head", "channel"), as
 /// param_specs lists the choices.
 const char* to_string(Layout::Scale s);
@@ -144,7 +180,8 @@ Layout make_layout(const Params& p, const kv::CacheShape& shape);
 /// version 3, without the version 3 ones for version 2 (what
 /// kvscope::codec::encode() writes); version 4 adds channel_weighting and
 /// writes the layout's per-layer bins (the weighted kinds' bins scaled by
-/// their bins factors). `rounding` is never written (encoder only).
+/// their bins factors). `rounding` is never written (encoder only);
+/// `reconstruction` only when it is used (version 5).
 ParamSet header_params(const Params& p, const Layout& layout);
 /// Applies calibrated channel weighting to a layout made by make_layout():
 /// with channel_weighting=calibrated and a weighting found (the calibration

@@ -172,6 +172,15 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        "dead-zone rounding (encoder only): a value moves one step away from zero once it passes this "
        "fraction of a step; 0.5 rounds to nearest, lower values send more zeros (fewer bits, a little more "
        "error)"},
+      {"reconstruction",
+       T::Float,
+       "0.75",
+       0.0,
+       1.0,
+       {},
+       "where in its bin a value is decoded: 0 = the bin's middle; above 0 = moved toward the likelier "
+       "neighbouring bin by this fraction of the centroid offset the channel's symbol table implies (at most "
+       "a sixth of a step; no bits spent; layout version 5; integer delta mode)"},
       {"channel_weighting",
        T::Choice,
        "calibrated",
@@ -223,6 +232,7 @@ Layout make_layout(const Params& p, const kv::CacheShape& shape) {
   L.step_coding = p.get("step_coding") == "coded" ? Layout::StepCoding::Coded : Layout::StepCoding::Fp16;
   L.table_bits = p.get_int("table_bits");
   L.rounding = float(p.get_float("rounding"));
+  L.reconstruction = L.delta_mode == Layout::DeltaMode::Integer ? float(p.get_float("reconstruction")) : 0.0f;
   L.key_space = p.get("key_space") == "pre_rope" ? Layout::KeySpace::PreRope : Layout::KeySpace::PostRope;
   if (L.key_space == Layout::KeySpace::PreRope && shape.head_dim % 2 != 0)
     throw Error(ErrorCode::InvalidArgument,
@@ -236,7 +246,8 @@ Layout make_layout(const Params& p, const kv::CacheShape& shape) {
 ParamSet header_params(const Params& p, const Layout& layout) {
   ParamSet out = p.values();
   out.erase("rounding");  // how the encoder rounded; decoders do not need it
-  if (layout.version() < kLayoutVersion)  // versions 3 and 4 carry every version 3 parameter
+  if (layout.reconstruction == 0.0f) out.erase("reconstruction");  // versions 2-4 decode to midpoints
+  if (layout.version() < kLayoutVersion)  // versions 3 to 5 carry every version 3 parameter
     for (const auto& v3 : kV3Params) out.erase(v3.name);
   if (!layout.weighted()) {
     out.erase("channel_weighting");
@@ -252,7 +263,10 @@ ParamSet header_params(const Params& p, const Layout& layout) {
 }
 
 int Layout::version() const {
-  return weighted() ? kLayoutVersionWeighted : needs_v3() ? kLayoutVersion : kLayoutVersionPlain;
+  return reconstruction > 0.0f ? kLayoutVersionCentroid
+         : weighted()          ? kLayoutVersionWeighted
+         : needs_v3()          ? kLayoutVersion
+                               : kLayoutVersionPlain;
 }
 
 void weight_layout(Layout& L, const calibration::ChannelWeighting& w) {

@@ -160,6 +160,10 @@ std::vector<int> Params::get_int_list(const std::string& name) const {
   return out;
 }
 
+ParamSet CodecBase::coded_params(const StreamInfo& info) const {
+  return stream_params(*this, StreamHeader{info, {}}).values();
+}
+
 ParamSpec chunk_tokens_spec(int default_tokens) {
   return {"chunk_tokens",
           ParamSpec::Type::Int,

@@ -124,6 +124,11 @@ class CodecBase : public Codec {
     (void)parts;
   }
 
+  /// kvscope::codec::stream_params() for a stream of this codec whose
+  /// version is supported. The default validates the header's parameters
+  /// and fills the others with their defaults.
+  virtual ParamSet coded_params(const StreamInfo& info) const;
+
   /// Whether this codec writes one Table section before the chunks of each (layer, kind).
   virtual bool has_tables(const StreamHeader& header) const {
     (void)header;

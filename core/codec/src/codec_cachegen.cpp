@@ -29,9 +29,10 @@ class CachegenCodec : public CodecBase {
   // Version 2 added the `scale` parameter and the scaled anchor prediction;
   // version 3 sinks, float deltas, coded steps, coarse tables and pre-RoPE
   // keys (streams that use none of them are still written as version 2);
-  // version 4 calibrated channel weighting (the channel scales);
-  // version 1 streams have no `scale` and decode as scale=channel.
-  std::uint16_t codec_version() const override { return kLayoutVersionWeighted; }
+  // version 4 calibrated channel weighting (the channel scales); version 5
+  // centroid reconstruction; version 1 streams have no `scale` and decode as
+  // scale=channel.
+  std::uint16_t codec_version() const override { return kLayoutVersionCentroid; }
   std::uint16_t oldest_codec_version() const override { return 1; }
 
   EncodedParts encode_parts(const kv::KVCache& cache, const Params& p,
@@ -41,6 +42,10 @@ class CachegenCodec : public CodecBase {
 
   void describe_header(const Params& p, const kv::CacheShape& shape, EncodedParts& parts) const override {
     describe_cachegen_header(p, make_layout(p, shape), parts);
+  }
+
+  ParamSet coded_params(const StreamInfo& info) const override {
+    return stream_layout_params(*this, info).values();
   }
 
   bool has_tables(const StreamHeader& header) const override {

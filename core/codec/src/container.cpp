@@ -104,6 +104,14 @@ const detail::CodecBase& codec_for(const StreamInfo& info) {
   return *base;
 }
 
+}  // namespace
+
+ParamSet stream_params(const StreamInfo& info) {
+  return codec_for(info).coded_params(info);
+}
+
+namespace {
+
 struct Prepared {
   detail::StreamHeader header;
   const detail::CodecBase* codec = nullptr;

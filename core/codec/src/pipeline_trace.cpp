@@ -58,6 +58,7 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
   tr.delta_mode = float_mode ? "float" : "integer";
   tr.pre_rope = kind == kv::Kind::Key && L.key_space == Layout::KeySpace::PreRope && cache.info.rope_applied;
   tr.weighted = (L.weighted_kinds >> int(kind) & 1) != 0;
+  tr.reconstruction = L.reconstruction;
   tr.sinks = L.sinks;
   tr.anchor_M = Ma;
   const int chunk_sinks = L.sink_tokens(tr.chunk_begin, tr.chunk_tokens);
@@ -140,6 +141,7 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
       e.anchor_q = int(mine.sym[std::size_t(c) * n + at]) - Ma;
       e.anchor_reconstructed = float(e.anchor_q) * e.anchor_step;
       e.q = sym - (e.is_anchor ? Ma : M);
+      e.level = float(e.q);
       e.delta = e.is_anchor ? 0 : e.q;
       e.prediction = 0;
       e.reconstructed = e.is_anchor ? float(e.q) * e.step : e.anchor_reconstructed + float(e.q) * e.step;
@@ -151,7 +153,12 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
           e.is_anchor ? e.anchor_q : predict_from_anchor(e.anchor_q, anchor_ratio(e.anchor_step, e.step), M);
       e.delta = e.q - e.prediction;
       e.symbol = e.is_anchor ? e.q + M : e.delta + 2 * M;
-      e.reconstructed = float(e.q) * e.step;
+      // Version 5 decodes Q to its centroid level, from the channel's anchor
+      // model (the raw model for a raw channel).
+      const FreqModel anchor_model =
+          use_profile ? profile.anchor[lk * C + c] : table_model(e.raw ? rw : a, L.table_bits);
+      e.level = reconstruction_level(anchor_model, M, L.reconstruction, e.q);
+      e.reconstructed = e.level * e.step;
     }
     e.cdf = model.cdf;
     e.freq = e.symbol < model.size() ? model.freq(e.symbol) : 0;

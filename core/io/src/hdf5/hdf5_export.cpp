@@ -135,16 +135,13 @@ LevelPlan plan_level(const Hdf5Level& level, std::size_t index, const kv::CacheS
   if (options.complete_params) {
     const codec::Codec& c = codec::find_codec(info.codec);
     std::set<std::string> known;
-    for (const auto& spec : c.params(&shape)) {
-      known.insert(spec.name);
-      // A cachegen stream without channel_weighting is unweighted
-      // (docs/bitstream.md, cachegen "Version 4"), whatever the encoder's
-      // default is today.
-      if (info.codec == "cachegen" && spec.name == "channel_weighting") {
-        plan.params.emplace(spec.name, "off");
-        continue;
-      }
-      plan.params.emplace(spec.name, spec.default_value);  // keeps encoded values
+    for (const auto& spec : c.params(&shape)) known.insert(spec.name);
+    // What a parameter the header leaves out meant at the stream's layout
+    // version, not today's default (codec::stream_params()).
+    try {
+      plan.params = codec::stream_params(info);
+    } catch (const Error& e) {
+      throw Error(ErrorCode::InvalidArgument, which + ": " + e.what());
     }
     for (const auto& [key, value] : level.config.params) {
       require(known.count(key) > 0, ErrorCode::InvalidArgument,

@@ -67,6 +67,16 @@ struct StreamInfo {
 /// Checksum | Unsupported) with a message on any problem.
 StreamInfo inspect_stream(std::span<const std::uint8_t> bitstream, bool verify_crc = true);
 
+/// Every parameter of the stream's codec with the value the stream was coded
+/// with: the header's values, and for a parameter the header leaves out what
+/// its absence means at the stream's layout version (a cachegen version 2
+/// stream has no sinks and midpoint reconstruction, whatever today's
+/// defaults say; docs/bitstream.md). Encoder-only parameters the header
+/// never carries (cachegen's `rounding`) get their defaults. Throws
+/// Error(Unsupported) for an unknown codec or layout version, Error(Format)
+/// when the header's parameters do not fit their version.
+ParamSet stream_params(const StreamInfo& info);
+
 /// One decoded chunk: the values of one (layer, kind) for a token range.
 struct DecodedChunk {
   int layer = 0;

@@ -46,7 +46,11 @@ struct TracedElement {
   /// What the decoder multiplies this channel's decoded value by (1 unless
   /// the trace is weighted).
   float channel_scale = 1.0f;
-  float reconstructed = 0;  ///< q * step, what decode() returns
+  /// What q is decoded to in steps: q itself, or with centroid
+  /// reconstruction (layout version 5) q moved toward its likelier neighbour
+  /// (docs/bitstream.md, cachegen "Version 5"); q with float deltas.
+  float level = 0;
+  float reconstructed = 0;  ///< level * step, what decode() returns
   float error = 0;          ///< reconstructed - original
 };
 
@@ -73,6 +77,9 @@ struct PipelineTrace {
   /// step, Q and reconstructed values are of the value divided by the
   /// element's channel_scale, which the decoder multiplies back.
   bool weighted = false;
+  /// The reconstruction parameter in effect (0: values decode to q * step;
+  /// > 0: to each element's centroid level times step, layout version 5).
+  float reconstruction = 0;
   std::vector<TracedElement> elements;  ///< channels [first, first + count)
 };
 

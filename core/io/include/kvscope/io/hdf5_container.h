@@ -102,9 +102,11 @@ struct Hdf5ExportOptions {
   /// decodes anywhere.
   bool embed_calibration = true;
   int deflate_level = 4;  ///< 0-9, for the reference data
-  /// Also state the registered codec's default for any parameter the
-  /// bitstream's header omits, and refuse parameter names the codec does not
-  /// declare (needs the codec registered in this build).
+  /// Also state, for any parameter the bitstream's header omits, what it
+  /// means for that stream (codec::stream_params(): the value at the
+  /// stream's layout version, else the codec's default), and refuse
+  /// parameter names the codec does not declare (needs the codec registered
+  /// in this build).
   bool complete_params = true;
   ProgressFn progress;  ///< may cancel; nothing is left behind then
 };
