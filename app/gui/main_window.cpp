@@ -569,7 +569,7 @@ bool MainWindow::restoreCachedPrefill(const QString& key, const QString& name) {
         return;
       }
       cache_note_ = entry->note;
-      session_->setCache(entry->cache, name);
+      session_->setCache(entry->cache, name, entry->weights);
       session_->setPrefillTokensPerSecond(entry->tokens_per_s);
       cache_key_ = key;
       statusBar()->showMessage(
@@ -766,23 +766,32 @@ void MainWindow::prefill() {
     model::PrefillOptions options;
     options.progress = progress;
     options.want_last_logits = false;
+    // Kept with the cache for "Calibrate from this context" (cachegen's
+    // channel weighting): one reduction of the queries per layer and one pass
+    // over the output projections, a fixed cost of tens of milliseconds,
+    // below the spread of a prefill of hundreds of tokens (docs/performance.md).
+    options.measure_channel_weights = true;
     auto result = model->prefill(tokens, options);
     auto cache = std::make_shared<const kv::KVCache>(std::move(result.cache));
+    std::shared_ptr<const MeasuredChannelWeights> weights;
+    if (result.channel_weights)
+      weights = std::make_shared<const MeasuredChannelWeights>(MeasuredChannelWeights{
+          std::move(result.channel_weights->key), std::move(result.channel_weights->value)});
     const QString note = total > tokens.size() ? tr("truncated to the model's context limit of %1 tokens "
                                                     "(the text has %2 tokens)")
                                                      .arg(tokens.size())
                                                      .arg(total)
                                                : QString();
     const double rate = result.seconds > 0 ? double(tokens.size()) / result.seconds : 0.0;
-    return std::function<void()>([this, cache, name, note, rate, key] {
+    return std::function<void()>([this, cache, weights, name, note, rate, key] {
       cache_note_ = note;
-      session_->setCache(cache, name);
+      session_->setCache(cache, name, weights);
       session_->setPrefillTokensPerSecond(rate);
       cache_key_ = key;
       if (!key.isEmpty()) {
         // Kept for the next launch, written on a worker (tens of MB).
-        restore_jobs_->start(tr("Keeping the prefill"), [cache, rate, note, key](const ProgressFn&) {
-          PrefillCache().store(key, {cache, rate, note});
+        restore_jobs_->start(tr("Keeping the prefill"), [cache, weights, rate, note, key](const ProgressFn&) {
+          PrefillCache().store(key, {cache, rate, note, weights});
           return std::function<void()>([] {});
         });
       }

@@ -7,6 +7,7 @@
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTest>
+#include <cmath>
 
 #include "job_runner.h"
 #include "main_window.h"
@@ -43,6 +44,17 @@ TEST(ModelWindow, StartsWithDefaultModelAndPrefillsShortContext) {
   EXPECT_EQ(cache->shape().kv_heads, 3);
   EXPECT_GT(cache->shape().tokens, 10);
   EXPECT_LT(cache->shape().tokens, 40);
+  // The prefill measured the channel weights calibration needs, one per
+  // layer and channel, with the cache.
+  const auto weights = window.session()->channelWeights();
+  ASSERT_NE(weights, nullptr);
+  const auto n = std::size_t(cache->shape().layers) * std::size_t(cache->shape().channels());
+  ASSERT_EQ(weights->key.size(), n);
+  ASSERT_EQ(weights->value.size(), n);
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_TRUE(std::isfinite(weights->key[i]) && weights->key[i] >= 0) << i;
+    ASSERT_TRUE(std::isfinite(weights->value[i]) && weights->value[i] > 0) << i;
+  }
 }
 #endif
 
