@@ -50,6 +50,7 @@
 #include "workspace.h"
 #if KVSCOPE_GUI_HAVE_CODECS
 #include "codec_panel.h"
+#include "kvscope/codec/calibration_file.h"
 #include "param_editor.h"
 #include "pipeline_panel.h"
 #include "spectrum_panel.h"
@@ -193,10 +194,24 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   auto* spectrum = new SpectrumPanel(session_, [this] { return codec_panel_->config(); });
   addView(tr("Transform Spectrum"), QStringLiteral("spectrumDock"), spectrum);
   connect(codec_panel_, &CodecPanel::configChanged, spectrum, &SpectrumPanel::refresh);
-  connect(spectrum, &SpectrumPanel::calibrated, this, [this](const QString& path) {
-    codec_panel_->setConfig({"transform", {{"basis", "calibration"}, {"calibration", path.toStdString()}}});
-    statusBar()->showMessage(tr("Transform calibration written to %1").arg(path), 10000);
-  });
+  connect(spectrum, &SpectrumPanel::calibrated, this,
+          [this](const QString& path, const QStringList& sections) {
+            // The new file for the codec shown: cachegen takes its tables and its
+            // channel weighting from it (a `profile` file; `auto` would take the
+            // first fitting file of the folder, not necessarily this one), any other
+            // codec switches to transform with the file's bases.
+            if (codec_panel_->config().codec == "cachegen") {
+              if (sections.contains(QString::fromLatin1(codec::calibration::kLegacyCachegenSection)))
+                codec_panel_->setConfig({"cachegen", {{"profile", path.toStdString()}}});
+            } else {
+              codec_panel_->setConfig(
+                  {"transform", {{"basis", "calibration"}, {"calibration", path.toStdString()}}});
+            }
+            statusBar()->showMessage(
+                tr("Calibration written to %1 (%2)").arg(path, sections.join(QStringLiteral(", "))), 10000);
+          });
+  connect(spectrum, &SpectrumPanel::calibrationFailed, this,
+          [this](const QString& message) { showError(tr("Calibrate from this context"), message); });
 #if KVSCOPE_GUI_HAVE_EVAL
   {  // Why the defaults are what they are: where attention goes, which layers are sensitive.
     auto* attention = new AttentionPanel(session_, [this] { return codec_panel_->config(); });

@@ -13,6 +13,11 @@
 #include "main_window.h"
 #include "session.h"
 #include "test_model.h"
+#if KVSCOPE_GUI_HAVE_CODECS
+#include "codec_panel.h"
+#include "kvscope/codec/bitstream.h"
+#include "spectrum_panel.h"
+#endif
 
 namespace kvscope::gui {
 namespace {
@@ -55,6 +60,31 @@ TEST(ModelWindow, StartsWithDefaultModelAndPrefillsShortContext) {
     ASSERT_TRUE(std::isfinite(weights->key[i]) && weights->key[i] >= 0) << i;
     ASSERT_TRUE(std::isfinite(weights->value[i]) && weights->value[i] > 0) << i;
   }
+#if KVSCOPE_GUI_HAVE_CODECS
+  // "Calibrate from this context" writes them into the file as cachegen's
+  // channel weighting, and the codec panel (cachegen) encodes weighted.
+  QTemporaryDir calibration;
+  qputenv("KVSCOPE_CALIBRATION_DIR", calibration.path().toUtf8());
+  auto* spectrum = window.findChild<SpectrumPanel*>();
+  ASSERT_NE(spectrum, nullptr);
+  QSignalSpy calibrated(spectrum, &SpectrumPanel::calibrated);
+  QSignalSpy codec_errors(window.codecPanel(), &CodecPanel::errorOccurred);
+  spectrum->calibrateFromCache();
+  ASSERT_TRUE(calibrated.wait(120000));
+  EXPECT_TRUE(calibrated.at(0).at(1).toStringList().contains(QStringLiteral("cachegen.channel-weighting")))
+      << calibrated.at(0).at(1).toStringList().join(QStringLiteral(", ")).toStdString();
+  EXPECT_EQ(window.codecPanel()->config().params.at("profile"),
+            calibrated.at(0).at(0).toString().toStdString());
+  ASSERT_TRUE(QTest::qWaitFor(
+      [&] {
+        const auto r = window.codecPanel()->lastResult();
+        return r && codec::inspect_stream(r->bytes).codec_version == 4;
+      },
+      120000))
+      << window.codecPanel()->sizeReadout().toStdString() << " / "
+      << (codec_errors.isEmpty() ? std::string() : codec_errors.last().at(0).toString().toStdString());
+  qunsetenv("KVSCOPE_CALIBRATION_DIR");
+#endif
 }
 #endif
 
