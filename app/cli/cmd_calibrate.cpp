@@ -14,10 +14,8 @@
 #include "cli_util.h"
 #include "cmd_codec_io.h"
 #include "command_registry.h"
-#include "kvscope/codec/calibration.h"
+#include "kvscope/codec/calibration_builder.h"
 #include "kvscope/codec/calibration_file.h"
-#include "kvscope/codec/channel_weighting.h"
-#include "kvscope/codec/transform_basis.h"
 #if KVSCOPE_HAVE_TORCH
 #include "kvscope/eval/dataset.h"
 #include "kvscope/model/model.h"
@@ -38,7 +36,6 @@ struct Options {
 struct Prefilled {
   std::vector<kv::KVCache> caches;              // keys before RoPE
   std::vector<float> key_weight, value_weight;  // ChannelWeights, token-weighted mean over the contexts
-  std::string model_name, model_sha;
 };
 
 // Pre-RoPE caches of the contexts (dataset ids or files), each cut to
@@ -48,8 +45,6 @@ Prefilled prefill_contexts(const Options& o) {
   lo.hash_file = true;
   const auto m = model::Model::load(resolve_model(o.model), lo);
   Prefilled out;
-  out.model_name = m->config().name;
-  out.model_sha = m->file_sha256();
   std::vector<double> key, value;
   double tokens = 0;
   for (const auto& ctx : o.contexts) {
@@ -114,10 +109,16 @@ const CommandRegistrar calibrate_command(240, [](CLI::App& app) {
                   "calibrate needs --in caches (cachegen tables) or --context texts (transform bases)");
     const auto dir = o->out_dir.empty() ? codec::calibration::default_calibration_dir()
                                         : std::filesystem::path(o->out_dir);
-    // One file per model: cachegen's tables and the transform bases are sections of it.
-    codec::calibration::CalibrationFile file;
     nlohmann::json report;
-    std::optional<codec::calibration::ChannelWeighting> weighting;
+    // One file per model: its sections are assembled as the app assembles
+    // them (kvscope/codec/calibration_builder.h).
+    codec::calibration::CalibrationSources sources;
+    codec::calibration::CalibrationBuildOptions options;
+    options.cachegen = parse_settings(o->settings);
+    options.key_power = o->key_weighting;
+    options.value_power = o->value_weighting;
+    options.skip_tokens = o->skip_tokens;
+    options.progress = terminal_progress();
 #if KVSCOPE_HAVE_TORCH
     std::optional<Prefilled> prefilled;
     if (!o->contexts.empty()) {
@@ -125,40 +126,24 @@ const CommandRegistrar calibrate_command(240, [](CLI::App& app) {
       prefilled = prefill_contexts(*o);
       report["prefill_seconds"] =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (o->key_weighting > 0 || o->value_weighting > 0)
-        weighting = codec::calibration::build_channel_weighting(prefilled->caches, prefilled->key_weight,
-                                                                prefilled->value_weight, o->key_weighting,
-                                                                o->value_weighting);
+      sources.contexts = prefilled->caches;
+      sources.key_weight = prefilled->key_weight;
+      sources.value_weight = prefilled->value_weight;
     }
 #endif
-    if (!o->in.empty()) {
-      std::vector<kv::KVCache> caches;
-      for (const auto& f : o->in) caches.push_back(read_cache_file(f));
-      file =
-          codec::calibration::parse(codec::calibration::build_profile(caches, parse_settings(o->settings), {},
-                                                                      weighting ? &*weighting : nullptr),
-                                    "cachegen tables");
-    }
+    std::vector<kv::KVCache> table_caches;
+    for (const auto& f : o->in) table_caches.push_back(read_cache_file(f));
+    sources.table_caches = table_caches;
+    const auto built = codec::calibration::build_calibration_file(sources, options);
+    const auto& file = built.file;
 #if KVSCOPE_HAVE_TORCH
     if (prefilled) {
-      const auto t1 = std::chrono::steady_clock::now();
-      codec::transform::BuildOptions bo;
-      bo.skip_tokens = o->skip_tokens;
-      bo.progress = terminal_progress();
-      file.sections[codec::transform::kSectionName] =
-          codec::transform::serialize_calibration(codec::transform::build_calibration(prefilled->caches, bo));
-      if (weighting)
-        file.sections[codec::calibration::kChannelWeightingSection] =
-            codec::calibration::serialize_channel_weighting(*weighting);
-      if (file.model_name.empty()) file.model_name = prefilled->model_name;
-      if (file.model_sha256.empty()) file.model_sha256 = prefilled->model_sha;
       std::size_t tokens = 0;
       for (const auto& c : prefilled->caches) tokens += std::size_t(c.shape().tokens);
-      report["transform"] = {
-          {"contexts", o->contexts},
-          {"tokens", tokens},
-          {"prefill_seconds", report["prefill_seconds"]},
-          {"basis_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count()}};
+      report["transform"] = {{"contexts", o->contexts},
+                             {"tokens", tokens},
+                             {"prefill_seconds", report["prefill_seconds"]},
+                             {"basis_seconds", built.basis_seconds}};
     }
 #endif
     const auto bytes = codec::calibration::serialize(file);

@@ -353,7 +353,10 @@ void CodecPanel::scheduleEncode() {
   // layers' bins changed, else a subset of the tokens of a large cache.
   std::optional<std::vector<int>> touched;
   const bool have_exact = result_ && result_cache_.lock() == cache;
-  if (have_exact && subset_enabled_) touched = layersTouched(result_config_, cfg, shape.layers);
+  // Some layers encoded apart (touched, sampled) only without a calibration
+  // file: its tables fit every layer of the model, not a part.
+  const bool layer_parts = subset_enabled_ && encodesLayerSubsets(cfg);
+  if (have_exact && layer_parts) touched = layersTouched(result_config_, cfg, shape.layers);
   if (const StagedEncode* known = rememberedEncode(cache, cfg)) {
     // Settings encoded exactly a moment ago (a change undone): that result
     // is this one. A job all the same, so results of the encodes before it
@@ -380,7 +383,7 @@ void CodecPanel::scheduleEncode() {
   // A change every stream feels: a few layers of a token subset, each layer
   // of the last exact encode scaled as its nearest sampled layer changed.
   std::vector<int> sampled;
-  if (!touched && have_exact && subset_enabled_ && result_coded_alone_ && perLayerBins(cfg, shape.layers) &&
+  if (!touched && have_exact && layer_parts && result_coded_alone_ && perLayerBins(cfg, shape.layers) &&
       perLayerBins(result_config_, shape.layers) && shape.layers >= 2 * kSampledLayers)
     sampled = spreadLayers(shape.layers, kSampledLayers);
   const auto subset = subset_enabled_ && !touched && sampled.empty() ? subsetOf(cache) : nullptr;

@@ -50,6 +50,7 @@
 #include "workspace.h"
 #if KVSCOPE_GUI_HAVE_CODECS
 #include "codec_panel.h"
+#include "kvscope/codec/calibration_file.h"
 #include "param_editor.h"
 #include "pipeline_panel.h"
 #include "spectrum_panel.h"
@@ -193,10 +194,24 @@ MainWindow::MainWindow(const Options& options, QWidget* parent)
   auto* spectrum = new SpectrumPanel(session_, [this] { return codec_panel_->config(); });
   addView(tr("Transform Spectrum"), QStringLiteral("spectrumDock"), spectrum);
   connect(codec_panel_, &CodecPanel::configChanged, spectrum, &SpectrumPanel::refresh);
-  connect(spectrum, &SpectrumPanel::calibrated, this, [this](const QString& path) {
-    codec_panel_->setConfig({"transform", {{"basis", "calibration"}, {"calibration", path.toStdString()}}});
-    statusBar()->showMessage(tr("Transform calibration written to %1").arg(path), 10000);
-  });
+  connect(spectrum, &SpectrumPanel::calibrated, this,
+          [this](const QString& path, const QStringList& sections) {
+            // The new file for the codec shown: cachegen takes its tables and its
+            // channel weighting from it (a `profile` file; `auto` would take the
+            // first fitting file of the folder, not necessarily this one), any other
+            // codec switches to transform with the file's bases.
+            if (codec_panel_->config().codec == "cachegen") {
+              if (sections.contains(QString::fromLatin1(codec::calibration::kLegacyCachegenSection)))
+                codec_panel_->setConfig({"cachegen", {{"profile", path.toStdString()}}});
+            } else {
+              codec_panel_->setConfig(
+                  {"transform", {{"basis", "calibration"}, {"calibration", path.toStdString()}}});
+            }
+            statusBar()->showMessage(
+                tr("Calibration written to %1 (%2)").arg(path, sections.join(QStringLiteral(", "))), 10000);
+          });
+  connect(spectrum, &SpectrumPanel::calibrationFailed, this,
+          [this](const QString& message) { showError(tr("Calibrate from this context"), message); });
 #if KVSCOPE_GUI_HAVE_EVAL
   {  // Why the defaults are what they are: where attention goes, which layers are sensitive.
     auto* attention = new AttentionPanel(session_, [this] { return codec_panel_->config(); });
@@ -569,7 +584,7 @@ bool MainWindow::restoreCachedPrefill(const QString& key, const QString& name) {
         return;
       }
       cache_note_ = entry->note;
-      session_->setCache(entry->cache, name);
+      session_->setCache(entry->cache, name, entry->weights);
       session_->setPrefillTokensPerSecond(entry->tokens_per_s);
       cache_key_ = key;
       statusBar()->showMessage(
@@ -766,23 +781,32 @@ void MainWindow::prefill() {
     model::PrefillOptions options;
     options.progress = progress;
     options.want_last_logits = false;
+    // Kept with the cache for "Calibrate from this context" (cachegen's
+    // channel weighting): one reduction of the queries per layer and one pass
+    // over the output projections, a fixed cost of tens of milliseconds,
+    // below the spread of a prefill of hundreds of tokens (docs/performance.md).
+    options.measure_channel_weights = true;
     auto result = model->prefill(tokens, options);
     auto cache = std::make_shared<const kv::KVCache>(std::move(result.cache));
+    std::shared_ptr<const MeasuredChannelWeights> weights;
+    if (result.channel_weights)
+      weights = std::make_shared<const MeasuredChannelWeights>(MeasuredChannelWeights{
+          std::move(result.channel_weights->key), std::move(result.channel_weights->value)});
     const QString note = total > tokens.size() ? tr("truncated to the model's context limit of %1 tokens "
                                                     "(the text has %2 tokens)")
                                                      .arg(tokens.size())
                                                      .arg(total)
                                                : QString();
     const double rate = result.seconds > 0 ? double(tokens.size()) / result.seconds : 0.0;
-    return std::function<void()>([this, cache, name, note, rate, key] {
+    return std::function<void()>([this, cache, weights, name, note, rate, key] {
       cache_note_ = note;
-      session_->setCache(cache, name);
+      session_->setCache(cache, name, weights);
       session_->setPrefillTokensPerSecond(rate);
       cache_key_ = key;
       if (!key.isEmpty()) {
         // Kept for the next launch, written on a worker (tens of MB).
-        restore_jobs_->start(tr("Keeping the prefill"), [cache, rate, note, key](const ProgressFn&) {
-          PrefillCache().store(key, {cache, rate, note});
+        restore_jobs_->start(tr("Keeping the prefill"), [cache, weights, rate, note, key](const ProgressFn&) {
+          PrefillCache().store(key, {cache, rate, note, weights});
           return std::function<void()>([] {});
         });
       }

@@ -7,6 +7,8 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <algorithm>
+#include <bit>
+#include <cstring>
 #include <vector>
 
 #include "kvscope/common/error.h"
@@ -17,6 +19,30 @@
 namespace kvscope::gui {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// Floats in the side file: base64 of their little-endian bytes (exact, and
+// shorter than decimal text).
+QString floatsToBase64(const std::vector<float>& v) {
+  static_assert(std::endian::native == std::endian::little, "the side file holds little-endian floats");
+  return QString::fromLatin1(
+      QByteArray(reinterpret_cast<const char*>(v.data()), qsizetype(v.size() * sizeof(float))).toBase64());
+}
+
+// The floats of floatsToBase64(); Error(Format) when the text is not that.
+std::vector<float> floatsFromBase64(const QJsonValue& value) {
+  const auto result =
+      QByteArray::fromBase64Encoding(value.toString().toLatin1(), QByteArray::AbortOnBase64DecodingErrors);
+  const QByteArray& bytes = *result;
+  if (!result || bytes.size() % qsizetype(sizeof(float)) != 0)
+    throw Error(ErrorCode::Format, "prefill cache: bad channel weights");
+  std::vector<float> v(std::size_t(bytes.size()) / sizeof(float));
+  if (!v.empty()) std::memcpy(v.data(), bytes.constData(), std::size_t(bytes.size()));
+  return v;
+}
+
+}  // namespace
 
 fs::path PrefillCache::defaultFolder() {
   return model_dir().parent_path() / "prefill";
@@ -30,7 +56,9 @@ QString PrefillCache::key(const QString& model_path, const QString& text) {
   QCryptographicHash h(QCryptographicHash::Sha256);
   // Another KVScope version may fill the cache differently (new CacheInfo
   // fields): its entries are not reused.
-  h.addData(QByteArrayLiteral("kvscope prefill cache 1, "));
+  // 2: entries hold the prefill's channel weights (version 1 ones do not, and
+  // would calibrate without them).
+  h.addData(QByteArrayLiteral("kvscope prefill cache 2, "));
   h.addData(QByteArray(kvscope::kVersion));
   h.addData(model.canonicalFilePath().toUtf8());
   h.addData(QByteArray::number(model.size()));
@@ -56,6 +84,12 @@ std::optional<PrefillCache::Entry> PrefillCache::load(const QString& key) const 
     const QJsonObject o = QJsonDocument::fromJson(QByteArray::fromStdString(json)).object();
     e.tokens_per_s = o.value(QStringLiteral("tokens_per_s")).toDouble();
     e.note = o.value(QStringLiteral("note")).toString();
+    if (o.contains(QStringLiteral("key_weights"))) {
+      auto w = std::make_shared<MeasuredChannelWeights>();
+      w->key = floatsFromBase64(o.value(QStringLiteral("key_weights")));
+      w->value = floatsFromBase64(o.value(QStringLiteral("value_weights")));
+      e.weights = std::move(w);
+    }
     e.cache = std::make_shared<const kv::KVCache>(io::load_cache(tensors));
     // Touch: the newest entries are the ones kept.
     std::error_code ec;
@@ -79,6 +113,10 @@ void PrefillCache::store(const QString& key, const Entry& entry) const {
     QJsonObject o;
     o[QStringLiteral("tokens_per_s")] = entry.tokens_per_s;
     o[QStringLiteral("note")] = entry.note;
+    if (entry.weights) {
+      o[QStringLiteral("key_weights")] = floatsToBase64(entry.weights->key);
+      o[QStringLiteral("value_weights")] = floatsToBase64(entry.weights->value);
+    }
     const QByteArray json = QJsonDocument(o).toJson();
     write_file_atomically(folder_ / (key.toStdString() + ".json"), json.constData(),
                           std::size_t(json.size()));

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "kvscope/kv/kv_cache.h"
+#include "measured_channel_weights.h"
 
 namespace kvscope::gui {
 
@@ -15,8 +16,9 @@ namespace kvscope::gui {
 /// prefill is the slowest stage by far: seconds, against milliseconds for
 /// everything drawn from the cache). Entries live in
 /// `folder`/<key>.safetensors (io::save_cache) with a small <key>.json
-/// beside it (prefill rate, truncation note); the newest `kMaxEntries` are
-/// kept. A damaged entry is treated as absent and removed.
+/// beside it (prefill rate, truncation note, the channel weights the prefill
+/// measured); the newest `kMaxEntries` are kept. A damaged entry is treated
+/// as absent and removed.
 class PrefillCache {
  public:
   static constexpr int kMaxEntries = 6;
@@ -35,6 +37,8 @@ class PrefillCache {
     std::shared_ptr<const kv::KVCache> cache;
     double tokens_per_s = 0;  ///< the prefill's measured rate
     QString note;             ///< e.g. truncation to the context limit
+    /// What the prefill measured for calibration (null: not measured).
+    std::shared_ptr<const MeasuredChannelWeights> weights;
   };
   /// The stored entry for `key`, or nullopt (absent or unreadable).
   std::optional<Entry> load(const QString& key) const;

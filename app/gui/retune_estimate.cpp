@@ -248,6 +248,12 @@ bool perLayerBins(const codec::CodecConfig& config, int layers) {
          param(config.params, "value_layer_splits").empty();
 }
 
+bool encodesLayerSubsets(const codec::CodecConfig& config) {
+  if (config.codec != "cachegen") return true;
+  const std::string profile = param(config.params, "profile");
+  return profile.empty() || profile == "auto";
+}
+
 StagedEncode scaleBySampledLayers(const StagedEncode& exact, const StagedEncode& now,
                                   const StagedEncode& before, const std::vector<int>& layers) {
   const codec::SizeReport& e = exact.result->size;

@@ -84,6 +84,12 @@ std::vector<int> spreadLayers(int layers, int count);
 /// layers: cachegen with one bin count per layer and no layer splits.
 bool perLayerBins(const codec::CodecConfig& config, int layers);
 
+/// Whether `config` can encode some layers of a cache on their own (the
+/// touched and sampled estimates): not when it gives cachegen a calibration
+/// file (`profile` naming one, as "Calibrate from this context" selects):
+/// its tables fit every layer of the model only, so the part would not encode.
+bool encodesLayerSubsets(const codec::CodecConfig& config);
+
 /// A change every stream feels, estimated from a few layers: `now` and
 /// `before` are encodes of the same part of the cache (some layers, or a
 /// token subset of them) at the new and at the last exact settings. Every

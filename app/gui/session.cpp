@@ -13,8 +13,10 @@ void Session::setModel(std::shared_ptr<const model::Model> model, const QString&
 }
 #endif
 
-void Session::setCache(std::shared_ptr<const kv::KVCache> cache, const QString& source) {
+void Session::setCache(std::shared_ptr<const kv::KVCache> cache, const QString& source,
+                       std::shared_ptr<const MeasuredChannelWeights> weights) {
   cache_ = std::move(cache);
+  channel_weights_ = std::move(weights);
   cache_source_ = source;
   prefill_rate_ = 0;  // the caller that prefilled sets it after
   emit cacheChanged();

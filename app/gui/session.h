@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kvscope/kv/kv_cache.h"
+#include "measured_channel_weights.h"
 
 #if KVSCOPE_GUI_HAVE_MODEL
 #include "kvscope/model/model.h"  // torch-free public header (pimpl)
@@ -42,10 +43,17 @@ class Session : public QObject {
   std::shared_ptr<const kv::KVCache> cache() const {
     return cache_;
   }
-  /// `source` describes where the cache came from (context name or file).
-  void setCache(std::shared_ptr<const kv::KVCache> cache, const QString& source);
+  /// `source` describes where the cache came from (context name or file);
+  /// `weights`: the channel weights its prefill measured (null for a cache
+  /// that was not prefilled here, e.g. one opened from a file).
+  void setCache(std::shared_ptr<const kv::KVCache> cache, const QString& source,
+                std::shared_ptr<const MeasuredChannelWeights> weights = nullptr);
   QString cacheSource() const {
     return cache_source_;
+  }
+  /// The channel weights measured with the current cache; null when none were.
+  std::shared_ptr<const MeasuredChannelWeights> channelWeights() const {
+    return channel_weights_;
   }
   /// Tokens per second this machine prefilled the current cache at (the
   /// recompute rate a text chunk is charged at); 0 when unknown (a cache
@@ -78,6 +86,7 @@ class Session : public QObject {
   bool has_model_ = false;
   QString model_path_, model_name_;
   std::shared_ptr<const kv::KVCache> cache_;
+  std::shared_ptr<const MeasuredChannelWeights> channel_weights_;
   QString cache_source_;
   double prefill_rate_ = 0;
   QString context_text_, context_name_;

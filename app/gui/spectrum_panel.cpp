@@ -13,8 +13,8 @@
 #include <cmath>
 
 #include "job_runner.h"
+#include "kvscope/codec/calibration_builder.h"
 #include "kvscope/codec/calibration_file.h"
-#include "kvscope/codec/transform_basis.h"
 #include "kvscope/kv/rope.h"
 #include "labeled_control.h"
 #include "on_screen.h"
@@ -27,7 +27,8 @@ SpectrumPanel::SpectrumPanel(Session* session, std::function<codec::CodecConfig(
     : QWidget(parent),
       session_(session),
       config_(std::move(config)),
-      runner_(std::make_unique<JobRunner>(QStringLiteral("spectrum"))) {
+      runner_(std::make_unique<JobRunner>(QStringLiteral("spectrum"))),
+      calibration_runner_(std::make_unique<JobRunner>(QStringLiteral("calibration"))) {
   auto* controls = new QHBoxLayout;
   auto add = [&](const QString& label, QWidget* w, const QString& tip) {
     addLabeledControl(controls, label, w, tip);
@@ -43,10 +44,14 @@ SpectrumPanel::SpectrumPanel(Session* session, std::function<codec::CodecConfig(
   controls->addStretch(1);
   calibrate_ = new QPushButton(tr("Calibrate from this context"));
   calibrate_->setObjectName(QStringLiteral("spectrumCalibrate"));
-  calibrate_->setToolTip(
-      tr("Computes the PCA bases of this cache (keys before RoPE) into a calibration file and selects it in "
-         "the codec panel. A basis from the context you then encode fits it better than it will fit other "
-         "texts: for honest numbers calibrate on other texts (kvscope-cli calibrate --context ...)."));
+  calibrate_->setToolTip(tr(
+      "Writes a calibration file from this context and selects it in the codec panel: the transform "
+      "bases (keys before RoPE), cachegen's channel weighting (from the query energies the prefill "
+      "measured; none for a cache opened from a file) and cachegen's tables, counted weighted at the codec "
+      "panel's cachegen settings. Cachegen then takes its tables and weighting from the file (profile; "
+      "calibrate again after changing its bins); any other codec switches to transform with the bases. "
+      "A calibration fits the context it came from better than other texts: for honest numbers "
+      "calibrate on other texts (kvscope-cli calibrate --context ...)."));
   controls->addWidget(calibrate_);
   connect(calibrate_, &QPushButton::clicked, this, &SpectrumPanel::calibrateFromCache);
 
@@ -114,6 +119,10 @@ SpectrumPanel::SpectrumPanel(Session* session, std::function<codec::CodecConfig(
     plan_.reset();
     summary_->setText(tr("The transform plan failed: %1").arg(message));
   });
+  connect(calibration_runner_.get(), &JobRunner::failed, this,
+          [this](const QString&, const QString& message) { emit calibrationFailed(message); });
+  connect(calibration_runner_.get(), &JobRunner::busyChanged, this,
+          [this](bool busy) { calibrate_->setEnabled(!busy); });
   summary_->setText(tr("Prefill a context to see how the transform codec spends its bits."));
 }
 
@@ -167,24 +176,38 @@ void SpectrumPanel::startPlan() {
 void SpectrumPanel::calibrateFromCache() {
   const auto cache = session_->cache();
   if (!cache || cache->empty()) return;
-  runner_->start(tr("Transform calibration"), [this, cache](const ProgressFn& progress) {
-    kv::KVCache pre = *cache;
-    if (pre.info.rope_applied && pre.shape().head_dim % 2 == 0) kv::remove_rope(pre);
-    pre.info.rope_applied = false;  // keys as the codec codes them
-    codec::transform::BuildOptions options;
-    options.progress = progress;
-    std::vector<kv::KVCache> caches;
-    caches.push_back(std::move(pre));
-    codec::calibration::CalibrationFile file;
-    file.model_name = cache->info.model_name;
-    file.model_sha256 = cache->info.model_sha256;
-    file.sections[codec::transform::kSectionName] =
-        codec::transform::serialize_calibration(codec::transform::build_calibration(caches, options));
-    const auto path = codec::calibration::save(codec::calibration::serialize(file),
-                                               codec::calibration::default_calibration_dir());
-    const QString qpath = QString::fromStdString(path.string());
-    return std::function<void()>([this, qpath] { emit calibrated(qpath); });
-  });
+  const auto weights = session_->channelWeights();
+  // Tables at the settings the codec panel encodes with, when it shows
+  // cachegen: an encoder given this file as `profile` then fits them.
+  const codec::CodecConfig cfg = config_ ? config_() : codec::CodecConfig{};
+  const codec::ParamSet cachegen = cfg.codec == "cachegen" ? cfg.params : codec::ParamSet{};
+  const auto delta_mode = cachegen.find("delta_mode");
+  const bool tables = delta_mode == cachegen.end() || delta_mode->second != "float";
+  calibration_runner_->start(
+      tr("Calibration"), [this, cache, weights, cachegen, tables](const ProgressFn& progress) {
+        kv::KVCache pre = *cache;
+        if (pre.info.rope_applied && pre.shape().head_dim % 2 == 0) kv::remove_rope(pre);
+        pre.info.rope_applied = false;  // keys as the transform codec codes them
+        codec::calibration::CalibrationSources sources;
+        sources.contexts = std::span(&pre, 1);
+        if (weights) {
+          sources.key_weight = weights->key;
+          sources.value_weight = weights->value;
+        }
+        // The cache as the encoder gets it: cachegen removes RoPE itself where
+        // its key_space says so, so the tables count what streams code.
+        if (tables) sources.table_caches = std::span(cache.get(), 1);
+        codec::calibration::CalibrationBuildOptions options;
+        options.cachegen = cachegen;
+        options.progress = progress;
+        const auto built = codec::calibration::build_calibration_file(sources, options);
+        const auto path = codec::calibration::save(codec::calibration::serialize(built.file),
+                                                   codec::calibration::default_calibration_dir());
+        const QString qpath = QString::fromStdString(path.string());
+        QStringList sections;
+        for (const auto& [name, payload] : built.file.sections) sections << QString::fromStdString(name);
+        return std::function<void()>([this, qpath, sections] { emit calibrated(qpath, sections); });
+      });
 }
 
 void SpectrumPanel::redraw() {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #pragma once
 
+#include <QStringList>
 #include <QWidget>
 #include <functional>
 #include <memory>
@@ -51,15 +52,24 @@ class SpectrumPanel : public QWidget {
   /// Recomputes the plan (call when the cache or the codec settings change):
   /// now if the view is on screen, else once it is.
   void refresh();
-  /// Builds a calibration file with the transform bases of the current cache
-  /// (keys before RoPE) in the default calibration folder, on a worker;
-  /// emits calibrated() with its path.
+  /// Builds one calibration file from the current cache into the default
+  /// calibration folder, on a worker (kvscope/codec/calibration_builder.h):
+  /// the transform bases (keys before RoPE); cachegen's channel weighting
+  /// (key power 0.5, values unweighted) from the channel weights the
+  /// prefill measured (none for a cache opened from a file); and cachegen's
+  /// symbol tables counted on this cache at the codec panel's cachegen
+  /// settings (cachegen's defaults while another codec is shown; none with
+  /// delta_mode=float, which has no calibrated tables), weighted as encoders
+  /// weight them. Emits calibrated() with its path and the sections written,
+  /// or calibrationFailed().
   void calibrateFromCache();
 
  signals:
   void planned();
-  /// A calibration file was written (calibrateFromCache()).
-  void calibrated(const QString& path);
+  /// A calibration file was written (calibrateFromCache()); `sections` are
+  /// its section names (docs/bitstream.md section 4).
+  void calibrated(const QString& path, const QStringList& sections);
+  void calibrationFailed(const QString& message);
 
  private:
   void redraw();
@@ -69,6 +79,7 @@ class SpectrumPanel : public QWidget {
   WhenShown* when_shown_;
   std::function<codec::CodecConfig()> config_;
   std::unique_ptr<JobRunner> runner_;
+  std::unique_ptr<JobRunner> calibration_runner_;  // its own: a new plan does not cancel it
   std::shared_ptr<const codec::transform::TransformPlan> plan_;
   QString settings_note_;
   std::weak_ptr<const kv::KVCache> planned_cache_;

@@ -7,11 +7,17 @@
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTest>
+#include <cmath>
 
 #include "job_runner.h"
 #include "main_window.h"
 #include "session.h"
 #include "test_model.h"
+#if KVSCOPE_GUI_HAVE_CODECS
+#include "codec_panel.h"
+#include "kvscope/codec/bitstream.h"
+#include "spectrum_panel.h"
+#endif
 
 namespace kvscope::gui {
 namespace {
@@ -43,6 +49,42 @@ TEST(ModelWindow, StartsWithDefaultModelAndPrefillsShortContext) {
   EXPECT_EQ(cache->shape().kv_heads, 3);
   EXPECT_GT(cache->shape().tokens, 10);
   EXPECT_LT(cache->shape().tokens, 40);
+  // The prefill measured the channel weights calibration needs, one per
+  // layer and channel, with the cache.
+  const auto weights = window.session()->channelWeights();
+  ASSERT_NE(weights, nullptr);
+  const auto n = std::size_t(cache->shape().layers) * std::size_t(cache->shape().channels());
+  ASSERT_EQ(weights->key.size(), n);
+  ASSERT_EQ(weights->value.size(), n);
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_TRUE(std::isfinite(weights->key[i]) && weights->key[i] >= 0) << i;
+    ASSERT_TRUE(std::isfinite(weights->value[i]) && weights->value[i] > 0) << i;
+  }
+#if KVSCOPE_GUI_HAVE_CODECS
+  // "Calibrate from this context" writes them into the file as cachegen's
+  // channel weighting, and the codec panel (cachegen) encodes weighted.
+  QTemporaryDir calibration;
+  qputenv("KVSCOPE_CALIBRATION_DIR", calibration.path().toUtf8());
+  auto* spectrum = window.findChild<SpectrumPanel*>();
+  ASSERT_NE(spectrum, nullptr);
+  QSignalSpy calibrated(spectrum, &SpectrumPanel::calibrated);
+  QSignalSpy codec_errors(window.codecPanel(), &CodecPanel::errorOccurred);
+  spectrum->calibrateFromCache();
+  ASSERT_TRUE(calibrated.wait(120000));
+  EXPECT_TRUE(calibrated.at(0).at(1).toStringList().contains(QStringLiteral("cachegen.channel-weighting")))
+      << calibrated.at(0).at(1).toStringList().join(QStringLiteral(", ")).toStdString();
+  EXPECT_EQ(window.codecPanel()->config().params.at("profile"),
+            calibrated.at(0).at(0).toString().toStdString());
+  ASSERT_TRUE(QTest::qWaitFor(
+      [&] {
+        const auto r = window.codecPanel()->lastResult();
+        return r && codec::inspect_stream(r->bytes).codec_version == 4;
+      },
+      120000))
+      << window.codecPanel()->sizeReadout().toStdString() << " / "
+      << (codec_errors.isEmpty() ? std::string() : codec_errors.last().at(0).toString().toStdString());
+  qunsetenv("KVSCOPE_CALIBRATION_DIR");
+#endif
 }
 #endif
 

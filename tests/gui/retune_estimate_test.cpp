@@ -54,6 +54,21 @@ TEST(RetuneEstimate, TouchedLayersOnlyForPerLayerBinChanges) {
   EXPECT_FALSE(layersTouched({"int8", {}}, {"int8", {}}, 4).has_value());
 }
 
+// Regression: after "Calibrate from this context" set cachegen's profile to
+// the new file, the sampled-layers estimate encoded 6 of the 30 layers with
+// it, whose tables fit only all 30: "Encode failed", and no exact encode.
+TEST(RetuneEstimate, RegressionLayerPartsWithACalibrationFileFailedToEncode) {
+  auto c = cachegen("16,16,24,24", "10,10,10,10");
+  EXPECT_TRUE(encodesLayerSubsets(c));
+  c.params["profile"] = "auto";
+  EXPECT_TRUE(encodesLayerSubsets(c));
+  c.params["profile"] = "";
+  EXPECT_TRUE(encodesLayerSubsets(c));
+  c.params["profile"] = "/some/calibration/0123456789abcdef.kvsprof";
+  EXPECT_FALSE(encodesLayerSubsets(c));
+  EXPECT_TRUE(encodesLayerSubsets({"int8", {}}));
+}
+
 TEST(RetuneEstimate, PatchedLayersMatchTheExactEncode) {
   const kv::KVCache cache = smoothCache(4, 96);
   const auto before = cachegen("16,16,24,24", "10,10,10,10");

@@ -9,6 +9,8 @@
 
 #include "job_runner.h"
 #include "kvscope/codec/bitstream.h"
+#include "kvscope/codec/calibration_file.h"
+#include "kvscope/codec/channel_weighting.h"
 #include "plot_widget.h"
 #include "spectrum_panel.h"
 
@@ -57,13 +59,26 @@ TEST_F(SpectrumTest, DrawsTheSpectrumAndFollowsTheBudget) {
   EXPECT_TRUE(panel->summary().contains(QStringLiteral("Layer 3 values"))) << panel->summary().toStdString();
 }
 
+// The calibration file's section names.
+std::vector<std::string> sectionsOf(const QString& file) {
+  std::vector<std::string> names;
+  for (const auto& [name, payload] : codec::calibration::load(file.toStdString()).sections)
+    names.push_back(name);
+  return names;
+}
+
+// A cache opened from a file has no measured channel weights: the file holds
+// the bases and cachegen's tables (at cachegen's defaults), no weighting; a
+// codec panel showing another codec than cachegen switches to transform.
 TEST_F(SpectrumTest, CalibratesFromTheCurrentCacheIntoTheCodecPanel) {
   qputenv("KVSCOPE_CALIBRATION_DIR", path(QStringLiteral("calibration")).toUtf8());
   MainWindow& window = this->window();
   auto* panel = window.findChild<SpectrumPanel*>();
   ASSERT_NE(panel, nullptr);
   ASSERT_TRUE(loadSyntheticCache());
+  EXPECT_EQ(window.session()->channelWeights(), nullptr);
   CodecPanel* codec = window.codecPanel();
+  ASSERT_TRUE(codec->setConfig({"int8", {}}));
   ASSERT_TRUE(QTest::qWaitFor([&] { return codec->lastResult() != nullptr; }, 30000));
   QSignalSpy encoded(codec, &CodecPanel::encoded);
   QSignalSpy calibrated(panel, &SpectrumPanel::calibrated);
@@ -71,7 +86,7 @@ TEST_F(SpectrumTest, CalibratesFromTheCurrentCacheIntoTheCodecPanel) {
   ASSERT_TRUE(calibrated.wait(30000));
   const QString file = calibrated.at(0).at(0).toString();
   EXPECT_TRUE(file.startsWith(path(QStringLiteral("calibration")))) << file.toStdString();
-  EXPECT_TRUE(QFile::exists(file));
+  EXPECT_EQ(sectionsOf(file), (std::vector<std::string>{"cachegen.tables", "transform.basis"}));
   const auto cfg = codec->config();
   EXPECT_EQ(cfg.codec, "transform");
   EXPECT_EQ(cfg.params.at("calibration"), file.toStdString());
@@ -80,6 +95,59 @@ TEST_F(SpectrumTest, CalibratesFromTheCurrentCacheIntoTheCodecPanel) {
   ASSERT_TRUE(encoded.wait(30000));
   const auto stream = codec->lastResult()->bytes;
   EXPECT_EQ(codec::inspect_stream(stream).codec, "transform");
+  EXPECT_NO_THROW(codec::decode(stream));
+  qunsetenv("KVSCOPE_CALIBRATION_DIR");
+}
+
+// With the channel weights a prefill measured, the file also holds cachegen's
+// channel weighting, its tables are counted weighted at the codec panel's
+// settings, and cachegen (shown) takes both from it: a layout version 4
+// stream that ships no tables and decodes.
+TEST_F(SpectrumTest, CalibrationGivesCachegenItsChannelWeightingAndTables) {
+  qputenv("KVSCOPE_CALIBRATION_DIR", path(QStringLiteral("calibration")).toUtf8());
+  MainWindow& window = this->window();
+  auto* panel = window.findChild<SpectrumPanel*>();
+  ASSERT_NE(panel, nullptr);
+  ASSERT_TRUE(loadSyntheticCache());
+  // Weights shaped as a prefill of the synthetic cache's 4 layers x 32
+  // channels would report them: keys rising within each 16-dim head (both
+  // dimensions of a RoPE pair equal), values all 1.
+  auto weights = std::make_shared<MeasuredChannelWeights>();
+  for (int l = 0; l < 4; ++l)
+    for (int c = 0; c < 32; ++c) {
+      weights->key.push_back(float(1 + c % 8));
+      weights->value.push_back(1.0f);
+    }
+  window.session()->setCache(window.session()->cache(), QStringLiteral("synthetic"), weights);
+  CodecPanel* codec = window.codecPanel();
+  ASSERT_EQ(codec->config().codec, "cachegen");
+  ASSERT_TRUE(QTest::qWaitFor([&] { return codec->lastResult() != nullptr; }, 30000));
+  EXPECT_EQ(codec::inspect_stream(codec->lastResult()->bytes).codec_version, 3);  // nothing calibrated yet
+  QSignalSpy calibrated(panel, &SpectrumPanel::calibrated);
+  panel->calibrateFromCache();
+  ASSERT_TRUE(calibrated.wait(30000));
+  const QString file = calibrated.at(0).at(0).toString();
+  EXPECT_EQ(sectionsOf(file),
+            (std::vector<std::string>{"cachegen.channel-weighting", "cachegen.tables", "transform.basis"}));
+  const auto cal = codec::calibration::load(file.toStdString());
+  const auto* section = cal.find(codec::calibration::kChannelWeightingSection);
+  ASSERT_NE(section, nullptr);
+  const auto w = codec::calibration::parse_channel_weighting(*section, file.toStdString());
+  EXPECT_EQ(w.key_power, 0.5);
+  EXPECT_EQ(w.value_power, 0.0);
+  EXPECT_EQ(w.key_weight, weights->key);
+  const auto cfg = codec->config();
+  EXPECT_EQ(cfg.codec, "cachegen");
+  EXPECT_EQ(cfg.params.at("profile"), file.toStdString());
+  // The panel re-encodes with the file: weighted, the file's tables (none shipped).
+  ASSERT_TRUE(QTest::qWaitFor(
+      [&] {
+        const auto r = codec->lastResult();
+        return r && codec::inspect_stream(r->bytes).codec_version == 4;
+      },
+      30000));
+  const auto stream = codec->lastResult()->bytes;
+  for (const auto& s : codec::inspect_stream(stream).sections) EXPECT_EQ(s.kind, codec::SectionKind::Chunk);
   EXPECT_NO_THROW(codec::decode(stream));
   qunsetenv("KVSCOPE_CALIBRATION_DIR");
 }

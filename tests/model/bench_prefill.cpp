@@ -2,7 +2,9 @@
 // Prefill throughput of the default model at 512 and 2048 tokens, and peak
 // resident memory (counters: tokens_per_second, peak_rss_mb), with weights
 // dequantized to float32 at load (BM_Prefill, what "auto" picks for it) and
-// kept in the file's type (BM_PrefillFileWeights).
+// kept in the file's type (BM_PrefillFileWeights), and with the channel
+// weights measured too (BM_PrefillChannelWeights: what the app's prefill asks
+// for, so its calibration can weight cachegen's key channels).
 //   build/release/tests/model/bench_prefill --benchmark_repetitions=1
 // Larger models: kvscope-cli model bench (scripts/bench-models.sh).
 #include <benchmark/benchmark.h>
@@ -20,7 +22,8 @@ std::unique_ptr<kvscope::model::Model> load(const std::string& weights) {
   return path ? kvscope::model::Model::load(*path, o) : nullptr;
 }
 
-void prefill(benchmark::State& state, const kvscope::model::Model* m) {
+void prefill(benchmark::State& state, const kvscope::model::Model* m,
+             const kvscope::model::PrefillOptions& options = {}) {
   if (!m) {
     state.SkipWithError("default model absent");
     return;
@@ -34,7 +37,7 @@ void prefill(benchmark::State& state, const kvscope::model::Model* m) {
   while (static_cast<int>(ids.size()) < state.range(0)) ids.insert(ids.end(), base.begin(), base.end());
   ids.resize(static_cast<std::size_t>(state.range(0)));
   for (auto _ : state) {
-    auto r = m->prefill(ids);
+    auto r = m->prefill(ids, options);
     benchmark::DoNotOptimize(r.cache.data().data());
   }
   state.counters["tokens_per_second"] =
@@ -46,14 +49,25 @@ void prefill(benchmark::State& state, const kvscope::model::Model* m) {
   state.counters["threads"] = m->threads();
 }
 
-void BM_Prefill(benchmark::State& state) {
+// One float32 copy for both benchmarks that use it (peak RSS stays one model's).
+const kvscope::model::Model* float32_model() {
   static const auto m = load("float32");
-  prefill(state, m.get());
+  return m.get();
+}
+
+void BM_Prefill(benchmark::State& state) {
+  prefill(state, float32_model());
 }
 
 void BM_PrefillFileWeights(benchmark::State& state) {
   static const auto m = load("file");
   prefill(state, m.get());
+}
+
+void BM_PrefillChannelWeights(benchmark::State& state) {
+  kvscope::model::PrefillOptions o;
+  o.measure_channel_weights = true;
+  prefill(state, float32_model(), o);
 }
 
 BENCHMARK(BM_PrefillFileWeights)
@@ -63,6 +77,13 @@ BENCHMARK(BM_PrefillFileWeights)
     ->MeasureProcessCPUTime()
     ->Iterations(1);
 BENCHMARK(BM_Prefill)
+    ->Arg(512)
+    ->Arg(2048)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MeasureProcessCPUTime()
+    ->Iterations(1);
+BENCHMARK(BM_PrefillChannelWeights)
     ->Arg(512)
     ->Arg(2048)
     ->Unit(benchmark::kMillisecond)
