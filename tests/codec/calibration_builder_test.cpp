@@ -88,7 +88,8 @@ TEST(CalibrationBuilder, OneFileWithWeightingTablesAndBasesThatCachegenStreamsUs
   const auto bytes = serialize(built.file);
   EXPECT_EQ(serialize(build_calibration_file(sources).file), bytes);
 
-  // cachegen given the file: a weighted (layout version 4) stream that ships
+  // cachegen given the file: a weighted (layout version 5 with the default
+  // centroid reconstruction) stream that ships
   // no tables and decodes from the folder the file is in.
   Folder folder;
   const auto path = save(bytes, folder.dir);
@@ -96,7 +97,8 @@ TEST(CalibrationBuilder, OneFileWithWeightingTablesAndBasesThatCachegenStreamsUs
   const auto cache = context_cache(1);
   const auto enc = codec.encode(cache, {{"profile", path.string()}, {"channel_weighting", "calibrated"}});
   const auto info = inspect_stream(enc.bytes);
-  EXPECT_EQ(info.codec_version, 4);
+  EXPECT_EQ(info.codec_version, 5);
+  EXPECT_EQ(info.params.at("channel_weighting"), "calibrated");
   for (const auto& s : info.sections) EXPECT_EQ(s.kind, SectionKind::Chunk);
   DecodeOptions o;
   o.profile_dir = folder.dir.string();
@@ -122,7 +124,7 @@ TEST(CalibrationBuilder, TablesAreCountedAtTheGivenSettingsAndUnweightedWithoutW
   const auto path = save(serialize(built.file), folder.dir).string();
   const auto& codec = find_codec("cachegen");
   const auto enc = codec.encode(contexts[0], {{"profile", path}, {"key_bins", "16"}, {"value_bins", "8"}});
-  EXPECT_EQ(inspect_stream(enc.bytes).codec_version, 3);  // no weighting in the file: unweighted
+  EXPECT_EQ(inspect_stream(enc.bytes).params.count("channel_weighting"), 0u);  // no weighting in the file
   DecodeOptions o;
   o.profile_dir = folder.dir.string();
   EXPECT_NO_THROW(decode(enc.bytes, o));

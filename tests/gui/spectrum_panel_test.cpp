@@ -101,8 +101,8 @@ TEST_F(SpectrumTest, CalibratesFromTheCurrentCacheIntoTheCodecPanel) {
 
 // With the channel weights a prefill measured, the file also holds cachegen's
 // channel weighting, its tables are counted weighted at the codec panel's
-// settings, and cachegen (shown) takes both from it: a layout version 4
-// stream that ships no tables and decodes.
+// settings, and cachegen (shown) takes both from it: a weighted stream
+// (channel_weighting=calibrated in its header) that ships no tables and decodes.
 TEST_F(SpectrumTest, CalibrationGivesCachegenItsChannelWeightingAndTables) {
   qputenv("KVSCOPE_CALIBRATION_DIR", path(QStringLiteral("calibration")).toUtf8());
   MainWindow& window = this->window();
@@ -122,7 +122,8 @@ TEST_F(SpectrumTest, CalibrationGivesCachegenItsChannelWeightingAndTables) {
   CodecPanel* codec = window.codecPanel();
   ASSERT_EQ(codec->config().codec, "cachegen");
   ASSERT_TRUE(QTest::qWaitFor([&] { return codec->lastResult() != nullptr; }, 30000));
-  EXPECT_EQ(codec::inspect_stream(codec->lastResult()->bytes).codec_version, 3);  // nothing calibrated yet
+  EXPECT_EQ(codec::inspect_stream(codec->lastResult()->bytes).params.count("channel_weighting"),
+            0u);  // nothing calibrated yet
   QSignalSpy calibrated(panel, &SpectrumPanel::calibrated);
   panel->calibrateFromCache();
   ASSERT_TRUE(calibrated.wait(30000));
@@ -143,7 +144,7 @@ TEST_F(SpectrumTest, CalibrationGivesCachegenItsChannelWeightingAndTables) {
   ASSERT_TRUE(QTest::qWaitFor(
       [&] {
         const auto r = codec->lastResult();
-        return r && codec::inspect_stream(r->bytes).codec_version == 4;
+        return r && codec::inspect_stream(r->bytes).params.count("channel_weighting") == 1;
       },
       30000));
   const auto stream = codec->lastResult()->bytes;
