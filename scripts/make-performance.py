@@ -180,7 +180,19 @@ def section_prefill(d):
             "  turns this off. The golden-logit tests (tests/model/golden_test.cpp) pass with these kernels.",
             "- Torch's OpenMP threads spin-wait against OpenBLAS's threads when both use every core; matrix",
             "  products dominate, so the model runtime sets torch's intra-op threads to 1 and leaves the cores",
-            "  to OpenBLAS (`LoadOptions::threads` overrides).", ""]
+            "  to OpenBLAS (`LoadOptions::threads` overrides).", "",
+            # Measured by hand with bench_prefill's BM_PrefillChannelWeights (not in prefill.json).
+            "The app's prefill also measures the model's channel weights (`PrefillOptions::measure_channel_weights`;",
+            '"Calibrate from this context" builds cachegen\'s channel weighting from them): one reduction of the',
+            'queries per layer and one pass over the output projections, a fixed cost of about 26 ms on this',
+            'machine (release build; `BM_PrefillChannelWeights` against `BM_Prefill` at 16 tokens, 40 interleaved repetitions:',
+            'medians 199.8 ms and 173.6 ms; 2026-12-06, load average 1.4). At 512 and 2048 tokens the',
+            'difference is below the run-to-run spread (3 repetitions each: medians 1.69 s against 2.25 s and',
+            "10.1 s against 13.4 s, the measuring runs the faster ones), and so it is on the app's default",
+            'context (kjv-genesis, 1687 tokens, 6 interleaved repetitions each, load average 4 to 6: medians',
+            '11.4 s with the weights, 11.7 s without; runs from 10.2 to 13.5 s), so the app measures on every',
+            'prefill.',
+            ""]
     return out
 
 
