@@ -13,6 +13,7 @@ sensitivity is `kvscope-cli sensitivity --split tune`, kept as docs/results/tune
 import argparse
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,7 +89,8 @@ def bench_section(path):
     for b in data["benchmarks"]:
         if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "max":
             continue
-        name = b["name"].split("/real_time")[0]
+        # "what/label/threads[/min_time:0.500]/real_time" (newer Google Benchmark adds min_time).
+        name = re.sub(r"/min_time:[^/]+", "", b["name"].split("/real_time")[0])
         what, rest = name.split("/", 1)
         label, threads = rest.rsplit("/", 1)
         key = (label, threads)
@@ -101,8 +103,13 @@ def bench_section(path):
              "default model (gpl-3.0), MB/s of fp16 cache per second, 1 thread; `decode_into` reuses the caller's "
              "cache (a receiver's steady state, the number the 310-370 MB/s target is about). "
              f"Machine: {ctx.get('num_cpus', '?')} CPUs, shared with other builds while it ran (load given in the "
-             "commit that regenerated this file), so the numbers are noisy. `cachegen` is today's defaults; "
-             "`cachegen[v2]` the layout version 2 settings, then one version 3 feature at a time.", "",
+             "commit that regenerated this file), so the numbers are noisy. `cachegen` is today's defaults with the "
+             "calibration folder of make-results (channel weighting and calibrated tables); `cachegen[unweighted]` "
+             "the same without the weighting, `cachegen[midpoints]` decoded to bin midpoints (layout version 4 "
+             "instead of 5); `cachegen[v2]` the layout version 2 settings, then one version 3 feature at a time. "
+             "The command: `KVSCOPE_CALIBRATION_DIR=build/results-calibration KVSCOPE_BENCH_CACHE=<cache> "
+             "bench_codec --benchmark_filter='^(encode|decode|decode_into)/cachegen(.[a-z_0-9]+.)?/1/' "
+             "--benchmark_repetitions=3 --benchmark_out=docs/results/bench-codec.json`.", "",
              "| codec / mode | threads | bits/element | encode MB/s | decode MB/s | decode_into MB/s |",
              "|---|---|---|---|---|---|"]
     for (label, threads), r in sorted(rows.items()):
