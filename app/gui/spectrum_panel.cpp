@@ -49,7 +49,8 @@ SpectrumPanel::SpectrumPanel(Session* session, std::function<codec::CodecConfig(
       "bases (keys before RoPE), cachegen's channel weighting (from the query energies the prefill "
       "measured; none for a cache opened from a file) and cachegen's tables, counted weighted at the codec "
       "panel's cachegen settings. Cachegen then takes its tables and weighting from the file (profile; "
-      "calibrate again after changing its bins); any other codec switches to transform with the bases. "
+      "at other bins it keeps the weighting and ships its own tables); any other codec switches to "
+      "transform with the bases. "
       "A calibration fits the context it came from better than other texts: for honest numbers "
       "calibrate on other texts (kvscope-cli calibrate --context ...)."));
   controls->addWidget(calibrate_);

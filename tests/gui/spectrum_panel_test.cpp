@@ -150,6 +150,20 @@ TEST_F(SpectrumTest, CalibrationGivesCachegenItsChannelWeightingAndTables) {
   const auto stream = codec->lastResult()->bytes;
   for (const auto& s : codec::inspect_stream(stream).sections) EXPECT_EQ(s.kind, codec::SectionKind::Chunk);
   EXPECT_NO_THROW(codec::decode(stream));
+  // Regression: retuning the bins after calibrating failed to encode (the
+  // file's tables fit only the bins they were counted at). Now the stream
+  // ships its own tables and keeps the file's weighting.
+  ASSERT_TRUE(codec->setParam(QStringLiteral("key_bins"), QStringLiteral("20")));
+  ASSERT_TRUE(QTest::qWaitFor(
+      [&] {
+        const auto r = codec->lastResult();
+        if (!r) return false;
+        const auto info = codec::inspect_stream(r->bytes);
+        return info.params.count("channel_weighting") == 1 &&
+               info.sections.front().kind == codec::SectionKind::Table;
+      },
+      30000))
+      << codec->sizeReadout().toStdString();
   qunsetenv("KVSCOPE_CALIBRATION_DIR");
 }
 

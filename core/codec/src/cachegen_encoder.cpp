@@ -30,18 +30,15 @@ struct LayerWork {
 };
 
 // The symbol tables a stream uses: its own ("" or no fitting calibration), a
-// given calibration file, or with "auto" the model's calibration from the
-// calibration folder when one fits (kept only if it codes this cache smaller).
+// given calibration file's when they were counted for this layout, or with
+// "auto" the model's calibration from the calibration folder when one fits
+// (kept only if it codes this cache smaller).
 std::optional<Profile> candidate_profile(const std::string& setting, const kv::CacheInfo& info,
                                          const Layout& L) {
   if (setting.empty()) return std::nullopt;
   if (setting == "auto") return find_model_profile(info, L);
   Profile profile = load_profile_file(setting);
-  if (!profile_fits(profile, L))
-    throw Error(ErrorCode::InvalidArgument, setting,
-                "calibration tables were built for another model shape, other bins, scale or key space, or "
-                "delta_mode is float");
-  return profile;
+  return file_profile_for(std::move(profile), L, setting);
 }
 
 }  // namespace

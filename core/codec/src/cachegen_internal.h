@@ -293,6 +293,23 @@ inline bool profile_fits(const Profile& p, const Layout& L) {
          L.delta_mode == Layout::DeltaMode::Integer;
 }
 
+/// A calibration file the `profile` parameter names, for a stream with layout
+/// L: the profile when its tables were counted for L (profile_fits), nullopt
+/// when they were counted at other settings (bins, scale, key space,
+/// weighting, or L has float deltas): the stream then ships its own tables,
+/// so retuning after calibrating keeps working. Error(InvalidArgument) naming
+/// `setting` when the file is of another model shape (layers, channels).
+inline std::optional<Profile> file_profile_for(Profile profile, const Layout& L, const std::string& setting) {
+  if (profile.layout.layers != L.layers || profile.layout.channels != L.channels)
+    throw Error(ErrorCode::InvalidArgument, setting,
+                "calibration tables were built for another model shape (" +
+                    std::to_string(profile.layout.layers) + " layers, " +
+                    std::to_string(profile.layout.channels) + " channels; this cache has " +
+                    std::to_string(L.layers) + " and " + std::to_string(L.channels) + ")");
+  if (!profile_fits(profile, L)) return std::nullopt;
+  return profile;
+}
+
 /// Parses and validates profile file bytes (Error(Format|Checksum)).
 Profile parse_profile(std::span<const std::uint8_t> bytes, const std::string& label);
 

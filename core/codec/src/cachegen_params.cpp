@@ -197,9 +197,10 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape* shape) {
        0,
        0,
        {},
-       "symbol tables: empty = shipped with the object; a calibration file (.kvsprof) = its tables; auto = "
-       "the model's calibration from the calibration folder when it codes this cache in fewer bits than "
-       "shipped tables"},
+       "symbol tables: empty = shipped with the object; a calibration file (.kvsprof) = its tables (shipped "
+       "ones instead when the file's were counted at other bins, scale or key space; its channel weighting "
+       "applies either way); auto = the model's calibration from the calibration folder when it codes this "
+       "cache in fewer bits than shipped tables"},
   };
 }
 

@@ -89,10 +89,9 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
       use_profile = false;
     }
   } else if (use_profile) {
-    profile = load_profile_file(setting);
-    if (!profile_fits(profile, L))
-      throw Error(ErrorCode::InvalidArgument, setting,
-                  "calibration tables were built for another model shape, other bins, scale or key space");
+    auto found = file_profile_for(load_profile_file(setting), L, setting);
+    use_profile = found.has_value();
+    if (found) profile = std::move(*found);
   }
   tr.from_profile = use_profile;
 
