@@ -228,7 +228,8 @@ def main():
 
     add_rows("cachegen", lambda r: f"plan: key bins {bins_range(r['params']['key_bins'])}, value bins "
                                    f"{bins_range(r['params']['value_bins'])}",
-             lambda r: "cachegen (today's defaults at plan levels)")
+             lambda r: "cachegen (defaults at plan levels" +
+             ("" if "reconstruction" in r["params"] else ", bin midpoints: measured before layout version 5") + ")")
     add_rows("baselines", lambda r: f"{r['codec']} defaults", lambda r: r["codec"])  # one row per codec
     L.append("")
 
