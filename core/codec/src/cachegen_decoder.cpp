@@ -23,6 +23,10 @@ namespace {
 struct LayerModels {
   std::vector<FreqModel> anchor, delta;
   std::vector<std::uint8_t> raw;
+  /// Centroid reconstruction (layout version 5): channel c decodes Q = q to
+  /// levels[c * (2M + 1) + q + M] * step (reconstruction_levels() of its
+  /// anchor model, derived once per decoder, not per chunk); else empty.
+  std::vector<float> levels;
 };
 
 // key_space=pre_rope: the rotations that put RoPE back on a chunk's decoded
@@ -133,27 +137,18 @@ class CachegenDecoder : public ChunkDecoder {
       padded.assign(streams.begin(), streams.end());
       padded.resize(total + 4, 0);
     }
-    // Centroid reconstruction (version 5): lane j decodes Q = q to
-    // levels[j * A + q + M] * step instead of float(q) * step.
-    const bool centroid = layout_.reconstruction > 0.0f;
-    const int A = 2 * M + 1;
-    thread_local std::vector<float> levels;
-    if (centroid) levels.resize(std::size_t(kLanes) * std::size_t(A));
-    auto level = [&](int j, int q) {
-      return centroid ? levels[std::size_t(j) * std::size_t(A) + std::size_t(std::clamp(q, lo, hi) + M)]
-                      : float(q);
+    // Centroid reconstruction (version 5): channel c decodes Q = q to
+    // lm.levels[c * A + q + M] * step instead of float(q) * step.
+    const std::size_t A = std::size_t(2 * M + 1);
+    const float* levels = lm.levels.empty() ? nullptr : lm.levels.data();
+    auto level = [&](int c, int q) {
+      return levels ? levels[std::size_t(c) * A + std::size_t(std::clamp(q, lo, hi) + M)] : float(q);
     };
     for (int c0 = 0; c0 < C; c0 += kLanes) {
       const int nb = std::min(kLanes, C - c0);
-      if (centroid)
-        for (int j = 0; j < nb; ++j) {
-          if (lm.anchor[std::size_t(c0 + j)].empty()) r.fail("chunk needs a model that is empty");
-          reconstruction_levels(lm.anchor[std::size_t(c0 + j)], M, layout_.reconstruction,
-                                levels.data() + std::size_t(j) * std::size_t(A));
-        }
       if (simd && nb == kLanes) {
         Block8 blk;
-        blk.levels = centroid ? levels.data() : nullptr;
+        blk.levels = levels ? levels + std::size_t(c0) * A : nullptr;
         blk.streams = padded.data();
         for (int j = 0; j < kLanes; ++j) {
           const int c = c0 + j;
@@ -236,7 +231,7 @@ class CachegenDecoder : public ChunkDecoder {
         for (int t0 = 0; t0 < n; t0 += G) {
           const float sa = shared ? step_at(0, t0) : 0.0f;
           for (int j = 0; j < kLanes; ++j) qa[j] = rd[j].decode(at[j]) - M;
-          for (int j = 0; j < kLanes; ++j) row[j] = level(j, qa[j]) * (shared ? sa : cstep[j]);
+          for (int j = 0; j < kLanes; ++j) row[j] = level(c0 + j, qa[j]) * (shared ? sa : cstep[j]);
           row += D;
           const int tend = std::min(t0 + G, n);
           for (int t = t0 + 1; t < tend; ++t) {
@@ -249,7 +244,7 @@ class CachegenDecoder : public ChunkDecoder {
               bad |= (q < lo) | (q > hi);
               qv[j] = q;
             }
-            for (int j = 0; j < kLanes; ++j) row[j] = level(j, qv[j]) * (shared ? st : cstep[j]);
+            for (int j = 0; j < kLanes; ++j) row[j] = level(c0 + j, qv[j]) * (shared ? st : cstep[j]);
             row += D;
           }
         }
@@ -272,7 +267,7 @@ class CachegenDecoder : public ChunkDecoder {
           }
           const int next = phase[j] + 1;
           phase[j] = next == group[j] ? 0 : next;
-          dst[j][std::size_t(t) * stride[j]] = (j < nb ? level(j, q) : float(q)) * st;
+          dst[j][std::size_t(t) * stride[j]] = (j < nb ? level(c0 + j, q) : float(q)) * st;
         }
       }
       if (bad) r.fail("decoded value out of range (corrupt stream)");
@@ -501,6 +496,16 @@ std::unique_ptr<ChunkDecoder> make_cachegen_decoder(const Codec& codec, const St
       if (!t.done()) t.fail("trailing bytes");
     }
   }
+  if (L.reconstruction > 0.0f)
+    for (std::size_t lk = 0; lk < models.size(); ++lk) {
+      auto& m = models[lk];
+      if (m.anchor.empty()) continue;  // not loaded (decode_section loads only what it needs)
+      const int M = L.M(int(lk / 2), int(lk % 2));
+      const std::size_t A = std::size_t(2 * M + 1);
+      m.levels.resize(m.anchor.size() * A);
+      for (std::size_t c = 0; c < m.anchor.size(); ++c)
+        reconstruction_levels(m.anchor[c], M, L.reconstruction, m.levels.data() + c * A);
+    }
   std::optional<RopeRestore> rope;
   if (L.key_space == Layout::KeySpace::PreRope && header.info.info.rope_applied)
     rope = rope_restore(header, L);
