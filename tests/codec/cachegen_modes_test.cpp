@@ -51,10 +51,7 @@ void expect_integer_reconstruction(const kv::KVCache& cache, const kv::KVCache& 
     for (auto k : kv::kKinds) {
       const int M = (k == kv::Kind::Key ? kbins : vbins)[std::size_t(l)] / 2 - 1;
       for (int t = 0; t < sh.tokens; ++t) {
-        float amax = 0;
-        for (int c = 0; c < sh.channels(); ++c)
-          amax = std::max(amax, std::fabs(cache.channel_value(l, k, t, c)));
-        const float step = test::int_step(amax, M);
+        const float step = test::token_step(cache, l, k, t, M);
         for (int c = 0; c < sh.channels(); ++c) {
           const float x = cache.channel_value(l, k, t, c), y = dec.channel_value(l, k, t, c);
           if (t < sinks)
@@ -326,10 +323,7 @@ TEST(CachegenModes, DeadZoneRoundingSendsFewerBytesWithinItsBound) {
     for (auto k : kv::kKinds) {
       const int M = (k == kv::Kind::Key ? 16 : 10) / 2 - 1;
       for (int t = 0; t < sh.tokens; ++t) {
-        float amax = 0;
-        for (int c = 0; c < sh.channels(); ++c)
-          amax = std::max(amax, std::fabs(cache.channel_value(l, k, t, c)));
-        const float step = test::int_step(amax, M);
+        const float step = test::token_step(cache, l, k, t, M);
         for (int c = 0; c < sh.channels(); ++c) {
           const float err = std::fabs(db.channel_value(l, k, t, c) - cache.channel_value(l, k, t, c));
           EXPECT_LE(err, 0.7f * step * 1.0001f) << l << " " << t << " " << c;

@@ -145,10 +145,7 @@ void check_int_error(int bits) {
   for (int l = 0; l < sh.layers; ++l)
     for (auto k : kv::kKinds)
       for (int t = 0; t < sh.tokens; ++t) {
-        float amax = 0;
-        for (int c = 0; c < sh.channels(); ++c)
-          amax = std::max(amax, std::fabs(cache.channel_value(l, k, t, c)));
-        const float step = test::int_step(amax, M);
+        const float step = test::token_step(cache, l, k, t, M);
         for (int c = 0; c < sh.channels(); ++c) {
           const float err = std::fabs(cache.channel_value(l, k, t, c) - d.channel_value(l, k, t, c));
           ASSERT_LE(err, step * 0.5f * (1 + 1e-5f)) << "layer " << l << " token " << t << " channel " << c;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -22,6 +23,15 @@ inline float int_step(float amax, int M) {
   std::uint16_t h = float_to_half(v);
   if (half_to_float(h) < v) ++h;
   return half_to_float(h);
+}
+
+/// The step of token t of (layer, kind) quantized per token over all
+/// channels with M levels each side (int8/int4, cachegen scale=token).
+inline float token_step(const kv::KVCache& cache, int layer, kv::Kind kind, int t, int M) {
+  float amax = 0;
+  for (int c = 0; c < cache.shape().channels(); ++c)
+    amax = std::max(amax, std::fabs(cache.channel_value(layer, kind, t, c)));
+  return int_step(amax, M);
 }
 
 /// FNV-1a over the float bits, for expected-cache hashes.

@@ -37,8 +37,7 @@ std::optional<Profile> candidate_profile(const std::string& setting, const kv::C
                                          const Layout& L) {
   if (setting.empty()) return std::nullopt;
   if (setting == "auto") return find_model_profile(info, L);
-  Profile profile = load_profile_file(setting);
-  return file_profile_for(std::move(profile), L, setting);
+  return file_profile_for(load_profile_file(setting), L, setting);
 }
 
 }  // namespace

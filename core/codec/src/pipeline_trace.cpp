@@ -153,10 +153,11 @@ PipelineTrace trace_pipeline(const kv::KVCache& cache, const ParamSet& params, i
       e.delta = e.q - e.prediction;
       e.symbol = e.is_anchor ? e.q + M : e.delta + 2 * M;
       // Version 5 decodes Q to its centroid level, from the channel's anchor
-      // model (the raw model for a raw channel).
-      const FreqModel anchor_model =
-          use_profile ? profile.anchor[lk * C + c] : table_model(e.raw ? rw : a, L.table_bits);
-      e.level = reconstruction_level(anchor_model, M, L.reconstruction, e.q);
+      // model: `model` itself for an anchor (a raw channel's tokens all are).
+      FreqModel delta_tokens_anchor;
+      if (!e.is_anchor)
+        delta_tokens_anchor = use_profile ? profile.anchor[lk * C + c] : table_model(a, L.table_bits);
+      e.level = reconstruction_level(e.is_anchor ? model : delta_tokens_anchor, M, L.reconstruction, e.q);
       e.reconstructed = e.level * e.step;
     }
     e.cdf = model.cdf;
