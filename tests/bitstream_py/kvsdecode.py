@@ -1029,8 +1029,10 @@ class TransformDecoder:
     def __init__(self, info, sections, profile_dir=None):
         layers, heads, tokens, dim = info["shape"]
         p = info["params"]
-        if info["codec_version"] != 1:
+        if info["codec_version"] not in (1, 2):
             raise FormatError("transform layout version %d" % info["codec_version"])
+        # Layout version 2: a f16 step scale after every component's model.
+        self.scaled = info["codec_version"] == 2
         self.info = info
         self.grouping = choice_param(p, "grouping", ("layer", "head"))
         self.sink = int_param(p, "sink_tokens", 0, 1 << 24)
@@ -1122,7 +1124,15 @@ class TransformDecoder:
                     if K > 16:
                         raise FormatError("too many magnitude classes")
                     rho = r.u16()
-                    comps.append((j, center, geometric_model(rho, K)))
+                    cstep = step
+                    if self.scaled:
+                        scale = f16_array(r.take(2))[0]
+                        if not (np.isfinite(scale) and scale > 0):
+                            raise FormatError("invalid component step scale")
+                        cstep = F32(step * scale)
+                        if not (np.isfinite(cstep) and cstep > 0):
+                            raise FormatError("component step out of range")
+                    comps.append((j, center, geometric_model(rho, K), cstep))
             groups.append((step, comps))
         coded_bytes = r.remaining()
         rd = RangeDecoder(r.take(coded_bytes))
@@ -1130,14 +1140,14 @@ class TransformDecoder:
         seen = [] if TransformDecoder.coefficient_hook else None
         for ti in range(len(coded)):
             for g, (step, comps) in enumerate(groups):
-                for i, (_, center, cdf) in enumerate(comps):
+                for i, (_, center, cdf, cstep) in enumerate(comps):
                     s = rd.decode(cdf)
                     d = 0
                     if s:
                         k = (s - 1) >> 1
                         mag = (1 << k) + (rd.decode_bits(k) if k else 0)
                         d = mag if s & 1 else -mag
-                    y[g][ti, i] = F32(center + d) * step
+                    y[g][ti, i] = F32(center + d) * cstep
                     if seen is not None:
                         seen.append(center + d)
         rd.check_end("transform coefficients")
@@ -1147,7 +1157,7 @@ class TransformDecoder:
         for g, (step, comps) in enumerate(groups):
             mean, vec = self.basis[key][g]
             a = np.zeros((len(coded), self.n), F32)
-            for i, (j, _, _) in enumerate(comps):
+            for i, (j, _, _, _) in enumerate(comps):
                 a = a + vec[j][None, :] * y[g][:, i:i + 1]  # float32 product, then float32 sum
             x = a + mean[None, :]
             if self.grouping == "layer":

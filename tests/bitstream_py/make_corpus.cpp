@@ -404,19 +404,34 @@ int main(int argc, char** argv) {
       file.model_name = "synthetic";
       file.sections["transform.basis"] =
           codec::transform::serialize_calibration(codec::transform::build_calibration(tcal, {.threads = 1}));
+      // Channel weights for the query-weighted streams (layout version 2).
+      std::vector<float> key_w, value_w;
+      for (int l = 0; l < tshape.layers; ++l)
+        for (int c = 0; c < tshape.channels(); ++c) {
+          key_w.push_back(float(1 + (c * 7 + l) % 5 * 3));
+          value_w.push_back(float(1 + (c + l) % 3));
+        }
+      file.sections[codec::calibration::kChannelWeightingSection] =
+          codec::calibration::serialize_channel_weighting(
+              codec::calibration::build_channel_weighting(tcal, key_w, value_w, 0.5, 0.0));
       const auto bytes = codec::calibration::serialize(file);
       const auto path = codec::calibration::save(bytes, profiles);
-      for (const char* grouping : {"layer", "head"}) {
+      for (const char* grouping : {"layer", "head", "layer-weighted", "head-weighted"}) {
         const auto cache = codec::synthetic_cache(tshape, 23);
+        const bool weighted = std::string(grouping).find("-weighted") != std::string::npos;
         const std::string name = std::string("transform-calibration-") + grouping;
-        auto j = entry(name, codec::encode(cache,
-                                           {"transform",
-                                            {{"basis", "calibration"},
-                                             {"calibration", path.string()},
-                                             {"grouping", grouping},
-                                             {"chunk_tokens", "10"}}},
-                                           {.threads = 1, .progress = {}})
-                                 .bytes);
+        codec::ParamSet params = {
+            {"basis", "calibration"},
+            {"calibration", path.string()},
+            {"grouping", std::string(grouping).substr(0, 4) == "head" ? "head" : "layer"},
+            {"chunk_tokens", "10"},
+            // a budget that codes coefficients in so small a cache (its header
+            // and sink tokens alone take about 2 bits per element)
+            {"bits", "6"}};
+        params["key_weighting"] = weighted ? "1" : "0";  // 0: layout version 1 with the same file
+        params["value_weighting"] = weighted ? "0.5" : "0";
+        auto j =
+            entry(name, codec::encode(cache, {"transform", params}, {.threads = 1, .progress = {}}).bytes);
         write_f32(out / (name + ".orig.f32"), cache.data());
         j["orig"] = name + ".orig.f32";
         j["profile_dir"] = "profiles";

@@ -105,6 +105,8 @@ def stream_features(info):
             out.add("transform-pre-rope")
         if int(p["recent_tokens"]) > 0:
             out.add("transform-recent")
+        if info["codec_version"] == 2:
+            out.add("transform-weighted-" + p["grouping"])
     return out
 
 
@@ -113,7 +115,8 @@ REQUIRED_FEATURES = {
     "cachegen-sinks", "cachegen-float-deltas-token", "cachegen-float-deltas-head", "cachegen-coded-steps",
     "cachegen-table-bits", "cachegen-pre-rope", "cachegen-pre-rope-without-rope", "cachegen-pre-rope-positions",
     "cachegen-pre-rope-tables", "cachegen-per-layer-bins", "transform-shipped-layer", "transform-shipped-head",
-    "transform-calibration-layer", "transform-calibration-head", "transform-pre-rope", "transform-recent"}
+    "transform-calibration-layer", "transform-calibration-head", "transform-pre-rope", "transform-recent",
+    "transform-weighted-layer", "transform-weighted-head"}
 
 
 def check_golden_hashes(golden, failures):

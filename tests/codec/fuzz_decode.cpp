@@ -55,11 +55,13 @@ FuzzOutcome fuzz_decode_run(std::span<const std::uint8_t> in) {
   });
 }
 
-/// A weighted cachegen stream, layout version 4 with reconstruction "0" or 5
-/// (channel weighting; tables shipped, so decoding needs no calibration): the
-/// weighting comes from a calibration in a temporary folder, made the
-/// encoder's for this call only.
-std::vector<std::uint8_t> weighted_stream(const kv::KVCache& cache, const char* reconstruction) {
+/// A stream encoded with a channel weighting: cachegen layout version 4 or 5
+/// (tables shipped) or transform layout version 2 (basis shipped), so
+/// decoding needs no calibration. The weighting comes from a calibration in
+/// a temporary folder, made the encoder's for this call only (cachegen finds
+/// it there; transform is given its path).
+std::vector<std::uint8_t> weighted_stream(const kv::KVCache& cache, const std::string& codec,
+                                          codec::ParamSet params) {
   const auto dir =
       std::filesystem::temp_directory_path() / ("kvscope_fuzz_weighting_" + std::to_string(::getpid()));
   const std::size_t n = std::size_t(cache.shape().layers) * std::size_t(cache.shape().channels());
@@ -70,14 +72,12 @@ std::vector<std::uint8_t> weighted_stream(const kv::KVCache& cache, const char* 
   file.sections[codec::calibration::kChannelWeightingSection] =
       codec::calibration::serialize_channel_weighting(
           codec::calibration::build_channel_weighting(std::vector<kv::KVCache>{cache}, key, value, 0.5, 0.0));
-  codec::calibration::save(codec::calibration::serialize(file), dir);
+  const auto path = codec::calibration::save(codec::calibration::serialize(file), dir);
   const char* before = std::getenv("KVSCOPE_CALIBRATION_DIR");
   const std::string saved = before ? before : "";
   ::setenv("KVSCOPE_CALIBRATION_DIR", dir.c_str(), 1);
-  auto bytes =
-      codec::find_codec("cachegen")
-          .encode(cache, {{"chunk_tokens", "8"}, {"profile", ""}, {"reconstruction", reconstruction}})
-          .bytes;
+  if (codec == "transform") params["calibration"] = path.string();
+  auto bytes = codec::find_codec(codec).encode(cache, params).bytes;
   if (before)
     ::setenv("KVSCOPE_CALIBRATION_DIR", saved.c_str(), 1);
   else
@@ -102,8 +102,14 @@ std::vector<std::vector<std::uint8_t>> fuzz_decode_seeds() {
         seeds.push_back(
             c->encode(extended, {{"chunk_tokens", "8"}, {"scale", scale}, {"delta", "always"}}).bytes);
   }
-  // Weighted: layout version 4 (bin midpoints) and 5 (centroid levels).
-  for (const char* reconstruction : {"0", "0.75"}) seeds.push_back(weighted_stream(extended, reconstruction));
+  // Weighted: cachegen layout version 4 (bin midpoints) and 5 (centroid
+  // levels), transform layout version 2 (a step scale per component).
+  for (const char* reconstruction : {"0", "0.75"})
+    seeds.push_back(weighted_stream(
+        extended, "cachegen", {{"chunk_tokens", "8"}, {"profile", ""}, {"reconstruction", reconstruction}}));
+  seeds.push_back(
+      weighted_stream(extended, "transform",
+                      {{"chunk_tokens", "8"}, {"basis", "cache"}, {"bits", "6"}, {"value_weighting", "1"}}));
   return seeds;
 }
 

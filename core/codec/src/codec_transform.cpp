@@ -31,6 +31,9 @@ namespace {
 constexpr std::uint8_t kSourceCalibration = 0, kSourceShipped = 1;
 constexpr std::int64_t kMaxCenter = 1 << 20;
 constexpr float kMaxStep = 4294967296.0f;
+constexpr std::uint16_t kHalfOne = 0x3C00;  // 1.0 in f16
+// Parameters layout version 2 added.
+constexpr const char* kWeightingParams[] = {"key_weighting", "value_weighting"};
 
 std::uint64_t zigzag(std::int64_t v) {
   return v < 0 ? (std::uint64_t(-(v + 1)) << 1) | 1 : std::uint64_t(v) << 1;
@@ -50,10 +53,11 @@ struct DecodeBasis {
 
 class TransformDecoder : public ChunkDecoder {
  public:
-  TransformDecoder(Settings s, bool rope, kv::CacheInfo info, const BasisSet* calibrated,
+  TransformDecoder(Settings s, bool rope, bool scaled, kv::CacheInfo info, const BasisSet* calibrated,
                    std::shared_ptr<const Calibration> keep, std::vector<DecodeBasis> shipped)
       : s_(std::move(s)),
         rope_(rope),
+        scaled_(scaled),
         info_(std::move(info)),
         calibrated_(calibrated),
         keep_(std::move(keep)),
@@ -81,7 +85,7 @@ class TransformDecoder : public ChunkDecoder {
       }
     // Group headers.
     struct Group {
-      float step = 0;
+      std::vector<float> step;  // per coded component
       std::vector<int> comp;
       std::vector<std::int64_t> center;
       std::vector<FreqModel> model;
@@ -93,8 +97,8 @@ class TransformDecoder : public ChunkDecoder {
       const std::uint64_t m = r.varint();
       if (m > std::uint64_t(rows)) r.fail("more coded components than the basis has");
       if (m == 0) continue;
-      g.step = r.f32();
-      if (!std::isfinite(g.step) || !(g.step > 0) || g.step > kMaxStep) r.fail("invalid quantization step");
+      const float step = r.f32();
+      if (!std::isfinite(step) || !(step > 0) || step > kMaxStep) r.fail("invalid quantization step");
       int prev = -1;
       for (std::uint64_t i = 0; i < m; ++i) {
         const std::uint64_t gap = r.varint();
@@ -105,6 +109,14 @@ class TransformDecoder : public ChunkDecoder {
         const int classes = r.u8();
         if (classes > kMaxClasses) r.fail("too many magnitude classes");
         const std::uint16_t rho = r.u16();
+        float component_step = step;
+        if (scaled_) {
+          const float scale = half_to_float(r.u16());
+          if (!std::isfinite(scale) || !(scale > 0)) r.fail("invalid component step scale");
+          component_step = step * scale;
+          if (!std::isfinite(component_step) || !(component_step > 0)) r.fail("component step out of range");
+        }
+        g.step.push_back(component_step);
         g.comp.push_back(prev);
         g.center.push_back(unzigzag(zc));
         g.model.push_back(geometric_model(rho, classes));
@@ -127,7 +139,7 @@ class TransformDecoder : public ChunkDecoder {
         float* yt = y[gi].data() + t * m;
         for (std::size_t j = 0; j < m; ++j) {
           const std::int64_t q = g.center[j] + decode_offset(dec, tables[gi][j]);
-          yt[j] = float(q) * g.step;
+          yt[j] = float(q) * g.step[j];
         }
       }
     // The stream must end exactly as the encoder ends one (docs/bitstream.md
@@ -177,6 +189,7 @@ class TransformDecoder : public ChunkDecoder {
  private:
   Settings s_;
   bool rope_;
+  bool scaled_;         // layout version 2: a step scale per component
   kv::CacheInfo info_;  // RoPE tables and positions (rope_)
   const BasisSet* calibrated_;
   std::shared_ptr<const Calibration> keep_;
@@ -195,6 +208,30 @@ class TransformCodec : public CodecBase {
   bool has_tables(const StreamHeader& header) const override {
     return !header.codec_header.empty() && header.codec_header[0] == kSourceShipped;
   }
+  ParamSet complete_params(const ParamSet& given, const kv::CacheShape&) const override {
+    return resolve_weighting(given);
+  }
+  std::uint16_t codec_version() const override { return kLayoutWeighted; }
+  std::uint16_t oldest_codec_version() const override { return kLayoutPlain; }
+
+  // Unweighted streams stay layout version 1, byte for byte as before.
+  void describe_header(const Params& p, const kv::CacheShape& shape, EncodedParts& parts) const override {
+    const Settings s = make_settings(p, shape);
+    parts.codec_version = s.weighted() ? kLayoutWeighted : kLayoutPlain;
+    if (!s.weighted()) {
+      ParamSet values = p.values();
+      for (const char* v2 : kWeightingParams) values.erase(v2);
+      parts.header_params = std::move(values);
+    }
+  }
+
+  // A version 1 stream was not weighted, whatever today's defaults are.
+  ParamSet coded_params(const StreamInfo& info) const override {
+    ParamSet out = CodecBase::coded_params(info);
+    if (info.codec_version < kLayoutWeighted)
+      for (const char* v2 : kWeightingParams) out[v2] = "0";
+    return out;
+  }
 
   EncodedParts encode_parts(const kv::KVCache& cache, const Params& p,
                             const EncodeOptions& o) const override {
@@ -212,6 +249,7 @@ class TransformCodec : public CodecBase {
     const int chunks = chunk_count(s.tokens, s.chunk_tokens);
     const int per_lk = chunks + (ship ? 1 : 0);
     EncodedParts parts;
+    describe_header(p, cache.shape(), parts);
     ByteWriter hw(parts.codec_header);
     hw.u8(ship ? kSourceShipped : kSourceCalibration);
     hw.u8(s.rope_coded ? 1 : 0);
@@ -268,8 +306,7 @@ class TransformCodec : public CodecBase {
           const int m = int(gc.components.size());
           w.varint(std::uint64_t(m));
           if (m == 0) continue;
-          const float step = float(gc.step);
-          w.f32(step);
+          w.f32(float(gc.step));
           x.resize(std::size_t(T) * n);
           for (int i = 0; i < T; ++i) {
             float* xi = x.data() + std::size_t(i) * n;
@@ -285,6 +322,7 @@ class TransformCodec : public CodecBase {
           off.resize(std::size_t(T) * m);
           int prev = -1;
           for (int j = 0; j < m; ++j) {
+            const float step = gc.component_step(gc.components[j]);
             double usum = 0;
             for (int i = 0; i < T; ++i) usum += double(yv[std::size_t(i) * m + j]) / double(step);
             const std::int64_t center =
@@ -311,6 +349,7 @@ class TransformCodec : public CodecBase {
             w.varint(zigzag(center));
             w.u8(std::uint8_t(classes));
             w.u16(rho);
+            if (s.weighted()) w.u16(gc.scale.empty() ? kHalfOne : gc.scale[std::size_t(gc.components[j])]);
             models[g].push_back(geometric_model(rho, classes));
             for (int sym = 0; sym < alphabet(classes); ++sym)
               if (counts[sym]) {
@@ -346,6 +385,7 @@ class TransformCodec : public CodecBase {
         ch.size() != (ch[0] == kSourceCalibration ? 18u : 2u))
       throw Error(ErrorCode::Format, "transform: bad codec header");
     const bool rope = ch[1] == 1;
+    const bool scaled = header.info.codec_version >= kLayoutWeighted;
     if (rope && (!header.info.info.rope_applied || header.info.shape.head_dim % 2 != 0))
       throw Error(ErrorCode::Format, "transform: keys coded before RoPE in a stream of a cache without RoPE");
     const int G = s.groups(), n = s.group_dim();
@@ -354,13 +394,13 @@ class TransformCodec : public CodecBase {
       if (hash.find_first_not_of("0123456789abcdef") != std::string::npos)
         throw Error(ErrorCode::Format, "transform: bad calibration hash");
       LoadedCalibration cal = load_calibration_by_hash(hash, options.profile_dir);
-      const BasisSet* set = cal.calibration->find(s.grouping);
+      const BasisSet* set = cal.bases().find(s.grouping);
       if (!set)
         throw Error(ErrorCode::Format, "bitstream: calibration " + hash +
                                            " has no transform basis for grouping '" + to_string(s.grouping) +
                                            "'");
       check_basis_fits(*set, s, "bitstream: calibration " + hash, true);
-      return std::make_unique<TransformDecoder>(s, rope, header.info.info, set, cal.calibration,
+      return std::make_unique<TransformDecoder>(s, rope, scaled, header.info.info, set, cal.calibration,
                                                 std::vector<DecodeBasis>{});
     }
     std::vector<DecodeBasis> shipped(std::size_t(s.layers) * 2);
@@ -397,7 +437,7 @@ class TransformCodec : public CodecBase {
         std::copy(vec[g].begin(), vec[g].end(), b.vectors.begin() + std::size_t(g) * b.stride * n);
       }
     }
-    return std::make_unique<TransformDecoder>(s, rope, header.info.info, nullptr, nullptr,
+    return std::make_unique<TransformDecoder>(s, rope, scaled, header.info.info, nullptr, nullptr,
                                               std::move(shipped));
   }
 };

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "codec_base.h"
+#include "kvscope/codec/channel_weighting.h"
 #include "kvscope/codec/transform_basis.h"
 #include "kvscope/codec/transform_plan.h"
 
@@ -21,6 +22,9 @@ using codec::transform::Grouping;
 using codec::transform::TransformPlan;
 
 inline constexpr const char* kName = "transform";
+/// Layout version 1: one quantization step per group and chunk. Version 2
+/// adds a step scale to every coded component (query weighting).
+inline constexpr std::uint16_t kLayoutPlain = 1, kLayoutWeighted = 2;
 
 /// Resolved parameters for one cache shape.
 struct Settings {
@@ -38,6 +42,10 @@ struct Settings {
   double bits = 2.0;  ///< budget, bits per element
   double key_weight = 0.35;
   double deadzone = 0.0;  ///< encoder's rounding dead zone (quantize_offset)
+  /// Exponents on the calibration's measured channel weights (keys, values)
+  /// in the bit allocation; 0 = that kind unweighted.
+  double key_weighting = 0.0, value_weighting = 0.0;
+  bool weighted() const { return key_weighting > 0 || value_weighting > 0; }
   /// Per (layer, kind), index layer*2 + kind: importance of relative error
   /// (empty = uniform).
   std::vector<double> layer_weights;
@@ -50,16 +58,26 @@ struct Settings {
 };
 
 std::vector<ParamSpec> param_specs(const kv::CacheShape* shape);
+/// The parameters with the query weighting switched off (key_weighting and
+/// value_weighting 0) when no calibration file with channel weights is
+/// given, so that a stream's header says what it did. A calibration that
+/// cannot be read is left for the encoder to report.
+ParamSet resolve_weighting(ParamSet params);
 Settings make_settings(const Params& p, const kv::CacheShape& shape);
 
-/// A calibration file's transform bases and the hash streams reference it by.
+/// A calibration file's transform bases and channel weighting, and the hash
+/// streams reference it by.
 struct LoadedCalibration {
-  std::string hash;  ///< 16 lowercase hex digits
-  std::shared_ptr<const Calibration> calibration;
+  std::string hash;                                                ///< 16 lowercase hex digits
+  std::string path;                                                ///< where it was read (for errors)
+  std::shared_ptr<const Calibration> calibration;                  ///< null: no transform section
+  std::shared_ptr<const calibration::ChannelWeighting> weighting;  ///< null: no weighting section
+  /// The transform bases; Error(InvalidArgument) saying how to make them when absent.
+  const Calibration& bases() const;
 };
-/// Reads the "transform.basis" section of a calibration file. Error(Io) when
-/// unreadable, Error(Format | Checksum) when malformed, Error(InvalidArgument)
-/// when it has no transform section (saying how to make one).
+/// Reads the "transform.basis" and channel weighting sections of a
+/// calibration file (either may be absent). Error(Io) when unreadable,
+/// Error(Format | Checksum) when malformed.
 LoadedCalibration load_calibration_file(const std::string& path);
 /// The calibration `hash` in `dir` (empty: the default calibration folder).
 /// Error(Io) naming the hash and folder when absent.
@@ -75,6 +93,11 @@ struct GroupCode {
   std::vector<int> components;         ///< coded components, ascending
   std::vector<double> cache_variance;  ///< per component, this cache's (sample) second moment
   std::vector<double> bits_per_token;  ///< per component, estimated code length (0 when not coded)
+  /// Per component: the f16 step scale (layout version 2, query weighting;
+  /// empty when unweighted). The component's step is float(step) * scale.
+  std::vector<std::uint16_t> scale;
+  /// Component j's quantization step, as the decoder computes it.
+  float component_step(int j) const;
 };
 
 /// The encoder's decisions for a whole cache (rate control on a token sample).
@@ -90,6 +113,9 @@ struct Bases {
   const BasisSet* set = nullptr;
   BasisSet own;  ///< Source::Cache: vectors rounded to fp16 (what the stream ships)
   LoadedCalibration calibration;
+  /// The channel weights the allocation uses (Settings::weighted()), from
+  /// the calibration file.
+  std::shared_ptr<const calibration::ChannelWeighting> weighting;
 };
 
 /// The cache the transform sees: keys before RoPE when settings say so
@@ -97,6 +123,8 @@ struct Bases {
 /// in `storage`.
 const kv::KVCache& transform_input(const kv::KVCache& cache, Settings& s, kv::KVCache& storage);
 
+/// The bases, and the channel weighting when s.weighted() (Error(InvalidArgument)
+/// when the calibration has none or of another shape).
 Bases make_bases(const kv::KVCache& input, const Settings& s, int threads);
 /// `header_bytes`: the container header's size (container_header_bytes).
 Decisions decide(const kv::KVCache& input, const Settings& s, const Bases& bases, std::size_t header_bytes,

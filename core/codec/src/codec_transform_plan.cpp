@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "codec_transform.h"
+#include "kvscope/common/fp16.h"
 #include "kvscope/common/thread_pool.h"
 #include "transform_kernels.h"
 #include "transform_model.h"
@@ -73,7 +74,38 @@ void component_cost(const Sample& s, int j, double step, double deadzone, double
   side_bytes = 4 + varint_size(zigzag(std::int64_t(center)));
 }
 
+// Query weighting (docs/bitstream.md, "transform", layout version 2): the
+// f16 step scale of every component of group gi, 1 / sqrt(gamma_j) with
+// gamma_j = sum_c w_c u_j[c]^2, w the channel weights raised to `power` and
+// normalised to mean 1 over the group's channels (so an unweighted group has
+// gamma = 1 for every unit-norm component).
+std::vector<std::uint16_t> component_scales(const GroupBasis& b, std::span<const float> weights,
+                                            double power) {
+  const int n = b.n;
+  double mean = 0;
+  for (float x : weights) mean += x;
+  mean = std::max(mean / double(std::max<std::size_t>(weights.size(), 1)), 1e-30);
+  const double floor = 1e-4 * mean;
+  std::vector<double> w(n);
+  double wsum = 0;
+  for (int c = 0; c < n; ++c) wsum += w[c] = std::pow(std::max<double>(weights[c], floor) / mean, power);
+  for (auto& x : w) x *= double(n) / wsum;
+  std::vector<std::uint16_t> scale(n);
+  for (int j = 0; j < n; ++j) {
+    const float* u = b.component(j);
+    double gamma = 0;
+    for (int c = 0; c < n; ++c) gamma += w[c] * double(u[c]) * double(u[c]);
+    scale[j] = float_to_half(float(1.0 / std::sqrt(std::clamp(gamma, 1e-4, 1e4))));
+  }
+  return scale;
+}
+
 }  // namespace
+
+float GroupCode::component_step(int j) const {
+  const float s = float(step);
+  return scale.empty() ? s : s * half_to_float(scale[std::size_t(j)]);
+}
 
 std::size_t container_header_bytes(const Params& p, const kv::KVCache& cache, bool shipped) {
   std::size_t n = 16 + 2 + std::string(kName).size() + 2 + 2;
@@ -136,6 +168,21 @@ Decisions decide(const kv::KVCache& input, const Settings& s, const Bases& bases
     }
   });
 
+  // Step scales of the query-weighted kinds (empty: one step for the group).
+  std::vector<std::vector<std::uint16_t>> scales(samples.size());
+  if (bases.weighting) {
+    const auto& cw = *bases.weighting;
+    const int C = cw.channels;
+    for (std::size_t gi = 0; gi < samples.size(); ++gi) {
+      const int lk = int(gi / G), g = int(gi % G);
+      const double power = lk % 2 == 0 ? s.key_weighting : s.value_weighting;
+      if (!(power > 0)) continue;
+      const auto& all = lk % 2 == 0 ? cw.key_weight : cw.value_weight;
+      const std::size_t first = std::size_t(lk / 2) * C + std::size_t(g) * n;  // group g's channels
+      scales[gi] = component_scales(bases.set->bases[gi], std::span(all).subspan(first, n), power);
+    }
+  }
+
   // Distortion weights: relative error per (layer, kind) (a layer whose
   // values are 30x smaller is not 900x less important), times key_weight
   // for keys. Mean power per channel of each (layer, kind), from the sample.
@@ -164,20 +211,23 @@ Decisions decide(const kv::KVCache& input, const Settings& s, const Bases& bases
     if (out) out->groups.assign(samples.size(), {});
     parallel_for(samples.size(), threads, [&](std::size_t gi) {
       const Sample& sm = samples[gi];
-      const double step = std::clamp(std::sqrt(12.0 * theta / weight(gi)), 1e-30, 4294967296.0);
-      const double lambda = lambda_scale * step * step;
       GroupCode code;
+      code.step = std::clamp(std::sqrt(12.0 * theta / weight(gi)), 1e-30, 4294967296.0);
+      code.scale = scales[gi];
       if (out) {
-        code.step = step;
         code.cache_variance = sm.power;
         code.bits_per_token.assign(n, 0.0);
       }
+      const std::size_t scale_bytes = s.weighted() ? 2 : 0;  // every component of a version 2 stream
       int last = -1;
       for (int j = 0; j < n && S > 0; ++j) {
         if (sm.power[j] <= 0) continue;
+        const double step = std::max<double>(code.component_step(j), 1e-30);
+        const double lambda = lambda_scale * step * step;
         double bits, dist;
         std::size_t side;
         component_cost(sm, j, step, s.deadzone, bits, dist, side);
+        side += scale_bytes;
         const double total_bits = bits * coded_count + 8.0 * double(side * chunks + (ship ? 2 * n : 0));
         if ((sm.power[j] - dist) * coded_count <= lambda * total_bits) continue;
         per[gi].payload += std::size_t(bits * coded_count / 8.0);
@@ -204,7 +254,8 @@ Decisions decide(const kv::KVCache& input, const Settings& s, const Bases& bases
   double lo = 0, hi = 0;
   for (std::size_t gi = 0; gi < samples.size(); ++gi)
     for (int j = 0; j < n; ++j) {
-      const double a = samples[gi].max_abs[j] / 30000.0;
+      const double scale = scales[gi].empty() ? 1.0 : double(half_to_float(scales[gi][j]));
+      const double a = samples[gi].max_abs[j] / (30000.0 * scale);
       lo = std::max(lo, weight(gi) * a * a / 12.0);
       hi = std::max(hi, weight(gi) * samples[gi].power[j] * 1e4);
     }
@@ -243,7 +294,7 @@ int GroupPlan::coded_components() const {
 
 TransformPlan plan_transform(const kv::KVCache& cache, const ParamSet& params, int threads) {
   namespace dt = detail::transform;
-  const detail::Params p(dt::kName, dt::param_specs(&cache.shape()), params);
+  const detail::Params p(dt::kName, dt::param_specs(&cache.shape()), dt::resolve_weighting(params));
   detail::require_finite(cache, dt::kName);
   dt::Settings s = dt::make_settings(p, cache.shape());
   kv::KVCache storage;
@@ -264,6 +315,8 @@ TransformPlan plan_transform(const kv::KVCache& cache, const ParamSet& params, i
     g.kind = kv::Kind((gi / G) % 2);
     g.group = int(gi % G);
     g.step = d.groups[gi].step;
+    for (int j = 0; j < int(d.groups[gi].cache_variance.size()); ++j)
+      g.component_step.push_back(d.groups[gi].component_step(j));
     const auto& v = bases.set->bases[gi].variance;
     g.basis_variance.assign(v.begin(), v.end());
     g.cache_variance = d.groups[gi].cache_variance;

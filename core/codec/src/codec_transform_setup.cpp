@@ -65,6 +65,23 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape*) {
        {},
        "encoder rounding dead zone in steps: coefficients within 0.5 + deadzone of the center code as 0 "
        "(fewer nonzero symbols for more error; 0 = plain rounding)"},
+      {"key_weighting",
+       T::Float,
+       "1",
+       0,
+       2,
+       {},
+       "query weighting of keys: exponent p on the calibration's measured key channel weights (how strongly "
+       "the queries read each channel); a component's step shrinks as its weighted energy sum_c w_c^p u_c^2 "
+       "grows. 0 = off. Applies when the calibration file carries the model's channel weights; without "
+       "them the stream is unweighted and its header says key_weighting=0"},
+      {"value_weighting",
+       T::Float,
+       "0",
+       0,
+       2,
+       {},
+       "the same for values, with the output projection's measured channel weights; 0 = off"},
       {"layer_weights",
        T::Text,
        "",
@@ -84,6 +101,19 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape*) {
   };
 }
 
+ParamSet resolve_weighting(ParamSet params) {
+  bool have = false;
+  if (const auto cal = params.find("calibration"); cal != params.end() && !cal->second.empty()) {
+    try {
+      have = load_calibration_file(cal->second).weighting != nullptr;
+    } catch (const Error&) {
+      return params;  // unreadable: the encoder reports it
+    }
+  }
+  if (!have) params["key_weighting"] = params["value_weighting"] = "0";
+  return params;
+}
+
 Settings make_settings(const Params& p, const kv::CacheShape& shape) {
   Settings s;
   const std::string& basis = p.get("basis");
@@ -98,6 +128,8 @@ Settings make_settings(const Params& p, const kv::CacheShape& shape) {
   s.bits = p.get_float("bits");
   s.key_weight = p.get_float("key_weight");
   s.deadzone = p.get_float("deadzone");
+  s.key_weighting = p.get_float("key_weighting");
+  s.value_weighting = p.get_float("value_weighting");
   if (const std::string& w = p.get("layer_weights"); !w.empty()) {
     std::stringstream in(w);
     std::string item;
@@ -138,18 +170,19 @@ std::vector<LoadedCalibration> g_cache;
 LoadedCalibration parse_file_bytes(std::span<const std::uint8_t> bytes, const std::string& path) {
   LoadedCalibration out;
   out.hash = calibration::file_hash(bytes);
+  out.path = path;
   {
     std::lock_guard<std::mutex> lock(g_cache_mutex);
     for (const auto& c : g_cache)
       if (c.hash == out.hash) return c;
   }
   const calibration::CalibrationFile file = calibration::parse(bytes, path);
-  const auto* section = file.find(codec::transform::kSectionName);
-  if (!section)
-    throw Error(ErrorCode::InvalidArgument, path,
-                "calibration file has no transform bases (section transform.basis); add them with "
-                "`kvscope-cli calibrate --context TEXT...`, or set basis=cache");
-  out.calibration = std::make_shared<const Calibration>(codec::transform::parse_calibration(*section, path));
+  if (const auto* section = file.find(codec::transform::kSectionName))
+    out.calibration =
+        std::make_shared<const Calibration>(codec::transform::parse_calibration(*section, path));
+  if (const auto* section = file.find(calibration::kChannelWeightingSection))
+    out.weighting = std::make_shared<const calibration::ChannelWeighting>(
+        calibration::parse_channel_weighting(*section, path));
   std::lock_guard<std::mutex> lock(g_cache_mutex);
   if (g_cache.size() >= 2) g_cache.erase(g_cache.begin());
   g_cache.push_back(out);
@@ -157,6 +190,14 @@ LoadedCalibration parse_file_bytes(std::span<const std::uint8_t> bytes, const st
 }
 
 }  // namespace
+
+const Calibration& LoadedCalibration::bases() const {
+  if (!calibration)
+    throw Error(ErrorCode::InvalidArgument, path,
+                "calibration file has no transform bases (section transform.basis); add them with "
+                "`kvscope-cli calibrate --context TEXT...`, or set basis=cache");
+  return *calibration;
+}
 
 LoadedCalibration load_calibration_file(const std::string& path) {
   const std::string data = read_file(path);
@@ -198,7 +239,27 @@ void gather_token(const float* tensor, const Settings& s, int group, int t, floa
   }
 }
 
-Bases make_bases(const kv::KVCache& input, const Settings& s, int threads) {
+namespace {
+
+// The calibration's channel weighting for a weighted allocation (checked
+// against the cache's shape).
+std::shared_ptr<const calibration::ChannelWeighting> weighting_for(const Settings& s,
+                                                                   const LoadedCalibration* loaded) {
+  if (!s.weighted()) return nullptr;
+  // resolve_weighting() switched the weighting off where no weights are at hand.
+  const LoadedCalibration file = loaded ? *loaded : load_calibration_file(s.calibration);
+  if (!file.weighting)
+    throw Error(ErrorCode::InvalidArgument, s.calibration, "calibration file has no channel weighting");
+  const auto& w = *file.weighting;
+  if (w.layers != s.layers || w.channels != s.kv_heads * s.head_dim)
+    throw Error(ErrorCode::InvalidArgument, s.calibration,
+                "the channel weighting is for " + std::to_string(w.layers) + " layers x " +
+                    std::to_string(w.channels) + " channels, the cache has " + std::to_string(s.layers) +
+                    " x " + std::to_string(s.kv_heads * s.head_dim));
+  return file.weighting;
+}
+
+Bases unweighted_bases(const kv::KVCache& input, const Settings& s, int threads) {
   Bases b;
   if (s.source == Settings::Source::Calibration ||
       (s.source == Settings::Source::Auto && !s.calibration.empty())) {
@@ -209,7 +270,7 @@ Bases make_bases(const kv::KVCache& input, const Settings& s, int threads) {
           "MODEL --context TEXT...` (or Calibrate in the app) and pass it as calibration=FILE, or set "
           "basis=cache to compute the basis from this cache and ship it in the stream");
     b.calibration = load_calibration_file(s.calibration);
-    b.set = b.calibration.calibration->find(s.grouping);
+    b.set = b.calibration.bases().find(s.grouping);
     if (!b.set)
       throw Error(
           ErrorCode::InvalidArgument, s.calibration,
@@ -245,6 +306,15 @@ Bases make_bases(const kv::KVCache& input, const Settings& s, int threads) {
     for (auto& v : g.vectors) v = half_to_float(float_to_half(v));
   b.set = &b.own;
   b.shipped = true;
+  return b;
+}
+
+}  // namespace
+
+Bases make_bases(const kv::KVCache& input, const Settings& s, int threads) {
+  Bases b = unweighted_bases(input, s, threads);
+  if (b.shipped) b.set = &b.own;  // whether or not the return was elided
+  b.weighting = weighting_for(s, b.shipped ? nullptr : &b.calibration);
   return b;
 }
 

@@ -19,7 +19,10 @@ struct GroupPlan {
   int layer = 0;
   kv::Kind kind = kv::Kind::Key;
   int group = 0;    ///< KV head for grouping "head", else 0
-  double step = 0;  ///< quantization step of the coded components
+  double step = 0;  ///< quantization step of the group (before query weighting)
+  /// Per component: the step it is coded with, step times its query-weighting
+  /// scale (key_weighting, value_weighting); equal to `step` when unweighted.
+  std::vector<double> component_step;
   /// Per component (basis order): the basis's variance (its eigenvalue).
   std::vector<double> basis_variance;
   /// Per component: mean square of this cache's coefficients (a token sample).
