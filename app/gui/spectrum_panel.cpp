@@ -73,7 +73,8 @@ SpectrumPanel::SpectrumPanel(Session* session, std::function<codec::CodecConfig(
   basis_graph_->setName(tr("basis (calibration)"));
   cache_graph_ = spectrum_->addGraph();
   cache_graph_->setName(tr("this cache"));
-  water_ = new QCPItemStraightLine(spectrum_);
+  water_ = spectrum_->addGraph();
+  water_->setName(tr("water level (step\u00b2/12)"));
   spectrum_->legend->setVisible(true);
 
   bits_ = new PlotWidget;
@@ -246,21 +247,29 @@ void SpectrumPanel::redraw() {
   basis_graph_->setData(x, basis, true);
   cache_graph_->setData(x, own, true);
   bits_bars_->setData(x, bits, true);
-  // Components whose variance is below step^2/12 (the distortion every coded
-  // component gets) are not worth their bits: the water level.
-  const double level = g.step * g.step / 12.0;
-  water_->point1->setCoords(0, level);
-  water_->point2->setCoords(1, level);
-  water_->setVisible(level > 0);
+  // Components whose variance is below step^2/12 (the distortion a coded
+  // component gets) are not worth their bits: the water level. Query
+  // weighting gives each component its own step, so the level is a curve.
+  QVector<double> level(n);
+  double step_min = g.step, step_max = g.step;
+  for (int j = 0; j < n; ++j) {
+    const double step = j < int(g.component_step.size()) ? g.component_step[j] : g.step;
+    level[j] = std::max(step * step / 12.0, 1e-12);
+    step_min = std::min(step_min, step);
+    step_max = std::max(step_max, step);
+  }
+  water_->setData(x, level, true);
+  water_->setVisible(g.step > 0);
   spectrum_->refresh();
   bits_->refresh();
   const auto& e = plan_->estimate;
   const double total_bytes = std::max<double>(1.0, double(e.total()));
   summary_->setText(
       tr("<b>Layer %1 %2%3</b>: the first 10% of the components hold %4% of the variance; the budget codes "
-         "<b>%5 of %6</b> components (%7 bits per token, step %8; dashed: the water level step&sup2;/12).<br>"
+         "<b>%5 of %6</b> components (%7 bits per token, step %8; dashed: the water level "
+         "step&sup2;/12).%14<br>"
          "Whole cache: %9 bits/element estimated; basis %10%, side information %11%, exact sink/recent "
-         "tokens %12%, coefficients %13% of the bytes.%14")
+         "tokens %12%, coefficients %13% of the bytes.%15")
           .arg(layer_->value())
           .arg(kind_->currentIndex() == 0 ? tr("keys") : tr("values"))
           .arg(groups_per_lk > 1 ? tr(", KV head %1").arg(group_->value()) : QString())
@@ -274,6 +283,12 @@ void SpectrumPanel::redraw() {
           .arg(100.0 * double(e.side) / total_bytes, 0, 'f', 1)
           .arg(100.0 * double(e.exact) / total_bytes, 0, 'f', 1)
           .arg(100.0 * double(e.payload) / total_bytes, 0, 'f', 1)
+          .arg(step_max > step_min * 1.001
+                   ? tr(" Query weighting: each component's step follows how strongly the queries read its "
+                        "channels, from %1 to %2.")
+                         .arg(step_min, 0, 'g', 3)
+                         .arg(step_max, 0, 'g', 3)
+                   : QString())
           .arg(settings_note_.isEmpty() ? QString() : QStringLiteral("<br>") + settings_note_));
 }
 

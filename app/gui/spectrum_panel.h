@@ -15,7 +15,6 @@ class QPushButton;
 class QSpinBox;
 class QCPBars;
 class QCPGraph;
-class QCPItemStraightLine;
 
 namespace kvscope::gui {
 
@@ -93,7 +92,7 @@ class SpectrumPanel : public QWidget {
   PlotWidget* bits_;
   QCPGraph* basis_graph_;
   QCPGraph* cache_graph_;
-  QCPItemStraightLine* water_;
+  QCPGraph* water_;  ///< per component: the distortion its step leaves, step^2 / 12
   QCPBars* bits_bars_;
   bool updating_ = false;
 };

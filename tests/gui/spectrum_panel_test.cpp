@@ -167,6 +167,57 @@ TEST_F(SpectrumTest, CalibrationGivesCachegenItsChannelWeightingAndTables) {
   qunsetenv("KVSCOPE_CALIBRATION_DIR");
 }
 
+// transform with a calibration that holds measured channel weights codes
+// keys query-weighted (layout version 2), and the Spectrum view draws each
+// component's own water level and says why the steps differ.
+TEST_F(SpectrumTest, TransformTakesTheQueryWeightingFromTheCalibration) {
+  qputenv("KVSCOPE_CALIBRATION_DIR", path(QStringLiteral("calibration")).toUtf8());
+  MainWindow& window = this->window();
+  auto* panel = window.findChild<SpectrumPanel*>();
+  ASSERT_NE(panel, nullptr);
+  window.findChild<QDockWidget*>(QStringLiteral("spectrumDock"))->raise();
+  ASSERT_TRUE(loadSyntheticCache());
+  auto weights = std::make_shared<MeasuredChannelWeights>();
+  for (int l = 0; l < 4; ++l)
+    for (int c = 0; c < 32; ++c) {
+      weights->key.push_back(float(1 + 4 * (c % 8)));
+      weights->value.push_back(1.0f);
+    }
+  window.session()->setCache(window.session()->cache(), QStringLiteral("synthetic"), weights);
+  QSignalSpy calibrated(panel, &SpectrumPanel::calibrated);
+  panel->calibrateFromCache();
+  ASSERT_TRUE(calibrated.wait(30000));
+  const QString file = calibrated.at(0).at(0).toString();
+  CodecPanel* codec = window.codecPanel();
+  QSignalSpy planned(panel, &SpectrumPanel::planned);
+  ASSERT_TRUE(codec->setConfig({"transform", {{"calibration", file.toStdString()}, {"bits", "3"}}}));
+  ASSERT_TRUE(QTest::qWaitFor(
+      [&] {
+        const auto r = codec->lastResult();
+        return r && codec::inspect_stream(r->bytes).codec == "transform";
+      },
+      30000));
+  const auto info = codec::inspect_stream(codec->lastResult()->bytes);
+  EXPECT_EQ(info.codec_version, 2);
+  EXPECT_EQ(codec::stream_params(info).at("key_weighting"), "1");
+  ASSERT_TRUE(
+      QTest::qWaitFor([&] { return panel->summary().contains(QStringLiteral("Query weighting")); }, 30000))
+      << panel->summary().toStdString();
+  panel->setSelection(1, 0, 0);  // layer 1 keys: weighted
+  const auto* water = panel->spectrumPlot()->graph(2);
+  ASSERT_EQ(water->dataCount(), 32);
+  double lo = 1e300, hi = 0;
+  for (auto it = water->data()->constBegin(); it != water->data()->constEnd(); ++it) {
+    lo = std::min(lo, it->value);
+    hi = std::max(hi, it->value);
+  }
+  EXPECT_GT(hi, 1.5 * lo) << "one water level for every component";
+  panel->setSelection(1, 1, 0);  // values: unweighted (value_weighting 0), one level
+  EXPECT_FALSE(panel->summary().contains(QStringLiteral("Query weighting")))
+      << panel->summary().toStdString();
+  qunsetenv("KVSCOPE_CALIBRATION_DIR");
+}
+
 }  // namespace
 }  // namespace kvscope::gui
 #endif
