@@ -15,6 +15,7 @@
 #include "kvscope/common/paths.h"
 #include "test_util.h"
 #include "transform_model.h"
+#include "transform_test_calibration.h"
 
 namespace kvscope::codec {
 namespace {
@@ -78,21 +79,7 @@ kv::KVCache pre_rope(kv::CacheShape shape, std::uint64_t seed) {
   return c;
 }
 
-// A calibration file (as `kvscope-cli calibrate` writes it) in a fresh folder.
-struct TempCalibration {
-  std::filesystem::path dir, file;
-  explicit TempCalibration(const kv::KVCache& cache, const std::string& name) {
-    dir = std::filesystem::temp_directory_path() / ("kvscope-transform-test-" + name);
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    std::vector<kv::KVCache> caches = {cache};
-    calibration::CalibrationFile f;
-    f.sections[transform::kSectionName] =
-        transform::serialize_calibration(transform::build_calibration(caches));
-    file = calibration::save(calibration::serialize(f), dir);
-  }
-  ~TempCalibration() { std::filesystem::remove_all(dir); }
-};
+using TempCalibration = test::TempTransformCalibration;
 
 TEST(TransformCodec, HighBudgetRoundTripStaysWithinTheQuantizerBound) {
   // Every component coded with step s: each coefficient is off by at most

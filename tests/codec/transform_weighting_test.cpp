@@ -15,6 +15,7 @@
 #include "kvscope/codec/transform_basis.h"
 #include "kvscope/common/error.h"
 #include "test_util.h"
+#include "transform_test_calibration.h"
 
 namespace kvscope::codec {
 namespace {
@@ -36,24 +37,18 @@ std::vector<float> key_weights() {
 }
 
 // A calibration file with transform bases and, when asked, channel weights.
-struct WeightedCalibration {
-  std::filesystem::path dir, file;
-  WeightedCalibration(const kv::KVCache& cache, const std::string& name, bool with_weights) {
-    dir = std::filesystem::temp_directory_path() / ("kvscope-transform-weighting-" + name);
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    std::vector<kv::KVCache> caches = {cache};
-    calibration::CalibrationFile f;
-    f.sections[transform::kSectionName] =
-        transform::serialize_calibration(transform::build_calibration(caches));
-    if (with_weights) {
-      const std::vector<float> values(key_weights().size(), 1.0f);
-      f.sections[calibration::kChannelWeightingSection] = calibration::serialize_channel_weighting(
-          calibration::build_channel_weighting(caches, key_weights(), values, 0.5, 0.0));
-    }
-    file = calibration::save(calibration::serialize(f), dir);
+struct WeightedCalibration : test::TempTransformCalibration {
+  using Sections = std::map<std::string, std::vector<std::uint8_t>>;
+  WeightedCalibration(const kv::KVCache& cache, const std::string& name, bool with_weights)
+      : TempTransformCalibration(cache, "weighting-" + name, with_weights ? weights_of(cache) : Sections{}) {}
+
+ private:
+  static Sections weights_of(const kv::KVCache& cache) {
+    const std::vector<float> values(key_weights().size(), 1.0f);
+    return {{calibration::kChannelWeightingSection,
+             calibration::serialize_channel_weighting(calibration::build_channel_weighting(
+                 std::vector<kv::KVCache>{cache}, key_weights(), values, 0.5, 0.0))}};
   }
-  ~WeightedCalibration() { std::filesystem::remove_all(dir); }
 };
 
 // Sum over key elements of (channel weight) x (error)^2: what the queries see.
