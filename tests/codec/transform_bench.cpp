@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include "kvscope/codec/calibration_file.h"
+#include "kvscope/codec/channel_weighting.h"
 #include "kvscope/codec/codec.h"
 #include "kvscope/codec/synthetic.h"
 #include "kvscope/codec/transform_basis.h"
@@ -39,10 +40,24 @@ const std::filesystem::path& calibration_dir() {
     auto d = std::filesystem::temp_directory_path() / "kvscope-transform-bench";
     kv::KVCache c = bench_cache();
     c.info.rope_applied = false;  // statistics only
+    // Channel weights for the query-weighted mode: any positive weights cost
+    // the same to code with, so the keys' own mean squares stand in for the
+    // queries' (a cache file holds no queries).
+    const auto sh = c.shape();
+    std::vector<float> key_w(std::size_t(sh.layers) * sh.channels(), 0.0f), value_w(key_w.size(), 1.0f);
+    for (int l = 0; l < sh.layers; ++l)
+      for (int h = 0; h < sh.kv_heads; ++h)
+        for (int t = 0; t < sh.tokens; ++t)
+          for (int d = 0; d < sh.head_dim; ++d)
+            key_w[std::size_t(l) * sh.channels() + h * sh.head_dim + d] +=
+                c.at(l, kv::Kind::Key, h, t, d) * c.at(l, kv::Kind::Key, h, t, d) / float(sh.tokens);
     std::vector<kv::KVCache> caches = {std::move(c)};
     codec::calibration::CalibrationFile f;
     f.sections[codec::transform::kSectionName] =
         codec::transform::serialize_calibration(codec::transform::build_calibration(caches));
+    f.sections[codec::calibration::kChannelWeightingSection] =
+        codec::calibration::serialize_channel_weighting(
+            codec::calibration::build_channel_weighting(caches, key_w, value_w, 0.5, 0.0));
     std::filesystem::remove_all(d);
     codec::calibration::save(codec::calibration::serialize(f), d);
     return d;
@@ -50,15 +65,18 @@ const std::filesystem::path& calibration_dir() {
   return dir;
 }
 
-codec::ParamSet params(double bits, bool calibrated) {
+enum class Mode { Calibrated, Weighted, Shipped };
+
+codec::ParamSet params(double bits, Mode mode) {
   codec::ParamSet p = {{"bits", std::to_string(bits)}};
-  if (calibrated) {
-    for (const auto& e : std::filesystem::directory_iterator(calibration_dir()))
-      p["calibration"] = e.path().string();
-    p["basis"] = "calibration";
-  } else {
+  if (mode == Mode::Shipped) {
     p["basis"] = "cache";
+    return p;
   }
+  for (const auto& e : std::filesystem::directory_iterator(calibration_dir()))
+    p["calibration"] = e.path().string();
+  p["basis"] = "calibration";
+  if (mode == Mode::Calibrated) p["key_weighting"] = "0";  // Weighted: the default
   return p;
 }
 
@@ -75,8 +93,8 @@ void set_counters(benchmark::State& state, const codec::EncodeResult& r, const c
   state.counters["coeff_bpe"] = 8.0 * double(plan.estimate.payload) / el;
 }
 
-void BM_Encode(benchmark::State& state, double bits, bool calibrated) {
-  const auto p = params(bits, calibrated);
+void BM_Encode(benchmark::State& state, double bits, Mode mode) {
+  const auto p = params(bits, mode);
   codec::EncodeOptions o;
   o.threads = 1;
   codec::EncodeResult r;
@@ -87,8 +105,8 @@ void BM_Encode(benchmark::State& state, double bits, bool calibrated) {
   set_counters(state, r, p);
 }
 
-void BM_DecodeInto(benchmark::State& state, double bits, bool calibrated) {
-  const auto p = params(bits, calibrated);
+void BM_DecodeInto(benchmark::State& state, double bits, Mode mode) {
+  const auto p = params(bits, mode);
   const auto r = codec::find_codec("transform").encode(bench_cache(), p);
   codec::DecodeOptions o;
   o.threads = 1;
@@ -103,16 +121,18 @@ void BM_DecodeInto(benchmark::State& state, double bits, bool calibrated) {
 }
 
 const int registered = [] {
-  for (bool calibrated : {true, false})
+  for (Mode mode : {Mode::Calibrated, Mode::Weighted, Mode::Shipped})
     for (double bits : {0.5, 1.0, 2.0, 4.0}) {
-      const std::string tag =
-          std::string(calibrated ? "calibrated" : "shipped") + "/bits:" + std::to_string(bits).substr(0, 3);
+      const char* name = mode == Mode::Calibrated ? "calibrated"
+                         : mode == Mode::Weighted ? "weighted"
+                                                  : "shipped";
+      const std::string tag = std::string(name) + "/bits:" + std::to_string(bits).substr(0, 3);
       benchmark::RegisterBenchmark(("encode/" + tag).c_str(),
-                                   [=](benchmark::State& s) { BM_Encode(s, bits, calibrated); })
+                                   [=](benchmark::State& s) { BM_Encode(s, bits, mode); })
           ->Unit(benchmark::kMillisecond)
           ->MinTime(0.5);
       benchmark::RegisterBenchmark(("decode_into/" + tag).c_str(),
-                                   [=](benchmark::State& s) { BM_DecodeInto(s, bits, calibrated); })
+                                   [=](benchmark::State& s) { BM_DecodeInto(s, bits, mode); })
           ->Unit(benchmark::kMillisecond)
           ->MinTime(0.5);
     }
