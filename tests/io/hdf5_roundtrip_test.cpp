@@ -32,15 +32,18 @@ TEST(Hdf5RoundTrip, EveryRegisteredCodecIsBitExact) {
     EXPECT_EQ(back.levels[0].bitstream, contents.levels[0].bitstream);
     EXPECT_EQ(back.levels[0].config.codec, c->name());
     // Every parameter the codec declares is stated with its effective value:
-    // the defaults, except that cachegen's channel weighting is off in a
-    // stream that does not carry it (no calibration here).
-    const bool weighted =
-        codec::inspect_stream(contents.levels[0].bitstream).params.count("channel_weighting") > 0;
+    // the defaults, except that the channel weighting is off in a stream that
+    // does not carry it (no calibration here): cachegen's channel_weighting,
+    // transform's key_weighting (layout version 1).
+    const auto info = codec::inspect_stream(contents.levels[0].bitstream);
+    const bool weighted = c->name() == "cachegen" ? info.params.count("channel_weighting") > 0
+                                                  : c->name() != "transform" || info.codec_version >= 2;
     for (const auto& spec : c->params(&cache.shape())) {
       ASSERT_TRUE(back.levels[0].config.params.count(spec.name)) << spec.name;
-      const std::string expected = c->name() == "cachegen" && spec.name == "channel_weighting" && !weighted
-                                       ? "off"
-                                       : spec.default_value;
+      const std::string expected =
+          !weighted && c->name() == "cachegen" && spec.name == "channel_weighting" ? "off"
+          : !weighted && c->name() == "transform" && spec.name == "key_weighting"  ? "0"
+                                                                                   : spec.default_value;
       EXPECT_EQ(back.levels[0].config.params.at(spec.name), expected) << spec.name;
     }
     const kv::KVCache expected = codec::decode(contents.levels[0].bitstream);

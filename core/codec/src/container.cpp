@@ -313,7 +313,8 @@ std::vector<std::uint8_t> assemble_stream(const kv::CacheShape& shape, const kv:
   const auto* codec = dynamic_cast<const detail::CodecBase*>(&find_codec(config.codec));
   if (!codec) throw Error(ErrorCode::Internal, "codec '" + config.codec + "' has no container writer");
   check_shape(shape, config.codec);
-  const detail::Params p(config.codec, codec->params(&shape), config.params);
+  // Completed as encode() completes them, so the header is the one encode() writes.
+  const detail::Params p(config.codec, codec->params(&shape), codec->complete_params(config.params, shape));
   const int ct = p.get_int("chunk_tokens");
   const int chunks = detail::chunk_count(shape.tokens, ct);
   const std::size_t expected = std::size_t(shape.layers) * 2 * (std::size_t(chunks) + (with_tables ? 1 : 0));
