@@ -11,10 +11,12 @@
 #include <QVBoxLayout>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "job_runner.h"
 #include "kvscope/codec/calibration_builder.h"
 #include "kvscope/codec/calibration_file.h"
+#include "kvscope/codec/codec.h"
 #include "kvscope/kv/rope.h"
 #include "labeled_control.h"
 #include "on_screen.h"
@@ -142,6 +144,14 @@ void SpectrumPanel::setSelection(int layer, int kind, int group) {
     group_->setValue(group);
   }
   redraw();
+}
+
+bool SpectrumPanel::weightingRequested() const {
+  const auto given = planned_params_.find("key_weighting");
+  if (given != planned_params_.end()) return std::atof(given->second.c_str()) > 0;
+  for (const auto& spec : codec::find_codec("transform").params(nullptr))
+    if (spec.name == "key_weighting") return std::atof(spec.default_value.c_str()) > 0;
+  return false;
 }
 
 void SpectrumPanel::refresh() {
@@ -288,6 +298,9 @@ void SpectrumPanel::redraw() {
                         "channels, from %1 to %2.")
                          .arg(step_min, 0, 'g', 3)
                          .arg(step_max, 0, 'g', 3)
+               : weightingRequested() && plan_->key_weighting == 0
+                   ? tr(" Query weighting is off: no channel weights at hand (they come with a calibration "
+                        "made after a prefill: Calibrate here, or kvscope-cli calibrate --context).")
                    : QString())
           .arg(settings_note_.isEmpty() ? QString() : QStringLiteral("<br>") + settings_note_));
 }

@@ -71,6 +71,8 @@ class SpectrumPanel : public QWidget {
   void calibrationFailed(const QString& message);
 
  private:
+  /// Whether the planned parameters ask for query weighting of keys.
+  bool weightingRequested() const;
   void redraw();
   void startPlan();
 

@@ -41,6 +41,9 @@ TEST_F(SpectrumTest, DrawsTheSpectrumAndFollowsTheBudget) {
   EXPECT_TRUE(panel->summary().contains(QStringLiteral("components"))) << panel->summary().toStdString();
   // Transform's defaults are drawn while the codec panel shows another codec.
   EXPECT_TRUE(panel->summary().contains(QStringLiteral("default"))) << panel->summary().toStdString();
+  // They ask for query weighting, but no calibration gives channel weights: the view says it is off.
+  EXPECT_TRUE(panel->summary().contains(QStringLiteral("Query weighting is off")))
+      << panel->summary().toStdString();
 
   CodecPanel* codec = window.codecPanel();
   auto plan_for = [&](const QString& bits) -> std::shared_ptr<const codec::transform::TransformPlan> {
@@ -203,6 +206,7 @@ TEST_F(SpectrumTest, TransformTakesTheQueryWeightingFromTheCalibration) {
   ASSERT_TRUE(
       QTest::qWaitFor([&] { return panel->summary().contains(QStringLiteral("Query weighting")); }, 30000))
       << panel->summary().toStdString();
+  EXPECT_FALSE(panel->summary().contains(QStringLiteral("is off"))) << panel->summary().toStdString();
   panel->setSelection(1, 0, 0);  // layer 1 keys: weighted
   const auto* water = panel->spectrumPlot()->graph(2);
   ASSERT_EQ(water->dataCount(), 32);

@@ -46,6 +46,9 @@ struct TransformPlan {
   Grouping grouping = Grouping::Layer;
   double water_level = 0;       ///< distortion per coded component (weight 1), the budget's Lagrange level
   double bits_per_element = 0;  ///< estimate, all side information included
+  /// The query weighting exponents in effect: the parameters, or 0 where no
+  /// calibration with channel weights is given (the stream is then unweighted).
+  double key_weighting = 0, value_weighting = 0;
   Breakdown estimate;
   std::vector<GroupPlan> groups;  ///< index (layer*2 + kind)*groups_per_layer_kind + group
 };
