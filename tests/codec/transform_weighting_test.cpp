@@ -139,6 +139,25 @@ TEST(TransformWeighting, DefaultWeightsKeysWhereTheCalibrationHasChannelWeights)
   }
 }
 
+// Regression: calibrations are remembered by path, size and modification
+// time so an encode reads its file once; one rewritten in place must be read
+// again, not served from memory.
+TEST(TransformWeighting, ACalibrationRewrittenInPlaceIsReadAgain) {
+  const auto cache = pre_rope(49);
+  WeightedCalibration without(pre_rope(48), "rewrite-without", false),
+      with(pre_rope(48), "rewrite-with", true);
+  const auto file = without.dir / "model.kvsprof";
+  auto encode_version = [&] {
+    return inspect_stream(find_codec("transform").encode(cache, {{"calibration", file.string()}}).bytes)
+        .codec_version;
+  };
+  std::filesystem::copy_file(without.file, file);
+  EXPECT_EQ(encode_version(), 1);
+  EXPECT_EQ(encode_version(), 1);
+  std::filesystem::copy_file(with.file, file, std::filesystem::copy_options::overwrite_existing);
+  EXPECT_EQ(encode_version(), 2);
+}
+
 TEST(TransformWeighting, WeightsOfAnotherShapeAreRefusedNamingTheFile) {
   WeightedCalibration cal(pre_rope(44), "shape", true);
   auto other = synthetic_cache({3, 2, 40, 8}, 6);

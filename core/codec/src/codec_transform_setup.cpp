@@ -3,7 +3,9 @@
 // each group is coded with (docs/bitstream.md, "transform").
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <mutex>
+#include <optional>
 #include <sstream>
 
 #include "codec_transform.h"
@@ -167,14 +169,35 @@ namespace {
 std::mutex g_cache_mutex;
 std::vector<LoadedCalibration> g_cache;
 
+// Files read before, by path, size and modification time: an encode loads
+// its calibration twice (resolve_weighting, then the bases), so a file
+// unchanged since is not read and hashed again. Under g_cache_mutex.
+struct FileStamp {
+  std::string path;
+  std::uintmax_t size = 0;
+  std::filesystem::file_time_type time;
+  std::string hash;
+};
+std::vector<FileStamp> g_stamps;
+
+// The parsed calibration of this hash, named by `path`, if cached. Under g_cache_mutex.
+std::optional<LoadedCalibration> cached(const std::string& hash, const std::string& path) {
+  for (const auto& c : g_cache)
+    if (c.hash == hash) {
+      LoadedCalibration out = c;
+      out.path = path;
+      return out;
+    }
+  return std::nullopt;
+}
+
 LoadedCalibration parse_file_bytes(std::span<const std::uint8_t> bytes, const std::string& path) {
   LoadedCalibration out;
   out.hash = calibration::file_hash(bytes);
   out.path = path;
   {
     std::lock_guard<std::mutex> lock(g_cache_mutex);
-    for (const auto& c : g_cache)
-      if (c.hash == out.hash) return c;
+    if (auto c = cached(out.hash, path)) return *c;
   }
   const calibration::CalibrationFile file = calibration::parse(bytes, path);
   if (const auto* section = file.find(codec::transform::kSectionName))
@@ -200,8 +223,26 @@ const Calibration& LoadedCalibration::bases() const {
 }
 
 LoadedCalibration load_calibration_file(const std::string& path) {
-  const std::string data = read_file(path);
-  return parse_file_bytes({reinterpret_cast<const std::uint8_t*>(data.data()), data.size()}, path);
+  std::error_code ec;
+  FileStamp stamp{path, std::filesystem::file_size(path, ec), {}, {}};
+  if (!ec) stamp.time = std::filesystem::last_write_time(path, ec);
+  if (!ec) {
+    std::lock_guard<std::mutex> lock(g_cache_mutex);
+    for (const auto& f : g_stamps)
+      if (f.path == path && f.size == stamp.size && f.time == stamp.time)
+        if (auto c = cached(f.hash, path)) return *c;
+  }
+  const std::string data = read_file(path);  // names the file when unreadable
+  LoadedCalibration out =
+      parse_file_bytes({reinterpret_cast<const std::uint8_t*>(data.data()), data.size()}, path);
+  if (!ec) {
+    stamp.hash = out.hash;
+    std::lock_guard<std::mutex> lock(g_cache_mutex);
+    std::erase_if(g_stamps, [&](const FileStamp& f) { return f.path == path; });
+    if (g_stamps.size() >= 4) g_stamps.erase(g_stamps.begin());
+    g_stamps.push_back(std::move(stamp));
+  }
+  return out;
 }
 
 LoadedCalibration load_calibration_by_hash(const std::string& hash, const std::string& dir) {
