@@ -1106,7 +1106,6 @@ class TransformDecoder:
             if m > rows:
                 raise FormatError("more coded components than the basis has")
             comps = []
-            step = F32(0)
             if m:
                 step = F32(struct.unpack("<f", r.take(4))[0])
                 if not (np.isfinite(step) and 0 < step <= 2.0 ** 32):
@@ -1133,13 +1132,13 @@ class TransformDecoder:
                         if not (np.isfinite(cstep) and cstep > 0):
                             raise FormatError("component step out of range")
                     comps.append((j, center, geometric_model(rho, K), cstep))
-            groups.append((step, comps))
+            groups.append(comps)
         coded_bytes = r.remaining()
         rd = RangeDecoder(r.take(coded_bytes))
-        y = [np.zeros((len(coded), len(c)), F32) for _, c in groups]
+        y = [np.zeros((len(coded), len(c)), F32) for c in groups]
         seen = [] if TransformDecoder.coefficient_hook else None
         for ti in range(len(coded)):
-            for g, (step, comps) in enumerate(groups):
+            for g, comps in enumerate(groups):
                 for i, (_, center, cdf, cstep) in enumerate(comps):
                     s = rd.decode(cdf)
                     d = 0
@@ -1154,7 +1153,7 @@ class TransformDecoder:
         if seen is not None:
             TransformDecoder.coefficient_hook(coded_bytes, seen)
         tok = np.zeros((heads, len(coded), dim), F32)
-        for g, (step, comps) in enumerate(groups):
+        for g, comps in enumerate(groups):
             mean, vec = self.basis[key][g]
             a = np.zeros((len(coded), self.n), F32)
             for i, (j, _, _, _) in enumerate(comps):

@@ -416,28 +416,28 @@ int main(int argc, char** argv) {
               codec::calibration::build_channel_weighting(tcal, key_w, value_w, 0.5, 0.0));
       const auto bytes = codec::calibration::serialize(file);
       const auto path = codec::calibration::save(bytes, profiles);
-      for (const char* grouping : {"layer", "head", "layer-weighted", "head-weighted"}) {
-        const auto cache = codec::synthetic_cache(tshape, 23);
-        const bool weighted = std::string(grouping).find("-weighted") != std::string::npos;
-        const std::string name = std::string("transform-calibration-") + grouping;
-        codec::ParamSet params = {
-            {"basis", "calibration"},
-            {"calibration", path.string()},
-            {"grouping", std::string(grouping).substr(0, 4) == "head" ? "head" : "layer"},
-            {"chunk_tokens", "10"},
-            // a budget that codes coefficients in so small a cache (its header
-            // and sink tokens alone take about 2 bits per element)
-            {"bits", "6"}};
-        params["key_weighting"] = weighted ? "1" : "0";  // 0: layout version 1 with the same file
-        params["value_weighting"] = weighted ? "0.5" : "0";
-        auto j =
-            entry(name, codec::encode(cache, {"transform", params}, {.threads = 1, .progress = {}}).bytes);
-        write_f32(out / (name + ".orig.f32"), cache.data());
-        j["orig"] = name + ".orig.f32";
-        j["profile_dir"] = "profiles";
-        j["profile_file"] = path.filename().string();
-        manifest.push_back(j);
-      }
+      for (const std::string grouping : {"layer", "head"})
+        for (const bool weighted : {false, true}) {
+          const auto cache = codec::synthetic_cache(tshape, 23);
+          const std::string name = "transform-calibration-" + grouping + (weighted ? "-weighted" : "");
+          const codec::ParamSet params = {
+              {"basis", "calibration"},
+              {"calibration", path.string()},
+              {"grouping", grouping},
+              {"chunk_tokens", "10"},
+              // at bits=2 the header and the sink tokens of so small a cache
+              // left no bits for coefficients
+              {"bits", "6"},
+              {"key_weighting", weighted ? "1" : "0"},  // 0: layout version 1 with the same file
+              {"value_weighting", weighted ? "0.5" : "0"}};
+          auto j =
+              entry(name, codec::encode(cache, {"transform", params}, {.threads = 1, .progress = {}}).bytes);
+          write_f32(out / (name + ".orig.f32"), cache.data());
+          j["orig"] = name + ".orig.f32";
+          j["profile_dir"] = "profiles";
+          j["profile_file"] = path.filename().string();
+          manifest.push_back(j);
+        }
     }
 
 #if KVSCOPE_CORPUS_HDF5

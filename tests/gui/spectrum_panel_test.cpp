@@ -70,6 +70,21 @@ std::vector<std::string> sectionsOf(const QString& file) {
   return names;
 }
 
+// Gives the session's synthetic cache channel weights shaped as a prefill of
+// its 4 layers x 32 channels would report them: keys 1 + rise * (c % 8),
+// rising within each 16-dim head (both dimensions of a RoPE pair equal),
+// values all 1.
+std::shared_ptr<MeasuredChannelWeights> giveMeasuredWeights(MainWindow& window, float rise) {
+  auto weights = std::make_shared<MeasuredChannelWeights>();
+  for (int l = 0; l < 4; ++l)
+    for (int c = 0; c < 32; ++c) {
+      weights->key.push_back(1.0f + rise * float(c % 8));
+      weights->value.push_back(1.0f);
+    }
+  window.session()->setCache(window.session()->cache(), QStringLiteral("synthetic"), weights);
+  return weights;
+}
+
 // A cache opened from a file has no measured channel weights: the file holds
 // the bases and cachegen's tables (at cachegen's defaults), no weighting; a
 // codec panel showing another codec than cachegen switches to transform.
@@ -112,16 +127,7 @@ TEST_F(SpectrumTest, CalibrationGivesCachegenItsChannelWeightingAndTables) {
   auto* panel = window.findChild<SpectrumPanel*>();
   ASSERT_NE(panel, nullptr);
   ASSERT_TRUE(loadSyntheticCache());
-  // Weights shaped as a prefill of the synthetic cache's 4 layers x 32
-  // channels would report them: keys rising within each 16-dim head (both
-  // dimensions of a RoPE pair equal), values all 1.
-  auto weights = std::make_shared<MeasuredChannelWeights>();
-  for (int l = 0; l < 4; ++l)
-    for (int c = 0; c < 32; ++c) {
-      weights->key.push_back(float(1 + c % 8));
-      weights->value.push_back(1.0f);
-    }
-  window.session()->setCache(window.session()->cache(), QStringLiteral("synthetic"), weights);
+  const auto weights = giveMeasuredWeights(window, 1.0f);
   CodecPanel* codec = window.codecPanel();
   ASSERT_EQ(codec->config().codec, "cachegen");
   ASSERT_TRUE(QTest::qWaitFor([&] { return codec->lastResult() != nullptr; }, 30000));
@@ -180,13 +186,7 @@ TEST_F(SpectrumTest, TransformTakesTheQueryWeightingFromTheCalibration) {
   ASSERT_NE(panel, nullptr);
   window.findChild<QDockWidget*>(QStringLiteral("spectrumDock"))->raise();
   ASSERT_TRUE(loadSyntheticCache());
-  auto weights = std::make_shared<MeasuredChannelWeights>();
-  for (int l = 0; l < 4; ++l)
-    for (int c = 0; c < 32; ++c) {
-      weights->key.push_back(float(1 + 4 * (c % 8)));
-      weights->value.push_back(1.0f);
-    }
-  window.session()->setCache(window.session()->cache(), QStringLiteral("synthetic"), weights);
+  giveMeasuredWeights(window, 4.0f);
   QSignalSpy calibrated(panel, &SpectrumPanel::calibrated);
   panel->calibrateFromCache();
   ASSERT_TRUE(calibrated.wait(30000));
