@@ -12,14 +12,17 @@ and its raw points, docs/results/transform-*.csv and .json.
    timed.
 2. On every HELD-OUT context (never used for calibration or for choosing a
    default): the rate-distortion curve of `transform` with the calibrated basis
-   (bits 0.5..4), with the cache's own basis shipped in the stream, cachegen's
+   (bits 0.5..4), with the cache's own basis shipped in the stream, with the
+   cache's own basis query-weighted up to 5 bits (compared with its tables
+   left out: what a perfect basis would give), cachegen's
    curve (its defaults at the TUNE layer plan's levels 1.7-4.4, with the channel
    weighting and tables of make-results' calibrations), and int4, kivi2 and
    cachegen-lmcache at their defaults, all by
    `kvscope-cli sweep` (one prefill per sweep).
 3. Bits/element at KL 0.01 and 0.05, interpolated on each curve (log bits
    against log KL between the two measured points around the level), the
-   held-out mean, and the break-even context length of a shipped basis.
+   held-out mean, the room a perfect basis leaves against cachegen, and the
+   break-even context length of a shipped basis.
 Nothing in the document is typed by hand: every number comes from the CSVs."""
 import argparse
 import concurrent.futures
@@ -37,6 +40,10 @@ SPLIT = {"tune": ["kjv-genesis", "python-textwrap-code", "apache-2.0"],
          "held_out": ["kjv-job-dialogue", "python-appetite", "python-controlflow", "gpl-3.0"]}
 TRANSFORM_BITS = ["0.5", "0.75", "1", "1.25", "1.5", "2", "2.5", "3", "4"]
 SHIPPED_BITS = ["1", "1.5", "2", "3"]
+# The cache's own basis, query-weighted like the calibrated curve (the calibration lends only its channel
+# weights), up to budgets that reach KL 0.01: what transform could do if every cache came with its own basis
+# for free ("own": its tables are left out when it is compared).
+OWN_BITS = ["1", "1.5", "2", "3", "4", "5"]
 UNWEIGHTED_BITS = ["1", "1.5", "2", "2.5", "3"]  # the calibrated basis without query weighting
 # cachegen as it codes today: its defaults (plan level 2.9) and the per-layer plans of the TUNE layer
 # sensitivity at other levels, with the channel weighting and tables of the calibrations
@@ -150,6 +157,8 @@ def main():
                                                 "--vary", "bits=" + ";".join(UNWEIGHTED_BITS)]),
                                 ("shipped", ["--codecs", "transform", "--set", "basis=cache",
                                              "--vary", "bits=" + ";".join(SHIPPED_BITS)]),
+                                ("own", ["--codecs", "transform", "--set", "basis=cache", "--set",
+                                         f"calibration={cal['calibration']}", "--vary", "bits=" + ";".join(OWN_BITS)]),
                                 ("cachegen", ["--codecs", "cachegen"] + points),
                                 ("baselines", ["--codecs", ",".join(BASELINES)])):
                 out = os.path.join(csv_dir, f"transform-{kind}-{cid}")
@@ -182,7 +191,7 @@ def main():
     data = {}
     for cid in held:
         data[cid] = {k: read_points(os.path.join(csv_dir, f"transform-{k}-{cid}.json"))
-                     for k in ("calibrated", "unweighted", "shipped", "cachegen", "baselines")}
+                     for k in ("calibrated", "unweighted", "shipped", "own", "cachegen", "baselines")}
     held = [c for c in held if data[c]["calibrated"]]
 
     L = []
@@ -229,6 +238,7 @@ def main():
     add_rows("unweighted", lambda r: f"bits={r['params']['bits']}",
              lambda r: "transform (calibrated basis, key_weighting=0)")
     add_rows("shipped", lambda r: f"bits={r['params']['bits']}", lambda r: "transform (basis shipped)")
+    add_rows("own", lambda r: f"bits={r['params']['bits']}", lambda r: "transform (basis shipped, query-weighted)")
     def bins_range(text):
         v = [int(x) for x in text.split(",")]
         return f"{min(v)}-{max(v)}"
@@ -281,27 +291,73 @@ def main():
                  f"{'met' if t05 <= 1.0 else 'not met'}.")
     L.append("")
 
-    # Why it lands where it does: how much a basis fitted to the cache itself would save in payload.
+    # What a perfect basis would give: the cache's own PCA with its basis (and every other table) left out,
+    # against cachegen with all its bytes. No calibration fits a cache better than the cache itself, so
+    # where this falls short of the target, no calibration data can reach it.
+    def coefficients_only(rows):
+        return [dict(r, bits_per_element=r["bits_per_element"] - 8 * r["table_bytes"] / r["elements"]) for r in rows]
+
+    L.append("### What a perfect basis would give\n")
+    L.append("Each held-out cache coded with its own PCA basis (`basis=cache`, query-weighted with the "
+             "calibration's channel weights like the calibrated curve), counting only the coded "
+             "coefficients and sink tokens (and the headers, 0.007 bits/element): the basis, the steps and the "
+             "component parameters are left out. A cache's own PCA is the basis that fits it best (the least "
+             "squared error for any number of components), and here it costs nothing, so this shows about how "
+             "far better calibration data could take transform with this coder. `calibrated`: the calibrated "
+             "basis, counted the same way; cachegen counts every byte. `room`: 1 - own basis / cachegen.\n")
+    L.append("| context | " + " | ".join(f"own basis @KL{lv} | calibrated @KL{lv} | cachegen @KL{lv} | room"
+                                         for lv in LEVELS) + " |")
+    L.append("|---|" + "---|---|---|---|" * len(LEVELS))
+    room = {lv: ([], [], []) for lv in LEVELS}
     gaps = []
     for cid in held:
-        own = [dict(r, bits_per_element=r["bits_per_element"] - 8 * r["table_bytes"] / r["elements"])
-               for r in data[cid]["shipped"]]
-        p, t = bits_at(own, 0.05), bits_at(data[cid]["calibrated"], 0.05)
-        if p is not None and t is not None:
-            gaps.append((cid, p, t))
+        cells = []
+        for lv in LEVELS:
+            p = bits_at(coefficients_only(data[cid]["own"]), lv)
+            t = bits_at(coefficients_only(data[cid]["calibrated"]), lv)
+            c = bits_at(data[cid]["cachegen"], lv)
+            room[lv][0].append(p)
+            room[lv][1].append(c)
+            room[lv][2].append(t)
+            cells += [fmt(p), fmt(t), fmt(c), "-" if p is None or c is None else f"{100 * (1 - p / c):.0f}%"]
+            if lv == 0.05 and p is not None and t is not None:
+                gaps.append((cid, p, t))
+        L.append(f"| {cid} | " + " | ".join(cells) + " |")
+    cells, rooms = [], {}
+    for lv in LEVELS:
+        p, c, t = room[lv]
+        whole = all(x is not None for x in p + c + t)
+        rooms[lv] = 1 - mean(p) / mean(c) if whole else None
+        cells += [fmt(mean(p)) if whole else "-", fmt(mean(t)) if whole else "-", fmt(mean(c)) if whole else "-",
+                  "-" if rooms[lv] is None else f"{100 * rooms[lv]:.0f}%"]
+    L.append("| **held-out mean** | " + " | ".join(cells) + " |")
+    L.append("")
+    if all(rooms[lv] is not None for lv in LEVELS):
+        L.append("Even a perfect basis leaves " + " and ".join(
+            (f"{100 * rooms[lv]:.0f}% room" if rooms[lv] > 0 else f"no room ({100 * rooms[lv]:.0f}%)")
+            + f" at KL {lv}" for lv in LEVELS)
+            + " against cachegen as it codes today; the target asks 15% at both"
+            + (", so it is out of reach of PCA transform coding with this coder on this model, whatever the "
+               "calibration" if any(rooms[lv] < 0.15 for lv in LEVELS) else "") + ".\n")
+
+    # Why it lands where it does: how much a basis fitted to the cache itself would save in payload.
     L.append("Why it lands here:")
     int4_kl = mean([r["kl"] for cid in held for r in data[cid]["baselines"] if r["codec"] == "int4"])
     int4_bits = mean([r["bits_per_element"] for cid in held for r in data[cid]["baselines"] if r["codec"] == "int4"])
     L.append(f"- The model is small (135M parameters) and its KV cache fragile: int4 at {fmt(int4_bits, '.2f')} "
              f"bits/element already costs KL {fmt(int4_kl, '.3f')}; KL 0.05 takes transform {fmt(mean(summary[0.05][0]))} and "
              f"cachegen {fmt(mean(summary[0.05][1]))} bits/element (held-out means above), far from 1.0.")
-    if gaps:
-        L.append("- The calibrated basis is the limit, as the prototype found: the cache's own PCA (the `basis=cache` "
-                 "rows below, their basis bytes left out) reaches KL 0.05 with "
-                 + "; ".join(f"{p:.2f} bits/element of coefficients on {cid} (calibrated: {t:.2f})"
-                             for cid, p, t in gaps)
-                 + ". A basis from three TUNE texts fits other texts less well; shipping the cache's own basis "
-                 "costs more than that gap until contexts are long (below).")
+    own, cal = (mean([p for _, p, _ in gaps]), mean([t for _, _, t in gaps])) if gaps else (None, None)
+    if own is not None and all(rooms[lv] is not None for lv in LEVELS):
+        L.append(f"- At KL 0.05 the calibrated basis is the limit, as the prototype found: its coefficients take "
+                 f"{cal:.2f} bits/element where each cache's own basis needs {own:.2f} (the table above). A basis "
+                 "from three TUNE texts fits other texts less well, and shipping the cache's own basis costs more "
+                 "than that gap until contexts are long (below). At KL 0.01 the basis is not the limit: even the "
+                 f"cache's own is only {100 * rooms[0.01]:.0f}% below cachegen, which now reaches that quality with "
+                 f"{fmt(mean(summary[0.01][1]))} bits/element (the issue's prototype measured 2.70 for the best scalar "
+                 "scheme of its day, an entropy bound at 1024 tokens): with per-token scales, keys before RoPE, "
+                 "query-weighted channels and a measured layer plan, scalar coding gets about as far at that "
+                 "quality as decorrelation with a perfect basis.")
     L.append("- Keys are coded before RoPE with a coarser water level than values (`key_weight` 0.35, chosen on the "
              "TUNE contexts: 1.0 and 0.5 gave higher KL at equal bits), the first 4 tokens are exact (attention "
              "sinks; 0 sinks multiplied KL by 6 on a TUNE context), and errors are weighted relative to each "
