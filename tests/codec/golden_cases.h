@@ -77,11 +77,13 @@ inline std::vector<GoldenCase> golden_cases() {
       {"cachegen-lmcache.kvc", {"cachegen-lmcache", {{"chunk_tokens", "16"}}}},
       {"kivi2.kvc", {"kivi2", {{"chunk_tokens", "16"}, {"group_size", "4"}, {"residual_tokens", "6"}}}},
       // The cache's own PCA basis shipped in Table sections (no calibration file needed).
-      {"transform.kvc", {"transform", {{"chunk_tokens", "16"}, {"bits", "3"}}}},
+      // key_weight as these files were written (its default was 0.35 then).
+      {"transform.kvc", {"transform", {{"chunk_tokens", "16"}, {"bits", "3"}, {"key_weight", "0.35"}}}},
       {"transform-head.kvc",
        {"transform",
         {{"chunk_tokens", "16"},
          {"bits", "2"},
+         {"key_weight", "0.35"},
          {"grouping", "head"},
          {"sink_tokens", "2"},
          {"recent_tokens", "3"}}}},

@@ -54,7 +54,7 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape*) {
       {"recent_tokens", T::Int, "0", 0, 1 << 24, {}, "last tokens stored exactly (fp16)"},
       {"key_weight",
        T::Float,
-       "0.35",
+       "0.2",
        0.01,
        100,
        {},
