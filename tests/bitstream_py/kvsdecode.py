@@ -8,8 +8,9 @@ mode with it and compares the values, one by one, with the C++ decoder.
 Every codec: fp16, int8, int4, kivi2, zstd, cachegen-lmcache, cachegen
 (layout versions 1-4: channel weighting, sinks, integer and float deltas, f16 and coded steps,
 table_bits, per-layer bins, keys before RoPE, tables shipped or from a
-calibration file) and transform (shipped or calibration bases, both
-groupings, keys before RoPE). Every range-coded stream is checked to end
+calibration file) and transform (layout versions 1-3: shipped or
+calibration bases, both groupings, keys before RoPE, query weighting,
+value token gains). Every range-coded stream is checked to end
 exactly as section 2 "End of a stream" says.
 
 Python 3 with numpy only; zstd frames go through the system's libzstd (a
@@ -1029,10 +1030,12 @@ class TransformDecoder:
     def __init__(self, info, sections, profile_dir=None):
         layers, heads, tokens, dim = info["shape"]
         p = info["params"]
-        if info["codec_version"] not in (1, 2):
+        if info["codec_version"] not in (1, 2, 3):
             raise FormatError("transform layout version %d" % info["codec_version"])
-        # Layout version 2: a f16 step scale after every component's model.
-        self.scaled = info["codec_version"] == 2
+        # Layout version 2: a f16 step scale after every component's model;
+        # version 3 also a f16 gain per coded token in value chunks.
+        self.scaled = info["codec_version"] >= 2
+        self.gained = info["codec_version"] >= 3
         self.info = info
         self.grouping = choice_param(p, "grouping", ("layer", "head"))
         self.sink = int_param(p, "sink_tokens", 0, 1 << 24)
@@ -1133,6 +1136,13 @@ class TransformDecoder:
                             raise FormatError("component step out of range")
                     comps.append((j, center, geometric_model(rho, K), cstep))
             groups.append(comps)
+        gains = [None] * self.G
+        if self.gained and chunk["kv"] == 1:
+            for g, comps in enumerate(groups):
+                if comps:
+                    gains[g] = f16_array(r.take(2 * len(coded)))
+                    if not (np.all(np.isfinite(gains[g])) and np.all(gains[g] > 0)):
+                        raise FormatError("invalid token gain")
         coded_bytes = r.remaining()
         rd = RangeDecoder(r.take(coded_bytes))
         y = [np.zeros((len(coded), len(c)), F32) for c in groups]
@@ -1147,6 +1157,8 @@ class TransformDecoder:
                         mag = (1 << k) + (rd.decode_bits(k) if k else 0)
                         d = mag if s & 1 else -mag
                     y[g][ti, i] = F32(center + d) * cstep
+                    if gains[g] is not None:
+                        y[g][ti, i] = y[g][ti, i] * gains[g][ti]  # float32 product, rounded after the step's
                     if seen is not None:
                         seen.append(center + d)
         rd.check_end("transform coefficients")

@@ -197,7 +197,8 @@ std::vector<Case> fresh_cases() {
     cases.push_back(c);
   }
   // transform: shipped bases (basis=cache), both groupings, exact sink and
-  // recent tokens, keys before RoPE (key_rope=remove) or as they are.
+  // recent tokens, keys before RoPE (key_rope=remove) or as they are; without
+  // value token gains (layout version 1) and with them (version 3).
   for (const char* grouping : {"layer", "head"})
     for (const char* key_rope : {"remove", "keep"})
       for (int i = 0; i < 2; ++i)
@@ -208,7 +209,8 @@ std::vector<Case> fresh_cases() {
               {"key_rope", key_rope},
               {"bits", std::to_string(pick(1, 6))},
               {"sink_tokens", std::to_string(pick(0, 6))},
-              {"recent_tokens", std::to_string(pick(0, 6))}}},
+              {"recent_tokens", std::to_string(pick(0, 6))},
+              {"value_gain", i == 1 ? std::to_string(pick(1, 10) / 10.0) : "0"}}},
             i == 1, i == 1 ? Case::Rope::Positions : Case::Rope::Default);
   // Layer groups (splits) and the defaults.
   for (int i = 0; i < 2; ++i) {
@@ -417,9 +419,10 @@ int main(int argc, char** argv) {
       const auto bytes = codec::calibration::serialize(file);
       const auto path = codec::calibration::save(bytes, profiles);
       for (const std::string grouping : {"layer", "head"})
-        for (const bool weighted : {false, true}) {
+        for (const std::string variant : {"", "-weighted", "-gained"}) {
+          const bool weighted = !variant.empty();  // -gained: weighted too (layout version 3)
           const auto cache = codec::synthetic_cache(tshape, 23);
-          const std::string name = "transform-calibration-" + grouping + (weighted ? "-weighted" : "");
+          const std::string name = "transform-calibration-" + grouping + variant;
           const codec::ParamSet params = {
               {"basis", "calibration"},
               {"calibration", path.string()},
@@ -429,7 +432,8 @@ int main(int argc, char** argv) {
               // left no bits for coefficients
               {"bits", "6"},
               {"key_weighting", weighted ? "1" : "0"},  // 0: layout version 1 with the same file
-              {"value_weighting", weighted ? "0.5" : "0"}};
+              {"value_weighting", weighted ? "0.5" : "0"},
+              {"value_gain", variant == "-gained" ? "0.75" : "0"}};
           auto j =
               entry(name, codec::encode(cache, {"transform", params}, {.threads = 1, .progress = {}}).bytes);
           write_f32(out / (name + ".orig.f32"), cache.data());

@@ -105,8 +105,10 @@ def stream_features(info):
             out.add("transform-pre-rope")
         if int(p["recent_tokens"]) > 0:
             out.add("transform-recent")
-        if info["codec_version"] == 2:
+        if info["codec_version"] >= 2 and float(p["key_weighting"]) > 0:
             out.add("transform-weighted-" + p["grouping"])
+        if info["codec_version"] == 3:
+            out.add("transform-gained-" + p["grouping"] + ("-shipped" if ch[0] == 1 else ""))
     return out
 
 
@@ -116,7 +118,8 @@ REQUIRED_FEATURES = {
     "cachegen-table-bits", "cachegen-pre-rope", "cachegen-pre-rope-without-rope", "cachegen-pre-rope-positions",
     "cachegen-pre-rope-tables", "cachegen-per-layer-bins", "transform-shipped-layer", "transform-shipped-head",
     "transform-calibration-layer", "transform-calibration-head", "transform-pre-rope", "transform-recent",
-    "transform-weighted-layer", "transform-weighted-head"}
+    "transform-weighted-layer", "transform-weighted-head", "transform-gained-layer", "transform-gained-head",
+    "transform-gained-layer-shipped", "transform-gained-head-shipped"}
 
 
 def check_golden_hashes(golden, failures):

@@ -103,13 +103,21 @@ std::vector<std::vector<std::uint8_t>> fuzz_decode_seeds() {
             c->encode(extended, {{"chunk_tokens", "8"}, {"scale", scale}, {"delta", "always"}}).bytes);
   }
   // Weighted: cachegen layout version 4 (bin midpoints) and 5 (centroid
-  // levels), transform layout version 2 (a step scale per component).
+  // levels), transform layout version 2 (a step scale per component) and 3
+  // (also value token gains, as transform's default seed above has).
   for (const char* reconstruction : {"0", "0.75"})
     seeds.push_back(weighted_stream(
         extended, "cachegen", {{"chunk_tokens", "8"}, {"profile", ""}, {"reconstruction", reconstruction}}));
+  for (const char* gain : {"0", "1"})
+    seeds.push_back(weighted_stream(extended, "transform",
+                                    {{"chunk_tokens", "8"},
+                                     {"basis", "cache"},
+                                     {"bits", "6"},
+                                     {"value_weighting", "1"},
+                                     {"value_gain", gain}}));
+  // transform layout version 1: no weighting, no gains.
   seeds.push_back(
-      weighted_stream(extended, "transform",
-                      {{"chunk_tokens", "8"}, {"basis", "cache"}, {"bits", "6"}, {"value_weighting", "1"}}));
+      codec::find_codec("transform").encode(cache, {{"chunk_tokens", "8"}, {"value_gain", "0"}}).bytes);
   return seeds;
 }
 

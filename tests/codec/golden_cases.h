@@ -77,13 +77,16 @@ inline std::vector<GoldenCase> golden_cases() {
       {"cachegen-lmcache.kvc", {"cachegen-lmcache", {{"chunk_tokens", "16"}}}},
       {"kivi2.kvc", {"kivi2", {{"chunk_tokens", "16"}, {"group_size", "4"}, {"residual_tokens", "6"}}}},
       // The cache's own PCA basis shipped in Table sections (no calibration file needed).
-      // key_weight as these files were written (its default was 0.35 then).
-      {"transform.kvc", {"transform", {{"chunk_tokens", "16"}, {"bits", "3"}, {"key_weight", "0.35"}}}},
+      // key_weight and value_gain as these files were written (layout version
+      // 1, before value gains; key_weight's default was 0.35 then).
+      {"transform.kvc",
+       {"transform", {{"chunk_tokens", "16"}, {"bits", "3"}, {"key_weight", "0.35"}, {"value_gain", "0"}}}},
       {"transform-head.kvc",
        {"transform",
         {{"chunk_tokens", "16"},
          {"bits", "2"},
          {"key_weight", "0.35"},
+         {"value_gain", "0"},
          {"grouping", "head"},
          {"sink_tokens", "2"},
          {"recent_tokens", "3"}}}},

@@ -75,7 +75,8 @@ TEST(TransformWeighting, StronglyReadChannelsDecodeCloserAtTheSameBudget) {
         .encode(cache, {{"calibration", cal.file.string()},
                         {"bits", "2"},
                         {"key_weighting", power},
-                        {"chunk_tokens", "64"}});
+                        {"chunk_tokens", "64"},
+                        {"value_gain", "0"}});
   };
   const auto plain = encode("0"), weighted = encode("1");
   const auto plain_info = inspect_stream(plain.bytes), weighted_info = inspect_stream(weighted.bytes);
@@ -105,7 +106,8 @@ TEST(TransformWeighting, ShippedBasisTakesTheCalibrationsWeightsAndDecodesWithou
                                 {"calibration", cal.file.string()},
                                 {"bits", "3"},
                                 {"key_weighting", "1"},
-                                {"value_weighting", "0.5"}})
+                                {"value_weighting", "0.5"},
+                                {"value_gain", "0"}})
                 .bytes;
   }
   EXPECT_EQ(inspect_stream(bytes).codec_version, 2);
@@ -122,16 +124,20 @@ TEST(TransformWeighting, ShippedBasisTakesTheCalibrationsWeightsAndDecodesWithou
 TEST(TransformWeighting, DefaultWeightsKeysWhereTheCalibrationHasChannelWeights) {
   const auto cache = pre_rope(45);
   WeightedCalibration with(pre_rope(44), "with", true), without(pre_rope(44), "without", false);
+  // (value_gain=0: without token gains the weighting alone sets the version)
   const auto weighted =
-      inspect_stream(find_codec("transform").encode(cache, {{"calibration", with.file.string()}}).bytes);
+      inspect_stream(find_codec("transform")
+                         .encode(cache, {{"calibration", with.file.string()}, {"value_gain", "0"}})
+                         .bytes);
   EXPECT_EQ(weighted.codec_version, 2);
   EXPECT_EQ(stream_params(weighted).at("key_weighting"), "1");
   EXPECT_EQ(stream_params(weighted).at("value_weighting"), "0");
   // No channel weights (a file made without the model, or no file): the
   // stream is unweighted, even when weighting is asked for, and says so.
-  for (const ParamSet& params : {ParamSet{{"calibration", without.file.string()}},
-                                 ParamSet{{"calibration", without.file.string()}, {"key_weighting", "1.5"}},
-                                 ParamSet{{"basis", "cache"}, {"value_weighting", "1"}}}) {
+  for (const ParamSet& params :
+       {ParamSet{{"calibration", without.file.string()}, {"value_gain", "0"}},
+        ParamSet{{"calibration", without.file.string()}, {"key_weighting", "1.5"}, {"value_gain", "0"}},
+        ParamSet{{"basis", "cache"}, {"value_weighting", "1"}, {"value_gain", "0"}}}) {
     const auto info = inspect_stream(find_codec("transform").encode(cache, params).bytes);
     EXPECT_EQ(info.codec_version, 1);
     EXPECT_EQ(stream_params(info).at("key_weighting"), "0");
@@ -148,7 +154,9 @@ TEST(TransformWeighting, ACalibrationRewrittenInPlaceIsReadAgain) {
       with(pre_rope(48), "rewrite-with", true);
   const auto file = without.dir / "model.kvsprof";
   auto encode_version = [&] {
-    return inspect_stream(find_codec("transform").encode(cache, {{"calibration", file.string()}}).bytes)
+    return inspect_stream(find_codec("transform")
+                              .encode(cache, {{"calibration", file.string()}, {"value_gain", "0"}})
+                              .bytes)
         .codec_version;
   };
   std::filesystem::copy_file(without.file, file);

@@ -201,7 +201,7 @@ TEST_F(SpectrumTest, TransformTakesTheQueryWeightingFromTheCalibration) {
       },
       30000));
   const auto info = codec::inspect_stream(codec->lastResult()->bytes);
-  EXPECT_EQ(info.codec_version, 2);
+  EXPECT_EQ(info.codec_version, 3);  // query weighting (2) and the default value token gains (3)
   EXPECT_EQ(codec::stream_params(info).at("key_weighting"), "1");
   ASSERT_TRUE(
       QTest::qWaitFor([&] { return panel->summary().contains(QStringLiteral("Query weighting")); }, 30000))

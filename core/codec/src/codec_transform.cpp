@@ -32,8 +32,9 @@ constexpr std::uint8_t kSourceCalibration = 0, kSourceShipped = 1;
 constexpr std::int64_t kMaxCenter = 1 << 20;
 constexpr float kMaxStep = 4294967296.0f;
 constexpr std::uint16_t kHalfOne = 0x3C00;  // 1.0 in f16
-// Parameters layout version 2 added.
+// Parameters layout versions 2 and 3 added.
 constexpr const char* kWeightingParams[] = {"key_weighting", "value_weighting"};
+constexpr const char* kGainParam = "value_gain";
 
 std::uint64_t zigzag(std::int64_t v) {
   return v < 0 ? (std::uint64_t(-(v + 1)) << 1) | 1 : std::uint64_t(v) << 1;
@@ -53,11 +54,13 @@ struct DecodeBasis {
 
 class TransformDecoder : public ChunkDecoder {
  public:
-  TransformDecoder(Settings s, bool rope, bool scaled, kv::CacheInfo info, const BasisSet* calibrated,
-                   std::shared_ptr<const Calibration> keep, std::vector<DecodeBasis> shipped)
+  TransformDecoder(Settings s, bool rope, std::uint16_t version, kv::CacheInfo info,
+                   const BasisSet* calibrated, std::shared_ptr<const Calibration> keep,
+                   std::vector<DecodeBasis> shipped)
       : s_(std::move(s)),
         rope_(rope),
-        scaled_(scaled),
+        scaled_(version >= kLayoutWeighted),
+        gained_(version >= kLayoutGained),
         info_(std::move(info)),
         calibrated_(calibrated),
         keep_(std::move(keep)),
@@ -122,6 +125,19 @@ class TransformDecoder : public ChunkDecoder {
         g.model.push_back(geometric_model(rho, classes));
       }
     }
+    // Version 3 value chunks: a f16 gain per coded token of every group that
+    // codes components; a token's coefficients are multiplied by it.
+    std::vector<std::vector<float>> gain(G);
+    if (gained_ && sec.kv == kv::Kind::Value)
+      for (int gi = 0; gi < G; ++gi) {
+        if (groups[gi].comp.empty()) continue;
+        r.need(coded.size() * 2);
+        gain[gi].resize(coded.size());
+        for (float& v : gain[gi]) {
+          v = half_to_float(r.u16());
+          if (!std::isfinite(v) || !(v > 0)) r.fail("invalid token gain");
+        }
+      }
     // Coefficients, token by token, group by group, component by component.
     std::vector<std::vector<DecodeTable>> tables(G);
     std::vector<std::vector<float>> y(G);
@@ -141,6 +157,8 @@ class TransformDecoder : public ChunkDecoder {
           const std::int64_t q = g.center[j] + decode_offset(dec, tables[gi][j]);
           yt[j] = float(q) * g.step[j];
         }
+        if (!gain[gi].empty())
+          for (std::size_t j = 0; j < m; ++j) yt[j] *= gain[gi][t];
       }
     // The stream must end exactly as the encoder ends one (docs/bitstream.md
     // section 2, "End of a stream"): no trailing or missing bytes.
@@ -190,6 +208,7 @@ class TransformDecoder : public ChunkDecoder {
   Settings s_;
   bool rope_;
   bool scaled_;         // layout version 2: a step scale per component
+  bool gained_;         // layout version 3: value chunks carry a gain per coded token
   kv::CacheInfo info_;  // RoPE tables and positions (rope_)
   const BasisSet* calibrated_;
   std::shared_ptr<const Calibration> keep_;
@@ -211,25 +230,30 @@ class TransformCodec : public CodecBase {
   ParamSet complete_params(const ParamSet& given, const kv::CacheShape&) const override {
     return resolve_weighting(given);
   }
-  std::uint16_t codec_version() const override { return kLayoutWeighted; }
+  std::uint16_t codec_version() const override { return kLayoutGained; }
   std::uint16_t oldest_codec_version() const override { return kLayoutPlain; }
 
-  // Unweighted streams stay layout version 1, byte for byte as before.
+  // Streams without the newer features keep their older layout version,
+  // byte for byte as before: the header lists only that version's parameters.
   void describe_header(const Params& p, const kv::CacheShape& shape, EncodedParts& parts) const override {
     const Settings s = make_settings(p, shape);
-    parts.codec_version = s.weighted() ? kLayoutWeighted : kLayoutPlain;
-    if (!s.weighted()) {
+    parts.codec_version = s.layout_version();
+    if (parts.codec_version < kLayoutGained) {
       ParamSet values = p.values();
-      for (const char* v2 : kWeightingParams) values.erase(v2);
+      values.erase(kGainParam);
+      if (parts.codec_version < kLayoutWeighted)
+        for (const char* v2 : kWeightingParams) values.erase(v2);
       parts.header_params = std::move(values);
     }
   }
 
-  // A version 1 stream was not weighted, whatever today's defaults are.
+  // A version 1 stream was not weighted and a version 1-2 stream had no
+  // token gains, whatever today's defaults are.
   ParamSet coded_params(const StreamInfo& info) const override {
     ParamSet out = CodecBase::coded_params(info);
     if (info.codec_version < kLayoutWeighted)
       for (const char* v2 : kWeightingParams) out[v2] = "0";
+    if (info.codec_version < kLayoutGained) out[kGainParam] = "0";
     return out;
   }
 
@@ -297,8 +321,11 @@ class TransformCodec : public CodecBase {
               w.u16(float_to_half(original[(std::size_t(h) * s.tokens + t) * D + d]));
         const std::size_t exact_bytes = sec->payload.size();
         const int T = int(coded.size());
-        // Quantized offsets per group: [token][component].
+        // Quantized offsets per group: [token][component]; value_gain's
+        // token gains per group (written after the group headers).
         std::vector<std::vector<int>> offsets(G);
+        std::vector<std::vector<std::uint16_t>> gains(G);
+        const bool gained = s.value_gain > 0 && kind == kv::Kind::Value;
         std::vector<std::vector<FreqModel>> models(G);
         for (int g = 0; g < G; ++g) {
           const GroupCode& gc = dec.groups[lk * G + g];
@@ -318,6 +345,13 @@ class TransformCodec : public CodecBase {
             for (int c = 0; c < n; ++c) ut[std::size_t(c) * m + j] = b.component(gc.components[j])[c];
           yv.resize(std::size_t(T) * m);
           if (T > 0) matmul_rows(x.data(), n, T, n, ut.data(), m, m, yv.data(), m);
+          if (gained) {
+            gains[g] = token_gains(x.data(), T, n, s.value_gain);
+            for (int i = 0; i < T; ++i) {
+              const float gain = half_to_float(gains[g][std::size_t(i)]);
+              for (int j = 0; j < m; ++j) yv[std::size_t(i) * m + j] /= gain;
+            }
+          }
           auto& off = offsets[g];
           off.resize(std::size_t(T) * m);
           int prev = -1;
@@ -349,7 +383,8 @@ class TransformCodec : public CodecBase {
             w.varint(zigzag(center));
             w.u8(std::uint8_t(classes));
             w.u16(rho);
-            if (s.weighted()) w.u16(gc.scale.empty() ? kHalfOne : gc.scale[std::size_t(gc.components[j])]);
+            if (s.layout_version() >= kLayoutWeighted)
+              w.u16(gc.scale.empty() ? kHalfOne : gc.scale[std::size_t(gc.components[j])]);
             models[g].push_back(geometric_model(rho, classes));
             for (int sym = 0; sym < alphabet(classes); ++sym)
               if (counts[sym]) {
@@ -359,6 +394,8 @@ class TransformCodec : public CodecBase {
               }
           }
         }
+        for (const auto& gg : gains)
+          for (std::uint16_t v : gg) w.u16(v);
         sec->table_bytes = sec->payload.size() - exact_bytes;
         RangeEncoder enc(sec->payload);
         for (int i = 0; i < T; ++i)
@@ -385,7 +422,7 @@ class TransformCodec : public CodecBase {
         ch.size() != (ch[0] == kSourceCalibration ? 18u : 2u))
       throw Error(ErrorCode::Format, "transform: bad codec header");
     const bool rope = ch[1] == 1;
-    const bool scaled = header.info.codec_version >= kLayoutWeighted;
+    const std::uint16_t version = header.info.codec_version;
     if (rope && (!header.info.info.rope_applied || header.info.shape.head_dim % 2 != 0))
       throw Error(ErrorCode::Format, "transform: keys coded before RoPE in a stream of a cache without RoPE");
     const int G = s.groups(), n = s.group_dim();
@@ -400,7 +437,7 @@ class TransformCodec : public CodecBase {
                                            " has no transform basis for grouping '" + to_string(s.grouping) +
                                            "'");
       check_basis_fits(*set, s, "bitstream: calibration " + hash, true);
-      return std::make_unique<TransformDecoder>(s, rope, scaled, header.info.info, set, cal.calibration,
+      return std::make_unique<TransformDecoder>(s, rope, version, header.info.info, set, cal.calibration,
                                                 std::vector<DecodeBasis>{});
     }
     std::vector<DecodeBasis> shipped(std::size_t(s.layers) * 2);
@@ -437,7 +474,7 @@ class TransformCodec : public CodecBase {
         std::copy(vec[g].begin(), vec[g].end(), b.vectors.begin() + std::size_t(g) * b.stride * n);
       }
     }
-    return std::make_unique<TransformDecoder>(s, rope, scaled, header.info.info, nullptr, nullptr,
+    return std::make_unique<TransformDecoder>(s, rope, version, header.info.info, nullptr, nullptr,
                                               std::move(shipped));
   }
 };

@@ -23,8 +23,9 @@ using codec::transform::TransformPlan;
 
 inline constexpr const char* kName = "transform";
 /// Layout version 1: one quantization step per group and chunk. Version 2
-/// adds a step scale to every coded component (query weighting).
-inline constexpr std::uint16_t kLayoutPlain = 1, kLayoutWeighted = 2;
+/// adds a step scale to every coded component (query weighting). Version 3
+/// adds a gain per coded token to value chunks (value_gain).
+inline constexpr std::uint16_t kLayoutPlain = 1, kLayoutWeighted = 2, kLayoutGained = 3;
 
 /// Resolved parameters for one cache shape.
 struct Settings {
@@ -46,6 +47,13 @@ struct Settings {
   /// in the bit allocation; 0 = that kind unweighted.
   double key_weighting = 0.0, value_weighting = 0.0;
   bool weighted() const { return key_weighting > 0 || value_weighting > 0; }
+  /// Exponent of the per-token gain of values (0 = none): each coded value
+  /// token's coefficients are divided by (its energy / the mean)^(value_gain / 2).
+  double value_gain = 0.0;
+  /// The layout version a stream with these settings is written as.
+  std::uint16_t layout_version() const {
+    return value_gain > 0 ? kLayoutGained : weighted() ? kLayoutWeighted : kLayoutPlain;
+  }
   /// Per (layer, kind), index layer*2 + kind: importance of relative error
   /// (empty = uniform).
   std::vector<double> layer_weights;
@@ -136,5 +144,12 @@ std::size_t container_header_bytes(const Params& p, const kv::KVCache& cache, bo
 
 /// Gathers token t of `group` of one (layer, kind) tensor into x (n floats).
 void gather_token(const float* tensor, const Settings& s, int group, int t, float* x);
+
+/// value_gain: the gain of each of T centered tokens x ([token][n]),
+/// (|x_t|^2 / mean_t |x_t|^2)^(alpha / 2) clamped to [2^-10, 2^10] and
+/// rounded to f16 (what the stream carries); all 1 when every token is zero.
+/// Dividing a token's coefficients by its gain codes small tokens with
+/// finer steps (docs/bitstream.md "transform", version 3).
+std::vector<std::uint16_t> token_gains(const float* x, int T, int n, double alpha);
 
 }  // namespace kvscope::codec::detail::transform

@@ -152,6 +152,11 @@ Decisions decide(const kv::KVCache& input, const Settings& s, const Bases& bases
     }
     sm.y.resize(std::size_t(S) * n);
     if (S > 0) matmul_rows(x.data(), n, S, n, ut.data(), n, n, sm.y.data(), n);
+    if (s.value_gain > 0 && kv::Kind(lk % 2) == kv::Kind::Value) {  // coded as the encoder will
+      const auto gain = token_gains(x.data(), S, n, s.value_gain);
+      for (int i = 0; i < S; ++i)
+        for (int j = 0; j < n; ++j) sm.y[std::size_t(i) * n + j] /= half_to_float(gain[std::size_t(i)]);
+    }
     sm.mean.assign(n, 0.0);
     sm.power.assign(n, 0.0);
     sm.max_abs.assign(n, 0.0);
@@ -203,6 +208,7 @@ Decisions decide(const kv::KVCache& input, const Settings& s, const Bases& bases
   fixed.header = header_bytes + 24 * std::size_t(LK) * (chunks + (ship ? 1 : 0));
   fixed.exact = std::size_t(exact_tokens) * s.kv_heads * s.head_dim * 2 * LK;
   fixed.side = std::size_t(LK) * chunks * G * 5;  // component count and step per group and chunk
+  if (s.value_gain > 0) fixed.side += std::size_t(s.layers) * G * coded_tokens.size() * 2;  // f16 gains
   if (ship) fixed.basis = std::size_t(LK) * G * (2 + 4 * std::size_t(n));
 
   // Cost of the whole cache at water level theta; fills decisions when asked.
@@ -218,7 +224,8 @@ Decisions decide(const kv::KVCache& input, const Settings& s, const Bases& bases
         code.cache_variance = sm.power;
         code.bits_per_token.assign(n, 0.0);
       }
-      const std::size_t scale_bytes = s.weighted() ? 2 : 0;  // every component of a version 2 stream
+      // Every component of a version 2 or 3 stream has a step scale.
+      const std::size_t scale_bytes = s.layout_version() >= kLayoutWeighted ? 2 : 0;
       int last = -1;
       for (int j = 0; j < n && S > 0; ++j) {
         if (sm.power[j] <= 0) continue;

@@ -84,6 +84,16 @@ std::vector<ParamSpec> param_specs(const kv::CacheShape*) {
        2,
        {},
        "the same for values, with the output projection's measured channel weights; 0 = off"},
+      {"value_gain",
+       T::Float,
+       "1",
+       0,
+       2,
+       {},
+       "per-token gain of values: each coded token's value coefficients are divided by (its squared "
+       "distance to the basis mean / the chunk's mean of those)^(value_gain/2), so tokens near the mean get "
+       "finer steps (1: the same error relative to each token's size); one f16 gain per token and group "
+       "travels in the stream (layout version 3). 0 = off: the same absolute error for every token"},
       {"layer_weights",
        T::Text,
        "",
@@ -132,6 +142,7 @@ Settings make_settings(const Params& p, const kv::CacheShape& shape) {
   s.deadzone = p.get_float("deadzone");
   s.key_weighting = p.get_float("key_weighting");
   s.value_weighting = p.get_float("value_weighting");
+  s.value_gain = p.get_float("value_gain");
   if (const std::string& w = p.get("layer_weights"); !w.empty()) {
     std::stringstream in(w);
     std::string item;
@@ -278,6 +289,24 @@ void gather_token(const float* tensor, const Settings& s, int group, int t, floa
     const float* src = tensor + (std::size_t(h) * s.tokens + t) * s.head_dim;
     std::copy(src, src + s.head_dim, x + std::size_t(h - h0) * s.head_dim);
   }
+}
+
+std::vector<std::uint16_t> token_gains(const float* x, int T, int n, double alpha) {
+  std::vector<double> energy(std::size_t(std::max(T, 0)));
+  double mean = 0;
+  for (int t = 0; t < T; ++t) {
+    double e = 0;
+    for (int c = 0; c < n; ++c) e += double(x[std::size_t(t) * n + c]) * x[std::size_t(t) * n + c];
+    energy[std::size_t(t)] = e;
+    mean += e / T;
+  }
+  std::vector<std::uint16_t> gain(energy.size(), float_to_half(1.0f));
+  if (!(mean > 0) || !std::isfinite(mean)) return gain;
+  for (std::size_t t = 0; t < gain.size(); ++t) {
+    const double g = std::pow(energy[t] / mean, 0.5 * alpha);
+    gain[t] = float_to_half(float(std::clamp(std::isfinite(g) ? g : 1.0, 1.0 / 1024, 1024.0)));
+  }
+  return gain;
 }
 
 namespace {
