@@ -293,15 +293,22 @@ void SpectrumPanel::redraw() {
           .arg(100.0 * double(e.side) / total_bytes, 0, 'f', 1)
           .arg(100.0 * double(e.exact) / total_bytes, 0, 'f', 1)
           .arg(100.0 * double(e.payload) / total_bytes, 0, 'f', 1)
-          .arg(step_max > step_min * 1.001
-                   ? tr(" Query weighting: each component's step follows how strongly the queries read its "
-                        "channels, from %1 to %2.")
-                         .arg(step_min, 0, 'g', 3)
-                         .arg(step_max, 0, 'g', 3)
-               : weightingRequested() && plan_->key_weighting == 0
-                   ? tr(" Query weighting is off: no channel weights at hand (they come with a calibration "
-                        "made after a prefill: Calibrate here, or kvscope-cli calibrate --context).")
-                   : QString())
+          .arg((step_max > step_min * 1.001
+                    ? tr(" Query weighting: each component's step follows how strongly the queries read its "
+                         "channels, from %1 to %2.")
+                          .arg(step_min, 0, 'g', 3)
+                          .arg(step_max, 0, 'g', 3)
+                : weightingRequested() && plan_->key_weighting == 0
+                    ? tr(" Query weighting is off: no channel weights at hand (they come with a calibration "
+                         "made after a prefill: Calibrate here, or kvscope-cli calibrate --context).")
+                    : QString()) +
+               (kind_->currentIndex() == 1 && plan_->value_gain > 0
+                    ? tr(" Value token gains (value_gain %1): each token's value coefficients are divided by "
+                         "its gain before coding, so tokens near the mean get finer steps; the variances "
+                         "drawn "
+                         "are those of the coefficients as coded.")
+                          .arg(plan_->value_gain)
+                    : QString()))
           .arg(settings_note_.isEmpty() ? QString() : QStringLiteral("<br>") + settings_note_));
 }
 

@@ -60,6 +60,12 @@ TEST_F(SpectrumTest, DrawsTheSpectrumAndFollowsTheBudget) {
   EXPECT_FALSE(panel->summary().contains(QStringLiteral("default")));
   panel->setSelection(3, 1, 0);
   EXPECT_TRUE(panel->summary().contains(QStringLiteral("Layer 3 values"))) << panel->summary().toStdString();
+  // Values are coded with token gains by default, and the view says what its variances then are.
+  EXPECT_EQ(high->value_gain, 1.0);
+  EXPECT_TRUE(panel->summary().contains(QStringLiteral("Value token gains")))
+      << panel->summary().toStdString();
+  panel->setSelection(3, 0, 0);
+  EXPECT_FALSE(panel->summary().contains(QStringLiteral("Value token gains"))) << "keys have no gains";
 }
 
 // The calibration file's section names.

@@ -314,6 +314,7 @@ TransformPlan plan_transform(const kv::KVCache& cache, const ParamSet& params, i
   plan.water_level = d.water_level;
   plan.key_weighting = s.key_weighting;
   plan.value_weighting = s.value_weighting;
+  plan.value_gain = s.value_gain;
   plan.estimate = d.estimate;
   const std::size_t elements = cache.shape().elements();
   plan.bits_per_element = elements ? 8.0 * double(d.estimate.total()) / double(elements) : 0.0;

@@ -49,6 +49,10 @@ struct TransformPlan {
   /// The query weighting exponents in effect: the parameters, or 0 where no
   /// calibration with channel weights is given (the stream is then unweighted).
   double key_weighting = 0, value_weighting = 0;
+  /// The value token gain exponent (value_gain; 0 = none): value groups'
+  /// variances are then those of the coefficients as coded, each token's
+  /// divided by its gain.
+  double value_gain = 0;
   Breakdown estimate;
   std::vector<GroupPlan> groups;  ///< index (layer*2 + kind)*groups_per_layer_kind + group
 };
