@@ -554,7 +554,8 @@ def main():
                  "removes and re-applies RoPE itself). MB/s of fp16 KV per CPU second of the one thread, so the "
                  "shared machine's load does not count against them (cache contention still does). `calibrated`: "
                  "key_weighting=0; `weighted`: the same basis with query weighting (stand-in channel weights, the "
-                 "keys' own mean squares: a cache file has no queries, and the speed does not depend on them).\n")
+                 "keys' own mean squares: a cache file has no queries, and the speed does not depend on them); all "
+                 "with the default value token gains.\n")
         L.append("| operation | basis | budget | fp16 MB/s per core | bits/element |")
         L.append("|---|---|---|---|---|")
         for b in bench.get("benchmarks", []):
