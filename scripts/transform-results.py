@@ -137,6 +137,11 @@ def key_weight_study(tune_dir, tune):
             + study + "; 0.15-0.25 are alike within that spread and 0.2 is their middle")
 
 
+def coefficients_only(rows):
+    """The points with their tables (basis, steps, component parameters, gains) left out of the bits."""
+    return [dict(r, bits_per_element=r["bits_per_element"] - 8 * r["table_bytes"] / r["elements"]) for r in rows]
+
+
 def mean(xs):
     xs = [x for x in xs if x is not None]
     return sum(xs) / len(xs) if xs else None
@@ -340,9 +345,6 @@ def main():
     # What a perfect basis would give: the cache's own PCA with its basis (and every other table) left out,
     # against cachegen with all its bytes. No calibration fits a cache better than the cache itself, so
     # where this falls short of the target, no calibration data can reach it.
-    def coefficients_only(rows):
-        return [dict(r, bits_per_element=r["bits_per_element"] - 8 * r["table_bytes"] / r["elements"]) for r in rows]
-
     L.append("### What a perfect basis would give\n")
     L.append("Each held-out cache coded with its own PCA basis (`basis=cache`, query-weighted with the "
              "calibration's channel weights like the calibrated curve), counting only the coded "
@@ -511,8 +513,7 @@ def main():
         be = []
         for cid in held:
             sh = data[cid]["shipped"]
-            own = [dict(r, bits_per_element=r["bits_per_element"] - 8 * r["table_bytes"] / r["elements"]) for r in sh]
-            s, p = bits_at(sh, 0.05), bits_at(own, 0.05)
+            s, p = bits_at(sh, 0.05), bits_at(coefficients_only(sh), 0.05)
             c, t = bits_at(data[cid]["cachegen"], 0.05), bits_at(data[cid]["calibrated"], 0.05)
             if None in (s, p) or not sh:
                 continue

@@ -305,8 +305,7 @@ void SpectrumPanel::redraw() {
                (kind_->currentIndex() == 1 && plan_->value_gain > 0
                     ? tr(" Value token gains (value_gain %1): each token's value coefficients are divided by "
                          "its gain before coding, so tokens near the mean get finer steps; the variances "
-                         "drawn "
-                         "are those of the coefficients as coded.")
+                         "drawn are those of the coefficients as coded.")
                           .arg(plan_->value_gain)
                     : QString()))
           .arg(settings_note_.isEmpty() ? QString() : QStringLiteral("<br>") + settings_note_));

@@ -13,6 +13,22 @@
 
 namespace kvscope::codec::test {
 
+/// Walks a stream's bytes from `at` to find the offset of a field to tamper
+/// with: varints (docs/bitstream.md section 1) and fixed-size fields.
+struct ByteCursor {
+  const std::vector<std::uint8_t>& bytes;
+  std::size_t at;
+  std::uint64_t varint() {
+    std::uint64_t v = 0;
+    for (int shift = 0;; shift += 7) {
+      const std::uint8_t b = bytes.at(at++);
+      v |= std::uint64_t(b & 0x7F) << shift;
+      if (!(b & 0x80)) return v;
+    }
+  }
+  void skip(std::size_t n) { at += n; }
+};
+
 /// Writes each invalid f16 in turn (NaN, +inf, 0, -1) at byte `at` of a valid
 /// stream, reseals the checksums so the codec's own checks see it, and expects
 /// decoding to fail with a Format error whose message contains `what`.

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "kvscope/codec/bitstream.h"
-#include "kvscope/common/error.h"
 #include "tamper_test_util.h"
 #include "test_util.h"
 
@@ -124,24 +123,16 @@ TEST(TransformGain, TamperedGainIsAFormatError) {
   for (const auto& s : info.sections)
     if (s.kind == SectionKind::Chunk && s.kv == kv::Kind::Value && s.layer == 0) sec = &s;
   ASSERT_NE(sec, nullptr);
-  std::size_t at = sec->payload_offset;
-  auto varint = [&] {
-    std::uint64_t v = 0;
-    for (int shift = 0;; shift += 7) {
-      const std::uint8_t b = bytes.at(at++);
-      v |= std::uint64_t(b & 0x7F) << shift;
-      if (!(b & 0x80)) return v;
-    }
-  };
-  const std::uint64_t m = varint();
+  test::ByteCursor at{bytes, sec->payload_offset};
+  const std::uint64_t m = at.varint();
   ASSERT_GT(m, 0u);
-  at += 4;
+  at.skip(4);
   for (std::uint64_t j = 0; j < m; ++j) {
-    varint();
-    varint();
-    at += 5;
+    at.varint();
+    at.varint();
+    at.skip(5);
   }
-  test::expect_invalid_f16_refused(bytes, at, "token gain");
+  test::expect_invalid_f16_refused(bytes, at.at, "token gain");
 }
 
 }  // namespace

@@ -194,17 +194,13 @@ TEST(TransformWeighting, TamperedStepScaleIsAFormatError) {
   // The first chunk's first component entry (no exact tokens): varint m,
   // f32 step, varint gap, varint zc, u8 K, u16 rho, then the u16 scale.
   const auto& sec = inspect_stream(bytes).sections.at(0);
-  std::size_t at = sec.payload_offset;
-  auto skip_varint = [&] {
-    while (bytes.at(at++) & 0x80) {
-    }
-  };
-  skip_varint();
-  at += 4;
-  skip_varint();
-  skip_varint();
-  at += 3;
-  test::expect_invalid_f16_refused(bytes, at, "step scale", o);
+  test::ByteCursor at{bytes, sec.payload_offset};
+  at.varint();
+  at.skip(4);
+  at.varint();
+  at.varint();
+  at.skip(3);
+  test::expect_invalid_f16_refused(bytes, at.at, "step scale", o);
 }
 
 }  // namespace

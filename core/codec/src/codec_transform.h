@@ -41,7 +41,7 @@ struct Settings {
   /// remove_rope, the cache stores keys after RoPE and knows its frequencies).
   bool rope_coded = false;
   double bits = 2.0;  ///< budget, bits per element
-  double key_weight = 0.35;
+  double key_weight = 0.2;
   double deadzone = 0.0;  ///< encoder's rounding dead zone (quantize_offset)
   /// Exponents on the calibration's measured channel weights (keys, values)
   /// in the bit allocation; 0 = that kind unweighted.
