@@ -21,7 +21,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cachegen_points import (OLD_DEFAULT, TUNE_STUDIES, DEFAULTS_TEXT, SENSITIVITY_ARGS, SENSITIVITY_SCORED,  # noqa: E402
+from cachegen_points import (OLD_DEFAULT, TUNE_STUDIES, DEFAULTS_SENSITIVITY_ARGS,  # noqa: E402
+                             DEFAULTS_SENSITIVITY_FILE, DEFAULTS_TEXT, SENSITIVITY_ARGS, SENSITIVITY_SCORED,
                              SENSITIVITY_TOKENS, differs)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +47,10 @@ def common(tokens=TOKENS, scored=CONTINUATION):
 
 def sensitivity_args():
     return common(SENSITIVITY_TOKENS, SENSITIVITY_SCORED) + SENSITIVITY_ARGS
+
+
+def defaults_sensitivity_args():
+    return common() + DEFAULTS_SENSITIVITY_ARGS
 
 
 def sweep(cli, name, points, extra=()):
@@ -146,6 +151,7 @@ def main():
     a = ap.parse_args()
     os.makedirs(OUT_DIR, exist_ok=True)
     sens = os.path.join(OUT_DIR, "sensitivity.kvssens")
+    sens_defaults = os.path.join(OUT_DIR, DEFAULTS_SENSITIVITY_FILE)
     t0 = time.time()
     if not a.from_csv:
         only = set(a.only.split(",")) if a.only else None
@@ -157,9 +163,12 @@ def main():
         run([a.cli, "calibrate", "--max-tokens", str(TOKENS), "--out-dir", calib, "--json"]
             + [x for cid in ("kjv-genesis", "python-textwrap-code", "apache-2.0") for x in ("--context", cid)])
         os.environ["KVSCOPE_CALIBRATION_DIR"] = calib
+        if only is None or "sensitivity-defaults" in only:  # needs the calibration's channel weighting
+            run([a.cli, "sensitivity"] + defaults_sensitivity_args() + ["--out", sens_defaults])
         for name, _, _, points, extra in TUNE_STUDIES:
             if only is None or name in only:
-                sweep(a.cli, name, points, [x.replace("@SENSITIVITY@", sens) for x in extra])
+                sweep(a.cli, name, points, [x.replace("@SENSITIVITY@", sens).replace(
+                    "@SENSITIVITY_DEFAULTS@", sens_defaults) for x in extra])
         shutil.rmtree(calib, ignore_errors=True)
     lines = [
         "# How cachegen's defaults were chosen",
@@ -176,21 +185,39 @@ def main():
         DEFAULTS_TEXT,
         "",
     ]
-    if os.path.exists(sens):
-        sv = read_sensitivity(sens)
+    if os.path.exists(sens) and os.path.exists(sens_defaults):
+        sv, sd = read_sensitivity(sens), read_sensitivity(sens_defaults)
         lines += ["## Layer sensitivity", "",
-                  "`kvscope-cli sensitivity " + " ".join(sensitivity_args()) + "`: the KL increase when "
-                  f"one layer's keys or values alone get {sv['coarse_bins']} bins, every other layer at "
-                  f"{sv['base_bins']} (base KL {sv['base_kl']:.4f}; settings `{sv['params']}`). Kept as "
-                  "`docs/results/tune/sensitivity.kvssens` (docs/bitstream.md 4.1); the app's Layer Sensitivity "
-                  "view draws it and plans bins from it.", "",
-                  "| layer | keys: KL increase | values: KL increase |", "|---|---|---|"]
+                  f"The KL increase when one layer's keys or values alone get {sd['coarse_bins']} bins, every other "
+                  f"layer at {sd['base_bins']}, measured twice (docs/bitstream.md 4.1 is the file format; the app's "
+                  "Layer Sensitivity view draws either and plans bins from it):", "",
+                  "- at the defaults (keys before RoPE, calibrated channel weighting, centroid reconstruction; what "
+                  "the default bins are planned from): `kvscope-cli sensitivity " + " ".join(
+                      defaults_sensitivity_args()) + "` with the TUNE calibration in `KVSCOPE_CALIBRATION_DIR`, "
+                  f"base KL {sd['base_kl']:.4f}; kept as `docs/results/tune/{DEFAULTS_SENSITIVITY_FILE}`;",
+                  "- first, before pre-RoPE keys and the weighting were defaults (the plans of the studies below "
+                  "that say so): `kvscope-cli sensitivity " + " ".join(sensitivity_args()) + "`, base KL "
+                  f"{sv['base_kl']:.4f} (settings `{sv['params']}`); kept as "
+                  "`docs/results/tune/sensitivity.kvssens`.", "",
+                  "| layer | keys, at the defaults | values, at the defaults | keys, first | values, first |",
+                  "|---|---|---|---|---|"]
         for l in range(sv["layers"]):
-            lines.append(f"| {l} | {sv['key_kl'][l]:+.5f} | {sv['value_kl'][l]:+.5f} |")
+            lines.append(f"| {l} | {sd['key_kl'][l]:+.5f} | {sd['value_kl'][l]:+.5f} | {sv['key_kl'][l]:+.5f} | "
+                         f"{sv['value_kl'][l]:+.5f} |")
         lines.append("")
     bench = os.path.join(ROOT, "docs/results/bench-codec.json")
+    pending = []  # rows of untitled studies: they join the next titled study's table, first
     for name, title, text, points, _ in TUNE_STUDIES:
         rows = read(name)
+        if not title:
+            pending += rows or []
+            continue
+        if pending and rows is not None:
+            rows = pending + rows
+            for r in rows:  # the front of the joined table
+                b, k = float(r["bits_per_element"]), float(r["kl"])
+                r["pareto"] = "0" if any(float(o["bits_per_element"]) <= b and float(o["kl"]) < k for o in rows) else "1"
+        pending = []
         lines += [f"## {title}", "", text, ""]
         if rows is None:
             lines += ["(not measured in this run)", ""]

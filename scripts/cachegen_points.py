@@ -37,10 +37,17 @@ def differs(point, reference):
 # The targets of issue #14 (held-out mean at 1024 tokens, every side information counted).
 TARGETS = {"a_bits": 2.31, "a_kl": 0.01, "a_top1": 0.95, "b_bits": 1.8, "b_kl": 0.05}
 
-# The default's per-layer bins (the plan at level 2.9, core/codec/src/cachegen_params.cpp).
-PLAN_BINS = ("key_bins=12,16,20,16,14,26,16,22,28,30,84,18,38,24,32,36,22,28,48,34,44,32,46,66,44,32,48,26,24,18 "
-             "key_layer_splits= value_bins=14,10,10,10,10,10,14,10,16,10,10,10,10,10,10,10,10,10,10,10,10,10,10,12,"
-             "10,10,10,10,10,10 value_layer_splits=")
+# The default's per-layer bins (core/codec/src/cachegen_params.cpp): the plan at level 2.9 of the layer
+# sensitivity measured at the defaults (keys before RoPE, channel weighting, centroid reconstruction;
+# docs/results/tune/sensitivity-defaults.kvssens).
+PLAN_BINS = ("key_bins=18,22,42,14,20,20,24,30,34,26,42,22,24,14,22,36,16,32,64,28,48,20,24,62,34,18,32,14,18,12 "
+             "key_layer_splits= value_bins=20,14,16,12,10,22,20,12,32,12,12,8,8,8,8,10,8,16,18,8,16,12,8,18,14,8,8,8,"
+             "8,8 value_layer_splits=")
+# The default's bins until 2026-12-07: the plan at level 2.9 of the first sensitivity (keys after RoPE, no
+# channel weighting; docs/results/tune/sensitivity.kvssens).
+PREVIOUS_PLAN_BINS = ("key_bins=12,16,20,16,14,26,16,22,28,30,84,18,38,24,32,36,22,28,48,34,44,32,46,66,44,32,48,"
+                      "26,24,18 key_layer_splits= value_bins=14,10,10,10,10,10,14,10,16,10,10,10,10,10,10,10,10,10,"
+                      "10,10,10,10,10,12,10,10,10,10,10,10 value_layer_splits=")
 _OLD = with_(OLD_DEFAULT, profile="")
 _NEW_SHIPPED = "profile="  # the defaults with their tables shipped in the stream
 
@@ -68,6 +75,7 @@ ABLATION_REMOVE = [
     ("... and key_space=post_rope", _NEW_SHIPPED + " key_space=post_rope"),
     ("... and the previous group bins", _NEW_SHIPPED + " key_bins=16,24,24 key_layer_splits=10,20 value_bins=16,10 "
                                                        "value_layer_splits=2"),
+    ("... and the previous plan (sensitivity of keys after RoPE)", _NEW_SHIPPED + " " + PREVIOUS_PLAN_BINS),
 ]
 # (step_coding and table_bits do not change the quantized values, and float deltas cost 1.3-2.4 bits more on
 # TUNE: docs/cachegen-defaults.md; the held-out ablation leaves delta_mode=float out to fit the shared machine's
@@ -90,6 +98,12 @@ SENSITIVITY_TOKENS, SENSITIVITY_SCORED = 512, 64
 SENSITIVITY_ARGS = ["--set", "sinks=1", "--set", "step_coding=coded", "--set", "table_bits=10", "--set",
                     "key_space=post_rope", "--set", "profile=", "--base-bins", "32", "--coarse-bins", "10"]
 PLAN = ["--sensitivity", "@SENSITIVITY@"]
+# The layer sensitivity at the defaults (what the default bins and the held-out plans of docs/results.md are
+# planned from): keys before RoPE, the calibrated channel weighting, centroid reconstruction, the calibration's
+# tables where they fit, 1024 context tokens and 128 scored like every TUNE study.
+DEFAULTS_SENSITIVITY_FILE = "sensitivity-defaults.kvssens"
+DEFAULTS_SENSITIVITY_ARGS = ["--base-bins", "32", "--coarse-bins", "10"]
+DEFAULTS_PLAN = ["--sensitivity", "@SENSITIVITY_DEFAULTS@"]
 TUNE_STUDIES = [
     ("sinks", "Attention sinks (`sinks`)",
      "The previous default with the first N tokens of the cache stored exactly (f16). Token 0 draws 40-60% of "
@@ -160,13 +174,30 @@ TUNE_STUDIES = [
      PLAN + [x for lv in ("2.3", "2.9", "3.5") for x in ("--plan-level", lv)]),
 ]
 
+_DEFAULTS_BASE = (_PLAN_BASE.replace("channel_weighting=off", "channel_weighting=calibrated").replace(
+    "reconstruction=0", "reconstruction=0.75") + " key_space=pre_rope rounding=0.5")
+TUNE_STUDIES.append(
+    ("plans-defaults", "Layer plans from the sensitivity at the defaults",
+     "The first sensitivity was measured with keys after RoPE and no channel weighting, before either became a "
+     "default; with both (and centroid reconstruction) the keys' sensitivity is 2-14x lower (layer 10: 0.092 "
+     "-> 0.0065), so the values' share of the bits grows. First row: the previous default bins (the first "
+     "sensitivity's plan at level 2.9); then the plans of the sensitivity at the defaults at levels 2.3-3.5. Tables shipped "
+     "throughout. At the previous default's bits the new plan has about 40% lower mean KL (0.0164 against "
+     "0.0282 at 2.31 bits; 0.0085 against 0.0134 near 2.6). Default: its plan at level 2.9, the same budget "
+     "as before (about 0.01 bits per element more).",
+     [_DEFAULTS_BASE], DEFAULTS_PLAN + [x for lv in ("2.3", "2.6", "2.9", "3.2", "3.5") for x in ("--plan-level", lv)]))
+# A study without a title adds its rows to the table before it (--plan-level replaces every point's bins, so the
+# previous bins take a sweep of their own).
+TUNE_STUDIES.insert(len(TUNE_STUDIES) - 1, ("plans-defaults-previous", "", "", [_DEFAULTS_BASE + " " + PREVIOUS_PLAN_BINS], []))
+
 DEFAULTS_TEXT = (
     "The defaults that follow: `sinks=1`, `key_space=pre_rope`, `step_coding=coded`, `table_bits=10`, "
     "`profile=auto` (the model's calibration tables where they are smaller than shipped ones), "
     "`channel_weighting=calibrated` (the model's calibrated channel weighting, when it has one), "
     "`reconstruction=0.75` (values decoded toward their bin's centroid), `delta_mode=integer`, "
-    "`scale=token`, and one bin count per layer: the plan at level 2.9 of the layer sensitivity below (keys "
-    "12-84 bins, finest in layers 10, 18 and 23; values 10-16). Keys carry nearly all of the sensitivity on this "
-    "model; values tolerate 10 bins almost everywhere. The plan puts bits where the KL grows fastest, which is "
-    "neither the paper's \"shallow layers matter more\" (layer 10 and the deep layers 18-26 matter most for keys) "
-    "nor three fixed groups.")
+    "`scale=token`, and one bin count per layer: the plan at level 2.9 of the layer sensitivity measured at "
+    "those defaults (below; keys 12-64 bins, finest in layers 18, 23 and 20; values 8-32, finest in layers 8, 5 "
+    "and 0). With keys before RoPE and the channel weighting the keys' sensitivity falls 2-14x, so values, "
+    "which first looked as if they tolerated 10 bins everywhere, take a larger share. The plan puts bits where "
+    "the KL grows fastest, which is neither the paper's \"shallow layers matter more\" (the deep layers 18-23 "
+    "matter most for keys, layers 0-8 for values) nor three fixed groups.")
