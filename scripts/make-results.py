@@ -26,7 +26,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cachegen_points import ABLATION_BASE, ABLATION_ADD, ABLATION_NEW, ABLATION_REMOVE, FINAL_POINTS, RD_PLAN_LEVELS, RD_POINTS, TARGETS  # noqa: E402
+from cachegen_points import (ABLATION_BASE, ABLATION_ADD, ABLATION_NEW, ABLATION_REMOVE,  # noqa: E402
+                             DEFAULTS_SENSITIVITY_FILE, FINAL_POINTS, RD_PLAN_LEVELS, RD_POINTS, TARGETS)
 
 
 def cli(args, exe):
@@ -263,7 +264,7 @@ def main():
     os.environ["KVSCOPE_CALIBRATION_DIR"] = calib_dir
     if not args.from_csv and "cachegen" in codec_names and not (args.keep_existing and os.path.isdir(calib_dir)):
         build_calibration(args.cli, calib_dir, args.max_tokens,
-                          os.path.join(csv_dir, "tune", "sensitivity.kvssens"), RD_PLAN_LEVELS)
+                          os.path.join(csv_dir, "tune", DEFAULTS_SENSITIVITY_FILE), RD_PLAN_LEVELS)
     jobs = {}
     for cid in ([] if args.cachegen_only else ctx_ids):
         extra = []
@@ -285,7 +286,7 @@ def main():
 
     if "cachegen" in codec_names:
         jobs["__rd__"] = sweep_points("rd-heldout", RD_POINTS, common)
-        sens = os.path.join(csv_dir, "tune", "sensitivity.kvssens")
+        sens = os.path.join(csv_dir, "tune", DEFAULTS_SENSITIVITY_FILE)
         plan = ["--sensitivity", sens] + [x for lv in RD_PLAN_LEVELS for x in ("--plan-level", lv)]
         jobs["__rd_plans__"] = sweep_points("rd-plans-heldout", ["profile=auto"], common + plan)
         jobs["__ablation_base__"] = sweep_points("ablation-base-heldout", [p for _, p in ABLATION_BASE], common)

@@ -36,6 +36,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cachegen_points import DEFAULTS_SENSITIVITY_FILE  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPLIT = {"tune": ["kjv-genesis", "python-textwrap-code", "apache-2.0"],
          "held_out": ["kjv-job-dialogue", "python-appetite", "python-controlflow", "gpl-3.0"]}
@@ -48,7 +51,7 @@ OWN_BITS = ["1", "1.5", "2", "3", "4", "5"]
 UNWEIGHTED_BITS = ["1", "1.5", "2", "2.5", "3"]  # the calibrated basis without query weighting
 NOGAIN_BITS = ["1", "1.5", "2", "2.5", "3"]  # the calibrated basis without value token gains
 # cachegen as it codes today: its defaults (plan level 2.9) and the per-layer plans of the TUNE layer
-# sensitivity at other levels, with the channel weighting and tables of the calibrations
+# sensitivity at the defaults (cachegen_points.DEFAULTS_SENSITIVITY_FILE) at other levels, with the channel weighting and tables of the calibrations
 # scripts/make-results.py builds in build/results-calibration (one per plan level, from the TUNE contexts).
 CACHEGEN_PLAN_LEVELS = ["1.7", "2.0", "2.3", "2.6", "2.9", "3.2", "3.5", "3.8", "4.4"]
 CACHEGEN_CALIBRATION_DIR = os.path.join(ROOT, "build", "results-calibration")
@@ -193,7 +196,7 @@ def main():
         jobs = []
         for cid in held:
             base = ["sweep", "--context", cid] + common
-            sens = os.path.join(csv_dir, "tune", "sensitivity.kvssens")
+            sens = os.path.join(csv_dir, "tune", DEFAULTS_SENSITIVITY_FILE)
             points = ["--sensitivity", sens] + sum(
                 (["--plan-level", lv] for lv in CACHEGEN_PLAN_LEVELS), [])
             for kind, extra in (("calibrated", ["--codecs", "transform", "--set", f"calibration={cal['calibration']}",

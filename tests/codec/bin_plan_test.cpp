@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <numeric>
 
 #include "kvscope/common/error.h"
@@ -99,6 +102,33 @@ TEST(BinPlan, BudgetSearchStaysWithinTheBudget) {
   wrong.key_kl.resize(3);
   wrong.value_kl.resize(3);
   EXPECT_THROW(plan_for_budget(cache, {}, wrong, 3.0), Error);
+}
+
+// Guards against the default bins drifting from the measurement they are
+// documented as (the plan at level 2.9 of the sensitivity kept in
+// docs/results/tune, docs/cachegen-defaults.md), as when the plan was re-measured
+// at the defaults and only the docs changed.
+TEST(BinPlan, DefaultBinsAreThePlanOfTheKeptSensitivity) {
+  const auto path =
+      std::filesystem::path(KVSCOPE_SOURCE_DIR) / "docs/results/tune/sensitivity-defaults.kvssens";
+  std::ifstream in(path, std::ios::binary);
+  ASSERT_TRUE(in) << path;
+  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                        std::istreambuf_iterator<char>());
+  const auto s = parse_sensitivity(bytes, path.string());
+  ASSERT_EQ(s.layers, 30);
+  const auto plan = plan_params(plan_bins(s, 2.9));
+  kv::CacheShape shape;
+  shape.layers = 30;
+  shape.kv_heads = 3;
+  shape.head_dim = 64;
+  int checked = 0;
+  for (const auto& spec : find_codec("cachegen").params(&shape)) {
+    if (spec.name != "key_bins" && spec.name != "value_bins") continue;
+    EXPECT_EQ(spec.default_value, plan.at(spec.name)) << spec.name;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 2);
 }
 
 }  // namespace

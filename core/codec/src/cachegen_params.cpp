@@ -19,15 +19,16 @@ std::string join(const std::vector<int>& v) {
 }
 
 // Bins per layer of the default model (SmolLM2-135M, 30 layers): the plan at
-// level 2.9 of its layer sensitivity measured on the TUNE contexts
-// (`kvscope-cli plan --level 2.9`, docs/cachegen-defaults.md "Layer plans"):
-// keys, the sensitive half, get 12-84 bins, values 10-16. A model of another
-// depth takes the entry at the same relative depth.
+// level 2.9 of its layer sensitivity measured at these defaults (keys before
+// RoPE, calibrated channel weighting, centroid reconstruction) on the TUNE
+// contexts (`kvscope-cli plan --level 2.9`, docs/cachegen-defaults.md "Layer
+// plans from the sensitivity at the defaults"): keys 12-64 bins, values 8-32.
+// A model of another depth takes the entry at the same relative depth.
 constexpr int kPlanLayers = 30;
-constexpr int kKeyPlan[kPlanLayers] = {12, 16, 20, 16, 14, 26, 16, 22, 28, 30, 84, 18, 38, 24, 32,
-                                       36, 22, 28, 48, 34, 44, 32, 46, 66, 44, 32, 48, 26, 24, 18};
-constexpr int kValuePlan[kPlanLayers] = {14, 10, 10, 10, 10, 10, 14, 10, 16, 10, 10, 10, 10, 10, 10,
-                                         10, 10, 10, 10, 10, 10, 10, 10, 12, 10, 10, 10, 10, 10, 10};
+constexpr int kKeyPlan[kPlanLayers] = {18, 22, 42, 14, 20, 20, 24, 30, 34, 26, 42, 22, 24, 14, 22,
+                                       36, 16, 32, 64, 28, 48, 20, 24, 62, 34, 18, 32, 14, 18, 12};
+constexpr int kValuePlan[kPlanLayers] = {20, 14, 16, 12, 10, 22, 20, 12, 32, 12, 12, 8, 8, 8, 8,
+                                         10, 8,  16, 18, 8,  16, 12, 8,  18, 14, 8,  8, 8, 8, 8};
 
 std::vector<int> stretch(const int (&plan)[kPlanLayers], int layers) {
   std::vector<int> out(static_cast<std::size_t>(layers));
