@@ -53,7 +53,7 @@ NOGAIN_BITS = ["1", "1.5", "2", "2.5", "3"]  # the calibrated basis without valu
 # cachegen as it codes today: its defaults (plan level 2.9) and the per-layer plans of the TUNE layer
 # sensitivity at the defaults (cachegen_points.DEFAULTS_SENSITIVITY_FILE) at other levels, with the channel weighting and tables of the calibrations
 # scripts/make-results.py builds in build/results-calibration (one per plan level, from the TUNE contexts).
-CACHEGEN_PLAN_LEVELS = ["1.7", "2.0", "2.3", "2.6", "2.9", "3.2", "3.5", "3.8", "4.4"]
+CACHEGEN_PLAN_LEVELS = ["1.1", "1.4", "1.7", "2.0", "2.3", "2.6", "2.9", "3.2", "3.5", "3.8", "4.4"]
 CACHEGEN_CALIBRATION_DIR = os.path.join(ROOT, "build", "results-calibration")
 BASELINES = ["int4", "kivi2", "cachegen-lmcache"]
 LEVELS = [0.01, 0.05]
