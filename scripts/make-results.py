@@ -81,7 +81,8 @@ def build_calibration(exe, calib_dir, tokens, sensitivity=None, plan_levels=()):
             caches += ["--in", path]
         base = (["calibrate"] + caches + [x for cid in tune for x in ("--context", cid)]
                 + ["--max-tokens", str(tokens or 0), "--out-dir", calib_dir, "--json"])
-        cli(base, exe)
+        # The default file keeps the sensitivity the default bins were planned from (the app draws it).
+        cli(base + (["--sensitivity", sensitivity] if sensitivity else []), exe)
         for level in plan_levels:
             sets = cli(["plan", "--sensitivity", sensitivity, "--level", level], exe).split()
             cli(base + sets, exe)

@@ -14,6 +14,7 @@
 #include "cli_util.h"
 #include "cmd_codec_io.h"
 #include "command_registry.h"
+#include "kvscope/codec/bin_plan.h"
 #include "kvscope/codec/calibration_builder.h"
 #include "kvscope/codec/calibration_file.h"
 #if KVSCOPE_HAVE_TORCH
@@ -26,7 +27,7 @@ namespace {
 
 struct Options {
   std::vector<std::string> in, settings, contexts;
-  std::string out_dir, model;
+  std::string out_dir, model, sensitivity;
   int max_tokens = 2048, skip_tokens = 1;
   double key_weighting = 0.5, value_weighting = 0.0;
   bool json = false;
@@ -100,6 +101,9 @@ const CommandRegistrar calibrate_command(240, [](CLI::App& app) {
                   "leading tokens of each context left out of the transform statistics (attention sinks)")
       ->capture_default_str();
 #endif
+  cmd->add_option("--sensitivity", o->sensitivity,
+                  "layer sensitivity to keep in the calibration (`kvscope-cli sensitivity --out`), for plans "
+                  "and the app's Layer Sensitivity view");
   cmd->add_option("--out-dir", o->out_dir,
                   "folder for the calibration files (default: the folder decoders search)");
   cmd->add_flag("--json", o->json, "print JSON");
@@ -119,6 +123,11 @@ const CommandRegistrar calibrate_command(240, [](CLI::App& app) {
     options.value_power = o->value_weighting;
     options.skip_tokens = o->skip_tokens;
     options.progress = terminal_progress();
+    std::optional<codec::LayerSensitivity> sensitivity;
+    if (!o->sensitivity.empty()) {
+      sensitivity = codec::load_sensitivity(o->sensitivity);
+      sources.sensitivity = &*sensitivity;
+    }
 #if KVSCOPE_HAVE_TORCH
     std::optional<Prefilled> prefilled;
     if (!o->contexts.empty()) {

@@ -29,11 +29,6 @@ struct Options : EvalSetupOptions {
   bool json = false;
 };
 
-codec::LayerSensitivity read_sensitivity(const std::string& path) {
-  const std::string bytes = read_file(path);
-  return codec::parse_sensitivity({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()}, path);
-}
-
 void print_sensitivity(const codec::LayerSensitivity& s) {
   std::printf("base: every layer at %d bins, KL %.5f; one layer at %d bins:\n", s.base_bins, s.base_kl,
               s.coarse_bins);
@@ -106,7 +101,8 @@ struct PlanOptions {
 const CommandRegistrar plan_command(430, [](CLI::App& app) {
   auto* cmd = app.add_subcommand("plan", "cachegen bins per layer from a measured sensitivity");
   auto o = std::make_shared<PlanOptions>();
-  cmd->add_option("--sensitivity", o->sensitivity, "section file written by `kvscope-cli sensitivity`")
+  cmd->add_option("--sensitivity", o->sensitivity,
+                  "file written by `kvscope-cli sensitivity`, or a calibration that keeps one")
       ->required();
   cmd->add_option("--level", o->level, "plan level: log2 of the geometric-mean M (ignored with --bits)");
   cmd->add_option("--bits", o->bits, "bits-per-element budget, measured by encoding --in");
@@ -115,7 +111,7 @@ const CommandRegistrar plan_command(430, [](CLI::App& app) {
   cmd->add_option("--threads", o->threads, "encoder threads (0 = all)");
   cmd->add_flag("--json", o->json, "print JSON");
   cmd->callback([o] {
-    const auto s = read_sensitivity(o->sensitivity);
+    const auto s = codec::load_sensitivity(o->sensitivity);
     codec::BinPlan plan;
     if (o->bits > 0) {
       require(!o->in.empty(), ErrorCode::InvalidArgument, "plan: --bits needs --in CACHE");

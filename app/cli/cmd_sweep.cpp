@@ -57,9 +57,7 @@ void run(const Options& o) {
   if (!o.plan_levels.empty()) {
     require(!o.sensitivity.empty(), ErrorCode::InvalidArgument,
             "sweep: --plan-level needs --sensitivity FILE");
-    const std::string bytes = read_file(o.sensitivity);
-    const auto sens = codec::parse_sensitivity(
-        {reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()}, o.sensitivity);
+    const auto sens = codec::load_sensitivity(o.sensitivity);
     std::vector<codec::ParamSet> planned;
     for (const auto& b : bases)
       for (double level : o.plan_levels) {
@@ -136,7 +134,8 @@ const CommandRegistrar sweep_command(410, [](CLI::App& app) {
   cmd->add_option("--set", o->settings, "parameter key=value for every point (repeatable)");
   cmd->add_option("--vary", o->vary, "parameter to sweep: name=v1;v2;... (repeatable: cartesian product)");
   cmd->add_option("--point", o->points, "one point: 'k=v k=v' on top of --set (repeatable)");
-  cmd->add_option("--sensitivity", o->sensitivity, "sensitivity section file (`kvscope-cli sensitivity`)");
+  cmd->add_option("--sensitivity", o->sensitivity,
+                  "sensitivity file (`kvscope-cli sensitivity --out`), or a calibration that keeps one");
   cmd->add_option("--plan-level", o->plan_levels,
                   "add cachegen per-layer bins planned from --sensitivity at this level (repeatable)");
   cmd->add_option("--contexts", o->contexts, "comma-separated contexts (ids or files) instead of --context");

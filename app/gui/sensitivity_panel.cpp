@@ -10,7 +10,6 @@
 
 #include "job_runner.h"
 #include "kvscope/common/error.h"
-#include "kvscope/common/paths.h"
 #include "kvscope/eval/sensitivity.h"
 #include "plot_widget.h"
 #include "session.h"
@@ -24,7 +23,9 @@ SensitivityPanel::SensitivityPanel(Session* session, std::function<codec::CodecC
       current_config_(std::move(current_config)),
       runner_(std::make_unique<JobRunner>(QStringLiteral("sensitivity"))) {
   open_ = new QPushButton(tr("Open..."));
-  open_->setToolTip(tr("Load a measurement written by `kvscope-cli sensitivity --out FILE`"));
+  open_->setToolTip(
+      tr("Load a measurement written by `kvscope-cli sensitivity --out FILE`, or a calibration "
+         "that keeps one (`kvscope-cli calibrate --sensitivity FILE`)"));
   measure_ = new QPushButton(tr("Measure"));
   measure_->setObjectName(QStringLiteral("measureSensitivityButton"));
   measure_->setToolTip(
@@ -89,6 +90,7 @@ SensitivityPanel::SensitivityPanel(Session* session, std::function<codec::CodecC
     if (!path.isEmpty()) loadFile(path);
   });
   connect(measure_, &QPushButton::clicked, this, &SensitivityPanel::measure);
+  connect(session_, &Session::cacheChanged, this, &SensitivityPanel::loadFromCalibration);
   connect(plan_, &QPushButton::clicked, this, &SensitivityPanel::plan);
   connect(runner_.get(), &JobRunner::progress, this, [this](double f, const QString& stage) {
     status_->setText(tr("%1 (%2%)").arg(stage).arg(int(100 * f)));
@@ -132,14 +134,28 @@ void SensitivityPanel::setSensitivity(const codec::LayerSensitivity& s) {
 
 bool SensitivityPanel::loadFile(const QString& path) {
   try {
-    const std::string bytes = read_file(path.toStdString());
-    setSensitivity(codec::parse_sensitivity(
-        {reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()}, path.toStdString()));
+    setSensitivity(codec::load_sensitivity(path.toStdString()));
     return true;
   } catch (const Error& e) {
     status_->setText(tr("Cannot load: %1").arg(QString::fromUtf8(e.what())));
     return false;
   }
+}
+
+void SensitivityPanel::loadFromCalibration() {
+  const auto cache = session_->cache();
+  if (!cache || sensitivity_ || runner_->busy()) return;  // never replaces one the user loaded or measured
+  const kv::CacheInfo info = cache->info;
+  // The folder scan reads calibration files (megabytes): off the GUI thread.
+  runner_->start(tr("Looking for the model's calibration"), [this, info](const ProgressFn&) {
+    auto found =
+        std::make_shared<std::optional<codec::LayerSensitivity>>(codec::find_model_sensitivity(info));
+    return std::function<void()>([this, found] {
+      if (!*found || sensitivity_) return;
+      setSensitivity(**found);
+      status_->setText(tr("From the model's calibration. %1").arg(status_->text()));
+    });
+  });
 }
 
 void SensitivityPanel::measure() {

@@ -23,8 +23,9 @@ class Session;
 /// The model's measured sensitivity to cachegen's bins, layer by layer (the
 /// KL increase when one layer's keys or values alone are coarsened;
 /// kvscope/codec/bin_plan.h): the paper's "shallow layers matter more" checked
-/// on the user's own model. Loads a measurement (`kvscope-cli sensitivity`) or
-/// measures one on the current context, draws it, and plans per-layer bins
+/// on the user's own model. Shows the one kept in the model's calibration,
+/// loads a measurement (`kvscope-cli sensitivity`) or measures one on the
+/// current context, draws it, and plans per-layer bins
 /// under a bits-per-element budget, which it hands to the codec panel.
 class SensitivityPanel : public QWidget {
   Q_OBJECT
@@ -38,8 +39,13 @@ class SensitivityPanel : public QWidget {
   /// Shows a measurement (replacing the one shown).
   void setSensitivity(const codec::LayerSensitivity& s);
   const std::optional<codec::LayerSensitivity>& sensitivity() const { return sensitivity_; }
-  /// Loads a section file; false (and a message in the status line) on error.
+  /// Loads a section file or a calibration that keeps one; false (and a
+  /// message in the status line) on error.
   bool loadFile(const QString& path);
+  /// When nothing is shown yet: shows the sensitivity kept in the calibration
+  /// of the session cache's model, if the calibration folder has one (read in
+  /// the background; a damaged section is reported in the status line).
+  void loadFromCalibration();
   /// Measures on the session's model and context (minutes: 1 + 2 x layers evaluations).
   void measure();
   /// Plans bins for the budget on the session's cache and emits planned().

@@ -10,8 +10,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
+#include "kvscope/codec/bin_plan.h"
 #include "kvscope/codec/bitstream.h"
 #include "kvscope/codec/calibration.h"
 #include "kvscope/codec/synthetic.h"
@@ -106,6 +109,68 @@ TEST(CalibrationBuilder, OneFileWithWeightingTablesAndBasesThatCachegenStreamsUs
   const auto dec = decode(enc.bytes, o);
   EXPECT_EQ(dec.shape(), cache.shape());
   EXPECT_LT(kv::max_abs_difference(dec, cache), 1.0f);
+}
+
+// The layer sensitivity kept in the calibration (issue #14: "saved with the
+// calibration and drawn in the app"): plans and the app read it from there.
+TEST(CalibrationBuilder, KeepsTheLayerSensitivityForPlansAndTheApp) {
+  const std::vector<kv::KVCache> contexts{context_cache(3)};
+  LayerSensitivity s;
+  s.layers = kShape.layers;
+  s.base_bins = 32;
+  s.coarse_bins = 10;
+  s.base_kl = 0.01;
+  s.key_kl = {0.02, 0.001};
+  s.value_kl = {0.0005, 0.003};
+  s.params = "sinks=1";
+  s.contexts = {"ctx"};
+  CalibrationSources sources;
+  sources.table_caches = contexts;
+  sources.sensitivity = &s;
+  const auto built = build_calibration_file(sources);
+  ASSERT_NE(built.file.find(kSensitivitySection), nullptr);
+
+  Folder folder;
+  const auto path = save(serialize(built.file), folder.dir);
+  // load_sensitivity reads it from the calibration, as from a file of its own.
+  const auto from_file = load_sensitivity(path);
+  EXPECT_EQ(from_file.key_kl, s.key_kl);
+  EXPECT_EQ(from_file.value_kl, s.value_kl);
+  const auto alone = folder.dir / "alone.kvssens";
+  {
+    const auto bytes = serialize_sensitivity(s);
+    std::ofstream(alone, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  }
+  EXPECT_EQ(load_sensitivity(alone).value_kl, s.value_kl);
+
+  // The folder lookup finds it for the model's caches, not for another model.
+  ::setenv("KVSCOPE_CALIBRATION_DIR", folder.dir.c_str(), 1);
+  const auto found = find_model_sensitivity(contexts[0].info);
+  kv::CacheInfo other;
+  other.model_name = "another-model";
+  const auto not_found = find_model_sensitivity(other);
+  ::unsetenv("KVSCOPE_CALIBRATION_DIR");
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->key_kl, s.key_kl);
+  EXPECT_FALSE(not_found.has_value());
+
+  // A calibration without one is refused naming the file; a sensitivity of
+  // another depth than the caches is refused when building.
+  sources.sensitivity = nullptr;
+  const auto without = save(serialize(build_calibration_file(sources).file), folder.dir / "without");
+  try {
+    load_sensitivity(without);
+    FAIL() << "a calibration without a sensitivity loaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Format);
+    EXPECT_NE(std::string(e.what()).find(without.string()), std::string::npos) << e.what();
+  }
+  auto deeper = s;
+  deeper.layers = 3;
+  deeper.key_kl.push_back(0);
+  deeper.value_kl.push_back(0);
+  sources.sensitivity = &deeper;
+  EXPECT_THROW(build_calibration_file(sources), Error);
 }
 
 TEST(CalibrationBuilder, TablesAreCountedAtTheGivenSettingsAndUnweightedWithoutWeights) {

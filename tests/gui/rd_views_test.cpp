@@ -7,6 +7,8 @@
 #include <QPushButton>
 
 #include "kvscope/codec/bin_plan.h"
+#include "kvscope/codec/calibration_builder.h"
+#include "kvscope/codec/synthetic.h"
 #include "kvscope/common/paths.h"
 #include "window_fixture.h"
 #if KVSCOPE_GUI_HAVE_EVAL
@@ -61,6 +63,36 @@ TEST_F(RdViews, SensitivityPlansPerLayerBinsIntoCodecTuning) {
     bins.push_back(std::stoi(kb.substr(a, b - a)));
   }
   EXPECT_EQ(*std::max_element(bins.begin(), bins.end()), bins[3]);
+}
+
+// The sensitivity kept in the model's calibration (`kvscope-cli calibrate
+// --sensitivity`) is drawn as soon as a cache of that model is open.
+TEST_F(RdViews, SensitivityComesFromTheModelsCalibration) {
+  codec::LayerSensitivity s;
+  s.layers = 4;
+  s.base_bins = 32;
+  s.coarse_bins = 10;
+  s.key_kl = {0.001, 0.002, 0.004, 0.25};
+  s.value_kl = {0.05, 0.002, 0.001, 0.001};
+  s.contexts = {"kept"};
+  auto table_cache = codec::synthetic_cache(kv::CacheShape{4, 2, 64, 16}, 5);
+  table_cache.info.model_name = "synthetic";  // the fixture's cache's model
+  codec::calibration::CalibrationSources sources;
+  sources.table_caches = {&table_cache, 1};
+  sources.sensitivity = &s;
+  const auto dir = path(QStringLiteral("calibration"));
+  codec::calibration::save(
+      codec::calibration::serialize(codec::calibration::build_calibration_file(sources).file),
+      dir.toStdString());
+  qputenv("KVSCOPE_CALIBRATION_DIR", dir.toUtf8());
+  auto* panel = window().findChild<SensitivityPanel*>(QStringLiteral("sensitivityPanel"));
+  ASSERT_NE(panel, nullptr);
+  ASSERT_TRUE(loadSyntheticCache());
+  const bool shown = QTest::qWaitFor([&] { return panel->sensitivity().has_value(); }, 20000);
+  qunsetenv("KVSCOPE_CALIBRATION_DIR");
+  ASSERT_TRUE(shown) << "the calibration's sensitivity was not shown";
+  EXPECT_EQ(panel->sensitivity()->key_kl[3], 0.25);
+  EXPECT_EQ(panel->sensitivity()->contexts, std::vector<std::string>{"kept"});
 }
 
 // Regression (issue 21): the rate-distortion view drew the labels of nearby

@@ -6,6 +6,8 @@
 #include <cmath>
 
 #include "byte_io.h"
+#include "kvscope/codec/calibration_file.h"
+#include "kvscope/common/paths.h"
 
 namespace kvscope::codec {
 
@@ -60,6 +62,21 @@ LayerSensitivity parse_sensitivity(std::span<const std::uint8_t> bytes, const st
   s.scored_tokens = int(r.u32());
   if (!r.done()) r.fail("trailing bytes");
   return s;
+}
+
+LayerSensitivity load_sensitivity(const std::filesystem::path& path) {
+  const std::string data = read_file(path.string());
+  const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
+  // A sensitivity section starts with its u16 version, a calibration file
+  // with "KVSP".
+  if (data.size() < 4 || data.compare(0, 4, "KVSP") != 0) return parse_sensitivity(bytes, path.string());
+  const auto file = calibration::parse(bytes, path.string());
+  const auto* section = file.find(kSensitivitySection);
+  if (!section)
+    throw Error(ErrorCode::Format, path.string(),
+                std::string("calibration has no '") + kSensitivitySection +
+                    "' section (`kvscope-cli calibrate --sensitivity FILE` adds one)");
+  return parse_sensitivity(*section, path.string() + " [" + kSensitivitySection + "]");
 }
 
 BinPlan plan_bins(const LayerSensitivity& s, double level) {

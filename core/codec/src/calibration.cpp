@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "cachegen_internal.h"
+#include "kvscope/codec/bin_plan.h"
 #include "kvscope/codec/calibration_file.h"
 #include "kvscope/common/crc32c.h"
 #include "kvscope/common/paths.h"
@@ -129,6 +130,10 @@ struct CalibrationEntry {
   std::string model_name, model_sha256;
   std::shared_ptr<const Profile> profile;                  // null without cachegen.tables
   std::optional<calibration::ChannelWeighting> weighting;  // the cachegen.channel-weighting section
+  // The cachegen.sensitivity section, parsed only when asked for, so a bad
+  // one never stops the tables from decoding streams.
+  std::optional<std::vector<std::uint8_t>> sensitivity;
+  std::filesystem::path path;
 };
 
 // Reads and parses a calibration file once: encoders scan the folder and
@@ -164,6 +169,8 @@ std::shared_ptr<const CalibrationEntry> read_calibration(const std::filesystem::
   auto entry = std::make_shared<CalibrationEntry>();
   entry->model_name = file.model_name;
   entry->model_sha256 = file.model_sha256;
+  entry->path = path;
+  if (const auto* section = file.find(kSensitivitySection)) entry->sensitivity = *section;
   if (file.find(calibration::kLegacyCachegenSection))
     entry->profile = std::make_shared<const Profile>(parse_profile(bytes, path.string()));
   if (const auto* section = file.find(calibration::kChannelWeightingSection))
@@ -226,6 +233,12 @@ std::optional<calibration::ChannelWeighting> find_channel_weighting(const std::s
 }
 
 }  // namespace detail::cachegen
+
+std::optional<LayerSensitivity> find_model_sensitivity(const kv::CacheInfo& info) {
+  for (const auto& entry : detail::cachegen::model_calibrations(info))
+    if (entry->sensitivity) return parse_sensitivity(*entry->sensitivity, entry->path.string());
+  return std::nullopt;
+}
 
 namespace calibration {
 

@@ -70,6 +70,18 @@ BuiltCalibration build_calibration_file(const CalibrationSources& sources,
     out.basis_seconds = seconds_since(t0);
   }
 
+  // 4. The layer sensitivity, for the model whose caches these are.
+  if (sources.sensitivity) {
+    for (auto caches : {sources.table_caches, sources.contexts})
+      for (const auto& c : caches)
+        if (c.shape().layers != sources.sensitivity->layers)
+          throw Error(ErrorCode::InvalidArgument, "calibration: the sensitivity was measured on " +
+                                                      std::to_string(sources.sensitivity->layers) +
+                                                      " layers, the caches have " +
+                                                      std::to_string(c.shape().layers));
+    out.file.sections[kSensitivitySection] = serialize_sensitivity(*sources.sensitivity);
+  }
+
   // The model the file is for: the one whose caches the tables came from, as
   // `calibrate --in` has always named it, else the contexts'.
   for (auto caches : {sources.table_caches, sources.contexts})

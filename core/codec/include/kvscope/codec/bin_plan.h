@@ -5,11 +5,14 @@
 // model's measured sensitivity (how much the continuation's KL grows when one
 // layer's keys or values alone are quantized more coarsely), instead of three
 // fixed layer groups. The sensitivity is measured by core/eval
-// (kvscope/eval/sensitivity.h, which needs the model) and stored in the
-// model's calibration as section "cachegen.sensitivity" (serialised below,
-// docs/bitstream.md section 4).
+// (kvscope/eval/sensitivity.h, which needs the model), kept as a file of its
+// own (`kvscope-cli sensitivity --out`) and in the model's calibration as
+// section "cachegen.sensitivity" (`kvscope-cli calibrate --sensitivity`;
+// serialised below, docs/bitstream.md section 4).
 
 #include <cstdint>
+#include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -34,10 +37,25 @@ struct LayerSensitivity {
   int context_tokens = 0, scored_tokens = 0;
 };
 
+/// Name of the calibration file section that holds a sensitivity.
+inline constexpr const char* kSensitivitySection = "cachegen.sensitivity";
+
 /// Section bytes ("cachegen.sensitivity", version 1) and back. Parsing checks
 /// every length and value (Error(Format) naming `label`).
 std::vector<std::uint8_t> serialize_sensitivity(const LayerSensitivity& s);
 LayerSensitivity parse_sensitivity(std::span<const std::uint8_t> bytes, const std::string& label);
+
+/// The sensitivity in a file: a calibration file (its magic "KVSP") with a
+/// kSensitivitySection, or the section bytes alone. Error(Io) naming the path
+/// when it cannot be read; Error(Format) naming it when a calibration file has
+/// no sensitivity; the parsers' errors otherwise.
+LayerSensitivity load_sensitivity(const std::filesystem::path& path);
+
+/// The sensitivity kept in the calibration folder's first calibration of the
+/// cache's model that has one (by model hash, else name; the folder as
+/// decoders search it), or nullopt. Error(Format) naming the file when that
+/// section is damaged.
+std::optional<LayerSensitivity> find_model_sensitivity(const kv::CacheInfo& info);
 
 /// Bins per layer for keys and values.
 struct BinPlan {

@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 
+#include "kvscope/codec/bin_plan.h"
 #include "kvscope/codec/calibration_file.h"
 #include "kvscope/codec/channel_weighting.h"
 #include "kvscope/codec/codec.h"
@@ -33,6 +34,10 @@ struct CalibrationSources {
   /// Caches cachegen's symbol tables are counted on, as encoders get them
   /// (keys after RoPE, or before with rope_applied false). Empty: no tables.
   std::span<const kv::KVCache> table_caches;
+  /// A layer sensitivity measured on the model (kvscope/codec/bin_plan.h),
+  /// kept in the file for plans and the app's Layer Sensitivity view; null:
+  /// none.
+  const LayerSensitivity* sensitivity = nullptr;
 };
 
 /// How a calibration is built.
@@ -69,11 +74,15 @@ struct BuiltCalibration {
 ///     on the values weighted as 1. makes encoders weight them (table version
 ///     4) and fit the streams of an encoder given this file as `profile`;
 ///  3. transform::kSectionName ("transform.basis") when `contexts` is not
-///     empty: transform::build_calibration(contexts) with skip_tokens.
+///     empty: transform::build_calibration(contexts) with skip_tokens;
+///  4. kSensitivitySection ("cachegen.sensitivity") when `sensitivity` is
+///     given: serialize_sensitivity(*sensitivity).
 /// model_name and model_sha256 are the first non-empty ones of the table
 /// caches' infos, then the contexts'. Deterministic: equal inputs give equal
 /// file bytes. Error(InvalidArgument) when there is neither a context nor a
-/// table cache, when weights are given without contexts, and the errors of
+/// table cache, when weights are given without contexts, when the
+/// sensitivity was measured on another layer count than the caches have, and
+/// the errors of
 /// the three builders (shapes that differ, weights of another size, keys
 /// after RoPE among `contexts`, delta_mode=float tables, ...);
 /// Error(Cancelled) from `progress`.
