@@ -20,6 +20,7 @@
 #include "kvscope/codec/synthetic.h"
 #include "kvscope/codec/transform_basis.h"
 #include "kvscope/common/error.h"
+#include "test_util.h"
 
 namespace kvscope::codec::calibration {
 namespace {
@@ -115,15 +116,7 @@ TEST(CalibrationBuilder, OneFileWithWeightingTablesAndBasesThatCachegenStreamsUs
 // calibration and drawn in the app"): plans and the app read it from there.
 TEST(CalibrationBuilder, KeepsTheLayerSensitivityForPlansAndTheApp) {
   const std::vector<kv::KVCache> contexts{context_cache(3)};
-  LayerSensitivity s;
-  s.layers = kShape.layers;
-  s.base_bins = 32;
-  s.coarse_bins = 10;
-  s.base_kl = 0.01;
-  s.key_kl = {0.02, 0.001};
-  s.value_kl = {0.0005, 0.003};
-  s.params = "sinks=1";
-  s.contexts = {"ctx"};
+  const LayerSensitivity s = test::example_sensitivity(kShape.layers);
   CalibrationSources sources;
   sources.table_caches = contexts;
   sources.sensitivity = &s;

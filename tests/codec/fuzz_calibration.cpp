@@ -19,6 +19,7 @@
 #include "kvscope/codec/channel_weighting.h"
 #include "kvscope/codec/synthetic.h"
 #include "kvscope/codec/transform_basis.h"
+#include "test_util.h"
 
 namespace kvscope::test {
 
@@ -29,7 +30,7 @@ FuzzOutcome fuzz_calibration_run(std::span<const std::uint8_t> in) {
       codec::detail::cachegen::parse_profile(in, "fuzz.kvsprof");
     if (const auto* s = file.find(codec::calibration::kChannelWeightingSection))
       codec::calibration::parse_channel_weighting(*s, "fuzz.kvsprof");
-    if (const auto* s = file.find("cachegen.sensitivity")) codec::parse_sensitivity(*s, "fuzz.kvsprof");
+    if (const auto* s = file.find(codec::kSensitivitySection)) codec::parse_sensitivity(*s, "fuzz.kvsprof");
     if (const auto* s = file.find(codec::transform::kSectionName))
       codec::transform::parse_calibration(*s, "fuzz.kvsprof");
   });
@@ -46,17 +47,7 @@ std::vector<std::vector<std::uint8_t>> fuzz_calibration_seeds() {
   std::vector<float> key(n), value(n, 1.0f);
   for (std::size_t i = 0; i < n; ++i) key[i] = float(1 + i % 7);
   const auto weighting = codec::calibration::build_channel_weighting(caches, key, value, 0.5, 0.0);
-  codec::LayerSensitivity sens;
-  sens.layers = shape.layers;
-  sens.base_bins = 32;
-  sens.coarse_bins = 10;
-  sens.base_kl = 0.02;
-  sens.key_kl = {0.01, 0.002};
-  sens.value_kl = {0.001, 0.0};
-  sens.params = "sinks=1";
-  sens.contexts = {"a"};
-  sens.context_tokens = 24;
-  sens.scored_tokens = 8;
+  const auto sens = codec::test::example_sensitivity(shape.layers);
   auto bases = caches;
   for (auto& c : bases) c.info.rope_applied = false;
   std::vector<std::vector<std::uint8_t>> seeds;
@@ -68,7 +59,7 @@ std::vector<std::vector<std::uint8_t>> fuzz_calibration_seeds() {
     if (weighted) {
       file.sections[codec::calibration::kChannelWeightingSection] =
           codec::calibration::serialize_channel_weighting(weighting);
-      file.sections["cachegen.sensitivity"] = codec::serialize_sensitivity(sens);
+      file.sections[codec::kSensitivitySection] = codec::serialize_sensitivity(sens);
       codec::transform::BuildOptions bo;
       bo.threads = 1;
       file.sections[codec::transform::kSectionName] =

@@ -48,7 +48,9 @@ TEST(RealCache, EveryCodecRoundTripsDeterministically) {
       EXPECT_EQ(test::hash_values(again.data()), test::hash_values(d.data()))
           << c->name() << ": symbol-exact";
     }
-    if (c->name() == "fp16") EXPECT_EQ(kv::max_abs_difference(cache, d), 0.0f);
+    if (c->name() == "fp16") {
+      EXPECT_EQ(kv::max_abs_difference(cache, d), 0.0f);
+    }
   }
 }
 

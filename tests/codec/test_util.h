@@ -7,11 +7,32 @@
 #include <cstring>
 #include <span>
 
+#include "kvscope/codec/bin_plan.h"
 #include "kvscope/codec/codec.h"
 #include "kvscope/codec/synthetic.h"
 #include "kvscope/common/fp16.h"
 
 namespace kvscope::codec::test {
+
+/// A made-up layer sensitivity of `layers` layers, for tests of where one is
+/// kept and read (not of plans): key increases falling 10x per layer, value
+/// increases rising.
+inline LayerSensitivity example_sensitivity(int layers) {
+  LayerSensitivity s;
+  s.layers = layers;
+  s.base_bins = 32;
+  s.coarse_bins = 10;
+  s.base_kl = 0.01;
+  for (int l = 0; l < layers; ++l) {
+    s.key_kl.push_back(0.02 / std::pow(10.0, l));
+    s.value_kl.push_back(0.0005 * (l + 1));
+  }
+  s.params = "sinks=1";
+  s.contexts = {"ctx"};
+  s.context_tokens = 24;
+  s.scored_tokens = 8;
+  return s;
+}
 
 inline kv::CacheShape small_shape() {
   return {3, 2, 37, 8};

@@ -26,17 +26,24 @@ namespace {
 class RdViews : public WindowFixture {};
 
 #if KVSCOPE_GUI_HAVE_EVAL
-TEST_F(RdViews, SensitivityPlansPerLayerBinsIntoCodecTuning) {
-  ASSERT_TRUE(loadSyntheticCache());
-  auto* panel = window().findChild<SensitivityPanel*>(QStringLiteral("sensitivityPanel"));
-  ASSERT_NE(panel, nullptr);
+// A sensitivity for the fixture's 4-layer cache, key layer 3 the most
+// sensitive (`last_key_kl`).
+codec::LayerSensitivity fourLayerSensitivity(double last_key_kl, const std::string& context) {
   codec::LayerSensitivity s;
   s.layers = 4;
   s.base_bins = 32;
   s.coarse_bins = 8;
-  s.key_kl = {0.001, 0.002, 0.004, 0.3};
+  s.key_kl = {0.001, 0.002, 0.004, last_key_kl};
   s.value_kl = {0.05, 0.002, 0.001, 0.001};
-  s.contexts = {"synthetic"};
+  s.contexts = {context};
+  return s;
+}
+
+TEST_F(RdViews, SensitivityPlansPerLayerBinsIntoCodecTuning) {
+  ASSERT_TRUE(loadSyntheticCache());
+  auto* panel = window().findChild<SensitivityPanel*>(QStringLiteral("sensitivityPanel"));
+  ASSERT_NE(panel, nullptr);
+  const auto s = fourLayerSensitivity(0.3, "synthetic");
   const auto bytes = codec::serialize_sensitivity(s);
   const QString file = writeFile(QStringLiteral("s.kvssens"),
                                  QByteArray(reinterpret_cast<const char*>(bytes.data()), int(bytes.size())));
@@ -68,13 +75,7 @@ TEST_F(RdViews, SensitivityPlansPerLayerBinsIntoCodecTuning) {
 // The sensitivity kept in the model's calibration (`kvscope-cli calibrate
 // --sensitivity`) is drawn as soon as a cache of that model is open.
 TEST_F(RdViews, SensitivityComesFromTheModelsCalibration) {
-  codec::LayerSensitivity s;
-  s.layers = 4;
-  s.base_bins = 32;
-  s.coarse_bins = 10;
-  s.key_kl = {0.001, 0.002, 0.004, 0.25};
-  s.value_kl = {0.05, 0.002, 0.001, 0.001};
-  s.contexts = {"kept"};
+  const auto s = fourLayerSensitivity(0.25, "kept");
   auto table_cache = codec::synthetic_cache(kv::CacheShape{4, 2, 64, 16}, 5);
   table_cache.info.model_name = "synthetic";  // the fixture's cache's model
   codec::calibration::CalibrationSources sources;
