@@ -46,7 +46,7 @@ SensitivityPanel::SensitivityPanel(Session* session, std::function<codec::CodecC
       tr("Give each layer's keys and values bins in proportion to the square root of their "
          "sensitivity, scaled to the budget, and apply them in Codec Tuning"));
   plan_->setEnabled(false);
-  status_ = new QLabel(tr("No sensitivity measured yet: open one or measure it on the current context."));
+  status_ = new QLabel;
   status_->setWordWrap(true);
 
   plot_ = new PlotWidget;
@@ -101,6 +101,7 @@ SensitivityPanel::SensitivityPanel(Session* session, std::function<codec::CodecC
     measure_->setEnabled(!busy);
     plan_->setEnabled(!busy && sensitivity_.has_value());
   });
+  clear();
 }
 
 SensitivityPanel::~SensitivityPanel() {
@@ -109,6 +110,7 @@ SensitivityPanel::~SensitivityPanel() {
 
 void SensitivityPanel::setSensitivity(const codec::LayerSensitivity& s) {
   sensitivity_ = s;
+  from_calibration_ = false;
   QVector<double> x, k, v;
   for (int l = 0; l < s.layers; ++l) {
     x << l;
@@ -144,18 +146,35 @@ bool SensitivityPanel::loadFile(const QString& path) {
 
 void SensitivityPanel::loadFromCalibration() {
   const auto cache = session_->cache();
-  if (!cache || sensitivity_ || runner_->busy()) return;  // never replaces one the user loaded or measured
+  // Never replaces one the user loaded or measured; one from the previous
+  // model's calibration is replaced (or cleared) for the new cache's model.
+  if (!cache || (sensitivity_ && !from_calibration_) || runner_->busy()) return;
   const kv::CacheInfo info = cache->info;
   // The folder scan reads calibration files (megabytes): off the GUI thread.
   runner_->start(tr("Looking for the model's calibration"), [this, info](const ProgressFn&) {
     auto found =
         std::make_shared<std::optional<codec::LayerSensitivity>>(codec::find_model_sensitivity(info));
     return std::function<void()>([this, found] {
-      if (!*found || sensitivity_) return;
+      if (sensitivity_ && !from_calibration_) return;
+      if (!*found) {
+        if (from_calibration_) clear();
+        return;
+      }
       setSensitivity(**found);
+      from_calibration_ = true;
       status_->setText(tr("From the model's calibration. %1").arg(status_->text()));
     });
   });
+}
+
+void SensitivityPanel::clear() {
+  sensitivity_.reset();
+  from_calibration_ = false;
+  key_bars_->data()->clear();
+  value_bars_->data()->clear();
+  plot_->refresh(true);
+  plan_->setEnabled(false);
+  status_->setText(tr("No sensitivity measured yet: open one or measure it on the current context."));
 }
 
 void SensitivityPanel::measure() {

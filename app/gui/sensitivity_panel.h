@@ -42,9 +42,11 @@ class SensitivityPanel : public QWidget {
   /// Loads a section file or a calibration that keeps one; false (and a
   /// message in the status line) on error.
   bool loadFile(const QString& path);
-  /// When nothing is shown yet: shows the sensitivity kept in the calibration
-  /// of the session cache's model, if the calibration folder has one (read in
-  /// the background; a damaged section is reported in the status line).
+  /// Unless the user loaded or measured the one shown: shows the sensitivity
+  /// kept in the calibration of the session cache's model, if the
+  /// calibration folder has one, else clears one shown from another model's
+  /// calibration (read in the background; a damaged section is reported in
+  /// the status line).
   void loadFromCalibration();
   /// Measures on the session's model and context (minutes: 1 + 2 x layers evaluations).
   void measure();
@@ -70,6 +72,9 @@ class SensitivityPanel : public QWidget {
   QCPBars* key_bars_;
   QCPBars* value_bars_;
   std::optional<codec::LayerSensitivity> sensitivity_;
+  bool from_calibration_ = false;  ///< sensitivity_ came from the model's calibration
+
+  void clear();
 };
 
 }  // namespace kvscope::gui

@@ -94,6 +94,13 @@ TEST_F(RdViews, SensitivityComesFromTheModelsCalibration) {
   ASSERT_TRUE(shown) << "the calibration's sensitivity was not shown";
   EXPECT_EQ(panel->sensitivity()->key_kl[3], 0.25);
   EXPECT_EQ(panel->sensitivity()->contexts, std::vector<std::string>{"kept"});
+  // A cache whose model has no calibration with one: the calibration's is
+  // not left standing for it.
+  qputenv("KVSCOPE_CALIBRATION_DIR", path(QStringLiteral("empty-calibration")).toUtf8());
+  ASSERT_TRUE(loadSyntheticCache());
+  const bool cleared = QTest::qWaitFor([&] { return !panel->sensitivity().has_value(); }, 20000);
+  qunsetenv("KVSCOPE_CALIBRATION_DIR");
+  EXPECT_TRUE(cleared);
 }
 
 // Regression (issue 21): the rate-distortion view drew the labels of nearby
