@@ -67,9 +67,7 @@ LayerSensitivity parse_sensitivity(std::span<const std::uint8_t> bytes, const st
 LayerSensitivity load_sensitivity(const std::filesystem::path& path) {
   const std::string data = read_file(path.string());
   const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
-  // A sensitivity section starts with its u16 version, a calibration file
-  // with "KVSP".
-  if (data.size() < 4 || data.compare(0, 4, "KVSP") != 0) return parse_sensitivity(bytes, path.string());
+  if (!calibration::has_calibration_magic(bytes)) return parse_sensitivity(bytes, path.string());
   const auto file = calibration::parse(bytes, path.string());
   const auto* section = file.find(kSensitivitySection);
   if (!section)

@@ -118,6 +118,10 @@ CalibrationFile parse(std::span<const std::uint8_t> bytes, const std::string& la
   return f;
 }
 
+bool has_calibration_magic(std::span<const std::uint8_t> bytes) {
+  return bytes.size() >= sizeof kMagic && std::memcmp(bytes.data(), kMagic, sizeof kMagic) == 0;
+}
+
 std::string file_hash(std::span<const std::uint8_t> bytes) {
   std::uint64_t h = 1469598103934665603ull;
   for (auto b : bytes) {

@@ -347,10 +347,7 @@ class TransformCodec : public CodecBase {
           if (T > 0) matmul_rows(x.data(), n, T, n, ut.data(), m, m, yv.data(), m);
           if (gained) {
             gains[g] = token_gains(x.data(), T, n, s.value_gain);
-            for (int i = 0; i < T; ++i) {
-              const float gain = half_to_float(gains[g][std::size_t(i)]);
-              for (int j = 0; j < m; ++j) yv[std::size_t(i) * m + j] /= gain;
-            }
+            divide_by_gains(gains[g], m, yv.data());
           }
           auto& off = offsets[g];
           off.resize(std::size_t(T) * m);

@@ -152,4 +152,8 @@ void gather_token(const float* tensor, const Settings& s, int group, int t, floa
 /// finer steps (docs/bitstream.md "transform", version 3).
 std::vector<std::uint16_t> token_gains(const float* x, int T, int n, double alpha);
 
+/// Divides each of the gains.size() tokens' m coefficients in y ([token][m])
+/// by its f16 gain (token_gains()): what the encoder codes.
+void divide_by_gains(const std::vector<std::uint16_t>& gains, int m, float* y);
+
 }  // namespace kvscope::codec::detail::transform

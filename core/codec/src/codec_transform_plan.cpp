@@ -152,11 +152,8 @@ Decisions decide(const kv::KVCache& input, const Settings& s, const Bases& bases
     }
     sm.y.resize(std::size_t(S) * n);
     if (S > 0) matmul_rows(x.data(), n, S, n, ut.data(), n, n, sm.y.data(), n);
-    if (s.value_gain > 0 && kv::Kind(lk % 2) == kv::Kind::Value) {  // coded as the encoder will
-      const auto gain = token_gains(x.data(), S, n, s.value_gain);
-      for (int i = 0; i < S; ++i)
-        for (int j = 0; j < n; ++j) sm.y[std::size_t(i) * n + j] /= half_to_float(gain[std::size_t(i)]);
-    }
+    if (s.value_gain > 0 && kv::Kind(lk % 2) == kv::Kind::Value)  // coded as the encoder will
+      divide_by_gains(token_gains(x.data(), S, n, s.value_gain), n, sm.y.data());
     sm.mean.assign(n, 0.0);
     sm.power.assign(n, 0.0);
     sm.max_abs.assign(n, 0.0);

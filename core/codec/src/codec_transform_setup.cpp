@@ -309,6 +309,13 @@ std::vector<std::uint16_t> token_gains(const float* x, int T, int n, double alph
   return gain;
 }
 
+void divide_by_gains(const std::vector<std::uint16_t>& gains, int m, float* y) {
+  for (std::size_t t = 0; t < gains.size(); ++t) {
+    const float g = half_to_float(gains[t]);
+    for (int j = 0; j < m; ++j) y[t * std::size_t(m) + std::size_t(j)] /= g;
+  }
+}
+
 namespace {
 
 // The calibration's channel weighting for a weighted allocation (checked

@@ -51,6 +51,10 @@ struct CalibrationFile {
 /// more than kMaxSections sections, or a section over 4 GiB.
 std::vector<std::uint8_t> serialize(const CalibrationFile& file);
 
+/// Whether bytes start with a calibration file's magic ("KVSP"): tells a
+/// calibration from other files a caller accepts in its place.
+bool has_calibration_magic(std::span<const std::uint8_t> bytes);
+
 /// Parses and validates file bytes: magic, version (1..3), lengths, the body
 /// CRC and every section's CRC, names unique and sorted. `label` names the
 /// source in errors. Error(Format | Checksum | Unsupported).
