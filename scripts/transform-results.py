@@ -51,8 +51,8 @@ OWN_BITS = ["1", "1.5", "2", "3", "4", "5"]
 UNWEIGHTED_BITS = ["1", "1.5", "2", "2.5", "3"]  # the calibrated basis without query weighting
 NOGAIN_BITS = ["1", "1.5", "2", "2.5", "3"]  # the calibrated basis without value token gains
 # cachegen as it codes today: its defaults (plan level 2.9) and the per-layer plans of the TUNE layer
-# sensitivity at the defaults (cachegen_points.DEFAULTS_SENSITIVITY_FILE) at other levels, with the channel weighting and tables of the calibrations
-# scripts/make-results.py builds in build/results-calibration (one per plan level, from the TUNE contexts).
+# sensitivity at the defaults (cachegen_points.DEFAULTS_SENSITIVITY_FILE) at other levels, with the channel
+# weighting and tables of the calibrations scripts/make-results.py builds in build/results-calibration (one per plan level, from the TUNE contexts).
 CACHEGEN_PLAN_LEVELS = ["1.1", "1.4", "1.7", "2.0", "2.3", "2.6", "2.9", "3.2", "3.5", "3.8", "4.4"]
 CACHEGEN_CALIBRATION_DIR = os.path.join(ROOT, "build", "results-calibration")
 BASELINES = ["int4", "kivi2", "cachegen-lmcache"]
@@ -521,7 +521,9 @@ def main():
             if None in (s, p) or not sh:
                 continue
             T, q = sh[0]["context_tokens"] - 1, s - p
-            even = lambda r: "never" if r is None or r <= p else f"~{T * q / (r - p):.0f} tokens"
+            # Beyond 100k tokens the extrapolation only says the rival is about as small as the coefficients.
+            even = lambda r: ("never" if r is None or r <= p else "beyond 100k tokens" if T * q / (r - p) > 1e5
+                              else f"~{T * q / (r - p):.0f} tokens")
             be.append(f"{cid}: p = {p:.2f}, q = {q:.2f} at T = {T}; against cachegen ({fmt(c, '.2f')}) {even(c)}, "
                       f"against the calibrated basis ({fmt(t, '.2f')}) {even(t)}")
         if be:
