@@ -36,6 +36,7 @@ struct Options {
   bool simulate = false;
   double time_scale = 1.0;
   double recompute_rate = 0;
+  double decode_rate = 0;
   double first_token_s = -1;
   std::string query;
   int query_tokens = -1;
@@ -117,6 +118,7 @@ void run(const Options& o) {
   cfg.simulate = o.simulate;
   cfg.time_scale = o.time_scale;
   cfg.prior_mbps = o.prior_mbps;
+  if (o.decode_rate > 0) cfg.modelled_decode_seconds_per_token = 1.0 / o.decode_rate;
   cfg.keep_assembled_cache = false;
   cfg.idle_timeout_s = o.store_timeout;
   const auto trace = stream::resolve_profile(o.trace);
@@ -223,6 +225,10 @@ const CommandRegistrar stream_command(60, [](CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--recompute-rate,--compute-profile", o->recompute_rate,
                   "tokens/s charged for text chunks and the query (default: measured with the model)");
+  cmd->add_option("--decode-rate", o->decode_rate,
+                  "tokens/s the receiver's decode is planned with, for every level; with --simulate also "
+                  "what each chunk's decode is charged (default: measured per chunk and level)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--first-token-seconds", o->first_token_s,
                   "seconds charged for the first generated token (default: measured with the model)");
   cmd->add_option("--query", o->query, "the query after the context (default: a short question)");

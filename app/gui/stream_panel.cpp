@@ -136,6 +136,17 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   recompute_rate_->setToolTip(
       tr("Recompute rate: what text chunks and the query's prefill are charged. \"measured\": the model's "
          "prefill speed on this machine, measured at each Run; or set a rate (a faster receiver)."));
+  decode_rate_ = new QDoubleSpinBox;
+  decode_rate_->setObjectName(QStringLiteral("decodeRate"));
+  decode_rate_->setRange(0, 1e9);
+  decode_rate_->setDecimals(0);
+  decode_rate_->setSingleStep(1000);
+  decode_rate_->setSuffix(tr(" tokens/s"));
+  decode_rate_->setSpecialValueText(tr("measured"));
+  decode_rate_->setToolTip(
+      tr("Decode rate: what the receiver's decode of a chunk is charged (simulated clock) and what the "
+         "policy plans with. \"measured\": each chunk's decode time at each level, measured on this "
+         "machine when it was encoded; or set one rate for every level (a faster or slower receiver)."));
   run_ = new QPushButton(tr("Run"));
   run_->setObjectName(QStringLiteral("runStreamButton"));
   stop_ = new QPushButton(tr("Stop"));
@@ -202,6 +213,8 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
   store_row->addWidget(store_spec_, 1);
   store_row->addWidget(new QLabel(tr("recompute")));
   store_row->addWidget(recompute_rate_);
+  store_row->addWidget(new QLabel(tr("decode")));
+  store_row->addWidget(decode_rate_);
   form->addRow(tr("Store"), store_row);
   auto* splitter = new QSplitter(Qt::Vertical);
   splitter->setChildrenCollapsible(false);
@@ -557,6 +570,7 @@ void StreamPanel::run() {
   // Simulated: decode times from the per-token speeds prepare() measured, so
   // a run is instant and its timeline does not jitter with the machine's load.
   config.model_decode_time = config.simulate;
+  if (decode_rate_->value() > 0) config.modelled_decode_seconds_per_token = 1.0 / decode_rate_->value();
   // The decoded caches are kept only when their quality will be measured.
   config.keep_assembled_cache = quality_ != nullptr;
   const stream::BandwidthProfile profile = profile_;
@@ -726,6 +740,10 @@ QString StreamPanel::storeSpec() const {
 
 void StreamPanel::setRecomputeRate(double tokens_per_s) {
   recompute_rate_->setValue(tokens_per_s);
+}
+
+void StreamPanel::setDecodeRate(double tokens_per_s) {
+  decode_rate_->setValue(tokens_per_s);
 }
 
 void StreamPanel::addReport(const stream::StreamReport& report) {

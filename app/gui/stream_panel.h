@@ -109,6 +109,9 @@ class StreamPanel : public QWidget {
   /// Recompute rate (tokens/s) charged for text chunks and the query; 0 =
   /// measured with the model on this machine at each Run.
   void setRecomputeRate(double tokens_per_s);
+  /// Decode rate (tokens/s) charged for every chunk of every level; 0 = the
+  /// decode time measured for each chunk and level when it was encoded.
+  void setDecodeRate(double tokens_per_s);
   /// Simulated clock (on by default) or the real transport.
   void setSimulated(bool on);
   /// Measures what each policy delivered with `service` (after each run).
@@ -155,6 +158,7 @@ class StreamPanel : public QWidget {
   QCheckBox* baselines_;
   QComboBox* store_spec_;
   QDoubleSpinBox* recompute_rate_;
+  QDoubleSpinBox* decode_rate_;
   /// The recompute rate measured with a model (on a worker; kept across runs).
   struct RateCache {
     std::mutex mutex;

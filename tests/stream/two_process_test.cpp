@@ -118,6 +118,25 @@ TEST_F(TwoProcesses, ReceiverStreamsFromASeparateSenderProcess) {
   server.kill(SIGTERM);
 }
 
+// `--decode-rate`: a simulated run charges every chunk's decode at the rate
+// given (the machine's own speed no longer enters the timeline).
+TEST_F(TwoProcesses, DecodeRateIsWhatEachSimulatedDecodeIsCharged) {
+  const auto r = cli(
+      {"stream", "--store", store, "--cache", cache_path, "--chunk-tokens", "64", "--trace",
+       "constant-20mbps", "--slo", "5", "--policy", "int8", "--simulate", "--decode-rate", "1000", "--json"},
+      dir.path / "stream.err");
+  ASSERT_EQ(r.exit_code, 0) << r.out << read_file(dir.path / "stream.err");
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["chunks"].size(), 8u);
+  for (const auto& c : j["chunks"]) EXPECT_DOUBLE_EQ(c["decode_seconds"].get<double>(), 64 / 1000.0);
+  const auto bad = cli({"stream", "--store", store, "--cache", cache_path, "--trace", "constant-20mbps",
+                        "--slo", "5", "--simulate", "--decode-rate", "-1"},
+                       dir.path / "bad.err");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(read_file(dir.path / "bad.err").find("--decode-rate"), std::string::npos)
+      << read_file(dir.path / "bad.err");
+}
+
 TEST_F(TwoProcesses, SenderKilledMidStreamEndsWithANetworkError) {
   ChildProcess server;
   const std::string spec = serve(server);
