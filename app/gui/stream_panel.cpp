@@ -59,6 +59,19 @@ std::string describeSteps(const std::vector<stream::ProfilePoint>& points) {
   return QStringLiteral("Edited: %1.").arg(parts.join(QStringLiteral(", "))).toStdString();
 }
 
+// A tokens/s field whose 0 means "measured".
+QDoubleSpinBox* rateSpinBox(const QString& name, double most, double step, const QString& tip) {
+  auto* box = new QDoubleSpinBox;
+  box->setObjectName(name);
+  box->setRange(0, most);
+  box->setDecimals(0);
+  box->setSingleStep(step);
+  box->setSuffix(QObject::tr(" tokens/s"));
+  box->setSpecialValueText(QObject::tr("measured"));
+  box->setToolTip(tip);
+  return box;
+}
+
 enum Column { Policy, Load, Loaded, Query, FirstToken, SloMet, Sent, Levels, Text, Kl, Top1, Ppl, Columns };
 /// The query asked after the context: its prefill and first token are part of TTFT.
 constexpr const char* kQuery = "\n\nQuestion: What is the text above about?\nAnswer:";
@@ -126,24 +139,13 @@ StreamPanel::StreamPanel(Session* session, QWidget* parent)
          "through an in-process sender on 127.0.0.1); dir:PATH, redis://HOST:PORT[,HOST:PORT...] (a server "
          "or a cluster) or tcp://HOST:PORT (a kvscope-cli serve sender): Run publishes the context there, "
          "then loads it from there. See docs/streaming.md."));
-  recompute_rate_ = new QDoubleSpinBox;
-  recompute_rate_->setObjectName(QStringLiteral("recomputeRate"));
-  recompute_rate_->setRange(0, 1e7);
-  recompute_rate_->setDecimals(0);
-  recompute_rate_->setSingleStep(100);
-  recompute_rate_->setSuffix(tr(" tokens/s"));
-  recompute_rate_->setSpecialValueText(tr("measured"));
-  recompute_rate_->setToolTip(
+  recompute_rate_ = rateSpinBox(
+      QStringLiteral("recomputeRate"), 1e7, 100,
       tr("Recompute rate: what text chunks and the query's prefill are charged. \"measured\": the model's "
-         "prefill speed on this machine, measured at each Run; or set a rate (a faster receiver)."));
-  decode_rate_ = new QDoubleSpinBox;
-  decode_rate_->setObjectName(QStringLiteral("decodeRate"));
-  decode_rate_->setRange(0, 1e9);
-  decode_rate_->setDecimals(0);
-  decode_rate_->setSingleStep(1000);
-  decode_rate_->setSuffix(tr(" tokens/s"));
-  decode_rate_->setSpecialValueText(tr("measured"));
-  decode_rate_->setToolTip(
+         "prefill speed on this machine (simulated clock: of the context when it was prefilled); or set a "
+         "rate (a faster receiver)."));
+  decode_rate_ = rateSpinBox(
+      QStringLiteral("decodeRate"), 1e9, 1000,
       tr("Decode rate: what the receiver's decode of a chunk is charged (simulated clock) and what the "
          "policy plans with. \"measured\": each chunk's decode time at each level, measured on this "
          "machine when it was encoded; or set one rate for every level (a faster or slower receiver)."));
