@@ -129,6 +129,18 @@ TEST_F(ModelCli, CalibrateWritesChannelWeightingThatEncodesUse) {
           out),
       0);
   const std::string in = " --in '" + (dir_ / "c.safetensors").string() + "'";
+  // `doctor` names the model's calibration files, or says there is none (and
+  // what cachegen's defaults then lose).
+  ::setenv("KVSCOPE_CALIBRATION_DIR", (dir_ / "empty").c_str(), 1);
+  ASSERT_EQ(cli(dir_, "doctor --json" + model, out), 0) << out;
+  EXPECT_TRUE(nlohmann::json::parse(out)["model_calibrations"].empty()) << out;
+  ASSERT_EQ(cli(dir_, "doctor" + model, out), 0) << out;
+  EXPECT_NE(out.find("none for the model"), std::string::npos) << out;
+  ::setenv("KVSCOPE_CALIBRATION_DIR", (dir_ / "cal").c_str(), 1);
+  ASSERT_EQ(cli(dir_, "doctor --json" + model, out), 0) << out;
+  const auto files = nlohmann::json::parse(out)["model_calibrations"];
+  ASSERT_EQ(files.size(), 1u) << out;
+  EXPECT_EQ(std::filesystem::path(files[0].get<std::string>()).parent_path(), dir_ / "cal") << out;
   // Without a calibration: unweighted (version 5 for the default centroid
   // reconstruction, no channel_weighting). With the one just made: weighted.
   ::setenv("KVSCOPE_CALIBRATION_DIR", (dir_ / "empty").c_str(), 1);

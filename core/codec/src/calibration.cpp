@@ -246,6 +246,12 @@ std::filesystem::path default_profile_dir() {
   return default_calibration_dir();
 }
 
+std::vector<std::filesystem::path> model_calibration_files(const kv::CacheInfo& info) {
+  std::vector<std::filesystem::path> out;
+  for (const auto& entry : detail::cachegen::model_calibrations(info)) out.push_back(entry->path);
+  return out;
+}
+
 std::vector<std::uint8_t> build_profile(std::span<const kv::KVCache> caches, const ParamSet& params,
                                         const ProgressFn& progress, const ChannelWeighting* weighting) {
   using namespace detail;

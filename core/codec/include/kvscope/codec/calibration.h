@@ -20,6 +20,13 @@ namespace kvscope::codec::calibration {
 /// $XDG_CACHE_HOME/kvscope/profiles, else ~/.cache/kvscope/profiles.
 std::filesystem::path default_profile_dir();
 
+/// The calibration folder's files made for the model `info` names (by
+/// SHA-256 when both have one, else by model name), in name order; empty when
+/// the folder has none or does not exist (files that do not parse are no
+/// model's). What cachegen's defaults draw their channel weighting and tables
+/// from (`channel_weighting=calibrated`, `profile=auto`).
+std::vector<std::filesystem::path> model_calibration_files(const kv::CacheInfo& info);
+
 /// File name extension of profiles.
 inline constexpr const char* kProfileExtension = ".kvsprof";
 
