@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # One-time (and idempotent) setup on Debian 12: installs the packages the
-# build and tests need, fetches the default model, configures and builds.
-# A second run with everything present only does the incremental build.
+# build and tests need, fetches the default model, configures and builds;
+# the release preset then builds the default model's calibration when there
+# is none (scripts/calibrate-default.sh). A second run with everything
+# present only does the incremental build.
 #
 #   scripts/setup.sh [--preset NAME] [--no-build]
 #
@@ -66,4 +68,7 @@ if [ "$build" = 1 ]; then
   fi
   jobs="${KVSCOPE_JOBS:-$(nproc)}"
   cmake --build --preset "$preset" -j "$jobs"
+  if [ "$preset" = release ]; then
+    "$here/calibrate-default.sh"
+  fi
 fi

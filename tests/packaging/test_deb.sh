@@ -75,6 +75,8 @@ expect_file() { [ -s "$root/$1" ] && pass "$1" || fail "missing $1"; }
 expect_exec usr/bin/kvscope-cli
 expect_exec usr/bin/kvscope-fetch-model
 expect_exec usr/share/kvscope/scripts/fetch-model.sh
+expect_exec usr/share/kvscope/scripts/calibrate-default.sh
+expect_file usr/share/kvscope/docs/results/tune/sensitivity-defaults.kvssens
 expect_file usr/share/kvscope/resources/models.sha256
 for page in kvscope-cli kvscope kvscope-fetch-model; do expect_file "usr/share/man/man1/$page.1.gz"; done
 # Debian policy 12.5: a machine-readable copyright file naming both licences (LICENSE).
