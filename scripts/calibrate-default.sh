@@ -20,10 +20,17 @@ if [ -z "${KVSCOPE_CLI:-}" ] && [ ! -x "$cli" ]; then
 fi
 
 doctor="$("$cli" doctor --json)"
-found="$(python3 -c 'import json, sys; print(len(json.loads(sys.argv[1])["model_calibrations"]))' "$doctor")"
-if [ "$found" != 0 ]; then
-  exit 0
-fi
+# "found" (the model has one), "no-model" (no model runtime or no default
+# model: nothing to calibrate with) or "missing".
+state="$(python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+ok = d["features"]["torch"] and d["default_model_present"]
+print("found" if d["model_calibrations"] else "missing" if ok else "no-model")' "$doctor")"
+case "$state" in
+  found) exit 0 ;;
+  no-model) echo "calibrate-default: no model runtime or default model here; no calibration built" >&2; exit 0 ;;
+esac
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

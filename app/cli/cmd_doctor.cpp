@@ -23,7 +23,8 @@ namespace kvscope::cli {
 namespace {
 
 const CommandRegistrar doctor_command(900, [](CLI::App& app) {
-  auto* cmd = app.add_subcommand("doctor", "Show model and data locations and the features this build has");
+  auto* cmd = app.add_subcommand(
+      "doctor", "Show model, data and calibration locations and the features this build has");
   auto as_json = std::make_shared<bool>(false);
   auto model_file = std::make_shared<std::string>();
   cmd->add_flag("--json", *as_json, "print JSON");
